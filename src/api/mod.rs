@@ -1,0 +1,120 @@
+//! The HTTP layer: routes, OpenAPI document, middleware. Handlers stay thin; the work happens
+//! in the domain modules.
+
+mod extract;
+mod health;
+mod http_metrics;
+mod offerings;
+mod requests;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request},
+    http::HeaderName,
+    middleware,
+    routing::get,
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{app::AppState, error};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "paved",
+        description = "Self-service infrastructure for Backstage: offerings (Software Templates), provisioning requests, resources, guardrails.\n\nErrors use Backstage's envelope: `{\"error\":{\"name\",\"message\"},\"request\":{\"method\",\"url\"},\"response\":{\"statusCode\"}}`.",
+        license(name = "Apache-2.0")
+    ),
+    servers((url = "/api/paved", description = "paved's plugin base path (plugin id `paved`)")),
+    tags(
+        (name = "offerings", description = "What developers can order: the bundled Software Templates"),
+        (name = "requests", description = "Provisioning requests")
+    )
+)]
+struct ApiDoc;
+
+/// The plugin API (relative paths) and its OpenAPI document, from one definition.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(offerings::list))
+        .routes(routes!(offerings::get))
+        .routes(routes!(requests::create, requests::list))
+        .routes(routes!(requests::get))
+        .split_for_parts()
+}
+
+/// The OpenAPI document the code describes (`paved openapi`, `openapi/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The whole HTTP app.
+pub fn router(state: AppState) -> Router {
+    let base = state.settings().plugin_base_path();
+    let (api, mut doc) = api();
+    doc.servers = Some(vec![utoipa::openapi::Server::new(base.clone())]);
+    let request_id = HeaderName::from_static("x-request-id");
+    let body_limit = state.settings().server.body_limit_bytes;
+
+    let plugin = Router::new()
+        .merge(api)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_schema,
+        ))
+        .route_layer(middleware::from_fn(http_metrics::remember_route));
+    Router::new()
+        .nest(&base, plugin)
+        .route("/.backstage/health/v1/liveness", get(health::liveness))
+        .route("/.backstage/health/v1/readiness", get(health::readiness))
+        .route("/metrics", get(http_metrics::render))
+        .route_layer(middleware::from_fn(http_metrics::remember_route))
+        .merge(SwaggerUi::new(format!("{base}/docs")).url(format!("{base}/openapi.json"), doc))
+        .fallback(|| async { error::ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            let id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-");
+                            tracing::info_span!("http", request_id = %id, method = %req.method(), path = %req.uri().path())
+                        })
+                        .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Millis)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(middleware::from_fn(http_metrics::record))
+                .layer(middleware::from_fn(error::error_envelope))
+                .layer(RequestBodyLimitLayer::new(body_limit)),
+        )
+        .with_state(state)
+}
+
+/// Until the schema is current, API calls would fail on missing tables: answer 503 instead.
+async fn require_schema(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    if state.schema_ready() {
+        next.run(req).await
+    } else {
+        axum::response::IntoResponse::into_response(error::ApiError::unavailable(
+            "paved is starting: database migrations have not been applied yet",
+        ))
+    }
+}

@@ -1,0 +1,103 @@
+//! `GET /v1/offerings` and `/v1/offerings/{name}`: what can be ordered, from `templates/`.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    app::AppState,
+    error::{ApiError, ErrorEnvelope},
+    templates::{LoadProblem, Offering, TtlLimits},
+};
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferingSummary {
+    /// Offering (and Template entity) name.
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    /// `<version>+<digest>` of template.yaml and offering.yaml.
+    pub version: String,
+    /// Resource `spec.type` it produces.
+    pub resource_type: String,
+    /// Entity ref of the Template in Backstage's catalog.
+    pub template_ref: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferingList {
+    pub items: Vec<OfferingSummary>,
+    /// Templates that failed to load and are not offered until fixed.
+    pub problems: Vec<LoadProblem>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferingDetail {
+    #[serde(flatten)]
+    pub summary: OfferingSummary,
+    /// The form: JSON Schema pages exactly as the template declares them (`ui:*` included).
+    #[schema(value_type = Vec<Object>)]
+    pub parameters: Vec<Value>,
+    /// Preset field and its choices, when the offering has size presets.
+    #[schema(value_type = Object)]
+    pub presets: Option<Value>,
+    pub ttl: Option<TtlLimits>,
+    /// Drivers of its parts, in provisioning order.
+    pub parts: Vec<String>,
+}
+
+fn summary(o: &Offering) -> OfferingSummary {
+    OfferingSummary {
+        name: o.name.clone(),
+        title: o.title.clone(),
+        description: o.description.clone(),
+        tags: o.tags.clone(),
+        version: o.version.clone(),
+        resource_type: o.spec.resource.resource_type.clone(),
+        template_ref: format!("template:default/{}", o.name),
+    }
+}
+
+/// List the offerings developers can order.
+#[utoipa::path(get, path = "/v1/offerings", tag = "offerings",
+    responses((status = 200, body = OfferingList)))]
+pub async fn list(State(state): State<AppState>) -> Json<OfferingList> {
+    let catalog = state.templates().snapshot();
+    Json(OfferingList {
+        items: catalog.offerings.values().map(|o| summary(o)).collect(),
+        problems: catalog.problems.clone(),
+    })
+}
+
+/// One offering with its form (parameter schema), presets and limits.
+#[utoipa::path(get, path = "/v1/offerings/{name}", tag = "offerings",
+    params(("name" = String, Path, description = "Offering name")),
+    responses((status = 200, body = OfferingDetail), (status = 404, body = ErrorEnvelope)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<OfferingDetail>, ApiError> {
+    let o = state
+        .templates()
+        .snapshot()
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no offering named {name:?}")))?;
+    Ok(Json(OfferingDetail {
+        summary: summary(&o),
+        parameters: o.form.page_schemas().cloned().collect(),
+        presets: o
+            .spec
+            .presets
+            .as_ref()
+            .map(|p| serde_json::json!({"parameter": p.parameter, "values": p.values})),
+        ttl: o.spec.ttl.clone(),
+        parts: o.spec.parts.iter().map(|p| p.driver.clone()).collect(),
+    }))
+}

@@ -1,0 +1,217 @@
+//! The composition root: builds the state from settings, runs the server until told to stop.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+use crate::{config::Settings, db, telemetry, templates::TemplateStore};
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    settings: Settings,
+    db: DatabaseConnection,
+    templates: Arc<TemplateStore>,
+    metrics: PrometheusHandle,
+    schema_ready: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.0.db
+    }
+    pub fn templates(&self) -> &TemplateStore {
+        &self.0.templates
+    }
+    pub fn metrics(&self) -> &PrometheusHandle {
+        &self.0.metrics
+    }
+    pub fn schema_ready(&self) -> bool {
+        self.0.schema_ready.load(Ordering::Acquire)
+    }
+
+    /// Who is asking. Authentication (Backstage tokens, static tokens) arrives with its own
+    /// capability; until then every caller is the unauthenticated principal.
+    pub fn requester(&self) -> String {
+        "anonymous".to_owned()
+    }
+
+    /// Ok when paved can serve: not shutting down, schema current, database answering.
+    pub async fn readiness(&self) -> Result<(), String> {
+        if self.0.shutting_down.load(Ordering::Acquire) {
+            return Err("paved is shutting down".into());
+        }
+        if !self.schema_ready() {
+            // Someone may have run `paved migrate` meanwhile (migrate_on_start: false).
+            match db::schema_is_current(self.db()).await {
+                Ok(true) => self.0.schema_ready.store(true, Ordering::Release),
+                Ok(false) => return Err("database migrations are pending".into()),
+                Err(e) => {
+                    return Err(format!(
+                        "database unavailable: {}",
+                        db::redact(&e.to_string())
+                    ));
+                }
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(2), self.db().ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!(
+                "database unavailable: {}",
+                db::redact(&e.to_string())
+            )),
+            Err(_) => Err("database did not answer within 2 s".into()),
+        }
+    }
+}
+
+/// A built, bound, not yet running paved.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database pool (lazily: a database that is down keeps readiness at 503 instead
+    /// of failing start-up), loads templates and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = db::connect(&settings.database).await.with_context(|| {
+            format!(
+                "cannot open database {}",
+                db::redact(&settings.database.url)
+            )
+        })?;
+        let templates = Arc::new(TemplateStore::open(&settings.templates.dir));
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;
+        let state = AppState(Arc::new(Inner {
+            settings,
+            db,
+            templates,
+            metrics: telemetry::metrics_handle(),
+            schema_ready: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+        }));
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// (up to `server.shutdown_grace_seconds`) and returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let settings = state.settings().clone();
+        tracing::info!(
+            listen = %self.local_addr(),
+            database = %db::redact(&settings.database.url),
+            templates = %settings.templates.dir.display(),
+            "paved starting"
+        );
+
+        let mut background = tokio::task::JoinSet::new();
+        if settings.database.migrate_on_start {
+            background.spawn(migrate_until_done(state.clone()));
+        } else {
+            tracing::info!("database.migrate_on_start is off: waiting for `paved migrate`");
+        }
+        background.spawn(state.0.templates.clone().watch(Duration::from_secs(
+            settings.templates.reload_interval_seconds,
+        )));
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let signal_state = state.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            signal_state.0.shutting_down.store(true, Ordering::Release);
+            tracing::info!("shutdown requested: finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        });
+
+        let app = crate::api::router(state.clone());
+        let mut graceful_rx = stop_rx.clone();
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            let _ = graceful_rx.wait_for(|stop| *stop).await;
+        });
+        let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
+        let mut deadline_rx = stop_rx;
+        tokio::select! {
+            res = server.into_future() => res.context("HTTP server failed")?,
+            _ = async {
+                let _ = deadline_rx.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time; exiting anyway"),
+        }
+        background.abort_all();
+        state.db().clone().close().await.ok();
+        tracing::info!("paved stopped");
+        Ok(())
+    }
+}
+
+/// Applies migrations, retrying while the database is unreachable, then marks the schema ready.
+async fn migrate_until_done(state: AppState) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match db::migrate(state.db()).await {
+            Ok(applied) => {
+                tracing::info!(applied, "database schema is current");
+                state.0.schema_ready.store(true, Ordering::Release);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %db::redact(&e.to_string()), retry_in_ms = delay.as_millis() as u64, "migrations failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

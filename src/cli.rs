@@ -1,0 +1,128 @@
+//! The `paved` command line.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::{app, config::Settings, db, telemetry, templates};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paved",
+    version,
+    about = "Self-service infrastructure for Backstage"
+)]
+pub struct Cli {
+    /// YAML configuration file; every key can be overridden by PAVED_<SECTION>__<KEY>.
+    #[arg(long, global = true, env = crate::config::CONFIG_ENV)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (applies pending migrations first unless database.migrate_on_start is off).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Work with offering templates.
+    Templates {
+        #[command(subcommand)]
+        command: TemplatesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Check every offering folder; exits non-zero with file:line messages on problems.
+    Lint {
+        /// Folder of offerings (default: templates.dir from the configuration).
+        dir: Option<PathBuf>,
+    },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Openapi => {
+            println!("{}", openapi_json());
+            ExitCode::SUCCESS
+        }
+        Command::Templates {
+            command: TemplatesCommand::Lint { dir },
+        } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => match load_settings(&cli.config) {
+                    Ok(s) => s.templates.dir,
+                    Err(code) => return code,
+                },
+            };
+            lint(&dir)
+        }
+        Command::Serve => with_runtime(&cli.config, |settings| async move {
+            let app = app::Application::build(settings).await?;
+            app.run_until(app::shutdown_signal()).await
+        }),
+        Command::Migrate => with_runtime(&cli.config, |settings| async move {
+            let conn = db::connect(&settings.database).await?;
+            let applied = db::migrate(&conn).await?;
+            tracing::info!(applied, database = %db::redact(&settings.database.url), "database schema is current");
+            Ok(())
+        }),
+    }
+}
+
+/// The OpenAPI document as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    crate::api::openapi()
+        .to_pretty_json()
+        .expect("OpenAPI document serializes")
+}
+
+fn lint(dir: &std::path::Path) -> ExitCode {
+    let findings = templates::lint::lint_dir(dir);
+    for f in &findings {
+        eprintln!("{f}");
+    }
+    if findings.is_empty() {
+        println!("{}: all templates are valid", dir.display());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} problem(s)", findings.len());
+        ExitCode::FAILURE
+    }
+}
+
+fn load_settings(file: &Option<PathBuf>) -> Result<Settings, ExitCode> {
+    Settings::load(file.as_deref(), std::env::vars()).map_err(|e| {
+        eprintln!("paved: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn with_runtime<F, Fut>(file: &Option<PathBuf>, f: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let settings = match load_settings(file) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    telemetry::init_logs(&settings.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(f(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "paved failed");
+            eprintln!("paved: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

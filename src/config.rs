@@ -1,0 +1,484 @@
+//! Configuration: a YAML file (`--config` / `PAVED_CONFIG`), then environment overrides.
+//!
+//! Every key can be overridden by `PAVED_<SECTION>__<KEY>` (double underscore between levels,
+//! like `PAVED_DATABASE__URL` or `PAVED_SERVER__LISTEN`), so what differs between deployments
+//! never has to live in a file. With no file at all paved runs on its embedded default: SQLite in
+//! the working directory, the bundled `templates/`, listening on 127.0.0.1:7077.
+//! A bad value stops start-up with a message naming the key (and the variable it came from).
+
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+pub const ENV_PREFIX: &str = "PAVED_";
+pub const CONFIG_ENV: &str = "PAVED_CONFIG";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub templates: TemplatesSettings,
+    pub log: LogSettings,
+    pub backstage: BackstageSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address the HTTP server binds to.
+    #[serde(deserialize_with = "from_display")]
+    pub listen: SocketAddr,
+    /// URL under which users and Backstage reach paved (links, catalog locations). Defaults to
+    /// `http://<listen>`.
+    #[serde(deserialize_with = "opt_string")]
+    pub public_url: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long a SIGTERM waits for in-flight requests before paved exits anyway.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7077)),
+            public_url: None,
+            body_limit_bytes: 1024 * 1024,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://paved.db?mode=rwc` (embedded default) or `postgres://user@host/db`.
+    #[serde(deserialize_with = "string")]
+    pub url: String,
+    pub max_connections: u32,
+    /// Apply pending migrations when `serve` starts. Turn off where migrations run as a separate
+    /// job (`paved migrate`); readiness then stays 503 until the schema is current.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://paved.db?mode=rwc".into(),
+            max_connections: 10,
+            migrate_on_start: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesSettings {
+    /// Folder with one sub-folder per offering (`template.yaml` + `offering.yaml`).
+    pub dir: PathBuf,
+    /// How often the folder is checked for changes (0 turns watching off; SIGHUP still reloads).
+    pub reload_interval_seconds: u64,
+}
+
+impl Default for TemplatesSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("templates"),
+            reload_interval_seconds: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `paved=debug,sqlx=warn`. `RUST_LOG` wins when set.
+    #[serde(deserialize_with = "string")]
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackstageSettings {
+    /// Backstage backend base URL, e.g. `http://localhost:7007` (catalog refresh, JWKS).
+    #[serde(deserialize_with = "opt_string")]
+    pub base_url: Option<String>,
+    /// The plugin id Backstage's discovery maps to paved; every path lives under `/api/<id>`.
+    #[serde(deserialize_with = "string")]
+    pub plugin_id: String,
+}
+
+impl Default for BackstageSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            plugin_id: "paved".into(),
+        }
+    }
+}
+
+
+/// A configuration problem, always naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {key}: {message}{}", source_hint(.from_env))]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+    pub from_env: Option<String>,
+}
+
+fn source_hint(from_env: &Option<String>) -> String {
+    from_env
+        .as_ref()
+        .map(|v| format!(" (set by {v})"))
+        .unwrap_or_default()
+}
+
+impl Settings {
+    /// Loads `file` (if any), applies `PAVED_*` overrides from `env`, and checks every value.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut tree = match file {
+            Some(path) => read_file(path)?,
+            None => Value::Object(Map::new()),
+        };
+        let mut env_keys = Vec::new();
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if name == CONFIG_ENV || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            set_path(&mut tree, &path, scalar(&raw));
+            env_keys.push((path.join("."), name));
+        }
+
+        let settings: Settings = serde_path_to_error::deserialize(tree).map_err(|err| {
+            let key = err.path().to_string();
+            let message = err.inner().to_string();
+            let from_env = env_var_for(&env_keys, &key, &message);
+            ConfigError {
+                key,
+                message,
+                from_env,
+            }
+        })?;
+        settings.check().map_err(|mut e| {
+            e.from_env = env_keys
+                .iter()
+                .find(|(k, _)| *k == e.key)
+                .map(|(_, v)| v.clone());
+            e
+        })?;
+        Ok(settings)
+    }
+
+    /// Rules that types alone do not carry.
+    fn check(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            key: key.into(),
+            message,
+            from_env: None,
+        };
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(err(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(err("database.max_connections", "must be at least 1".into()));
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(err(
+                "server.body_limit_bytes",
+                "must be at least 1024".into(),
+            ));
+        }
+        let id = &self.backstage.plugin_id;
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(err(
+                "backstage.plugin_id",
+                "must match ^[a-z0-9_-]+$ (Backstage plugin id rule)".into(),
+            ));
+        }
+        for (key, value) in [
+            ("backstage.base_url", &self.backstage.base_url),
+            ("server.public_url", &self.server.public_url),
+        ] {
+            if let Some(v) = value {
+                check_http_url(v).map_err(|m| err(key, m))?;
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| err("log.level", format!("not a valid log filter: {e}")))?;
+        Ok(())
+    }
+
+    /// `/api/<plugin id>`: the base path Backstage discovery expects.
+    pub fn plugin_base_path(&self) -> String {
+        format!("/api/{}", self.backstage.plugin_id)
+    }
+
+    /// The URL users reach paved under, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.server.listen),
+        }
+    }
+}
+
+fn check_http_url(v: &str) -> Result<(), String> {
+    let uri = axum::http::Uri::from_str(v).map_err(|e| format!("not a URL: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) => Ok(()),
+        _ => Err("must be an absolute http:// or https:// URL".into()),
+    }
+}
+
+fn read_file(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        key: "(file)".into(),
+        message: format!("cannot read {}: {e}", path.display()),
+        from_env: None,
+    })?;
+    if text.trim().is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    let value: Value = yaml_serde::from_str(&text).map_err(|e| ConfigError {
+        key: "(file)".into(),
+        message: format!("{} is not valid YAML: {e}", path.display()),
+        from_env: None,
+    })?;
+    match value {
+        Value::Object(_) => Ok(value),
+        Value::Null => Ok(Value::Object(Map::new())),
+        _ => Err(ConfigError {
+            key: "(file)".into(),
+            message: format!("{} must hold a YAML mapping at the top", path.display()),
+            from_env: None,
+        }),
+    }
+}
+
+/// Environment values are typed like YAML scalars (`8080` is a number, `true` a boolean);
+/// string fields accept any scalar (see [`string`]).
+fn scalar(raw: &str) -> Value {
+    match yaml_serde::from_str::<Value>(raw) {
+        Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,
+        _ => Value::String(raw.to_owned()),
+    }
+}
+
+fn set_path(tree: &mut Value, path: &[String], value: Value) {
+    let mut node = tree;
+    for (i, seg) in path.iter().enumerate() {
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        let map = node.as_object_mut().expect("object ensured above");
+        if i == path.len() - 1 {
+            map.insert(seg.clone(), value);
+            return;
+        }
+        node = map
+            .entry(seg.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+fn env_var_for(env_keys: &[(String, String)], key: &str, message: &str) -> Option<String> {
+    // serde reports an unknown field at its parent path and names the field in the message.
+    let unknown: BTreeSet<&str> = env_keys
+        .iter()
+        .filter(|(k, _)| {
+            let leaf = k.rsplit('.').next().unwrap_or(k);
+            message.contains(&format!("`{leaf}`"))
+        })
+        .map(|(_, v)| v.as_str())
+        .collect();
+    env_keys
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .or_else(|| unknown.into_iter().next().map(str::to_owned))
+}
+
+/// Deserializes a string from any scalar, so `PAVED_BACKSTAGE__PLUGIN_ID=123` is "123".
+fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string, found {}",
+            kind(&other)
+        ))),
+    }
+}
+
+fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        v => string(v).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn from_display<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let s = string(d)?;
+    s.parse()
+        .map_err(|e| serde::de::Error::custom(format!("{e}: {s:?}")))
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_default_is_sqlite_on_7077() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:7077");
+        assert!(s.database.url.starts_with("sqlite:"));
+        assert_eq!(s.templates.dir, PathBuf::from("templates"));
+        assert_eq!(s.plugin_base_path(), "/api/paved");
+    }
+
+    #[test]
+    fn env_overrides_file_and_types_scalars() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("paved.yaml");
+        std::fs::write(
+            &f,
+            "server:\n  listen: 0.0.0.0:9000\ndatabase:\n  url: postgres://a@b/c\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&f),
+            env(&[
+                ("PAVED_SERVER__LISTEN", "127.0.0.1:9100"),
+                ("PAVED_DATABASE__MAX_CONNECTIONS", "3"),
+                ("PAVED_BACKSTAGE__PLUGIN_ID", "infra"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.listen.port(), 9100);
+        assert_eq!(s.database.url, "postgres://a@b/c");
+        assert_eq!(s.database.max_connections, 3);
+        assert_eq!(s.plugin_base_path(), "/api/infra");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_variable() {
+        let cases = [
+            ("PAVED_SERVER__LISTEN", "nonsense", "server.listen"),
+            ("PAVED_DATABASE__URL", "mysql://x", "database.url"),
+            (
+                "PAVED_DATABASE__MAX_CONNECTIONS",
+                "many",
+                "database.max_connections",
+            ),
+            ("PAVED_LOG__FORMAT", "xml", "log.format"),
+            (
+                "PAVED_BACKSTAGE__BASE_URL",
+                "localhost:7007",
+                "backstage.base_url",
+            ),
+            (
+                "PAVED_BACKSTAGE__PLUGIN_ID",
+                "Bad Id",
+                "backstage.plugin_id",
+            ),
+        ];
+        for (var, value, key) in cases {
+            let err = Settings::load(None, env(&[(var, value)])).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(key), "{var}={value}: {text}");
+            assert!(text.contains(var), "{var}={value}: {text}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Settings::load(None, env(&[("PAVED_SERVER__LISTN", "1")])).unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("paved.yaml");
+        std::fs::write(&f, "databse:\n  url: x\n").unwrap();
+        let err = Settings::load(Some(&f), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("databse"), "{err}");
+    }
+
+    #[test]
+    fn missing_or_broken_file_is_reported() {
+        let err = Settings::load(Some(Path::new("/nonexistent/paved.yaml")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/paved.yaml"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("paved.yaml");
+        std::fs::write(&f, "server: [unclosed").unwrap();
+        let err = Settings::load(Some(&f), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("not valid YAML"), "{err}");
+    }
+}

@@ -1,0 +1,37 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "requests")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub offering: String,
+    pub template_version: String,
+    pub operation: String,
+    pub status: String,
+    pub requester: String,
+    pub owner: String,
+    #[sea_orm(unique)]
+    pub idempotency_key: Option<String>,
+    pub parameters: Json,
+    pub spec: Option<Json>,
+    pub resource_id: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub completed_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::request_step::Entity")]
+    Steps,
+}
+
+impl Related<super::request_step::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Steps.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

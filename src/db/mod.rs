@@ -1,0 +1,89 @@
+//! Persistence: one schema on SQLite (embedded default) and PostgreSQL (production, replicas).
+
+pub mod entities;
+pub mod migrations;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait;
+
+pub use migrations::Migrator;
+
+use crate::config::DatabaseSettings;
+
+/// Opens the pool. SQLite gets WAL and a busy timeout so the API and background work can share
+/// the file; both engines fail fast when the server is unreachable instead of hanging start-up.
+pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(settings.url.clone());
+    opts.max_connections(settings.max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.create_if_missing(true)
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+        });
+    Database::connect(opts).await
+}
+
+/// Applies every pending migration; returns how many ran.
+pub async fn migrate(db: &DatabaseConnection) -> Result<usize, DbErr> {
+    let pending = Migrator::get_pending_migrations(db).await?.len();
+    Migrator::up(db, None).await?;
+    Ok(pending)
+}
+
+/// True when the schema is current (readiness).
+pub async fn schema_is_current(db: &DatabaseConnection) -> Result<bool, DbErr> {
+    Ok(Migrator::get_pending_migrations(db).await?.is_empty())
+}
+
+/// Hides the password of a database URL (or of any `scheme://user:password@` inside a text)
+/// before it reaches a log line or an error message.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            super::redact("sqlite://paved.db?mode=rwc"),
+            "sqlite://paved.db?mode=rwc"
+        );
+        assert_eq!(
+            super::redact("error connecting to postgres://a:b@c/d: refused"),
+            "error connecting to postgres://a:***@c/d: refused"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! Errors as Backstage clients expect them.
+//!
+//! Every failure leaves paved in Backstage's error envelope
+//! (`{"error":{"name","message"},"request":{"method","url"},"response":{"statusCode"}}`,
+//! see docs/backstage-protocol.md §5). Handlers return [`ApiError`]; the envelope needs the
+//! request's method and URL, which handlers do not have, so [`ApiError`] renders a bare response
+//! carrying an [`ErrorPayload`] extension and the [`error_envelope`] middleware completes it.
+
+use axum::{
+    Json,
+    extract::Request,
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Backstage error names (`@backstage/errors`), plus the two `http-errors` names Backstage's own
+/// Express stack emits for 405 and 413.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorName {
+    Input,
+    Authentication,
+    NotAllowed,
+    NotFound,
+    Conflict,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    NotImplemented,
+    ServiceUnavailable,
+    Internal,
+}
+
+impl ErrorName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorName::Input => "InputError",
+            ErrorName::Authentication => "AuthenticationError",
+            ErrorName::NotAllowed => "NotAllowedError",
+            ErrorName::NotFound => "NotFoundError",
+            ErrorName::Conflict => "ConflictError",
+            ErrorName::MethodNotAllowed => "MethodNotAllowedError",
+            ErrorName::PayloadTooLarge => "PayloadTooLargeError",
+            ErrorName::NotImplemented => "NotImplementedError",
+            ErrorName::ServiceUnavailable => "ServiceUnavailableError",
+            ErrorName::Internal => "Error",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorName::Input => StatusCode::BAD_REQUEST,
+            ErrorName::Authentication => StatusCode::UNAUTHORIZED,
+            ErrorName::NotAllowed => StatusCode::FORBIDDEN,
+            ErrorName::NotFound => StatusCode::NOT_FOUND,
+            ErrorName::Conflict => StatusCode::CONFLICT,
+            ErrorName::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorName::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorName::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ErrorName::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorName::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error as the API reports it. `details` become extra fields of the `error` object (Backstage
+/// keeps enumerable fields of serialized errors), e.g. the full list of schema violations.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub name: ErrorName,
+    pub message: String,
+    pub details: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(name: ErrorName, message: impl Into<String>) -> Self {
+        Self {
+            name,
+            message: message.into(),
+            details: Map::new(),
+        }
+    }
+    pub fn input(message: impl Into<String>) -> Self {
+        Self::new(ErrorName::Input, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorName::NotFound, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorName::Conflict, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorName::ServiceUnavailable, message)
+    }
+    /// An unexpected failure: the cause is logged, the client gets a generic message so that no
+    /// internal detail (connection strings, SQL) leaks.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            ErrorName::Internal,
+            "internal error; see paved's log for this request id",
+        )
+    }
+    pub fn with_detail(mut self, key: &str, value: impl Serialize) -> Self {
+        self.details.insert(
+            key.to_owned(),
+            serde_json::to_value(value).unwrap_or(Value::Null),
+        );
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// What [`ApiError`] leaves on the response for [`error_envelope`] to render.
+#[derive(Debug, Clone)]
+pub struct ErrorPayload(pub ApiError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = self.name.status().into_response();
+        res.extensions_mut().insert(ErrorPayload(self));
+        res
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        match err {
+            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => {
+                tracing::error!(error = %err, "database unavailable");
+                ApiError::unavailable("database unavailable; try again shortly")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// Base path Backstage strips before reporting `request.url` ("relative to the plugin router").
+const PLUGIN_BASE: &str = "/api/paved";
+
+/// Middleware: turns every error response into Backstage's envelope, whatever produced it
+/// (handlers, extractor rejections, the router's fallbacks, body limits).
+pub async fn error_envelope(req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let uri = req.uri();
+    let full = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| uri.path().to_owned());
+    let url = match full.strip_prefix(PLUGIN_BASE) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') => {
+            if rest.is_empty() {
+                "/".to_owned()
+            } else {
+                rest.to_owned()
+            }
+        }
+        _ => full,
+    };
+
+    let mut res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let payload = match res.extensions_mut().remove::<ErrorPayload>() {
+        Some(ErrorPayload(err)) => err,
+        None => {
+            // Produced by something other than a handler: keep the status, name it.
+            if res.extensions().get::<KeepBody>().is_some() {
+                return res;
+            }
+            fallback_error(status)
+        }
+    };
+    let mut error = Map::new();
+    error.insert("name".into(), Value::String(payload.name.as_str().into()));
+    error.insert("message".into(), Value::String(payload.message.clone()));
+    for (k, v) in payload.details {
+        error.entry(k).or_insert(v);
+    }
+    let body = serde_json::json!({
+        "error": error,
+        "request": {"method": method, "url": url},
+        "response": {"statusCode": status.as_u16()},
+    });
+    let (mut parts, _) = res.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Json(body).into_response().into_body())
+}
+
+/// Marks a non-2xx response whose body already has the shape Backstage uses for it (health
+/// checks answer `{"status":"error","message"}`, not the error envelope).
+#[derive(Debug, Clone, Copy)]
+pub struct KeepBody;
+
+fn fallback_error(status: StatusCode) -> ApiError {
+    let name = match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => ErrorName::Input,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorName::Input,
+        StatusCode::UNAUTHORIZED => ErrorName::Authentication,
+        StatusCode::FORBIDDEN => ErrorName::NotAllowed,
+        StatusCode::NOT_FOUND => ErrorName::NotFound,
+        StatusCode::CONFLICT => ErrorName::Conflict,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorName::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorName::PayloadTooLarge,
+        StatusCode::NOT_IMPLEMENTED => ErrorName::NotImplemented,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
+            ErrorName::ServiceUnavailable
+        }
+        _ => ErrorName::Internal,
+    };
+    let message = match name {
+        ErrorName::NotFound => "no such route".to_owned(),
+        ErrorName::MethodNotAllowed => "method not allowed on this route".to_owned(),
+        ErrorName::PayloadTooLarge => "request body is larger than the configured limit".to_owned(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_owned(),
+    };
+    ApiError::new(name, message)
+}
+
+/// Backstage's error envelope, as documented in the OpenAPI document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorObject,
+    pub request: ErrorRequest,
+    pub response: ErrorResponse,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorObject {
+    /// InputError, AuthenticationError, NotAllowedError, NotFoundError, ConflictError,
+    /// MethodNotAllowedError, PayloadTooLargeError, ServiceUnavailableError or Error.
+    pub name: String,
+    pub message: String,
+    /// For schema violations: every violated rule (`field`, `rule`, `message`).
+    #[schema(value_type = Option<Vec<crate::templates::FieldError>>)]
+    pub errors: Option<Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorRequest {
+    pub method: String,
+    /// Path and query, relative to the plugin base (`/api/paved`).
+    pub url: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorResponse {
+    pub status_code: u16,
+}

@@ -1,0 +1,17 @@
+//! paved: self-service infrastructure for Backstage.
+//!
+//! Module map (the product's nouns): `templates` (offerings from Software Templates: forms,
+//! validation, rendering, lint), `provisioning` (requests, engine, drivers), `catalog`
+//! (Backstage entities), `api` (HTTP), `db` (schema, migrations, entities), `config`,
+//! `telemetry`, `app` (wiring), `cli`.
+
+pub mod api;
+pub mod app;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod provisioning;
+pub mod telemetry;
+pub mod templates;

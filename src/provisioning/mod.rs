@@ -1,0 +1,4 @@
+//! Provisioning: requests, and (as they arrive) the engine that runs them and the drivers that
+//! talk to real systems.
+
+pub mod requests;

@@ -1,0 +1,363 @@
+//! Provisioning requests: what a developer ordered, stored before anything else happens.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{
+    catalog::EntityRef,
+    db::entities::{request, request_step},
+    templates::{FieldError, Offering, RenderError, RenderedSpec, Renderer},
+};
+
+/// Where a request stands. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Stored and waiting for the provisioning engine.
+    Pending,
+    AwaitingApproval,
+    Running,
+    Succeeded,
+    Failed,
+    Denied,
+    Rejected,
+    Cancelled,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Denied => "denied",
+            Self::Rejected => "rejected",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::AwaitingApproval,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Denied,
+            Self::Rejected,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// What a request does to its resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// A client-chosen key that makes a create safe to retry (Backstage re-runs steps on task
+/// recovery and passes `${{ context.task.id }}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > 200 {
+            return Err("must be 1-200 characters".into());
+        }
+        if s.chars().any(|c| c.is_control()) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A stored request as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub id: String,
+    pub offering: String,
+    /// Version and digest of the template and offering the request was made from.
+    pub template_version: String,
+    pub operation: Operation,
+    pub status: RequestStatus,
+    /// Entity ref of whoever submitted it.
+    pub requester: String,
+    /// Entity ref of the owning group.
+    pub owner: String,
+    pub idempotency_key: Option<String>,
+    /// The submitted values, defaults applied.
+    #[schema(value_type = Object)]
+    pub parameters: Value,
+    /// The rendered provisioning plan.
+    #[schema(value_type = Object)]
+    pub spec: Option<Value>,
+    pub resource_id: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Recorded steps, in order (filled once the engine runs the request).
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub name: String,
+    pub status: String,
+    pub attempts: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// Everything a create needs, already checked: values validated against the template, the
+/// plan rendered, owner parsed.
+#[derive(Debug)]
+pub struct NewRequest {
+    pub offering: String,
+    pub template_version: String,
+    pub parameters: Value,
+    pub spec: RenderedSpec,
+    pub owner: EntityRef,
+    pub requester: String,
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// Why a request could not be prepared.
+#[derive(Debug)]
+pub enum PrepareError {
+    /// The values break the template's rules (every violation listed).
+    Invalid(Vec<FieldError>),
+    /// The template itself cannot render its plan (an author's bug, not the requester's).
+    Template(RenderError),
+}
+
+impl NewRequest {
+    /// Validates `values` against the offering's form, renders its plan and checks the result.
+    pub fn prepare(
+        offering: &Offering,
+        renderer: &Renderer,
+        values: &Value,
+        requester: String,
+        idempotency_key: Option<IdempotencyKey>,
+    ) -> Result<Self, PrepareError> {
+        let valid = offering.validate(values).map_err(PrepareError::Invalid)?;
+        let spec = offering
+            .render(renderer, &valid)
+            .map_err(PrepareError::Template)?;
+        let owner = spec.check().map_err(PrepareError::Invalid)?;
+        Ok(Self {
+            offering: offering.name.clone(),
+            template_version: offering.version.clone(),
+            parameters: valid.into_value(),
+            spec,
+            owner,
+            requester,
+            idempotency_key,
+        })
+    }
+}
+
+/// The outcome of a create: a new request, or the one an earlier call with the same key made.
+#[derive(Debug)]
+pub enum Created {
+    New(Request),
+    Existing(Request),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(
+        "idempotency key {key:?} was already used for request {existing} with different values"
+    )]
+    KeyReused { key: String, existing: String },
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Stores a new request, or returns the earlier one for a repeated idempotency key.
+pub async fn create(db: &DatabaseConnection, new: NewRequest) -> Result<Created, CreateError> {
+    if let Some(key) = &new.idempotency_key
+        && let Some(existing) = find_by_key(db, key.as_str()).await?
+    {
+        return same_or_conflict(db, existing, &new).await;
+    }
+    let now = Utc::now();
+    let spec = serde_json::to_value(&new.spec).expect("rendered spec serializes");
+    let row = request::ActiveModel {
+        id: Set(Uuid::now_v7().to_string()),
+        offering: Set(new.offering.clone()),
+        template_version: Set(new.template_version.clone()),
+        operation: Set(Operation::Create.as_str().into()),
+        status: Set(RequestStatus::Pending.as_str().into()),
+        requester: Set(new.requester.clone()),
+        owner: Set(new.owner.to_string()),
+        idempotency_key: Set(new.idempotency_key.as_ref().map(|k| k.as_str().to_owned())),
+        parameters: Set(new.parameters.clone()),
+        spec: Set(Some(spec)),
+        resource_id: Set(None),
+        error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        completed_at: Set(None),
+    };
+    match request::Entity::insert(row).exec_with_returning(db).await {
+        Ok(model) => Ok(Created::New(to_api(model, vec![]))),
+        // Two creates with one key raced; the unique index let exactly one in.
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            let key = new
+                .idempotency_key
+                .as_ref()
+                .map(|k| k.as_str())
+                .unwrap_or_default();
+            match find_by_key(db, key).await? {
+                Some(existing) => same_or_conflict(db, existing, &new).await,
+                None => Err(CreateError::Db(e)),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn find_by_key(db: &DatabaseConnection, key: &str) -> Result<Option<request::Model>, DbErr> {
+    request::Entity::find()
+        .filter(request::Column::IdempotencyKey.eq(key))
+        .one(db)
+        .await
+}
+
+async fn same_or_conflict(
+    db: &DatabaseConnection,
+    existing: request::Model,
+    new: &NewRequest,
+) -> Result<Created, CreateError> {
+    if existing.offering == new.offering && existing.parameters == new.parameters {
+        let steps = steps_of(db, &existing.id).await?;
+        Ok(Created::Existing(to_api(existing, steps)))
+    } else {
+        Err(CreateError::KeyReused {
+            key: existing.idempotency_key.clone().unwrap_or_default(),
+            existing: existing.id,
+        })
+    }
+}
+
+pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Request>, DbErr> {
+    let Some(model) = request::Entity::find_by_id(id.to_owned()).one(db).await? else {
+        return Ok(None);
+    };
+    let steps = steps_of(db, id).await?;
+    Ok(Some(to_api(model, steps)))
+}
+
+async fn steps_of(db: &DatabaseConnection, id: &str) -> Result<Vec<Step>, DbErr> {
+    Ok(request_step::Entity::find()
+        .filter(request_step::Column::RequestId.eq(id))
+        .order_by_asc(request_step::Column::Position)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| Step {
+            name: s.name,
+            status: s.status,
+            attempts: s.attempts,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+            error: s.error,
+        })
+        .collect())
+}
+
+/// Filters for listing; all optional.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub owner: Option<EntityRef>,
+    pub status: Option<RequestStatus>,
+    pub offering: Option<String>,
+    /// Return requests older than this id (ids are time-ordered UUIDv7).
+    pub before: Option<String>,
+    pub limit: u64,
+}
+
+/// Newest first. Returns the page and the cursor for the next one.
+pub async fn list(
+    db: &DatabaseConnection,
+    f: &ListFilter,
+) -> Result<(Vec<Request>, Option<String>), DbErr> {
+    let mut q = request::Entity::find().order_by_desc(request::Column::Id);
+    if let Some(o) = &f.owner {
+        q = q.filter(request::Column::Owner.eq(o.to_string()));
+    }
+    if let Some(s) = f.status {
+        q = q.filter(request::Column::Status.eq(s.as_str()));
+    }
+    if let Some(o) = &f.offering {
+        q = q.filter(request::Column::Offering.eq(o.as_str()));
+    }
+    if let Some(b) = &f.before {
+        q = q.filter(request::Column::Id.lt(b.as_str()));
+    }
+    let mut rows = q.limit(f.limit + 1).all(db).await?;
+    let next = if rows.len() as u64 > f.limit {
+        rows.truncate(f.limit as usize);
+        rows.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    Ok((rows.into_iter().map(|m| to_api(m, vec![])).collect(), next))
+}
+
+fn to_api(m: request::Model, steps: Vec<Step>) -> Request {
+    Request {
+        status: RequestStatus::parse(&m.status).unwrap_or(RequestStatus::Failed),
+        operation: match m.operation.as_str() {
+            "update" => Operation::Update,
+            "delete" => Operation::Delete,
+            _ => Operation::Create,
+        },
+        id: m.id,
+        offering: m.offering,
+        template_version: m.template_version,
+        requester: m.requester,
+        owner: m.owner,
+        idempotency_key: m.idempotency_key,
+        parameters: m.parameters,
+        spec: m.spec,
+        resource_id: m.resource_id,
+        error: m.error,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        completed_at: m.completed_at,
+        steps,
+    }
+}

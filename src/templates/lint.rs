@@ -1,0 +1,387 @@
+//! `paved templates lint`: everything that can be wrong with an offering folder, reported as
+//! `file:line: message` so editors and CI logs point at the spot.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
+
+use serde_json::Value;
+
+use super::{OFFERING_FILE, Offering, Renderer, SpecForCheck, TEMPLATE_FILE};
+use crate::catalog::{is_valid_entity_name, is_valid_tag};
+
+/// The `paved:*` actions templates may call (the Actions Registry serves these ids).
+pub const PAVED_ACTIONS: &[&str] = &[
+    "paved:estimate",
+    "paved:provision",
+    "paved:wait",
+    "paved:destroy",
+    "paved:extend-ttl",
+    "paved:update",
+];
+
+/// Backstage's built-in scaffolder actions (scaffolder-backend 4.2), which templates may mix in.
+const BACKSTAGE_ACTIONS: &[&str] = &[
+    "catalog:register",
+    "catalog:write",
+    "catalog:fetch",
+    "debug:log",
+    "debug:wait",
+    "fetch:plain",
+    "fetch:plain:file",
+    "fetch:template",
+    "fetch:template:file",
+    "fs:delete",
+    "fs:rename",
+    "fs:readdir",
+];
+
+/// Drivers paved can provision with.
+pub const DRIVERS: &[&str] = &["postgres", "redis"];
+
+/// Variables the provisioning spec may read.
+const SPEC_ROOTS: &[&str] = &["parameters", "preset", "offering"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+/// Lints every offering folder under `dir`.
+pub fn lint_dir(dir: &Path) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut folders: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect(),
+        Err(e) => {
+            return vec![Finding {
+                file: dir.to_owned(),
+                line: 0,
+                message: format!("cannot read folder: {e}"),
+            }];
+        }
+    };
+    folders.sort();
+    if folders.is_empty() {
+        findings.push(Finding {
+            file: dir.to_owned(),
+            line: 0,
+            message: "no offering folders found".into(),
+        });
+    }
+    for folder in folders {
+        findings.extend(lint_offering(&folder));
+    }
+    findings
+}
+
+struct Source {
+    path: PathBuf,
+    text: String,
+}
+
+impl Source {
+    fn read(path: PathBuf) -> Result<Self, Finding> {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Self { path, text }),
+            Err(e) => Err(Finding {
+                line: 0,
+                message: format!("cannot read: {e}"),
+                file: path,
+            }),
+        }
+    }
+
+    /// Line (1-based) of the first line containing every needle, or 1.
+    fn line_of(&self, needles: &[&str]) -> usize {
+        self.text
+            .lines()
+            .position(|l| needles.iter().all(|n| l.contains(n)))
+            .map(|i| i + 1)
+            .unwrap_or(1)
+    }
+
+    fn at(&self, needles: &[&str], message: impl Into<String>) -> Finding {
+        Finding {
+            file: self.path.clone(),
+            line: self.line_of(needles),
+            message: message.into(),
+        }
+    }
+
+    fn yaml(&self) -> Result<Value, Finding> {
+        yaml_serde::from_str(&self.text).map_err(|e| {
+            let line = e.location().map(|l| l.line()).unwrap_or(1);
+            Finding {
+                file: self.path.clone(),
+                line,
+                message: format!("not valid YAML: {e}"),
+            }
+        })
+    }
+}
+
+/// Lints one offering folder.
+pub fn lint_offering(folder: &Path) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let template = match Source::read(folder.join(TEMPLATE_FILE)) {
+        Ok(s) => s,
+        Err(f) => return vec![f],
+    };
+    let offering = match Source::read(folder.join(OFFERING_FILE)) {
+        Ok(s) => s,
+        Err(f) => return vec![f],
+    };
+    let tv = match template.yaml() {
+        Ok(v) => v,
+        Err(f) => return vec![f],
+    };
+    let str_at = |p: &str| tv.pointer(p).and_then(Value::as_str);
+
+    // Envelope and Backstage naming rules.
+    if str_at("/apiVersion") != Some("scaffolder.backstage.io/v1beta3") {
+        out.push(template.at(
+            &["apiVersion"],
+            "apiVersion must be scaffolder.backstage.io/v1beta3",
+        ));
+    }
+    if str_at("/kind") != Some("Template") {
+        out.push(template.at(&["kind"], "kind must be Template"));
+    }
+    for problem in super::backstage_schema::check_template(&tv) {
+        out.push(template.at(&[problem.needle.as_str()], problem.message));
+    }
+    let name = str_at("/metadata/name").unwrap_or_default();
+    if !is_valid_entity_name(name) {
+        out.push(template.at(&["name:"], format!("metadata.name {name:?} breaks Backstage naming rules (1-63 letters, digits, '-', '_', '.'; alphanumeric at both ends)")));
+    }
+    let folder_name = folder
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if name != folder_name {
+        out.push(template.at(
+            &["name:"],
+            format!("metadata.name {name:?} must equal the folder name {folder_name:?}"),
+        ));
+    }
+    for tag in tv
+        .pointer("/metadata/tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let t = tag.as_str().unwrap_or_default();
+        if !is_valid_tag(t) {
+            out.push(template.at(
+                &[t],
+                format!("tag {t:?} breaks Backstage tag rules (^[a-z0-9:+#]+(-[a-z0-9:+#]+)*$)"),
+            ));
+        }
+    }
+
+    // Steps call actions that exist, and paved's provisioning steps pass an idempotency key.
+    let steps = tv
+        .pointer("/spec/steps")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if steps.is_empty() {
+        out.push(template.at(&["steps"], "spec.steps must list at least one step"));
+    }
+    let mut step_ids = BTreeSet::new();
+    for step in &steps {
+        let id = step.get("id").and_then(Value::as_str).unwrap_or_default();
+        let action = step
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !id.is_empty() && !step_ids.insert(id.to_owned()) {
+            out.push(template.at(&["id:", id], format!("step id {id:?} is used twice")));
+        }
+        if action.starts_with("paved:") {
+            if !PAVED_ACTIONS.contains(&action) {
+                out.push(template.at(
+                    &["action:", action],
+                    format!(
+                        "step {id:?}: paved has no action {action:?} (it has: {})",
+                        PAVED_ACTIONS.join(", ")
+                    ),
+                ));
+            }
+            if action == "paved:provision" && step.pointer("/input/idempotencyKey").is_none() {
+                out.push(template.at(&["action:", action], format!("step {id:?}: paved:provision needs input.idempotencyKey (e.g. ${{{{ context.task.id }}}}) so task recovery cannot order twice")));
+            }
+        } else if !BACKSTAGE_ACTIONS.contains(&action) {
+            out.push(template.at(
+                &["action:", action],
+                format!(
+                    "step {id:?}: {action:?} is neither a paved action nor a Backstage built-in"
+                ),
+            ));
+        }
+    }
+
+    // The form compiles; the offering parses, renders, and uses exactly the form's fields.
+    let renderer = Renderer::new();
+    match Offering::load(folder, &renderer) {
+        Err(message) => {
+            let src = if message.contains(OFFERING_FILE) {
+                &offering
+            } else {
+                &template
+            };
+            let needle = message.split('`').nth(1).unwrap_or("");
+            out.push(src.at(&[needle], message.clone()));
+        }
+        Ok(o) => lint_loaded(&o, &template, &offering, &renderer, &mut out),
+    }
+    out
+}
+
+fn lint_loaded(
+    o: &Offering,
+    template: &Source,
+    offering: &Source,
+    renderer: &Renderer,
+    out: &mut Vec<Finding>,
+) {
+    let fields = o.form.fields();
+    let spec_value = serde_json::to_value(SpecForCheck::from(&o.spec)).unwrap_or(Value::Null);
+    let vars = match renderer.variables(&spec_value) {
+        Ok(v) => v,
+        Err(e) => {
+            out.push(offering.at(&[], e.to_string()));
+            return;
+        }
+    };
+    let mut used = BTreeSet::new();
+    for var in &vars {
+        let mut segs = var.splitn(3, '.');
+        let root = segs.next().unwrap_or_default();
+        if !SPEC_ROOTS.contains(&root) {
+            out.push(offering.at(
+                &[root],
+                format!(
+                    "unknown variable {root:?} (the spec can read: {})",
+                    SPEC_ROOTS.join(", ")
+                ),
+            ));
+            continue;
+        }
+        if root == "parameters" {
+            match segs.next() {
+                Some(field) if fields.contains(field) => {
+                    used.insert(field.to_owned());
+                }
+                Some(field) => out.push(offering.at(
+                    &[&format!("parameters.{field}")],
+                    format!("parameters.{field} is not a field of the template's form"),
+                )),
+                None => {
+                    // `${{ parameters }}` as a whole uses everything.
+                    used.extend(fields.iter().cloned());
+                }
+            }
+        }
+    }
+    if let Some(p) = &o.spec.presets {
+        used.insert(p.parameter.clone());
+        check_presets(o, p, template, offering, out);
+    }
+    for field in fields.difference(&used) {
+        out.push(template.at(
+            &[&format!("{field}:")],
+            format!("form field {field:?} is never used by {OFFERING_FILE}: drop it or use it"),
+        ));
+    }
+    for part in &o.spec.parts {
+        if !DRIVERS.contains(&part.driver.as_str()) {
+            out.push(offering.at(
+                &["driver:", &part.driver],
+                format!(
+                    "part {:?}: unknown driver {:?} (known: {})",
+                    part.id,
+                    part.driver,
+                    DRIVERS.join(", ")
+                ),
+            ));
+        }
+    }
+    if o.spec.resource.ttl_hours.is_some() != o.spec.ttl.is_some() {
+        out.push(offering.at(
+            &["ttl"],
+            "resource.ttl_hours and ttl (default_hours, max_hours) go together",
+        ));
+    }
+    if let Some(t) = &o.spec.ttl
+        && (t.default_hours == 0 || t.default_hours > t.max_hours)
+    {
+        out.push(offering.at(
+            &["default_hours"],
+            "ttl.default_hours must be between 1 and ttl.max_hours",
+        ));
+    }
+}
+
+fn check_presets(
+    o: &Offering,
+    p: &super::Presets,
+    template: &Source,
+    offering: &Source,
+    out: &mut Vec<Finding>,
+) {
+    let choices: Option<BTreeSet<String>> = o.form.page_schemas().find_map(|page| {
+        page.pointer(&format!("/properties/{}/enum", p.parameter))
+            .and_then(Value::as_array)
+            .map(|e| {
+                e.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+    });
+    let Some(choices) = choices else {
+        out.push(offering.at(
+            &["parameter:"],
+            format!(
+                "presets.parameter {:?} must be a form field with an enum",
+                p.parameter
+            ),
+        ));
+        return;
+    };
+    for key in p.values.keys() {
+        if !choices.contains(key) {
+            out.push(offering.at(
+                &[&format!("{key}:")],
+                format!(
+                    "preset {key:?} is not one of the form's choices for {:?}",
+                    p.parameter
+                ),
+            ));
+        }
+    }
+    for choice in &choices {
+        if !p.values.contains_key(choice) {
+            out.push(template.at(
+                &[choice.as_str()],
+                format!(
+                    "choice {choice:?} of {:?} has no preset in {OFFERING_FILE}",
+                    p.parameter
+                ),
+            ));
+        }
+    }
+}
