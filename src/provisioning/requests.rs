@@ -172,7 +172,7 @@ impl NewRequest {
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Self, PrepareError> {
         let valid = offering.validate(values).map_err(PrepareError::Invalid)?;
-        let spec = offering
+        let mut spec = offering
             .render(renderer, &valid)
             .map_err(PrepareError::Template)?;
         let owner = spec.check().map_err(PrepareError::Invalid)?;

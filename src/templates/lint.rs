@@ -320,6 +320,7 @@ fn lint_loaded(
             ));
         }
     }
+    trial_render(o, renderer, template, offering, out);
     if o.spec.resource.ttl_hours.is_some() != o.spec.ttl.is_some() {
         out.push(offering.at(
             &["ttl"],
@@ -384,4 +385,76 @@ fn check_presets(
             ));
         }
     }
+}
+
+/// Renders the spec with sample values (once per preset choice), so unknown filters, undefined
+/// values and invalid resource names surface here rather than at the first order.
+fn trial_render(o: &Offering, renderer: &Renderer, template: &Source, offering: &Source, out: &mut Vec<Finding>) {
+    let base = sample_values(o);
+    let choices: Vec<Option<String>> = match &o.spec.presets {
+        Some(p) => p.values.keys().cloned().map(Some).collect(),
+        None => vec![None],
+    };
+    for choice in choices {
+        let mut values = base.clone();
+        if let (Some(c), Some(p)) = (&choice, &o.spec.presets) {
+            values.insert(p.parameter.clone(), Value::String(c.clone()));
+        }
+        let valid = match o.validate(&Value::Object(values)) {
+            Ok(v) => v,
+            Err(errors) => {
+                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                out.push(template.at(&["parameters"], format!(
+                    "cannot build sample values to test-render the spec ({}); give those fields a `default` or `examples`",
+                    list.join("; ")
+                )));
+                return;
+            }
+        };
+        let label = choice.as_deref().map(|c| format!(" (preset {c:?})")).unwrap_or_default();
+        match o.render(renderer, &valid) {
+            Err(e) => out.push(offering.at(&[e.path.rsplit('.').next().unwrap_or("")], format!("test render{label}: {e}"))),
+            Ok(mut spec) => {
+                if let Err(errors) = spec.check() {
+                    for e in errors {
+                        out.push(offering.at(&[e.field.rsplit('.').next().unwrap_or("")], format!("test render{label}: {e}")));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Plausible values for every form field: `examples[0]`, `default`, the first `enum` or
+/// `const`, or the first of a few typical strings/numbers the field's own schema accepts.
+fn sample_values(o: &Offering) -> serde_json::Map<String, Value> {
+    const STRINGS: &[&str] = &["example", "example-1", "ENG-1234", "pr-42", "group:default/example"];
+    let mut out = serde_json::Map::new();
+    for page in o.form.page_schemas() {
+        let Some(props) = page.get("properties").and_then(Value::as_object) else { continue };
+        for (name, prop) in props {
+            let pick = prop
+                .pointer("/examples/0")
+                .or_else(|| prop.get("default"))
+                .or_else(|| prop.pointer("/enum/0"))
+                .or_else(|| prop.get("const"))
+                .cloned()
+                .or_else(|| {
+                    let candidates: Vec<Value> = match prop.get("type").and_then(Value::as_str) {
+                        Some("integer" | "number") => {
+                            let min = prop.get("minimum").cloned().unwrap_or(Value::from(1));
+                            vec![min, Value::from(1)]
+                        }
+                        Some("boolean") => vec![Value::Bool(false)],
+                        Some("string") | None => STRINGS.iter().map(|s| Value::from(*s)).collect(),
+                        _ => vec![],
+                    };
+                    candidates.into_iter().find(|c| jsonschema::is_valid(prop, c))
+                });
+            if let Some(v) = pick {
+                out.insert(name.clone(), v);
+            }
+        }
+    }
+    out
 }

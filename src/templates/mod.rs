@@ -63,6 +63,9 @@ pub struct ResourceSpec {
     pub description: Option<String>,
     #[serde(default)]
     pub ttl_hours: Option<String>,
+    /// Entity labels (e.g. `cost-center`); values must follow Backstage's label rules.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +126,7 @@ pub struct RenderedResource {
     pub title: Option<String>,
     pub description: Option<String>,
     pub ttl_hours: Option<u32>,
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
@@ -284,6 +288,11 @@ impl Offering {
             title: opt_text("resource.title", &r.title)?,
             description: opt_text("resource.description", &r.description)?,
             ttl_hours,
+            labels: r
+                .labels
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), text(&format!("resource.labels.{k}"), v)?)))
+                .collect::<Result<_, RenderError>>()?,
         };
         let parts = self
             .spec
@@ -309,10 +318,11 @@ impl Offering {
 
 impl RenderedSpec {
     /// Checks what the rendered identity must satisfy whatever the template said: the resource
-    /// name is a valid entity name, owner/component/system are entity refs. Returns the owner.
-    pub fn check(&self) -> Result<EntityRef, Vec<FieldError>> {
+    /// name is a valid entity name, owner/component/system are entity refs (stored in their
+    /// full `kind:namespace/name` form). Returns the owner.
+    pub fn check(&mut self) -> Result<EntityRef, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let r = &self.resource;
+        let r = &mut self.resource;
         let mut err = |field: &str, rule: &str, message: String| {
             errors.push(FieldError {
                 field: field.into(),
@@ -343,14 +353,27 @@ impl RenderedSpec {
                 format!("must be a group or user, not a {}", o.kind()),
             );
         }
+        if let Ok(o) = &owner {
+            r.owner = o.to_string();
+        }
         for (field, value, kind) in [
-            ("component", &r.component, "component"),
-            ("system", &r.system, "system"),
+            ("component", &mut r.component, "component"),
+            ("system", &mut r.system, "system"),
         ] {
-            if let Some(v) = value
-                && let Err(e) = EntityRef::parse(v, kind)
-            {
-                err(field, "entityRef", e);
+            if let Some(v) = value {
+                match EntityRef::parse(v, kind) {
+                    Ok(parsed) => *v = parsed.to_string(),
+                    Err(e) => err(field, "entityRef", e),
+                }
+            }
+        }
+        for (key, value) in &r.labels {
+            if !(value.is_empty() || is_valid_entity_name(value)) {
+                err(
+                    &format!("labels.{key}"),
+                    "labelValue",
+                    format!("{value:?} is not a valid Backstage label value"),
+                );
             }
         }
         match owner {
@@ -383,6 +406,7 @@ impl<'a> From<&'a OfferingSpec> for SpecForCheck<'a> {
         {
             resource.push(v.as_str());
         }
+        resource.extend(r.labels.values().map(String::as_str));
         Self {
             resource,
             parts: s.parts.iter().map(|p| &p.spec).collect(),

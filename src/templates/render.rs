@@ -61,6 +61,7 @@ impl Renderer {
         env.add_filter("parseEntityRef", parse_entity_ref);
         env.add_filter("pick", pick);
         env.add_filter("slug", slug);
+        env.add_filter("truncate", truncate);
         Self { env }
     }
 
@@ -219,6 +220,22 @@ fn slug(v: String) -> String {
         }
     }
     out.trim_end_matches('-').to_owned()
+}
+
+/// Nunjucks' `truncate(length=255, killwords=false, end="...")`.
+fn truncate(v: String, length: Option<usize>, killwords: Option<bool>, end: Option<String>) -> String {
+    let length = length.unwrap_or(255);
+    if v.chars().count() <= length {
+        return v;
+    }
+    let end = end.unwrap_or_else(|| "...".to_owned());
+    let mut cut: String = v.chars().take(length).collect();
+    if !killwords.unwrap_or(false)
+        && let Some(i) = cut.rfind(' ')
+    {
+        cut.truncate(i);
+    }
+    cut + &end
 }
 
 #[cfg(test)]

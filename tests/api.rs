@@ -1,0 +1,400 @@
+//! The HTTP API against the real app, on SQLite and on PostgreSQL.
+
+mod common;
+
+use common::{Engine, TestApp, TestDb, assert_envelope, postgres_values, settings};
+use serde_json::{Value, json};
+
+async fn readiness(app: &TestApp) -> (u16, Value) {
+    let r = app.client.get(app.url("/.backstage/health/v1/readiness")).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn health_follows_migrations(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let mut s = settings(&db.url);
+    s.database.migrate_on_start = false;
+    let app = TestApp::spawn(s).await;
+
+    let live = app.client.get(app.url("/.backstage/health/v1/liveness")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    let (status, body) = readiness(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body, json!({"status": "error", "message": "database migrations are pending"}));
+    // The API refuses instead of failing on missing tables.
+    let (status, body) = app.get_json("/requests").await;
+    assert_eq!(status, 503);
+    assert_envelope(&body, 503, "ServiceUnavailableError", "GET", "/v1/requests");
+
+    // As `paved migrate` would, from outside the running server.
+    let conn = paved::db::connect(&settings(&db.url).database).await.unwrap();
+    assert!(paved::db::migrate(&conn).await.unwrap() >= 1);
+    conn.close().await.unwrap();
+
+    let (status, body) = readiness(&app).await;
+    assert_eq!((status, body), (200, json!({"status": "ok"})));
+    let (status, body) = app.get_json("/requests").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"], json!([]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_follows_migrations_sqlite() {
+    health_follows_migrations(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn health_follows_migrations_postgres() {
+    health_follows_migrations(Engine::Postgres).await;
+}
+
+async fn request_survives_restart(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    let (status, created) = app
+        .post_json("/requests", &json!({"offering": "postgres-database", "values": postgres_values("orders"), "idempotencyKey": "task-1"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["owner"], "group:default/team-a");
+    assert_eq!(created["parameters"]["backup_retention_days"], 7, "defaults applied");
+    assert!(created["templateVersion"].as_str().unwrap().starts_with("1.0.0+"));
+    assert_eq!(created["spec"]["resource"]["name"], "orders-dev");
+    assert_eq!(created["spec"]["parts"][0]["spec"]["instance_class"], "db.t3.small");
+    app.stop().await;
+
+    let app = TestApp::spawn(settings(&db.url)).await;
+    let (status, fetched) = app.get_json(&format!("/requests/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(fetched, created, "stored, not kept in memory");
+    // The idempotency key still finds it after the restart.
+    let (status, again) = app
+        .post_json("/requests", &json!({"offering": "postgres-database", "values": postgres_values("orders"), "idempotencyKey": "task-1"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(again["id"], id.as_str());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn request_survives_restart_sqlite() {
+    request_survives_restart(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn request_survives_restart_postgres() {
+    request_survives_restart(Engine::Postgres).await;
+}
+
+async fn idempotency(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    let body = json!({"offering": "redis-cache", "values": {"name": "sessions", "owner": "team-a", "cost_center": "ENG-1234"}, "idempotencyKey": "task-42"});
+
+    // Ten concurrent retries of one step: one request.
+    let mut handles = Vec::new();
+    for _ in 0..10 {
+        let client = app.client.clone();
+        let url = app.api("/requests");
+        let body = body.clone();
+        handles.push(tokio::spawn(async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    for h in handles {
+        let (status, v) = h.await.unwrap();
+        assert!(status == 201 || status == 200, "{status} {v}");
+        created += usize::from(status == 201);
+        ids.insert(v["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!((created, ids.len()), (1, 1));
+
+    // The same key with other values is a conflict, naming the first request.
+    let mut other = body.clone();
+    other["values"]["name"] = json!("carts");
+    let (status, err) = app.post_json("/requests", &other).await;
+    let msg = assert_envelope(&err, 409, "ConflictError", "POST", "/v1/requests");
+    assert_eq!(status, 409);
+    assert!(msg.contains(ids.first().unwrap()), "{msg}");
+
+    // Without a key, every create is a new request.
+    let mut no_key = body.clone();
+    no_key.as_object_mut().unwrap().remove("idempotencyKey");
+    let (a, first) = app.post_json("/requests", &no_key).await;
+    let (b, second) = app.post_json("/requests", &no_key).await;
+    assert_eq!((a, b), (201, 201));
+    assert_ne!(first["id"], second["id"]);
+    let (_, list) = app.get_json("/requests?offering=redis-cache").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_sqlite() {
+    idempotency(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn idempotency_postgres() {
+    idempotency(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn listing_filters_and_pages() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    for (i, owner) in ["team-a", "team-b", "team-a", "team-a", "team-b"].iter().enumerate() {
+        let mut values = postgres_values(&format!("db-{i}"));
+        values["owner"] = json!(owner);
+        let (status, _) = app.post_json("/requests", &json!({"offering": "postgres-database", "values": values})).await;
+        assert_eq!(status, 201);
+    }
+    let (_, page1) = app.get_json("/requests?owner=team-a&limit=2").await;
+    let items = page1["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["parameters"]["name"], "db-3", "newest first");
+    let cursor = page1["nextCursor"].as_str().unwrap();
+    let (_, page2) = app.get_json(&format!("/requests?owner=group:default/team-a&limit=2&cursor={cursor}")).await;
+    let items2 = page2["items"].as_array().unwrap();
+    assert_eq!(items2.len(), 1);
+    assert_eq!(items2[0]["parameters"]["name"], "db-0");
+    assert!(page2["nextCursor"].is_null());
+    let (_, by_status) = app.get_json("/requests?status=pending").await;
+    assert_eq!(by_status["items"].as_array().unwrap().len(), 5);
+    let (_, none) = app.get_json("/requests?status=succeeded").await;
+    assert_eq!(none["items"], json!([]));
+
+    for (query, needle) in [
+        ("limit=0", "limit"),
+        ("limit=abc", "limit"),
+        ("status=done", "status"),
+        ("owner=bad%20owner", "owner"),
+        ("bogus=1", "bogus"),
+    ] {
+        let (status, err) = app.get_json(&format!("/requests?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+        let msg = assert_envelope(&err, 400, "InputError", "GET", &format!("/v1/requests?{query}"));
+        assert!(msg.contains(needle), "{query}: {msg}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn validation_errors_name_every_field_and_rule() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    let values = json!({"name": "X", "environment": "qa", "owner": "team-a", "storage_gb": 5000, "extra": 1});
+    let (status, err) = app.post_json("/requests", &json!({"offering": "postgres-database", "values": values})).await;
+    assert_eq!(status, 400);
+    let msg = assert_envelope(&err, 400, "InputError", "POST", "/v1/requests");
+    for part in [
+        "name: must match pattern",
+        "environment: must be one of: dev, staging, prod",
+        "storage_gb: must be <= 1000",
+        "cost_center: is required",
+        "extra: is not a parameter of this template",
+    ] {
+        assert!(msg.contains(part), "missing {part:?} in {msg}");
+    }
+    let fields: Vec<&str> = err["error"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields.len(), 5, "{fields:?}");
+    // Nothing was stored for a refused order.
+    let (_, list) = app.get_json("/requests").await;
+    assert_eq!(list["items"], json!([]));
+
+    // A bad owner ref is refused by name, after the form passed.
+    let mut bad_owner = postgres_values("orders");
+    bad_owner["owner"] = json!("group:default/Not Valid");
+    let (status, err) = app.post_json("/requests", &json!({"offering": "postgres-database", "values": bad_owner})).await;
+    assert_eq!(status, 400);
+    assert!(assert_envelope(&err, 400, "InputError", "POST", "/v1/requests").contains("owner:"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_failure_answers_in_backstage_shape() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let mut s = settings(&db.url);
+    s.server.body_limit_bytes = 4096;
+    let app = TestApp::spawn(s).await;
+    let c = &app.client;
+
+    let r = c.get(app.url("/api/paved/v1/nope?x=1")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert_envelope(&r.json().await.unwrap(), 404, "NotFoundError", "GET", "/v1/nope?x=1");
+
+    let r = c.get(app.url("/elsewhere")).send().await.unwrap();
+    assert_envelope(&r.json().await.unwrap(), 404, "NotFoundError", "GET", "/elsewhere");
+
+    let r = c.delete(app.api("/offerings")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_envelope(&r.json().await.unwrap(), 405, "MethodNotAllowedError", "DELETE", "/v1/offerings");
+
+    let r = c.post(app.api("/requests")).header("content-type", "application/json").body("{\"offering\": ").send().await.unwrap();
+    let msg = assert_envelope(&r.json().await.unwrap(), 400, "InputError", "POST", "/v1/requests");
+    assert!(msg.contains("malformed JSON"), "{msg}");
+
+    let r = c.post(app.api("/requests")).header("content-type", "application/json").body("{\"offering\": 5, \"values\": {}}").send().await.unwrap();
+    let msg = assert_envelope(&r.json().await.unwrap(), 400, "InputError", "POST", "/v1/requests");
+    assert!(msg.contains("offering"), "{msg}");
+
+    let r = c.post(app.api("/requests")).body("{}").send().await.unwrap();
+    let msg = assert_envelope(&r.json().await.unwrap(), 400, "InputError", "POST", "/v1/requests");
+    assert!(msg.contains("Content-Type"), "{msg}");
+
+    let big = json!({"offering": "postgres-database", "values": {"name": "x".repeat(10_000)}});
+    let r = c.post(app.api("/requests")).json(&big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_envelope(&r.json().await.unwrap(), 413, "PayloadTooLargeError", "POST", "/v1/requests");
+
+    let (status, err) = app.post_json("/requests", &json!({"offering": "no-such", "values": {}})).await;
+    assert_eq!(status, 404);
+    assert!(assert_envelope(&err, 404, "NotFoundError", "POST", "/v1/requests").contains("no-such"));
+
+    let (status, err) = app.get_json("/requests/does-not-exist").await;
+    assert_eq!(status, 404);
+    assert_envelope(&err, 404, "NotFoundError", "GET", "/v1/requests/does-not-exist");
+
+    let (status, err) = app.post_json("/requests", &json!({"offering": "redis-cache", "values": {}, "idempotencyKey": ""})).await;
+    assert_eq!(status, 400);
+    assert!(assert_envelope(&err, 400, "InputError", "POST", "/v1/requests").contains("idempotencyKey"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn offerings_come_from_templates() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    let (status, list) = app.get_json("/offerings").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["postgres-database", "preview-environment", "redis-cache"]);
+    assert_eq!(list["problems"], json!([]));
+
+    let (status, pg) = app.get_json("/offerings/postgres-database").await;
+    assert_eq!(status, 200);
+    assert_eq!(pg["templateRef"], "template:default/postgres-database");
+    assert_eq!(pg["resourceType"], "database");
+    let pages = pg["parameters"].as_array().unwrap();
+    assert_eq!(pages.len(), 2, "simple page, then advanced");
+    assert_eq!(pages[0]["properties"]["owner"]["ui:field"], "OwnerPicker");
+    assert_eq!(pg["presets"]["parameter"], "size");
+    assert_eq!(pg["presets"]["values"]["medium"]["instance_class"], "db.t3.large");
+
+    let (status, preview) = app.get_json("/offerings/preview-environment").await;
+    assert_eq!(status, 200);
+    assert_eq!(preview["ttl"], json!({"default_hours": 24, "max_hours": 168}));
+    assert_eq!(preview["parts"], json!(["postgres", "redis"]));
+
+    let (status, _) = app.get_json("/offerings/nope").await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn composite_preview_environment_renders_both_parts() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    let values = json!({"component": "checkout-service", "branch": "feature/Login_Page", "owner": "team-a", "cost_center": "ENG-1234"});
+    let (status, r) = app.post_json("/requests", &json!({"offering": "preview-environment", "values": values})).await;
+    assert_eq!(status, 201, "{r}");
+    let spec = &r["spec"];
+    assert_eq!(spec["resource"]["name"], "preview-checkout-service-feature-login-page");
+    assert_eq!(spec["resource"]["component"], "component:default/checkout-service");
+    assert_eq!(spec["resource"]["ttl_hours"], 24, "default TTL applied");
+    assert_eq!(spec["parts"][0]["driver"], "postgres");
+    assert_eq!(spec["parts"][0]["spec"]["database"], "preview_checkout_service_feature_login_page");
+    assert_eq!(spec["parts"][1]["driver"], "redis");
+    assert_eq!(spec["parts"][1]["spec"]["key_prefix"], "preview-checkout-service-feature-login-page");
+
+    let mut no_ttl_choice = values.clone();
+    no_ttl_choice["ttl_hours"] = json!(1000);
+    let (status, err) = app.post_json("/requests", &json!({"offering": "preview-environment", "values": no_ttl_choice})).await;
+    assert_eq!(status, 400);
+    assert!(err["error"]["message"].as_str().unwrap().contains("ttl_hours: must be one of"), "{err}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn request_ids_metrics_and_docs() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    let r = app.client.get(app.api("/offerings")).send().await.unwrap();
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    let r = app.client.get(app.api("/offerings")).header("x-request-id", "trace-me-123").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-me-123");
+    let r = app.client.get(app.api("/nope")).send().await.unwrap();
+    assert!(r.headers().contains_key("x-request-id"), "errors carry it too");
+    app.get_json("/requests/abc").await;
+
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        r#"paved_http_requests_total{method="GET",route="/api/paved/v1/offerings",status="200"}"#,
+        r#"paved_http_requests_total{method="GET",route="/api/paved/v1/requests/{id}",status="404"}"#,
+        r#"route="unmatched",status="404""#,
+        "paved_http_request_duration_seconds_bucket{",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+
+    let doc: Value = app.client.get(app.url("/api/paved/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["paths"]["/v1/requests"]["post"].is_object());
+    let ui = app.client.get(app.url("/api/paved/docs/")).send().await.unwrap();
+    assert_eq!(ui.status(), 200);
+    assert!(ui.text().await.unwrap().contains("swagger"), "browsable API reference is served");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn broken_templates_are_skipped_and_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    for offering in ["postgres-database", "redis-cache"] {
+        let to = dir.path().join(offering);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in ["template.yaml", "offering.yaml"] {
+            std::fs::copy(common::repo_path(&format!("templates/{offering}/{f}")), to.join(f)).unwrap();
+        }
+    }
+    let db = TestDb::new(Engine::Sqlite).await;
+    let mut s = settings(&db.url);
+    s.templates.dir = dir.path().to_owned();
+    s.templates.reload_interval_seconds = 1;
+    let app = TestApp::spawn(s).await;
+    let names = |v: &Value| -> Vec<String> { v["items"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_owned()).collect() };
+
+    let (_, list) = app.get_json("/offerings").await;
+    assert_eq!(names(&list), ["postgres-database", "redis-cache"]);
+
+    let redis = dir.path().join("redis-cache/template.yaml");
+    let good = std::fs::read_to_string(&redis).unwrap();
+    std::fs::write(&redis, good.replace("kind: Template", "kind: Template\n  broken: [")).unwrap();
+    let list = poll_until(&app, |l| names(l) == ["postgres-database"]).await;
+    assert_eq!(list["problems"][0]["offering"], "redis-cache", "{list}");
+    assert!(list["problems"][0]["message"].as_str().unwrap().contains("template.yaml"));
+    // The healthy offering still takes orders.
+    let (status, _) = app.post_json("/requests", &json!({"offering": "postgres-database", "values": postgres_values("orders")})).await;
+    assert_eq!(status, 201);
+
+    std::fs::write(&redis, &good).unwrap();
+    let list = poll_until(&app, |l| names(l) == ["postgres-database", "redis-cache"]).await;
+    assert_eq!(list["problems"], json!([]));
+    app.stop().await;
+}
+
+async fn poll_until(app: &TestApp, ok: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let (_, list) = app.get_json("/offerings").await;
+        if ok(&list) {
+            return list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("templates were not reloaded within 10 s");
+}

@@ -1,0 +1,181 @@
+//! Spawns the real app (in-process, random port) on SQLite or on a throwaway PostgreSQL
+//! database, and talks HTTP to it.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use paved::{app::Application, config::Settings};
+use sea_orm::{ConnectionTrait, Database};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// Where the tests' PostgreSQL lives; each test creates and drops its own database there.
+pub fn postgres_admin_url() -> String {
+    std::env::var("PAVED_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A database for one test, removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    engine: Engine,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(engine: Engine) -> Self {
+        match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("paved.db").display());
+                Self { url, engine, name: String::new(), _dir: Some(dir) }
+            }
+            Engine::Postgres => {
+                let name = format!("paved_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(postgres_admin_url())
+                    .await
+                    .expect("PostgreSQL for tests must be running (PAVED_TEST_POSTGRES_URL)");
+                admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+                admin.close().await.ok();
+                let base = postgres_admin_url();
+                let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+                Self { url, engine, name, _dir: None }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.engine != Engine::Postgres {
+            return;
+        }
+        let name = self.name.clone();
+        // Drop runs outside any async context guarantee: use a private runtime on a thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(postgres_admin_url()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
+                    admin.close().await.ok();
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn settings(db_url: &str) -> Settings {
+    let mut s = Settings::default();
+    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    s.database.url = db_url.to_owned();
+    s.database.max_connections = 5;
+    s.templates.dir = repo_path("templates");
+    s.templates.reload_interval_seconds = 0;
+    s.server.shutdown_grace_seconds = 5;
+    s
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Starts paved with `settings`; waits until it is ready when migrations run at start.
+    pub async fn spawn(settings: Settings) -> Self {
+        let wait_ready = settings.database.migrate_on_start;
+        let app = Application::build(settings).await.expect("app builds");
+        let base = format!("http://{}", app.local_addr());
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        let me = Self { base, client: reqwest::Client::new(), stop: Some(tx), task: Some(task) };
+        if wait_ready {
+            me.wait_ready().await;
+        }
+        me
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self.client.get(self.url("/.backstage/health/v1/readiness")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("paved did not become ready");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/paved/v1{path}", self.base)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self.client.get(self.api(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self.client.post(self.api(path)).json(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Stops the server gracefully and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// Values that pass the postgres-database form.
+pub fn postgres_values(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "environment": "dev",
+        "size": "small",
+        "owner": "group:default/team-a",
+        "cost_center": "ENG-1234"
+    })
+}
+
+/// Asserts Backstage's error envelope and returns `error.message`.
+pub fn assert_envelope(body: &serde_json::Value, status: u16, name: &str, method: &str, url: &str) -> String {
+    assert_eq!(body["error"]["name"], name, "{body}");
+    assert_eq!(body["response"]["statusCode"], status, "{body}");
+    assert_eq!(body["request"]["method"], method, "{body}");
+    assert_eq!(body["request"]["url"], url, "{body}");
+    let msg = body["error"]["message"].as_str().expect("message is a string").to_owned();
+    assert!(!msg.is_empty());
+    msg
+}
