@@ -142,7 +142,6 @@ impl Default for BackstageSettings {
     }
 }
 
-
 /// A configuration problem, always naming the key.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {key}: {message}{}", source_hint(.from_env))]

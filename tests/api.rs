@@ -6,7 +6,12 @@ use common::{Engine, TestApp, TestDb, assert_envelope, postgres_values, settings
 use serde_json::{Value, json};
 
 async fn readiness(app: &TestApp) -> (u16, Value) {
-    let r = app.client.get(app.url("/.backstage/health/v1/readiness")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/.backstage/health/v1/readiness"))
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -16,18 +21,28 @@ async fn health_follows_migrations(engine: Engine) {
     s.database.migrate_on_start = false;
     let app = TestApp::spawn(s).await;
 
-    let live = app.client.get(app.url("/.backstage/health/v1/liveness")).send().await.unwrap();
+    let live = app
+        .client
+        .get(app.url("/.backstage/health/v1/liveness"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(live.status(), 200);
     let (status, body) = readiness(&app).await;
     assert_eq!(status, 503, "{body}");
-    assert_eq!(body, json!({"status": "error", "message": "database migrations are pending"}));
+    assert_eq!(
+        body,
+        json!({"status": "error", "message": "database migrations are pending"})
+    );
     // The API refuses instead of failing on missing tables.
     let (status, body) = app.get_json("/requests").await;
     assert_eq!(status, 503);
     assert_envelope(&body, 503, "ServiceUnavailableError", "GET", "/v1/requests");
 
     // As `paved migrate` would, from outside the running server.
-    let conn = paved::db::connect(&settings(&db.url).database).await.unwrap();
+    let conn = paved::db::connect(&settings(&db.url).database)
+        .await
+        .unwrap();
     assert!(paved::db::migrate(&conn).await.unwrap() >= 1);
     conn.close().await.unwrap();
 
@@ -59,10 +74,21 @@ async fn request_survives_restart(engine: Engine) {
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["status"], "pending");
     assert_eq!(created["owner"], "group:default/team-a");
-    assert_eq!(created["parameters"]["backup_retention_days"], 7, "defaults applied");
-    assert!(created["templateVersion"].as_str().unwrap().starts_with("1.0.0+"));
+    assert_eq!(
+        created["parameters"]["backup_retention_days"], 7,
+        "defaults applied"
+    );
+    assert!(
+        created["templateVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("1.0.0+")
+    );
     assert_eq!(created["spec"]["resource"]["name"], "orders-dev");
-    assert_eq!(created["spec"]["parts"][0]["spec"]["instance_class"], "db.t3.small");
+    assert_eq!(
+        created["spec"]["parts"][0]["spec"]["instance_class"],
+        "db.t3.small"
+    );
     app.stop().await;
 
     let app = TestApp::spawn(settings(&db.url)).await;
@@ -148,10 +174,18 @@ async fn idempotency_postgres() {
 async fn listing_filters_and_pages() {
     let db = TestDb::new(Engine::Postgres).await;
     let app = TestApp::spawn(settings(&db.url)).await;
-    for (i, owner) in ["team-a", "team-b", "team-a", "team-a", "team-b"].iter().enumerate() {
+    for (i, owner) in ["team-a", "team-b", "team-a", "team-a", "team-b"]
+        .iter()
+        .enumerate()
+    {
         let mut values = postgres_values(&format!("db-{i}"));
         values["owner"] = json!(owner);
-        let (status, _) = app.post_json("/requests", &json!({"offering": "postgres-database", "values": values})).await;
+        let (status, _) = app
+            .post_json(
+                "/requests",
+                &json!({"offering": "postgres-database", "values": values}),
+            )
+            .await;
         assert_eq!(status, 201);
     }
     let (_, page1) = app.get_json("/requests?owner=team-a&limit=2").await;
@@ -159,7 +193,11 @@ async fn listing_filters_and_pages() {
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["parameters"]["name"], "db-3", "newest first");
     let cursor = page1["nextCursor"].as_str().unwrap();
-    let (_, page2) = app.get_json(&format!("/requests?owner=group:default/team-a&limit=2&cursor={cursor}")).await;
+    let (_, page2) = app
+        .get_json(&format!(
+            "/requests?owner=group:default/team-a&limit=2&cursor={cursor}"
+        ))
+        .await;
     let items2 = page2["items"].as_array().unwrap();
     assert_eq!(items2.len(), 1);
     assert_eq!(items2[0]["parameters"]["name"], "db-0");
@@ -178,7 +216,13 @@ async fn listing_filters_and_pages() {
     ] {
         let (status, err) = app.get_json(&format!("/requests?{query}")).await;
         assert_eq!(status, 400, "{query}");
-        let msg = assert_envelope(&err, 400, "InputError", "GET", &format!("/v1/requests?{query}"));
+        let msg = assert_envelope(
+            &err,
+            400,
+            "InputError",
+            "GET",
+            &format!("/v1/requests?{query}"),
+        );
         assert!(msg.contains(needle), "{query}: {msg}");
     }
     app.stop().await;
@@ -189,7 +233,12 @@ async fn validation_errors_name_every_field_and_rule() {
     let db = TestDb::new(Engine::Sqlite).await;
     let app = TestApp::spawn(settings(&db.url)).await;
     let values = json!({"name": "X", "environment": "qa", "owner": "team-a", "storage_gb": 5000, "extra": 1});
-    let (status, err) = app.post_json("/requests", &json!({"offering": "postgres-database", "values": values})).await;
+    let (status, err) = app
+        .post_json(
+            "/requests",
+            &json!({"offering": "postgres-database", "values": values}),
+        )
+        .await;
     assert_eq!(status, 400);
     let msg = assert_envelope(&err, 400, "InputError", "POST", "/v1/requests");
     for part in [
@@ -201,7 +250,12 @@ async fn validation_errors_name_every_field_and_rule() {
     ] {
         assert!(msg.contains(part), "missing {part:?} in {msg}");
     }
-    let fields: Vec<&str> = err["error"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = err["error"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields.len(), 5, "{fields:?}");
     // Nothing was stored for a refused order.
     let (_, list) = app.get_json("/requests").await;
@@ -210,7 +264,12 @@ async fn validation_errors_name_every_field_and_rule() {
     // A bad owner ref is refused by name, after the form passed.
     let mut bad_owner = postgres_values("orders");
     bad_owner["owner"] = json!("group:default/Not Valid");
-    let (status, err) = app.post_json("/requests", &json!({"offering": "postgres-database", "values": bad_owner})).await;
+    let (status, err) = app
+        .post_json(
+            "/requests",
+            &json!({"offering": "postgres-database", "values": bad_owner}),
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(assert_envelope(&err, 400, "InputError", "POST", "/v1/requests").contains("owner:"));
     app.stop().await;
@@ -224,46 +283,136 @@ async fn every_failure_answers_in_backstage_shape() {
     let app = TestApp::spawn(s).await;
     let c = &app.client;
 
-    let r = c.get(app.url("/api/paved/v1/nope?x=1")).send().await.unwrap();
+    let r = c
+        .get(app.url("/api/paved/v1/nope?x=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
-    assert_envelope(&r.json().await.unwrap(), 404, "NotFoundError", "GET", "/v1/nope?x=1");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_envelope(
+        &r.json().await.unwrap(),
+        404,
+        "NotFoundError",
+        "GET",
+        "/v1/nope?x=1",
+    );
 
     let r = c.get(app.url("/elsewhere")).send().await.unwrap();
-    assert_envelope(&r.json().await.unwrap(), 404, "NotFoundError", "GET", "/elsewhere");
+    assert_envelope(
+        &r.json().await.unwrap(),
+        404,
+        "NotFoundError",
+        "GET",
+        "/elsewhere",
+    );
 
     let r = c.delete(app.api("/offerings")).send().await.unwrap();
     assert_eq!(r.status(), 405);
-    assert_envelope(&r.json().await.unwrap(), 405, "MethodNotAllowedError", "DELETE", "/v1/offerings");
+    assert_envelope(
+        &r.json().await.unwrap(),
+        405,
+        "MethodNotAllowedError",
+        "DELETE",
+        "/v1/offerings",
+    );
 
-    let r = c.post(app.api("/requests")).header("content-type", "application/json").body("{\"offering\": ").send().await.unwrap();
-    let msg = assert_envelope(&r.json().await.unwrap(), 400, "InputError", "POST", "/v1/requests");
+    let r = c
+        .post(app.api("/requests"))
+        .header("content-type", "application/json")
+        .body("{\"offering\": ")
+        .send()
+        .await
+        .unwrap();
+    let msg = assert_envelope(
+        &r.json().await.unwrap(),
+        400,
+        "InputError",
+        "POST",
+        "/v1/requests",
+    );
     assert!(msg.contains("malformed JSON"), "{msg}");
 
-    let r = c.post(app.api("/requests")).header("content-type", "application/json").body("{\"offering\": 5, \"values\": {}}").send().await.unwrap();
-    let msg = assert_envelope(&r.json().await.unwrap(), 400, "InputError", "POST", "/v1/requests");
+    let r = c
+        .post(app.api("/requests"))
+        .header("content-type", "application/json")
+        .body("{\"offering\": 5, \"values\": {}}")
+        .send()
+        .await
+        .unwrap();
+    let msg = assert_envelope(
+        &r.json().await.unwrap(),
+        400,
+        "InputError",
+        "POST",
+        "/v1/requests",
+    );
     assert!(msg.contains("offering"), "{msg}");
 
-    let r = c.post(app.api("/requests")).body("{}").send().await.unwrap();
-    let msg = assert_envelope(&r.json().await.unwrap(), 400, "InputError", "POST", "/v1/requests");
+    let r = c
+        .post(app.api("/requests"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let msg = assert_envelope(
+        &r.json().await.unwrap(),
+        400,
+        "InputError",
+        "POST",
+        "/v1/requests",
+    );
     assert!(msg.contains("Content-Type"), "{msg}");
 
     let big = json!({"offering": "postgres-database", "values": {"name": "x".repeat(10_000)}});
-    let r = c.post(app.api("/requests")).json(&big).send().await.unwrap();
+    let r = c
+        .post(app.api("/requests"))
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
-    assert_envelope(&r.json().await.unwrap(), 413, "PayloadTooLargeError", "POST", "/v1/requests");
+    assert_envelope(
+        &r.json().await.unwrap(),
+        413,
+        "PayloadTooLargeError",
+        "POST",
+        "/v1/requests",
+    );
 
-    let (status, err) = app.post_json("/requests", &json!({"offering": "no-such", "values": {}})).await;
+    let (status, err) = app
+        .post_json("/requests", &json!({"offering": "no-such", "values": {}}))
+        .await;
     assert_eq!(status, 404);
-    assert!(assert_envelope(&err, 404, "NotFoundError", "POST", "/v1/requests").contains("no-such"));
+    assert!(
+        assert_envelope(&err, 404, "NotFoundError", "POST", "/v1/requests").contains("no-such")
+    );
 
     let (status, err) = app.get_json("/requests/does-not-exist").await;
     assert_eq!(status, 404);
-    assert_envelope(&err, 404, "NotFoundError", "GET", "/v1/requests/does-not-exist");
+    assert_envelope(
+        &err,
+        404,
+        "NotFoundError",
+        "GET",
+        "/v1/requests/does-not-exist",
+    );
 
-    let (status, err) = app.post_json("/requests", &json!({"offering": "redis-cache", "values": {}, "idempotencyKey": ""})).await;
+    let (status, err) = app
+        .post_json(
+            "/requests",
+            &json!({"offering": "redis-cache", "values": {}, "idempotencyKey": ""}),
+        )
+        .await;
     assert_eq!(status, 400);
-    assert!(assert_envelope(&err, 400, "InputError", "POST", "/v1/requests").contains("idempotencyKey"));
+    assert!(
+        assert_envelope(&err, 400, "InputError", "POST", "/v1/requests").contains("idempotencyKey")
+    );
     app.stop().await;
 }
 
@@ -273,8 +422,16 @@ async fn offerings_come_from_templates() {
     let app = TestApp::spawn(settings(&db.url)).await;
     let (status, list) = app.get_json("/offerings").await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["postgres-database", "preview-environment", "redis-cache"]);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["postgres-database", "preview-environment", "redis-cache"]
+    );
     assert_eq!(list["problems"], json!([]));
 
     let (status, pg) = app.get_json("/offerings/postgres-database").await;
@@ -285,11 +442,17 @@ async fn offerings_come_from_templates() {
     assert_eq!(pages.len(), 2, "simple page, then advanced");
     assert_eq!(pages[0]["properties"]["owner"]["ui:field"], "OwnerPicker");
     assert_eq!(pg["presets"]["parameter"], "size");
-    assert_eq!(pg["presets"]["values"]["medium"]["instance_class"], "db.t3.large");
+    assert_eq!(
+        pg["presets"]["values"]["medium"]["instance_class"],
+        "db.t3.large"
+    );
 
     let (status, preview) = app.get_json("/offerings/preview-environment").await;
     assert_eq!(status, 200);
-    assert_eq!(preview["ttl"], json!({"default_hours": 24, "max_hours": 168}));
+    assert_eq!(
+        preview["ttl"],
+        json!({"default_hours": 24, "max_hours": 168})
+    );
     assert_eq!(preview["parts"], json!(["postgres", "redis"]));
 
     let (status, _) = app.get_json("/offerings/nope").await;
@@ -302,22 +465,50 @@ async fn composite_preview_environment_renders_both_parts() {
     let db = TestDb::new(Engine::Sqlite).await;
     let app = TestApp::spawn(settings(&db.url)).await;
     let values = json!({"component": "checkout-service", "branch": "feature/Login_Page", "owner": "team-a", "cost_center": "ENG-1234"});
-    let (status, r) = app.post_json("/requests", &json!({"offering": "preview-environment", "values": values})).await;
+    let (status, r) = app
+        .post_json(
+            "/requests",
+            &json!({"offering": "preview-environment", "values": values}),
+        )
+        .await;
     assert_eq!(status, 201, "{r}");
     let spec = &r["spec"];
-    assert_eq!(spec["resource"]["name"], "preview-checkout-service-feature-login-page");
-    assert_eq!(spec["resource"]["component"], "component:default/checkout-service");
+    assert_eq!(
+        spec["resource"]["name"],
+        "preview-checkout-service-feature-login-page"
+    );
+    assert_eq!(
+        spec["resource"]["component"],
+        "component:default/checkout-service"
+    );
     assert_eq!(spec["resource"]["ttl_hours"], 24, "default TTL applied");
     assert_eq!(spec["parts"][0]["driver"], "postgres");
-    assert_eq!(spec["parts"][0]["spec"]["database"], "preview_checkout_service_feature_login_page");
+    assert_eq!(
+        spec["parts"][0]["spec"]["database"],
+        "preview_checkout_service_feature_login_page"
+    );
     assert_eq!(spec["parts"][1]["driver"], "redis");
-    assert_eq!(spec["parts"][1]["spec"]["key_prefix"], "preview-checkout-service-feature-login-page");
+    assert_eq!(
+        spec["parts"][1]["spec"]["key_prefix"],
+        "preview-checkout-service-feature-login-page"
+    );
 
     let mut no_ttl_choice = values.clone();
     no_ttl_choice["ttl_hours"] = json!(1000);
-    let (status, err) = app.post_json("/requests", &json!({"offering": "preview-environment", "values": no_ttl_choice})).await;
+    let (status, err) = app
+        .post_json(
+            "/requests",
+            &json!({"offering": "preview-environment", "values": no_ttl_choice}),
+        )
+        .await;
     assert_eq!(status, 400);
-    assert!(err["error"]["message"].as_str().unwrap().contains("ttl_hours: must be one of"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ttl_hours: must be one of"),
+        "{err}"
+    );
     app.stop().await;
 }
 
@@ -328,13 +519,30 @@ async fn request_ids_metrics_and_docs() {
     let r = app.client.get(app.api("/offerings")).send().await.unwrap();
     let generated = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
-    let r = app.client.get(app.api("/offerings")).header("x-request-id", "trace-me-123").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.api("/offerings"))
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-me-123");
     let r = app.client.get(app.api("/nope")).send().await.unwrap();
-    assert!(r.headers().contains_key("x-request-id"), "errors carry it too");
+    assert!(
+        r.headers().contains_key("x-request-id"),
+        "errors carry it too"
+    );
     app.get_json("/requests/abc").await;
 
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         r#"paved_http_requests_total{method="GET",route="/api/paved/v1/offerings",status="200"}"#,
         r#"paved_http_requests_total{method="GET",route="/api/paved/v1/requests/{id}",status="404"}"#,
@@ -344,11 +552,27 @@ async fn request_ids_metrics_and_docs() {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
 
-    let doc: Value = app.client.get(app.url("/api/paved/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = app
+        .client
+        .get(app.url("/api/paved/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["paths"]["/v1/requests"]["post"].is_object());
-    let ui = app.client.get(app.url("/api/paved/docs/")).send().await.unwrap();
+    let ui = app
+        .client
+        .get(app.url("/api/paved/docs/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ui.status(), 200);
-    assert!(ui.text().await.unwrap().contains("swagger"), "browsable API reference is served");
+    assert!(
+        ui.text().await.unwrap().contains("swagger"),
+        "browsable API reference is served"
+    );
     app.stop().await;
 }
 
@@ -359,7 +583,11 @@ async fn broken_templates_are_skipped_and_reloaded() {
         let to = dir.path().join(offering);
         std::fs::create_dir_all(&to).unwrap();
         for f in ["template.yaml", "offering.yaml"] {
-            std::fs::copy(common::repo_path(&format!("templates/{offering}/{f}")), to.join(f)).unwrap();
+            std::fs::copy(
+                common::repo_path(&format!("templates/{offering}/{f}")),
+                to.join(f),
+            )
+            .unwrap();
         }
     }
     let db = TestDb::new(Engine::Sqlite).await;
@@ -367,19 +595,40 @@ async fn broken_templates_are_skipped_and_reloaded() {
     s.templates.dir = dir.path().to_owned();
     s.templates.reload_interval_seconds = 1;
     let app = TestApp::spawn(s).await;
-    let names = |v: &Value| -> Vec<String> { v["items"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_owned()).collect() };
+    let names = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
 
     let (_, list) = app.get_json("/offerings").await;
     assert_eq!(names(&list), ["postgres-database", "redis-cache"]);
 
     let redis = dir.path().join("redis-cache/template.yaml");
     let good = std::fs::read_to_string(&redis).unwrap();
-    std::fs::write(&redis, good.replace("kind: Template", "kind: Template\n  broken: [")).unwrap();
+    std::fs::write(
+        &redis,
+        good.replace("kind: Template", "kind: Template\n  broken: ["),
+    )
+    .unwrap();
     let list = poll_until(&app, |l| names(l) == ["postgres-database"]).await;
     assert_eq!(list["problems"][0]["offering"], "redis-cache", "{list}");
-    assert!(list["problems"][0]["message"].as_str().unwrap().contains("template.yaml"));
+    assert!(
+        list["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("template.yaml")
+    );
     // The healthy offering still takes orders.
-    let (status, _) = app.post_json("/requests", &json!({"offering": "postgres-database", "values": postgres_values("orders")})).await;
+    let (status, _) = app
+        .post_json(
+            "/requests",
+            &json!({"offering": "postgres-database", "values": postgres_values("orders")}),
+        )
+        .await;
     assert_eq!(status, 201);
 
     std::fs::write(&redis, &good).unwrap();

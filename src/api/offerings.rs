@@ -66,7 +66,7 @@ fn summary(o: &Offering) -> OfferingSummary {
 }
 
 /// List the offerings developers can order.
-#[utoipa::path(get, path = "/v1/offerings", tag = "offerings",
+#[utoipa::path(get, path = "/v1/offerings", operation_id = "listOfferings", tag = "offerings",
     responses((status = 200, body = OfferingList)))]
 pub async fn list(State(state): State<AppState>) -> Json<OfferingList> {
     let catalog = state.templates().snapshot();
@@ -77,7 +77,7 @@ pub async fn list(State(state): State<AppState>) -> Json<OfferingList> {
 }
 
 /// One offering with its form (parameter schema), presets and limits.
-#[utoipa::path(get, path = "/v1/offerings/{name}", tag = "offerings",
+#[utoipa::path(get, path = "/v1/offerings/{name}", operation_id = "getOffering", tag = "offerings",
     params(("name" = String, Path, description = "Offering name")),
     responses((status = 200, body = OfferingDetail), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(

@@ -34,7 +34,7 @@ pub struct CreateRequest {
 
 /// Order an offering. Values are validated against the template's own form; the request is
 /// stored before anything else happens.
-#[utoipa::path(post, path = "/v1/requests", tag = "requests",
+#[utoipa::path(post, path = "/v1/requests", operation_id = "createRequest", tag = "requests",
     request_body = CreateRequest,
     responses(
         (status = 201, description = "Stored", body = Request),
@@ -118,7 +118,7 @@ pub struct RequestList {
 }
 
 /// List requests, newest first.
-#[utoipa::path(get, path = "/v1/requests", tag = "requests", params(ListQuery),
+#[utoipa::path(get, path = "/v1/requests", operation_id = "listRequests", tag = "requests", params(ListQuery),
     responses((status = 200, body = RequestList), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -153,7 +153,7 @@ pub async fn list(
 }
 
 /// One request with its steps.
-#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
+#[utoipa::path(get, path = "/v1/requests/{id}", operation_id = "getRequest", tag = "requests",
     params(("id" = String, Path, description = "Request id")),
     responses((status = 200, body = Request), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(

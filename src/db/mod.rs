@@ -12,8 +12,9 @@ pub use migrations::Migrator;
 
 use crate::config::DatabaseSettings;
 
-/// Opens the pool. SQLite gets WAL and a busy timeout so the API and background work can share
-/// the file; both engines fail fast when the server is unreachable instead of hanging start-up.
+/// Opens the pool lazily: a database that is down at start keeps readiness at 503 (and is
+/// retried) instead of stopping paved. SQLite gets WAL and a busy timeout so the API and
+/// background work can share the file.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(settings.url.clone());
     opts.max_connections(settings.max_connections)
@@ -21,6 +22,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .sqlx_logging(false)
+        .connect_lazy(true)
         .map_sqlx_sqlite_opts(|o| {
             o.create_if_missing(true)
                 .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)

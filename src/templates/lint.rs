@@ -389,7 +389,13 @@ fn check_presets(
 
 /// Renders the spec with sample values (once per preset choice), so unknown filters, undefined
 /// values and invalid resource names surface here rather than at the first order.
-fn trial_render(o: &Offering, renderer: &Renderer, template: &Source, offering: &Source, out: &mut Vec<Finding>) {
+fn trial_render(
+    o: &Offering,
+    renderer: &Renderer,
+    template: &Source,
+    offering: &Source,
+    out: &mut Vec<Finding>,
+) {
     let base = sample_values(o);
     let choices: Vec<Option<String>> = match &o.spec.presets {
         Some(p) => p.values.keys().cloned().map(Some).collect(),
@@ -411,13 +417,22 @@ fn trial_render(o: &Offering, renderer: &Renderer, template: &Source, offering: 
                 return;
             }
         };
-        let label = choice.as_deref().map(|c| format!(" (preset {c:?})")).unwrap_or_default();
+        let label = choice
+            .as_deref()
+            .map(|c| format!(" (preset {c:?})"))
+            .unwrap_or_default();
         match o.render(renderer, &valid) {
-            Err(e) => out.push(offering.at(&[e.path.rsplit('.').next().unwrap_or("")], format!("test render{label}: {e}"))),
+            Err(e) => out.push(offering.at(
+                &[e.path.rsplit('.').next().unwrap_or("")],
+                format!("test render{label}: {e}"),
+            )),
             Ok(mut spec) => {
                 if let Err(errors) = spec.check() {
                     for e in errors {
-                        out.push(offering.at(&[e.field.rsplit('.').next().unwrap_or("")], format!("test render{label}: {e}")));
+                        out.push(offering.at(
+                            &[e.field.rsplit('.').next().unwrap_or("")],
+                            format!("test render{label}: {e}"),
+                        ));
                     }
                 }
             }
@@ -428,10 +443,18 @@ fn trial_render(o: &Offering, renderer: &Renderer, template: &Source, offering: 
 /// Plausible values for every form field: `examples[0]`, `default`, the first `enum` or
 /// `const`, or the first of a few typical strings/numbers the field's own schema accepts.
 fn sample_values(o: &Offering) -> serde_json::Map<String, Value> {
-    const STRINGS: &[&str] = &["example", "example-1", "ENG-1234", "pr-42", "group:default/example"];
+    const STRINGS: &[&str] = &[
+        "example",
+        "example-1",
+        "ENG-1234",
+        "pr-42",
+        "group:default/example",
+    ];
     let mut out = serde_json::Map::new();
     for page in o.form.page_schemas() {
-        let Some(props) = page.get("properties").and_then(Value::as_object) else { continue };
+        let Some(props) = page.get("properties").and_then(Value::as_object) else {
+            continue;
+        };
         for (name, prop) in props {
             let pick = prop
                 .pointer("/examples/0")
@@ -449,7 +472,9 @@ fn sample_values(o: &Offering) -> serde_json::Map<String, Value> {
                         Some("string") | None => STRINGS.iter().map(|s| Value::from(*s)).collect(),
                         _ => vec![],
                     };
-                    candidates.into_iter().find(|c| jsonschema::is_valid(prop, c))
+                    candidates
+                        .into_iter()
+                        .find(|c| jsonschema::is_valid(prop, c))
                 });
             if let Some(v) = pick {
                 out.insert(name.clone(), v);
@@ -457,4 +482,227 @@ fn sample_values(o: &Offering) -> serde_json::Map<String, Value> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy of a bundled offering with `edit` applied to one of its files.
+    fn broken(
+        offering: &str,
+        file: &str,
+        edit: impl Fn(String) -> String,
+    ) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join(offering);
+        std::fs::create_dir_all(&folder).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("templates")
+            .join(offering);
+        for f in [TEMPLATE_FILE, OFFERING_FILE] {
+            let text = std::fs::read_to_string(src.join(f)).unwrap();
+            let text = if f == file { edit(text) } else { text };
+            std::fs::write(folder.join(f), text).unwrap();
+        }
+        (dir, folder)
+    }
+
+    fn messages(findings: &[Finding]) -> String {
+        findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn bundled_templates_are_clean() {
+        let findings = lint_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"));
+        assert!(findings.is_empty(), "{}", messages(&findings));
+    }
+
+    #[test]
+    fn broken_fixtures_are_reported_with_file_and_line() {
+        type Edit = Box<dyn Fn(String) -> String>;
+        let cases: Vec<(&str, &str, Edit, &str, &str)> = vec![
+            (
+                "postgres-database",
+                TEMPLATE_FILE,
+                Box::new(|t| t.replace("kind: Template", "kind: Template\nbogus: [")),
+                TEMPLATE_FILE,
+                "not valid YAML",
+            ),
+            (
+                "postgres-database",
+                TEMPLATE_FILE,
+                Box::new(|t| {
+                    t.replace(
+                        "apiVersion: scaffolder.backstage.io/v1beta3",
+                        "apiVersion: scaffolder.backstage.io/v1beta2",
+                    )
+                }),
+                TEMPLATE_FILE,
+                "apiVersion must be scaffolder.backstage.io/v1beta3",
+            ),
+            (
+                "postgres-database",
+                TEMPLATE_FILE,
+                Box::new(|t| t.replace("  name: postgres-database", "  name: Postgres_Database-")),
+                TEMPLATE_FILE,
+                "breaks Backstage naming rules",
+            ),
+            (
+                "postgres-database",
+                TEMPLATE_FILE,
+                Box::new(|t| {
+                    t.replace(
+                        "tags: [paved, database, postgres]",
+                        "tags: [paved, Data Base]",
+                    )
+                }),
+                TEMPLATE_FILE,
+                "tag \"Data Base\"",
+            ),
+            (
+                "postgres-database",
+                TEMPLATE_FILE,
+                Box::new(|t| t.replace("action: paved:wait", "action: paved:wiat")),
+                TEMPLATE_FILE,
+                "paved has no action \"paved:wiat\"",
+            ),
+            (
+                "postgres-database",
+                TEMPLATE_FILE,
+                Box::new(|t| t.replace("action: paved:wait", "action: acme:thing")),
+                TEMPLATE_FILE,
+                "neither a paved action nor a Backstage built-in",
+            ),
+            (
+                "postgres-database",
+                TEMPLATE_FILE,
+                Box::new(|t| t.replace("        idempotencyKey: ${{ context.task.id }}\n", "")),
+                TEMPLATE_FILE,
+                "needs input.idempotencyKey",
+            ),
+            (
+                "postgres-database",
+                TEMPLATE_FILE,
+                Box::new(|t| {
+                    t.replace(
+                        "type: integer\n          description: Overrides the preset's storage",
+                        "type: intger\n          description: Overrides the preset's storage",
+                    )
+                }),
+                TEMPLATE_FILE,
+                "not a valid JSON Schema",
+            ),
+            (
+                "postgres-database",
+                TEMPLATE_FILE,
+                Box::new(|t| {
+                    t.replace("        multi_az:\n", "        read_replicas:\n          type: integer\n          default: 0\n        multi_az:\n")
+                }),
+                TEMPLATE_FILE,
+                "form field \"read_replicas\" is never used",
+            ),
+            (
+                "postgres-database",
+                TEMPLATE_FILE,
+                Box::new(|t| {
+                    t.replace("  tags: [paved, database, postgres]\n", "  tags: [paved, database, postgres]\n  annotations:\n    paved.dev/tier: 3\n")
+                }),
+                TEMPLATE_FILE,
+                "Backstage Template schema",
+            ),
+            (
+                "postgres-database",
+                OFFERING_FILE,
+                Box::new(|t| {
+                    t.replace("parameters.backup_retention_days", "parameters.backup_days")
+                }),
+                OFFERING_FILE,
+                "parameters.backup_days is not a field of the template's form",
+            ),
+            (
+                "postgres-database",
+                OFFERING_FILE,
+                Box::new(|t| t.replace("driver: postgres", "driver: mysql")),
+                OFFERING_FILE,
+                "unknown driver \"mysql\"",
+            ),
+            (
+                "postgres-database",
+                OFFERING_FILE,
+                Box::new(|t| t.replace("    large: {", "    huge: {")),
+                OFFERING_FILE,
+                "preset \"huge\" is not one of the form's choices",
+            ),
+            (
+                "postgres-database",
+                OFFERING_FILE,
+                Box::new(|t| t.replace("| replace('-', '_')", "| snake_case")),
+                OFFERING_FILE,
+                "test render",
+            ),
+            (
+                "postgres-database",
+                OFFERING_FILE,
+                Box::new(|t| {
+                    t.replace(
+                        "${{ preset.connection_limit }}",
+                        "${{ presets.connection_limit }}",
+                    )
+                }),
+                OFFERING_FILE,
+                "unknown variable \"presets\"",
+            ),
+            (
+                "postgres-database",
+                OFFERING_FILE,
+                Box::new(|t| {
+                    t.replace(
+                        "name: ${{ parameters.name }}-${{ parameters.environment }}",
+                        "name: ${{ parameters.name }} ${{ parameters.environment }}",
+                    )
+                }),
+                OFFERING_FILE,
+                "not a valid Backstage entity name",
+            ),
+            (
+                "preview-environment",
+                OFFERING_FILE,
+                Box::new(|t| t.replace("ttl:\n  default_hours: 24\n  max_hours: 168\n", "")),
+                OFFERING_FILE,
+                "resource.ttl_hours and ttl",
+            ),
+            (
+                "redis-cache",
+                OFFERING_FILE,
+                Box::new(|t| t.replace("version: 1.0.0", "version: 1.0.0\nunknown_key: 1")),
+                OFFERING_FILE,
+                "unknown field `unknown_key`",
+            ),
+        ];
+        for (offering, file, edit, expected_file, needle) in cases {
+            let (_dir, folder) = broken(offering, file, edit);
+            let findings = lint_offering(&folder);
+            let all = messages(&findings);
+            let hit = findings
+                .iter()
+                .find(|f| f.message.contains(needle))
+                .unwrap_or_else(|| panic!("{offering}/{file}: expected {needle:?}, got:\n{all}"));
+            assert!(hit.file.ends_with(expected_file), "{hit}");
+            assert!(hit.line >= 1, "{hit}");
+        }
+    }
+
+    #[test]
+    fn missing_files_and_folders_are_findings() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(messages(&lint_dir(dir.path())).contains("no offering folders"));
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        assert!(messages(&lint_dir(dir.path())).contains("template.yaml"));
+        assert!(messages(&lint_dir(&dir.path().join("nope"))).contains("cannot read folder"));
+    }
 }

@@ -223,7 +223,12 @@ fn slug(v: String) -> String {
 }
 
 /// Nunjucks' `truncate(length=255, killwords=false, end="...")`.
-fn truncate(v: String, length: Option<usize>, killwords: Option<bool>, end: Option<String>) -> String {
+fn truncate(
+    v: String,
+    length: Option<usize>,
+    killwords: Option<bool>,
+    end: Option<String>,
+) -> String {
     let length = length.unwrap_or(255);
     if v.chars().count() <= length {
         return v;
@@ -300,6 +305,12 @@ mod tests {
                 "${{ parameters.branch | slug }}",
                 json!("feature-login-page"),
             ),
+            (
+                "${{ parameters.branch | slug | truncate(7, true, '') }}",
+                json!("feature"),
+            ),
+            ("${{ 'one two three' | truncate(9) }}", json!("one two...")),
+            ("${{ parameters.name | truncate(10) }}", json!("orders")),
             ("{{ not templated }}", json!("{{ not templated }}")),
         ];
         for (input, expected) in cases {

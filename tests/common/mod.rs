@@ -40,19 +40,35 @@ impl TestDb {
         match engine {
             Engine::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("paved.db").display());
-                Self { url, engine, name: String::new(), _dir: Some(dir) }
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("paved.db").display()
+                );
+                Self {
+                    url,
+                    engine,
+                    name: String::new(),
+                    _dir: Some(dir),
+                }
             }
             Engine::Postgres => {
                 let name = format!("paved_test_{}", uuid::Uuid::new_v4().simple());
                 let admin = Database::connect(postgres_admin_url())
                     .await
                     .expect("PostgreSQL for tests must be running (PAVED_TEST_POSTGRES_URL)");
-                admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .unwrap();
                 admin.close().await.ok();
                 let base = postgres_admin_url();
                 let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
-                Self { url, engine, name, _dir: None }
+                Self {
+                    url,
+                    engine,
+                    name,
+                    _dir: None,
+                }
             }
         }
     }
@@ -66,11 +82,16 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs outside any async context guarantee: use a private runtime on a thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok(admin) = Database::connect(postgres_admin_url()).await {
                     let _ = admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
                         .await;
                     admin.close().await.ok();
                 }
@@ -108,7 +129,12 @@ impl TestApp {
         let task = tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
-        let me = Self { base, client: reqwest::Client::new(), stop: Some(tx), task: Some(task) };
+        let me = Self {
+            base,
+            client: reqwest::Client::new(),
+            stop: Some(tx),
+            task: Some(task),
+        };
         if wait_ready {
             me.wait_ready().await;
         }
@@ -117,7 +143,11 @@ impl TestApp {
 
     pub async fn wait_ready(&self) {
         for _ in 0..200 {
-            if let Ok(r) = self.client.get(self.url("/.backstage/health/v1/readiness")).send().await
+            if let Ok(r) = self
+                .client
+                .get(self.url("/.backstage/health/v1/readiness"))
+                .send()
+                .await
                 && r.status() == 200
             {
                 return;
@@ -141,8 +171,18 @@ impl TestApp {
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
-    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        let r = self.client.post(self.api(path)).json(body).send().await.unwrap();
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .post(self.api(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
@@ -170,12 +210,21 @@ pub fn postgres_values(name: &str) -> serde_json::Value {
 }
 
 /// Asserts Backstage's error envelope and returns `error.message`.
-pub fn assert_envelope(body: &serde_json::Value, status: u16, name: &str, method: &str, url: &str) -> String {
+pub fn assert_envelope(
+    body: &serde_json::Value,
+    status: u16,
+    name: &str,
+    method: &str,
+    url: &str,
+) -> String {
     assert_eq!(body["error"]["name"], name, "{body}");
     assert_eq!(body["response"]["statusCode"], status, "{body}");
     assert_eq!(body["request"]["method"], method, "{body}");
     assert_eq!(body["request"]["url"], url, "{body}");
-    let msg = body["error"]["message"].as_str().expect("message is a string").to_owned();
+    let msg = body["error"]["message"]
+        .as_str()
+        .expect("message is a string")
+        .to_owned();
     assert!(!msg.is_empty());
     msg
 }

@@ -1,0 +1,93 @@
+//! `cargo bench --bench validation`: time to validate (and render) one order, beside the
+//! baseline of an empty function call measured in the same run. Prints figures; asserts none.
+
+use std::{
+    hint::black_box,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use paved::{
+    provisioning::requests::NewRequest,
+    templates::{Offering, Renderer},
+};
+use serde_json::json;
+
+fn measure(name: &str, iterations: u32, mut f: impl FnMut()) -> Duration {
+    for _ in 0..iterations / 10 {
+        f(); // warm-up
+    }
+    let mut samples = Vec::with_capacity(iterations as usize);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
+    let mean = samples.iter().sum::<Duration>() / iterations;
+    println!(
+        "{name:<44} mean {:>9.3} µs  p50 {:>9.3} µs  p99 {:>9.3} µs  ({iterations} runs)",
+        mean.as_secs_f64() * 1e6,
+        p(0.5).as_secs_f64() * 1e6,
+        p(0.99).as_secs_f64() * 1e6
+    );
+    mean
+}
+
+#[inline(never)]
+fn empty(x: u64) -> u64 {
+    x
+}
+
+fn main() {
+    let renderer = Renderer::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/postgres-database");
+    let offering = Offering::load(&dir, &renderer).expect("bundled template loads");
+    let values = json!({
+        "name": "orders", "environment": "prod", "size": "medium", "owner": "group:default/team-a",
+        "component": "component:default/orders-service", "cost_center": "ENG-1234",
+        "storage_gb": 250, "backup_retention_days": 14, "multi_az": true
+    });
+    let invalid = json!({"name": "X", "environment": "qa", "storage_gb": 5000, "bogus": 1});
+
+    println!("paved validation benchmark (postgres-database, realistic values)");
+    let baseline = measure("baseline: empty function call", 200_000, || {
+        black_box(empty(black_box(42)));
+    });
+    let validate = measure("validate values against the form", 20_000, || {
+        black_box(offering.validate(black_box(&values)).unwrap());
+    });
+    let refuse = measure("validate invalid values (4 errors)", 20_000, || {
+        black_box(offering.validate(black_box(&invalid)).unwrap_err());
+    });
+    let prepare = measure("validate + render + check (NewRequest)", 20_000, || {
+        black_box(
+            NewRequest::prepare(
+                &offering,
+                &renderer,
+                black_box(&values),
+                "user:default/jane".into(),
+                None,
+            )
+            .unwrap(),
+        );
+    });
+    let ratio = |d: Duration| d.as_secs_f64() / baseline.as_secs_f64().max(1e-12);
+    println!();
+    println!(
+        "validate: {:.3} ms per request ({:.0}x the empty call); target well under 1 ms",
+        validate.as_secs_f64() * 1e3,
+        ratio(validate)
+    );
+    println!(
+        "refuse:   {:.3} ms per request ({:.0}x the empty call)",
+        refuse.as_secs_f64() * 1e3,
+        ratio(refuse)
+    );
+    println!(
+        "prepare:  {:.3} ms per request ({:.0}x the empty call)",
+        prepare.as_secs_f64() * 1e3,
+        ratio(prepare)
+    );
+}

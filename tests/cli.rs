@@ -1,0 +1,405 @@
+//! The `paved` binary as an operator runs it: configuration errors, migrate, openapi, lint,
+//! signals, logs.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+fn paved() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_paved"));
+    // Start from a clean slate: no PAVED_* from the developer's shell leaks into a test.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PAVED_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `paved serve` process, killed if the test ends early.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(configure: impl FnOnce(&mut Command)) -> Self {
+        let port = free_port();
+        let mut cmd = paved();
+        cmd.arg("serve")
+            .env("PAVED_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        configure(&mut cmd);
+        Self {
+            child: cmd.spawn().unwrap(),
+            port,
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        (
+            status,
+            out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned(),
+        )
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.get("/.backstage/health/v1/readiness").0 == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("paved serve did not become ready");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for exit; returns (exit code, stdout, stderr).
+    fn wait(mut self) -> (i32, String, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut out = String::new();
+                let mut err = String::new();
+                self.child
+                    .stdout
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut out)
+                    .unwrap();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return (status.code().unwrap_or(-1), out, err);
+            }
+            assert!(Instant::now() < deadline, "paved did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn openapi_document_is_committed_and_current() {
+    let committed = std::fs::read_to_string(common::repo_path("openapi/openapi.json")).unwrap();
+    let out = paved().arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(generated.trim_end(), paved::cli::openapi_json());
+    assert!(
+        committed.trim_end() == generated.trim_end(),
+        "openapi/openapi.json differs from what the code describes; regenerate it with:\n  cargo run -- openapi > openapi/openapi.json"
+    );
+}
+
+#[test]
+fn bad_configuration_stops_startup_naming_the_key() {
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("PAVED_SERVER__LISTEN", "localhost")],
+            &["server.listen", "PAVED_SERVER__LISTEN"],
+        ),
+        (
+            vec![("PAVED_DATABASE__URL", "mysql://db")],
+            &["database.url", "PAVED_DATABASE__URL"],
+        ),
+        (
+            vec![("PAVED_LOG__FORMAT", "xml")],
+            &["log.format", "PAVED_LOG__FORMAT"],
+        ),
+        (vec![("PAVED_SERVR__LISTEN", "127.0.0.1:1")], &["servr"]),
+    ];
+    for (env, needles) in cases {
+        let out = paved().arg("serve").envs(env.clone()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{env:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for n in needles {
+            assert!(err.contains(n), "{env:?}: {n:?} not in {err}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("paved.yaml");
+    std::fs::write(&file, "server:\n  body_limit_bytes: 10\n").unwrap();
+    let out = paved()
+        .args(["--config", file.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("server.body_limit_bytes: must be at least 1024")
+    );
+    // PAVED_CONFIG names the file too.
+    let out = paved()
+        .arg("serve")
+        .env("PAVED_CONFIG", dir.path().join("missing.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
+}
+
+#[test]
+fn migrate_command_brings_the_schema_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+    for _ in 0..2 {
+        let out = paved()
+            .arg("migrate")
+            .env("PAVED_DATABASE__URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut s = paved::config::Settings::default();
+        s.database.url = url.clone();
+        let db = paved::db::connect(&s.database).await.unwrap();
+        assert!(paved::db::schema_is_current(&db).await.unwrap());
+    });
+}
+
+#[test]
+fn templates_lint_exits_nonzero_with_file_and_line() {
+    let out = paved().args(["templates", "lint"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("redis-cache");
+    std::fs::create_dir(&folder).unwrap();
+    for f in ["template.yaml", "offering.yaml"] {
+        let text =
+            std::fs::read_to_string(common::repo_path(&format!("templates/redis-cache/{f}")))
+                .unwrap();
+        std::fs::write(
+            folder.join(f),
+            text.replace("action: paved:wait", "action: paved:sleep"),
+        )
+        .unwrap();
+    }
+    let out = paved()
+        .args(["templates", "lint", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = std::fs::read_to_string(folder.join("template.yaml"))
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("paved:sleep"))
+        .unwrap()
+        + 1;
+    let expected = format!(
+        "{}:{line}: step \"wait\": paved has no action \"paved:sleep\"",
+        folder.join("template.yaml").display()
+    );
+    assert!(err.contains(&expected), "{expected}\nnot in\n{err}");
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_and_logs_carry_request_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    let server = Server::start(|c| {
+        c.env("PAVED_DATABASE__URL", &url)
+            .env("PAVED_LOG__FORMAT", "json");
+    });
+    server.wait_ready();
+
+    // A request whose body is still arriving when SIGTERM comes.
+    let body = json!({"offering": "postgres-database", "values": common::postgres_values("inflight"), "idempotencyKey": "sigterm-1"}).to_string();
+    let (first, second) = body.split_at(body.len() / 2);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /api/paved/v1/requests HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-Request-Id: inflight-req-1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    s.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(second.as_bytes()).unwrap();
+    let mut reader = BufReader::new(s);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).unwrap();
+    assert!(
+        status_line.starts_with("HTTP/1.1 201"),
+        "in-flight request finished: {status_line}"
+    );
+
+    let (code, stdout, _) = server.wait();
+    assert_eq!(code, 0, "clean exit after SIGTERM");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    let ours: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["request_id"] == "inflight-req-1")
+        .collect();
+    assert!(
+        ours.iter().any(|l| l["message"] == "request stored"),
+        "the handler's log line carries the request id: {stdout}"
+    );
+    assert!(lines.iter().any(|l| {
+        l["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("shutdown requested")
+    }));
+    // Every line written while serving a request carries its id.
+    for l in &lines {
+        if l.get("span").is_some() {
+            assert!(l["span"]["request_id"].is_string(), "{l}");
+        }
+    }
+}
+
+#[test]
+fn sighup_reloads_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("templates");
+    for offering in ["postgres-database", "redis-cache"] {
+        let to = templates.join(offering);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in ["template.yaml", "offering.yaml"] {
+            std::fs::copy(
+                common::repo_path(&format!("templates/{offering}/{f}")),
+                to.join(f),
+            )
+            .unwrap();
+        }
+    }
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    let server = Server::start(|c| {
+        c.env("PAVED_DATABASE__URL", &url)
+            .env("PAVED_TEMPLATES__DIR", &templates)
+            .env("PAVED_TEMPLATES__RELOAD_INTERVAL_SECONDS", "0");
+    });
+    server.wait_ready();
+    let count = |s: &Server| -> usize {
+        let (_, body) = s.get("/api/paved/v1/offerings");
+        serde_json::from_str::<Value>(&body).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count(&server), 2);
+    std::fs::remove_dir_all(templates.join("redis-cache")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        count(&server),
+        2,
+        "no watching: nothing changes without a signal"
+    );
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&server) != 1 {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.signal("TERM");
+    assert_eq!(server.wait().0, 0);
+}
+
+#[test]
+fn database_passwords_never_reach_logs_or_answers() {
+    let server = Server::start(|c| {
+        c.env(
+            "PAVED_DATABASE__URL",
+            "postgres://postgres:s3cr3t-pw@127.0.0.1:5432/paved_no_such_database",
+        )
+        .env("PAVED_LOG__FORMAT", "json");
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        if TcpStream::connect(("127.0.0.1", server.port)).is_ok() {
+            break server.get("/.backstage/health/v1/readiness");
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(!body.contains("s3cr3t-pw"), "{body}");
+    std::thread::sleep(Duration::from_millis(700)); // let a migration retry log
+    server.signal("TERM");
+    let (_, stdout, stderr) = server.wait();
+    let all = format!("{stdout}{stderr}");
+    assert!(
+        all.contains("postgres://postgres:***@127.0.0.1:5432"),
+        "{all}"
+    );
+    assert!(!all.contains("s3cr3t-pw"), "password leaked:\n{all}");
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("templates")
+            .exists()
+    );
+}
