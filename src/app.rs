@@ -15,7 +15,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
-use crate::{config::Settings, db, telemetry, templates::TemplateStore};
+use std::sync::RwLock;
+
+use crate::{
+    auth::StaticTokens, config::Settings, cost::PriceBook, db, guardrails, policy::PolicySet,
+    telemetry, templates::TemplateStore,
+};
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -25,6 +30,9 @@ struct Inner {
     settings: Settings,
     db: DatabaseConnection,
     templates: Arc<TemplateStore>,
+    policies: RwLock<Arc<PolicySet>>,
+    pricebook: PriceBook,
+    tokens: StaticTokens,
     metrics: PrometheusHandle,
     schema_ready: AtomicBool,
     shutting_down: AtomicBool,
@@ -46,11 +54,37 @@ impl AppState {
     pub fn schema_ready(&self) -> bool {
         self.0.schema_ready.load(Ordering::Acquire)
     }
+    pub fn tokens(&self) -> &StaticTokens {
+        &self.0.tokens
+    }
+    pub fn pricebook(&self) -> &PriceBook {
+        &self.0.pricebook
+    }
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.0
+            .policies
+            .read()
+            .expect("policy lock poisoned")
+            .clone()
+    }
 
-    /// Who is asking. Authentication (Backstage tokens, static tokens) arrives with its own
-    /// capability; until then every caller is the unauthenticated principal.
-    pub fn requester(&self) -> String {
-        "anonymous".to_owned()
+    /// Re-reads `policies/`; a set that does not compile is refused and the old one kept.
+    pub fn reload_policies(&self) -> Result<(), String> {
+        let s = self.settings();
+        let fresh = PolicySet::load(&s.policies.dir, &s.policies.data)?;
+        *self.0.policies.write().expect("policy lock poisoned") = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// What the guardrails need, borrowed from the state.
+    pub fn guardrail_inputs<'a>(&'a self, policies: &'a PolicySet) -> guardrails::Inputs<'a> {
+        guardrails::Inputs {
+            db: self.db(),
+            renderer: self.templates().renderer(),
+            pricebook: self.pricebook(),
+            policies,
+            cost: &self.settings().cost,
+        }
     }
 
     /// Ok when paved can serve: not shutting down, schema current, database answering.
@@ -99,6 +133,12 @@ impl Application {
             )
         })?;
         let templates = Arc::new(TemplateStore::open(&settings.templates.dir));
+        // Broken policies or prices stop start-up: serving without guardrails is not an option.
+        let policies = PolicySet::load(&settings.policies.dir, &settings.policies.data)
+            .map_err(|e| anyhow::anyhow!("policies: {e}"))?;
+        let pricebook = PriceBook::load(&settings.cost.pricebook)
+            .map_err(|e| anyhow::anyhow!("cost.pricebook: {e}"))?;
+        let tokens = StaticTokens::new(&settings.auth.static_tokens);
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;
@@ -106,6 +146,9 @@ impl Application {
             settings,
             db,
             templates,
+            policies: RwLock::new(Arc::new(policies)),
+            pricebook,
+            tokens,
             metrics: telemetry::metrics_handle(),
             schema_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
@@ -147,6 +190,7 @@ impl Application {
         background.spawn(state.0.templates.clone().watch(Duration::from_secs(
             settings.templates.reload_interval_seconds,
         )));
+        background.spawn(reload_policies_on_hangup(state.clone()));
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signal_state = state.clone();
@@ -195,6 +239,27 @@ async fn migrate_until_done(state: AppState) {
             }
         }
     }
+}
+
+/// SIGHUP re-reads the policies (templates listen for it too).
+async fn reload_policies_on_hangup(state: AppState) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match state.reload_policies() {
+                Ok(()) => tracing::info!("SIGHUP: policies reloaded"),
+                Err(e) => {
+                    tracing::error!(problem = %e, "SIGHUP: policies not reloaded; keeping the previous set")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

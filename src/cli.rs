@@ -33,6 +33,20 @@ pub enum Command {
         #[command(subcommand)]
         command: TemplatesCommand,
     },
+    /// Work with Rego policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run the `test_*` rules of every policy (like `opa test`); exits 1 when one fails.
+    Test {
+        /// Folder of policies (default: policies.dir from the configuration).
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +75,18 @@ pub fn run(cli: Cli) -> ExitCode {
                 },
             };
             lint(&dir)
+        }
+        Command::Policy {
+            command: PolicyCommand::Test { dir },
+        } => {
+            let settings = match load_settings(&cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            policy_test(
+                &dir.unwrap_or(settings.policies.dir),
+                &settings.policies.data,
+            )
         }
         Command::Serve => with_runtime(&cli.config, |settings| async move {
             let app = app::Application::build(settings).await?;
@@ -92,6 +118,43 @@ fn lint(dir: &std::path::Path) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         eprintln!("{} problem(s)", findings.len());
+        ExitCode::FAILURE
+    }
+}
+
+fn policy_test(dir: &std::path::Path, data: &serde_json::Value) -> ExitCode {
+    let set = match crate::policy::PolicySet::load(dir, data) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let results = set.run_tests();
+    let failed = results.iter().filter(|r| !r.passed).count();
+    for r in &results {
+        match (&r.passed, &r.detail) {
+            (true, _) => println!("PASS {}", r.name),
+            (false, d) => println!(
+                "FAIL {} ({}): {}",
+                r.name,
+                r.file.display(),
+                d.as_deref().unwrap_or("false")
+            ),
+        }
+    }
+    println!(
+        "policy: {} passed, {} failed",
+        results.len() - failed,
+        failed
+    );
+    if results.is_empty() {
+        eprintln!("{}: no test_* rules found", dir.display());
+        return ExitCode::FAILURE;
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::FAILURE
     }
 }

@@ -27,6 +27,68 @@ pub struct Settings {
     pub templates: TemplatesSettings,
     pub log: LogSettings,
     pub backstage: BackstageSettings,
+    pub policies: PoliciesSettings,
+    pub cost: CostSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoliciesSettings {
+    /// Folder of `.rego` policies and their `.yaml` data.
+    pub dir: PathBuf,
+    /// Data merged over the folder's data (thresholds without editing files), e.g.
+    /// `{guardrails: {approval: {above_monthly: 2000}}}`.
+    pub data: Value,
+}
+
+impl Default for PoliciesSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("policies"),
+            data: Value::Object(Map::new()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CostSettings {
+    /// The price book offerings' cost formulas read.
+    pub pricebook: PathBuf,
+    /// Monthly budgets (USD) by team entity ref; budgets set through the API take precedence.
+    pub budgets: std::collections::BTreeMap<String, f64>,
+}
+
+impl Default for CostSettings {
+    fn default() -> Self {
+        Self {
+            pricebook: PathBuf::from("pricing.yaml"),
+            budgets: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Tokens for API clients and CI. Only the SHA-256 of each token is configured.
+    pub static_tokens: Vec<StaticToken>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticToken {
+    /// Entity ref the token acts as, e.g. `user:default/ci-bot`.
+    pub subject: String,
+    /// Lower-case hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    pub sha256: String,
+    /// developer, lead, platform-admin.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Groups (entity refs) the subject belongs to.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +308,51 @@ impl Settings {
                 check_http_url(v).map_err(|m| err(key, m))?;
             }
         }
+        if !self.policies.data.is_object() {
+            return Err(err("policies.data", "must be a mapping".into()));
+        }
+        for (team, amount) in &self.cost.budgets {
+            crate::catalog::EntityRef::parse(team, "group")
+                .map_err(|e| err(&format!("cost.budgets.{team}"), e))?;
+            if !(amount.is_finite() && *amount >= 0.0) {
+                return Err(err(
+                    &format!("cost.budgets.{team}"),
+                    "must be a non-negative amount".into(),
+                ));
+            }
+        }
+        for (i, t) in self.auth.static_tokens.iter().enumerate() {
+            let key = |k: &str| format!("auth.static_tokens[{i}].{k}");
+            crate::catalog::EntityRef::parse(&t.subject, "user")
+                .map_err(|e| err(&key("subject"), e))?;
+            if t.sha256.len() != 64
+                || !t
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(err(
+                    &key("sha256"),
+                    "must be 64 lower-case hex characters (the token's SHA-256)".into(),
+                ));
+            }
+            if let Some(r) = t
+                .roles
+                .iter()
+                .find(|r| !crate::auth::ROLES.contains(&r.as_str()))
+            {
+                return Err(err(
+                    &key("roles"),
+                    format!(
+                        "unknown role {r:?} (known: {})",
+                        crate::auth::ROLES.join(", ")
+                    ),
+                ));
+            }
+            for g in &t.groups {
+                crate::catalog::EntityRef::parse(g, "group").map_err(|e| err(&key("groups"), e))?;
+            }
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| err("log.level", format!("not a valid log filter: {e}")))?;
         Ok(())
@@ -303,6 +410,12 @@ fn read_file(path: &Path) -> Result<Value, ConfigError> {
 fn scalar(raw: &str) -> Value {
     match yaml_serde::from_str::<Value>(raw) {
         Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,
+        // Lists and mappings (e.g. static tokens) can be given inline: `[{subject: ..., ...}]`.
+        Ok(v @ (Value::Array(_) | Value::Object(_)))
+            if raw.trim_start().starts_with(['[', '{']) =>
+        {
+            v
+        }
         _ => Value::String(raw.to_owned()),
     }
 }

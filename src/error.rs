@@ -102,6 +102,24 @@ impl ApiError {
             "internal error; see paved's log for this request id",
         )
     }
+    /// Puts a readable summary on the HTTP/1.1 status line. Backstage's scaffolder shows only
+    /// `Request failed with <status> <reason phrase>` in the task log, so this is where the
+    /// reason a developer needs must go.
+    pub fn with_reason_phrase(self, phrase: &str) -> Self {
+        let clean: String = phrase
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(200)
+            .collect();
+        self.with_detail(REASON_PHRASE_KEY, clean)
+    }
+
     pub fn with_detail(mut self, key: &str, value: impl Serialize) -> Self {
         self.details.insert(
             key.to_owned(),
@@ -123,9 +141,17 @@ impl std::error::Error for ApiError {}
 #[derive(Debug, Clone)]
 pub struct ErrorPayload(pub ApiError);
 
+/// Detail key carrying the status-line text; moved to the status line, not into the body.
+const REASON_PHRASE_KEY: &str = "__reasonPhrase";
+
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         let mut res = self.name.status().into_response();
+        if let Some(Value::String(phrase)) = self.details.remove(REASON_PHRASE_KEY)
+            && let Ok(p) = hyper::ext::ReasonPhrase::try_from(phrase.into_bytes())
+        {
+            res.extensions_mut().insert(p);
+        }
         res.extensions_mut().insert(ErrorPayload(self));
         res
     }

@@ -7,11 +7,15 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod db;
 pub mod error;
+pub mod guardrails;
+pub mod policy;
 pub mod provisioning;
 pub mod telemetry;
 pub mod templates;

@@ -1,7 +1,9 @@
 //! The HTTP layer: routes, OpenAPI document, middleware. Handlers stay thin; the work happens
 //! in the domain modules.
 
+mod actions;
 mod extract;
+mod guardrails;
 mod health;
 mod http_metrics;
 mod offerings;
@@ -37,7 +39,8 @@ use crate::{app::AppState, error};
     servers((url = "/api/paved", description = "paved's plugin base path (plugin id `paved`)")),
     tags(
         (name = "offerings", description = "What developers can order: the bundled Software Templates"),
-        (name = "requests", description = "Provisioning requests")
+        (name = "requests", description = "Provisioning requests"),
+        (name = "guardrails", description = "Cost estimates, team budgets and spend, policies")
     )
 )]
 struct ApiDoc;
@@ -49,6 +52,14 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(offerings::get))
         .routes(routes!(requests::create, requests::list))
         .routes(routes!(requests::get))
+        .routes(routes!(requests::approve))
+        .routes(routes!(requests::reject))
+        .routes(routes!(requests::list_approvals))
+        .routes(routes!(guardrails::estimate))
+        .routes(routes!(guardrails::get_budget, guardrails::set_budget))
+        .routes(routes!(guardrails::spend))
+        .routes(routes!(guardrails::policies))
+        .routes(routes!(guardrails::evaluate))
         .split_for_parts()
 }
 
@@ -67,6 +78,15 @@ pub fn router(state: AppState) -> Router {
 
     let plugin = Router::new()
         .merge(api)
+        .route("/.backstage/actions/v1/actions", get(actions::list))
+        .route(
+            "/.backstage/actions/v1/actions/{id}/invoke",
+            axum::routing::post(actions::invoke_v1),
+        )
+        .route(
+            "/.backstage/actions/v2/actions/{id}/invoke",
+            axum::routing::post(actions::invoke_v2),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_schema,

@@ -2,6 +2,7 @@
 
 use axum::{
     Json,
+    body::Bytes,
     extract::{Path, State},
     http::StatusCode,
 };
@@ -11,12 +12,17 @@ use serde_json::Value;
 use super::extract::{ApiJson, ApiQuery};
 use crate::{
     app::AppState,
+    auth::Principal,
     catalog::EntityRef,
     error::{ApiError, ErrorEnvelope, ErrorName},
-    provisioning::requests::{
-        self, CreateError, Created, IdempotencyKey, ListFilter, NewRequest, PrepareError, Request,
-        RequestStatus,
+    guardrails::AssessError,
+    policy::Violation,
+    provisioning::{
+        approvals::{self, DecideError},
+        order::{self, PlaceError, Placed},
+        requests::{self, CreateError, IdempotencyKey, ListFilter, Request, RequestStatus},
     },
+    templates::FieldError,
 };
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -32,67 +38,211 @@ pub struct CreateRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// Order an offering. Values are validated against the template's own form; the request is
-/// stored before anything else happens.
+/// Order an offering. Values are validated against the template's own form, priced, checked
+/// against the team budget and every policy; the request is stored with that verdict before
+/// anything else happens.
 #[utoipa::path(post, path = "/v1/requests", operation_id = "createRequest", tag = "requests",
     request_body = CreateRequest,
     responses(
-        (status = 201, description = "Stored", body = Request),
+        (status = 201, description = "Stored: `pending`, or `awaiting_approval` when a policy asks for one", body = Request),
         (status = 200, description = "Same idempotency key as an earlier create: that request", body = Request),
         (status = 400, description = "Values break the template's rules; `error.errors` lists every violation", body = ErrorEnvelope),
+        (status = 403, description = "Denied by policy (stored as `denied`); the status line carries the first reason, `error.errors` all", body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
         (status = 409, description = "Idempotency key reused with different values", body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
+    principal: Principal,
     ApiJson(body): ApiJson<CreateRequest>,
 ) -> Result<(StatusCode, Json<Request>), ApiError> {
-    let offering = state
-        .templates()
-        .snapshot()
-        .get(&body.offering)
-        .ok_or_else(|| ApiError::not_found(format!("no offering named {:?}", body.offering)))?;
+    let offering = offering(&state, &body.offering)?;
     let key = body
         .idempotency_key
         .as_deref()
         .map(IdempotencyKey::parse)
         .transpose()
         .map_err(|e| ApiError::input(format!("idempotencyKey: {e}")))?;
-    let new = NewRequest::prepare(
+    let policies = state.policies();
+    let placed = order::place(
+        &state.guardrail_inputs(&policies),
         &offering,
-        state.templates().renderer(),
         &body.values,
-        state.requester(),
+        &principal,
         key,
     )
-    .map_err(|e| prepare_error(&offering.name, e))?;
-    match requests::create(state.db(), new).await {
-        Ok(Created::New(r)) => {
-            tracing::info!(request_id = %r.id, offering = %r.offering, owner = %r.owner, "request stored");
-            Ok((StatusCode::CREATED, Json(r)))
+    .await
+    .map_err(|e| place_error(&offering.name, e))?;
+    match placed {
+        Placed::Accepted { request, new: true } => {
+            tracing::info!(request_id = %request.id, offering = %request.offering, owner = %request.owner, status = request.status.as_str(), "request stored");
+            Ok((StatusCode::CREATED, Json(request)))
         }
-        Ok(Created::Existing(r)) => Ok((StatusCode::OK, Json(r))),
-        Err(e @ CreateError::KeyReused { .. }) => Err(ApiError::conflict(e.to_string())),
-        Err(CreateError::Db(e)) => Err(e.into()),
+        Placed::Accepted {
+            request,
+            new: false,
+        } => Ok((StatusCode::OK, Json(request))),
+        Placed::Denied { request, deny } => Err(denied(&request, &deny)),
+        Placed::Invalid(errors) => Err(invalid(&offering.name, &errors)),
     }
 }
 
-pub(crate) fn prepare_error(offering: &str, e: PrepareError) -> ApiError {
+pub(crate) fn offering(
+    state: &AppState,
+    name: &str,
+) -> Result<std::sync::Arc<crate::templates::Offering>, ApiError> {
+    state
+        .templates()
+        .snapshot()
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("no offering named {name:?}")))
+}
+
+pub(crate) fn invalid(offering: &str, errors: &[FieldError]) -> ApiError {
+    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    ApiError::input(format!(
+        "values do not match the form of {offering}: {}",
+        list.join("; ")
+    ))
+    .with_detail("errors", errors)
+    .with_reason_phrase(&format!("Invalid values: {}", list.join("; ")))
+}
+
+/// 403 with every deny in the body and the first one on the status line (all Backstage shows).
+pub(crate) fn denied(request: &Request, deny: &[Violation]) -> ApiError {
+    let first = deny
+        .first()
+        .map(|v| format!("Policy {} denied: {}", v.rule, v.message))
+        .unwrap_or_else(|| "Denied by policy".into());
+    let all: Vec<String> = deny
+        .iter()
+        .map(|v| format!("{}: {}", v.rule, v.message))
+        .collect();
+    ApiError::new(
+        ErrorName::NotAllowed,
+        format!(
+            "request {} denied by policy: {}",
+            request.id,
+            all.join("; ")
+        ),
+    )
+    .with_detail("requestId", &request.id)
+    .with_detail("errors", deny)
+    .with_reason_phrase(&first)
+}
+
+pub(crate) fn place_error(offering: &str, e: PlaceError) -> ApiError {
     match e {
-        PrepareError::Invalid(errors) => {
-            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            ApiError::input(format!(
-                "values do not match the form of {offering}: {}",
-                list.join("; ")
-            ))
-            .with_detail("errors", &errors)
-        }
-        PrepareError::Template(e) => ApiError::new(
+        PlaceError::Create(e @ CreateError::KeyReused { .. }) => ApiError::conflict(e.to_string()),
+        PlaceError::Create(CreateError::Db(e)) | PlaceError::Assess(AssessError::Db(e)) => e.into(),
+        PlaceError::Assess(AssessError::Template(e)) => ApiError::new(
             ErrorName::Internal,
             format!(
-                "template {offering} cannot render its provisioning spec ({e}); the platform team must fix the template"
+                "template {offering} cannot render or price its provisioning spec ({e}); the platform team must fix the template"
             ),
         ),
+        PlaceError::Assess(e @ AssessError::Policy(_)) => {
+            ApiError::new(ErrorName::Internal, e.to_string())
+        }
     }
+}
+
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    /// Why; recorded with the decision.
+    pub reason: Option<String>,
+}
+
+/// Approve a request waiting for approval. Only the role the policy named may decide (leads
+/// within their own teams, platform-admins always), and never the requester.
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", operation_id = "approveRequest", tag = "requests",
+    params(("id" = String, Path, description = "Request id")), request_body = DecisionBody,
+    responses((status = 200, body = Request), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, description = "Not awaiting approval", body = ErrorEnvelope)))]
+pub async fn approve(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Request>, ApiError> {
+    decide(
+        &state,
+        &principal,
+        &id,
+        approvals::Decision::Approve,
+        decision_body(&body)?,
+    )
+    .await
+}
+
+/// Reject a request waiting for approval; it ends.
+#[utoipa::path(post, path = "/v1/requests/{id}/reject", operation_id = "rejectRequest", tag = "requests",
+    params(("id" = String, Path, description = "Request id")), request_body = DecisionBody,
+    responses((status = 200, body = Request), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, description = "Not awaiting approval", body = ErrorEnvelope)))]
+pub async fn reject(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Request>, ApiError> {
+    decide(
+        &state,
+        &principal,
+        &id,
+        approvals::Decision::Reject,
+        decision_body(&body)?,
+    )
+    .await
+}
+
+/// The body is optional: an empty one means "no reason given".
+fn decision_body(bytes: &[u8]) -> Result<DecisionBody, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DecisionBody::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::input(format!("invalid request body: {e}")))
+}
+
+async fn decide(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    decision: approvals::Decision,
+    body: DecisionBody,
+) -> Result<Json<Request>, ApiError> {
+    if principal.is_anonymous() {
+        return Err(ApiError::new(
+            ErrorName::Authentication,
+            "deciding an approval needs an authenticated caller",
+        ));
+    }
+    match approvals::decide(state.db(), id, principal, decision, body.reason).await {
+        Ok(r) => {
+            tracing::info!(request_id = %r.id, decided_by = %principal.subject, status = r.status.as_str(), "approval decided");
+            Ok(Json(r))
+        }
+        Err(e @ DecideError::NotFound(_)) => Err(ApiError::not_found(e.to_string())),
+        Err(e @ DecideError::NotAwaiting { .. }) => Err(ApiError::conflict(e.to_string())),
+        Err(e @ (DecideError::OwnRequest | DecideError::NotAllowed(_))) => {
+            Err(ApiError::new(ErrorName::NotAllowed, e.to_string()))
+        }
+        Err(DecideError::Db(e)) => Err(e.into()),
+    }
+}
+
+/// The approvals a request waits for (or waited for), with who decided.
+#[utoipa::path(get, path = "/v1/requests/{id}/approvals", operation_id = "listApprovals", tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, body = Vec<approvals::Approval>), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_approvals(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<approvals::Approval>>, ApiError> {
+    if requests::get(state.db(), &id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no request with id {id:?}")));
+    }
+    Ok(Json(approvals::list(state.db(), &id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

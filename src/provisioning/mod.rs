@@ -1,4 +1,6 @@
 //! Provisioning: requests, and (as they arrive) the engine that runs them and the drivers that
 //! talk to real systems.
 
+pub mod approvals;
+pub mod order;
 pub mod requests;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr,
+    QuerySelect, SqlErr, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,8 +11,9 @@ use uuid::Uuid;
 
 use crate::{
     catalog::EntityRef,
-    db::entities::{request, request_step},
-    templates::{FieldError, Offering, RenderError, RenderedSpec, Renderer},
+    db::entities::{approval, request, request_step},
+    policy::{Outcome, PolicyDecision},
+    templates::{FieldError, Offering, RenderError, RenderedSpec, Renderer, ValidValues},
 };
 
 /// Where a request stands. Stored as its snake_case name.
@@ -125,6 +126,12 @@ pub struct Request {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The cost estimate the request was decided with.
+    #[schema(value_type = Object)]
+    pub estimate: Option<Value>,
+    /// The policy decision it was created with (outcome, deny, warn, require_approval).
+    #[schema(value_type = Object)]
+    pub decision: Option<Value>,
     /// Recorded steps, in order (filled once the engine runs the request).
     pub steps: Vec<Step>,
 }
@@ -146,7 +153,8 @@ pub struct Step {
 pub struct NewRequest {
     pub offering: String,
     pub template_version: String,
-    pub parameters: Value,
+    /// The form values, validated, defaults applied.
+    pub values: ValidValues,
     pub spec: RenderedSpec,
     pub owner: EntityRef,
     pub requester: String,
@@ -179,7 +187,7 @@ impl NewRequest {
         Ok(Self {
             offering: offering.name.clone(),
             template_version: offering.version.clone(),
-            parameters: valid.into_value(),
+            values: valid,
             spec,
             owner,
             requester,
@@ -205,8 +213,21 @@ pub enum CreateError {
     Db(#[from] DbErr),
 }
 
-/// Stores a new request, or returns the earlier one for a repeated idempotency key.
-pub async fn create(db: &DatabaseConnection, new: NewRequest) -> Result<Created, CreateError> {
+/// How a request starts, as the guardrails decided.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub estimate: Value,
+    pub decision: PolicyDecision,
+}
+
+/// Stores a new request, or returns the earlier one for a repeated idempotency key. The
+/// verdict sets its first status: denied requests are stored too (and end at once), requests
+/// needing approval wait with one approval record per rule that asked for it.
+pub async fn create(
+    db: &DatabaseConnection,
+    new: NewRequest,
+    verdict: Verdict,
+) -> Result<Created, CreateError> {
     if let Some(key) = &new.idempotency_key
         && let Some(existing) = find_by_key(db, key.as_str()).await?
     {
@@ -214,24 +235,82 @@ pub async fn create(db: &DatabaseConnection, new: NewRequest) -> Result<Created,
     }
     let now = Utc::now();
     let spec = serde_json::to_value(&new.spec).expect("rendered spec serializes");
+    let id = Uuid::now_v7().to_string();
+    let (status, error, completed_at) = match verdict.decision.outcome {
+        Outcome::Denied => {
+            let reasons: Vec<&str> = verdict
+                .decision
+                .deny
+                .iter()
+                .map(|v| v.message.as_str())
+                .collect();
+            (
+                RequestStatus::Denied,
+                Some(format!("denied by policy: {}", reasons.join("; "))),
+                Some(now),
+            )
+        }
+        Outcome::NeedsApproval => (RequestStatus::AwaitingApproval, None, None),
+        Outcome::Allowed => (RequestStatus::Pending, None, None),
+    };
     let row = request::ActiveModel {
-        id: Set(Uuid::now_v7().to_string()),
+        id: Set(id.clone()),
         offering: Set(new.offering.clone()),
         template_version: Set(new.template_version.clone()),
         operation: Set(Operation::Create.as_str().into()),
-        status: Set(RequestStatus::Pending.as_str().into()),
+        status: Set(status.as_str().into()),
         requester: Set(new.requester.clone()),
         owner: Set(new.owner.to_string()),
         idempotency_key: Set(new.idempotency_key.as_ref().map(|k| k.as_str().to_owned())),
-        parameters: Set(new.parameters.clone()),
+        parameters: Set(new.values.clone().into_value()),
         spec: Set(Some(spec)),
         resource_id: Set(None),
-        error: Set(None),
+        error: Set(error),
         created_at: Set(now),
         updated_at: Set(now),
-        completed_at: Set(None),
+        completed_at: Set(completed_at),
+        estimate: Set(Some(verdict.estimate.clone())),
+        decision: Set(Some(
+            serde_json::to_value(&verdict.decision).expect("decision serializes"),
+        )),
     };
-    match request::Entity::insert(row).exec_with_returning(db).await {
+    let approvals: Vec<approval::ActiveModel> = match verdict.decision.outcome {
+        Outcome::NeedsApproval => verdict
+            .decision
+            .require_approval
+            .iter()
+            .map(|need| approval::ActiveModel {
+                id: Set(Uuid::now_v7().to_string()),
+                request_id: Set(id.clone()),
+                required_role: Set(need.role.clone()),
+                reason: Set(need.message.clone()),
+                status: Set("pending".into()),
+                decided_by: Set(None),
+                decision_reason: Set(None),
+                decided_at: Set(None),
+                created_at: Set(now),
+            })
+            .collect(),
+        _ => vec![],
+    };
+    let inserted = db
+        .transaction::<_, request::Model, DbErr>(|txn| {
+            Box::pin(async move {
+                let model = request::Entity::insert(row)
+                    .exec_with_returning(txn)
+                    .await?;
+                if !approvals.is_empty() {
+                    approval::Entity::insert_many(approvals).exec(txn).await?;
+                }
+                Ok(model)
+            })
+        })
+        .await
+        .map_err(|e| match e {
+            sea_orm::TransactionError::Connection(e)
+            | sea_orm::TransactionError::Transaction(e) => e,
+        });
+    match inserted {
         Ok(model) => Ok(Created::New(to_api(model, vec![]))),
         // Two creates with one key raced; the unique index let exactly one in.
         Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
@@ -261,7 +340,9 @@ async fn same_or_conflict(
     existing: request::Model,
     new: &NewRequest,
 ) -> Result<Created, CreateError> {
-    if existing.offering == new.offering && existing.parameters == new.parameters {
+    if existing.offering == new.offering
+        && existing.parameters.as_object() == Some(new.values.as_map())
+    {
         let steps = steps_of(db, &existing.id).await?;
         Ok(Created::Existing(to_api(existing, steps)))
     } else {
@@ -358,6 +439,8 @@ fn to_api(m: request::Model, steps: Vec<Step>) -> Request {
         created_at: m.created_at,
         updated_at: m.updated_at,
         completed_at: m.completed_at,
+        estimate: m.estimate,
+        decision: m.decision,
         steps,
     }
 }

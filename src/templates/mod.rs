@@ -42,6 +42,9 @@ pub struct OfferingSpec {
     pub ttl: Option<TtlLimits>,
     /// What gets provisioned, by which driver, in order.
     pub parts: Vec<PartSpec>,
+    /// How to price it from the price book.
+    #[serde(default)]
+    pub cost: crate::cost::CostModel,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,7 +226,7 @@ impl Offering {
     }
 
     /// The chosen preset's values (empty when the offering has none or the choice has none).
-    fn preset(&self, values: &ValidValues) -> Map<String, Value> {
+    pub fn preset(&self, values: &ValidValues) -> Map<String, Value> {
         self.spec
             .presets
             .as_ref()

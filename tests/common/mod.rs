@@ -107,6 +107,8 @@ pub fn settings(db_url: &str) -> Settings {
     s.database.url = db_url.to_owned();
     s.database.max_connections = 5;
     s.templates.dir = repo_path("templates");
+    s.policies.dir = repo_path("policies");
+    s.cost.pricebook = repo_path("pricing.yaml");
     s.templates.reload_interval_seconds = 0;
     s.server.shutdown_grace_seconds = 5;
     s

@@ -1,6 +1,9 @@
 //! sea-orm entities, one module per table. Tables that a capability does not use yet get their
 //! entity when that capability arrives.
 
+pub mod approval;
+pub mod budget;
 pub mod request;
 pub mod request_log;
 pub mod request_step;
+pub mod resource;

@@ -1,0 +1,230 @@
+//! Backstage's Actions Registry protocol (docs/backstage-protocol.md §1-2): templates call
+//! `paved:*` actions over HTTP, no TypeScript needed.
+
+use std::sync::OnceLock;
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::ApiJson;
+use crate::{
+    app::AppState,
+    auth::Principal,
+    error::ApiError,
+    provisioning::{
+        order::{self, Placed},
+        requests::IdempotencyKey,
+    },
+};
+
+/// The action list, built once: Backstage fetches it for every task step.
+fn list_body(plugin_id: &str) -> Value {
+    let draft = "http://json-schema.org/draft-07/schema#";
+    let values_input = |extra: Value| {
+        let mut props = json!({
+            "offering": {"type": "string", "description": "Offering (template) name, e.g. postgres-database"},
+            "values": {"type": "object", "description": "The template's parameters, e.g. ${{ parameters }}"}
+        });
+        props
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        props
+    };
+    json!({"actions": [
+        {
+            "id": format!("{plugin_id}:estimate"), "pluginId": plugin_id, "name": "estimate",
+            "title": "Estimate cost and check policy",
+            "description": "Validates the values against the offering's form, prices the order and runs every policy. Changes nothing, so it also runs in template dry-runs.",
+            "attributes": {"readOnly": true, "destructive": false, "idempotent": true},
+            "schema": {
+                "input": {"$schema": draft, "type": "object", "required": ["offering", "values"], "additionalProperties": false,
+                          "properties": values_input(json!({}))},
+                "output": {"$schema": draft, "type": "object", "properties": {
+                    "valid": {"type": "boolean"},
+                    "errors": {"type": "array", "items": {"type": "object"}},
+                    "outcome": {"type": "string", "enum": ["allowed", "needs_approval", "denied", "invalid"]},
+                    "monthlyCost": {"type": "number"},
+                    "annualCost": {"type": "number"},
+                    "currency": {"type": "string"},
+                    "lineItems": {"type": "array", "items": {"type": "object"}},
+                    "recommendations": {"type": "array", "items": {"type": "object"}},
+                    "deny": {"type": "array", "items": {"type": "object"}},
+                    "warnings": {"type": "array", "items": {"type": "object"}},
+                    "approvals": {"type": "array", "items": {"type": "object"}},
+                    "summary": {"type": "string"}
+                }, "required": ["valid", "outcome", "summary"]}
+            },
+            "examples": []
+        },
+        {
+            "id": format!("{plugin_id}:provision"), "pluginId": plugin_id, "name": "provision",
+            "title": "Order infrastructure",
+            "description": "Creates a provisioning request from the template's values (validated, priced, policy-checked) and returns it. Idempotent on idempotencyKey, as task recovery re-runs steps.",
+            "attributes": {"readOnly": false, "destructive": false, "idempotent": true},
+            "schema": {
+                "input": {"$schema": draft, "type": "object", "required": ["offering", "values", "idempotencyKey"], "additionalProperties": false,
+                          "properties": values_input(json!({"idempotencyKey": {"type": "string", "minLength": 1, "maxLength": 200,
+                              "description": "e.g. ${{ context.task.id }}"}}))},
+                "output": {"$schema": draft, "type": "object", "properties": {
+                    "requestId": {"type": "string"},
+                    "status": {"type": "string"},
+                    "requestUrl": {"type": "string"},
+                    "monthlyCost": {"type": "number"},
+                    "warnings": {"type": "array", "items": {"type": "object"}}
+                }, "required": ["requestId", "status", "requestUrl"]}
+            },
+            "examples": []
+        }
+    ]})
+}
+
+pub async fn list(State(state): State<AppState>) -> Json<Value> {
+    static BODY: OnceLock<Value> = OnceLock::new();
+    Json(
+        BODY.get_or_init(|| list_body(&state.settings().backstage.plugin_id))
+            .clone(),
+    )
+}
+
+/// v2 wraps the input: `{input, secrets}`.
+#[derive(Deserialize)]
+pub struct V2Body {
+    input: Value,
+    #[serde(default)]
+    #[allow(dead_code)] // accepted per protocol; no paved action takes secrets
+    secrets: Option<Value>,
+}
+
+pub async fn invoke_v1(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    invoke(&state, &principal, &id, input).await
+}
+
+pub async fn invoke_v2(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<V2Body>,
+) -> Result<Json<Value>, ApiError> {
+    invoke(&state, &principal, &id, body.input).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OrderInput {
+    offering: String,
+    values: Value,
+    idempotency_key: Option<String>,
+}
+
+async fn invoke(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    input: Value,
+) -> Result<Json<Value>, ApiError> {
+    let plugin = &state.settings().backstage.plugin_id;
+    let name = id
+        .strip_prefix(plugin.as_str())
+        .and_then(|r| r.strip_prefix(':'))
+        .unwrap_or("");
+    let parse = |input: Value| {
+        serde_path_to_error::deserialize::<_, OrderInput>(input).map_err(|e| {
+            ApiError::input(format!(
+                "invalid input for {id}: {}: {}",
+                e.path(),
+                e.inner()
+            ))
+            .with_reason_phrase(&format!("Invalid input: {}", e.inner()))
+        })
+    };
+    match name {
+        "estimate" => {
+            let input = parse(input)?;
+            let r =
+                super::guardrails::assess(state, principal, &input.offering, &input.values).await?;
+            Ok(Json(json!({"output": estimate_output(&r)})))
+        }
+        "provision" => {
+            let input = parse(input)?;
+            let key = input
+                .idempotency_key
+                .as_deref()
+                .map(IdempotencyKey::parse)
+                .transpose()
+                .map_err(|e| ApiError::input(format!("idempotencyKey: {e}")))?
+                .ok_or_else(|| {
+                    ApiError::input("idempotencyKey: is required (pass ${{ context.task.id }})")
+                })?;
+            let offering = super::requests::offering(state, &input.offering)?;
+            let policies = state.policies();
+            let placed = order::place(
+                &state.guardrail_inputs(&policies),
+                &offering,
+                &input.values,
+                principal,
+                Some(key),
+            )
+            .await
+            .map_err(|e| super::requests::place_error(&offering.name, e))?;
+            match placed {
+                Placed::Accepted { request, .. } => {
+                    let base = format!(
+                        "{}{}",
+                        state.settings().public_url(),
+                        state.settings().plugin_base_path()
+                    );
+                    Ok(Json(json!({"output": {
+                        "requestId": request.id,
+                        "status": request.status,
+                        "requestUrl": format!("{base}/v1/requests/{}", request.id),
+                        "monthlyCost": request.estimate.as_ref().and_then(|e| e.get("monthly")).cloned().unwrap_or(Value::Null),
+                        "warnings": request.decision.as_ref().and_then(|d| d.get("warn")).cloned().unwrap_or(json!([])),
+                    }})))
+                }
+                Placed::Denied { request, deny } => Err(super::requests::denied(&request, &deny)),
+                Placed::Invalid(errors) => Err(super::requests::invalid(&offering.name, &errors)),
+            }
+        }
+        _ => Err(ApiError::not_found(format!(
+            "no action {id:?}; paved serves {plugin}:estimate and {plugin}:provision"
+        ))),
+    }
+}
+
+fn estimate_output(r: &super::guardrails::EstimateResponse) -> Value {
+    let Some((estimate, decision)) = r.estimate.as_ref().zip(r.decision.as_ref()) else {
+        let list: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
+        return json!({"valid": false, "errors": r.errors, "outcome": "invalid", "summary": format!("Invalid values: {}", list.join("; "))});
+    };
+    let outcome = serde_json::to_value(decision.outcome).unwrap_or(Value::Null);
+    let summary = match decision.deny.first() {
+        Some(d) => format!("Denied: {}", d.message),
+        None if !decision.require_approval.is_empty() => {
+            format!(
+                "{:.2} {}/month; needs approval: {}",
+                estimate.monthly, estimate.currency, decision.require_approval[0].message
+            )
+        }
+        None => format!(
+            "{:.2} {}/month; allowed",
+            estimate.monthly, estimate.currency
+        ),
+    };
+    json!({
+        "valid": true, "errors": [], "outcome": outcome,
+        "monthlyCost": estimate.monthly, "annualCost": estimate.annual, "currency": estimate.currency,
+        "lineItems": estimate.line_items, "recommendations": estimate.recommendations,
+        "deny": decision.deny, "warnings": decision.warn, "approvals": decision.require_approval,
+        "summary": summary,
+    })
+}

@@ -1,0 +1,264 @@
+//! Estimates, team budgets and spend, policies: the guardrails, readable before ordering.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use chrono::Utc;
+use sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::extract::ApiJson;
+use crate::{
+    app::AppState,
+    auth::Principal,
+    catalog::EntityRef,
+    cost::{self, Estimate, TeamSpend},
+    db::entities::budget,
+    error::{ApiError, ErrorEnvelope, ErrorName},
+    guardrails::{self, Assessment, BudgetView},
+    policy::{PolicyDecision, PolicyInfo},
+    templates::FieldError,
+};
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EstimateRequest {
+    pub offering: String,
+    #[schema(value_type = Object)]
+    pub values: Value,
+}
+
+/// Everything the form's review step shows before submit.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EstimateResponse {
+    /// False when the values break the form; then only `errors` is filled.
+    pub valid: bool,
+    pub errors: Vec<FieldError>,
+    pub estimate: Option<Estimate>,
+    pub decision: Option<PolicyDecision>,
+    pub budget: Option<BudgetView>,
+}
+
+pub(crate) async fn assess(
+    state: &AppState,
+    principal: &Principal,
+    offering: &str,
+    values: &Value,
+) -> Result<EstimateResponse, ApiError> {
+    let o = super::requests::offering(state, offering)?;
+    let policies = state.policies();
+    let assessment = guardrails::assess(
+        &state.guardrail_inputs(&policies),
+        &o,
+        values,
+        principal,
+        None,
+    )
+    .await
+    .map_err(|e| super::requests::place_error(&o.name, e.into()))?;
+    Ok(match assessment {
+        Assessment::Invalid(errors) => EstimateResponse {
+            valid: false,
+            errors,
+            estimate: None,
+            decision: None,
+            budget: None,
+        },
+        Assessment::Decided {
+            estimate,
+            decision,
+            budget,
+            ..
+        } => EstimateResponse {
+            valid: true,
+            errors: vec![],
+            estimate: Some(estimate),
+            decision: Some(decision),
+            budget: Some(budget),
+        },
+    })
+}
+
+/// Price an order and run every policy over it, without storing anything.
+#[utoipa::path(post, path = "/v1/estimates", operation_id = "estimate", tag = "guardrails",
+    request_body = EstimateRequest,
+    responses((status = 200, body = EstimateResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn estimate(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<EstimateRequest>,
+) -> Result<Json<EstimateResponse>, ApiError> {
+    Ok(Json(
+        assess(&state, &principal, &body.offering, &body.values).await?,
+    ))
+}
+
+fn team_ref(team: &str) -> Result<EntityRef, ApiError> {
+    let r = EntityRef::parse(team, "group").map_err(|e| ApiError::input(format!("team: {e}")))?;
+    if r.kind() != "group" {
+        return Err(ApiError::input(format!(
+            "team: must be a group, not a {}",
+            r.kind()
+        )));
+    }
+    Ok(r)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Budget {
+    pub team: String,
+    pub currency: String,
+    /// None: no budget.
+    pub monthly_limit: Option<f64>,
+    /// `api` (set through this API), `config` (paved's configuration) or `none`.
+    pub source: String,
+    pub updated_by: Option<String>,
+}
+
+async fn load_budget(state: &AppState, team: &EntityRef) -> Result<Budget, ApiError> {
+    let currency = state.pricebook().currency.clone();
+    if let Some(b) = budget::Entity::find_by_id(team.to_string())
+        .one(state.db())
+        .await?
+    {
+        return Ok(Budget {
+            team: b.team,
+            currency,
+            monthly_limit: Some(b.monthly_limit_cents as f64 / 100.0),
+            source: "api".into(),
+            updated_by: Some(b.updated_by),
+        });
+    }
+    let configured = guardrails::configured_budget(&state.settings().cost, team);
+    Ok(Budget {
+        team: team.to_string(),
+        currency,
+        monthly_limit: configured,
+        source: if configured.is_some() {
+            "config"
+        } else {
+            "none"
+        }
+        .into(),
+        updated_by: None,
+    })
+}
+
+/// A team's monthly budget.
+#[utoipa::path(get, path = "/v1/teams/{team}/budget", operation_id = "getBudget", tag = "guardrails",
+    params(("team" = String, Path, description = "Group ref or name, e.g. `team-a`")),
+    responses((status = 200, body = Budget), (status = 400, body = ErrorEnvelope)))]
+pub async fn get_budget(
+    State(state): State<AppState>,
+    Path(team): Path<String>,
+) -> Result<Json<Budget>, ApiError> {
+    Ok(Json(load_budget(&state, &team_ref(&team)?).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetBudget {
+    /// Monthly limit in the price book's currency.
+    pub monthly_limit: f64,
+}
+
+/// Set a team's monthly budget (platform-admins).
+#[utoipa::path(put, path = "/v1/teams/{team}/budget", operation_id = "setBudget", tag = "guardrails",
+    params(("team" = String, Path, description = "Group ref or name")), request_body = SetBudget,
+    responses((status = 200, body = Budget), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+pub async fn set_budget(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(team): Path<String>,
+    ApiJson(body): ApiJson<SetBudget>,
+) -> Result<Json<Budget>, ApiError> {
+    let team = team_ref(&team)?;
+    if principal.is_anonymous() {
+        return Err(ApiError::new(
+            ErrorName::Authentication,
+            "setting a budget needs an authenticated caller",
+        ));
+    }
+    if !principal.is_admin() {
+        return Err(ApiError::new(
+            ErrorName::NotAllowed,
+            "only platform-admins set budgets",
+        ));
+    }
+    if !(body.monthly_limit.is_finite() && body.monthly_limit >= 0.0 && body.monthly_limit < 1e12) {
+        return Err(ApiError::input(
+            "monthlyLimit: must be a non-negative amount",
+        ));
+    }
+    let row = budget::ActiveModel {
+        team: Set(team.to_string()),
+        monthly_limit_cents: Set((body.monthly_limit * 100.0).round() as i64),
+        updated_by: Set(principal.subject.clone()),
+        updated_at: Set(Utc::now()),
+    };
+    budget::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(budget::Column::Team)
+                .update_columns([
+                    budget::Column::MonthlyLimitCents,
+                    budget::Column::UpdatedBy,
+                    budget::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec(state.db())
+        .await?;
+    tracing::info!(team = %team, monthly_limit = body.monthly_limit, by = %principal.subject, "budget set");
+    Ok(Json(load_budget(&state, &team).await?))
+}
+
+/// A team's spend: run rate of its active resources, month to date, forecast to month end.
+#[utoipa::path(get, path = "/v1/teams/{team}/spend", operation_id = "getSpend", tag = "guardrails",
+    params(("team" = String, Path, description = "Group ref or name")),
+    responses((status = 200, body = TeamSpend), (status = 400, body = ErrorEnvelope)))]
+pub async fn spend(
+    State(state): State<AppState>,
+    Path(team): Path<String>,
+) -> Result<Json<TeamSpend>, ApiError> {
+    let team = team_ref(&team)?;
+    let book = state.pricebook();
+    Ok(Json(
+        cost::team_spend(
+            state.db(),
+            &team,
+            &book.currency,
+            book.hours_per_month,
+            Utc::now(),
+        )
+        .await?,
+    ))
+}
+
+/// The loaded policies and what each decides.
+#[utoipa::path(get, path = "/v1/policies", operation_id = "listPolicies", tag = "guardrails",
+    responses((status = 200, body = Vec<PolicyInfo>)))]
+pub async fn policies(State(state): State<AppState>) -> Json<Vec<PolicyInfo>> {
+    Json(state.policies().policies().to_vec())
+}
+
+/// Run every policy over an input document (as paved builds it for requests).
+#[utoipa::path(post, path = "/v1/policies/evaluate", operation_id = "evaluatePolicies", tag = "guardrails",
+    request_body = Object,
+    responses((status = 200, body = PolicyDecision), (status = 400, body = ErrorEnvelope)))]
+pub async fn evaluate(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<Value>,
+) -> Result<Json<PolicyDecision>, ApiError> {
+    if !input.is_object() {
+        return Err(ApiError::input("the input document must be a JSON object"));
+    }
+    state
+        .policies()
+        .evaluate(&input)
+        .map(Json)
+        .map_err(|e| ApiError::input(format!("policy evaluation failed: {e}")))
+}

@@ -1,0 +1,160 @@
+//! Who is calling, and what they may do.
+//!
+//! Today: static tokens from configuration (only their SHA-256 is configured), each with a
+//! subject, roles and groups; a call without a token is the anonymous principal. Backstage
+//! plugin and user tokens (JWT) come next and produce the same [`Principal`].
+
+use std::collections::BTreeSet;
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    app::AppState,
+    catalog::EntityRef,
+    config::StaticToken,
+    error::{ApiError, ErrorName},
+};
+
+pub const ROLES: &[&str] = &["developer", "lead", "platform-admin"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Entity ref (`user:default/jane`), or `anonymous`.
+    pub subject: String,
+    pub roles: BTreeSet<String>,
+    pub groups: BTreeSet<String>,
+}
+
+impl Principal {
+    pub fn anonymous() -> Self {
+        Self {
+            subject: "anonymous".into(),
+            roles: BTreeSet::new(),
+            groups: BTreeSet::new(),
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.subject == "anonymous"
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.contains(role)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.has_role("platform-admin")
+    }
+
+    pub fn member_of(&self, team: &str) -> bool {
+        self.groups.contains(team)
+    }
+}
+
+/// Static tokens, hashed, ready to match.
+#[derive(Debug, Clone, Default)]
+pub struct StaticTokens(Vec<(String, Principal)>);
+
+impl StaticTokens {
+    pub fn new(tokens: &[StaticToken]) -> Self {
+        let norm = |r: &str, kind: &str| {
+            EntityRef::parse(r, kind)
+                .map(|e| e.to_string())
+                .unwrap_or_else(|_| r.to_owned())
+        };
+        Self(
+            tokens
+                .iter()
+                .map(|t| {
+                    (
+                        t.sha256.clone(),
+                        Principal {
+                            subject: norm(&t.subject, "user"),
+                            roles: t.roles.iter().cloned().collect(),
+                            groups: t.groups.iter().map(|g| norm(g, "group")).collect(),
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn find(&self, token: &str) -> Option<&Principal> {
+        let digest: String = Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        // Compare every entry (no early exit on the hash) so timing says nothing about which.
+        let mut found = None;
+        for (hash, p) in &self.0 {
+            if constant_time_eq(hash.as_bytes(), digest.as_bytes()) {
+                found = Some(p);
+            }
+        }
+        found
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Extracts the caller. A token that is presented but unknown is refused (401), never
+/// downgraded to anonymous.
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return Ok(Principal::anonymous());
+        };
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorName::Authentication,
+                    "Authorization must be `Bearer <token>`",
+                )
+            })?;
+        state
+            .tokens()
+            .find(token)
+            .cloned()
+            .ok_or_else(|| ApiError::new(ErrorName::Authentication, "unknown or invalid token"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_by_hash_only() {
+        let hash: String = Sha256::digest(b"s3cret-token")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let tokens = StaticTokens::new(&[StaticToken {
+            subject: "alice".into(),
+            sha256: hash,
+            roles: vec!["lead".into()],
+            groups: vec!["team-a".into()],
+        }]);
+        let p = tokens.find("s3cret-token").unwrap();
+        assert_eq!(p.subject, "user:default/alice");
+        assert!(p.has_role("lead") && p.member_of("group:default/team-a"));
+        assert!(tokens.find("s3cret-tokeN").is_none());
+        assert!(tokens.find("").is_none());
+    }
+}

@@ -1,0 +1,428 @@
+//! Cost: a price book (YAML) and each offering's formula give an estimate with line items,
+//! monthly/annual totals, the cost over a TTL, and recommendations with their savings.
+
+mod spend;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+pub use spend::{TeamSpend, team_spend};
+
+use crate::templates::{Context, Offering, RenderedSpec, Renderer, ValidValues};
+
+/// The price book: free-form YAML read by offerings' cost formulas as `prices.*`, plus the
+/// two keys paved itself needs.
+#[derive(Debug, Clone)]
+pub struct PriceBook {
+    pub currency: String,
+    pub hours_per_month: f64,
+    prices: Value,
+}
+
+impl PriceBook {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let prices: Value =
+            yaml_serde::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+        let currency = prices
+            .get("currency")
+            .and_then(Value::as_str)
+            .ok_or("currency: is required")?
+            .to_owned();
+        let hours_per_month = prices
+            .get("hours_per_month")
+            .and_then(Value::as_f64)
+            .filter(|h| *h > 0.0)
+            .ok_or("hours_per_month: must be a positive number")?;
+        Ok(Self {
+            currency,
+            hours_per_month,
+            prices,
+        })
+    }
+}
+
+/// One line of an estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineItem {
+    /// The part (database, cache, ...) it belongs to.
+    pub part: String,
+    pub label: String,
+    /// Per month, rounded to cents.
+    pub monthly: f64,
+}
+
+/// What it will cost.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Estimate {
+    pub currency: String,
+    pub line_items: Vec<LineItem>,
+    /// Per month while it exists.
+    pub monthly: f64,
+    pub annual: f64,
+    pub hourly: f64,
+    /// For resources with a TTL: hours and total cost over that lifetime.
+    pub lifetime: Option<Lifetime>,
+    pub recommendations: Vec<Recommendation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Lifetime {
+    pub hours: u32,
+    pub total: f64,
+}
+
+/// A cheaper variant of the same order.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Recommendation {
+    pub id: String,
+    pub message: String,
+    /// The form values to change.
+    #[schema(value_type = Object)]
+    pub set: Map<String, Value>,
+    /// Monthly saving if applied.
+    pub saving_monthly: f64,
+}
+
+/// `cost:` in offering.yaml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostModel {
+    #[serde(default)]
+    pub items: Vec<CostItem>,
+    /// Factors applied to one part's subtotal (shown as their own line, e.g. multi-AZ ×2).
+    #[serde(default)]
+    pub multipliers: Vec<CostMultiplier>,
+    #[serde(default)]
+    pub recommendations: Vec<RecommendationRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostItem {
+    pub part: String,
+    pub label: String,
+    /// An expression giving the monthly price; reads `part`, `prices`, `parameters`, `preset`.
+    pub monthly: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostMultiplier {
+    pub part: String,
+    pub label: String,
+    pub factor: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendationRule {
+    pub id: String,
+    /// A boolean expression over the order.
+    pub when: String,
+    pub message: String,
+    /// Form values to change; each may be an expression.
+    pub set: Map<String, Value>,
+}
+
+fn cents(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Prices the rendered plan of `offering` (without recommendations).
+pub fn price(
+    offering: &Offering,
+    renderer: &Renderer,
+    book: &PriceBook,
+    values: &ValidValues,
+    spec: &RenderedSpec,
+) -> Result<Estimate, String> {
+    let model = &offering.spec.cost;
+    let base = json!({
+        "parameters": values.as_map(),
+        "preset": offering.preset(values),
+        "prices": book.prices,
+        "resource": spec.resource,
+    });
+    let number = |expr: &str, part: &Value, what: &str| -> Result<f64, String> {
+        let mut ctx = base.clone();
+        ctx["part"] = part.clone();
+        match renderer.render_str(expr, &Context::new(&ctx)) {
+            Ok(Value::Number(n)) => n.as_f64().ok_or_else(|| format!("{what}: not a number")),
+            Ok(Value::String(s)) => s
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| format!("{what}: {s:?} is not a number")),
+            Ok(other) => Err(format!("{what}: {other} is not a number")),
+            Err(e) => Err(format!("{what}: {e}")),
+        }
+    };
+    let part_spec = |id: &str| -> Result<&Value, String> {
+        spec.parts
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| &p.spec)
+            .ok_or_else(|| format!("cost refers to unknown part {id:?}"))
+    };
+    let mut line_items = Vec::new();
+    for item in &model.items {
+        let part = part_spec(&item.part)?;
+        let monthly = number(&item.monthly, part, &format!("cost item {:?}", item.label))?;
+        let label = label(renderer, &item.label, &base, part)?;
+        line_items.push(LineItem {
+            part: item.part.clone(),
+            label,
+            monthly: cents(monthly),
+        });
+    }
+    for m in &model.multipliers {
+        let part = part_spec(&m.part)?;
+        let factor = number(&m.factor, part, &format!("cost multiplier {:?}", m.label))?;
+        if (factor - 1.0).abs() > f64::EPSILON {
+            let subtotal: f64 = line_items
+                .iter()
+                .filter(|l| l.part == m.part)
+                .map(|l| l.monthly)
+                .sum();
+            let label = label(renderer, &m.label, &base, part)?;
+            line_items.push(LineItem {
+                part: m.part.clone(),
+                label: format!("{label} (x{factor})"),
+                monthly: cents(subtotal * (factor - 1.0)),
+            });
+        }
+    }
+    let monthly = cents(line_items.iter().map(|l| l.monthly).sum());
+    let hourly = monthly / book.hours_per_month;
+    let lifetime = spec.resource.ttl_hours.map(|hours| Lifetime {
+        hours,
+        total: cents(hourly * f64::from(hours)),
+    });
+    Ok(Estimate {
+        currency: book.currency.clone(),
+        line_items,
+        monthly,
+        annual: cents(monthly * 12.0),
+        hourly: (hourly * 10_000.0).round() / 10_000.0,
+        lifetime,
+        recommendations: vec![],
+    })
+}
+
+fn label(renderer: &Renderer, tmpl: &str, base: &Value, part: &Value) -> Result<String, String> {
+    let mut ctx = base.clone();
+    ctx["part"] = part.clone();
+    match renderer.render_str(tmpl, &Context::new(&ctx)) {
+        Ok(Value::String(s)) => Ok(s),
+        Ok(other) => Ok(other.to_string()),
+        Err(e) => Err(format!("cost label {tmpl:?}: {e}")),
+    }
+}
+
+/// Prices the order and every applicable recommendation (each re-validated and re-priced, so a
+/// saving is what the changed order would really cost less).
+pub fn estimate(
+    offering: &Offering,
+    renderer: &Renderer,
+    book: &PriceBook,
+    values: &ValidValues,
+    spec: &RenderedSpec,
+) -> Result<Estimate, String> {
+    let mut est = price(offering, renderer, book, values, spec)?;
+    let ctx = Context::new(&json!({
+        "parameters": values.as_map(),
+        "preset": offering.preset(values),
+        "prices": book.prices,
+    }));
+    for rule in &offering.spec.cost.recommendations {
+        let applies = match renderer.render_str(&rule.when, &ctx) {
+            Ok(Value::Bool(b)) => b,
+            Ok(other) => {
+                return Err(format!(
+                    "recommendation {:?}: when gave {other}, not true/false",
+                    rule.id
+                ));
+            }
+            Err(e) => return Err(format!("recommendation {:?}: {e}", rule.id)),
+        };
+        if !applies {
+            continue;
+        }
+        let set = renderer
+            .render_value(&Value::Object(rule.set.clone()), &ctx)
+            .map_err(|e| format!("recommendation {:?}: {e}", rule.id))?;
+        let Value::Object(set) = set else { continue };
+        let mut changed = values.as_map().clone();
+        changed.extend(set.clone());
+        // A recommendation the form would refuse is no recommendation.
+        let Ok(valid) = offering.validate(&Value::Object(changed)) else {
+            continue;
+        };
+        let Ok(alt_spec) = offering.render(renderer, &valid) else {
+            continue;
+        };
+        let alt = price(offering, renderer, book, &valid, &alt_spec)?;
+        let saving = cents(est.monthly - alt.monthly);
+        if saving > 0.0 {
+            est.recommendations.push(Recommendation {
+                id: rule.id.clone(),
+                message: rule.message.clone(),
+                set,
+                saving_monthly: saving,
+            });
+        }
+    }
+    Ok(est)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (Offering, Renderer, PriceBook) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let renderer = Renderer::new();
+        let offering =
+            Offering::load(&root.join("templates/postgres-database"), &renderer).unwrap();
+        let book = PriceBook::load(&root.join("pricing.yaml")).unwrap();
+        (offering, renderer, book)
+    }
+
+    fn estimate_for(values: Value) -> Estimate {
+        let (o, r, b) = setup();
+        let valid = o.validate(&values).unwrap();
+        let spec = o.render(&r, &valid).unwrap();
+        estimate(&o, &r, &b, &valid, &spec).unwrap()
+    }
+
+    fn order(env: &str, extra: Value) -> Value {
+        let mut v = json!({"name": "orders", "environment": env, "size": "small",
+                           "owner": "team-a", "cost_center": "ENG-1234"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    }
+
+    #[test]
+    fn the_seed_example_comes_out_exactly() {
+        // db.t3.medium, 100 GB, 7 days backup, single-AZ = 60 + 11.50 + 14.00 = 85.50
+        let e = estimate_for(order(
+            "prod",
+            json!({"instance_class": "db.t3.medium", "storage_gb": 100, "backup_retention_days": 7, "multi_az": false}),
+        ));
+        let items: Vec<(&str, f64)> = e
+            .line_items
+            .iter()
+            .map(|l| (l.label.as_str(), l.monthly))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                ("Instance db.t3.medium", 60.0),
+                ("Storage 100 GB", 11.5),
+                ("Backups 100 GB x 7 days", 14.0)
+            ]
+        );
+        assert_eq!(e.monthly, 85.5);
+        assert_eq!(e.annual, 1026.0);
+        assert_eq!(e.currency, "USD");
+        assert!(e.lifetime.is_none());
+    }
+
+    #[test]
+    fn multi_az_doubles_as_its_own_line() {
+        let e = estimate_for(order(
+            "prod",
+            json!({"instance_class": "db.t3.medium", "storage_gb": 100, "multi_az": true}),
+        ));
+        assert_eq!(e.line_items.last().unwrap().label, "Multi-AZ standby (x2)");
+        assert_eq!(e.line_items.last().unwrap().monthly, 85.5);
+        assert_eq!(e.monthly, 171.0);
+    }
+
+    #[test]
+    fn presets_match_the_prices_the_form_shows() {
+        for (size, monthly) in [("small", 42.75), ("medium", 171.0), ("large", 527.5)] {
+            let e = estimate_for(order("prod", json!({"size": size})));
+            assert_eq!(e.monthly, monthly, "{size}");
+        }
+    }
+
+    #[test]
+    fn recommendations_carry_their_savings() {
+        let e = estimate_for(order(
+            "dev",
+            json!({"instance_class": "db.t3.medium", "storage_gb": 200}),
+        ));
+        let recs: Vec<(&str, f64)> = e
+            .recommendations
+            .iter()
+            .map(|r| (r.id.as_str(), r.saving_monthly))
+            .collect();
+        // ARM: 60 -> 48; storage 200 -> 100 GB: 11.50 + 14.00; backups 7 -> 1 day at 200 GB: 24.00
+        assert_eq!(
+            recs,
+            [
+                ("arm-instance", 12.0),
+                ("smaller-storage", 25.5),
+                ("shorter-backups", 24.0)
+            ]
+        );
+        assert_eq!(e.recommendations[0].set["instance_class"], "db.t4g.medium");
+        let prod = estimate_for(order(
+            "prod",
+            json!({"instance_class": "db.t4g.medium", "storage_gb": 200}),
+        ));
+        assert!(
+            prod.recommendations.is_empty(),
+            "{:?}",
+            prod.recommendations
+        );
+    }
+
+    #[test]
+    fn ttl_resources_are_priced_over_their_lifetime() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (r, book) = (
+            Renderer::new(),
+            PriceBook::load(&root.join("pricing.yaml")).unwrap(),
+        );
+        let o = Offering::load(&root.join("templates/preview-environment"), &r).unwrap();
+        let valid = o
+            .validate(&json!({"component": "shop", "branch": "pr-1", "owner": "team-a", "cost_center": "ENG-1234", "ttl_hours": 24}))
+            .unwrap();
+        let e = estimate(&o, &r, &book, &valid, &o.render(&r, &valid).unwrap()).unwrap();
+        assert_eq!(e.monthly, 34.7);
+        assert_eq!(
+            e.lifetime,
+            Some(Lifetime {
+                hours: 24,
+                total: 1.14
+            })
+        );
+    }
+
+    #[test]
+    fn price_book_errors_name_the_key() {
+        assert!(
+            PriceBook::parse("hours_per_month: 730")
+                .unwrap_err()
+                .contains("currency")
+        );
+        assert!(
+            PriceBook::parse("currency: USD\nhours_per_month: 0")
+                .unwrap_err()
+                .contains("hours_per_month")
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! A team's spend: its active resources, prorated for those with a TTL, and a forecast to the
+//! end of the month.
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use serde::Serialize;
+
+use crate::{catalog::EntityRef, db::entities::resource};
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamSpend {
+    pub team: String,
+    pub currency: String,
+    /// Monthly run rate of the active resources; a resource that expires before the month
+    /// ends counts for the part of the month it still lives.
+    pub current_monthly: f64,
+    /// Cost accrued since the start of this month.
+    pub month_to_date: f64,
+    /// What this month will have cost at its end, if nothing changes.
+    pub forecast_month_end: f64,
+    pub active_resources: u64,
+}
+
+fn month_bounds(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = Utc
+        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .expect("valid date");
+    let (y, m) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    let end = Utc
+        .with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .expect("valid date");
+    (start, end)
+}
+
+fn hours(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
+    ((b - a).num_seconds().max(0) as f64) / 3600.0
+}
+
+/// Computes `team`'s spend at `now` from the resources table.
+pub async fn team_spend(
+    db: &DatabaseConnection,
+    team: &EntityRef,
+    currency: &str,
+    hours_per_month: f64,
+    now: DateTime<Utc>,
+) -> Result<TeamSpend, DbErr> {
+    let rows = resource::Entity::find()
+        .filter(resource::Column::Owner.eq(team.to_string()))
+        .filter(resource::Column::DeletedAt.is_null())
+        .all(db)
+        .await?;
+    let (month_start, month_end) = month_bounds(now);
+    let (mut current, mut to_date, mut forecast) = (0.0, 0.0, 0.0);
+    let mut active = 0;
+    for r in rows {
+        let monthly = r.monthly_cost_cents.unwrap_or(0) as f64 / 100.0;
+        let expires = r.expires_at;
+        if expires.is_some_and(|e| e <= now) {
+            continue; // expired, waiting for the reaper: no longer billed
+        }
+        active += 1;
+        let hourly = monthly / hours_per_month;
+        let alive_until = expires.map_or(month_end, |e| e.min(month_end));
+        // A resource that lives for hours counts for those hours, not for a month.
+        current += match expires {
+            Some(e) => monthly * (hours(now, e) / hours_per_month).min(1.0),
+            None => monthly,
+        };
+        let accrued = hourly * hours(r.created_at.max(month_start), now);
+        to_date += accrued;
+        forecast += accrued + hourly * hours(now, alive_until);
+    }
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    Ok(TeamSpend {
+        team: team.to_string(),
+        currency: currency.to_owned(),
+        current_monthly: round(current),
+        month_to_date: round(to_date),
+        forecast_month_end: round(forecast),
+        active_resources: active,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_bounds_cover_december() {
+        let (s, e) = month_bounds(Utc.with_ymd_and_hms(2026, 12, 15, 10, 0, 0).unwrap());
+        assert_eq!(s, Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap());
+        assert_eq!(e, Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
+    }
+}

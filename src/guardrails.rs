@@ -1,0 +1,172 @@
+//! Everything paved decides before provisioning: the template's form, the cost, the team's
+//! budget and the policies, as one assessment.
+
+use chrono::Utc;
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::{
+    auth::Principal,
+    catalog::EntityRef,
+    config::CostSettings,
+    cost::{self, Estimate, PriceBook},
+    db::entities::budget,
+    policy::{PolicyDecision, PolicySet},
+    provisioning::requests::{NewRequest, PrepareError},
+    templates::{FieldError, Offering, RenderError, Renderer},
+};
+
+/// A team's budget next to its spend and this order.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetView {
+    pub team: String,
+    /// None: the team has no budget.
+    pub monthly_limit: Option<f64>,
+    pub current_monthly: f64,
+    /// What this order adds to the monthly spend (prorated when it lives for hours).
+    pub this_request: f64,
+    pub after: f64,
+}
+
+/// The outcome of checking an order. (Most orders are valid; boxing the common case would buy
+/// nothing.)
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Assessment {
+    /// The values break the form (every violation listed).
+    Invalid(Vec<FieldError>),
+    /// Valid: priced, budgeted and decided.
+    Decided {
+        request: Box<NewRequest>,
+        estimate: Estimate,
+        budget: BudgetView,
+        decision: PolicyDecision,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssessError {
+    /// The template cannot render or price its own plan: the platform team's bug.
+    #[error("{0}")]
+    Template(String),
+    #[error("policy evaluation failed: {0}")]
+    Policy(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+pub struct Inputs<'a> {
+    pub db: &'a DatabaseConnection,
+    pub renderer: &'a Renderer,
+    pub pricebook: &'a PriceBook,
+    pub policies: &'a PolicySet,
+    pub cost: &'a CostSettings,
+}
+
+/// Validates, renders, prices, budgets and runs every policy over one order.
+pub async fn assess(
+    inputs: &Inputs<'_>,
+    offering: &Offering,
+    values: &Value,
+    requester: &Principal,
+    idempotency_key: Option<crate::provisioning::requests::IdempotencyKey>,
+) -> Result<Assessment, AssessError> {
+    let request = match NewRequest::prepare(
+        offering,
+        inputs.renderer,
+        values,
+        requester.subject.clone(),
+        idempotency_key,
+    ) {
+        Ok(r) => r,
+        Err(PrepareError::Invalid(errors)) => return Ok(Assessment::Invalid(errors)),
+        Err(PrepareError::Template(RenderError { path, message })) => {
+            return Err(AssessError::Template(format!("{path}: {message}")));
+        }
+    };
+    let estimate = cost::estimate(
+        offering,
+        inputs.renderer,
+        inputs.pricebook,
+        &request.values,
+        &request.spec,
+    )
+    .map_err(AssessError::Template)?;
+    let budget = budget_view(inputs, &request.owner, &estimate).await?;
+    let input = json!({
+        "offering": {
+            "name": offering.name,
+            "version": offering.version,
+            "resource_type": offering.spec.resource.resource_type,
+            "ttl": offering.spec.ttl,
+        },
+        "parameters": request.values.as_map(),
+        "resource": request.spec.resource,
+        "parts": request.spec.parts,
+        "requester": {"ref": requester.subject, "roles": requester.roles, "groups": requester.groups},
+        "estimate": estimate,
+        "budget": {
+            "team": budget.team,
+            "monthly_limit": budget.monthly_limit,
+            "current_monthly": budget.current_monthly,
+            "this_request": budget.this_request,
+            "after": budget.after,
+        },
+    });
+    let decision = inputs
+        .policies
+        .evaluate(&input)
+        .map_err(AssessError::Policy)?;
+    Ok(Assessment::Decided {
+        request: Box::new(request),
+        estimate,
+        budget,
+        decision,
+    })
+}
+
+async fn budget_view(
+    inputs: &Inputs<'_>,
+    team: &EntityRef,
+    estimate: &Estimate,
+) -> Result<BudgetView, DbErr> {
+    let limit = match budget::Entity::find_by_id(team.to_string())
+        .one(inputs.db)
+        .await?
+    {
+        Some(b) => Some(b.monthly_limit_cents as f64 / 100.0),
+        None => configured_budget(inputs.cost, team),
+    };
+    let spend = cost::team_spend(
+        inputs.db,
+        team,
+        &inputs.pricebook.currency,
+        inputs.pricebook.hours_per_month,
+        Utc::now(),
+    )
+    .await?;
+    let this_request = match &estimate.lifetime {
+        Some(l) => {
+            estimate.monthly * (f64::from(l.hours) / inputs.pricebook.hours_per_month).min(1.0)
+        }
+        None => estimate.monthly,
+    };
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    Ok(BudgetView {
+        team: team.to_string(),
+        monthly_limit: limit,
+        current_monthly: spend.current_monthly,
+        this_request: round(this_request),
+        after: round(spend.current_monthly + this_request),
+    })
+}
+
+/// The budget configuration gives a team, matching refs however they were written.
+pub fn configured_budget(cost: &CostSettings, team: &EntityRef) -> Option<f64> {
+    cost.budgets
+        .iter()
+        .find(|(k, _)| EntityRef::parse(k, "group").is_ok_and(|r| &r == team))
+        .map(|(_, v)| *v)
+}

@@ -1,0 +1,146 @@
+//! Approvals: requests the policies sent to a human wait in `awaiting_approval` until someone
+//! with the named role decides. Nobody decides their own request.
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, TransactionTrait,
+};
+use serde::Serialize;
+
+use super::requests::{self, Request, RequestStatus};
+use crate::{
+    auth::Principal,
+    db::entities::{approval, request},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    pub id: String,
+    pub required_role: String,
+    /// Why the policy asked for it.
+    pub reason: String,
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<chrono::DateTime<Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no request with id {0:?}")]
+    NotFound(String),
+    #[error("request {id} is {status}, not awaiting approval")]
+    NotAwaiting { id: String, status: String },
+    #[error("nobody approves or rejects their own request")]
+    OwnRequest,
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// May `who` decide an approval that asks for `role` on a request owned by `owner`?
+/// Admins decide everything; leads decide within their own teams.
+pub fn may_decide(who: &Principal, role: &str, owner: &str) -> bool {
+    who.is_admin() || (who.has_role(role) && (role != "lead" || who.member_of(owner)))
+}
+
+pub async fn list(db: &DatabaseConnection, request_id: &str) -> Result<Vec<Approval>, DbErr> {
+    Ok(approval::Entity::find()
+        .filter(approval::Column::RequestId.eq(request_id))
+        .order_by_asc(approval::Column::CreatedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|a| Approval {
+            id: a.id,
+            required_role: a.required_role,
+            reason: a.reason,
+            status: a.status,
+            decided_by: a.decided_by,
+            decision_reason: a.decision_reason,
+            decided_at: a.decided_at,
+        })
+        .collect())
+}
+
+/// Records `who`'s decision. Approving decides every pending approval `who` may decide; once
+/// none is left the request continues (`pending`). Rejecting ends the request.
+pub async fn decide(
+    db: &DatabaseConnection,
+    request_id: &str,
+    who: &Principal,
+    decision: Decision,
+    reason: Option<String>,
+) -> Result<Request, DecideError> {
+    let id = request_id.to_owned();
+    let who = who.clone();
+    db.transaction::<_, (), DecideError>(|txn| {
+        Box::pin(async move {
+            let req = request::Entity::find_by_id(id.clone()).one(txn).await?.ok_or_else(|| DecideError::NotFound(id.clone()))?;
+            if req.status != RequestStatus::AwaitingApproval.as_str() {
+                return Err(DecideError::NotAwaiting { id, status: req.status });
+            }
+            if req.requester == who.subject {
+                return Err(DecideError::OwnRequest);
+            }
+            let pending: Vec<approval::Model> = approval::Entity::find()
+                .filter(approval::Column::RequestId.eq(id.clone()))
+                .filter(approval::Column::Status.eq("pending"))
+                .all(txn)
+                .await?;
+            let (mine, others): (Vec<_>, Vec<_>) = pending.into_iter().partition(|a| may_decide(&who, &a.required_role, &req.owner));
+            if mine.is_empty() {
+                let roles: Vec<String> = others.iter().map(|a| a.required_role.clone()).collect();
+                return Err(DecideError::NotAllowed(format!(
+                    "this request needs a decision by: {} (a lead must belong to {}); platform-admins may always decide",
+                    roles.join(", "),
+                    req.owner
+                )));
+            }
+            let now = Utc::now();
+            let outcome = if decision == Decision::Approve { "approved" } else { "rejected" };
+            for a in mine {
+                let mut a = a.into_active_model();
+                a.status = Set(outcome.into());
+                a.decided_by = Set(Some(who.subject.clone()));
+                a.decision_reason = Set(reason.clone());
+                a.decided_at = Set(Some(now));
+                a.update(txn).await?;
+            }
+            let mut r = req.into_active_model();
+            r.updated_at = Set(now);
+            match decision {
+                Decision::Reject => {
+                    r.status = Set(RequestStatus::Rejected.as_str().into());
+                    r.completed_at = Set(Some(now));
+                    r.error = Set(Some(format!(
+                        "rejected by {}{}",
+                        who.subject,
+                        reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default()
+                    )));
+                }
+                Decision::Approve if others.is_empty() => r.status = Set(RequestStatus::Pending.as_str().into()),
+                Decision::Approve => {}
+            }
+            r.update(txn).await?;
+            Ok(())
+        })
+    })
+    .await
+    .map_err(|e| match e {
+        sea_orm::TransactionError::Connection(e) => DecideError::Db(e),
+        sea_orm::TransactionError::Transaction(e) => e,
+    })?;
+    requests::get(db, request_id)
+        .await?
+        .ok_or_else(|| DecideError::NotFound(request_id.to_owned()))
+}

@@ -1,0 +1,587 @@
+//! Policy, cost, budgets, approvals and the Actions Registry, against the real app.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::{Engine, TestApp, TestDb, assert_envelope, settings};
+use paved::config::{Settings, StaticToken};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+fn token(subject: &str, secret: &str, roles: &[&str], groups: &[&str]) -> StaticToken {
+    StaticToken {
+        subject: subject.into(),
+        sha256: Sha256::digest(secret.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+/// alice (developer, team-a), bob (lead, team-a), carol (lead, team-b), dave (platform-admin).
+fn with_people(mut s: Settings) -> Settings {
+    s.auth.static_tokens = vec![
+        token("alice", "alice-token", &["developer"], &["team-a"]),
+        token("bob", "bob-token", &["lead"], &["team-a"]),
+        token("carol", "carol-token", &["lead"], &["team-b"]),
+        token("dave", "dave-token", &["platform-admin"], &[]),
+    ];
+    s
+}
+
+async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    who: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app.client.request(method.parse().unwrap(), app.api(path));
+    if let Some(t) = who {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn pg_values(env: &str, extra: Value) -> Value {
+    let mut v = json!({"name": "orders", "environment": env, "size": "small", "owner": "group:default/team-a", "cost_center": "ENG-1234"});
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    v
+}
+
+/// Sends a raw HTTP/1.1 POST and returns the status line, to read the reason phrase (HTTP
+/// clients hide it). Blocking I/O, so off the test's runtime thread, which also runs the server.
+async fn raw_status_line(base: &str, path: &str, body: &Value, bearer: Option<&str>) -> String {
+    let (base, path, body, bearer) = (
+        base.to_owned(),
+        path.to_owned(),
+        body.clone(),
+        bearer.map(str::to_owned),
+    );
+    tokio::task::spawn_blocking(move || {
+        raw_status_line_blocking(&base, &path, &body, bearer.as_deref())
+    })
+    .await
+    .unwrap()
+}
+
+fn raw_status_line_blocking(base: &str, path: &str, body: &Value, bearer: Option<&str>) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let body = body.to_string();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines().next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn estimate_shows_cost_recommendations_and_decision() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    // The seed's example: db.t3.medium, 100 GB, 7 days, single-AZ = 60 + 11.50 + 14.00.
+    let values = pg_values(
+        "prod",
+        json!({"instance_class": "db.t3.medium", "storage_gb": 100, "backup_retention_days": 7, "multi_az": false}),
+    );
+    let (status, e) = call(
+        &app,
+        "POST",
+        "/estimates",
+        None,
+        Some(json!({"offering": "postgres-database", "values": values})),
+    )
+    .await;
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["valid"], true);
+    assert_eq!(e["estimate"]["monthly"], 85.5);
+    assert_eq!(e["estimate"]["annual"], 1026.0);
+    let items: Vec<f64> = e["estimate"]["lineItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["monthly"].as_f64().unwrap())
+        .collect();
+    assert_eq!(items, [60.0, 11.5, 14.0]);
+    assert_eq!(e["estimate"]["recommendations"][0]["id"], "arm-instance");
+    assert_eq!(e["decision"]["outcome"], "allowed");
+    assert_eq!(e["decision"]["warn"][0]["rule"], "prod_multi_az");
+    assert_eq!(e["budget"]["team"], "group:default/team-a");
+    assert_eq!(e["budget"]["after"], 85.5);
+    // Nothing was stored.
+    let (_, list) = call(&app, "GET", "/requests", None, None).await;
+    assert_eq!(list["items"], json!([]));
+
+    let (status, e) = call(
+        &app,
+        "POST",
+        "/estimates",
+        None,
+        Some(json!({"offering": "postgres-database", "values": {"name": "X"}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(e["valid"], false);
+    assert_eq!(e["errors"].as_array().unwrap().len(), 3, "{e}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn denied_requests_are_stored_and_refused_with_the_reason_on_the_status_line() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    // Medium in dev: 171 USD/month over the dev limit of 100; and 3 days of prod backups.
+    let body = json!({"offering": "postgres-database", "values": pg_values("dev", json!({"size": "medium"})), "idempotencyKey": "deny-1"});
+    let line = raw_status_line(&app.base, "/api/paved/v1/requests", &body, None).await;
+    assert!(
+        line.starts_with("HTTP/1.1 403 Policy cost_limit denied: estimated 171"),
+        "{line}"
+    );
+    let (status, err) = call(&app, "POST", "/requests", None, Some(body.clone())).await;
+    assert_eq!(status, 403);
+    let msg = assert_envelope(&err, 403, "NotAllowedError", "POST", "/v1/requests");
+    assert!(msg.contains("cost_limit"), "{msg}");
+    let id = err["error"]["requestId"].as_str().unwrap();
+    let (_, stored) = call(&app, "GET", &format!("/requests/{id}"), None, None).await;
+    assert_eq!(stored["status"], "denied");
+    assert!(
+        stored["error"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the dev limit")
+    );
+    assert_eq!(stored["decision"]["deny"][0]["rule"], "cost_limit");
+
+    // Every deny is reported, not only the first.
+    let two = json!({"offering": "postgres-database", "values": pg_values("prod", json!({"size": "small", "backup_retention_days": 3, "storage_gb": 1000, "instance_class": "db.r6g.2xlarge", "multi_az": true}))});
+    let (status, err) = call(&app, "POST", "/requests", None, Some(two)).await;
+    assert_eq!(status, 403);
+    let rules: Vec<&str> = err["error"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["prod_backup_retention"], "{err}");
+    app.stop().await;
+}
+
+async fn approvals_flow(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let app = TestApp::spawn(with_people(settings(&db.url))).await;
+    // Large, multi-AZ in prod: 1055 USD/month, above the 1000 approval threshold.
+    let body = |key: &str| json!({"offering": "postgres-database", "values": pg_values("prod", json!({"size": "large", "multi_az": true})), "idempotencyKey": key});
+    let (status, r) = call(
+        &app,
+        "POST",
+        "/requests",
+        Some("alice-token"),
+        Some(body("appr-1")),
+    )
+    .await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["status"], "awaiting_approval");
+    assert_eq!(r["requester"], "user:default/alice");
+    let id = r["id"].as_str().unwrap().to_owned();
+    let (_, approvals) = call(
+        &app,
+        "GET",
+        &format!("/requests/{id}/approvals"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(approvals[0]["requiredRole"], "lead");
+    assert_eq!(approvals[0]["status"], "pending");
+
+    for (who, status, name) in [
+        (None, 401, "AuthenticationError"),
+        (Some("wrong-token"), 401, "AuthenticationError"),
+        (Some("alice-token"), 403, "NotAllowedError"), // own request
+        (Some("carol-token"), 403, "NotAllowedError"), // lead of another team
+    ] {
+        let (s, err) = call(&app, "POST", &format!("/requests/{id}/approve"), who, None).await;
+        assert_eq!(s, status, "{who:?}: {err}");
+        assert_eq!(err["error"]["name"], name);
+    }
+    let (s, approved) = call(
+        &app,
+        "POST",
+        &format!("/requests/{id}/approve"),
+        Some("bob-token"),
+        Some(json!({"reason": "launch week"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{approved}");
+    assert_eq!(
+        approved["status"], "pending",
+        "approved requests continue automatically"
+    );
+    let (_, approvals) = call(
+        &app,
+        "GET",
+        &format!("/requests/{id}/approvals"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(approvals[0]["status"], "approved");
+    assert_eq!(approvals[0]["decidedBy"], "user:default/bob");
+    assert_eq!(approvals[0]["decisionReason"], "launch week");
+    let (s, _) = call(
+        &app,
+        "POST",
+        &format!("/requests/{id}/approve"),
+        Some("dave-token"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "already decided");
+
+    // An admin rejects another one: it ends.
+    let (_, r2) = call(
+        &app,
+        "POST",
+        "/requests",
+        Some("alice-token"),
+        Some(body("appr-2")),
+    )
+    .await;
+    let id2 = r2["id"].as_str().unwrap();
+    let (s, rejected) = call(
+        &app,
+        "POST",
+        &format!("/requests/{id2}/reject"),
+        Some("dave-token"),
+        Some(json!({"reason": "too big"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(rejected["status"], "rejected");
+    assert!(rejected["completedAt"].is_string());
+    assert!(rejected["error"].as_str().unwrap().contains("too big"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn approvals_sqlite() {
+    approvals_flow(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn approvals_postgres() {
+    approvals_flow(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn team_budgets_and_spend() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let mut s = with_people(settings(&db.url));
+    s.cost.budgets.insert("team-b".into(), 500.0);
+    let app = TestApp::spawn(s).await;
+
+    let (_, b) = call(&app, "GET", "/teams/team-b/budget", None, None).await;
+    assert_eq!(
+        (b["monthlyLimit"].as_f64(), b["source"].as_str()),
+        (Some(500.0), Some("config"))
+    );
+    let (_, b) = call(&app, "GET", "/teams/team-a/budget", None, None).await;
+    assert!(b["monthlyLimit"].is_null());
+    let (s1, _) = call(
+        &app,
+        "PUT",
+        "/teams/team-a/budget",
+        None,
+        Some(json!({"monthlyLimit": 50})),
+    )
+    .await;
+    let (s2, _) = call(
+        &app,
+        "PUT",
+        "/teams/team-a/budget",
+        Some("bob-token"),
+        Some(json!({"monthlyLimit": 50})),
+    )
+    .await;
+    let (s3, bad) = call(
+        &app,
+        "PUT",
+        "/teams/team-a/budget",
+        Some("dave-token"),
+        Some(json!({"monthlyLimit": -1})),
+    )
+    .await;
+    assert_eq!((s1, s2, s3), (401, 403, 400), "{bad}");
+    let (s4, b) = call(
+        &app,
+        "PUT",
+        "/teams/team-a/budget",
+        Some("dave-token"),
+        Some(json!({"monthlyLimit": 50})),
+    )
+    .await;
+    assert_eq!(s4, 200);
+    assert_eq!(
+        (
+            b["monthlyLimit"].as_f64(),
+            b["source"].as_str(),
+            b["updatedBy"].as_str()
+        ),
+        (Some(50.0), Some("api"), Some("user:default/dave"))
+    );
+
+    // team-a already runs a 20 USD/month resource and a preview environment expiring in 73 h.
+    let conn = paved::db::connect(&settings(&db.url).database)
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    for (id, cents, expires) in [
+        ("r1", 2000, None),
+        ("r2", 7300, Some(now + chrono::Duration::hours(73))),
+    ] {
+        use paved::db::entities::resource;
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        resource::Entity::insert(resource::ActiveModel {
+            id: Set(id.into()),
+            entity_name: Set(id.into()),
+            offering: Set("postgres-database".into()),
+            offering_version: Set("1".into()),
+            resource_type: Set("database".into()),
+            environment: Set("dev".into()),
+            owner: Set("group:default/team-a".into()),
+            system: Set(None),
+            component: Set(None),
+            status: Set("ready".into()),
+            desired: Set(json!({})),
+            outputs: Set(json!({})),
+            monthly_cost_cents: Set(Some(cents)),
+            expires_at: Set(expires),
+            request_id: Set("req".into()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+        })
+        .exec(&conn)
+        .await
+        .unwrap();
+    }
+    let (_, spend) = call(
+        &app,
+        "GET",
+        "/teams/group:default%2Fteam-a/spend",
+        None,
+        None,
+    )
+    .await;
+    // 20 + 73 * (73 / 730) = 20 + 7.30
+    assert_eq!(spend["currentMonthly"], 27.3, "{spend}");
+    assert_eq!(spend["activeResources"], 2);
+
+    // 27.30 + 42.75 > 50: over budget, so a platform-admin must approve.
+    let (status, r) = call(
+        &app,
+        "POST",
+        "/requests",
+        Some("alice-token"),
+        Some(json!({"offering": "postgres-database", "values": pg_values("dev", json!({}))})),
+    )
+    .await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["status"], "awaiting_approval");
+    assert_eq!(r["decision"]["requireApproval"][0]["rule"], "team_budget");
+    assert_eq!(
+        r["decision"]["requireApproval"][0]["role"],
+        "platform-admin"
+    );
+    let (s, _) = call(
+        &app,
+        "POST",
+        &format!("/requests/{}/approve", r["id"].as_str().unwrap()),
+        Some("bob-token"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "a lead may not decide what needs a platform-admin");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn actions_registry_estimate_and_provision() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    let base = app.url("/api/paved/.backstage/actions");
+    let list: Value = app
+        .client
+        .get(format!("{base}/v1/actions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["paved:estimate", "paved:provision"]);
+    let est = &list["actions"][0];
+    assert_eq!(
+        est["attributes"],
+        json!({"readOnly": true, "destructive": false, "idempotent": true})
+    );
+    assert_eq!(
+        est["schema"]["input"]["$schema"],
+        "http://json-schema.org/draft-07/schema#"
+    );
+    assert!(list["actions"][1]["schema"]["output"]["properties"]["requestId"].is_object());
+
+    let input = json!({"offering": "postgres-database", "values": pg_values("dev", json!({}))});
+    let r: Value = app
+        .client
+        .post(format!("{base}/v1/actions/paved%3Aestimate/invoke"))
+        .json(&input)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["output"]["monthlyCost"], 42.75, "{r}");
+    assert_eq!(r["output"]["outcome"], "allowed");
+    let v2: Value = app
+        .client
+        .post(format!("{base}/v2/actions/paved%3Aestimate/invoke"))
+        .json(&json!({"input": input, "secrets": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v2, r);
+
+    let mut prov = input.clone();
+    prov["idempotencyKey"] = json!("task-123");
+    let first: Value = app
+        .client
+        .post(format!("{base}/v1/actions/paved:provision/invoke"))
+        .json(&prov)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let again: Value = app
+        .client
+        .post(format!("{base}/v1/actions/paved%3Aprovision/invoke"))
+        .json(&prov)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        first["output"]["requestId"], again["output"]["requestId"],
+        "task recovery re-runs the step: one request"
+    );
+    assert_eq!(first["output"]["status"], "pending");
+    assert!(
+        first["output"]["requestUrl"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(
+                "/api/paved/v1/requests/{}",
+                first["output"]["requestId"].as_str().unwrap()
+            ))
+    );
+
+    let mut denied = prov.clone();
+    denied["values"]["size"] = json!("large");
+    denied["idempotencyKey"] = json!("task-124");
+    let line = raw_status_line(
+        &app.base,
+        "/api/paved/.backstage/actions/v1/actions/paved%3Aprovision/invoke",
+        &denied,
+        None,
+    )
+    .await;
+    assert!(
+        line.starts_with("HTTP/1.1 403 Policy cost_limit denied"),
+        "{line}"
+    );
+    let r = app
+        .client
+        .post(format!("{base}/v1/actions/paved%3Aprovision/invoke"))
+        .json(&json!({"offering": "postgres-database", "values": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "idempotencyKey is required");
+    let r = app
+        .client
+        .post(format!("{base}/v1/actions/paved%3Aunknown/invoke"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn policies_are_listed_evaluated_and_a_broken_one_stops_startup() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    let (_, list) = call(&app, "GET", "/policies", None, None).await;
+    let pkgs: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["package"].as_str().unwrap())
+        .collect();
+    for p in [
+        "paved.budget",
+        "paved.cost",
+        "paved.database",
+        "paved.ownership",
+        "paved.ttl",
+    ] {
+        assert!(pkgs.contains(&p), "{pkgs:?}");
+    }
+    let (s, d) = call(&app, "POST", "/policies/evaluate", None, Some(json!({"resource": {"environment": "preview", "owner": "x", "labels": {"cost-center": "A"}}, "offering": {"ttl": null}, "estimate": {"monthly": 1}, "parts": [], "parameters": {}, "budget": {}}))).await;
+    assert_eq!(s, 200);
+    assert_eq!(d["outcome"], "denied");
+    assert_eq!(d["deny"][0]["rule"], "ttl_required");
+    app.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.rego"),
+        "package paved.bad\n\nimport rego.v1\n\ndeny contains x if {\n  x :=\n}\n",
+    )
+    .unwrap();
+    let mut s = settings(&db.url);
+    s.policies.dir = dir.path().to_owned();
+    let err = match paved::app::Application::build(s).await {
+        Ok(_) => panic!("a broken policy must stop start-up"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("bad.rego:"), "{err}");
+}
