@@ -67,14 +67,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Templates {
             command: TemplatesCommand::Lint { dir },
         } => {
-            let dir = match dir {
-                Some(d) => d,
-                None => match load_settings(&cli.config) {
-                    Ok(s) => s.templates.dir,
-                    Err(code) => return code,
-                },
+            let settings = match load_settings(&cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
             };
-            lint(&dir)
+            lint(
+                &dir.unwrap_or(settings.templates.dir),
+                &settings.cost.pricebook,
+            )
         }
         Command::Policy {
             command: PolicyCommand::Test { dir },
@@ -108,8 +108,15 @@ pub fn openapi_json() -> String {
         .expect("OpenAPI document serializes")
 }
 
-fn lint(dir: &std::path::Path) -> ExitCode {
-    let findings = templates::lint::lint_dir(dir);
+fn lint(dir: &std::path::Path, pricebook: &std::path::Path) -> ExitCode {
+    let book = match crate::cost::PriceBook::load(pricebook) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cost.pricebook: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let findings = templates::lint::lint_dir(dir, Some(&book));
     for f in &findings {
         eprintln!("{f}");
     }

@@ -95,7 +95,28 @@ pub async fn assess(
     )
     .map_err(AssessError::Template)?;
     let budget = budget_view(inputs, &request.owner, &estimate).await?;
-    let input = json!({
+    let input = policy_input(offering, &request, requester, &estimate, &budget);
+    let decision = inputs
+        .policies
+        .evaluate(&input)
+        .map_err(AssessError::Policy)?;
+    Ok(Assessment::Decided {
+        request: Box::new(request),
+        estimate,
+        budget,
+        decision,
+    })
+}
+
+/// The document every policy sees as `input` (documented in policies/README.md).
+pub fn policy_input(
+    offering: &Offering,
+    request: &NewRequest,
+    requester: &Principal,
+    estimate: &Estimate,
+    budget: &BudgetView,
+) -> Value {
+    json!({
         "offering": {
             "name": offering.name,
             "version": offering.version,
@@ -114,16 +135,6 @@ pub async fn assess(
             "this_request": budget.this_request,
             "after": budget.after,
         },
-    });
-    let decision = inputs
-        .policies
-        .evaluate(&input)
-        .map_err(AssessError::Policy)?;
-    Ok(Assessment::Decided {
-        request: Box::new(request),
-        estimate,
-        budget,
-        decision,
     })
 }
 
@@ -169,4 +180,82 @@ pub fn configured_budget(cost: &CostSettings, team: &EntityRef) -> Option<f64> {
         .iter()
         .find(|(k, _)| EntityRef::parse(k, "group").is_ok_and(|r| &r == team))
         .map(|(_, v)| *v)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::templates::Renderer;
+
+    #[derive(serde::Deserialize)]
+    struct Example {
+        name: String,
+        offering: String,
+        values: Value,
+        expect: Expected,
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Expected {
+        outcome: String,
+        deny: Vec<String>,
+        warn: Vec<String>,
+        require_approval: Vec<String>,
+    }
+
+    /// Every documented example in policies/examples.yaml decides as documented.
+    #[test]
+    fn documented_policy_examples_hold() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let renderer = Renderer::new();
+        let book = PriceBook::load(&root.join("pricing.yaml")).unwrap();
+        let policies = PolicySet::load(&root.join("policies"), &json!({})).unwrap();
+        let examples: Vec<Example> = yaml_serde::from_str(
+            &std::fs::read_to_string(root.join("policies/examples.yaml")).unwrap(),
+        )
+        .unwrap();
+        assert!(examples.len() >= 7);
+        for ex in examples {
+            let offering =
+                Offering::load(&root.join("templates").join(&ex.offering), &renderer).unwrap();
+            let req = NewRequest::prepare(
+                &offering,
+                &renderer,
+                &ex.values,
+                "user:default/jane".into(),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{}: {e:?}", ex.name));
+            let est = cost::estimate(&offering, &renderer, &book, &req.values, &req.spec).unwrap();
+            let budget = BudgetView {
+                team: req.owner.to_string(),
+                monthly_limit: None,
+                current_monthly: 0.0,
+                this_request: est.monthly,
+                after: est.monthly,
+            };
+            let d = policies
+                .evaluate(&policy_input(
+                    &offering,
+                    &req,
+                    &Principal::anonymous(),
+                    &est,
+                    &budget,
+                ))
+                .unwrap();
+            let got = Expected {
+                outcome: serde_json::to_value(d.outcome)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                deny: d.deny.iter().map(|v| v.rule.clone()).collect(),
+                warn: d.warn.iter().map(|v| v.rule.clone()).collect(),
+                require_approval: d.require_approval.iter().map(|v| v.rule.clone()).collect(),
+            };
+            assert_eq!(got, ex.expect, "{}", ex.name);
+        }
+    }
 }

@@ -389,6 +389,16 @@ async fn team_budgets_and_spend() {
     // 20 + 73 * (73 / 730) = 20 + 7.30
     assert_eq!(spend["currentMonthly"], 27.3, "{spend}");
     assert_eq!(spend["activeResources"], 2);
+    assert!(spend["forecastMonthEnd"].as_f64().unwrap() >= spend["monthToDate"].as_f64().unwrap());
+    let (s5, cost) = call(&app, "GET", "/resources/r1/cost", None, None).await;
+    assert_eq!(s5, 200);
+    assert_eq!(
+        (cost["monthly"].as_f64(), cost["owner"].as_str()),
+        (Some(20.0), Some("group:default/team-a"))
+    );
+    assert!(cost["forecastMonthEnd"].as_f64().unwrap() <= 20.0);
+    let (s6, _) = call(&app, "GET", "/resources/nope/cost", None, None).await;
+    assert_eq!(s6, 404);
 
     // 27.30 + 42.75 > 50: over budget, so a platform-admin must approve.
     let (status, r) = call(

@@ -262,3 +262,24 @@ pub async fn evaluate(
         .map(Json)
         .map_err(|e| ApiError::input(format!("policy evaluation failed: {e}")))
 }
+
+/// What one resource costs: monthly, month to date, forecast to month end.
+#[utoipa::path(get, path = "/v1/resources/{id}/cost", operation_id = "getResourceCost", tag = "guardrails",
+    params(("id" = String, Path, description = "Resource id")),
+    responses((status = 200, body = cost::ResourceCost), (status = 404, body = ErrorEnvelope)))]
+pub async fn resource_cost(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<cost::ResourceCost>, ApiError> {
+    let book = state.pricebook();
+    cost::resource_cost(
+        state.db(),
+        &id,
+        &book.currency,
+        book.hours_per_month,
+        Utc::now(),
+    )
+    .await?
+    .map(Json)
+    .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))
+}

@@ -58,6 +58,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(guardrails::estimate))
         .routes(routes!(guardrails::get_budget, guardrails::set_budget))
         .routes(routes!(guardrails::spend))
+        .routes(routes!(guardrails::resource_cost))
         .routes(routes!(guardrails::policies))
         .routes(routes!(guardrails::evaluate))
         .split_for_parts()

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-pub use spend::{TeamSpend, team_spend};
+pub use spend::{ResourceCost, TeamSpend, resource_cost, team_spend};
 
 use crate::templates::{Context, Offering, RenderedSpec, Renderer, ValidValues};
 

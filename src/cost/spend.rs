@@ -99,3 +99,51 @@ mod tests {
         assert_eq!(e, Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
     }
 }
+
+/// What one resource costs.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceCost {
+    pub resource_id: String,
+    pub owner: String,
+    pub currency: String,
+    pub monthly: f64,
+    /// Accrued since the start of this month (or since it was created).
+    pub month_to_date: f64,
+    /// What it will have cost by the end of the month (or its expiry, if sooner).
+    pub forecast_month_end: f64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub deleted: bool,
+}
+
+pub async fn resource_cost(
+    db: &DatabaseConnection,
+    id: &str,
+    currency: &str,
+    hours_per_month: f64,
+    now: DateTime<Utc>,
+) -> Result<Option<ResourceCost>, DbErr> {
+    let Some(r) = resource::Entity::find_by_id(id.to_owned()).one(db).await? else {
+        return Ok(None);
+    };
+    let (month_start, month_end) = month_bounds(now);
+    let monthly = r.monthly_cost_cents.unwrap_or(0) as f64 / 100.0;
+    let hourly = monthly / hours_per_month;
+    // Billing stops at deletion or expiry, whichever came first.
+    let stop = [r.deleted_at, r.expires_at].into_iter().flatten().min();
+    let until_now = stop.map_or(now, |s| s.min(now));
+    let to_date = hourly * hours(r.created_at.max(month_start), until_now);
+    let until_end = stop.map_or(month_end, |s| s.min(month_end));
+    let forecast = to_date + hourly * hours(now, until_end);
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    Ok(Some(ResourceCost {
+        resource_id: r.id,
+        owner: r.owner,
+        currency: currency.to_owned(),
+        monthly,
+        month_to_date: round(to_date),
+        forecast_month_end: round(forecast),
+        expires_at: r.expires_at,
+        deleted: r.deleted_at.is_some(),
+    }))
+}

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{OFFERING_FILE, Offering, Renderer, SpecForCheck, TEMPLATE_FILE};
 use crate::catalog::{is_valid_entity_name, is_valid_tag};
+use crate::cost::{self, PriceBook};
 
 /// The `paved:*` actions templates may call (the Actions Registry serves these ids).
 pub const PAVED_ACTIONS: &[&str] = &[
@@ -56,8 +57,9 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// Lints every offering folder under `dir`.
-pub fn lint_dir(dir: &Path) -> Vec<Finding> {
+/// Lints every offering folder under `dir`; with a price book, offerings are also priced and
+/// the prices their forms show are checked.
+pub fn lint_dir(dir: &Path, pricebook: Option<&PriceBook>) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut folders: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -82,7 +84,7 @@ pub fn lint_dir(dir: &Path) -> Vec<Finding> {
         });
     }
     for folder in folders {
-        findings.extend(lint_offering(&folder));
+        findings.extend(lint_offering(&folder, pricebook));
     }
     findings
 }
@@ -134,7 +136,7 @@ impl Source {
 }
 
 /// Lints one offering folder.
-pub fn lint_offering(folder: &Path) -> Vec<Finding> {
+pub fn lint_offering(folder: &Path, pricebook: Option<&PriceBook>) -> Vec<Finding> {
     let mut out = Vec::new();
     let template = match Source::read(folder.join(TEMPLATE_FILE)) {
         Ok(s) => s,
@@ -246,7 +248,7 @@ pub fn lint_offering(folder: &Path) -> Vec<Finding> {
             let needle = message.split('`').nth(1).unwrap_or("");
             out.push(src.at(&[needle], message.clone()));
         }
-        Ok(o) => lint_loaded(&o, &template, &offering, &renderer, &mut out),
+        Ok(o) => lint_loaded(&o, &template, &offering, &renderer, pricebook, &mut out),
     }
     out
 }
@@ -256,6 +258,7 @@ fn lint_loaded(
     template: &Source,
     offering: &Source,
     renderer: &Renderer,
+    pricebook: Option<&PriceBook>,
     out: &mut Vec<Finding>,
 ) {
     let fields = o.form.fields();
@@ -321,6 +324,9 @@ fn lint_loaded(
         }
     }
     trial_render(o, renderer, template, offering, out);
+    if let Some(book) = pricebook {
+        trial_price(o, renderer, book, template, offering, out);
+    }
     if o.spec.resource.ttl_hours.is_some() != o.spec.ttl.is_some() {
         out.push(offering.at(
             &["ttl"],
@@ -440,6 +446,102 @@ fn trial_render(
     }
 }
 
+/// Prices each preset with only the required and defaulted fields (what a developer who
+/// picks a size sees), and checks the `~$X/month` the preset's label promises.
+fn trial_price(
+    o: &Offering,
+    renderer: &Renderer,
+    book: &PriceBook,
+    template: &Source,
+    offering: &Source,
+    out: &mut Vec<Finding>,
+) {
+    let mut required = BTreeSet::new();
+    let mut defaulted = BTreeSet::new();
+    for page in o.form.page_schemas() {
+        for r in page
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            required.extend(r.as_str().map(str::to_owned));
+        }
+        for (k, v) in page
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            if v.get("default").is_some() {
+                defaulted.insert(k.clone());
+            }
+        }
+    }
+    let mut base = sample_values(o);
+    base.retain(|k, _| required.contains(k) || defaulted.contains(k));
+    let choices: Vec<Option<String>> = match &o.spec.presets {
+        Some(p) => p.values.keys().cloned().map(Some).collect(),
+        None => vec![None],
+    };
+    for choice in choices {
+        let mut values = base.clone();
+        if let (Some(c), Some(p)) = (&choice, &o.spec.presets) {
+            values.insert(p.parameter.clone(), Value::String(c.clone()));
+        }
+        let Ok(valid) = o.validate(&Value::Object(values)) else {
+            return;
+        };
+        let Ok(spec) = o.render(renderer, &valid) else {
+            return;
+        };
+        let label = choice
+            .as_deref()
+            .map(|c| format!(" (preset {c:?})"))
+            .unwrap_or_default();
+        let est = match cost::estimate(o, renderer, book, &valid, &spec) {
+            Ok(e) => e,
+            Err(e) => {
+                out.push(offering.at(&["cost:"], format!("test pricing{label}: {e}")));
+                continue;
+            }
+        };
+        let (Some(c), Some(p)) = (&choice, &o.spec.presets) else {
+            continue;
+        };
+        let Some(shown) = preset_label(o, &p.parameter, c) else {
+            continue;
+        };
+        if let Some(promised) = promised_monthly(&shown)
+            && (promised - est.monthly).abs() > 0.005
+        {
+            out.push(template.at(&[shown.as_str()], format!(
+                "the form promises ~${promised:.2}/month for {c:?}, but it prices at ${:.2}/month with the current price book",
+                est.monthly
+            )));
+        }
+    }
+}
+
+fn preset_label(o: &Offering, parameter: &str, choice: &str) -> Option<String> {
+    o.form.page_schemas().find_map(|page| {
+        let prop = page.pointer(&format!("/properties/{parameter}"))?;
+        let i = prop
+            .get("enum")?
+            .as_array()?
+            .iter()
+            .position(|v| v == choice)?;
+        prop.get("enumNames")?.get(i)?.as_str().map(str::to_owned)
+    })
+}
+
+/// `"Small: ... (~$42.75/month)"` → 42.75.
+fn promised_monthly(label: &str) -> Option<f64> {
+    let rest = &label[label.find("~$")? + 2..];
+    let end = rest.find("/month")?;
+    rest[..end].replace(',', "").trim().parse().ok()
+}
+
 /// Plausible values for every form field: `examples[0]`, `default`, the first `enum` or
 /// `const`, or the first of a few typical strings/numbers the field's own schema accepts.
 fn sample_values(o: &Offering) -> serde_json::Map<String, Value> {
@@ -518,7 +620,9 @@ mod tests {
 
     #[test]
     fn bundled_templates_are_clean() {
-        let findings = lint_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let book = PriceBook::load(&root.join("pricing.yaml")).unwrap();
+        let findings = lint_dir(&root.join("templates"), Some(&book));
         assert!(findings.is_empty(), "{}", messages(&findings));
     }
 
@@ -683,10 +787,31 @@ mod tests {
                 OFFERING_FILE,
                 "unknown field `unknown_key`",
             ),
+            (
+                "postgres-database",
+                TEMPLATE_FILE,
+                Box::new(|t| t.replace("~$171.00/month", "~$99.00/month")),
+                TEMPLATE_FILE,
+                "the form promises ~$99.00/month for \"medium\", but it prices at $171.00/month",
+            ),
+            (
+                "redis-cache",
+                OFFERING_FILE,
+                Box::new(|t| {
+                    t.replace(
+                        "memory_monthly[part.max_memory_mb | string]",
+                        "memory_monthly[part.max_memory_mb]",
+                    )
+                }),
+                OFFERING_FILE,
+                "test pricing",
+            ),
         ];
         for (offering, file, edit, expected_file, needle) in cases {
             let (_dir, folder) = broken(offering, file, edit);
-            let findings = lint_offering(&folder);
+            let book = PriceBook::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.yaml"))
+                .unwrap();
+            let findings = lint_offering(&folder, Some(&book));
             let all = messages(&findings);
             let hit = findings
                 .iter()
@@ -700,9 +825,9 @@ mod tests {
     #[test]
     fn missing_files_and_folders_are_findings() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(messages(&lint_dir(dir.path())).contains("no offering folders"));
+        assert!(messages(&lint_dir(dir.path(), None)).contains("no offering folders"));
         std::fs::create_dir(dir.path().join("empty")).unwrap();
-        assert!(messages(&lint_dir(dir.path())).contains("template.yaml"));
-        assert!(messages(&lint_dir(&dir.path().join("nope"))).contains("cannot read folder"));
+        assert!(messages(&lint_dir(dir.path(), None)).contains("template.yaml"));
+        assert!(messages(&lint_dir(&dir.path().join("nope"), None)).contains("cannot read folder"));
     }
 }

@@ -1,5 +1,7 @@
-//! `cargo bench --bench validation`: time to validate (and render) one order, beside the
+//! `cargo bench --bench decision`: time to validate one order against its form, and one full
+//! decision (schema + rendering + cost with recommendations + every bundled policy), beside the
 //! baseline of an empty function call measured in the same run. Prints figures; asserts none.
+//! (The budget lookup is a database read and is not part of the decision measured here.)
 
 use std::{
     hint::black_box,
@@ -8,6 +10,10 @@ use std::{
 };
 
 use paved::{
+    auth::Principal,
+    cost::{self, PriceBook},
+    guardrails::{BudgetView, policy_input},
+    policy::PolicySet,
     provisioning::requests::NewRequest,
     templates::{Offering, Renderer},
 };
@@ -73,6 +79,34 @@ fn main() {
             .unwrap(),
         );
     });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let book = PriceBook::load(&root.join("pricing.yaml")).expect("bundled price book");
+    let policies = PolicySet::load(&root.join("policies"), &json!({})).expect("bundled policies");
+    let requester = Principal::anonymous();
+    let budget = BudgetView {
+        team: "group:default/team-a".into(),
+        monthly_limit: Some(5000.0),
+        current_monthly: 1200.0,
+        this_request: 0.0,
+        after: 1200.0,
+    };
+    let decision = measure(
+        "full decision: schema + render + cost + policy",
+        5_000,
+        || {
+            let req = NewRequest::prepare(
+                &offering,
+                &renderer,
+                black_box(&values),
+                "user:default/jane".into(),
+                None,
+            )
+            .unwrap();
+            let est = cost::estimate(&offering, &renderer, &book, &req.values, &req.spec).unwrap();
+            let input = policy_input(&offering, &req, &requester, &est, &budget);
+            black_box(policies.evaluate(&input).unwrap());
+        },
+    );
     let ratio = |d: Duration| d.as_secs_f64() / baseline.as_secs_f64().max(1e-12);
     println!();
     println!(
@@ -89,5 +123,10 @@ fn main() {
         "prepare:  {:.3} ms per request ({:.0}x the empty call)",
         prepare.as_secs_f64() * 1e3,
         ratio(prepare)
+    );
+    println!(
+        "decision: {:.3} ms per request ({:.0}x the empty call); target well under 1 ms",
+        decision.as_secs_f64() * 1e3,
+        ratio(decision)
     );
 }
