@@ -3,7 +3,7 @@
 
 mod spend;
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -147,16 +147,25 @@ pub fn price(
     spec: &RenderedSpec,
 ) -> Result<Estimate, String> {
     let model = &offering.spec.cost;
-    let base = json!({
-        "parameters": values.as_map(),
-        "preset": offering.preset(values),
-        "prices": book.prices,
-        "resource": spec.resource,
-    });
-    let number = |expr: &str, part: &Value, what: &str| -> Result<f64, String> {
-        let mut ctx = base.clone();
-        ctx["part"] = part.clone();
-        match renderer.render_str(expr, &Context::new(&ctx)) {
+    // One rendering context per part (the price book is large; convert it once per part).
+    let mut contexts: BTreeMap<&str, Context> = BTreeMap::new();
+    for p in &spec.parts {
+        let ctx = json!({
+            "parameters": values.as_map(),
+            "preset": offering.preset(values),
+            "prices": book.prices,
+            "resource": spec.resource,
+            "part": p.spec,
+        });
+        contexts.insert(p.id.as_str(), Context::new(&ctx));
+    }
+    let ctx_of = |id: &str| {
+        contexts
+            .get(id)
+            .ok_or_else(|| format!("cost refers to unknown part {id:?}"))
+    };
+    let number = |expr: &str, ctx: &Context, what: &str| -> Result<f64, String> {
+        match renderer.render_str(expr, ctx) {
             Ok(Value::Number(n)) => n.as_f64().ok_or_else(|| format!("{what}: not a number")),
             Ok(Value::String(s)) => s
                 .trim()
@@ -166,37 +175,35 @@ pub fn price(
             Err(e) => Err(format!("{what}: {e}")),
         }
     };
-    let part_spec = |id: &str| -> Result<&Value, String> {
-        spec.parts
-            .iter()
-            .find(|p| p.id == id)
-            .map(|p| &p.spec)
-            .ok_or_else(|| format!("cost refers to unknown part {id:?}"))
+    let label = |tmpl: &str, ctx: &Context| -> Result<String, String> {
+        match renderer.render_str(tmpl, ctx) {
+            Ok(Value::String(s)) => Ok(s),
+            Ok(other) => Ok(other.to_string()),
+            Err(e) => Err(format!("cost label {tmpl:?}: {e}")),
+        }
     };
     let mut line_items = Vec::new();
     for item in &model.items {
-        let part = part_spec(&item.part)?;
-        let monthly = number(&item.monthly, part, &format!("cost item {:?}", item.label))?;
-        let label = label(renderer, &item.label, &base, part)?;
+        let ctx = ctx_of(&item.part)?;
+        let monthly = number(&item.monthly, ctx, &format!("cost item {:?}", item.label))?;
         line_items.push(LineItem {
             part: item.part.clone(),
-            label,
+            label: label(&item.label, ctx)?,
             monthly: cents(monthly),
         });
     }
     for m in &model.multipliers {
-        let part = part_spec(&m.part)?;
-        let factor = number(&m.factor, part, &format!("cost multiplier {:?}", m.label))?;
+        let ctx = ctx_of(&m.part)?;
+        let factor = number(&m.factor, ctx, &format!("cost multiplier {:?}", m.label))?;
         if (factor - 1.0).abs() > f64::EPSILON {
             let subtotal: f64 = line_items
                 .iter()
                 .filter(|l| l.part == m.part)
                 .map(|l| l.monthly)
                 .sum();
-            let label = label(renderer, &m.label, &base, part)?;
             line_items.push(LineItem {
                 part: m.part.clone(),
-                label: format!("{label} (x{factor})"),
+                label: format!("{} (x{factor})", label(&m.label, ctx)?),
                 monthly: cents(subtotal * (factor - 1.0)),
             });
         }
@@ -216,16 +223,6 @@ pub fn price(
         lifetime,
         recommendations: vec![],
     })
-}
-
-fn label(renderer: &Renderer, tmpl: &str, base: &Value, part: &Value) -> Result<String, String> {
-    let mut ctx = base.clone();
-    ctx["part"] = part.clone();
-    match renderer.render_str(tmpl, &Context::new(&ctx)) {
-        Ok(Value::String(s)) => Ok(s),
-        Ok(other) => Ok(other.to_string()),
-        Err(e) => Err(format!("cost label {tmpl:?}: {e}")),
-    }
 }
 
 /// Prices the order and every applicable recommendation (each re-validated and re-priced, so a
