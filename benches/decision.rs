@@ -90,6 +90,38 @@ fn main() {
         this_request: 0.0,
         after: 1200.0,
     };
+    let prepared = NewRequest::prepare(
+        &offering,
+        &renderer,
+        &values,
+        "user:default/jane".into(),
+        None,
+    )
+    .unwrap();
+    measure("  of which: cost estimate + recommendations", 5_000, || {
+        black_box(
+            cost::estimate(
+                &offering,
+                &renderer,
+                &book,
+                &prepared.values,
+                &prepared.spec,
+            )
+            .unwrap(),
+        );
+    });
+    let est = cost::estimate(
+        &offering,
+        &renderer,
+        &book,
+        &prepared.values,
+        &prepared.spec,
+    )
+    .unwrap();
+    let input = policy_input(&offering, &prepared, &requester, &est, &budget);
+    measure("  of which: every bundled policy", 5_000, || {
+        black_box(policies.evaluate(black_box(&input)).unwrap());
+    });
     let decision = measure(
         "full decision: schema + render + cost + policy",
         5_000,

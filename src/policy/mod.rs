@@ -395,6 +395,27 @@ mod tests {
     }
 
     #[test]
+    fn an_undefined_decision_rule_is_not_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.rego"),
+            "package a\n\nimport rego.v1\n\ndeny contains \"always\" if true\n",
+        )
+        .unwrap();
+        // A complete rule that is undefined for this input.
+        std::fs::write(
+            dir.path().join("b.rego"),
+            "package b\n\nimport rego.v1\n\nwarn := {\"x\"} if input.never\n",
+        )
+        .unwrap();
+        let p = PolicySet::load(dir.path(), &json!({})).unwrap();
+        let d = p.evaluate(&json!({})).unwrap();
+        assert_eq!(d.outcome, Outcome::Denied);
+        assert_eq!(d.deny[0].message, "always");
+        assert!(d.warn.is_empty());
+    }
+
+    #[test]
     fn bundled_policy_tests_pass() {
         let results = bundled().run_tests();
         assert!(
