@@ -2,5 +2,7 @@
 //! talk to real systems.
 
 pub mod approvals;
+pub mod drivers;
 pub mod order;
 pub mod requests;
+pub mod secrets;

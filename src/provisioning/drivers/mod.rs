@@ -1,0 +1,53 @@
+//! Drivers: the only code that talks to the systems paved provisions. One shape for all
+//! (apply, observe, destroy, usage; plan is what the offering rendered); a driver knows
+//! nothing of HTTP or Backstage.
+
+pub mod postgres;
+pub mod redis;
+
+use serde_json::Value;
+
+/// Why a driver call failed, and so what the engine does next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// Worth retrying (connection refused, timeouts, server restarting).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Retrying cannot help (invalid spec, permission denied); the request fails with this.
+    #[error("{0}")]
+    Permanent(String),
+    /// Something exists already (a concurrent run created it); converge instead of failing.
+    #[error("already exists: {0}")]
+    Conflict(String),
+}
+
+/// What an apply produced: outputs anyone on the team may see, and secrets for the encrypted
+/// store only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub outputs: Value,
+    pub secrets: Value,
+}
+
+/// The actual state of a provisioned thing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub exists: bool,
+    pub state: Value,
+}
+
+/// Activity: what is open now and a counter that grows with use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub active: i64,
+    pub activity_counter: i64,
+}
+
+/// A generated credential: 32 characters from a 62-letter alphabet (~190 bits), safe inside
+/// SQL literals, Redis ACL rules and URLs.
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..32)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}

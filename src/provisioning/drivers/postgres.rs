@@ -1,0 +1,400 @@
+//! The `postgres` driver: a database and its owner role on a target cluster chosen per
+//! environment. Every identifier is validated and quoted; every step converges, so running it
+//! again after a crash neither duplicates nor fails.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use sea_orm::sqlx::{
+    self, AssertSqlSafe, ConnectOptions, PgPool, Row,
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::{Applied, DriverError, Observed, Usage};
+
+/// What the offering's `postgres` part asks for, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresSpec {
+    pub database: Ident,
+    pub owner: Ident,
+    pub environment: String,
+    pub connection_limit: i32,
+    pub extensions: Vec<String>,
+}
+
+/// A PostgreSQL identifier paved accepts: `^[a-z_][a-z0-9_]*$`, at most 63 bytes. Quoted
+/// anyway when used, so even a rule change here could not open an injection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ident(String);
+
+impl Ident {
+    pub fn parse(field: &str, s: &str) -> Result<Self, DriverError> {
+        let ok = !s.is_empty()
+            && s.len() <= 63
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(DriverError::Permanent(format!(
+                "{field}: {s:?} is not allowed (lower-case letters, digits and '_', starting with a letter or '_', at most 63 characters)"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `"name"`, with embedded quotes doubled (PostgreSQL's quote_ident).
+    pub fn quoted(&self) -> String {
+        quote_ident(&self.0)
+    }
+}
+
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `'text'`, with embedded quotes doubled (PostgreSQL's quote_literal for standard strings).
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[derive(Deserialize)]
+struct RawSpec {
+    database: String,
+    environment: String,
+    #[serde(default = "default_limit")]
+    connection_limit: i32,
+    #[serde(default)]
+    extensions: Vec<String>,
+}
+
+fn default_limit() -> i32 {
+    20
+}
+
+impl PostgresSpec {
+    /// Parses the rendered part spec; cloud-only fields (instance class, storage, backups,
+    /// multi-AZ) are priced and policed, but a PostgreSQL cluster has no such knobs.
+    pub fn parse(spec: &Value, allowed_extensions: &[String]) -> Result<Self, DriverError> {
+        let raw: RawSpec = serde_json::from_value(spec.clone())
+            .map_err(|e| DriverError::Permanent(format!("postgres spec: {e}")))?;
+        let database = Ident::parse("database", &raw.database)?;
+        let mut owner_name = format!("{}_owner", raw.database);
+        owner_name.truncate(63);
+        let owner = Ident::parse("owner", &owner_name)?;
+        if !(1..=10_000).contains(&raw.connection_limit) {
+            return Err(DriverError::Permanent(format!(
+                "connection_limit: must be between 1 and 10000, not {}",
+                raw.connection_limit
+            )));
+        }
+        for ext in &raw.extensions {
+            if !allowed_extensions.contains(ext) {
+                return Err(DriverError::Permanent(format!(
+                    "extensions: {ext:?} is not allowed here (allowed: {})",
+                    allowed_extensions.join(", ")
+                )));
+            }
+        }
+        Ok(Self {
+            database,
+            owner,
+            environment: raw.environment,
+            connection_limit: raw.connection_limit,
+            extensions: raw.extensions,
+        })
+    }
+}
+
+/// Admin connections to each environment's cluster, opened on first use.
+pub struct PostgresDriver {
+    targets: BTreeMap<String, String>,
+    allowed_extensions: Vec<String>,
+    pools: Mutex<BTreeMap<String, PgPool>>,
+}
+
+impl PostgresDriver {
+    pub fn new(targets: BTreeMap<String, String>, allowed_extensions: Vec<String>) -> Self {
+        Self {
+            targets,
+            allowed_extensions,
+            pools: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn parse(&self, spec: &Value) -> Result<PostgresSpec, DriverError> {
+        PostgresSpec::parse(spec, &self.allowed_extensions)
+    }
+
+    fn target(&self, env: &str) -> Result<&str, DriverError> {
+        self.targets.get(env).map(String::as_str).ok_or_else(|| {
+            DriverError::Permanent(format!(
+                "no postgres target configured for environment {env:?}"
+            ))
+        })
+    }
+
+    async fn admin(&self, env: &str) -> Result<PgPool, DriverError> {
+        let mut pools = self.pools.lock().await;
+        if let Some(p) = pools.get(env) {
+            return Ok(p.clone());
+        }
+        let url = self.target(env)?;
+        let opts: PgConnectOptions = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| DriverError::Permanent(format!("postgres target for {env}: {e}")))?
+            // Statements carry generated passwords: never let sqlx log them (it logs slow ones).
+            .disable_statement_logging();
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await
+            .map_err(transient)?;
+        pools.insert(env.to_owned(), pool.clone());
+        Ok(pool)
+    }
+
+    /// Creates (or converges) the role with `password`, the database, its grants and extensions.
+    /// Two runs for the same database (a worker that died and its successor) take turns on an
+    /// advisory lock, since PostgreSQL refuses concurrent DDL on one role ("tuple concurrently
+    /// updated").
+    pub async fn apply(&self, spec: &PostgresSpec, password: &str) -> Result<Applied, DriverError> {
+        let pool = self.admin(&spec.environment).await?;
+        let mut conn = pool.acquire().await.map_err(classify)?;
+        sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+            .bind(spec.database.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+        let result = self.converge(&mut conn, spec, password).await;
+        let unlock = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(spec.database.as_str())
+            .execute(&mut *conn)
+            .await;
+        if unlock.is_err() {
+            // A session-level lock must not linger on a pooled connection.
+            conn.detach();
+        }
+        result?;
+        if !spec.extensions.is_empty() {
+            let url = self.target(&spec.environment)?;
+            let opts: PgConnectOptions = url
+                .parse::<PgConnectOptions>()
+                .map_err(|e| DriverError::Permanent(e.to_string()))?
+                .database(spec.database.as_str())
+                .disable_statement_logging();
+            let ext_pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts)
+                .await
+                .map_err(transient)?;
+            for ext in &spec.extensions {
+                let mut c = ext_pool.acquire().await.map_err(classify)?;
+                exec(
+                    &mut c,
+                    &format!("CREATE EXTENSION IF NOT EXISTS {}", quote_ident(ext)),
+                )
+                .await?;
+            }
+            ext_pool.close().await;
+        }
+        let opts: PgConnectOptions = self
+            .target(&spec.environment)?
+            .parse()
+            .map_err(|e: sqlx::Error| DriverError::Permanent(e.to_string()))?;
+        Ok(Applied {
+            outputs: json!({
+                "host": opts.get_host(),
+                "port": opts.get_port(),
+                "database": spec.database.as_str(),
+                "username": spec.owner.as_str(),
+            }),
+            secrets: json!({"password": password}),
+        })
+    }
+
+    async fn converge(
+        &self,
+        conn: &mut PgConnection,
+        spec: &PostgresSpec,
+        password: &str,
+    ) -> Result<(), DriverError> {
+        let (db, role) = (spec.database.quoted(), spec.owner.quoted());
+        let pw = quote_literal(password);
+        let limit = spec.connection_limit;
+        if !exists(
+            conn,
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            spec.owner.as_str(),
+        )
+        .await?
+        {
+            match exec(
+                conn,
+                &format!("CREATE ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}"),
+            )
+            .await
+            {
+                Err(DriverError::Conflict(_)) => {} // created meanwhile outside paved's lock: converge below
+                other => other?,
+            }
+        }
+        exec(
+            conn,
+            &format!("ALTER ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}"),
+        )
+        .await?;
+        if !exists(
+            conn,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            spec.database.as_str(),
+        )
+        .await?
+        {
+            match exec(
+                conn,
+                &format!("CREATE DATABASE {db} OWNER {role} CONNECTION LIMIT {limit}"),
+            )
+            .await
+            {
+                Err(DriverError::Conflict(_)) => {}
+                other => other?,
+            }
+        }
+        exec(conn, &format!("ALTER DATABASE {db} OWNER TO {role}")).await?;
+        exec(
+            conn,
+            &format!("ALTER DATABASE {db} CONNECTION LIMIT {limit}"),
+        )
+        .await?;
+        // Only the owner (and admins) may connect.
+        exec(conn, &format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC")).await?;
+        exec(conn, &format!("GRANT ALL ON DATABASE {db} TO {role}")).await
+    }
+
+    /// What exists: owner, connection limit, size.
+    pub async fn observe(&self, spec: &PostgresSpec) -> Result<Observed, DriverError> {
+        let pool = self.admin(&spec.environment).await?;
+        let row = sqlx::query(
+            "SELECT r.rolname AS owner, d.datconnlimit AS connection_limit, pg_database_size(d.datname) AS size_bytes \
+             FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
+        )
+        .bind(spec.database.as_str())
+        .fetch_optional(&pool)
+        .await
+        .map_err(classify)?;
+        Ok(match row {
+            None => Observed {
+                exists: false,
+                state: json!({}),
+            },
+            Some(r) => Observed {
+                exists: true,
+                state: json!({
+                    "owner": r.get::<String, _>("owner"),
+                    "connection_limit": r.get::<i32, _>("connection_limit"),
+                    "size_bytes": r.get::<i64, _>("size_bytes"),
+                }),
+            },
+        })
+    }
+
+    /// Drops the database (after ending its connections) and the role. Gone already is fine.
+    pub async fn destroy(&self, spec: &PostgresSpec) -> Result<(), DriverError> {
+        let pool = self.admin(&spec.environment).await?;
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+            .bind(spec.database.as_str())
+            .execute(&pool)
+            .await
+            .map_err(classify)?;
+        let mut conn = pool.acquire().await.map_err(classify)?;
+        exec(
+            &mut conn,
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                spec.database.quoted()
+            ),
+        )
+        .await?;
+        exec(
+            &mut conn,
+            &format!("DROP ROLE IF EXISTS {}", spec.owner.quoted()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Open connections now and transactions so far (cumulative; callers diff two readings).
+    pub async fn usage(&self, spec: &PostgresSpec) -> Result<Usage, DriverError> {
+        let pool = self.admin(&spec.environment).await?;
+        let row = sqlx::query("SELECT numbackends, xact_commit + xact_rollback AS xacts FROM pg_stat_database WHERE datname = $1")
+            .bind(spec.database.as_str())
+            .fetch_optional(&pool)
+            .await
+            .map_err(classify)?;
+        Ok(match row {
+            None => Usage {
+                active: 0,
+                activity_counter: 0,
+            },
+            Some(r) => Usage {
+                active: i64::from(r.get::<i32, _>("numbackends")),
+                activity_counter: r.get::<i64, _>("xacts"),
+            },
+        })
+    }
+}
+
+async fn exists(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    name: &str,
+) -> Result<bool, DriverError> {
+    Ok(sqlx::query(sql)
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+        .map_err(classify)?
+        .is_some())
+}
+
+/// Runs DDL that cannot take bind parameters. Every identifier in `sql` went through
+/// [`Ident`]/[`quote_ident`] and every literal through [`quote_literal`]; that is what makes it
+/// safe to assert.
+async fn exec(conn: &mut PgConnection, sql: &str) -> Result<(), DriverError> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(classify)
+}
+
+fn transient(e: sqlx::Error) -> DriverError {
+    DriverError::Transient(e.to_string())
+}
+
+/// Sorts a database error: duplicates are conflicts (converge), connection trouble is
+/// transient (retry), anything else is permanent.
+fn classify(e: sqlx::Error) -> DriverError {
+    match &e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("42710" | "42P04" | "23505") => DriverError::Conflict(db.message().to_owned()),
+            Some(c) if c.starts_with("08") || c.starts_with("57") || c == "53300" => {
+                DriverError::Transient(db.message().to_owned())
+            }
+            _ => DriverError::Permanent(db.message().to_owned()),
+        },
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => DriverError::Transient(e.to_string()),
+        _ => DriverError::Permanent(e.to_string()),
+    }
+}

@@ -1,0 +1,266 @@
+//! The `redis` driver: an ACL user confined to its own key prefix (`~{prefix}:*`) with the
+//! command categories the offering allows. Every ACL rule is built from validated tokens.
+
+use std::collections::BTreeMap;
+
+use redis::{AsyncCommands, aio::MultiplexedConnection};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::{Applied, DriverError, Observed, Usage};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisSpec {
+    /// Keys live under `{key_prefix}:`.
+    pub key_prefix: String,
+    pub user: String,
+    pub environment: String,
+    /// ACL category rules, e.g. `+@read`, `-@dangerous`.
+    pub commands: Vec<String>,
+    pub evict_keys_on_delete: bool,
+}
+
+#[derive(Deserialize)]
+struct RawSpec {
+    key_prefix: String,
+    environment: String,
+    commands: String,
+    #[serde(default)]
+    evict_keys_on_delete: bool,
+}
+
+impl RedisSpec {
+    pub fn parse(spec: &Value) -> Result<Self, DriverError> {
+        let raw: RawSpec = serde_json::from_value(spec.clone())
+            .map_err(|e| DriverError::Permanent(format!("redis spec: {e}")))?;
+        let p = &raw.key_prefix;
+        let prefix_ok = !p.is_empty()
+            && p.len() <= 100
+            && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !prefix_ok {
+            return Err(DriverError::Permanent(format!(
+                "key_prefix: {p:?} is not allowed (lower-case letters, digits, '-' and '_', at most 100 characters)"
+            )));
+        }
+        let commands: Vec<String> = raw.commands.split_whitespace().map(str::to_owned).collect();
+        for c in &commands {
+            let ok = (c.starts_with("+@") || c.starts_with("-@"))
+                && c.len() > 2
+                && c[2..].chars().all(|ch| ch.is_ascii_lowercase());
+            if !ok {
+                return Err(DriverError::Permanent(format!(
+                    "commands: {c:?} is not an ACL category rule like +@read or -@dangerous"
+                )));
+            }
+        }
+        if commands.is_empty() {
+            return Err(DriverError::Permanent(
+                "commands: at least one ACL category rule is needed".into(),
+            ));
+        }
+        Ok(Self {
+            user: format!("paved-{p}"),
+            key_prefix: raw.key_prefix,
+            environment: raw.environment,
+            commands,
+            evict_keys_on_delete: raw.evict_keys_on_delete,
+        })
+    }
+
+    fn key_pattern(&self) -> String {
+        format!("{}:*", self.key_prefix)
+    }
+}
+
+pub struct RedisDriver {
+    targets: BTreeMap<String, String>,
+    conns: Mutex<BTreeMap<String, MultiplexedConnection>>,
+}
+
+impl RedisDriver {
+    pub fn new(targets: BTreeMap<String, String>) -> Self {
+        Self {
+            targets,
+            conns: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn target(&self, env: &str) -> Result<&str, DriverError> {
+        self.targets.get(env).map(String::as_str).ok_or_else(|| {
+            DriverError::Permanent(format!(
+                "no redis target configured for environment {env:?}"
+            ))
+        })
+    }
+
+    async fn conn(&self, env: &str) -> Result<MultiplexedConnection, DriverError> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(env) {
+            return Ok(c.clone());
+        }
+        let client = redis::Client::open(self.target(env)?)
+            .map_err(|e| DriverError::Permanent(format!("redis target for {env}: {e}")))?;
+        let c = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(classify)?;
+        conns.insert(env.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// Creates or resets the ACL user: `reset` first, so re-running converges exactly.
+    pub async fn apply(&self, spec: &RedisSpec, password: &str) -> Result<Applied, DriverError> {
+        let mut c = self.conn(&spec.environment).await?;
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER")
+            .arg(&spec.user)
+            .arg("reset")
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg(format!("~{}", spec.key_pattern()))
+            .arg("resetchannels");
+        for rule in &spec.commands {
+            cmd.arg(rule);
+        }
+        cmd.query_async::<()>(&mut c).await.map_err(classify)?;
+        let url: redis::ConnectionInfo =
+            redis::IntoConnectionInfo::into_connection_info(self.target(&spec.environment)?)
+                .map_err(|e| DriverError::Permanent(e.to_string()))?;
+        let (host, port) = match url.addr() {
+            redis::ConnectionAddr::Tcp(h, p)
+            | redis::ConnectionAddr::TcpTls {
+                host: h, port: p, ..
+            } => (h.clone(), *p),
+            other => (other.to_string(), 0),
+        };
+        Ok(Applied {
+            outputs: json!({"host": host, "port": port, "username": spec.user, "key_prefix": format!("{}:", spec.key_prefix)}),
+            secrets: json!({"password": password}),
+        })
+    }
+
+    /// The user as Redis has it (`ACL GETUSER`): flags, key patterns, command rules.
+    pub async fn observe(&self, spec: &RedisSpec) -> Result<Observed, DriverError> {
+        let mut c = self.conn(&spec.environment).await?;
+        let v: redis::Value = redis::cmd("ACL")
+            .arg("GETUSER")
+            .arg(&spec.user)
+            .query_async(&mut c)
+            .await
+            .map_err(classify)?;
+        let map = match v {
+            redis::Value::Nil => {
+                return Ok(Observed {
+                    exists: false,
+                    state: json!({}),
+                });
+            }
+            redis::Value::Map(pairs) => pairs,
+            redis::Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|p| Some((p.first()?.clone(), p.get(1)?.clone())))
+                .collect(),
+            other => {
+                return Err(DriverError::Permanent(format!(
+                    "unexpected ACL GETUSER answer: {other:?}"
+                )));
+            }
+        };
+        let mut state = serde_json::Map::new();
+        for (k, v) in map {
+            if let Ok(key) = redis::from_redis_value::<String>(k) {
+                state.insert(key, to_json(&v));
+            }
+        }
+        Ok(Observed {
+            exists: true,
+            state: Value::Object(state),
+        })
+    }
+
+    /// Deletes the user and, when the spec says so, every key under its prefix.
+    pub async fn destroy(&self, spec: &RedisSpec) -> Result<(), DriverError> {
+        let mut c = self.conn(&spec.environment).await?;
+        redis::cmd("ACL")
+            .arg("DELUSER")
+            .arg(&spec.user)
+            .query_async::<i64>(&mut c)
+            .await
+            .map_err(classify)?;
+        if spec.evict_keys_on_delete {
+            let keys = self.scan(&mut c, spec).await?;
+            for chunk in keys.chunks(500) {
+                c.unlink::<_, i64>(chunk).await.map_err(classify)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys under the prefix (a cache in use has some; one nobody uses has none).
+    pub async fn usage(&self, spec: &RedisSpec) -> Result<Usage, DriverError> {
+        let mut c = self.conn(&spec.environment).await?;
+        let n = self.scan(&mut c, spec).await?.len() as i64;
+        Ok(Usage {
+            active: n,
+            activity_counter: n,
+        })
+    }
+
+    async fn scan(
+        &self,
+        c: &mut MultiplexedConnection,
+        spec: &RedisSpec,
+    ) -> Result<Vec<String>, DriverError> {
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(spec.key_pattern())
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(c)
+                .await
+                .map_err(classify)?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+}
+
+fn to_json(v: &redis::Value) -> Value {
+    match v {
+        redis::Value::Nil => Value::Null,
+        redis::Value::Int(i) => json!(i),
+        redis::Value::BulkString(b) => json!(String::from_utf8_lossy(b)),
+        redis::Value::SimpleString(s) => json!(s),
+        redis::Value::Okay => json!("OK"),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            Value::Array(items.iter().map(to_json).collect())
+        }
+        redis::Value::Map(pairs) => Value::Array(
+            pairs
+                .iter()
+                .map(|(k, v)| json!([to_json(k), to_json(v)]))
+                .collect(),
+        ),
+        redis::Value::Boolean(b) => json!(b),
+        redis::Value::Double(d) => json!(d),
+        other => json!(format!("{other:?}")),
+    }
+}
+
+fn classify(e: redis::RedisError) -> DriverError {
+    if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped() {
+        DriverError::Transient(e.to_string())
+    } else {
+        DriverError::Permanent(e.to_string())
+    }
+}

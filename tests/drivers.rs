@@ -1,0 +1,317 @@
+//! Drivers against the real PostgreSQL and Redis on this machine. Every test uses its own
+//! uniquely named database/user/prefix and removes it.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use paved::provisioning::drivers::{
+    DriverError, generate_password,
+    postgres::{Ident, PostgresDriver, quote_ident, quote_literal},
+    redis::{RedisDriver, RedisSpec},
+};
+use sea_orm::sqlx::{self, Connection, Row, postgres::PgConnection};
+use serde_json::json;
+
+fn pg_driver() -> PostgresDriver {
+    let url = common::postgres_admin_url();
+    let targets = ["dev", "staging", "prod"]
+        .iter()
+        .map(|e| (e.to_string(), url.clone()))
+        .collect();
+    PostgresDriver::new(targets, vec!["pgcrypto".into(), "citext".into()])
+}
+
+/// Destroys what a test provisioned even when the test fails half-way.
+enum Cleanup {
+    Postgres(paved::provisioning::drivers::postgres::PostgresSpec),
+    Redis(RedisSpec),
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let rt = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| match self {
+                Cleanup::Postgres(spec) => {
+                    rt().block_on(async { pg_driver().destroy(spec).await.ok() })
+                }
+                Cleanup::Redis(spec) => {
+                    rt().block_on(async { redis_driver().destroy(spec).await.ok() })
+                }
+            });
+        });
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+async fn connect_as(
+    user: &str,
+    password: &str,
+    database: &str,
+) -> Result<PgConnection, sqlx::Error> {
+    let base = common::postgres_admin_url();
+    let hostpart = base.split('@').nth(1).unwrap().rsplit_once('/').unwrap().0;
+    PgConnection::connect(&format!(
+        "postgres://{user}:{password}@{hostpart}/{database}"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn postgres_create_connect_observe_destroy() {
+    let driver = pg_driver();
+    let name = unique("paved_drv");
+    let spec = driver
+        .parse(&json!({"database": name, "environment": "dev", "connection_limit": 7, "extensions": ["pgcrypto"], "instance_class": "db.t3.small"}))
+        .unwrap();
+    let _cleanup = Cleanup::Postgres(spec.clone());
+    let password = generate_password();
+    let applied = driver.apply(&spec, &password).await.unwrap();
+    assert_eq!(applied.outputs["database"], name.as_str());
+    assert_eq!(applied.outputs["username"], format!("{name}_owner"));
+    assert!(
+        !applied.outputs.to_string().contains(&password),
+        "outputs never carry the password"
+    );
+
+    // The returned credentials connect and can create a table; the extension is there.
+    let mut conn = connect_as(&format!("{name}_owner"), &password, &name)
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE orders (id serial primary key, note text); INSERT INTO orders (note) VALUES ('x')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let digest: String = sqlx::query("SELECT encode(digest('a', 'sha256'), 'hex') AS d")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get("d");
+    assert_eq!(digest.len(), 64);
+
+    let seen = driver.observe(&spec).await.unwrap();
+    assert!(seen.exists);
+    assert_eq!(seen.state["owner"], format!("{name}_owner"));
+    assert_eq!(seen.state["connection_limit"], 7);
+    assert!(seen.state["size_bytes"].as_i64().unwrap() > 0);
+    let usage = driver.usage(&spec).await.unwrap();
+    assert!(usage.active >= 1, "our open connection counts: {usage:?}");
+    assert!(usage.activity_counter > 0);
+
+    // Re-running after a crash converges: same database, new password works.
+    let again = generate_password();
+    driver.apply(&spec, &again).await.unwrap();
+    assert!(driver.observe(&spec).await.unwrap().exists);
+
+    // Destroy ends our connection, drops database and role; twice is fine.
+    driver.destroy(&spec).await.unwrap();
+    driver.destroy(&spec).await.unwrap();
+    assert!(!driver.observe(&spec).await.unwrap().exists);
+    assert!(
+        connect_as(&format!("{name}_owner"), &again, "postgres")
+            .await
+            .is_err(),
+        "the role is gone"
+    );
+    drop(conn);
+}
+
+#[tokio::test]
+async fn postgres_two_workers_applying_at_once_make_one_database() {
+    let driver = std::sync::Arc::new(pg_driver());
+    let name = unique("paved_race");
+    let spec = driver
+        .parse(&json!({"database": name, "environment": "staging"}))
+        .unwrap();
+    let _cleanup = Cleanup::Postgres(spec.clone());
+    let password = generate_password();
+    let (a, b) = tokio::join!(
+        driver.apply(&spec, &password),
+        driver.apply(&spec, &password)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert!(driver.observe(&spec).await.unwrap().exists);
+    driver.destroy(&spec).await.unwrap();
+}
+
+#[test]
+fn postgres_refuses_hostile_names_and_quotes_everything() {
+    let allowed = vec!["pgcrypto".to_owned()];
+    for bad in [
+        "orders\"; DROP DATABASE postgres; --",
+        "orders db",
+        "Orders",
+        "ördner",
+        "1orders",
+        "orders'",
+        "",
+        &"a".repeat(64),
+        "orders;--",
+    ] {
+        let err = paved::provisioning::drivers::postgres::PostgresSpec::parse(
+            &json!({"database": bad, "environment": "dev"}),
+            &allowed,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, DriverError::Permanent(ref m) if m.starts_with("database:")),
+            "{bad:?} accepted: {err:?}"
+        );
+    }
+    let err = paved::provisioning::drivers::postgres::PostgresSpec::parse(
+        &json!({"database": "ok", "environment": "dev", "extensions": ["plpython3u"]}),
+        &allowed,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not allowed"), "{err}");
+    assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+    assert_eq!(quote_literal("it's"), "'it''s'");
+    assert_eq!(
+        Ident::parse("database", "orders_dev").unwrap().quoted(),
+        "\"orders_dev\""
+    );
+}
+
+fn redis_driver() -> RedisDriver {
+    let url =
+        std::env::var("PAVED_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    RedisDriver::new(
+        ["dev", "staging", "prod"]
+            .iter()
+            .map(|e| (e.to_string(), url.clone()))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+async fn redis_as(user: &str, password: &str) -> redis::aio::MultiplexedConnection {
+    let url =
+        std::env::var("PAVED_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = url.replacen("redis://", &format!("redis://{user}:{password}@"), 1);
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn redis_user_is_confined_to_its_prefix() {
+    let driver = redis_driver();
+    let prefix = unique("paved-drv").replace('_', "-");
+    let spec = RedisSpec::parse(&json!({"key_prefix": prefix, "environment": "dev",
+        "commands": "+@read +@write +@connection -@dangerous -@admin", "evict_keys_on_delete": true}))
+    .unwrap();
+    let _cleanup = Cleanup::Redis(spec.clone());
+    let password = generate_password();
+    let applied = driver.apply(&spec, &password).await.unwrap();
+    assert_eq!(applied.outputs["username"], format!("paved-{prefix}"));
+
+    let mut c = redis_as(&spec.user, &password).await;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:a"))
+        .arg("1")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let got: String = redis::cmd("GET")
+        .arg(format!("{prefix}:a"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(got, "1");
+    let outside: Result<(), _> = redis::cmd("SET")
+        .arg("someone-else:a")
+        .arg("1")
+        .query_async(&mut c)
+        .await;
+    let e = outside.unwrap_err();
+    assert!(
+        e.code() == Some("NOPERM") || e.to_string().contains("NOPERM"),
+        "writes outside the prefix are refused: {e:?} / {e}"
+    );
+    let admin: Result<String, _> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory")
+        .query_async(&mut c)
+        .await;
+    assert!(admin.is_err(), "admin commands are refused");
+
+    let seen = driver.observe(&spec).await.unwrap();
+    assert!(seen.exists);
+    assert!(
+        seen.state.to_string().contains(&format!("~{prefix}:*")),
+        "{}",
+        seen.state
+    );
+    assert_eq!(driver.usage(&spec).await.unwrap().active, 1);
+
+    driver.destroy(&spec).await.unwrap();
+    assert!(!driver.observe(&spec).await.unwrap().exists);
+    assert_eq!(
+        driver.usage(&spec).await.unwrap().active,
+        0,
+        "keys under the prefix are gone"
+    );
+    let url =
+        std::env::var("PAVED_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let login = redis::Client::open(url.replacen(
+        "redis://",
+        &format!("redis://{}:{password}@", spec.user),
+        1,
+    ))
+    .unwrap()
+    .get_multiplexed_async_connection()
+    .await;
+    assert!(login.is_err(), "the user is gone");
+}
+
+#[tokio::test]
+async fn redis_read_only_users_cannot_write() {
+    let driver = redis_driver();
+    let prefix = unique("paved-ro").replace('_', "-");
+    let spec = RedisSpec::parse(&json!({"key_prefix": prefix, "environment": "dev", "commands": "+@read +@connection -@dangerous"})).unwrap();
+    let _cleanup = Cleanup::Redis(spec.clone());
+    let password = generate_password();
+    driver.apply(&spec, &password).await.unwrap();
+    let mut c = redis_as(&spec.user, &password).await;
+    let w: Result<(), _> = redis::cmd("SET")
+        .arg(format!("{prefix}:a"))
+        .arg("1")
+        .query_async(&mut c)
+        .await;
+    assert_eq!(w.unwrap_err().code(), Some("NOPERM"));
+    driver.destroy(&spec).await.unwrap();
+}
+
+#[test]
+fn redis_refuses_hostile_prefixes_and_rules() {
+    for bad in ["a b", "a:*", "A", "x\r\nFLUSHALL", "", "pre fix", "*"] {
+        assert!(
+            RedisSpec::parse(
+                &json!({"key_prefix": bad, "environment": "dev", "commands": "+@read"})
+            )
+            .is_err(),
+            "{bad:?}"
+        );
+    }
+    for bad in ["+@read allkeys", "on", "+@read >pw", "~*", "+flushall"] {
+        assert!(
+            RedisSpec::parse(&json!({"key_prefix": "ok", "environment": "dev", "commands": bad}))
+                .is_err(),
+            "{bad:?}"
+        );
+    }
+}
