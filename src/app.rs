@@ -17,9 +17,17 @@ use tokio::net::TcpListener;
 
 use std::sync::RwLock;
 
+use tokio::sync::Notify;
+
 use crate::{
-    auth::StaticTokens, config::Settings, cost::PriceBook, db, guardrails, policy::PolicySet,
-    telemetry, templates::TemplateStore,
+    auth::StaticTokens,
+    config::Settings,
+    cost::PriceBook,
+    db, guardrails,
+    policy::PolicySet,
+    provisioning::{drivers::Drivers, engine::Engine, secrets::SecretBox},
+    telemetry,
+    templates::TemplateStore,
 };
 
 /// Shared by every handler; cheap to clone.
@@ -33,6 +41,8 @@ struct Inner {
     policies: RwLock<Arc<PolicySet>>,
     pricebook: PriceBook,
     tokens: StaticTokens,
+    secrets: Arc<SecretBox>,
+    wake: Arc<Notify>,
     metrics: PrometheusHandle,
     schema_ready: AtomicBool,
     shutting_down: AtomicBool,
@@ -84,7 +94,18 @@ impl AppState {
             pricebook: self.pricebook(),
             policies,
             cost: &self.settings().cost,
+            max_attempts: self.settings().engine.max_attempts,
         }
+    }
+
+    /// Seals and opens credentials.
+    pub fn secrets(&self) -> &SecretBox {
+        &self.0.secrets
+    }
+
+    /// Wakes an idle worker of this process: a job was just queued.
+    pub fn wake_workers(&self) {
+        self.0.wake.notify_waiters();
     }
 
     /// Ok when paved can serve: not shutting down, schema current, database answering.
@@ -139,6 +160,7 @@ impl Application {
         let pricebook = PriceBook::load(&settings.cost.pricebook)
             .map_err(|e| anyhow::anyhow!("cost.pricebook: {e}"))?;
         let tokens = StaticTokens::new(&settings.auth.static_tokens);
+        let secrets = Arc::new(secret_box(&settings)?);
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;
@@ -149,6 +171,8 @@ impl Application {
             policies: RwLock::new(Arc::new(policies)),
             pricebook,
             tokens,
+            secrets,
+            wake: Arc::new(Notify::new()),
             metrics: telemetry::metrics_handle(),
             schema_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
@@ -191,6 +215,26 @@ impl Application {
             settings.templates.reload_interval_seconds,
         )));
         background.spawn(reload_policies_on_hangup(state.clone()));
+        let (workers_stop, workers_stop_rx) = tokio::sync::watch::channel(false);
+        let mut workers = tokio::task::JoinSet::new();
+        if settings.engine.workers > 0 {
+            let engine = Arc::new(Engine::new(
+                state.db().clone(),
+                Drivers::from_settings(&settings.drivers),
+                state.0.secrets.clone(),
+                settings.engine.clone(),
+                state.0.wake.clone(),
+            ));
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into());
+            for i in 0..settings.engine.workers {
+                let name = format!("{host}-{}-{i}", std::process::id());
+                workers.spawn(engine.clone().work(name, workers_stop_rx.clone()));
+            }
+            tracing::info!(
+                workers = settings.engine.workers,
+                "provisioning workers started"
+            );
+        }
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signal_state = state.clone();
@@ -215,6 +259,14 @@ impl Application {
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time; exiting anyway"),
         }
+        // Workers finish the step they are in; an unfinished job is picked up again after
+        // its lease expires.
+        let _ = workers_stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
+        workers.abort_all();
         background.abort_all();
         state.db().clone().close().await.ok();
         tracing::info!("paved stopped");
@@ -239,6 +291,27 @@ async fn migrate_until_done(state: AppState) {
             }
         }
     }
+}
+
+/// The credentials key: from configuration, or on the embedded SQLite default a key generated
+/// once and kept in `.paved/secrets.key` (config validation refuses the rest without one).
+fn secret_box(settings: &Settings) -> anyhow::Result<SecretBox> {
+    if let Some(k) = &settings.secrets.key {
+        return SecretBox::from_base64(k).map_err(|e| anyhow::anyhow!("secrets.key: {e}"));
+    }
+    let path = std::path::Path::new(".paved/secrets.key");
+    if !path.exists() {
+        std::fs::create_dir_all(".paved")?;
+        std::fs::write(path, SecretBox::generate_key())?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        tracing::warn!(path = %path.display(), "generated a local secrets key for the embedded default; set secrets.key in production");
+    }
+    let key = std::fs::read_to_string(path)?;
+    SecretBox::from_base64(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// SIGHUP re-reads the policies (templates listen for it too).

@@ -30,6 +30,93 @@ pub struct Settings {
     pub policies: PoliciesSettings,
     pub cost: CostSettings,
     pub auth: AuthSettings,
+    pub engine: EngineSettings,
+    pub drivers: DriversSettings,
+    pub secrets: SecretsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Workers in this process (0: this replica only serves the API).
+    pub workers: usize,
+    /// How long a claimed job stays a worker's without a heartbeat.
+    pub lease_seconds: u64,
+    /// Fallback polling interval; new jobs normally wake a worker at once.
+    pub poll_seconds: u64,
+    /// Attempts before a transiently failing job fails its request.
+    pub max_attempts: i32,
+    /// First retry delay; doubles per attempt up to `retry_max_seconds`.
+    pub retry_base_ms: u64,
+    pub retry_max_seconds: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            lease_seconds: 30,
+            poll_seconds: 5,
+            max_attempts: 5,
+            retry_base_ms: 500,
+            retry_max_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriversSettings {
+    pub postgres: PostgresDriverSettings,
+    pub redis: RedisDriverSettings,
+}
+
+impl Default for DriversSettings {
+    fn default() -> Self {
+        let local = |url: &str| -> std::collections::BTreeMap<String, String> {
+            ["dev", "staging", "prod"]
+                .iter()
+                .map(|e| (e.to_string(), url.to_owned()))
+                .collect()
+        };
+        Self {
+            postgres: PostgresDriverSettings {
+                targets: local("postgres://postgres@127.0.0.1:5432/postgres"),
+                extensions: ["pgcrypto", "citext", "uuid-ossp", "pg_trgm", "hstore"]
+                    .map(String::from)
+                    .to_vec(),
+            },
+            redis: RedisDriverSettings {
+                targets: local("redis://127.0.0.1:6379"),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresDriverSettings {
+    /// Admin connection URL of the cluster serving each environment.
+    pub targets: std::collections::BTreeMap<String, String>,
+    /// Extensions offerings may ask for.
+    pub extensions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisDriverSettings {
+    /// Redis URL (with an admin user) serving each environment.
+    pub targets: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsSettings {
+    /// Base64 of 32 random bytes (`openssl rand -base64 32`) sealing credentials at rest.
+    /// Required unless paved runs on its embedded default (SQLite), which keeps a generated
+    /// key in `.paved/secrets.key`.
+    #[serde(deserialize_with = "opt_string")]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -308,6 +395,21 @@ impl Settings {
                 check_http_url(v).map_err(|m| err(key, m))?;
             }
         }
+        if let Some(k) = &self.secrets.key {
+            crate::provisioning::secrets::SecretBox::from_base64(k)
+                .map_err(|m| err("secrets.key", m))?;
+        } else if !self.database.url.starts_with("sqlite:") {
+            return Err(err(
+                "secrets.key",
+                "is required outside the embedded SQLite default (generate one with `openssl rand -base64 32`)".into(),
+            ));
+        }
+        if self.engine.lease_seconds < 2 || self.engine.max_attempts < 1 {
+            return Err(err(
+                "engine.lease_seconds",
+                "must be at least 2 (and engine.max_attempts at least 1)".into(),
+            ));
+        }
         if !self.policies.data.is_object() {
             return Err(err("policies.data", "must be a mapping".into()));
         }
@@ -523,7 +625,7 @@ mod tests {
         let f = dir.path().join("paved.yaml");
         std::fs::write(
             &f,
-            "server:\n  listen: 0.0.0.0:9000\ndatabase:\n  url: postgres://a@b/c\n",
+            "server:\n  listen: 0.0.0.0:9000\ndatabase:\n  url: postgres://a@b/c\nsecrets:\n  key: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
         )
         .unwrap();
         let s = Settings::load(
@@ -570,6 +672,19 @@ mod tests {
             assert!(text.contains(key), "{var}={value}: {text}");
             assert!(text.contains(var), "{var}={value}: {text}");
         }
+    }
+
+    #[test]
+    fn postgres_needs_a_secrets_key() {
+        let err =
+            Settings::load(None, env(&[("PAVED_DATABASE__URL", "postgres://a@b/c")])).unwrap_err();
+        assert!(err.to_string().contains("secrets.key"), "{err}");
+        let err = Settings::load(None, env(&[("PAVED_SECRETS__KEY", "short")])).unwrap_err();
+        assert!(err.to_string().contains("PAVED_SECRETS__KEY"), "{err}");
+        assert!(
+            !err.to_string().contains("short"),
+            "the value itself is not echoed: {err}"
+        );
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct Inputs<'a> {
     pub pricebook: &'a PriceBook,
     pub policies: &'a PolicySet,
     pub cost: &'a CostSettings,
+    /// For the provisioning job a pending request gets.
+    pub max_attempts: i32,
 }
 
 /// Validates, renders, prices, budgets and runs every policy over one order.

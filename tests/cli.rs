@@ -45,6 +45,13 @@ impl Server {
         let mut cmd = paved();
         cmd.arg("serve")
             .env("PAVED_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            // These tests are about the process, not provisioning: no workers, and a key so
+            // nothing is written into the checkout.
+            .env("PAVED_ENGINE__WORKERS", "0")
+            .env(
+                "PAVED_SECRETS__KEY",
+                paved::provisioning::secrets::SecretBox::generate_key(),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         configure(&mut cmd);

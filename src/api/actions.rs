@@ -178,6 +178,7 @@ async fn invoke(
             .map_err(|e| super::requests::place_error(&offering.name, e))?;
             match placed {
                 Placed::Accepted { request, .. } => {
+                    state.wake_workers();
                     let base = format!(
                         "{}{}",
                         state.settings().public_url(),

@@ -8,6 +8,7 @@ mod health;
 mod http_metrics;
 mod offerings;
 mod requests;
+mod resources;
 
 use axum::{
     Router,
@@ -40,6 +41,7 @@ use crate::{app::AppState, error};
     tags(
         (name = "offerings", description = "What developers can order: the bundled Software Templates"),
         (name = "requests", description = "Provisioning requests"),
+        (name = "resources", description = "What paved provisioned, and its credentials"),
         (name = "guardrails", description = "Cost estimates, team budgets and spend, policies")
     )
 )]
@@ -55,6 +57,11 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(requests::approve))
         .routes(routes!(requests::reject))
         .routes(routes!(requests::list_approvals))
+        .routes(routes!(requests::logs))
+        .routes(routes!(requests::cancel))
+        .routes(routes!(resources::list))
+        .routes(routes!(resources::get))
+        .routes(routes!(resources::credentials))
         .routes(routes!(guardrails::estimate))
         .routes(routes!(guardrails::get_budget, guardrails::set_budget))
         .routes(routes!(guardrails::spend))

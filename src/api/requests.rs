@@ -74,6 +74,7 @@ pub async fn create(
     .map_err(|e| place_error(&offering.name, e))?;
     match placed {
         Placed::Accepted { request, new: true } => {
+            state.wake_workers();
             tracing::info!(request_id = %request.id, offering = %request.offering, owner = %request.owner, status = request.status.as_str(), "request stored");
             Ok((StatusCode::CREATED, Json(request)))
         }
@@ -217,8 +218,18 @@ async fn decide(
             "deciding an approval needs an authenticated caller",
         ));
     }
-    match approvals::decide(state.db(), id, principal, decision, body.reason).await {
+    match approvals::decide(
+        state.db(),
+        id,
+        principal,
+        decision,
+        body.reason,
+        state.settings().engine.max_attempts,
+    )
+    .await
+    {
         Ok(r) => {
+            state.wake_workers();
             tracing::info!(request_id = %r.id, decided_by = %principal.subject, status = r.status.as_str(), "approval decided");
             Ok(Json(r))
         }
@@ -314,4 +325,66 @@ pub async fn get(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no request with id {id:?}")))
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub step: Option<String>,
+    pub level: String,
+    pub message: String,
+}
+
+/// What the engine wrote while running the request, oldest first.
+#[utoipa::path(get, path = "/v1/requests/{id}/logs", operation_id = "getRequestLogs", tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, body = Vec<LogLine>), (status = 404, body = ErrorEnvelope)))]
+pub async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<LogLine>>, ApiError> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+    use crate::db::entities::request_log;
+    if requests::get(state.db(), &id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no request with id {id:?}")));
+    }
+    let rows = request_log::Entity::find()
+        .filter(request_log::Column::RequestId.eq(id))
+        .order_by_asc(request_log::Column::Id)
+        .all(state.db())
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| LogLine {
+                at: r.at,
+                step: r.step,
+                level: r.level,
+                message: r.message,
+            })
+            .collect(),
+    ))
+}
+
+/// Cancel a request that has not finished: at once while pending or awaiting approval,
+/// between steps while running.
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", operation_id = "cancelRequest", tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, body = Request), (status = 404, body = ErrorEnvelope), (status = 409, description = "Already finished", body = ErrorEnvelope)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Request>, ApiError> {
+    match requests::cancel(state.db(), &id).await? {
+        None => Err(ApiError::not_found(format!("no request with id {id:?}"))),
+        Some(Err(status)) => Err(ApiError::conflict(format!(
+            "request {id} is {status} and can no longer be cancelled"
+        ))),
+        Some(Ok(r)) => {
+            tracing::info!(request_id = %id, by = %principal.subject, "request cancelled");
+            Ok(Json(r))
+        }
+    }
 }

@@ -80,6 +80,7 @@ pub async fn decide(
     who: &Principal,
     decision: Decision,
     reason: Option<String>,
+    max_attempts: i32,
 ) -> Result<Request, DecideError> {
     let id = request_id.to_owned();
     let who = who.clone();
@@ -128,7 +129,11 @@ pub async fn decide(
                         reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default()
                     )));
                 }
-                Decision::Approve if others.is_empty() => r.status = Set(RequestStatus::Pending.as_str().into()),
+                Decision::Approve if others.is_empty() => {
+                    r.status = Set(RequestStatus::Pending.as_str().into());
+                    super::queue::enqueue(txn, super::queue::PROVISION, &id, max_attempts, serde_json::Value::Null)
+                        .await?;
+                }
                 Decision::Approve => {}
             }
             r.update(txn).await?;

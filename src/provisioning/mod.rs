@@ -3,6 +3,9 @@
 
 pub mod approvals;
 pub mod drivers;
+pub mod engine;
 pub mod order;
+pub mod queue;
 pub mod requests;
+pub mod resources;
 pub mod secrets;

@@ -53,10 +53,11 @@ pub async fn place(
         estimate: serde_json::to_value(&estimate).expect("estimate serializes"),
         decision,
     };
-    let (request, new) = match requests::create(inputs.db, *request, verdict).await? {
-        Created::New(r) => (r, true),
-        Created::Existing(r) => (r, false),
-    };
+    let (request, new) =
+        match requests::create(inputs.db, *request, verdict, inputs.max_attempts).await? {
+            Created::New(r) => (r, true),
+            Created::Existing(r) => (r, false),
+        };
     if request.status == requests::RequestStatus::Denied {
         // From what was stored, so a retried key answers as the first call did.
         let deny = request

@@ -227,6 +227,7 @@ pub async fn create(
     db: &DatabaseConnection,
     new: NewRequest,
     verdict: Verdict,
+    max_attempts: i32,
 ) -> Result<Created, CreateError> {
     if let Some(key) = &new.idempotency_key
         && let Some(existing) = find_by_key(db, key.as_str()).await?
@@ -301,6 +302,17 @@ pub async fn create(
                     .await?;
                 if !approvals.is_empty() {
                     approval::Entity::insert_many(approvals).exec(txn).await?;
+                }
+                // Stored and queued together: a pending request always has its job.
+                if model.status == RequestStatus::Pending.as_str() {
+                    super::queue::enqueue(
+                        txn,
+                        super::queue::PROVISION,
+                        &model.id,
+                        max_attempts,
+                        Value::Null,
+                    )
+                    .await?;
                 }
                 Ok(model)
             })
@@ -443,4 +455,37 @@ fn to_api(m: request::Model, steps: Vec<Step>) -> Request {
         decision: m.decision,
         steps,
     }
+}
+
+/// Cancels an unfinished request. `None`: no such request; `Err(status)`: already final.
+pub async fn cancel(
+    db: &DatabaseConnection,
+    id: &str,
+) -> Result<Option<Result<Request, String>>, DbErr> {
+    use sea_orm::sea_query::Expr;
+    let now = Utc::now();
+    let open = [
+        RequestStatus::Pending.as_str(),
+        RequestStatus::AwaitingApproval.as_str(),
+        RequestStatus::Running.as_str(),
+    ];
+    let res = request::Entity::update_many()
+        .col_expr(
+            request::Column::Status,
+            Expr::value(RequestStatus::Cancelled.as_str()),
+        )
+        .col_expr(request::Column::CompletedAt, Expr::value(now))
+        .col_expr(request::Column::UpdatedAt, Expr::value(now))
+        .filter(request::Column::Id.eq(id))
+        .filter(request::Column::Status.is_in(open))
+        .exec(db)
+        .await?;
+    let Some(r) = get(db, id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(if res.rows_affected == 1 {
+        Ok(r)
+    } else {
+        Err(r.status.as_str().to_owned())
+    }))
 }

@@ -109,6 +109,9 @@ pub fn settings(db_url: &str) -> Settings {
     s.templates.dir = repo_path("templates");
     s.policies.dir = repo_path("policies");
     s.cost.pricebook = repo_path("pricing.yaml");
+    s.secrets.key = Some(paved::provisioning::secrets::SecretBox::generate_key());
+    // Tests that provision turn workers on themselves, with names of their own.
+    s.engine.workers = 0;
     s.templates.reload_interval_seconds = 0;
     s.server.shutdown_grace_seconds = 5;
     s

@@ -3,7 +3,9 @@
 
 pub mod approval;
 pub mod budget;
+pub mod job;
 pub mod request;
 pub mod request_log;
 pub mod request_step;
 pub mod resource;
+pub mod secret;

@@ -51,3 +51,64 @@ pub fn generate_password() -> String {
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
         .collect()
 }
+
+/// Every driver paved has, chosen by the part's `driver` name.
+pub struct Drivers {
+    pub postgres: postgres::PostgresDriver,
+    pub redis: redis::RedisDriver,
+}
+
+/// A part's spec, parsed by its driver: what the driver will act on.
+#[derive(Debug, Clone)]
+pub enum PartSpec {
+    Postgres(postgres::PostgresSpec),
+    Redis(redis::RedisSpec),
+}
+
+impl Drivers {
+    pub fn from_settings(s: &crate::config::DriversSettings) -> Self {
+        Self {
+            postgres: postgres::PostgresDriver::new(
+                s.postgres.targets.clone(),
+                s.postgres.extensions.clone(),
+            ),
+            redis: redis::RedisDriver::new(s.redis.targets.clone()),
+        }
+    }
+
+    pub fn parse(&self, driver: &str, spec: &Value) -> Result<PartSpec, DriverError> {
+        match driver {
+            "postgres" => self.postgres.parse(spec).map(PartSpec::Postgres),
+            "redis" => redis::RedisSpec::parse(spec).map(PartSpec::Redis),
+            other => Err(DriverError::Permanent(format!("unknown driver {other:?}"))),
+        }
+    }
+
+    pub async fn apply(&self, spec: &PartSpec, password: &str) -> Result<Applied, DriverError> {
+        match spec {
+            PartSpec::Postgres(s) => self.postgres.apply(s, password).await,
+            PartSpec::Redis(s) => self.redis.apply(s, password).await,
+        }
+    }
+
+    pub async fn observe(&self, spec: &PartSpec) -> Result<Observed, DriverError> {
+        match spec {
+            PartSpec::Postgres(s) => self.postgres.observe(s).await,
+            PartSpec::Redis(s) => self.redis.observe(s).await,
+        }
+    }
+
+    pub async fn destroy(&self, spec: &PartSpec) -> Result<(), DriverError> {
+        match spec {
+            PartSpec::Postgres(s) => self.postgres.destroy(s).await,
+            PartSpec::Redis(s) => self.redis.destroy(s).await,
+        }
+    }
+
+    pub async fn usage(&self, spec: &PartSpec) -> Result<Usage, DriverError> {
+        match spec {
+            PartSpec::Postgres(s) => self.postgres.usage(s).await,
+            PartSpec::Redis(s) => self.redis.usage(s).await,
+        }
+    }
+}

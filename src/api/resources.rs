@@ -1,0 +1,103 @@
+//! `/v1/resources`: what paved provisioned, and its credentials for the owning team.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::extract::ApiQuery;
+use crate::{
+    app::AppState,
+    auth::Principal,
+    catalog::EntityRef,
+    error::{ApiError, ErrorEnvelope, ErrorName},
+    provisioning::{
+        engine,
+        resources::{self, Resource},
+    },
+};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ResourceQuery {
+    /// Owner group ref or name.
+    pub owner: Option<String>,
+    /// 1-500 (default 100).
+    pub limit: Option<u64>,
+}
+
+/// Active resources, newest first.
+#[utoipa::path(get, path = "/v1/resources", operation_id = "listResources", tag = "resources", params(ResourceQuery),
+    responses((status = 200, body = Vec<Resource>), (status = 400, body = ErrorEnvelope)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ResourceQuery>,
+) -> Result<Json<Vec<Resource>>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::input("limit: must be between 1 and 500"));
+    }
+    let owner = q
+        .owner
+        .as_deref()
+        .map(|o| {
+            EntityRef::parse(o, "group")
+                .map(|r| r.to_string())
+                .map_err(|e| ApiError::input(format!("owner: {e}")))
+        })
+        .transpose()?;
+    Ok(Json(
+        resources::list(state.db(), owner.as_deref(), limit).await?,
+    ))
+}
+
+/// One resource.
+#[utoipa::path(get, path = "/v1/resources/{id}", operation_id = "getResource", tag = "resources",
+    params(("id" = String, Path, description = "Resource id")),
+    responses((status = 200, body = Resource), (status = 404, body = ErrorEnvelope)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Resource>, ApiError> {
+    resources::get(state.db(), &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))
+}
+
+/// The resource's credentials, per part (host, port, username, password, url). Only members of
+/// the owning team and platform-admins may read them.
+#[utoipa::path(get, path = "/v1/resources/{id}/credentials", operation_id = "getCredentials", tag = "resources",
+    params(("id" = String, Path, description = "Resource id")),
+    responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope)))]
+pub async fn credentials(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if principal.is_anonymous() {
+        return Err(ApiError::new(
+            ErrorName::Authentication,
+            "reading credentials needs an authenticated caller",
+        ));
+    }
+    let res = resources::get(state.db(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
+    if !(principal.is_admin() || principal.member_of(&res.owner)) {
+        return Err(ApiError::new(
+            ErrorName::NotAllowed,
+            format!("only members of {} may read these credentials", res.owner),
+        ));
+    }
+    let creds = engine::credentials(state.db(), state.secrets(), &id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("resource {id} has no credentials (yet)")))?;
+    tracing::info!(resource_id = %id, reader = %principal.subject, "credentials read");
+    Ok(Json(creds))
+}

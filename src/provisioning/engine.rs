@@ -1,0 +1,658 @@
+//! The provisioning engine: workers take `provision` jobs from the queue and run the request
+//! as recorded steps (validate, plan, create and configure each part, store credentials,
+//! publish). A step that already succeeded is not run again after a crash; the ones that run
+//! again converge, because drivers are idempotent.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, SqlErr, sea_query::Expr,
+};
+use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use super::{
+    drivers::{DriverError, Drivers, PartSpec, generate_password},
+    queue,
+    requests::RequestStatus,
+    secrets::{Sealed, SecretBox},
+};
+use crate::{
+    config::EngineSettings,
+    db::entities::{job, request, request_log, request_step, resource, secret},
+    templates::RenderedSpec,
+};
+
+/// Why a run stopped.
+#[derive(Debug)]
+enum Stop {
+    /// Retry later (connection trouble and the like).
+    Transient(String),
+    /// The request fails with this reason.
+    Permanent(String),
+    /// Cancelled between steps.
+    Cancelled,
+    /// Test hook: the worker "dies" here, leaving the job for its lease to expire.
+    Died,
+}
+
+impl From<DbErr> for Stop {
+    fn from(e: DbErr) -> Self {
+        Stop::Transient(format!("database: {e}"))
+    }
+}
+
+impl From<DriverError> for Stop {
+    fn from(e: DriverError) -> Self {
+        match e {
+            DriverError::Transient(m) => Stop::Transient(m),
+            DriverError::Permanent(m) | DriverError::Conflict(m) => Stop::Permanent(m),
+        }
+    }
+}
+
+pub struct Engine {
+    db: DatabaseConnection,
+    drivers: Drivers,
+    secrets: Arc<SecretBox>,
+    settings: EngineSettings,
+    wake: Arc<Notify>,
+    /// Test hook: pretend the worker dies right after this step succeeds.
+    die_after_step: Option<String>,
+}
+
+impl Engine {
+    pub fn new(
+        db: DatabaseConnection,
+        drivers: Drivers,
+        secrets: Arc<SecretBox>,
+        settings: EngineSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            db,
+            drivers,
+            secrets,
+            settings,
+            wake,
+            die_after_step: None,
+        }
+    }
+
+    /// For crash tests only.
+    pub fn die_after_step(mut self, step: &str) -> Self {
+        self.die_after_step = Some(step.to_owned());
+        self
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.settings.lease_seconds)
+    }
+
+    /// Runs one worker until `stop` turns true.
+    pub async fn work(self: Arc<Self>, name: String, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match queue::claim(&self.db, &name, self.lease()).await {
+                Ok(Some(job)) => {
+                    if self.clone().run_job(&name, job).await {
+                        return; // died (test hook)
+                    }
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(self.settings.poll_seconds)) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(worker = %name, error = %crate::db::redact(&e.to_string()), "cannot claim jobs; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Returns true when the worker "died" (test hook).
+    async fn run_job(self: Arc<Self>, worker: &str, job: job::Model) -> bool {
+        let lease = self.lease();
+        let (db, id, w) = (self.db.clone(), job.id.clone(), worker.to_owned());
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match queue::heartbeat(&db, &id, &w, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return, // taken over: our lease had expired
+                    Err(e) => tracing::warn!(job = %id, error = %e, "heartbeat failed"),
+                }
+            }
+        });
+        let request_id = job.request_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("job", job = %job.id, request_id = %request_id, attempt = job.attempts);
+        let outcome = tracing::Instrument::instrument(self.provision(&request_id), span).await;
+        heartbeat.abort();
+        let settled = match outcome {
+            Ok(()) | Err(Stop::Cancelled) => queue::finish(&self.db, &job.id, worker).await,
+            Err(Stop::Died) => return true,
+            Err(Stop::Transient(e)) if job.attempts < job.max_attempts => {
+                let delay = self.backoff(job.attempts);
+                tracing::warn!(request_id = %request_id, attempt = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "transient failure; will retry");
+                self.log(
+                    &request_id,
+                    None,
+                    "warn",
+                    &format!(
+                        "attempt {} failed: {e}; retrying in {} ms",
+                        job.attempts,
+                        delay.as_millis()
+                    ),
+                )
+                .await;
+                queue::retry_later(&self.db, &job.id, worker, delay, e).await
+            }
+            Err(Stop::Transient(e) | Stop::Permanent(e)) => {
+                tracing::error!(request_id = %request_id, error = %e, "request failed");
+                self.fail_request(&request_id, &e).await;
+                queue::fail(&self.db, &job.id, worker, e).await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::error!(job = %job.id, error = %e, "could not record the job's outcome; its lease will expire and it runs again");
+        }
+        false
+    }
+
+    fn backoff(&self, attempt: i32) -> Duration {
+        // base, 2×base, 4×base, ... capped.
+        let factor = 1u64 << (attempt.clamp(1, 16) - 1);
+        Duration::from_millis(self.settings.retry_base_ms.saturating_mul(factor))
+            .min(Duration::from_secs(self.settings.retry_max_seconds))
+    }
+
+    async fn log(&self, request_id: &str, step: Option<&str>, level: &str, message: &str) {
+        let row = request_log::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            request_id: Set(request_id.into()),
+            step: Set(step.map(str::to_owned)),
+            level: Set(level.into()),
+            message: Set(message.into()),
+            at: Set(Utc::now()),
+        };
+        if let Err(e) = request_log::Entity::insert(row).exec(&self.db).await {
+            tracing::warn!(error = %e, "could not record a request log line");
+        }
+    }
+
+    async fn fail_request(&self, request_id: &str, reason: &str) {
+        let now = Utc::now();
+        let r = request::Entity::update_many()
+            .col_expr(
+                request::Column::Status,
+                Expr::value(RequestStatus::Failed.as_str()),
+            )
+            .col_expr(request::Column::Error, Expr::value(reason))
+            .col_expr(request::Column::CompletedAt, Expr::value(now))
+            .col_expr(request::Column::UpdatedAt, Expr::value(now))
+            .filter(request::Column::Id.eq(request_id))
+            .filter(request::Column::Status.is_in([
+                RequestStatus::Pending.as_str(),
+                RequestStatus::Running.as_str(),
+            ]))
+            .exec(&self.db)
+            .await;
+        if let Err(e) = r {
+            tracing::error!(request_id, error = %e, "could not mark the request failed");
+        }
+        if let Ok(Some(req)) = request::Entity::find_by_id(request_id.to_owned())
+            .one(&self.db)
+            .await
+            && let Some(res) = req.resource_id
+        {
+            let _ = resource::Entity::update_many()
+                .col_expr(resource::Column::Status, Expr::value("failed"))
+                .filter(resource::Column::Id.eq(res))
+                .exec(&self.db)
+                .await;
+        }
+        self.log(request_id, None, "error", &format!("failed: {reason}"))
+            .await;
+    }
+
+    /// The steps of a request, from its offering's parts.
+    fn step_names(spec: &RenderedSpec) -> Vec<String> {
+        let mut names = vec!["validate".to_owned(), "plan".to_owned()];
+        names.extend(spec.parts.iter().map(|p| format!("create {}", p.id)));
+        names.extend(spec.parts.iter().map(|p| format!("configure {}", p.id)));
+        names.push("store credentials".into());
+        names.push("publish".into());
+        names
+    }
+
+    async fn provision(&self, request_id: &str) -> Result<(), Stop> {
+        let Some(req) = request::Entity::find_by_id(request_id.to_owned())
+            .one(&self.db)
+            .await?
+        else {
+            return Err(Stop::Permanent(format!(
+                "request {request_id} does not exist"
+            )));
+        };
+        match RequestStatus::parse(&req.status) {
+            Some(RequestStatus::Pending | RequestStatus::Running) => {}
+            // Cancelled, finished, or waiting for a human: nothing to do.
+            _ => return Ok(()),
+        }
+        let spec: RenderedSpec = serde_json::from_value(req.spec.clone().unwrap_or(Value::Null))
+            .map_err(|e| Stop::Permanent(format!("stored spec is unreadable: {e}")))?;
+        let now = Utc::now();
+        request::Entity::update_many()
+            .col_expr(
+                request::Column::Status,
+                Expr::value(RequestStatus::Running.as_str()),
+            )
+            .col_expr(request::Column::UpdatedAt, Expr::value(now))
+            .filter(request::Column::Id.eq(request_id))
+            .filter(request::Column::Status.eq(RequestStatus::Pending.as_str()))
+            .exec(&self.db)
+            .await?;
+
+        let names = Self::step_names(&spec);
+        let existing = request_step::Entity::find()
+            .filter(request_step::Column::RequestId.eq(request_id))
+            .order_by_asc(request_step::Column::Position)
+            .all(&self.db)
+            .await?;
+        for (i, name) in names.iter().enumerate().skip(existing.len()) {
+            let row = request_step::ActiveModel {
+                id: sea_orm::ActiveValue::NotSet,
+                request_id: Set(request_id.into()),
+                position: Set(i as i32),
+                name: Set(name.clone()),
+                status: Set("pending".into()),
+                attempts: Set(0),
+                started_at: Set(None),
+                finished_at: Set(None),
+                error: Set(None),
+            };
+            match request_step::Entity::insert(row).exec(&self.db).await {
+                Ok(_) => {}
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let steps = request_step::Entity::find()
+            .filter(request_step::Column::RequestId.eq(request_id))
+            .order_by_asc(request_step::Column::Position)
+            .all(&self.db)
+            .await?;
+
+        // Parsed by each driver once; every step below reads them.
+        let mut parts: Vec<(String, PartSpec)> = Vec::new();
+        for step in steps {
+            if step.status == "succeeded" {
+                if step.name == "validate" {
+                    parts = self.parse_parts(&spec)?;
+                }
+                continue;
+            }
+            let current = request::Entity::find_by_id(request_id.to_owned())
+                .one(&self.db)
+                .await?;
+            if current.as_ref().map(|r| r.status.as_str())
+                == Some(RequestStatus::Cancelled.as_str())
+            {
+                self.log(
+                    request_id,
+                    Some(&step.name),
+                    "info",
+                    "cancelled before this step",
+                )
+                .await;
+                return Err(Stop::Cancelled);
+            }
+            let name = step.name.clone();
+            let mut active = step.into_active_model();
+            active.status = Set("running".into());
+            active.started_at = Set(Some(Utc::now()));
+            active.attempts = Set(active.attempts.as_ref() + 1);
+            active.error = Set(None);
+            let active = active.update(&self.db).await?;
+            self.log(request_id, Some(&name), "info", &format!("{name}: started"))
+                .await;
+            let result = self.run_step(request_id, &name, &spec, &mut parts).await;
+            let mut done = active.into_active_model();
+            done.finished_at = Set(Some(Utc::now()));
+            match &result {
+                Ok(msg) => {
+                    done.status = Set("succeeded".into());
+                    done.update(&self.db).await?;
+                    self.log(request_id, Some(&name), "info", &format!("{name}: {msg}"))
+                        .await;
+                }
+                Err(e) => {
+                    let (status, text) = match e {
+                        Stop::Transient(m) => ("retrying", m.clone()),
+                        Stop::Permanent(m) => ("failed", m.clone()),
+                        _ => ("failed", "stopped".into()),
+                    };
+                    done.status = Set(status.into());
+                    done.error = Set(Some(text.clone()));
+                    done.update(&self.db).await?;
+                    self.log(
+                        request_id,
+                        Some(&name),
+                        if status == "failed" { "error" } else { "warn" },
+                        &format!("{name}: {text}"),
+                    )
+                    .await;
+                }
+            }
+            result?;
+            if self.die_after_step.as_deref() == Some(name.as_str()) {
+                return Err(Stop::Died);
+            }
+        }
+        Ok(())
+    }
+
+    fn parse_parts(&self, spec: &RenderedSpec) -> Result<Vec<(String, PartSpec)>, Stop> {
+        spec.parts
+            .iter()
+            .map(|p| {
+                self.drivers
+                    .parse(&p.driver, &p.spec)
+                    .map(|s| (p.id.clone(), s))
+                    .map_err(|e| Stop::Permanent(format!("part {}: {e}", p.id)))
+            })
+            .collect()
+    }
+
+    async fn run_step(
+        &self,
+        request_id: &str,
+        name: &str,
+        spec: &RenderedSpec,
+        parts: &mut Vec<(String, PartSpec)>,
+    ) -> Result<String, Stop> {
+        if parts.is_empty() && name != "validate" {
+            *parts = self.parse_parts(spec)?;
+        }
+        let req = request::Entity::find_by_id(request_id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Stop::Permanent("request vanished".into()))?;
+        match name {
+            "validate" => {
+                *parts = self.parse_parts(spec)?;
+                Ok(format!("{} part(s) valid", parts.len()))
+            }
+            "plan" => {
+                let id = self.ensure_resource(&req, spec).await?;
+                Ok(format!(
+                    "resource {} ({}) planned: {}",
+                    spec.resource.name,
+                    id,
+                    spec.parts
+                        .iter()
+                        .map(|p| format!("{} via {}", p.id, p.driver))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
+            "store credentials" => {
+                let res_id = req
+                    .resource_id
+                    .clone()
+                    .ok_or_else(|| Stop::Permanent("no resource planned".into()))?;
+                let res = resource::Entity::find_by_id(res_id.clone())
+                    .one(&self.db)
+                    .await?
+                    .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
+                let mut doc = Map::new();
+                for (id, _) in parts.iter() {
+                    let password = self.password(&res_id, id).await?;
+                    let mut cred = res.outputs.get(id).cloned().unwrap_or(json!({}));
+                    cred["password"] = json!(password);
+                    if let (Some(h), Some(p), Some(u)) = (
+                        cred.get("host").and_then(Value::as_str),
+                        cred.get("port"),
+                        cred.get("username").and_then(Value::as_str),
+                    ) {
+                        let url = match cred.get("database").and_then(Value::as_str) {
+                            Some(db) => format!("postgres://{u}:{password}@{h}:{p}/{db}"),
+                            None => format!("redis://{u}:{password}@{h}:{p}"),
+                        };
+                        cred["url"] = json!(url);
+                    }
+                    doc.insert(id.clone(), cred);
+                }
+                let plaintext = serde_json::to_vec(&Value::Object(doc))
+                    .map_err(|e| Stop::Permanent(e.to_string()))?;
+                self.store_secret(
+                    &res_id,
+                    "credentials",
+                    &self
+                        .secrets
+                        .seal(&plaintext, &format!("{res_id}/credentials")),
+                )
+                .await?;
+                Ok(format!(
+                    "credentials sealed (key {})",
+                    self.secrets.key_id()
+                ))
+            }
+            "publish" => {
+                let res_id = req
+                    .resource_id
+                    .clone()
+                    .ok_or_else(|| Stop::Permanent("no resource planned".into()))?;
+                let now = Utc::now();
+                let monthly = req
+                    .estimate
+                    .as_ref()
+                    .and_then(|e| e.get("monthly"))
+                    .and_then(Value::as_f64);
+                let mut res = resource::Entity::find_by_id(res_id)
+                    .one(&self.db)
+                    .await?
+                    .ok_or_else(|| Stop::Permanent("resource vanished".into()))?
+                    .into_active_model();
+                res.status = Set("ready".into());
+                res.monthly_cost_cents = Set(monthly.map(|m| (m * 100.0).round() as i64));
+                res.expires_at = Set(spec
+                    .resource
+                    .ttl_hours
+                    .map(|h| now + chrono::Duration::hours(i64::from(h))));
+                res.updated_at = Set(now);
+                res.update(&self.db).await?;
+                request::Entity::update_many()
+                    .col_expr(
+                        request::Column::Status,
+                        Expr::value(RequestStatus::Succeeded.as_str()),
+                    )
+                    .col_expr(request::Column::CompletedAt, Expr::value(now))
+                    .col_expr(request::Column::UpdatedAt, Expr::value(now))
+                    .filter(request::Column::Id.eq(request_id))
+                    .filter(request::Column::Status.eq(RequestStatus::Running.as_str()))
+                    .exec(&self.db)
+                    .await?;
+                Ok("resource ready".into())
+            }
+            other => {
+                let (action, part_id) = other
+                    .split_once(' ')
+                    .ok_or_else(|| Stop::Permanent(format!("unknown step {other:?}")))?;
+                let part = parts
+                    .iter()
+                    .find(|(id, _)| id == part_id)
+                    .map(|(_, p)| p.clone())
+                    .ok_or_else(|| Stop::Permanent(format!("unknown part {part_id:?}")))?;
+                let res_id = req
+                    .resource_id
+                    .clone()
+                    .ok_or_else(|| Stop::Permanent("no resource planned".into()))?;
+                match action {
+                    "create" => {
+                        let password = self.password(&res_id, part_id).await?;
+                        let applied = self.drivers.apply(&part, &password).await?;
+                        let res = resource::Entity::find_by_id(res_id)
+                            .one(&self.db)
+                            .await?
+                            .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
+                        let mut outputs = res.outputs.as_object().cloned().unwrap_or_default();
+                        outputs.insert(part_id.to_owned(), applied.outputs);
+                        let mut active = res.into_active_model();
+                        active.outputs = Set(Value::Object(outputs));
+                        active.updated_at = Set(Utc::now());
+                        active.update(&self.db).await?;
+                        Ok(format!("{part_id} applied"))
+                    }
+                    "configure" => {
+                        let seen = self.drivers.observe(&part).await?;
+                        if !seen.exists {
+                            return Err(Stop::Transient(format!("{part_id} is not visible yet")));
+                        }
+                        Ok(format!("{part_id} verified: {}", seen.state))
+                    }
+                    _ => Err(Stop::Permanent(format!("unknown step {other:?}"))),
+                }
+            }
+        }
+    }
+
+    /// Creates the resource row once per request (a rerun finds it through the request).
+    async fn ensure_resource(
+        &self,
+        req: &request::Model,
+        spec: &RenderedSpec,
+    ) -> Result<String, Stop> {
+        if let Some(id) = &req.resource_id {
+            return Ok(id.clone());
+        }
+        let now = Utc::now();
+        let id = Uuid::now_v7().to_string();
+        let r = &spec.resource;
+        let row = resource::ActiveModel {
+            id: Set(id.clone()),
+            entity_name: Set(r.name.clone()),
+            offering: Set(req.offering.clone()),
+            offering_version: Set(req.template_version.clone()),
+            resource_type: Set(r.resource_type.clone()),
+            environment: Set(r.environment.clone()),
+            owner: Set(r.owner.clone()),
+            system: Set(r.system.clone()),
+            component: Set(r.component.clone()),
+            status: Set("provisioning".into()),
+            desired: Set(serde_json::to_value(spec).unwrap_or(Value::Null)),
+            outputs: Set(json!({})),
+            monthly_cost_cents: Set(None),
+            expires_at: Set(None),
+            request_id: Set(req.id.clone()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+        };
+        match resource::Entity::insert(row).exec(&self.db).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Err(Stop::Permanent(format!(
+                    "a resource named {} already exists",
+                    r.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        request::Entity::update_many()
+            .col_expr(request::Column::ResourceId, Expr::value(id.clone()))
+            .filter(request::Column::Id.eq(req.id.clone()))
+            .exec(&self.db)
+            .await?;
+        Ok(id)
+    }
+
+    /// The part's password: generated and sealed once, so a rerun applies the same one.
+    async fn password(&self, resource_id: &str, part: &str) -> Result<String, Stop> {
+        let name = format!("{part}.password");
+        let context = format!("{resource_id}/{name}");
+        if let Some(row) = secret::Entity::find()
+            .filter(secret::Column::ResourceId.eq(resource_id))
+            .filter(secret::Column::Name.eq(name.clone()))
+            .one(&self.db)
+            .await?
+        {
+            let sealed = Sealed {
+                key_id: row.key_id,
+                nonce: row.nonce,
+                ciphertext: row.ciphertext,
+            };
+            let bytes = self
+                .secrets
+                .open(&sealed, &context)
+                .map_err(Stop::Permanent)?;
+            return String::from_utf8(bytes).map_err(|e| Stop::Permanent(e.to_string()));
+        }
+        let password = generate_password();
+        self.store_secret(
+            resource_id,
+            &name,
+            &self.secrets.seal(password.as_bytes(), &context),
+        )
+        .await?;
+        Ok(password)
+    }
+
+    async fn store_secret(
+        &self,
+        resource_id: &str,
+        name: &str,
+        sealed: &Sealed,
+    ) -> Result<(), Stop> {
+        secret::Entity::delete_many()
+            .filter(secret::Column::ResourceId.eq(resource_id))
+            .filter(secret::Column::Name.eq(name))
+            .exec(&self.db)
+            .await?;
+        secret::Entity::insert(secret::ActiveModel {
+            id: Set(Uuid::now_v7().to_string()),
+            resource_id: Set(resource_id.into()),
+            name: Set(name.into()),
+            key_id: Set(sealed.key_id.clone()),
+            nonce: Set(sealed.nonce.clone()),
+            ciphertext: Set(sealed.ciphertext.clone()),
+            created_at: Set(Utc::now()),
+        })
+        .exec(&self.db)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Reads a resource's sealed credentials document.
+pub async fn credentials(
+    db: &DatabaseConnection,
+    secrets: &SecretBox,
+    resource_id: &str,
+) -> Result<Option<Value>, String> {
+    let row = secret::Entity::find()
+        .filter(secret::Column::ResourceId.eq(resource_id))
+        .filter(secret::Column::Name.eq("credentials"))
+        .one(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(row) = row else { return Ok(None) };
+    let sealed = Sealed {
+        key_id: row.key_id,
+        nonce: row.nonce,
+        ciphertext: row.ciphertext,
+    };
+    let bytes = secrets.open(&sealed, &format!("{resource_id}/credentials"))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,176 @@
+//! The job queue: jobs live in the database; workers claim them with a lease, keep it alive
+//! with heartbeats, and a job whose worker died is claimed again once its lease expires. On
+//! PostgreSQL the claim uses `FOR UPDATE SKIP LOCKED`, so several replicas share the work; on
+//! SQLite (one process) a conditional update decides between in-process workers.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType},
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::entities::job;
+
+pub const PROVISION: &str = "provision";
+
+/// Adds a job (inside the caller's transaction when given one).
+pub async fn enqueue<C: ConnectionTrait>(
+    conn: &C,
+    kind: &str,
+    request_id: &str,
+    max_attempts: i32,
+    payload: Value,
+) -> Result<String, DbErr> {
+    let now = Utc::now();
+    let id = Uuid::now_v7().to_string();
+    job::Entity::insert(job::ActiveModel {
+        id: Set(id.clone()),
+        kind: Set(kind.into()),
+        request_id: Set(Some(request_id.into())),
+        payload: Set(payload),
+        status: Set("queued".into()),
+        run_at: Set(now),
+        attempts: Set(0),
+        max_attempts: Set(max_attempts),
+        locked_by: Set(None),
+        locked_until: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec(conn)
+    .await?;
+    Ok(id)
+}
+
+fn claimable(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(
+            Condition::all()
+                .add(job::Column::Status.eq("queued"))
+                .add(job::Column::RunAt.lte(now)),
+        )
+        // A running job whose lease ran out: its worker died.
+        .add(
+            Condition::all()
+                .add(job::Column::Status.eq("running"))
+                .add(job::Column::LockedUntil.lt(now)),
+        )
+}
+
+/// Claims the oldest runnable job for `worker`, or None.
+pub async fn claim(
+    db: &DatabaseConnection,
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<job::Model>, DbErr> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let candidate = job::Entity::find()
+        .filter(claimable(now))
+        .order_by_asc(job::Column::RunAt)
+        .limit(1)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .one(&txn)
+        .await?;
+    let Some(candidate) = candidate else {
+        txn.commit().await?;
+        return Ok(None);
+    };
+    let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+    // Conditional: only one claimer can move it (SQLite has no row locks).
+    let res = job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::value("running"))
+        .col_expr(job::Column::LockedBy, Expr::value(worker))
+        .col_expr(job::Column::LockedUntil, Expr::value(until))
+        .col_expr(
+            job::Column::Attempts,
+            Expr::col(job::Column::Attempts).add(1),
+        )
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .filter(job::Column::Id.eq(candidate.id.clone()))
+        .filter(claimable(now))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    if res.rows_affected != 1 {
+        return Ok(None);
+    }
+    job::Entity::find_by_id(candidate.id).one(db).await
+}
+
+/// Extends the lease; false when the job is no longer ours (it expired and was taken).
+pub async fn heartbeat(
+    db: &DatabaseConnection,
+    id: &str,
+    worker: &str,
+    lease: Duration,
+) -> Result<bool, DbErr> {
+    let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+    let res = job::Entity::update_many()
+        .col_expr(job::Column::LockedUntil, Expr::value(until))
+        .filter(job::Column::Id.eq(id))
+        .filter(job::Column::LockedBy.eq(worker))
+        .filter(job::Column::Status.eq("running"))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+async fn settle(
+    db: &DatabaseConnection,
+    id: &str,
+    worker: &str,
+    status: &str,
+    run_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+) -> Result<(), DbErr> {
+    let now = Utc::now();
+    let mut q = job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::value(status))
+        .col_expr(job::Column::LockedBy, Expr::value(Option::<String>::None))
+        .col_expr(
+            job::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(job::Column::LastError, Expr::value(error))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now));
+    if let Some(at) = run_at {
+        q = q.col_expr(job::Column::RunAt, Expr::value(at));
+    }
+    q.filter(job::Column::Id.eq(id))
+        .filter(job::Column::LockedBy.eq(worker))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn finish(db: &DatabaseConnection, id: &str, worker: &str) -> Result<(), DbErr> {
+    settle(db, id, worker, "done", None, None).await
+}
+
+pub async fn retry_later(
+    db: &DatabaseConnection,
+    id: &str,
+    worker: &str,
+    delay: Duration,
+    error: String,
+) -> Result<(), DbErr> {
+    let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    settle(db, id, worker, "queued", Some(at), Some(error)).await
+}
+
+pub async fn fail(
+    db: &DatabaseConnection,
+    id: &str,
+    worker: &str,
+    error: String,
+) -> Result<(), DbErr> {
+    settle(db, id, worker, "failed", None, Some(error)).await
+}

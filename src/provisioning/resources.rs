@@ -1,0 +1,89 @@
+//! Provisioned resources as the API shows them.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::db::entities::resource;
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Resource {
+    pub id: String,
+    /// The `Resource` entity's `metadata.name`.
+    pub name: String,
+    pub offering: String,
+    pub offering_version: String,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub environment: String,
+    pub owner: String,
+    pub system: Option<String>,
+    pub component: Option<String>,
+    /// provisioning, ready, failed, deleting, deleted.
+    pub status: String,
+    /// Non-secret outputs per part (host, port, database, username, key prefix).
+    #[schema(value_type = Object)]
+    pub outputs: Value,
+    pub monthly_cost: Option<f64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The request that created it.
+    pub request_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub fn to_api(m: resource::Model) -> Resource {
+    Resource {
+        id: m.id,
+        name: m.entity_name,
+        offering: m.offering,
+        offering_version: m.offering_version,
+        resource_type: m.resource_type,
+        environment: m.environment,
+        owner: m.owner,
+        system: m.system,
+        component: m.component,
+        status: if m.deleted_at.is_some() {
+            "deleted".into()
+        } else {
+            m.status
+        },
+        outputs: m.outputs,
+        monthly_cost: m.monthly_cost_cents.map(|c| c as f64 / 100.0),
+        expires_at: m.expires_at,
+        request_id: m.request_id,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    }
+}
+
+pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Resource>, DbErr> {
+    Ok(resource::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .map(to_api))
+}
+
+/// Active resources, newest first, optionally of one owner.
+pub async fn list(
+    db: &DatabaseConnection,
+    owner: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Resource>, DbErr> {
+    let mut q = resource::Entity::find()
+        .filter(resource::Column::DeletedAt.is_null())
+        .order_by_desc(resource::Column::Id);
+    if let Some(o) = owner {
+        q = q.filter(resource::Column::Owner.eq(o));
+    }
+    Ok(q.limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_api)
+        .collect())
+}

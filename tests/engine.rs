@@ -1,0 +1,412 @@
+//! The provisioning engine end to end: orders become real databases and Redis users on this
+//! machine's servers; crashes and racing replicas provision each request exactly once.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{Engine as DbEngine, TestApp, TestDb, settings};
+use paved::{
+    config::{Settings, StaticToken},
+    provisioning::{drivers::Drivers, engine::Engine, secrets::SecretBox},
+};
+use sea_orm::sqlx::{self, Connection, postgres::PgConnection};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+fn token(subject: &str, secret: &str, roles: &[&str], groups: &[&str]) -> StaticToken {
+    StaticToken {
+        subject: subject.into(),
+        sha256: Sha256::digest(secret.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+fn with_workers(mut s: Settings, workers: usize) -> Settings {
+    s.engine.workers = workers;
+    s.engine.poll_seconds = 1;
+    s.auth.static_tokens = vec![
+        token("alice", "alice-token", &["developer"], &["team-a"]),
+        token("mallory", "mallory-token", &["developer"], &["team-b"]),
+    ];
+    s
+}
+
+fn name() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+async fn order(app: &TestApp, offering: &str, values: Value) -> String {
+    let r = app
+        .client
+        .post(app.api("/requests"))
+        .bearer_auth("alice-token")
+        .json(&json!({"offering": offering, "values": values}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_final(app: &TestApp, id: &str) -> Value {
+    for _ in 0..300 {
+        let (_, r) = app.get_json(&format!("/requests/{id}")).await;
+        if ["succeeded", "failed", "cancelled"].contains(&r["status"].as_str().unwrap_or("")) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("request {id} did not finish within 30 s");
+}
+
+/// Destroys what the engine created, whatever the test's outcome.
+struct Teardown(Vec<(String, Value)>);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let parts = std::mem::take(&mut self.0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let drivers = Drivers::from_settings(&Settings::default().drivers);
+                    for (driver, spec) in parts {
+                        if let Ok(p) = drivers.parse(&driver, &spec) {
+                            drivers.destroy(&p).await.ok();
+                        }
+                    }
+                });
+            });
+        });
+    }
+}
+
+fn teardown_of(request: &Value) -> Vec<(String, Value)> {
+    request["spec"]["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| (p["driver"].as_str().unwrap().to_owned(), p["spec"].clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
+    let db = TestDb::new(DbEngine::Postgres).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 2)).await;
+    let n = name();
+    let id = order(&app, "postgres-database", json!({"name": n, "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    let (_, pending) = app.get_json(&format!("/requests/{id}")).await;
+    let _teardown = Teardown(teardown_of(&pending));
+    let done = wait_final(&app, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let steps: Vec<(&str, &str)> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("validate", "succeeded"),
+            ("plan", "succeeded"),
+            ("create database", "succeeded"),
+            ("configure database", "succeeded"),
+            ("store credentials", "succeeded"),
+            ("publish", "succeeded")
+        ]
+    );
+    assert!(
+        done["steps"][2]["startedAt"].is_string() && done["steps"][2]["finishedAt"].is_string()
+    );
+
+    let rid = done["resourceId"].as_str().unwrap();
+    let (_, res) = app.get_json(&format!("/resources/{rid}")).await;
+    assert_eq!(res["status"], "ready");
+    assert_eq!(res["name"], format!("{n}-dev"));
+    assert_eq!(res["monthlyCost"], 42.75);
+    assert!(
+        !res.to_string().contains("password"),
+        "no secret in the resource: {res}"
+    );
+
+    let creds = |who: Option<&'static str>| {
+        let mut r = app
+            .client
+            .get(app.api(&format!("/resources/{rid}/credentials")));
+        if let Some(t) = who {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(creds(None).await.unwrap().status(), 401);
+    assert_eq!(
+        creds(Some("mallory-token")).await.unwrap().status(),
+        403,
+        "another team"
+    );
+    let c: Value = creds(Some("alice-token"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = c["database"]["url"].as_str().unwrap();
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    let (_, logs) = app.get_json(&format!("/requests/{id}/logs")).await;
+    let lines: Vec<&str> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        lines.contains(&"create database: database applied"),
+        "{lines:?}"
+    );
+    let password = c["database"]["password"].as_str().unwrap();
+    assert!(
+        !logs.to_string().contains(password),
+        "logs never carry the password"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_preview_environment_provisions_database_and_cache_as_one() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 1)).await;
+    let branch = name();
+    let id = order(&app, "preview-environment", json!({"component": "shop", "branch": branch, "owner": "team-a", "cost_center": "ENG-1234", "ttl_hours": 4})).await;
+    let (_, pending) = app.get_json(&format!("/requests/{id}")).await;
+    let _teardown = Teardown(teardown_of(&pending));
+    let done = wait_final(&app, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let names: Vec<&str> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "validate",
+            "plan",
+            "create database",
+            "create cache",
+            "configure database",
+            "configure cache",
+            "store credentials",
+            "publish"
+        ]
+    );
+    let (_, res) = app
+        .get_json(&format!(
+            "/resources/{}",
+            done["resourceId"].as_str().unwrap()
+        ))
+        .await;
+    assert!(res["expiresAt"].is_string(), "a TTL makes it expire");
+    let c: Value = app
+        .client
+        .get(app.api(&format!(
+            "/resources/{}/credentials",
+            res["id"].as_str().unwrap()
+        )))
+        .bearer_auth("alice-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut redis = redis::Client::open(c["cache"]["url"].as_str().unwrap())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let prefix = c["cache"]["key_prefix"].as_str().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}x"))
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_that_dies_mid_provision_is_replaced_and_nothing_runs_twice() {
+    let db = TestDb::new(DbEngine::Postgres).await;
+    let mut s = with_workers(settings(&db.url), 0);
+    s.engine.lease_seconds = 2;
+    let key = s.secrets.key.clone().unwrap();
+    let app = TestApp::spawn(s.clone()).await;
+    let id = order(
+        &app,
+        "redis-cache",
+        json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let (_, pending) = app.get_json(&format!("/requests/{id}")).await;
+    let _teardown = Teardown(teardown_of(&pending));
+
+    let conn = paved::db::connect(&s.database).await.unwrap();
+    let secrets = Arc::new(SecretBox::from_base64(&key).unwrap());
+    let make = || {
+        Engine::new(
+            conn.clone(),
+            Drivers::from_settings(&s.drivers),
+            secrets.clone(),
+            s.engine.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        )
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    // This worker "dies" right after creating the cache: its job stays claimed.
+    Arc::new(make().die_after_step("create cache"))
+        .work("doomed".into(), rx.clone())
+        .await;
+    let (_, half) = app.get_json(&format!("/requests/{id}")).await;
+    assert_eq!(half["status"], "running");
+    assert_eq!(half["steps"][2]["status"], "succeeded");
+
+    // A fresh worker takes the job over once the lease expires and finishes it.
+    let survivor = tokio::spawn(Arc::new(make()).work("survivor".into(), rx.clone()));
+    let done = wait_final(&app, &id).await;
+    survivor.abort();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let create = &done["steps"][2];
+    assert_eq!(
+        (create["name"].as_str(), create["attempts"].as_i64()),
+        (Some("create cache"), Some(1)),
+        "not run twice"
+    );
+    let (_, logs) = app.get_json(&format!("/requests/{id}/logs")).await;
+    let starts = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["message"] == "create cache: started")
+        .count();
+    assert_eq!(starts, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_replicas_racing_over_many_requests_provision_each_exactly_once() {
+    const N: usize = 200;
+    let db = TestDb::new(DbEngine::Postgres).await;
+    let s = with_workers(settings(&db.url), 0);
+    let app = TestApp::spawn(s.clone()).await;
+    let run = name();
+    let mut ids = Vec::new();
+    let mut parts = Vec::new();
+    for i in 0..N {
+        let id = order(
+            &app,
+            "redis-cache",
+            json!({"name": format!("{run}-{i}"), "owner": "team-a", "cost_center": "ENG-1234"}),
+        )
+        .await;
+        let (_, r) = app.get_json(&format!("/requests/{id}")).await;
+        parts.extend(teardown_of(&r));
+        ids.push(id);
+    }
+    let _teardown = Teardown(parts);
+    // Two replicas of paved on the same PostgreSQL, two workers each.
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut rs = s.clone();
+        rs.engine.workers = 2;
+        replicas.push(TestApp::spawn(rs).await);
+    }
+    for id in &ids {
+        let done = wait_final(&app, id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    use sea_orm::{ConnectionTrait, Statement};
+    let conn = paved::db::connect(&s.database).await.unwrap();
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS jobs, SUM(attempts) AS attempts, COUNT(DISTINCT locked_by) AS x FROM jobs WHERE status = 'done'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let jobs: i64 = row.try_get("", "jobs").unwrap();
+    let attempts: i64 = row
+        .try_get::<Option<i64>>("", "attempts")
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(
+        (jobs, attempts),
+        (N as i64, N as i64),
+        "each job claimed exactly once"
+    );
+    let creates = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM request_logs WHERE message = 'create cache: started'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        creates.try_get::<i64>("", "n").unwrap(),
+        N as i64,
+        "each cache created once"
+    );
+    for r in replicas {
+        r.stop().await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pending_requests_can_be_cancelled() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 0)).await;
+    let id = order(
+        &app,
+        "redis-cache",
+        json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let r = app
+        .client
+        .post(app.api(&format!("/requests/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, got) = app.get_json(&format!("/requests/{id}")).await;
+    assert_eq!(got["status"], "cancelled");
+    let again = app
+        .client
+        .post(app.api(&format!("/requests/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    app.stop().await;
+}
