@@ -230,6 +230,12 @@ impl Application {
                 let name = format!("{host}-{}-{i}", std::process::id());
                 workers.spawn(engine.clone().work(name, workers_stop_rx.clone()));
             }
+            if !settings.database.url.starts_with("sqlite:") {
+                background.spawn(crate::provisioning::queue::listen_for_jobs(
+                    settings.database.url.clone(),
+                    state.0.wake.clone(),
+                ));
+            }
             tracing::info!(
                 workers = settings.engine.workers,
                 "provisioning workers started"

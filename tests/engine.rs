@@ -32,6 +32,7 @@ fn with_workers(mut s: Settings, workers: usize) -> Settings {
     s.auth.static_tokens = vec![
         token("alice", "alice-token", &["developer"], &["team-a"]),
         token("mallory", "mallory-token", &["developer"], &["team-b"]),
+        token("dave", "dave-token", &["platform-admin"], &[]),
     ];
     s
 }
@@ -185,6 +186,78 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     assert!(
         !logs.to_string().contains(password),
         "logs never carry the password"
+    );
+
+    // Deleting is a request too: another team may not; the owner may.
+    let del = |who: &'static str| {
+        app.client
+            .delete(app.api(&format!("/resources/{rid}")))
+            .bearer_auth(who)
+            .send()
+    };
+    assert_eq!(del("mallory-token").await.unwrap().status(), 403);
+    let r = del("alice-token").await.unwrap();
+    assert_eq!(r.status(), 202);
+    let deletion: Value = r.json().await.unwrap();
+    assert_eq!(deletion["operation"], "delete");
+    let gone = wait_final(&app, deletion["id"].as_str().unwrap()).await;
+    assert_eq!(gone["status"], "succeeded", "{gone}");
+    let names: Vec<&str> = gone["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["validate", "destroy database", "unpublish"]);
+    let (_, res) = app.get_json(&format!("/resources/{rid}")).await;
+    assert_eq!(res["status"], "deleted");
+    assert!(
+        PgConnection::connect(url).await.is_err(),
+        "the database and its role are gone"
+    );
+    assert_eq!(
+        creds(Some("alice-token")).await.unwrap().status(),
+        404,
+        "credentials destroyed"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn production_resources_are_protected_from_deletion() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 1)).await;
+    let id = order(&app, "redis-cache", json!({"name": name(), "environment": "prod", "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    let (_, pending) = app.get_json(&format!("/requests/{id}")).await;
+    let _teardown = Teardown(teardown_of(&pending));
+    let done = wait_final(&app, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let rid = done["resourceId"].as_str().unwrap();
+    let del = |who: &'static str, q: &str| {
+        app.client
+            .delete(app.api(&format!("/resources/{rid}{q}")))
+            .bearer_auth(who)
+            .send()
+    };
+    let r = del("alice-token", "").await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("deletion protection"));
+    assert_eq!(
+        del("alice-token", "?override=true").await.unwrap().status(),
+        403,
+        "only admins override"
+    );
+    assert_eq!(
+        del("dave-token", "").await.unwrap().status(),
+        403,
+        "even admins say so explicitly"
+    );
+    let r = del("dave-token", "?override=true").await.unwrap();
+    assert_eq!(r.status(), 202);
+    let deletion: Value = r.json().await.unwrap();
+    assert_eq!(
+        wait_final(&app, deletion["id"].as_str().unwrap()).await["status"],
+        "succeeded"
     );
     app.stop().await;
 }
@@ -409,4 +482,33 @@ async fn pending_requests_can_be_cancelled() {
         .unwrap();
     assert_eq!(again.status(), 409);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn another_replica_starts_a_job_at_once_through_listen_notify() {
+    let db = TestDb::new(DbEngine::Postgres).await;
+    // The replica taking orders has no workers; the worker replica would poll only every 60 s.
+    let api = TestApp::spawn(with_workers(settings(&db.url), 0)).await;
+    let mut ws = with_workers(settings(&db.url), 1);
+    ws.engine.poll_seconds = 60;
+    let worker = TestApp::spawn(ws).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // its listener is up
+    let started = std::time::Instant::now();
+    let id = order(
+        &api,
+        "redis-cache",
+        json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let (_, pending) = api.get_json(&format!("/requests/{id}")).await;
+    let _teardown = Teardown(teardown_of(&pending));
+    let done = wait_final(&api, &id).await;
+    assert_eq!(done["status"], "succeeded");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "woken by NOTIFY, not by the 60 s poll: {:?}",
+        started.elapsed()
+    );
+    worker.stop().await;
+    api.stop().await;
 }

@@ -101,3 +101,73 @@ pub async fn credentials(
     tracing::info!(resource_id = %id, reader = %principal.subject, "credentials read");
     Ok(Json(creds))
 }
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Platform-admins only: delete a production resource despite deletion protection.
+    #[serde(rename = "override")]
+    pub override_protection: Option<bool>,
+}
+
+/// Delete a resource: starts a `delete` request (destroy each part, then unpublish). Members
+/// of the owning team may delete; production resources are protected and only a
+/// platform-admin with `override=true` deletes them.
+#[utoipa::path(delete, path = "/v1/resources/{id}", operation_id = "deleteResource", tag = "resources",
+    params(("id" = String, Path, description = "Resource id"), DeleteQuery),
+    responses((status = 202, description = "The delete request", body = crate::provisioning::requests::Request),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "Already deleted", body = ErrorEnvelope)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Result<
+    (
+        axum::http::StatusCode,
+        Json<crate::provisioning::requests::Request>,
+    ),
+    ApiError,
+> {
+    use sea_orm::EntityTrait;
+    if principal.is_anonymous() {
+        return Err(ApiError::new(
+            ErrorName::Authentication,
+            "deleting a resource needs an authenticated caller",
+        ));
+    }
+    let res = crate::db::entities::resource::Entity::find_by_id(id.clone())
+        .one(state.db())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
+    if res.deleted_at.is_some() {
+        return Err(ApiError::conflict(format!(
+            "resource {id} is already deleted"
+        )));
+    }
+    if !(principal.is_admin() || principal.member_of(&res.owner)) {
+        return Err(ApiError::new(
+            ErrorName::NotAllowed,
+            format!("only members of {} may delete this resource", res.owner),
+        ));
+    }
+    if res.environment == "prod" && !(principal.is_admin() && q.override_protection == Some(true)) {
+        return Err(ApiError::new(
+            ErrorName::NotAllowed,
+            "deletion protection: production resources are deleted only by a platform-admin with override=true",
+        )
+        .with_reason_phrase("Deletion protection: production resource"));
+    }
+    let r = crate::provisioning::requests::create_delete(
+        state.db(),
+        &res,
+        &principal.subject,
+        state.settings().engine.max_attempts,
+    )
+    .await?;
+    state.wake_workers();
+    tracing::info!(resource_id = %id, request_id = %r.id, by = %principal.subject, "deletion requested");
+    Ok((axum::http::StatusCode::ACCEPTED, Json(r)))
+}

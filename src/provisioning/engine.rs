@@ -225,7 +225,14 @@ impl Engine {
     }
 
     /// The steps of a request, from its offering's parts.
-    fn step_names(spec: &RenderedSpec) -> Vec<String> {
+    fn step_names(operation: &str, spec: &RenderedSpec) -> Vec<String> {
+        if operation == "delete" {
+            // Parts go in reverse order: what was created last depends on what came first.
+            let mut names = vec!["validate".to_owned()];
+            names.extend(spec.parts.iter().rev().map(|p| format!("destroy {}", p.id)));
+            names.push("unpublish".into());
+            return names;
+        }
         let mut names = vec!["validate".to_owned(), "plan".to_owned()];
         names.extend(spec.parts.iter().map(|p| format!("create {}", p.id)));
         names.extend(spec.parts.iter().map(|p| format!("configure {}", p.id)));
@@ -262,7 +269,7 @@ impl Engine {
             .exec(&self.db)
             .await?;
 
-        let names = Self::step_names(&spec);
+        let names = Self::step_names(&req.operation, &spec);
         let existing = request_step::Entity::find()
             .filter(request_step::Column::RequestId.eq(request_id))
             .order_by_asc(request_step::Column::Position)
@@ -447,6 +454,26 @@ impl Engine {
                     self.secrets.key_id()
                 ))
             }
+            "unpublish" => {
+                let res_id = req
+                    .resource_id
+                    .clone()
+                    .ok_or_else(|| Stop::Permanent("no resource to delete".into()))?;
+                let now = Utc::now();
+                secret::Entity::delete_many()
+                    .filter(secret::Column::ResourceId.eq(res_id.clone()))
+                    .exec(&self.db)
+                    .await?;
+                resource::Entity::update_many()
+                    .col_expr(resource::Column::Status, Expr::value("deleted"))
+                    .col_expr(resource::Column::DeletedAt, Expr::value(now))
+                    .col_expr(resource::Column::UpdatedAt, Expr::value(now))
+                    .filter(resource::Column::Id.eq(res_id))
+                    .exec(&self.db)
+                    .await?;
+                self.complete(request_id).await?;
+                Ok("resource deleted; credentials destroyed".into())
+            }
             "publish" => {
                 let res_id = req
                     .resource_id
@@ -471,17 +498,7 @@ impl Engine {
                     .map(|h| now + chrono::Duration::hours(i64::from(h))));
                 res.updated_at = Set(now);
                 res.update(&self.db).await?;
-                request::Entity::update_many()
-                    .col_expr(
-                        request::Column::Status,
-                        Expr::value(RequestStatus::Succeeded.as_str()),
-                    )
-                    .col_expr(request::Column::CompletedAt, Expr::value(now))
-                    .col_expr(request::Column::UpdatedAt, Expr::value(now))
-                    .filter(request::Column::Id.eq(request_id))
-                    .filter(request::Column::Status.eq(RequestStatus::Running.as_str()))
-                    .exec(&self.db)
-                    .await?;
+                self.complete(request_id).await?;
                 Ok("resource ready".into())
             }
             other => {
@@ -513,6 +530,10 @@ impl Engine {
                         active.update(&self.db).await?;
                         Ok(format!("{part_id} applied"))
                     }
+                    "destroy" => {
+                        self.drivers.destroy(&part).await?;
+                        Ok(format!("{part_id} destroyed"))
+                    }
                     "configure" => {
                         let seen = self.drivers.observe(&part).await?;
                         if !seen.exists {
@@ -524,6 +545,23 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Marks the request succeeded (unless it was cancelled meanwhile).
+    async fn complete(&self, request_id: &str) -> Result<(), DbErr> {
+        let now = Utc::now();
+        request::Entity::update_many()
+            .col_expr(
+                request::Column::Status,
+                Expr::value(RequestStatus::Succeeded.as_str()),
+            )
+            .col_expr(request::Column::CompletedAt, Expr::value(now))
+            .col_expr(request::Column::UpdatedAt, Expr::value(now))
+            .filter(request::Column::Id.eq(request_id))
+            .filter(request::Column::Status.eq(RequestStatus::Running.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// Creates the resource row once per request (a rerun finds it through the request).

@@ -46,7 +46,43 @@ pub async fn enqueue<C: ConnectionTrait>(
     })
     .exec(conn)
     .await?;
+    // Wakes idle workers of every replica once the transaction commits.
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        conn.execute_unprepared(&format!("NOTIFY {WAKE_CHANNEL}"))
+            .await?;
+    }
     Ok(id)
+}
+
+/// The PostgreSQL channel replicas listen on for new jobs.
+pub const WAKE_CHANNEL: &str = "paved_jobs";
+
+/// Forwards `NOTIFY paved_jobs` to this process's idle workers, reconnecting as needed.
+pub async fn listen_for_jobs(url: String, wake: std::sync::Arc<tokio::sync::Notify>) {
+    use sea_orm::sqlx::postgres::PgListener;
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match PgListener::connect(&url).await {
+            Ok(mut listener) => match listener.listen(WAKE_CHANNEL).await {
+                Ok(()) => {
+                    delay = Duration::from_millis(500);
+                    // A missed notification while reconnecting is covered by polling.
+                    wake.notify_waiters();
+                    while listener.recv().await.is_ok() {
+                        wake.notify_waiters();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::db::redact(&e.to_string()), "LISTEN failed")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %crate::db::redact(&e.to_string()), "job listener cannot connect")
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
 }
 
 fn claimable(now: DateTime<Utc>) -> Condition {

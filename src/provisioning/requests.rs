@@ -489,3 +489,80 @@ pub async fn cancel(
         Err(r.status.as_str().to_owned())
     }))
 }
+
+/// Asks for a resource to be destroyed: a `delete` request with its own steps, so it shows
+/// status and history like any other. An open delete request for the resource is returned
+/// instead of a second one.
+pub async fn create_delete(
+    db: &DatabaseConnection,
+    resource: &crate::db::entities::resource::Model,
+    requester: &str,
+    max_attempts: i32,
+) -> Result<Request, DbErr> {
+    use crate::db::entities::resource;
+    if let Some(open) = request::Entity::find()
+        .filter(request::Column::ResourceId.eq(resource.id.clone()))
+        .filter(request::Column::Operation.eq(Operation::Delete.as_str()))
+        .filter(request::Column::Status.is_in([
+            RequestStatus::Pending.as_str(),
+            RequestStatus::Running.as_str(),
+        ]))
+        .one(db)
+        .await?
+    {
+        let steps = steps_of(db, &open.id).await?;
+        return Ok(to_api(open, steps));
+    }
+    let now = Utc::now();
+    let row = request::ActiveModel {
+        id: Set(Uuid::now_v7().to_string()),
+        offering: Set(resource.offering.clone()),
+        template_version: Set(resource.offering_version.clone()),
+        operation: Set(Operation::Delete.as_str().into()),
+        status: Set(RequestStatus::Pending.as_str().into()),
+        requester: Set(requester.into()),
+        owner: Set(resource.owner.clone()),
+        idempotency_key: Set(None),
+        parameters: Set(Value::Object(Default::default())),
+        spec: Set(Some(resource.desired.clone())),
+        resource_id: Set(Some(resource.id.clone())),
+        error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        completed_at: Set(None),
+        estimate: Set(None),
+        decision: Set(None),
+    };
+    let resource_id = resource.id.clone();
+    let model = db
+        .transaction::<_, request::Model, DbErr>(|txn| {
+            Box::pin(async move {
+                let model = request::Entity::insert(row)
+                    .exec_with_returning(txn)
+                    .await?;
+                super::queue::enqueue(
+                    txn,
+                    super::queue::PROVISION,
+                    &model.id,
+                    max_attempts,
+                    Value::Null,
+                )
+                .await?;
+                resource::Entity::update_many()
+                    .col_expr(
+                        resource::Column::Status,
+                        sea_orm::sea_query::Expr::value("deleting"),
+                    )
+                    .filter(resource::Column::Id.eq(resource_id))
+                    .exec(txn)
+                    .await?;
+                Ok(model)
+            })
+        })
+        .await
+        .map_err(|e| match e {
+            sea_orm::TransactionError::Connection(e)
+            | sea_orm::TransactionError::Transaction(e) => e,
+        })?;
+    Ok(to_api(model, vec![]))
+}
