@@ -410,3 +410,84 @@ fn database_passwords_never_reach_logs_or_answers() {
             .exists()
     );
 }
+
+#[test]
+fn credentials_never_reach_the_logs_of_a_full_provision() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    let hash: String = sha2::Sha256::digest(b"alice-token")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let tokens =
+        format!("[{{subject: alice, sha256: {hash}, roles: [developer], groups: [team-a]}}]");
+    let server = Server::start(|c| {
+        c.env("PAVED_DATABASE__URL", &url)
+            .env("PAVED_LOG__FORMAT", "json")
+            .env("PAVED_LOG__LEVEL", "debug")
+            .env("PAVED_ENGINE__WORKERS", "1")
+            .env("PAVED_AUTH__STATIC_TOKENS", &tokens);
+    });
+    server.wait_ready();
+    let name = format!(
+        "logcheck-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let body = json!({"offering": "redis-cache", "values": {"name": name, "owner": "team-a", "cost_center": "ENG-1234"}}).to_string();
+    let send = |method: &str, path: &str, body: &str| -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        (
+            status,
+            out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned(),
+        )
+    };
+    let (status, created) = send("POST", "/api/paved/v1/requests", &body);
+    assert_eq!(status, 201, "{created}");
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let id = created["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let (_, r) = server.get(&format!("/api/paved/v1/requests/{id}"));
+        let r: Value = serde_json::from_str(&r).unwrap();
+        if r["status"] == "succeeded" || r["status"] == "failed" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "not finished: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let rid = done["resourceId"].as_str().unwrap();
+    let (status, creds) = send(
+        "GET",
+        &format!("/api/paved/v1/resources/{rid}/credentials"),
+        "",
+    );
+    assert_eq!(status, 200, "{creds}");
+    let creds: Value = serde_json::from_str(&creds).unwrap();
+    let password = creds["cache"]["password"].as_str().unwrap().to_owned();
+    assert_eq!(password.len(), 32);
+    let (status, _) = send("DELETE", &format!("/api/paved/v1/resources/{rid}"), "");
+    assert_eq!(status, 202);
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal("TERM");
+    let (_, stdout, stderr) = server.wait();
+    assert!(
+        stdout.contains("credentials read"),
+        "the read itself is logged (who, which resource)"
+    );
+    assert!(
+        !stdout.contains(&password) && !stderr.contains(&password),
+        "a password reached the logs"
+    );
+}
