@@ -106,7 +106,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     let db = TestDb::new(DbEngine::Postgres).await;
     let app = TestApp::spawn(with_workers(settings(&db.url), 2)).await;
     let n = name();
-    let id = order(&app, "postgres-database", json!({"name": n, "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    let id = order(&app, "postgres-database", json!({"name": n, "environment": "staging", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"})).await;
     let (_, pending) = app.get_json(&format!("/requests/{id}")).await;
     let _teardown = Teardown(teardown_of(&pending));
     let done = wait_final(&app, &id).await;
@@ -135,7 +135,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     let rid = done["resourceId"].as_str().unwrap();
     let (_, res) = app.get_json(&format!("/resources/{rid}")).await;
     assert_eq!(res["status"], "ready");
-    assert_eq!(res["name"], format!("{n}-dev"));
+    assert_eq!(res["name"], format!("{n}-staging"));
     assert_eq!(res["monthlyCost"], 42.75);
     assert!(
         !res.to_string().contains("password"),
@@ -187,6 +187,49 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
         !logs.to_string().contains(password),
         "logs never carry the password"
     );
+
+    // Changing it goes through the guardrails again and converges the database.
+    let patch = |values: Value| {
+        app.client
+            .patch(app.api(&format!("/resources/{rid}")))
+            .bearer_auth("alice-token")
+            .json(&json!({"values": values}))
+            .send()
+    };
+    let r = patch(json!({"name": "renamed"})).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("name: cannot change"));
+    let r = patch(json!({"instance_class": "db.r6g.2xlarge", "storage_gb": 1000}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "over the staging cost limit");
+    let r = patch(json!({"size": "medium"})).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let upd: Value = r.json().await.unwrap();
+    assert_eq!(upd["operation"], "update");
+    let updated = wait_final(&app, upd["id"].as_str().unwrap()).await;
+    assert_eq!(updated["status"], "succeeded", "{updated}");
+    let (_, res) = app.get_json(&format!("/resources/{rid}")).await;
+    assert_eq!(res["monthlyCost"], 171.0);
+    let mut admin = PgConnection::connect(&common::postgres_admin_url())
+        .await
+        .unwrap();
+    let limit: i32 = sqlx::query_scalar("SELECT datconnlimit FROM pg_database WHERE datname = $1")
+        .bind(format!("{n}_staging"))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(limit, 100, "the medium preset's connection limit");
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept, 1,
+        "data survives an update; the password did not change"
+    );
+    drop(conn);
 
     // Deleting is a request too: another team may not; the owner may.
     let del = |who: &'static str| {

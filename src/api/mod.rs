@@ -60,7 +60,11 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(requests::logs))
         .routes(routes!(requests::cancel))
         .routes(routes!(resources::list))
-        .routes(routes!(resources::get, resources::delete))
+        .routes(routes!(
+            resources::get,
+            resources::delete,
+            resources::update
+        ))
         .routes(routes!(resources::credentials))
         .routes(routes!(guardrails::estimate))
         .routes(routes!(guardrails::get_budget, guardrails::set_budget))

@@ -171,3 +171,85 @@ pub async fn delete(
     tracing::info!(resource_id = %id, request_id = %r.id, by = %principal.subject, "deletion requested");
     Ok((axum::http::StatusCode::ACCEPTED, Json(r)))
 }
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateResource {
+    /// Form values to change, e.g. `{"storage_gb": 200}`; the rest stay as ordered.
+    #[schema(value_type = Object)]
+    pub values: Value,
+}
+
+/// Change a resource (resize, connection limit, ...): an `update` request that goes through
+/// the form, cost and policies again, then converges each part.
+#[utoipa::path(patch, path = "/v1/resources/{id}", operation_id = "updateResource", tag = "resources",
+    params(("id" = String, Path, description = "Resource id")), request_body = UpdateResource,
+    responses((status = 202, description = "The update request", body = crate::provisioning::requests::Request),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, description = "Deleted, or busy with another request", body = ErrorEnvelope)))]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    super::extract::ApiJson(body): super::extract::ApiJson<UpdateResource>,
+) -> Result<
+    (
+        axum::http::StatusCode,
+        Json<crate::provisioning::requests::Request>,
+    ),
+    ApiError,
+> {
+    use sea_orm::EntityTrait;
+
+    use crate::{
+        db::entities::{request, resource},
+        provisioning::order::{self, Placed},
+    };
+    if principal.is_anonymous() {
+        return Err(ApiError::new(
+            ErrorName::Authentication,
+            "updating a resource needs an authenticated caller",
+        ));
+    }
+    let res = resource::Entity::find_by_id(id.clone())
+        .one(state.db())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
+    if !(principal.is_admin() || principal.member_of(&res.owner)) {
+        return Err(ApiError::new(
+            ErrorName::NotAllowed,
+            format!("only members of {} may change this resource", res.owner),
+        ));
+    }
+    if res.deleted_at.is_some() || res.status != "ready" {
+        return Err(ApiError::conflict(format!(
+            "resource {id} is {}; only ready resources can be changed",
+            res.status
+        )));
+    }
+    let created = request::Entity::find_by_id(res.request_id.clone())
+        .one(state.db())
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("resource {id} has lost its request")))?;
+    let offering = super::requests::offering(&state, &res.offering)?;
+    let policies = state.policies();
+    let placed = order::place_update(
+        &state.guardrail_inputs(&policies),
+        &offering,
+        &res,
+        &created.parameters,
+        &body.values,
+        &principal,
+    )
+    .await
+    .map_err(|e| super::requests::place_error(&offering.name, e))?;
+    match placed {
+        Placed::Accepted { request, .. } => {
+            state.wake_workers();
+            tracing::info!(resource_id = %id, request_id = %request.id, by = %principal.subject, "update requested");
+            Ok((axum::http::StatusCode::ACCEPTED, Json(request)))
+        }
+        Placed::Denied { request, deny } => Err(super::requests::denied(&request, &deny)),
+        Placed::Invalid(errors) => Err(super::requests::invalid(&offering.name, &errors)),
+    }
+}

@@ -233,6 +233,14 @@ impl Engine {
             names.push("unpublish".into());
             return names;
         }
+        if operation == "update" {
+            // The resource exists: converge each part to the new spec, verify, publish.
+            let mut names = vec!["validate".to_owned()];
+            names.extend(spec.parts.iter().map(|p| format!("update {}", p.id)));
+            names.extend(spec.parts.iter().map(|p| format!("configure {}", p.id)));
+            names.push("publish".into());
+            return names;
+        }
         let mut names = vec!["validate".to_owned(), "plan".to_owned()];
         names.extend(spec.parts.iter().map(|p| format!("create {}", p.id)));
         names.extend(spec.parts.iter().map(|p| format!("configure {}", p.id)));
@@ -492,10 +500,15 @@ impl Engine {
                     .into_active_model();
                 res.status = Set("ready".into());
                 res.monthly_cost_cents = Set(monthly.map(|m| (m * 100.0).round() as i64));
-                res.expires_at = Set(spec
-                    .resource
-                    .ttl_hours
-                    .map(|h| now + chrono::Duration::hours(i64::from(h))));
+                // An update keeps the expiry it has; extending a TTL is its own operation.
+                if req.operation == "create" {
+                    res.expires_at = Set(spec
+                        .resource
+                        .ttl_hours
+                        .map(|h| now + chrono::Duration::hours(i64::from(h))));
+                }
+                res.desired = Set(serde_json::to_value(spec).unwrap_or(Value::Null));
+                res.offering_version = Set(req.template_version.clone());
                 res.updated_at = Set(now);
                 res.update(&self.db).await?;
                 self.complete(request_id).await?;
@@ -515,7 +528,8 @@ impl Engine {
                     .clone()
                     .ok_or_else(|| Stop::Permanent("no resource planned".into()))?;
                 match action {
-                    "create" => {
+                    // An update converges the existing part with the same password.
+                    "create" | "update" => {
                         let password = self.password(&res_id, part_id).await?;
                         let applied = self.drivers.apply(&part, &password).await?;
                         let res = resource::Entity::find_by_id(res_id)

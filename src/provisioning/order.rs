@@ -60,22 +60,27 @@ pub async fn place(
         };
     if request.status == requests::RequestStatus::Denied {
         // From what was stored, so a retried key answers as the first call did.
-        let deny = request
-            .decision
-            .as_ref()
-            .and_then(|d| d.get("deny"))
-            .and_then(|d| serde_json::from_value::<Vec<StoredViolation>>(d.clone()).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| Violation {
-                policy: v.policy,
-                rule: v.rule,
-                message: v.message,
-            })
-            .collect();
+        let deny = stored_denials(&request);
         return Ok(Placed::Denied { request, deny });
     }
     Ok(Placed::Accepted { request, new })
+}
+
+/// The denials a stored request was decided with, so a retried key answers as the first call.
+fn stored_denials(request: &Request) -> Vec<Violation> {
+    request
+        .decision
+        .as_ref()
+        .and_then(|d| d.get("deny"))
+        .and_then(|d| serde_json::from_value::<Vec<StoredViolation>>(d.clone()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| Violation {
+            policy: v.policy,
+            rule: v.rule,
+            message: v.message,
+        })
+        .collect()
 }
 
 #[derive(serde::Deserialize)]
@@ -83,4 +88,81 @@ struct StoredViolation {
     policy: String,
     rule: String,
     message: String,
+}
+
+/// Changing a provisioned resource (resize, connection limit, ...): the changed values are
+/// merged over the ones it was created with and go through the same guardrails; the resource's
+/// identity (name, owner) cannot change.
+pub async fn place_update(
+    inputs: &Inputs<'_>,
+    offering: &Offering,
+    resource: &crate::db::entities::resource::Model,
+    created_with: &Value,
+    changes: &Value,
+    requester: &Principal,
+) -> Result<Placed, PlaceError> {
+    let Some(changes) = changes.as_object() else {
+        return Ok(Placed::Invalid(vec![FieldError {
+            field: "values".into(),
+            rule: "type".into(),
+            message: "must be an object of the values to change".into(),
+        }]));
+    };
+    let mut merged = created_with.as_object().cloned().unwrap_or_default();
+    merged.extend(changes.clone());
+    let (mut request, estimate, decision) = match guardrails::assess(
+        inputs,
+        offering,
+        &Value::Object(merged),
+        requester,
+        None,
+    )
+    .await?
+    {
+        Assessment::Invalid(errors) => return Ok(Placed::Invalid(errors)),
+        Assessment::Decided {
+            request,
+            estimate,
+            decision,
+            ..
+        } => (request, estimate, decision),
+    };
+    let mut errors = Vec::new();
+    if request.spec.resource.name != resource.entity_name {
+        errors.push(FieldError {
+            field: "name".into(),
+            rule: "immutable".into(),
+            message: format!(
+                "cannot change: the resource is {} (order a new one instead)",
+                resource.entity_name
+            ),
+        });
+    }
+    if request.owner.to_string() != resource.owner {
+        errors.push(FieldError {
+            field: "owner".into(),
+            rule: "immutable".into(),
+            message: format!(
+                "cannot change through an update (owned by {})",
+                resource.owner
+            ),
+        });
+    }
+    if !errors.is_empty() {
+        return Ok(Placed::Invalid(errors));
+    }
+    request.operation = requests::Operation::Update;
+    request.resource_id = Some(resource.id.clone());
+    let verdict = Verdict {
+        estimate: serde_json::to_value(&estimate).expect("estimate serializes"),
+        decision,
+    };
+    let request = match requests::create(inputs.db, *request, verdict, inputs.max_attempts).await? {
+        Created::New(r) | Created::Existing(r) => r,
+    };
+    if request.status == requests::RequestStatus::Denied {
+        let deny = stored_denials(&request);
+        return Ok(Placed::Denied { request, deny });
+    }
+    Ok(Placed::Accepted { request, new: true })
 }

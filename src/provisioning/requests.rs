@@ -159,6 +159,9 @@ pub struct NewRequest {
     pub owner: EntityRef,
     pub requester: String,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Create, or update of `resource_id`.
+    pub operation: Operation,
+    pub resource_id: Option<String>,
 }
 
 /// Why a request could not be prepared.
@@ -192,6 +195,8 @@ impl NewRequest {
             owner,
             requester,
             idempotency_key,
+            operation: Operation::Create,
+            resource_id: None,
         })
     }
 }
@@ -258,14 +263,14 @@ pub async fn create(
         id: Set(id.clone()),
         offering: Set(new.offering.clone()),
         template_version: Set(new.template_version.clone()),
-        operation: Set(Operation::Create.as_str().into()),
+        operation: Set(new.operation.as_str().into()),
         status: Set(status.as_str().into()),
         requester: Set(new.requester.clone()),
         owner: Set(new.owner.to_string()),
         idempotency_key: Set(new.idempotency_key.as_ref().map(|k| k.as_str().to_owned())),
         parameters: Set(new.values.clone().into_value()),
         spec: Set(Some(spec)),
-        resource_id: Set(None),
+        resource_id: Set(new.resource_id.clone()),
         error: Set(error),
         created_at: Set(now),
         updated_at: Set(now),
