@@ -263,6 +263,43 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
         404,
         "credentials destroyed"
     );
+
+    // Every state change is on the record, and the record cannot be edited.
+    let (_, trail) = app.get_json(&format!("/audit?target=resource:{rid}")).await;
+    let mut kinds: Vec<(&str, &str)> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    kinds.reverse();
+    assert_eq!(
+        kinds,
+        [
+            ("resource.created", "paved:engine"),
+            ("credentials.read", "user:default/alice"),
+            ("resource.updated", "paved:engine"),
+            ("resource.deleted", "paved:engine")
+        ]
+    );
+    let (_, trail) = app.get_json(&format!("/audit?target=request:{id}")).await;
+    let kinds: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"request.created") && kinds.contains(&"policy.decided"),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.iter().filter(|k| **k == "step.succeeded").count(), 6);
+    let (_, reads) = app
+        .get_json("/audit?type=credentials.read&actor=user:default/alice")
+        .await;
+    assert_eq!(reads.as_array().unwrap().len(), 1);
+    let r = app.client.delete(app.api("/audit")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
     app.stop().await;
 }
 

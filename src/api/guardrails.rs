@@ -213,6 +213,15 @@ pub async fn set_budget(
         .exec(state.db())
         .await?;
     tracing::info!(team = %team, monthly_limit = body.monthly_limit, by = %principal.subject, "budget set");
+    crate::audit::record(
+        state.db(),
+        &principal.subject,
+        "budget.set",
+        &format!("team:{team}"),
+        "set",
+        Some(serde_json::json!({"monthlyLimit": body.monthly_limit})),
+    )
+    .await;
     Ok(Json(load_budget(&state, &team).await?))
 }
 

@@ -2,6 +2,7 @@
 //! in the domain modules.
 
 mod actions;
+mod audit;
 mod extract;
 mod guardrails;
 mod health;
@@ -42,7 +43,8 @@ use crate::{app::AppState, error};
         (name = "offerings", description = "What developers can order: the bundled Software Templates"),
         (name = "requests", description = "Provisioning requests"),
         (name = "resources", description = "What paved provisioned, and its credentials"),
-        (name = "guardrails", description = "Cost estimates, team budgets and spend, policies")
+        (name = "guardrails", description = "Cost estimates, team budgets and spend, policies"),
+        (name = "audit", description = "The append-only record of every state change")
     )
 )]
 struct ApiDoc;
@@ -72,6 +74,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(guardrails::resource_cost))
         .routes(routes!(guardrails::policies))
         .routes(routes!(guardrails::evaluate))
+        .routes(routes!(audit::list))
         .split_for_parts()
 }
 

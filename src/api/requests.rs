@@ -231,6 +231,19 @@ async fn decide(
         Ok(r) => {
             state.wake_workers();
             tracing::info!(request_id = %r.id, decided_by = %principal.subject, status = r.status.as_str(), "approval decided");
+            let event = match decision {
+                approvals::Decision::Approve => "approval.approved",
+                approvals::Decision::Reject => "approval.rejected",
+            };
+            crate::audit::record(
+                state.db(),
+                &principal.subject,
+                event,
+                &format!("request:{}", r.id),
+                r.status.as_str(),
+                None,
+            )
+            .await;
             Ok(Json(r))
         }
         Err(e @ DecideError::NotFound(_)) => Err(ApiError::not_found(e.to_string())),
@@ -384,6 +397,15 @@ pub async fn cancel(
         ))),
         Some(Ok(r)) => {
             tracing::info!(request_id = %id, by = %principal.subject, "request cancelled");
+            crate::audit::record(
+                state.db(),
+                &principal.subject,
+                "request.cancelled",
+                &format!("request:{id}"),
+                "cancelled",
+                None,
+            )
+            .await;
             Ok(Json(r))
         }
     }

@@ -99,6 +99,15 @@ pub async fn credentials(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("resource {id} has no credentials (yet)")))?;
     tracing::info!(resource_id = %id, reader = %principal.subject, "credentials read");
+    crate::audit::record(
+        state.db(),
+        &principal.subject,
+        "credentials.read",
+        &format!("resource:{id}"),
+        "read",
+        None,
+    )
+    .await;
     Ok(Json(creds))
 }
 

@@ -21,6 +21,7 @@ use super::{
     secrets::{Sealed, SecretBox},
 };
 use crate::{
+    audit,
     config::EngineSettings,
     db::entities::{job, request, request_log, request_step, resource, secret},
     templates::RenderedSpec,
@@ -222,6 +223,16 @@ impl Engine {
         }
         self.log(request_id, None, "error", &format!("failed: {reason}"))
             .await;
+        let target = format!("request:{request_id}");
+        audit::record(
+            &self.db,
+            audit::ENGINE,
+            "request.failed",
+            &target,
+            "failed",
+            Some(json!({"reason": reason})),
+        )
+        .await;
     }
 
     /// The steps of a request, from its offering's parts.
@@ -349,6 +360,16 @@ impl Engine {
                     done.update(&self.db).await?;
                     self.log(request_id, Some(&name), "info", &format!("{name}: {msg}"))
                         .await;
+                    let target = format!("request:{request_id}");
+                    audit::record(
+                        &self.db,
+                        audit::ENGINE,
+                        "step.succeeded",
+                        &target,
+                        &name,
+                        None,
+                    )
+                    .await;
                 }
                 Err(e) => {
                     let (status, text) = match e {
@@ -364,6 +385,17 @@ impl Engine {
                         Some(&name),
                         if status == "failed" { "error" } else { "warn" },
                         &format!("{name}: {text}"),
+                    )
+                    .await;
+                    let target = format!("request:{request_id}");
+                    let details = Some(json!({"step": name, "error": text}));
+                    audit::record(
+                        &self.db,
+                        audit::ENGINE,
+                        &format!("step.{status}"),
+                        &target,
+                        status,
+                        details,
                     )
                     .await;
                 }
@@ -476,10 +508,19 @@ impl Engine {
                     .col_expr(resource::Column::Status, Expr::value("deleted"))
                     .col_expr(resource::Column::DeletedAt, Expr::value(now))
                     .col_expr(resource::Column::UpdatedAt, Expr::value(now))
-                    .filter(resource::Column::Id.eq(res_id))
+                    .filter(resource::Column::Id.eq(res_id.clone()))
                     .exec(&self.db)
                     .await?;
                 self.complete(request_id).await?;
+                audit::record(
+                    &self.db,
+                    audit::ENGINE,
+                    "resource.deleted",
+                    &format!("resource:{res_id}"),
+                    "deleted",
+                    Some(json!({"requestId": request_id})),
+                )
+                .await;
                 Ok("resource deleted; credentials destroyed".into())
             }
             "publish" => {
@@ -493,7 +534,7 @@ impl Engine {
                     .as_ref()
                     .and_then(|e| e.get("monthly"))
                     .and_then(Value::as_f64);
-                let mut res = resource::Entity::find_by_id(res_id)
+                let mut res = resource::Entity::find_by_id(res_id.clone())
                     .one(&self.db)
                     .await?
                     .ok_or_else(|| Stop::Permanent("resource vanished".into()))?
@@ -512,6 +553,20 @@ impl Engine {
                 res.updated_at = Set(now);
                 res.update(&self.db).await?;
                 self.complete(request_id).await?;
+                let event = if req.operation == "create" {
+                    "resource.created"
+                } else {
+                    "resource.updated"
+                };
+                audit::record(
+                    &self.db,
+                    audit::ENGINE,
+                    event,
+                    &format!("resource:{res_id}"),
+                    "ready",
+                    Some(json!({"requestId": request_id, "name": spec.resource.name})),
+                )
+                .await;
                 Ok("resource ready".into())
             }
             other => {

@@ -58,12 +58,44 @@ pub async fn place(
             Created::New(r) => (r, true),
             Created::Existing(r) => (r, false),
         };
+    if new {
+        audit_created(inputs, &request, requester).await;
+    }
     if request.status == requests::RequestStatus::Denied {
         // From what was stored, so a retried key answers as the first call did.
         let deny = stored_denials(&request);
         return Ok(Placed::Denied { request, deny });
     }
     Ok(Placed::Accepted { request, new })
+}
+
+/// A new request and the policy decision it was stored with.
+async fn audit_created(inputs: &Inputs<'_>, request: &Request, requester: &Principal) {
+    let target = format!("request:{}", request.id);
+    crate::audit::record(
+        inputs.db,
+        &requester.subject,
+        "request.created",
+        &target,
+        request.status.as_str(),
+        Some(serde_json::json!({"offering": request.offering, "operation": request.operation, "owner": request.owner, "resourceId": request.resource_id})),
+    )
+    .await;
+    if let Some(d) = &request.decision {
+        let outcome = d
+            .get("outcome")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        crate::audit::record(
+            inputs.db,
+            "paved:policy",
+            "policy.decided",
+            &target,
+            outcome,
+            Some(d.clone()),
+        )
+        .await;
+    }
 }
 
 /// The denials a stored request was decided with, so a retried key answers as the first call.
@@ -160,6 +192,7 @@ pub async fn place_update(
     let request = match requests::create(inputs.db, *request, verdict, inputs.max_attempts).await? {
         Created::New(r) | Created::Existing(r) => r,
     };
+    audit_created(inputs, &request, requester).await;
     if request.status == requests::RequestStatus::Denied {
         let deny = stored_denials(&request);
         return Ok(Placed::Denied { request, deny });

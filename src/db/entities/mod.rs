@@ -2,6 +2,7 @@
 //! entity when that capability arrives.
 
 pub mod approval;
+pub mod audit_event;
 pub mod budget;
 pub mod job;
 pub mod request;

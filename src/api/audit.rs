@@ -1,0 +1,54 @@
+//! `GET /v1/audit`: the append-only record of every state change. There is no way to change or
+//! delete an event through the API.
+
+use axum::{Json, extract::State};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::extract::ApiQuery;
+use crate::{
+    app::AppState,
+    audit::{self, AuditEvent, AuditFilter},
+    error::{ApiError, ErrorEnvelope},
+};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Who acted (entity ref, `paved:engine`, `paved:policy`, `anonymous`).
+    pub actor: Option<String>,
+    /// What it concerned, e.g. `request:<id>` or `resource:<id>`.
+    pub target: Option<String>,
+    /// Event type, e.g. `credentials.read`.
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// RFC 3339 time, inclusive.
+    pub since: Option<DateTime<Utc>>,
+    /// RFC 3339 time, exclusive.
+    pub until: Option<DateTime<Utc>>,
+    /// 1-1000 (default 100).
+    pub limit: Option<u64>,
+}
+
+/// Audit events, newest first.
+#[utoipa::path(get, path = "/v1/audit", operation_id = "listAuditEvents", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Vec<AuditEvent>), (status = 400, body = ErrorEnvelope)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::input("limit: must be between 1 and 1000"));
+    }
+    let filter = AuditFilter {
+        actor: q.actor,
+        target: q.target,
+        event_type: q.event_type,
+        since: q.since,
+        until: q.until,
+        limit,
+    };
+    Ok(Json(audit::list(state.db(), &filter).await?))
+}

@@ -1,0 +1,103 @@
+//! The audit trail: every state change as an append-only event (actor, on-behalf-of, time,
+//! target, outcome). Nothing in paved updates or deletes these rows.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::db::entities::audit_event;
+
+/// The engine acts as this principal.
+pub const ENGINE: &str = "paved:engine";
+
+/// Records one event. Failing to audit is logged, never hidden, but does not undo the change
+/// it describes (which already happened).
+pub async fn record<C: ConnectionTrait>(
+    conn: &C,
+    actor: &str,
+    event_type: &str,
+    target: &str,
+    outcome: &str,
+    details: Option<Value>,
+) {
+    let row = audit_event::ActiveModel {
+        id: NotSet,
+        at: Set(Utc::now()),
+        actor: Set(actor.into()),
+        on_behalf_of: Set(None),
+        event_type: Set(event_type.into()),
+        target: Set(target.into()),
+        outcome: Set(outcome.into()),
+        details: Set(details),
+    };
+    if let Err(e) = audit_event::Entity::insert(row).exec(conn).await {
+        tracing::error!(error = %e, event_type, target, "could not record an audit event");
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub on_behalf_of: Option<String>,
+    /// e.g. request.created, policy.decided, approval.approved, step.failed,
+    /// resource.created, resource.deleted, credentials.read, budget.set.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// e.g. `request:<id>`, `resource:<id>`, `team:group:default/team-a`.
+    pub target: String,
+    pub outcome: String,
+    #[schema(value_type = Object)]
+    pub details: Option<Value>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: u64,
+}
+
+/// Newest first.
+pub async fn list<C: ConnectionTrait>(conn: &C, f: &AuditFilter) -> Result<Vec<AuditEvent>, DbErr> {
+    let mut q = audit_event::Entity::find().order_by_desc(audit_event::Column::Id);
+    if let Some(a) = &f.actor {
+        q = q.filter(audit_event::Column::Actor.eq(a.as_str()));
+    }
+    if let Some(t) = &f.target {
+        q = q.filter(audit_event::Column::Target.eq(t.as_str()));
+    }
+    if let Some(t) = &f.event_type {
+        q = q.filter(audit_event::Column::EventType.eq(t.as_str()));
+    }
+    if let Some(s) = f.since {
+        q = q.filter(audit_event::Column::At.gte(s));
+    }
+    if let Some(u) = f.until {
+        q = q.filter(audit_event::Column::At.lt(u));
+    }
+    Ok(q.limit(f.limit)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|m| AuditEvent {
+            id: m.id,
+            at: m.at,
+            actor: m.actor,
+            on_behalf_of: m.on_behalf_of,
+            event_type: m.event_type,
+            target: m.target,
+            outcome: m.outcome,
+            details: m.details,
+        })
+        .collect())
+}
