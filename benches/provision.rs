@@ -126,12 +126,16 @@ async fn main() {
         .await
         .unwrap();
         floor.push(t.elapsed());
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE \"{name}\"; DROP ROLE \"{name}_owner\""
-        )))
-        .execute(&mut adm)
-        .await
-        .unwrap();
+        // One statement each: DROP DATABASE refuses to run inside a (multi-statement) transaction.
+        for stmt in [
+            format!("DROP DATABASE \"{name}\""),
+            format!("DROP ROLE \"{name}_owner\""),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
+                .execute(&mut adm)
+                .await
+                .unwrap();
+        }
     }
 
     let floor_mean = stats("floor: CREATE ROLE + CREATE DATABASE", floor);

@@ -24,8 +24,8 @@ fn pg_driver() -> PostgresDriver {
 
 /// Destroys what a test provisioned even when the test fails half-way.
 enum Cleanup {
-    Postgres(paved::provisioning::drivers::postgres::PostgresSpec),
-    Redis(RedisSpec),
+    Postgres(paved::provisioning::drivers::postgres::PostgresSpec, String),
+    Redis(RedisSpec, String),
 }
 
 impl Drop for Cleanup {
@@ -38,16 +38,19 @@ impl Drop for Cleanup {
         };
         std::thread::scope(|s| {
             s.spawn(|| match self {
-                Cleanup::Postgres(spec) => {
-                    rt().block_on(async { pg_driver().destroy(spec).await.ok() })
+                Cleanup::Postgres(spec, tag) => {
+                    rt().block_on(async { pg_driver().destroy(spec, tag).await.ok() })
                 }
-                Cleanup::Redis(spec) => {
-                    rt().block_on(async { redis_driver().destroy(spec).await.ok() })
+                Cleanup::Redis(spec, tag) => {
+                    rt().block_on(async { redis_driver().destroy(spec, tag).await.ok() })
                 }
             });
         });
     }
 }
+
+/// The ownership tag these tests provision under.
+const TAG: &str = "paved:test";
 
 fn unique(prefix: &str) -> String {
     format!(
@@ -76,9 +79,9 @@ async fn postgres_create_connect_observe_destroy() {
     let spec = driver
         .parse(&json!({"database": name, "environment": "dev", "connection_limit": 7, "extensions": ["pgcrypto"], "instance_class": "db.t3.small"}))
         .unwrap();
-    let _cleanup = Cleanup::Postgres(spec.clone());
+    let _cleanup = Cleanup::Postgres(spec.clone(), TAG.into());
     let password = generate_password();
-    let applied = driver.apply(&spec, &password).await.unwrap();
+    let applied = driver.apply(&spec, &password, TAG).await.unwrap();
     assert_eq!(applied.outputs["database"], name.as_str());
     assert_eq!(applied.outputs["username"], format!("{name}_owner"));
     assert!(
@@ -112,12 +115,12 @@ async fn postgres_create_connect_observe_destroy() {
 
     // Re-running after a crash converges: same database, new password works.
     let again = generate_password();
-    driver.apply(&spec, &again).await.unwrap();
+    driver.apply(&spec, &again, TAG).await.unwrap();
     assert!(driver.observe(&spec).await.unwrap().exists);
 
     // Destroy ends our connection, drops database and role; twice is fine.
-    driver.destroy(&spec).await.unwrap();
-    driver.destroy(&spec).await.unwrap();
+    driver.destroy(&spec, TAG).await.unwrap();
+    driver.destroy(&spec, TAG).await.unwrap();
     assert!(!driver.observe(&spec).await.unwrap().exists);
     assert!(
         connect_as(&format!("{name}_owner"), &again, "postgres")
@@ -135,16 +138,136 @@ async fn postgres_two_workers_applying_at_once_make_one_database() {
     let spec = driver
         .parse(&json!({"database": name, "environment": "staging"}))
         .unwrap();
-    let _cleanup = Cleanup::Postgres(spec.clone());
+    let _cleanup = Cleanup::Postgres(spec.clone(), TAG.into());
     let password = generate_password();
     let (a, b) = tokio::join!(
-        driver.apply(&spec, &password),
-        driver.apply(&spec, &password)
+        driver.apply(&spec, &password, TAG),
+        driver.apply(&spec, &password, TAG)
     );
     a.unwrap();
     b.unwrap();
     assert!(driver.observe(&spec).await.unwrap().exists);
-    driver.destroy(&spec).await.unwrap();
+    driver.destroy(&spec, TAG).await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_never_takes_over_what_it_did_not_create() {
+    let driver = pg_driver();
+    let name = unique("paved_foreign");
+    // Someone else's database and role with the names paved would use.
+    let mut admin = PgConnection::connect(&common::postgres_admin_url())
+        .await
+        .unwrap();
+    for stmt in [
+        format!("CREATE ROLE \"{name}_owner\""),
+        format!("CREATE DATABASE \"{name}\" OWNER \"{name}_owner\""),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let spec = driver
+        .parse(&json!({"database": name, "environment": "dev"}))
+        .unwrap();
+    let err = driver
+        .apply(&spec, &generate_password(), TAG)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DriverError::Permanent(ref m) if m.contains("is not this resource's")),
+        "{err:?}"
+    );
+    let err = driver.destroy(&spec, TAG).await.unwrap_err();
+    assert!(err.to_string().contains("refusing to drop"), "{err}");
+    assert!(driver.observe(&spec).await.unwrap().exists, "still there");
+    // And a resource cannot take over another resource's database either.
+    let other = unique("paved_mine");
+    let mine = driver
+        .parse(&json!({"database": other, "environment": "dev"}))
+        .unwrap();
+    let _cleanup = Cleanup::Postgres(mine.clone(), TAG.into());
+    driver
+        .apply(&mine, &generate_password(), TAG)
+        .await
+        .unwrap();
+    assert!(
+        driver
+            .apply(&mine, &generate_password(), "paved:resource:someone-else")
+            .await
+            .is_err()
+    );
+    for stmt in [
+        format!("DROP DATABASE \"{name}\""),
+        format!("DROP ROLE \"{name}_owner\""),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn redis_never_takes_over_a_user_it_did_not_create() {
+    let driver = redis_driver();
+    let prefix = unique("paved-foreign").replace('_', "-");
+    let spec = RedisSpec::parse(&json!({"key_prefix": prefix, "environment": "dev", "commands": "+@read", "evict_keys_on_delete": true})).unwrap();
+    let url =
+        std::env::var("PAVED_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut admin = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&spec.user)
+        .arg("on")
+        .arg(">theirs")
+        .arg("~*")
+        .arg("+@all")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:theirs"))
+        .arg("1")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(
+        driver
+            .apply(&spec, &generate_password(), TAG)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("not this resource's")
+    );
+    driver.destroy(&spec, TAG).await.unwrap();
+    let still: Option<String> = redis::cmd("GET")
+        .arg(format!("{prefix}:theirs"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(still.as_deref(), Some("1"), "their keys survive");
+    assert!(
+        driver.observe(&spec).await.unwrap().exists,
+        "their user survives"
+    );
+    let _: () = redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&spec.user)
+        .query_async(&mut admin)
+        .await
+        .map(|_: i64| ())
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:theirs"))
+        .query_async(&mut admin)
+        .await
+        .map(|_: i64| ())
+        .unwrap();
 }
 
 #[test]
@@ -214,9 +337,9 @@ async fn redis_user_is_confined_to_its_prefix() {
     let spec = RedisSpec::parse(&json!({"key_prefix": prefix, "environment": "dev",
         "commands": "+@read +@write +@connection -@dangerous -@admin", "evict_keys_on_delete": true}))
     .unwrap();
-    let _cleanup = Cleanup::Redis(spec.clone());
+    let _cleanup = Cleanup::Redis(spec.clone(), TAG.into());
     let password = generate_password();
-    let applied = driver.apply(&spec, &password).await.unwrap();
+    let applied = driver.apply(&spec, &password, TAG).await.unwrap();
     assert_eq!(applied.outputs["username"], format!("paved-{prefix}"));
 
     let mut c = redis_as(&spec.user, &password).await;
@@ -242,6 +365,11 @@ async fn redis_user_is_confined_to_its_prefix() {
         e.code() == Some("NOPERM") || e.to_string().contains("NOPERM"),
         "writes outside the prefix are refused: {e:?} / {e}"
     );
+    let scan: Result<(u64, Vec<String>), _> = redis::cmd("SCAN").arg(0).query_async(&mut c).await;
+    assert!(
+        scan.is_err(),
+        "SCAN ignores key patterns, so tenants may not use it"
+    );
     let admin: Result<String, _> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxmemory")
@@ -258,7 +386,7 @@ async fn redis_user_is_confined_to_its_prefix() {
     );
     assert_eq!(driver.usage(&spec).await.unwrap().active, 1);
 
-    driver.destroy(&spec).await.unwrap();
+    driver.destroy(&spec, TAG).await.unwrap();
     assert!(!driver.observe(&spec).await.unwrap().exists);
     assert_eq!(
         driver.usage(&spec).await.unwrap().active,
@@ -283,9 +411,9 @@ async fn redis_read_only_users_cannot_write() {
     let driver = redis_driver();
     let prefix = unique("paved-ro").replace('_', "-");
     let spec = RedisSpec::parse(&json!({"key_prefix": prefix, "environment": "dev", "commands": "+@read +@connection -@dangerous"})).unwrap();
-    let _cleanup = Cleanup::Redis(spec.clone());
+    let _cleanup = Cleanup::Redis(spec.clone(), TAG.into());
     let password = generate_password();
-    driver.apply(&spec, &password).await.unwrap();
+    driver.apply(&spec, &password, TAG).await.unwrap();
     let mut c = redis_as(&spec.user, &password).await;
     let w: Result<(), _> = redis::cmd("SET")
         .arg(format!("{prefix}:a"))
@@ -293,7 +421,7 @@ async fn redis_read_only_users_cannot_write() {
         .query_async(&mut c)
         .await;
     assert_eq!(w.unwrap_err().code(), Some("NOPERM"));
-    driver.destroy(&spec).await.unwrap();
+    driver.destroy(&spec, TAG).await.unwrap();
 }
 
 #[test]

@@ -67,12 +67,16 @@ async fn wait_final(app: &TestApp, id: &str) -> Value {
     panic!("request {id} did not finish within 30 s");
 }
 
-/// Destroys what the engine created, whatever the test's outcome.
-struct Teardown(Vec<(String, Value)>);
+/// Destroys what the engine created for some requests, whatever the test's outcome (reading
+/// the resources and their ownership tags from the test's database, which outlives this).
+struct Teardown {
+    db_url: String,
+    requests: Vec<String>,
+}
 
 impl Drop for Teardown {
     fn drop(&mut self) {
-        let parts = std::mem::take(&mut self.0);
+        let (url, ids) = (self.db_url.clone(), std::mem::take(&mut self.requests));
         std::thread::scope(|s| {
             s.spawn(|| {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -80,25 +84,42 @@ impl Drop for Teardown {
                     .build()
                     .unwrap();
                 rt.block_on(async {
+                    use paved::db::entities::request;
+                    use sea_orm::EntityTrait;
+                    let mut db = Settings::default().database;
+                    db.url = url;
+                    let Ok(conn) = paved::db::connect(&db).await else {
+                        return;
+                    };
                     let drivers = Drivers::from_settings(&Settings::default().drivers);
-                    for (driver, spec) in parts {
-                        if let Ok(p) = drivers.parse(&driver, &spec) {
-                            drivers.destroy(&p).await.ok();
+                    for id in ids {
+                        let Ok(Some(r)) = request::Entity::find_by_id(id).one(&conn).await else {
+                            continue;
+                        };
+                        let Some(rid) = r.resource_id else { continue };
+                        let parts = r
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.get("parts"))
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        for p in parts {
+                            if let Ok(spec) =
+                                drivers.parse(p["driver"].as_str().unwrap_or(""), &p["spec"])
+                            {
+                                drivers
+                                    .destroy(&spec, &paved::provisioning::engine::owner_tag(&rid))
+                                    .await
+                                    .ok();
+                            }
                         }
                     }
+                    conn.close().await.ok();
                 });
             });
         });
     }
-}
-
-fn teardown_of(request: &Value) -> Vec<(String, Value)> {
-    request["spec"]["parts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| (p["driver"].as_str().unwrap().to_owned(), p["spec"].clone()))
-        .collect()
 }
 
 #[tokio::test]
@@ -107,8 +128,10 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     let app = TestApp::spawn(with_workers(settings(&db.url), 2)).await;
     let n = name();
     let id = order(&app, "postgres-database", json!({"name": n, "environment": "staging", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"})).await;
-    let (_, pending) = app.get_json(&format!("/requests/{id}")).await;
-    let _teardown = Teardown(teardown_of(&pending));
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![id.clone()],
+    };
     let done = wait_final(&app, &id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let steps: Vec<(&str, &str)> = done["steps"]
@@ -308,8 +331,10 @@ async fn production_resources_are_protected_from_deletion() {
     let db = TestDb::new(DbEngine::Sqlite).await;
     let app = TestApp::spawn(with_workers(settings(&db.url), 1)).await;
     let id = order(&app, "redis-cache", json!({"name": name(), "environment": "prod", "owner": "team-a", "cost_center": "ENG-1234"})).await;
-    let (_, pending) = app.get_json(&format!("/requests/{id}")).await;
-    let _teardown = Teardown(teardown_of(&pending));
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![id.clone()],
+    };
     let done = wait_final(&app, &id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let rid = done["resourceId"].as_str().unwrap();
@@ -348,8 +373,10 @@ async fn a_preview_environment_provisions_database_and_cache_as_one() {
     let app = TestApp::spawn(with_workers(settings(&db.url), 1)).await;
     let branch = name();
     let id = order(&app, "preview-environment", json!({"component": "shop", "branch": branch, "owner": "team-a", "cost_center": "ENG-1234", "ttl_hours": 4})).await;
-    let (_, pending) = app.get_json(&format!("/requests/{id}")).await;
-    let _teardown = Teardown(teardown_of(&pending));
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![id.clone()],
+    };
     let done = wait_final(&app, &id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let names: Vec<&str> = done["steps"]
@@ -419,8 +446,10 @@ async fn a_worker_that_dies_mid_provision_is_replaced_and_nothing_runs_twice() {
         json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
     )
     .await;
-    let (_, pending) = app.get_json(&format!("/requests/{id}")).await;
-    let _teardown = Teardown(teardown_of(&pending));
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![id.clone()],
+    };
 
     let conn = paved::db::connect(&s.database).await.unwrap();
     let secrets = Arc::new(SecretBox::from_base64(&key).unwrap());
@@ -472,7 +501,6 @@ async fn two_replicas_racing_over_many_requests_provision_each_exactly_once() {
     let app = TestApp::spawn(s.clone()).await;
     let run = name();
     let mut ids = Vec::new();
-    let mut parts = Vec::new();
     for i in 0..N {
         let id = order(
             &app,
@@ -480,11 +508,12 @@ async fn two_replicas_racing_over_many_requests_provision_each_exactly_once() {
             json!({"name": format!("{run}-{i}"), "owner": "team-a", "cost_center": "ENG-1234"}),
         )
         .await;
-        let (_, r) = app.get_json(&format!("/requests/{id}")).await;
-        parts.extend(teardown_of(&r));
         ids.push(id);
     }
-    let _teardown = Teardown(parts);
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: ids.clone(),
+    };
     // Two replicas of paved on the same PostgreSQL, two workers each.
     let mut replicas = Vec::new();
     for _ in 0..2 {
@@ -580,8 +609,10 @@ async fn another_replica_starts_a_job_at_once_through_listen_notify() {
         json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
     )
     .await;
-    let (_, pending) = api.get_json(&format!("/requests/{id}")).await;
-    let _teardown = Teardown(teardown_of(&pending));
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![id.clone()],
+    };
     let done = wait_final(&api, &id).await;
     assert_eq!(done["status"], "succeeded");
     assert!(

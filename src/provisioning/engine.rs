@@ -586,7 +586,10 @@ impl Engine {
                     // An update converges the existing part with the same password.
                     "create" | "update" => {
                         let password = self.password(&res_id, part_id).await?;
-                        let applied = self.drivers.apply(&part, &password).await?;
+                        let applied = self
+                            .drivers
+                            .apply(&part, &password, &owner_tag(&res_id))
+                            .await?;
                         let res = resource::Entity::find_by_id(res_id)
                             .one(&self.db)
                             .await?
@@ -600,7 +603,7 @@ impl Engine {
                         Ok(format!("{part_id} applied"))
                     }
                     "destroy" => {
-                        self.drivers.destroy(&part).await?;
+                        self.drivers.destroy(&part, &owner_tag(&res_id)).await?;
                         Ok(format!("{part_id} destroyed"))
                     }
                     "configure" => {
@@ -762,4 +765,9 @@ pub async fn credentials(
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| e.to_string())
+}
+
+/// What marks a database, role or Redis user as belonging to resource `id`.
+pub fn owner_tag(resource_id: &str) -> String {
+    format!("paved:resource:{resource_id}")
 }

@@ -84,10 +84,16 @@ impl Drivers {
         }
     }
 
-    pub async fn apply(&self, spec: &PartSpec, password: &str) -> Result<Applied, DriverError> {
+    /// `tag` marks what this resource owns; drivers never take over or destroy untagged things.
+    pub async fn apply(
+        &self,
+        spec: &PartSpec,
+        password: &str,
+        tag: &str,
+    ) -> Result<Applied, DriverError> {
         match spec {
-            PartSpec::Postgres(s) => self.postgres.apply(s, password).await,
-            PartSpec::Redis(s) => self.redis.apply(s, password).await,
+            PartSpec::Postgres(s) => self.postgres.apply(s, password, tag).await,
+            PartSpec::Redis(s) => self.redis.apply(s, password, tag).await,
         }
     }
 
@@ -98,10 +104,10 @@ impl Drivers {
         }
     }
 
-    pub async fn destroy(&self, spec: &PartSpec) -> Result<(), DriverError> {
+    pub async fn destroy(&self, spec: &PartSpec, tag: &str) -> Result<(), DriverError> {
         match spec {
-            PartSpec::Postgres(s) => self.postgres.destroy(s).await,
-            PartSpec::Redis(s) => self.redis.destroy(s).await,
+            PartSpec::Postgres(s) => self.postgres.destroy(s, tag).await,
+            PartSpec::Redis(s) => self.redis.destroy(s, tag).await,
         }
     }
 

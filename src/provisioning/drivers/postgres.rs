@@ -165,7 +165,12 @@ impl PostgresDriver {
     /// Two runs for the same database (a worker that died and its successor) take turns on an
     /// advisory lock, since PostgreSQL refuses concurrent DDL on one role ("tuple concurrently
     /// updated").
-    pub async fn apply(&self, spec: &PostgresSpec, password: &str) -> Result<Applied, DriverError> {
+    pub async fn apply(
+        &self,
+        spec: &PostgresSpec,
+        password: &str,
+        tag: &str,
+    ) -> Result<Applied, DriverError> {
         let pool = self.admin(&spec.environment).await?;
         let mut conn = pool.acquire().await.map_err(classify)?;
         sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
@@ -173,7 +178,7 @@ impl PostgresDriver {
             .execute(&mut *conn)
             .await
             .map_err(classify)?;
-        let result = self.converge(&mut conn, spec, password).await;
+        let result = self.converge(&mut conn, spec, password, tag).await;
         let unlock = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
             .bind(spec.database.as_str())
             .execute(&mut *conn)
@@ -220,30 +225,34 @@ impl PostgresDriver {
         })
     }
 
+    /// Converges role and database. Both carry paved's ownership tag as their comment; an
+    /// existing role or database without it belongs to someone else and is never taken over.
     async fn converge(
         &self,
         conn: &mut PgConnection,
         spec: &PostgresSpec,
         password: &str,
+        tag: &str,
     ) -> Result<(), DriverError> {
         let (db, role) = (spec.database.quoted(), spec.owner.quoted());
-        let pw = quote_literal(password);
+        let (pw, tag_lit) = (quote_literal(password), quote_literal(tag));
         let limit = spec.connection_limit;
-        if !exists(
-            conn,
-            "SELECT 1 FROM pg_roles WHERE rolname = $1",
-            spec.owner.as_str(),
-        )
-        .await?
-        {
-            match exec(
-                conn,
-                &format!("CREATE ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}"),
-            )
-            .await
-            {
-                Err(DriverError::Conflict(_)) => {} // created meanwhile outside paved's lock: converge below
-                other => other?,
+        match role_tag(conn, spec.owner.as_str()).await? {
+            None => {
+                // Role and its tag in one transaction: there is never an untagged paved role.
+                let created = exec(conn, &format!("BEGIN; CREATE ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}; COMMENT ON ROLE {role} IS {tag_lit}; COMMIT")).await;
+                if created.is_err() {
+                    // Leave no aborted transaction on a pooled connection.
+                    let _ = exec(conn, "ROLLBACK").await;
+                }
+                created?;
+            }
+            Some(found) if found.as_deref() == Some(tag) => {}
+            Some(_) => {
+                return Err(DriverError::Permanent(format!(
+                    "a role named {} already exists on this cluster and is not this resource's; choose another name",
+                    spec.owner.as_str()
+                )));
             }
         }
         exec(
@@ -251,21 +260,31 @@ impl PostgresDriver {
             &format!("ALTER ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}"),
         )
         .await?;
-        if !exists(
-            conn,
-            "SELECT 1 FROM pg_database WHERE datname = $1",
-            spec.database.as_str(),
-        )
-        .await?
-        {
-            match exec(
-                conn,
-                &format!("CREATE DATABASE {db} OWNER {role} CONNECTION LIMIT {limit}"),
-            )
-            .await
+        match database_tag(conn, spec.database.as_str()).await? {
+            None => {
+                match exec(
+                    conn,
+                    &format!("CREATE DATABASE {db} OWNER {role} CONNECTION LIMIT {limit}"),
+                )
+                .await
+                {
+                    Err(DriverError::Conflict(_)) => {}
+                    other => other?,
+                }
+                exec(conn, &format!("COMMENT ON DATABASE {db} IS {tag_lit}")).await?;
+            }
+            Some((found, owner))
+                if found.as_deref() == Some(tag)
+                    || (found.is_none() && owner == spec.owner.as_str()) =>
             {
-                Err(DriverError::Conflict(_)) => {}
-                other => other?,
+                // Untagged but owned by our (tagged) role: a crash between CREATE and COMMENT.
+                exec(conn, &format!("COMMENT ON DATABASE {db} IS {tag_lit}")).await?;
+            }
+            Some(_) => {
+                return Err(DriverError::Permanent(format!(
+                    "a database named {} already exists on this cluster and is not this resource's; choose another name",
+                    spec.database.as_str()
+                )));
             }
         }
         exec(conn, &format!("ALTER DATABASE {db} OWNER TO {role}")).await?;
@@ -307,27 +326,45 @@ impl PostgresDriver {
     }
 
     /// Drops the database (after ending its connections) and the role. Gone already is fine.
-    pub async fn destroy(&self, spec: &PostgresSpec) -> Result<(), DriverError> {
+    pub async fn destroy(&self, spec: &PostgresSpec, tag: &str) -> Result<(), DriverError> {
         let pool = self.admin(&spec.environment).await?;
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
-            .bind(spec.database.as_str())
-            .execute(&pool)
-            .await
-            .map_err(classify)?;
         let mut conn = pool.acquire().await.map_err(classify)?;
-        exec(
-            &mut conn,
-            &format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                spec.database.quoted()
-            ),
-        )
-        .await?;
-        exec(
-            &mut conn,
-            &format!("DROP ROLE IF EXISTS {}", spec.owner.quoted()),
-        )
-        .await?;
+        let role_is_ours =
+            matches!(role_tag(&mut conn, spec.owner.as_str()).await?, Some(Some(t)) if t == tag);
+        match database_tag(&mut conn, spec.database.as_str()).await? {
+            None => {}
+            Some((found, owner))
+                if found.as_deref() == Some(tag)
+                    || (found.is_none() && role_is_ours && owner == spec.owner.as_str()) =>
+            {
+                sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+                    .bind(spec.database.as_str())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(classify)?;
+                exec(
+                    &mut conn,
+                    &format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        spec.database.quoted()
+                    ),
+                )
+                .await?;
+            }
+            Some(_) => {
+                return Err(DriverError::Permanent(format!(
+                    "database {} is not this resource's; refusing to drop it",
+                    spec.database.as_str()
+                )));
+            }
+        }
+        if role_is_ours {
+            exec(
+                &mut conn,
+                &format!("DROP ROLE IF EXISTS {}", spec.owner.quoted()),
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -352,17 +389,40 @@ impl PostgresDriver {
     }
 }
 
-async fn exists(
+/// `None`: no such role; `Some(comment)` otherwise.
+async fn role_tag(
     conn: &mut PgConnection,
-    sql: &'static str,
     name: &str,
-) -> Result<bool, DriverError> {
-    Ok(sqlx::query(sql)
-        .bind(name)
-        .fetch_optional(conn)
-        .await
-        .map_err(classify)?
-        .is_some())
+) -> Result<Option<Option<String>>, DriverError> {
+    let row = sqlx::query(
+        "SELECT shobj_description(oid, 'pg_authid') AS tag FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(name)
+    .fetch_optional(conn)
+    .await
+    .map_err(classify)?;
+    Ok(row.map(|r| r.get::<Option<String>, _>("tag")))
+}
+
+/// `None`: no such database; `Some((comment, owner))` otherwise.
+async fn database_tag(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<Option<(Option<String>, String)>, DriverError> {
+    let row = sqlx::query(
+        "SELECT shobj_description(d.oid, 'pg_database') AS tag, r.rolname AS owner \
+         FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
+    )
+    .bind(name)
+    .fetch_optional(conn)
+    .await
+    .map_err(classify)?;
+    Ok(row.map(|r| {
+        (
+            r.get::<Option<String>, _>("tag"),
+            r.get::<String, _>("owner"),
+        )
+    }))
 }
 
 /// Runs DDL that cannot take bind parameters. Every identifier in `sql` went through

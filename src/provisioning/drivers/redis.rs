@@ -111,9 +111,38 @@ impl RedisDriver {
         Ok(c)
     }
 
-    /// Creates or resets the ACL user: `reset` first, so re-running converges exactly.
-    pub async fn apply(&self, spec: &RedisSpec, password: &str) -> Result<Applied, DriverError> {
+    /// Creates or resets the ACL user: `reset` first, so re-running converges exactly. A user
+    /// that exists without this resource's ownership marker is someone else's and is refused.
+    pub async fn apply(
+        &self,
+        spec: &RedisSpec,
+        password: &str,
+        tag: &str,
+    ) -> Result<Applied, DriverError> {
         let mut c = self.conn(&spec.environment).await?;
+        let marker: Option<String> = c
+            .get(owner_key(&spec.user))
+            .await
+            .map_err(|e| self.fail(&spec.environment, e))?;
+        let exists = !matches!(
+            redis::cmd("ACL")
+                .arg("GETUSER")
+                .arg(&spec.user)
+                .query_async::<redis::Value>(&mut c)
+                .await
+                .map_err(|e| self.fail(&spec.environment, e))?,
+            redis::Value::Nil
+        );
+        if marker.as_deref().is_some_and(|m| m != tag) || (exists && marker.is_none()) {
+            return Err(DriverError::Permanent(format!(
+                "a Redis user named {} already exists and is not this resource's; choose another name",
+                spec.user
+            )));
+        }
+        // The marker first: a crash after it leaves a user we recognise as ours.
+        c.set::<_, _, ()>(owner_key(&spec.user), tag)
+            .await
+            .map_err(|e| self.fail(&spec.environment, e))?;
         let mut cmd = redis::cmd("ACL");
         cmd.arg("SETUSER")
             .arg(&spec.user)
@@ -125,19 +154,23 @@ impl RedisDriver {
         for rule in &spec.commands {
             cmd.arg(rule);
         }
-        cmd.query_async::<()>(&mut c).await.map_err(classify)?;
+        // Key patterns do not restrict these: without this, tenants could list each other's keys.
+        cmd.arg("-scan").arg("-randomkey").arg("-keys");
+        cmd.query_async::<()>(&mut c)
+            .await
+            .map_err(|e| self.fail(&spec.environment, e))?;
         let url: redis::ConnectionInfo =
             redis::IntoConnectionInfo::into_connection_info(self.target(&spec.environment)?)
                 .map_err(|e| DriverError::Permanent(e.to_string()))?;
-        let (host, port) = match url.addr() {
-            redis::ConnectionAddr::Tcp(h, p)
-            | redis::ConnectionAddr::TcpTls {
+        let (host, port, tls) = match url.addr() {
+            redis::ConnectionAddr::Tcp(h, p) => (h.clone(), *p, false),
+            redis::ConnectionAddr::TcpTls {
                 host: h, port: p, ..
-            } => (h.clone(), *p),
-            other => (other.to_string(), 0),
+            } => (h.clone(), *p, true),
+            other => (other.to_string(), 0, false),
         };
         Ok(Applied {
-            outputs: json!({"host": host, "port": port, "username": spec.user, "key_prefix": format!("{}:", spec.key_prefix)}),
+            outputs: json!({"host": host, "port": port, "tls": tls, "username": spec.user, "key_prefix": format!("{}:", spec.key_prefix)}),
             secrets: json!({"password": password}),
         })
     }
@@ -171,7 +204,10 @@ impl RedisDriver {
         };
         let mut state = serde_json::Map::new();
         for (k, v) in map {
-            if let Ok(key) = redis::from_redis_value::<String>(k) {
+            if let Ok(key) = redis::from_redis_value::<String>(k)
+                && key != "passwords"
+            {
+                // Password hashes are credentials too: never part of an observed state.
                 state.insert(key, to_json(&v));
             }
         }
@@ -182,8 +218,23 @@ impl RedisDriver {
     }
 
     /// Deletes the user and, when the spec says so, every key under its prefix.
-    pub async fn destroy(&self, spec: &RedisSpec) -> Result<(), DriverError> {
+    pub async fn destroy(&self, spec: &RedisSpec, tag: &str) -> Result<(), DriverError> {
         let mut c = self.conn(&spec.environment).await?;
+        let marker: Option<String> = c
+            .get(owner_key(&spec.user))
+            .await
+            .map_err(|e| self.fail(&spec.environment, e))?;
+        match marker.as_deref() {
+            Some(m) if m == tag => {}
+            // Never created (or already destroyed): nothing of ours to remove.
+            None => return Ok(()),
+            Some(_) => {
+                return Err(DriverError::Permanent(format!(
+                    "Redis user {} is not this resource's; refusing to delete it",
+                    spec.user
+                )));
+            }
+        }
         redis::cmd("ACL")
             .arg("DELUSER")
             .arg(&spec.user)
@@ -196,7 +247,22 @@ impl RedisDriver {
                 c.unlink::<_, i64>(chunk).await.map_err(classify)?;
             }
         }
+        c.del::<_, i64>(owner_key(&spec.user))
+            .await
+            .map_err(|e| self.fail(&spec.environment, e))?;
         Ok(())
+    }
+
+    /// Classifies an error, and forgets the cached connection when it is broken so the next
+    /// call reconnects (a restarted Redis must not need a restarted paved).
+    fn fail(&self, env: &str, e: redis::RedisError) -> DriverError {
+        let err = classify(e);
+        if matches!(err, DriverError::Transient(_))
+            && let Ok(mut conns) = self.conns.try_lock()
+        {
+            conns.remove(env);
+        }
+        err
     }
 
     /// Keys under the prefix (a cache in use has some; one nobody uses has none).
@@ -257,8 +323,22 @@ fn to_json(v: &redis::Value) -> Value {
     }
 }
 
+/// Where paved marks the users it created (outside every tenant prefix, which must start with
+/// a letter or digit).
+fn owner_key(user: &str) -> String {
+    format!("__paved_owner__:{user}")
+}
+
 fn classify(e: redis::RedisError) -> DriverError {
-    if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped() {
+    if e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || matches!(
+            e.retry_method(),
+            redis::RetryMethod::WaitAndRetry | redis::RetryMethod::Reconnect
+        )
+    {
         DriverError::Transient(e.to_string())
     } else {
         DriverError::Permanent(e.to_string())
