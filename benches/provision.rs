@@ -90,7 +90,7 @@ async fn main() {
             .await
             .unwrap();
         let id = r["id"].as_str().expect("request created").to_owned();
-        created.push(r["spec"]["parts"][0]["spec"].clone());
+        let spec = r["spec"]["parts"][0]["spec"].clone();
         loop {
             let r: Value = client
                 .get(format!("{base}/requests/{id}"))
@@ -101,7 +101,13 @@ async fn main() {
                 .await
                 .unwrap();
             match r["status"].as_str() {
-                Some("succeeded") => break,
+                Some("succeeded") => {
+                    created.push((
+                        spec,
+                        r["resourceId"].as_str().unwrap_or_default().to_owned(),
+                    ));
+                    break;
+                }
                 Some("failed") => panic!("{r}"),
                 _ => tokio::time::sleep(Duration::from_millis(2)).await,
             }
@@ -152,9 +158,12 @@ async fn main() {
     );
 
     let drivers = Drivers::from_settings(&s.drivers);
-    for spec in created {
+    for (spec, resource_id) in created {
         if let Ok(p) = drivers.parse("postgres", &spec) {
-            drivers.destroy(&p).await.ok();
+            drivers
+                .destroy(&p, &paved::provisioning::engine::owner_tag(&resource_id))
+                .await
+                .ok();
         }
     }
     let _ = stop.send(());
