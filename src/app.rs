@@ -205,6 +205,11 @@ impl Application {
             "paved starting"
         );
 
+        if settings.auth.allow_anonymous {
+            tracing::warn!(
+                "auth.allow_anonymous is on: callers without a token may read and order; turn it off in production"
+            );
+        }
         let mut background = tokio::task::JoinSet::new();
         if settings.database.migrate_on_start {
             background.spawn(migrate_until_done(state.clone()));
@@ -227,7 +232,11 @@ impl Application {
             ));
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into());
             for i in 0..settings.engine.workers {
-                let name = format!("{host}-{}-{i}", std::process::id());
+                // Unique across replicas even where HOSTNAME is unset and every PID is 1.
+                let name = format!(
+                    "{host}-{}-{i}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                );
                 workers.spawn(engine.clone().work(name, workers_stop_rx.clone()));
             }
             if !settings.database.url.starts_with("sqlite:") {

@@ -156,11 +156,24 @@ impl Default for CostSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     /// Tokens for API clients and CI. Only the SHA-256 of each token is configured.
     pub static_tokens: Vec<StaticToken>,
+    /// Let callers without a token use the API as `anonymous` (they may read and order, never
+    /// decide, change, delete or read credentials). On for the embedded default; turn it off
+    /// in production.
+    pub allow_anonymous: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            static_tokens: Vec::new(),
+            allow_anonymous: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +293,9 @@ pub struct BackstageSettings {
     /// The plugin id Backstage's discovery maps to paved; every path lives under `/api/<id>`.
     #[serde(deserialize_with = "string")]
     pub plugin_id: String,
+    /// How long `paved:wait` waits for a final state before answering `final: false`
+    /// (Backstage gives up on a response after 300 s).
+    pub wait_seconds: u64,
 }
 
 impl Default for BackstageSettings {
@@ -287,6 +303,7 @@ impl Default for BackstageSettings {
         Self {
             base_url: None,
             plugin_id: "paved".into(),
+            wait_seconds: 240,
         }
     }
 }

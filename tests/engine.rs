@@ -574,22 +574,68 @@ async fn pending_requests_can_be_cancelled() {
         json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
     )
     .await;
-    let r = app
-        .client
-        .post(app.api(&format!("/requests/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let cancel = |who: Option<&'static str>| {
+        let mut r = app.client.post(app.api(&format!("/requests/{id}/cancel")));
+        if let Some(t) = who {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(cancel(None).await.unwrap().status(), 401);
+    assert_eq!(
+        cancel(Some("mallory-token")).await.unwrap().status(),
+        403,
+        "another team"
+    );
+    assert_eq!(cancel(Some("alice-token")).await.unwrap().status(), 200);
     let (_, got) = app.get_json(&format!("/requests/{id}")).await;
     assert_eq!(got["status"], "cancelled");
-    let again = app
+    assert_eq!(cancel(Some("alice-token")).await.unwrap().status(), 409);
+
+    // Nobody orders for a team they do not belong to.
+    let r = app
         .client
-        .post(app.api(&format!("/requests/{id}/cancel")))
+        .post(app.api("/requests"))
+        .bearer_auth("mallory-token")
+        .json(&json!({"offering": "redis-cache", "values": {"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}}))
         .send()
         .await
         .unwrap();
-    assert_eq!(again.status(), 409);
+    assert_eq!(r.status(), 403);
+    app.stop().await;
+
+    // Where anonymous access is off, the API needs credentials; health stays public.
+    let mut locked = with_workers(settings(&db.url), 0);
+    locked.auth.allow_anonymous = false;
+    let app = TestApp::spawn(locked).await;
+    assert_eq!(
+        app.client
+            .get(app.api("/requests"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.client
+            .get(app.api("/requests"))
+            .bearer_auth("alice-token")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/.backstage/health/v1/liveness"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.stop().await;
 }
 
@@ -622,4 +668,78 @@ async fn another_replica_starts_a_job_at_once_through_listen_notify() {
     );
     worker.stop().await;
     api.stop().await;
+}
+
+#[tokio::test]
+async fn the_template_steps_provision_then_wait_for_the_resource() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 1)).await;
+    let actions = app.url("/api/paved/.backstage/actions/v1/actions");
+    let n = name();
+    let out: Value = app
+        .client
+        .post(format!("{actions}/paved%3Aprovision/invoke"))
+        .bearer_auth("alice-token")
+        .json(&json!({"offering": "redis-cache", "values": {"name": n, "owner": "team-a", "cost_center": "ENG-1234"}, "idempotencyKey": format!("task-{n}")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = out["output"]["requestId"].as_str().unwrap().to_owned();
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![id.clone()],
+    };
+    let waited: Value = app
+        .client
+        .post(format!("{actions}/paved%3Await/invoke"))
+        .bearer_auth("alice-token")
+        .json(&json!({"requestId": id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(waited["output"]["final"], true, "{waited}");
+    assert_eq!(waited["output"]["status"], "succeeded");
+    assert_eq!(
+        waited["output"]["entityRef"],
+        format!("resource:default/{n}-dev")
+    );
+
+    // A request that ends badly fails the step with paved's reason on the status line.
+    let other = order(
+        &app,
+        "redis-cache",
+        json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    app.client
+        .post(app.api(&format!("/requests/{other}/cancel")))
+        .bearer_auth("alice-token")
+        .send()
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .post(format!("{actions}/paved%3Await/invoke"))
+        .bearer_auth("alice-token")
+        .json(&json!({"requestId": other}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.status().canonical_reason(), Some("Conflict"));
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{body}"
+    );
+    app.stop().await;
 }

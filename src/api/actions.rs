@@ -79,6 +79,25 @@ fn list_body(plugin_id: &str) -> Value {
                 }, "required": ["requestId", "status", "requestUrl"]}
             },
             "examples": []
+        },
+        {
+            "id": format!("{plugin_id}:wait"), "pluginId": plugin_id, "name": "wait",
+            "title": "Wait for a request",
+            "description": "Waits (bounded, well under Backstage's 5-minute limit) until the request succeeds, and fails the step with paved's reason if it fails, is rejected or is cancelled. Answers final=false when still running at the bound; repeat the step then.",
+            "attributes": {"readOnly": true, "destructive": false, "idempotent": true},
+            "schema": {
+                "input": {"$schema": draft, "type": "object", "required": ["requestId"], "additionalProperties": false,
+                          "properties": {"requestId": {"type": "string", "description": "e.g. ${{ steps.provision.output.requestId }}"}}},
+                "output": {"$schema": draft, "type": "object", "properties": {
+                    "requestId": {"type": "string"},
+                    "status": {"type": "string"},
+                    "final": {"type": "boolean"},
+                    "resourceId": {"type": "string"},
+                    "entityRef": {"type": "string"},
+                    "requestUrl": {"type": "string"}
+                }, "required": ["requestId", "status", "final", "requestUrl"]}
+            },
+            "examples": []
         }
     ]})
 }
@@ -196,8 +215,9 @@ async fn invoke(
                 Placed::Invalid(errors) => Err(super::requests::invalid(&offering.name, &errors)),
             }
         }
+        "wait" => wait(state, &input).await,
         _ => Err(ApiError::not_found(format!(
-            "no action {id:?}; paved serves {plugin}:estimate and {plugin}:provision"
+            "no action {id:?}; paved serves {plugin}:estimate, {plugin}:provision and {plugin}:wait"
         ))),
     }
 }
@@ -228,4 +248,73 @@ fn estimate_output(r: &super::guardrails::EstimateResponse) -> Value {
         "deny": decision.deny, "warnings": decision.warn, "approvals": decision.require_approval,
         "summary": summary,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WaitInput {
+    request_id: String,
+}
+
+/// Polls the stored request until it is final or the bound passes.
+async fn wait(state: &AppState, input: &Value) -> Result<Json<Value>, ApiError> {
+    use crate::provisioning::requests::{self, RequestStatus};
+    let input: WaitInput = serde_path_to_error::deserialize(input.clone()).map_err(|e| {
+        ApiError::input(format!(
+            "invalid input for paved:wait: {}: {}",
+            e.path(),
+            e.inner()
+        ))
+    })?;
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_secs(state.settings().backstage.wait_seconds);
+    let base = format!(
+        "{}{}",
+        state.settings().public_url(),
+        state.settings().plugin_base_path()
+    );
+    loop {
+        let r = requests::get(state.db(), &input.request_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("no request with id {:?}", input.request_id))
+            })?;
+        let url = format!("{base}/v1/requests/{}", r.id);
+        match r.status {
+            RequestStatus::Succeeded => {
+                let entity = match &r.resource_id {
+                    Some(id) => crate::provisioning::resources::get(state.db(), id)
+                        .await?
+                        .map(|res| format!("resource:default/{}", res.name)),
+                    None => None,
+                };
+                return Ok(Json(json!({"output": {
+                    "requestId": r.id, "status": r.status, "final": true,
+                    "resourceId": r.resource_id, "entityRef": entity, "requestUrl": url,
+                }})));
+            }
+            RequestStatus::Failed
+            | RequestStatus::Denied
+            | RequestStatus::Rejected
+            | RequestStatus::Cancelled => {
+                let reason = r
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| r.status.as_str().to_owned());
+                return Err(ApiError::conflict(format!(
+                    "request {} {}: {reason}",
+                    r.id,
+                    r.status.as_str()
+                ))
+                .with_detail("requestId", &r.id)
+                .with_reason_phrase(&format!("Request {}: {reason}", r.status.as_str())));
+            }
+            _ if tokio::time::Instant::now() >= deadline => {
+                return Ok(Json(
+                    json!({"output": {"requestId": r.id, "status": r.status, "final": false, "requestUrl": url}}),
+                ));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
 }

@@ -106,6 +106,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             require_schema,
         ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_credentials,
+        ))
         .route_layer(middleware::from_fn(http_metrics::remember_route));
     Router::new()
         .nest(&base, plugin)
@@ -137,6 +141,27 @@ pub fn router(state: AppState) -> Router {
                 .layer(RequestBodyLimitLayer::new(body_limit)),
         )
         .with_state(state)
+}
+
+/// Where anonymous access is off, every plugin route needs credentials (the Principal
+/// extractor then checks them); health, metrics and the API reference stay public.
+async fn require_credentials(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    if state.settings().auth.allow_anonymous
+        || req
+            .headers()
+            .contains_key(axum::http::header::AUTHORIZATION)
+    {
+        next.run(req).await
+    } else {
+        axum::response::IntoResponse::into_response(error::ApiError::new(
+            error::ErrorName::Authentication,
+            "Missing credentials",
+        ))
+    }
 }
 
 /// Until the schema is current, API calls would fail on missing tables: answer 503 instead.

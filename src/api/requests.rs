@@ -133,6 +133,9 @@ pub(crate) fn denied(request: &Request, deny: &[Violation]) -> ApiError {
 
 pub(crate) fn place_error(offering: &str, e: PlaceError) -> ApiError {
     match e {
+        PlaceError::NotAllowed(m) => {
+            ApiError::new(ErrorName::NotAllowed, m.clone()).with_reason_phrase(&m)
+        }
         PlaceError::Create(e @ CreateError::KeyReused { .. }) => ApiError::conflict(e.to_string()),
         PlaceError::Create(CreateError::Db(e)) | PlaceError::Assess(AssessError::Db(e)) => e.into(),
         PlaceError::Assess(AssessError::Template(e)) => ApiError::new(
@@ -390,6 +393,27 @@ pub async fn cancel(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Request>, ApiError> {
+    if principal.is_anonymous() {
+        return Err(ApiError::new(
+            ErrorName::Authentication,
+            "cancelling a request needs an authenticated caller",
+        ));
+    }
+    let current = requests::get(state.db(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no request with id {id:?}")))?;
+    if !(principal.is_admin()
+        || principal.subject == current.requester
+        || principal.member_of(&current.owner))
+    {
+        return Err(ApiError::new(
+            ErrorName::NotAllowed,
+            format!(
+                "only the requester, members of {} and platform-admins may cancel it",
+                current.owner
+            ),
+        ));
+    }
     match requests::cancel(state.db(), &id).await? {
         None => Err(ApiError::not_found(format!("no request with id {id:?}"))),
         Some(Err(status)) => Err(ApiError::conflict(format!(

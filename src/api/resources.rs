@@ -169,6 +169,13 @@ pub async fn delete(
         )
         .with_reason_phrase("Deletion protection: production resource"));
     }
+    if let Some(open) = crate::provisioning::requests::open_for_resource(state.db(), &id).await?
+        && res.status != "deleting"
+    {
+        return Err(ApiError::conflict(format!(
+            "resource {id} is busy with request {open}; wait for it to finish or cancel it"
+        )));
+    }
     let r = crate::provisioning::requests::create_delete(
         state.db(),
         &res,
@@ -211,7 +218,7 @@ pub async fn update(
     use sea_orm::EntityTrait;
 
     use crate::{
-        db::entities::{request, resource},
+        db::entities::resource,
         provisioning::order::{self, Placed},
     };
     if principal.is_anonymous() {
@@ -236,17 +243,21 @@ pub async fn update(
             res.status
         )));
     }
-    let created = request::Entity::find_by_id(res.request_id.clone())
-        .one(state.db())
+    if let Some(open) = crate::provisioning::requests::open_for_resource(state.db(), &id).await? {
+        return Err(ApiError::conflict(format!(
+            "resource {id} is busy with request {open}; wait for it to finish"
+        )));
+    }
+    let current = crate::provisioning::requests::current_values(state.db(), &id)
         .await?
-        .ok_or_else(|| ApiError::internal(format!("resource {id} has lost its request")))?;
+        .ok_or_else(|| ApiError::internal(format!("resource {id} has no successful request")))?;
     let offering = super::requests::offering(&state, &res.offering)?;
     let policies = state.policies();
     let placed = order::place_update(
         &state.guardrail_inputs(&policies),
         &offering,
         &res,
-        &created.parameters,
+        &current,
         &body.values,
         &principal,
     )

@@ -110,7 +110,13 @@ impl FromRequestParts<AppState> for Principal {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
-            return Ok(Principal::anonymous());
+            if state.settings().auth.allow_anonymous {
+                return Ok(Principal::anonymous());
+            }
+            return Err(ApiError::new(
+                ErrorName::Authentication,
+                "Missing credentials",
+            ));
         };
         let token = header
             .to_str()

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, TransactionTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -86,7 +86,13 @@ pub async fn decide(
     let who = who.clone();
     db.transaction::<_, (), DecideError>(|txn| {
         Box::pin(async move {
-            let req = request::Entity::find_by_id(id.clone()).one(txn).await?.ok_or_else(|| DecideError::NotFound(id.clone()))?;
+            // Row lock (PostgreSQL): deciders and cancels on one request take turns, so two
+            // approvals cannot both enqueue, and a cancel is never overwritten.
+            let req = request::Entity::find_by_id(id.clone())
+                .lock_exclusive()
+                .one(txn)
+                .await?
+                .ok_or_else(|| DecideError::NotFound(id.clone()))?;
             if req.status != RequestStatus::AwaitingApproval.as_str() {
                 return Err(DecideError::NotAwaiting { id, status: req.status });
             }

@@ -3,7 +3,13 @@
 //! publish). A step that already succeeded is not run again after a crash; the ones that run
 //! again converge, because drivers are idempotent.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::Utc;
 use sea_orm::{
@@ -124,20 +130,39 @@ impl Engine {
     async fn run_job(self: Arc<Self>, worker: &str, job: job::Model) -> bool {
         let lease = self.lease();
         let (db, id, w) = (self.db.clone(), job.id.clone(), worker.to_owned());
-        let heartbeat = tokio::spawn(async move {
+        // Set when the lease is lost: another worker may own the job now, so this run must
+        // stop before its next step instead of racing it.
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
+        let heartbeat = AbortOnDrop(tokio::spawn(async move {
+            let mut last_ok = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(lease / 3).await;
                 match queue::heartbeat(&db, &id, &w, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => return, // taken over: our lease had expired
-                    Err(e) => tracing::warn!(job = %id, error = %e, "heartbeat failed"),
+                    Ok(true) => last_ok = tokio::time::Instant::now(),
+                    Ok(false) => {
+                        flag.store(true, Ordering::Release);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %id, error = %e, "heartbeat failed");
+                        if last_ok.elapsed() >= lease {
+                            flag.store(true, Ordering::Release);
+                            return;
+                        }
+                    }
                 }
             }
-        });
+        }));
         let request_id = job.request_id.clone().unwrap_or_default();
         let span = tracing::info_span!("job", job = %job.id, request_id = %request_id, attempt = job.attempts);
-        let outcome = tracing::Instrument::instrument(self.provision(&request_id), span).await;
-        heartbeat.abort();
+        let outcome =
+            tracing::Instrument::instrument(self.provision(&request_id, &lost), span).await;
+        drop(heartbeat);
+        if lost.load(Ordering::Acquire) {
+            tracing::warn!(job = %job.id, request_id = %request_id, "lease lost; leaving the job to its new owner");
+            return false;
+        }
         let settled = match outcome {
             Ok(()) | Err(Stop::Cancelled) => queue::finish(&self.db, &job.id, worker).await,
             Err(Stop::Died) => return true,
@@ -213,6 +238,9 @@ impl Engine {
         if let Ok(Some(req)) = request::Entity::find_by_id(request_id.to_owned())
             .one(&self.db)
             .await
+            // A failed update leaves a working resource; only a failed create or delete
+            // leaves one in doubt.
+            && req.operation != "update"
             && let Some(res) = req.resource_id
         {
             let _ = resource::Entity::update_many()
@@ -260,7 +288,7 @@ impl Engine {
         names
     }
 
-    async fn provision(&self, request_id: &str) -> Result<(), Stop> {
+    async fn provision(&self, request_id: &str, lease_lost: &AtomicBool) -> Result<(), Stop> {
         let Some(req) = request::Entity::find_by_id(request_id.to_owned())
             .one(&self.db)
             .await?
@@ -326,6 +354,9 @@ impl Engine {
                     parts = self.parse_parts(&spec)?;
                 }
                 continue;
+            }
+            if lease_lost.load(Ordering::Acquire) {
+                return Err(Stop::Transient("lease lost".into()));
             }
             let current = request::Entity::find_by_id(request_id.to_owned())
                 .one(&self.db)
@@ -645,6 +676,22 @@ impl Engine {
         if let Some(id) = &req.resource_id {
             return Ok(id.clone());
         }
+        // A run that died between inserting the resource and linking it finds it here.
+        if let Some(existing) = resource::Entity::find()
+            .filter(resource::Column::RequestId.eq(req.id.clone()))
+            .one(&self.db)
+            .await?
+        {
+            request::Entity::update_many()
+                .col_expr(
+                    request::Column::ResourceId,
+                    Expr::value(existing.id.clone()),
+                )
+                .filter(request::Column::Id.eq(req.id.clone()))
+                .exec(&self.db)
+                .await?;
+            return Ok(existing.id);
+        }
         let now = Utc::now();
         let id = Uuid::now_v7().to_string();
         let r = &spec.resource;
@@ -765,6 +812,16 @@ pub async fn credentials(
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| e.to_string())
+}
+
+/// Aborts the heartbeat however the run ends (a panic included), so a dead run stops renewing
+/// its lease.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What marks a database, role or Redis user as belonging to resource `id`.

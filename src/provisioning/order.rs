@@ -26,6 +26,9 @@ pub enum Placed {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceError {
+    /// The caller may not order for the owner the values name.
+    #[error("{0}")]
+    NotAllowed(String),
     #[error(transparent)]
     Assess(#[from] AssessError),
     #[error(transparent)]
@@ -49,6 +52,7 @@ pub async fn place(
                 ..
             } => (request, estimate, decision),
         };
+    may_order_for(requester, &request.owner.to_string())?;
     let verdict = Verdict {
         estimate: serde_json::to_value(&estimate).expect("estimate serializes"),
         decision,
@@ -67,6 +71,19 @@ pub async fn place(
         return Ok(Placed::Denied { request, deny });
     }
     Ok(Placed::Accepted { request, new })
+}
+
+/// Developers order for teams they belong to; platform-admins for anyone. (The anonymous
+/// caller exists only where `auth.allow_anonymous` is on, the embedded default.)
+fn may_order_for(requester: &Principal, owner: &str) -> Result<(), PlaceError> {
+    if requester.is_anonymous() || requester.is_admin() || requester.member_of(owner) {
+        Ok(())
+    } else {
+        Err(PlaceError::NotAllowed(format!(
+            "{} is not a member of {owner} and may not order for it",
+            requester.subject
+        )))
+    }
 }
 
 /// A new request and the policy decision it was stored with.
@@ -159,6 +176,7 @@ pub async fn place_update(
             ..
         } => (request, estimate, decision),
     };
+    may_order_for(requester, &resource.owner)?;
     let mut errors = Vec::new();
     if request.spec.resource.name != resource.entity_name {
         errors.push(FieldError {

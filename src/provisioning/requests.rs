@@ -571,3 +571,38 @@ pub async fn create_delete(
         })?;
     Ok(to_api(model, vec![]))
 }
+
+/// An unfinished request (pending, awaiting approval or running) for `resource_id`, if any.
+pub async fn open_for_resource(
+    db: &DatabaseConnection,
+    resource_id: &str,
+) -> Result<Option<String>, DbErr> {
+    Ok(request::Entity::find()
+        .filter(request::Column::ResourceId.eq(resource_id))
+        .filter(request::Column::Status.is_in([
+            RequestStatus::Pending.as_str(),
+            RequestStatus::AwaitingApproval.as_str(),
+            RequestStatus::Running.as_str(),
+        ]))
+        .one(db)
+        .await?
+        .map(|r| r.id))
+}
+
+/// The values the resource currently has: those of its latest successful create or update.
+pub async fn current_values(
+    db: &DatabaseConnection,
+    resource_id: &str,
+) -> Result<Option<Value>, DbErr> {
+    Ok(request::Entity::find()
+        .filter(request::Column::ResourceId.eq(resource_id))
+        .filter(request::Column::Status.eq(RequestStatus::Succeeded.as_str()))
+        .filter(
+            request::Column::Operation
+                .is_in([Operation::Create.as_str(), Operation::Update.as_str()]),
+        )
+        .order_by_desc(request::Column::Id)
+        .one(db)
+        .await?
+        .map(|r| r.parameters))
+}
