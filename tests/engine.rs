@@ -277,6 +277,11 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     assert_eq!(names, ["validate", "destroy database", "unpublish"]);
     let (_, res) = app.get_json(&format!("/resources/{rid}")).await;
     assert_eq!(res["status"], "deleted");
+    assert_eq!(
+        res["name"],
+        format!("{n}-staging"),
+        "still shown under its name"
+    );
     assert!(
         PgConnection::connect(url).await.is_err(),
         "the database and its role are gone"
@@ -288,6 +293,14 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     );
 
     // Every state change is on the record, and the record cannot be edited.
+    // The name is free again: the same order can be placed (and provisioned) anew.
+    let again = order(&app, "postgres-database", json!({"name": n, "environment": "staging", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    let _teardown_again = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![again.clone()],
+    };
+    assert_eq!(wait_final(&app, &again).await["status"], "succeeded");
+
     let (_, trail) = app.get_json(&format!("/audit?target=resource:{rid}")).await;
     let mut kinds: Vec<(&str, &str)> = trail
         .as_array()

@@ -537,6 +537,11 @@ impl Engine {
                     .await?;
                 resource::Entity::update_many()
                     .col_expr(resource::Column::Status, Expr::value("deleted"))
+                    // Frees the name for a new order; the API still shows the original one.
+                    .col_expr(
+                        resource::Column::EntityName,
+                        Expr::value(format!("deleted:{res_id}")),
+                    )
                     .col_expr(resource::Column::DeletedAt, Expr::value(now))
                     .col_expr(resource::Column::UpdatedAt, Expr::value(now))
                     .filter(resource::Column::Id.eq(res_id.clone()))

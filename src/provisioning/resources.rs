@@ -38,8 +38,17 @@ pub struct Resource {
 
 pub fn to_api(m: resource::Model) -> Resource {
     Resource {
+        // A deleted resource gave its name back (see the engine's unpublish step).
+        name: if m.deleted_at.is_some() {
+            m.desired
+                .pointer("/resource/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or(m.entity_name)
+        } else {
+            m.entity_name
+        },
         id: m.id,
-        name: m.entity_name,
         offering: m.offering,
         offering_version: m.offering_version,
         resource_type: m.resource_type,
