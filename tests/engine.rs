@@ -7,32 +7,19 @@ use std::{sync::Arc, time::Duration};
 
 use common::{Engine as DbEngine, TestApp, TestDb, settings};
 use paved::{
-    config::{Settings, StaticToken},
+    config::Settings,
     provisioning::{drivers::Drivers, engine::Engine, secrets::SecretBox},
 };
 use sea_orm::sqlx::{self, Connection, postgres::PgConnection};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
-fn token(subject: &str, secret: &str, roles: &[&str], groups: &[&str]) -> StaticToken {
-    StaticToken {
-        subject: subject.into(),
-        sha256: Sha256::digest(secret.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-    }
-}
 
 fn with_workers(mut s: Settings, workers: usize) -> Settings {
     s.engine.workers = workers;
     s.engine.poll_seconds = 1;
     s.auth.static_tokens = vec![
-        token("alice", "alice-token", &["developer"], &["team-a"]),
-        token("mallory", "mallory-token", &["developer"], &["team-b"]),
-        token("dave", "dave-token", &["platform-admin"], &[]),
+        common::static_token("alice", "alice-token", &["developer"], &["team-a"]),
+        common::static_token("mallory", "mallory-token", &["developer"], &["team-b"]),
+        common::static_token("dave", "dave-token", &["platform-admin"], &[]),
     ];
     s
 }

@@ -5,29 +5,16 @@ mod common;
 use std::io::{Read, Write};
 
 use common::{Engine, TestApp, TestDb, assert_envelope, settings};
-use paved::config::{Settings, StaticToken};
+use paved::config::Settings;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
-fn token(subject: &str, secret: &str, roles: &[&str], groups: &[&str]) -> StaticToken {
-    StaticToken {
-        subject: subject.into(),
-        sha256: Sha256::digest(secret.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-    }
-}
 
 /// alice (developer, team-a), bob (lead, team-a), carol (lead, team-b), dave (platform-admin).
 fn with_people(mut s: Settings) -> Settings {
     s.auth.static_tokens = vec![
-        token("alice", "alice-token", &["developer"], &["team-a"]),
-        token("bob", "bob-token", &["lead"], &["team-a"]),
-        token("carol", "carol-token", &["lead"], &["team-b"]),
-        token("dave", "dave-token", &["platform-admin"], &[]),
+        common::static_token("alice", "alice-token", &["developer"], &["team-a"]),
+        common::static_token("bob", "bob-token", &["lead"], &["team-a"]),
+        common::static_token("carol", "carol-token", &["lead"], &["team-b"]),
+        common::static_token("dave", "dave-token", &["platform-admin"], &[]),
     ];
     s
 }

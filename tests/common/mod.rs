@@ -233,3 +233,22 @@ pub fn assert_envelope(
     assert!(!msg.is_empty());
     msg
 }
+
+/// A static token for `subject` whose secret is `secret` (only its SHA-256 is configured).
+pub fn static_token(
+    subject: &str,
+    secret: &str,
+    roles: &[&str],
+    groups: &[&str],
+) -> paved::config::StaticToken {
+    use sha2::Digest;
+    paved::config::StaticToken {
+        subject: subject.into(),
+        sha256: sha2::Sha256::digest(secret.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
