@@ -62,6 +62,7 @@ async fn main() {
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     while client
         .get(format!("{base}/requests"))

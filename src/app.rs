@@ -43,6 +43,7 @@ struct Inner {
     tokens: StaticTokens,
     secrets: Arc<SecretBox>,
     wake: Arc<Notify>,
+    backstage_tokens: Option<crate::auth::backstage::BackstageTokens>,
     metrics: PrometheusHandle,
     schema_ready: AtomicBool,
     shutting_down: AtomicBool,
@@ -96,6 +97,11 @@ impl AppState {
             cost: &self.settings().cost,
             max_attempts: self.settings().engine.max_attempts,
         }
+    }
+
+    /// Verifies Backstage's tokens, where `backstage.base_url` is configured.
+    pub fn backstage_tokens(&self) -> Option<&crate::auth::backstage::BackstageTokens> {
+        self.0.backstage_tokens.as_ref()
     }
 
     /// Seals and opens credentials.
@@ -161,6 +167,13 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cost.pricebook: {e}"))?;
         let tokens = StaticTokens::new(&settings.auth.static_tokens);
         let secrets = Arc::new(secret_box(&settings)?);
+        let backstage_tokens = settings.backstage.base_url.as_deref().map(|url| {
+            crate::auth::backstage::BackstageTokens::new(
+                url,
+                &settings.backstage.plugin_id,
+                &settings.auth,
+            )
+        });
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;
@@ -173,6 +186,7 @@ impl Application {
             tokens,
             secrets,
             wake: Arc::new(Notify::new()),
+            backstage_tokens,
             metrics: telemetry::metrics_handle(),
             schema_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),

@@ -165,6 +165,15 @@ pub struct AuthSettings {
     /// decide, change, delete or read credentials). On for the embedded default; turn it off
     /// in production.
     pub allow_anonymous: bool,
+    /// Backstage plugins whose tokens paved accepts (with `backstage.base_url` set).
+    pub backstage_callers: Vec<String>,
+    /// Extra roles by user or group ref, e.g. `{platform-admin: [group:default/platform-team]}`.
+    /// Every Backstage user is a developer.
+    pub roles: std::collections::BTreeMap<String, Vec<String>>,
+    /// Groups by user ref, added to those the user's token names.
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// An unknown key id refetches Backstage's key set at most this often.
+    pub jwks_refetch_seconds: u64,
 }
 
 impl Default for AuthSettings {
@@ -172,6 +181,10 @@ impl Default for AuthSettings {
         Self {
             static_tokens: Vec::new(),
             allow_anonymous: true,
+            backstage_callers: vec!["scaffolder".into(), "catalog".into()],
+            roles: Default::default(),
+            groups: Default::default(),
+            jwks_refetch_seconds: 10,
         }
     }
 }
@@ -439,6 +452,17 @@ impl Settings {
                     "must be a non-negative amount".into(),
                 ));
             }
+        }
+        if let Some(r) = self
+            .auth
+            .roles
+            .keys()
+            .find(|r| !crate::auth::ROLES.contains(&r.as_str()))
+        {
+            return Err(err(
+                &format!("auth.roles.{r}"),
+                format!("unknown role (known: {})", crate::auth::ROLES.join(", ")),
+            ));
         }
         for (i, t) in self.auth.static_tokens.iter().enumerate() {
             let key = |k: &str| format!("auth.static_tokens[{i}].{k}");

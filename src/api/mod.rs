@@ -106,10 +106,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             require_schema,
         ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_credentials,
-        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route_layer(middleware::from_fn(http_metrics::remember_route));
     Router::new()
         .nest(&base, plugin)
@@ -143,24 +140,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Where anonymous access is off, every plugin route needs credentials (the Principal
-/// extractor then checks them); health, metrics and the API reference stay public.
-async fn require_credentials(
+/// Authenticates every plugin route once: a presented token must be valid whatever the route,
+/// and where anonymous access is off a token is required. The caller is left in the request's
+/// extensions for handlers. Health, metrics and the API reference stay public.
+async fn authenticate(
     axum::extract::State(state): axum::extract::State<AppState>,
     req: Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    if state.settings().auth.allow_anonymous
-        || req
-            .headers()
-            .contains_key(axum::http::header::AUTHORIZATION)
-    {
-        next.run(req).await
-    } else {
-        axum::response::IntoResponse::into_response(error::ApiError::new(
-            error::ErrorName::Authentication,
-            "Missing credentials",
-        ))
+    use axum::extract::FromRequestParts;
+    let (mut parts, body) = req.into_parts();
+    match crate::auth::Principal::from_request_parts(&mut parts, &state).await {
+        Ok(principal) => {
+            parts.extensions.insert(principal);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(e) => axum::response::IntoResponse::into_response(e),
     }
 }
 

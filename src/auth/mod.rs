@@ -1,8 +1,10 @@
 //! Who is calling, and what they may do.
 //!
-//! Today: static tokens from configuration (only their SHA-256 is configured), each with a
-//! subject, roles and groups; a call without a token is the anonymous principal. Backstage
-//! plugin and user tokens (JWT) come next and produce the same [`Principal`].
+//! Backstage plugin and user tokens (verified against Backstage's JWKS, see [`backstage`]) and
+//! static tokens from configuration (only their SHA-256 is configured) all produce a
+//! [`Principal`]; a call without a token is the anonymous principal where that is allowed.
+
+pub mod backstage;
 
 use std::collections::BTreeSet;
 
@@ -109,6 +111,10 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // Already authenticated by the API's middleware: verify each token once.
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(p.clone());
+        }
         let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
             if state.settings().auth.allow_anonymous {
                 return Ok(Principal::anonymous());
@@ -133,6 +139,21 @@ impl FromRequestParts<AppState> for Principal {
                     "Authorization must be `Bearer <token>`",
                 )
             })?;
+        if backstage::BackstageTokens::claims_to_be_backstage(token) {
+            let Some(verifier) = state.backstage_tokens() else {
+                return Err(ApiError::new(
+                    ErrorName::Authentication,
+                    "Backstage tokens need backstage.base_url to be configured",
+                ));
+            };
+            return verifier
+                .verify(token, &state.settings().auth)
+                .await
+                .map_err(|e| {
+                    tracing::info!(reason = %e, "Backstage token refused");
+                    ApiError::new(ErrorName::Authentication, e.to_string())
+                });
+        }
         state
             .tokens()
             .find(token)

@@ -134,6 +134,8 @@ impl TestApp {
         let task = tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
+        // reqwest is built without a default TLS provider (as in the app): install ring's.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let me = Self {
             base,
             client: reqwest::Client::new(),
