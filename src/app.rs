@@ -44,6 +44,7 @@ struct Inner {
     secrets: Arc<SecretBox>,
     wake: Arc<Notify>,
     backstage_tokens: Option<crate::auth::backstage::BackstageTokens>,
+    catalog_document: tokio::sync::Mutex<Option<crate::api::CachedDocument>>,
     metrics: PrometheusHandle,
     schema_ready: AtomicBool,
     shutting_down: AtomicBool,
@@ -104,6 +105,11 @@ impl AppState {
         self.0.backstage_tokens.as_ref()
     }
 
+    /// The last served catalog document (rebuilt only when something changed).
+    pub fn catalog_document(&self) -> &tokio::sync::Mutex<Option<crate::api::CachedDocument>> {
+        &self.0.catalog_document
+    }
+
     /// Seals and opens credentials.
     pub fn secrets(&self) -> &SecretBox {
         &self.0.secrets
@@ -152,7 +158,7 @@ pub struct Application {
 impl Application {
     /// Opens the database pool (lazily: a database that is down keeps readiness at 503 instead
     /// of failing start-up), loads templates and binds the listener.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
         let db = db::connect(&settings.database).await.with_context(|| {
             format!(
                 "cannot open database {}",
@@ -177,6 +183,10 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;
+        if settings.server.public_url.is_none() {
+            // Links and catalog locations need the real port (listen may say 0).
+            settings.server.public_url = Some(format!("http://{}", listener.local_addr()?));
+        }
         let state = AppState(Arc::new(Inner {
             settings,
             db,
@@ -187,6 +197,7 @@ impl Application {
             secrets,
             wake: Arc::new(Notify::new()),
             backstage_tokens,
+            catalog_document: tokio::sync::Mutex::new(None),
             metrics: telemetry::metrics_handle(),
             schema_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),

@@ -31,8 +31,23 @@ pub struct Settings {
     pub cost: CostSettings,
     pub auth: AuthSettings,
     pub engine: EngineSettings,
+    pub catalog: CatalogSettings,
     pub drivers: DriversSettings,
     pub secrets: SecretsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSettings {
+    /// Serve the catalog documents without a token: Backstage's URL reader sends none.
+    /// Protect them at the network layer, or turn this off and use an entity provider.
+    pub public: bool,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        Self { public: true }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

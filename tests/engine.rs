@@ -743,3 +743,115 @@ async fn the_template_steps_provision_then_wait_for_the_resource() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn resources_are_published_as_backstage_entities() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 1)).await;
+    let n = name();
+    let id = order(&app, "redis-cache", json!({"name": n, "owner": "team-a", "component": "component:default/shop", "cost_center": "ENG-1234"})).await;
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![id.clone()],
+    };
+    let done = wait_final(&app, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let rid = done["resourceId"].as_str().unwrap().to_owned();
+
+    let all = app
+        .client
+        .get(app.url("/api/paved/catalog/entities.yaml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        all.status(),
+        200,
+        "public: Backstage's URL reader sends no token"
+    );
+    let etag = all.headers()["etag"].to_str().unwrap().to_owned();
+    let text = all.text().await.unwrap();
+    let docs: Vec<Value> = text
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| yaml_serde::from_str(d).unwrap())
+        .collect();
+    let templates = docs.iter().filter(|d| d["kind"] == "Template").count();
+    assert_eq!(
+        templates, 3,
+        "the offerings' Templates, exactly as paved validates against"
+    );
+    let entity = docs
+        .iter()
+        .find(|d| d["kind"] == "Resource")
+        .expect("the resource is published");
+    assert_eq!(entity["metadata"]["name"], format!("{n}-dev"));
+    assert_eq!(entity["spec"]["type"], "cache");
+    assert_eq!(entity["spec"]["owner"], "group:default/team-a");
+    assert_eq!(
+        entity["spec"]["dependencyOf"],
+        json!(["component:default/shop"])
+    );
+    let ann = &entity["metadata"]["annotations"];
+    assert_eq!(ann["paved.dev/monthly-cost-usd"], "15.00");
+    assert_eq!(ann["paved.dev/environment"], "dev");
+    assert_eq!(
+        ann["backstage.io/source-template"],
+        "template:default/redis-cache"
+    );
+    let location = format!("url:{}/api/paved/catalog/resources/{rid}.yaml", app.base);
+    assert_eq!(ann["backstage.io/managed-by-location"], location.as_str());
+    assert_eq!(
+        ann["backstage.io/managed-by-origin-location"],
+        location.as_str()
+    );
+    assert!(
+        ann.as_object().unwrap().values().all(Value::is_string),
+        "annotation values are strings"
+    );
+    assert!(!text.contains("password"), "no credential in the catalog");
+
+    let again = app
+        .client
+        .get(app.url("/api/paved/catalog/entities.yaml"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let one = app
+        .client
+        .get(app.url(&format!("/api/paved/catalog/resources/{rid}.yaml")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+
+    // Deleted resources disappear from the documents (Backstage then removes the orphan).
+    let r = app
+        .client
+        .delete(app.api(&format!("/resources/{rid}")))
+        .bearer_auth("alice-token")
+        .send()
+        .await
+        .unwrap();
+    let del: Value = r.json().await.unwrap();
+    wait_final(&app, del["id"].as_str().unwrap()).await;
+    let after = app
+        .client
+        .get(app.url("/api/paved/catalog/entities.yaml"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 200, "changed, so no 304");
+    assert!(!after.text().await.unwrap().contains(&format!("{n}-dev")));
+    let gone = app
+        .client
+        .get(app.url(&format!("/api/paved/catalog/resources/{rid}.yaml")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    app.stop().await;
+}

@@ -3,6 +3,7 @@
 
 mod actions;
 mod audit;
+mod catalog;
 mod extract;
 mod guardrails;
 mod health;
@@ -28,6 +29,8 @@ use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
+
+pub use catalog::CachedDocument;
 
 use crate::{app::AppState, error};
 
@@ -108,6 +111,21 @@ pub fn router(state: AppState) -> Router {
         ))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route_layer(middleware::from_fn(http_metrics::remember_route));
+    // Catalog documents: Backstage's URL reader sends no token.
+    let catalog = Router::new()
+        .route("/catalog/entities.yaml", get(catalog::all))
+        .route("/catalog/resources/{file}", get(catalog::one))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_schema,
+        ));
+    let catalog = if state.settings().catalog.public {
+        catalog
+    } else {
+        catalog.route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+    };
+    let plugin =
+        plugin.merge(catalog.route_layer(middleware::from_fn(http_metrics::remember_route)));
     Router::new()
         .nest(&base, plugin)
         .route("/.backstage/health/v1/liveness", get(health::liveness))
