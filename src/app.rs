@@ -248,13 +248,20 @@ impl Application {
         let (workers_stop, workers_stop_rx) = tokio::sync::watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
         if settings.engine.workers > 0 {
-            let engine = Arc::new(Engine::new(
+            let mut engine = Engine::new(
                 state.db().clone(),
                 Drivers::from_settings(&settings.drivers),
                 state.0.secrets.clone(),
                 settings.engine.clone(),
                 state.0.wake.clone(),
-            ));
+            );
+            if let Some(url) = &settings.backstage.base_url {
+                engine = engine.with_refresher(crate::catalog::refresh::Refresher::new(
+                    url,
+                    settings.backstage.token.clone(),
+                ));
+            }
+            let engine = Arc::new(engine);
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into());
             for i in 0..settings.engine.workers {
                 // Unique across replicas even where HOSTNAME is unset and every PID is 1.

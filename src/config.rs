@@ -321,6 +321,9 @@ pub struct BackstageSettings {
     /// The plugin id Backstage's discovery maps to paved; every path lives under `/api/<id>`.
     #[serde(deserialize_with = "string")]
     pub plugin_id: String,
+    /// Static externalAccess token paved uses to call Backstage (catalog refresh).
+    #[serde(deserialize_with = "opt_string")]
+    pub token: Option<String>,
     /// How long `paved:wait` waits for a final state before answering `final: false`
     /// (Backstage gives up on a response after 300 s).
     pub wait_seconds: u64,
@@ -332,6 +335,7 @@ impl Default for BackstageSettings {
             base_url: None,
             plugin_id: "paved".into(),
             wait_seconds: 240,
+            token: None,
         }
     }
 }

@@ -855,3 +855,90 @@ async fn resources_are_published_as_backstage_entities() {
     assert_eq!(gone.status(), 404);
     app.stop().await;
 }
+
+/// A stand-in for Backstage's `POST /api/catalog/refresh` that records what it was asked.
+async fn refresh_recorder() -> (String, Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+    use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
+    let seen: Arc<std::sync::Mutex<Vec<(String, Value)>>> = Arc::default();
+    let app = Router::new()
+        .route(
+            "/api/catalog/refresh",
+            post(
+                |State(seen): State<Arc<std::sync::Mutex<Vec<(String, Value)>>>>,
+                 headers: HeaderMap,
+                 Json(body): Json<Value>| async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    seen.lock().unwrap().push((auth, body));
+                    "ok"
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn the_catalog_is_asked_to_refresh_and_backstage_down_fails_nothing() {
+    let (url, seen) = refresh_recorder().await;
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let mut s = with_workers(settings(&db.url), 1);
+    s.backstage.base_url = Some(url);
+    s.backstage.token = Some("static-t0ken".into());
+    let app = TestApp::spawn(s).await;
+    let n = name();
+    let id = order(
+        &app,
+        "redis-cache",
+        json!({"name": n, "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![id.clone()],
+    };
+    assert_eq!(wait_final(&app, &id).await["status"], "succeeded");
+    for _ in 0..50 {
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        vec![(
+            "Bearer static-t0ken".to_owned(),
+            json!({"entityRef": format!("resource:default/{n}-dev")})
+        )]
+    );
+    app.stop().await;
+
+    // Backstage unreachable: provisioning succeeds all the same.
+    let db2 = TestDb::new(DbEngine::Sqlite).await;
+    let mut s = with_workers(settings(&db2.url), 1);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    s.backstage.base_url = Some(format!("http://{closed}"));
+    let app = TestApp::spawn(s).await;
+    let id = order(
+        &app,
+        "redis-cache",
+        json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let _teardown2 = Teardown {
+        db_url: db2.url.clone(),
+        requests: vec![id.clone()],
+    };
+    assert_eq!(wait_final(&app, &id).await["status"], "succeeded");
+    app.stop().await;
+}

@@ -3,5 +3,6 @@
 
 mod entity_ref;
 pub mod provider;
+pub mod refresh;
 
 pub use entity_ref::{EntityRef, is_valid_entity_name, is_valid_namespace, is_valid_tag};

@@ -69,6 +69,8 @@ pub struct Engine {
     wake: Arc<Notify>,
     /// Test hook: pretend the worker dies right after this step succeeds.
     die_after_step: Option<String>,
+    /// Tells Backstage's catalog about published changes, when configured.
+    refresher: Option<crate::catalog::refresh::Refresher>,
 }
 
 impl Engine {
@@ -86,6 +88,19 @@ impl Engine {
             settings,
             wake,
             die_after_step: None,
+            refresher: None,
+        }
+    }
+
+    /// Refresh the Backstage catalog entity after each publish / unpublish.
+    pub fn with_refresher(mut self, r: crate::catalog::refresh::Refresher) -> Self {
+        self.refresher = Some(r);
+        self
+    }
+
+    fn refresh_catalog(&self, spec: &RenderedSpec) {
+        if let Some(r) = &self.refresher {
+            r.refresh(format!("resource:default/{}", spec.resource.name));
         }
     }
 
@@ -557,6 +572,7 @@ impl Engine {
                     Some(json!({"requestId": request_id})),
                 )
                 .await;
+                self.refresh_catalog(spec);
                 Ok("resource deleted; credentials destroyed".into())
             }
             "publish" => {
@@ -603,6 +619,7 @@ impl Engine {
                     Some(json!({"requestId": request_id, "name": spec.resource.name})),
                 )
                 .await;
+                self.refresh_catalog(spec);
                 Ok("resource ready".into())
             }
             other => {
