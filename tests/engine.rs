@@ -856,15 +856,18 @@ async fn resources_are_published_as_backstage_entities() {
     app.stop().await;
 }
 
+/// What the stand-in catalog was asked: (Authorization header, body).
+type Calls = Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
 /// A stand-in for Backstage's `POST /api/catalog/refresh` that records what it was asked.
-async fn refresh_recorder() -> (String, Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+async fn refresh_recorder() -> (String, Calls) {
     use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
-    let seen: Arc<std::sync::Mutex<Vec<(String, Value)>>> = Arc::default();
+    let seen: Calls = Arc::default();
     let app = Router::new()
         .route(
             "/api/catalog/refresh",
             post(
-                |State(seen): State<Arc<std::sync::Mutex<Vec<(String, Value)>>>>,
+                |State(seen): State<Calls>,
                  headers: HeaderMap,
                  Json(body): Json<Value>| async move {
                     let auth = headers
