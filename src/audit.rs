@@ -101,3 +101,32 @@ pub async fn list<C: ConnectionTrait>(conn: &C, f: &AuditFilter) -> Result<Vec<A
         })
         .collect())
 }
+
+/// Records an event done by `who`: a plugin acting for a user is the actor, on behalf of the
+/// user.
+pub async fn record_by<C: ConnectionTrait>(
+    conn: &C,
+    who: &crate::auth::Principal,
+    event_type: &str,
+    target: &str,
+    outcome: &str,
+    details: Option<Value>,
+) {
+    let (actor, on_behalf_of) = match &who.via {
+        Some(plugin) => (plugin.as_str(), Some(who.subject.clone())),
+        None => (who.subject.as_str(), None),
+    };
+    let row = audit_event::ActiveModel {
+        id: NotSet,
+        at: Set(Utc::now()),
+        actor: Set(actor.into()),
+        on_behalf_of: Set(on_behalf_of),
+        event_type: Set(event_type.into()),
+        target: Set(target.into()),
+        outcome: Set(outcome.into()),
+        details: Set(details),
+    };
+    if let Err(e) = audit_event::Entity::insert(row).exec(conn).await {
+        tracing::error!(error = %e, event_type, target, "could not record an audit event");
+    }
+}

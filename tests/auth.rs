@@ -156,6 +156,22 @@ async fn backstage_tokens_are_accepted_or_refused_as_they_should() {
     let (status, r) = order_as(&app, &good).await;
     assert_eq!(status, 201, "{r}");
     assert_eq!(r["requester"], "user:development/guest");
+    // The audit trail names the plugin as actor, on behalf of the user.
+    let audit: Value = app
+        .client
+        .get(app.api(&format!(
+            "/audit?type=request.created&target=request:{}",
+            r["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit[0]["actor"], "plugin:scaffolder");
+    assert_eq!(audit[0]["onBehalfOf"], "user:development/guest");
 
     let refused = [
         (

@@ -300,6 +300,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
         kinds,
         [
             ("resource.created", "paved:engine"),
+            ("credentials.read", "user:default/mallory"),
             ("credentials.read", "user:default/alice"),
             ("resource.updated", "paved:engine"),
             ("resource.deleted", "paved:engine")

@@ -213,9 +213,9 @@ pub async fn set_budget(
         .exec(state.db())
         .await?;
     tracing::info!(team = %team, monthly_limit = body.monthly_limit, by = %principal.subject, "budget set");
-    crate::audit::record(
+    crate::audit::record_by(
         state.db(),
-        &principal.subject,
+        &principal,
         "budget.set",
         &format!("team:{team}"),
         "set",

@@ -238,9 +238,9 @@ async fn decide(
                 approvals::Decision::Approve => "approval.approved",
                 approvals::Decision::Reject => "approval.rejected",
             };
-            crate::audit::record(
+            crate::audit::record_by(
                 state.db(),
-                &principal.subject,
+                principal,
                 event,
                 &format!("request:{}", r.id),
                 r.status.as_str(),
@@ -421,9 +421,9 @@ pub async fn cancel(
         ))),
         Some(Ok(r)) => {
             tracing::info!(request_id = %id, by = %principal.subject, "request cancelled");
-            crate::audit::record(
+            crate::audit::record_by(
                 state.db(),
-                &principal.subject,
+                &principal,
                 "request.cancelled",
                 &format!("request:{id}"),
                 "cancelled",

@@ -89,6 +89,16 @@ pub async fn credentials(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
     if !(principal.is_admin() || principal.member_of(&res.owner)) {
+        // Refused attempts are on the record too.
+        crate::audit::record_by(
+            state.db(),
+            &principal,
+            "credentials.read",
+            &format!("resource:{id}"),
+            "denied",
+            None,
+        )
+        .await;
         return Err(ApiError::new(
             ErrorName::NotAllowed,
             format!("only members of {} may read these credentials", res.owner),
@@ -99,9 +109,9 @@ pub async fn credentials(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("resource {id} has no credentials (yet)")))?;
     tracing::info!(resource_id = %id, reader = %principal.subject, "credentials read");
-    crate::audit::record(
+    crate::audit::record_by(
         state.db(),
-        &principal.subject,
+        &principal,
         "credentials.read",
         &format!("resource:{id}"),
         "read",

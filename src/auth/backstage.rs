@@ -119,12 +119,15 @@ impl BackstageTokens {
                         }
                         let url = format!("{}/api/auth/.well-known/jwks.json", self.base_url);
                         let user: UserClaims = self.check(&obo, &obo_header, &url, None).await?;
-                        Ok(principal_for(&user.sub, &[], auth))
+                        let mut p = principal_for(&user.sub, &[], auth);
+                        p.via = Some(format!("plugin:{caller}"));
+                        Ok(p)
                     }
                     None => Ok(Principal {
                         subject: format!("plugin:{}", claims.sub),
                         roles: BTreeSet::new(),
                         groups: BTreeSet::new(),
+                        via: None,
                     }),
                 }
             }
@@ -229,5 +232,6 @@ fn principal_for(user: &str, ent: &[String], auth: &AuthSettings) -> Principal {
         subject: user.to_owned(),
         roles,
         groups,
+        via: None,
     }
 }

@@ -26,6 +26,8 @@ pub struct Principal {
     pub subject: String,
     pub roles: BTreeSet<String>,
     pub groups: BTreeSet<String>,
+    /// The plugin that called on the subject's behalf (`plugin:scaffolder`), if any.
+    pub via: Option<String>,
 }
 
 impl Principal {
@@ -34,6 +36,7 @@ impl Principal {
             subject: "anonymous".into(),
             roles: BTreeSet::new(),
             groups: BTreeSet::new(),
+            via: None,
         }
     }
 
@@ -75,6 +78,7 @@ impl StaticTokens {
                             subject: norm(&t.subject, "user"),
                             roles: t.roles.iter().cloned().collect(),
                             groups: t.groups.iter().map(|g| norm(g, "group")).collect(),
+                            via: None,
                         },
                     )
                 })

@@ -89,9 +89,9 @@ fn may_order_for(requester: &Principal, owner: &str) -> Result<(), PlaceError> {
 /// A new request and the policy decision it was stored with.
 async fn audit_created(inputs: &Inputs<'_>, request: &Request, requester: &Principal) {
     let target = format!("request:{}", request.id);
-    crate::audit::record(
+    crate::audit::record_by(
         inputs.db,
-        &requester.subject,
+        requester,
         "request.created",
         &target,
         request.status.as_str(),
