@@ -146,6 +146,55 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     let (_, res) = app.get_json(&format!("/resources/{rid}")).await;
     assert_eq!(res["status"], "ready");
     assert_eq!(res["name"], format!("{n}-staging"));
+    // Another team does not even see it.
+    let as_mallory = |path: String| {
+        app.client
+            .get(app.api(&path))
+            .bearer_auth("mallory-token")
+            .send()
+    };
+    assert_eq!(
+        as_mallory(format!("/resources/{rid}"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        as_mallory(format!("/requests/{id}"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        as_mallory(format!("/requests/{id}/logs"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let theirs: Value = as_mallory("/resources".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        theirs.as_array().unwrap().iter().all(|r| r["id"] != rid),
+        "{theirs}"
+    );
+    let ours: Value = app
+        .client
+        .get(app.api("/resources"))
+        .bearer_auth("alice-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(ours.as_array().unwrap().iter().any(|r| r["id"] == rid));
     assert_eq!(res["monthlyCost"], 42.75);
     assert!(
         !res.to_string().contains("password"),

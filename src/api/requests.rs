@@ -299,6 +299,7 @@ pub struct RequestList {
     responses((status = 200, body = RequestList), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<RequestList>, ApiError> {
     let limit = q.limit.unwrap_or(50);
@@ -323,6 +324,7 @@ pub async fn list(
         status,
         offering: q.offering,
         before: q.cursor,
+        visible: principal.visible_owners().cloned(),
         limit,
     };
     let (items, next_cursor) = requests::list(state.db(), &filter).await?;
@@ -335,10 +337,13 @@ pub async fn list(
     responses((status = 200, body = Request), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Request>, ApiError> {
+    // Another team's request is as good as absent: its existence is not revealed.
     requests::get(state.db(), &id)
         .await?
+        .filter(|r| principal.may_see(&r.owner) || r.requester == principal.subject)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no request with id {id:?}")))
 }
@@ -358,12 +363,16 @@ pub struct LogLine {
     responses((status = 200, body = Vec<LogLine>), (status = 404, body = ErrorEnvelope)))]
 pub async fn logs(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<LogLine>>, ApiError> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
     use crate::db::entities::request_log;
-    if requests::get(state.db(), &id).await?.is_none() {
+    let visible = requests::get(state.db(), &id)
+        .await?
+        .is_some_and(|r| principal.may_see(&r.owner) || r.requester == principal.subject);
+    if !visible {
         return Err(ApiError::not_found(format!("no request with id {id:?}")));
     }
     let rows = request_log::Entity::find()

@@ -34,6 +34,7 @@ pub struct ResourceQuery {
     responses((status = 200, body = Vec<Resource>), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     ApiQuery(q): ApiQuery<ResourceQuery>,
 ) -> Result<Json<Vec<Resource>>, ApiError> {
     let limit = q.limit.unwrap_or(100);
@@ -50,7 +51,13 @@ pub async fn list(
         })
         .transpose()?;
     Ok(Json(
-        resources::list(state.db(), owner.as_deref(), limit).await?,
+        resources::list_visible(
+            state.db(),
+            owner.as_deref(),
+            principal.visible_owners(),
+            limit,
+        )
+        .await?,
     ))
 }
 
@@ -60,10 +67,13 @@ pub async fn list(
     responses((status = 200, body = Resource), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Resource>, ApiError> {
+    // Another team's resource is as good as absent: its existence is not revealed.
     resources::get(state.db(), &id)
         .await?
+        .filter(|r| principal.may_see(&r.owner))
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))
 }

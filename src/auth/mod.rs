@@ -55,6 +55,25 @@ impl Principal {
     pub fn member_of(&self, team: &str) -> bool {
         self.groups.contains(team)
     }
+
+    /// Whose requests and resources this caller may see: `None` for everything (platform-admins,
+    /// calling Backstage plugins, and the anonymous caller where that is allowed, the embedded
+    /// default), otherwise the caller's teams.
+    pub fn visible_owners(&self) -> Option<&BTreeSet<String>> {
+        if self.is_admin()
+            || self.is_anonymous()
+            || (self.subject.starts_with("plugin:") && self.via.is_none())
+        {
+            None
+        } else {
+            Some(&self.groups)
+        }
+    }
+
+    pub fn may_see(&self, owner: &str) -> bool {
+        self.visible_owners()
+            .is_none_or(|teams| teams.contains(owner))
+    }
 }
 
 /// Static tokens, hashed, ready to match.

@@ -404,6 +404,8 @@ pub struct ListFilter {
     pub offering: Option<String>,
     /// Return requests older than this id (ids are time-ordered UUIDv7).
     pub before: Option<String>,
+    /// Only requests of these owners (the caller's teams); `None` for all.
+    pub visible: Option<std::collections::BTreeSet<String>>,
     pub limit: u64,
 }
 
@@ -421,6 +423,9 @@ pub async fn list(
     }
     if let Some(o) = &f.offering {
         q = q.filter(request::Column::Offering.eq(o.as_str()));
+    }
+    if let Some(v) = &f.visible {
+        q = q.filter(request::Column::Owner.is_in(v.iter().cloned()));
     }
     if let Some(b) = &f.before {
         q = q.filter(request::Column::Id.lt(b.as_str()));

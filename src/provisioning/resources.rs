@@ -77,10 +77,11 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Resource>, 
         .map(to_api))
 }
 
-/// Active resources, newest first, optionally of one owner.
-pub async fn list(
+/// Active resources, newest first, optionally of one owner and only of `visible` owners.
+pub async fn list_visible(
     db: &DatabaseConnection,
     owner: Option<&str>,
+    visible: Option<&std::collections::BTreeSet<String>>,
     limit: u64,
 ) -> Result<Vec<Resource>, DbErr> {
     let mut q = resource::Entity::find()
@@ -88,6 +89,9 @@ pub async fn list(
         .order_by_desc(resource::Column::Id);
     if let Some(o) = owner {
         q = q.filter(resource::Column::Owner.eq(o));
+    }
+    if let Some(v) = visible {
+        q = q.filter(resource::Column::Owner.is_in(v.iter().cloned()));
     }
     Ok(q.limit(limit)
         .all(db)
