@@ -24,11 +24,23 @@ pub async fn record<C: ConnectionTrait>(
     outcome: &str,
     details: Option<Value>,
 ) {
+    insert(conn, actor, None, event_type, target, outcome, details).await;
+}
+
+async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    actor: &str,
+    on_behalf_of: Option<String>,
+    event_type: &str,
+    target: &str,
+    outcome: &str,
+    details: Option<Value>,
+) {
     let row = audit_event::ActiveModel {
         id: NotSet,
         at: Set(Utc::now()),
         actor: Set(actor.into()),
-        on_behalf_of: Set(None),
+        on_behalf_of: Set(on_behalf_of),
         event_type: Set(event_type.into()),
         target: Set(target.into()),
         outcome: Set(outcome.into()),
@@ -116,17 +128,14 @@ pub async fn record_by<C: ConnectionTrait>(
         Some(plugin) => (plugin.as_str(), Some(who.subject.clone())),
         None => (who.subject.as_str(), None),
     };
-    let row = audit_event::ActiveModel {
-        id: NotSet,
-        at: Set(Utc::now()),
-        actor: Set(actor.into()),
-        on_behalf_of: Set(on_behalf_of),
-        event_type: Set(event_type.into()),
-        target: Set(target.into()),
-        outcome: Set(outcome.into()),
-        details: Set(details),
-    };
-    if let Err(e) = audit_event::Entity::insert(row).exec(conn).await {
-        tracing::error!(error = %e, event_type, target, "could not record an audit event");
-    }
+    insert(
+        conn,
+        actor,
+        on_behalf_of,
+        event_type,
+        target,
+        outcome,
+        details,
+    )
+    .await;
 }
