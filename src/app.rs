@@ -20,7 +20,10 @@ use std::sync::RwLock;
 use tokio::sync::Notify;
 
 use crate::{
-    auth::StaticTokens,
+    auth::{
+        StaticTokens,
+        signing::{Outgoing, Signer},
+    },
     config::Settings,
     cost::PriceBook,
     db, guardrails,
@@ -44,6 +47,7 @@ struct Inner {
     secrets: Arc<SecretBox>,
     wake: Arc<Notify>,
     backstage_tokens: Option<crate::auth::backstage::BackstageTokens>,
+    outgoing: Outgoing,
     catalog_document: tokio::sync::Mutex<Option<crate::api::CachedDocument>>,
     metrics: PrometheusHandle,
     schema_ready: AtomicBool,
@@ -103,6 +107,11 @@ impl AppState {
     /// Verifies Backstage's tokens, where `backstage.base_url` is configured.
     pub fn backstage_tokens(&self) -> Option<&crate::auth::backstage::BackstageTokens> {
         self.0.backstage_tokens.as_ref()
+    }
+
+    /// How paved authenticates its calls to Backstage.
+    pub fn outgoing(&self) -> &Outgoing {
+        &self.0.outgoing
     }
 
     /// The last served catalog document (rebuilt only when something changed).
@@ -173,11 +182,19 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cost.pricebook: {e}"))?;
         let tokens = StaticTokens::new(&settings.auth.static_tokens);
         let secrets = Arc::new(secret_box(&settings)?);
+        let outgoing = match &settings.backstage.token {
+            Some(t) => Outgoing::Static(t.as_str().into()),
+            None => Outgoing::Signed(Arc::new(Signer::new(
+                &settings.backstage.plugin_id,
+                Duration::from_secs(settings.backstage.key_rotation_hours * 3600),
+            ))),
+        };
         let backstage_tokens = settings.backstage.base_url.as_deref().map(|url| {
             crate::auth::backstage::BackstageTokens::new(
                 url,
                 &settings.backstage.plugin_id,
                 &settings.auth,
+                outgoing.clone(),
             )
         });
         let listener = TcpListener::bind(settings.server.listen)
@@ -197,6 +214,7 @@ impl Application {
             secrets,
             wake: Arc::new(Notify::new()),
             backstage_tokens,
+            outgoing,
             catalog_document: tokio::sync::Mutex::new(None),
             metrics: telemetry::metrics_handle(),
             schema_ready: AtomicBool::new(false),
@@ -245,6 +263,9 @@ impl Application {
             settings.templates.reload_interval_seconds,
         )));
         background.spawn(reload_policies_on_hangup(state.clone()));
+        if let Outgoing::Signed(signer) = state.outgoing() {
+            background.spawn(keep_signing_keys(state.clone(), signer.clone()));
+        }
         let (workers_stop, workers_stop_rx) = tokio::sync::watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
         if settings.engine.workers > 0 {
@@ -258,7 +279,7 @@ impl Application {
             if let Some(url) = &settings.backstage.base_url {
                 engine = engine.with_refresher(crate::catalog::refresh::Refresher::new(
                     url,
-                    settings.backstage.token.clone(),
+                    state.outgoing().clone(),
                 ));
             }
             let engine = Arc::new(engine);
@@ -337,6 +358,25 @@ async fn migrate_until_done(state: AppState) {
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+/// Loads paved's signing key once the schema is there, and rotates it on schedule. Checked
+/// every minute, so a key another replica made is picked up soon after.
+async fn keep_signing_keys(state: AppState, signer: Arc<Signer>) {
+    loop {
+        let next = if !state.schema_ready() {
+            Duration::from_millis(200)
+        } else {
+            match signer.rotate_if_due(state.db(), state.secrets()).await {
+                Ok(()) => Duration::from_secs(60),
+                Err(e) => {
+                    tracing::error!(error = %db::redact(&e.to_string()), "cannot load or rotate the signing key; retrying");
+                    Duration::from_secs(5)
+                }
+            }
+        };
+        tokio::time::sleep(next).await;
     }
 }
 

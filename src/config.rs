@@ -185,8 +185,11 @@ pub struct AuthSettings {
     /// Extra roles by user or group ref, e.g. `{platform-admin: [group:default/platform-team]}`.
     /// Every Backstage user is a developer.
     pub roles: std::collections::BTreeMap<String, Vec<String>>,
-    /// Groups by user ref, added to those the user's token names.
+    /// Groups by user ref, added to those the user's token and the catalog name.
     pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// A Backstage user's groups also come from the `memberOf` relations of their `User`
+    /// entity in Backstage's catalog, cached this long. 0 turns the lookup off.
+    pub catalog_groups_ttl_seconds: u64,
     /// An unknown key id refetches Backstage's key set at most this often.
     pub jwks_refetch_seconds: u64,
 }
@@ -199,6 +202,7 @@ impl Default for AuthSettings {
             backstage_callers: vec!["scaffolder".into(), "catalog".into()],
             roles: Default::default(),
             groups: Default::default(),
+            catalog_groups_ttl_seconds: 60,
             jwks_refetch_seconds: 10,
         }
     }
@@ -321,9 +325,14 @@ pub struct BackstageSettings {
     /// The plugin id Backstage's discovery maps to paved; every path lives under `/api/<id>`.
     #[serde(deserialize_with = "string")]
     pub plugin_id: String,
-    /// Static externalAccess token paved uses to call Backstage (catalog refresh).
+    /// A static externalAccess token for paved's calls to Backstage (catalog refresh,
+    /// user groups, locations). Unset (the default): paved signs its own plugin tokens and
+    /// publishes their keys at `/api/<plugin_id>/.backstage/auth/v1/jwks.json`.
     #[serde(deserialize_with = "opt_string")]
     pub token: Option<String>,
+    /// How often paved makes a new signing key; the old one stays published until the
+    /// tokens it signed have expired.
+    pub key_rotation_hours: u64,
     /// How long `paved:wait` waits for a final state before answering `final: false`
     /// (Backstage gives up on a response after 300 s).
     pub wait_seconds: u64,
@@ -336,6 +345,7 @@ impl Default for BackstageSettings {
             plugin_id: "paved".into(),
             wait_seconds: 240,
             token: None,
+            key_rotation_hours: 24,
         }
     }
 }
@@ -451,6 +461,18 @@ impl Settings {
             return Err(err(
                 "secrets.key",
                 "is required outside the embedded SQLite default (generate one with `openssl rand -base64 32`)".into(),
+            ));
+        }
+        if self.backstage.key_rotation_hours == 0 {
+            return Err(err(
+                "backstage.key_rotation_hours",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.auth.catalog_groups_ttl_seconds > 86_400 {
+            return Err(err(
+                "auth.catalog_groups_ttl_seconds",
+                "must be at most 86400 (a day); 0 turns catalog group lookups off".into(),
             ));
         }
         if self.engine.lease_seconds < 2 || self.engine.max_attempts < 1 {

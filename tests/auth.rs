@@ -276,3 +276,220 @@ async fn backstage_tokens_are_accepted_or_refused_as_they_should() {
     let _ = plugin_key.pkcs8.len();
     app.stop().await;
 }
+
+/// Stand-in for Backstage's auth JWKS and catalog: serves one user entity whose `memberOf`
+/// the test changes, and records the Authorization header of each catalog call.
+#[derive(Clone)]
+struct Catalog {
+    auth: Arc<Mutex<Vec<Jwk>>>,
+    member_of: Arc<Mutex<Vec<String>>>,
+    seen_auth: Arc<Mutex<Vec<String>>>,
+}
+
+async fn catalog_server(c: Catalog) -> String {
+    let app = Router::new()
+        .route(
+            "/api/auth/.well-known/jwks.json",
+            get(|State(c): State<Catalog>| async move {
+                Json(json!({"keys": *c.auth.lock().unwrap()}))
+            }),
+        )
+        .route(
+            "/api/catalog/entities/by-name/user/default/bob",
+            get(
+                |State(c): State<Catalog>, headers: axum::http::HeaderMap| async move {
+                    if let Some(h) = headers.get("authorization") {
+                        c.seen_auth
+                            .lock()
+                            .unwrap()
+                            .push(h.to_str().unwrap().to_owned());
+                    }
+                    let relations: Vec<Value> = c
+                        .member_of
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .map(|g| json!({"type": "memberOf", "targetRef": g}))
+                        .collect();
+                    Json(json!({
+                        "apiVersion": "backstage.io/v1alpha1", "kind": "User",
+                        "metadata": {"name": "bob", "namespace": "default"},
+                        "spec": {"memberOf": []},
+                        "relations": relations
+                    }))
+                },
+            ),
+        )
+        .with_state(c);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn a_users_teams_come_from_the_catalog_asked_with_a_token_paved_signed() {
+    let user_key = key("auth-1");
+    let catalog = Catalog {
+        auth: Arc::new(Mutex::new(vec![user_key.jwk.clone()])),
+        member_of: Arc::new(Mutex::new(vec!["group:default/team-b".into()])),
+        seen_auth: Arc::default(),
+    };
+    let backstage = catalog_server(catalog.clone()).await;
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let mut s = settings(&db.url);
+    s.backstage.base_url = Some(backstage);
+    s.auth.allow_anonymous = false;
+    s.auth.catalog_groups_ttl_seconds = 1;
+    let app = TestApp::spawn(s).await;
+    // Bob's token names no groups (like Backstage's guest tokens): the catalog decides.
+    let bob = sign(
+        &user_key,
+        "vnd.backstage.user",
+        json!({"sub": "user:default/bob", "aud": "backstage", "iat": now(), "exp": now() + 600}),
+    );
+    let order_for = |team: &'static str| {
+        let (app, bob) = (&app, bob.clone());
+        async move {
+            app.client
+                .post(app.api("/requests"))
+                .bearer_auth(bob)
+                .json(&json!({"offering": "redis-cache", "values": {"name": format!("bob-{team}"), "owner": team, "cost_center": "ENG-1234"}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // The signing key appears once migrations ran; until then catalog calls are unsigned.
+    wait_for_keys(&app).await;
+    assert_eq!(order_for("team-b").await, 201);
+    assert_eq!(order_for("team-a").await, 403);
+
+    // Membership changes show after the cache's lifetime.
+    *catalog.member_of.lock().unwrap() = vec!["group:default/team-a".into()];
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(order_for("team-a").await, 201);
+
+    // paved asked the catalog as itself: a plugin token for audience `catalog`, verifiable
+    // with the keys paved publishes.
+    let seen = catalog.seen_auth.lock().unwrap().clone();
+    let token = seen
+        .last()
+        .expect("the catalog was called")
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_owned();
+    let claims = verify_with_paveds_keys(&app, &token, "catalog").await;
+    assert_eq!(claims["sub"], "paved");
+    assert!(claims["exp"].as_u64().unwrap() <= now() + 600);
+    app.stop().await;
+}
+
+async fn wait_for_keys(app: &TestApp) -> Value {
+    for _ in 0..100 {
+        let jwks: Value = app
+            .client
+            .get(app.url("/api/paved/.backstage/auth/v1/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !jwks["keys"].as_array().unwrap().is_empty() {
+            return jwks;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("paved published no signing key");
+}
+
+/// Verifies `token` the way Backstage does: header type, ES256 with a key from paved's JWKS
+/// (fetched without credentials), audience, expiry.
+async fn verify_with_paveds_keys(app: &TestApp, token: &str, aud: &str) -> Value {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("vnd.backstage.plugin"));
+    assert_eq!(header.alg, Algorithm::ES256);
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(wait_for_keys(app).await).unwrap();
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("the token's key is published");
+    let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
+    v.set_audience(&[aud]);
+    jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+        &v,
+    )
+    .expect("paved's token verifies")
+    .claims
+}
+
+#[tokio::test]
+async fn signing_keys_rotate_and_stay_published_until_their_tokens_expire() {
+    use paved::auth::signing::{Signer, published_keys};
+    use paved::provisioning::secrets::SecretBox;
+    for engine in [DbEngine::Sqlite, DbEngine::Postgres] {
+        let db = TestDb::new(engine).await;
+        let mut dbs = paved::config::Settings::default().database;
+        dbs.url = db.url.clone();
+        let conn = paved::db::connect(&dbs).await.unwrap();
+        paved::db::migrate(&conn).await.unwrap();
+        let secrets = SecretBox::from_base64(&SecretBox::generate_key()).unwrap();
+
+        // A rotation interval of zero makes every check rotate.
+        let signer = Signer::new("paved", Duration::ZERO);
+        assert!(
+            signer.token_for("catalog").is_none(),
+            "no key before loading"
+        );
+        signer.rotate_if_due(&conn, &secrets).await.unwrap();
+        let first = signer.token_for("catalog").unwrap();
+        signer.rotate_if_due(&conn, &secrets).await.unwrap();
+        let second = signer.token_for("catalog").unwrap();
+        let kid = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
+        assert_ne!(kid(&first), kid(&second), "{engine:?}: rotated");
+
+        // Both keys are published: a token signed just before the rotation still verifies.
+        let jwks: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_value(published_keys(&conn).await.unwrap()).unwrap();
+        for t in [&first, &second] {
+            let jwk = jwks.find(&kid(t)).expect("published");
+            let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
+            v.set_audience(&["catalog"]);
+            jsonwebtoken::decode::<Value>(
+                t,
+                &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+                &v,
+            )
+            .unwrap_or_else(|e| panic!("{engine:?}: {e}"));
+        }
+        // Another replica (same database and secrets key) signs with the newest key.
+        let replica = Signer::new("paved", Duration::from_secs(3600));
+        replica.rotate_if_due(&conn, &secrets).await.unwrap();
+        assert_eq!(kid(&replica.token_for("catalog").unwrap()), kid(&second));
+
+        // The private halves are sealed: nothing in the table is the PKCS#8 key in the clear.
+        use sea_orm::EntityTrait;
+        let rows = paved::db::entities::signing_key::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        for r in rows {
+            let c = r.ciphertext;
+            assert!(
+                signature::EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &c,
+                    &SystemRandom::new()
+                )
+                .is_err(),
+                "{engine:?}: a private key is stored in the clear"
+            );
+        }
+        conn.close().await.ok();
+    }
+}

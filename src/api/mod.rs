@@ -8,6 +8,7 @@ mod extract;
 mod guardrails;
 mod health;
 mod http_metrics;
+mod keys;
 mod offerings;
 mod requests;
 mod resources;
@@ -124,8 +125,16 @@ pub fn router(state: AppState) -> Router {
     } else {
         catalog.route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
     };
-    let plugin =
-        plugin.merge(catalog.route_layer(middleware::from_fn(http_metrics::remember_route)));
+    // Backstage fetches paved's public keys without a token.
+    let keys = Router::new()
+        .route("/.backstage/auth/v1/jwks.json", get(keys::jwks))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_schema,
+        ));
+    let plugin = plugin
+        .merge(catalog.route_layer(middleware::from_fn(http_metrics::remember_route)))
+        .merge(keys.route_layer(middleware::from_fn(http_metrics::remember_route)));
     Router::new()
         .nest(&base, plugin)
         .route("/.backstage/health/v1/liveness", get(health::liveness))

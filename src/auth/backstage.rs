@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::Principal;
+use super::{Principal, groups::CatalogGroups, signing::Outgoing};
 use crate::config::AuthSettings;
 
 const PLUGIN: &str = "vnd.backstage.plugin";
@@ -49,23 +49,42 @@ pub struct BackstageTokens {
     refetch_every: Duration,
     http: reqwest::Client,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Users' teams from the catalog (`None` with `auth.catalog_groups_ttl_seconds: 0`).
+    catalog_groups: Option<CatalogGroups>,
 }
 
 impl BackstageTokens {
-    pub fn new(base_url: &str, plugin_id: &str, auth: &AuthSettings) -> Self {
+    pub fn new(base_url: &str, plugin_id: &str, auth: &AuthSettings, outgoing: Outgoing) -> Self {
         // reqwest is built without a default TLS provider (no aws-lc); ring it is. Installing
         // twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("HTTP client builds");
+        let catalog_groups = (auth.catalog_groups_ttl_seconds > 0).then(|| {
+            CatalogGroups::new(
+                base_url,
+                Duration::from_secs(auth.catalog_groups_ttl_seconds),
+                outgoing,
+                http.clone(),
+            )
+        });
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             plugin_id: plugin_id.to_owned(),
             allowed_callers: auth.backstage_callers.iter().cloned().collect(),
             refetch_every: Duration::from_secs(auth.jwks_refetch_seconds),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("HTTP client builds"),
+            http,
             cache: Mutex::new(HashMap::new()),
+            catalog_groups,
+        }
+    }
+
+    async fn catalog_groups(&self, user: &str) -> BTreeSet<String> {
+        match &self.catalog_groups {
+            Some(g) => g.of(user).await,
+            None => BTreeSet::new(),
         }
     }
 
@@ -119,7 +138,8 @@ impl BackstageTokens {
                         }
                         let url = format!("{}/api/auth/.well-known/jwks.json", self.base_url);
                         let user: UserClaims = self.check(&obo, &obo_header, &url, None).await?;
-                        let mut p = principal_for(&user.sub, &[], auth);
+                        let teams = self.catalog_groups(&user.sub).await;
+                        let mut p = principal_for(&user.sub, &[], teams, auth);
                         p.via = Some(format!("plugin:{caller}"));
                         Ok(p)
                     }
@@ -134,7 +154,8 @@ impl BackstageTokens {
             Some(USER) => {
                 let url = format!("{}/api/auth/.well-known/jwks.json", self.base_url);
                 let user: UserClaims = self.check(token, &header, &url, Some("backstage")).await?;
-                Ok(principal_for(&user.sub, &user.ent, auth))
+                let teams = self.catalog_groups(&user.sub).await;
+                Ok(principal_for(&user.sub, &user.ent, teams, auth))
             }
             Some(LIMITED_USER) => Err(Refused(
                 "a limited user token is only valid inside a plugin token".into(),
@@ -212,13 +233,15 @@ impl BackstageTokens {
 }
 
 /// Roles and groups of a Backstage user: every user is a developer; `auth.roles` maps user
-/// and group refs to more; groups come from the token's ownership refs and `auth.groups`.
-fn principal_for(user: &str, ent: &[String], auth: &AuthSettings) -> Principal {
-    let mut groups: BTreeSet<String> = ent
-        .iter()
-        .filter(|e| e.starts_with("group:"))
-        .cloned()
-        .collect();
+/// and group refs to more; groups come from the token's ownership refs, the catalog and
+/// `auth.groups`.
+fn principal_for(
+    user: &str,
+    ent: &[String],
+    mut groups: BTreeSet<String>,
+    auth: &AuthSettings,
+) -> Principal {
+    groups.extend(ent.iter().filter(|e| e.starts_with("group:")).cloned());
     if let Some(extra) = auth.groups.get(user) {
         groups.extend(extra.iter().cloned());
     }

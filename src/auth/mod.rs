@@ -5,6 +5,8 @@
 //! [`Principal`]; a call without a token is the anonymous principal where that is allowed.
 
 pub mod backstage;
+pub mod groups;
+pub mod signing;
 
 use std::collections::BTreeSet;
 

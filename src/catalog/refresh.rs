@@ -6,17 +6,19 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::auth::signing::Outgoing;
+
 #[derive(Clone)]
 pub struct Refresher {
     http: reqwest::Client,
     url: String,
-    token: Option<String>,
+    auth: Outgoing,
     attempts: u32,
 }
 
 impl Refresher {
-    /// `base_url` is Backstage's backend; `token` a static externalAccess token.
-    pub fn new(base_url: &str, token: Option<String>) -> Self {
+    /// `base_url` is Backstage's backend.
+    pub fn new(base_url: &str, auth: Outgoing) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             http: reqwest::Client::builder()
@@ -24,7 +26,7 @@ impl Refresher {
                 .build()
                 .expect("HTTP client builds"),
             url: format!("{}/api/catalog/refresh", base_url.trim_end_matches('/')),
-            token,
+            auth,
             attempts: 6,
         }
     }
@@ -58,7 +60,7 @@ impl Refresher {
             .http
             .post(&self.url)
             .json(&json!({"entityRef": entity_ref}));
-        if let Some(t) = &self.token {
+        if let Some(t) = self.auth.bearer_for("catalog") {
             req = req.bearer_auth(t);
         }
         let res = req.send().await.map_err(|e| e.to_string())?;

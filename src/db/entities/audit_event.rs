@@ -12,6 +12,8 @@ pub struct Model {
     pub target: String,
     pub outcome: String,
     pub details: Option<Json>,
+    /// The team (group ref) the event concerns, when it concerns one.
+    pub team: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,3 +10,4 @@ pub mod request_log;
 pub mod request_step;
 pub mod resource;
 pub mod secret;
+pub mod signing_key;

@@ -1,0 +1,231 @@
+//! Paved's own ES256 keys and the plugin tokens it signs for calls to Backstage
+//! (docs/backstage-protocol.md §4.4 D, verified on the wire in backstage-live.md §5):
+//! header `{typ: vnd.backstage.plugin, alg: ES256, kid}`, claims `{sub: <paved's plugin id>,
+//! aud: <target plugin>, iat, exp}`. Backstage verifies them against the JWKS paved serves at
+//! `/api/<plugin id>/.backstage/auth/v1/jwks.json`, found through discovery.
+//!
+//! Keys live in the database (private half sealed with `secrets.key`) so every replica signs
+//! with keys the others publish. A new key is made every `backstage.key_rotation_hours`; old
+//! ones stay published until every token they signed has expired.
+
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+use chrono::{DateTime, Utc};
+use ring::{
+    rand::SystemRandom,
+    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
+};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    db::entities::signing_key,
+    provisioning::secrets::{Sealed, SecretBox},
+};
+
+/// Tokens are signed fresh for each call; a short life limits what a leaked one is worth.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
+
+struct CurrentKey {
+    kid: String,
+    pair: EcdsaKeyPair,
+    created_at: DateTime<Utc>,
+}
+
+pub struct Signer {
+    plugin_id: String,
+    rotate_every: chrono::Duration,
+    current: RwLock<Option<Arc<CurrentKey>>>,
+    rng: SystemRandom,
+}
+
+impl Signer {
+    pub fn new(plugin_id: &str, rotate_every: Duration) -> Self {
+        Self {
+            plugin_id: plugin_id.to_owned(),
+            rotate_every: chrono::Duration::from_std(rotate_every)
+                .unwrap_or(chrono::Duration::hours(24)),
+            current: RwLock::new(None),
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// A token for a call to Backstage plugin `audience` (e.g. `catalog`), or `None` before
+    /// the first key was loaded (the database may still be coming up).
+    pub fn token_for(&self, audience: &str) -> Option<String> {
+        let key = self.current.read().expect("signer lock poisoned").clone()?;
+        let now = Utc::now().timestamp();
+        let header = json!({"typ": "vnd.backstage.plugin", "alg": "ES256", "kid": key.kid});
+        let claims = json!({
+            "sub": self.plugin_id,
+            "aud": audience,
+            "iat": now,
+            "exp": now + TOKEN_LIFETIME.as_secs() as i64,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        // FIXED signing gives JOSE's raw r‖s encoding.
+        let sig = key
+            .pair
+            .sign(&self.rng, signing_input.as_bytes())
+            .expect("ECDSA signing with a valid key does not fail");
+        Some(format!("{signing_input}.{}", B64.encode(sig.as_ref())))
+    }
+
+    /// Makes a key if none is younger than the rotation interval, forgets retired ones, and
+    /// signs with the newest (possibly made by another replica).
+    pub async fn rotate_if_due<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        secrets: &SecretBox,
+    ) -> Result<(), DbErr> {
+        let now = Utc::now();
+        signing_key::Entity::delete_many()
+            .filter(signing_key::Column::RetireAt.lte(now))
+            .exec(db)
+            .await?;
+        let newest = signing_key::Entity::find()
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .one(db)
+            .await?;
+        let row = match newest {
+            Some(k) if now - k.created_at < self.rotate_every => k,
+            _ => self.create(db, secrets, now).await?,
+        };
+        let loaded = self
+            .current
+            .read()
+            .expect("signer lock poisoned")
+            .as_ref()
+            .is_some_and(|c| c.kid == row.kid);
+        if !loaded {
+            let pkcs8 = secrets
+                .open(
+                    &Sealed {
+                        key_id: row.key_id.clone(),
+                        nonce: row.nonce.clone(),
+                        ciphertext: row.ciphertext.clone(),
+                    },
+                    &context(&row.kid),
+                )
+                .map_err(|e| DbErr::Custom(format!("signing key {}: {e}", row.kid)))?;
+            let pair =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &self.rng)
+                    .map_err(|e| DbErr::Custom(format!("signing key {}: {e}", row.kid)))?;
+            tracing::info!(kid = %row.kid, created_at = %row.created_at, "signing Backstage tokens with key");
+            *self.current.write().expect("signer lock poisoned") = Some(Arc::new(CurrentKey {
+                kid: row.kid,
+                pair,
+                created_at: row.created_at,
+            }));
+        }
+        Ok(())
+    }
+
+    async fn create<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        secrets: &SecretBox,
+        now: DateTime<Utc>,
+    ) -> Result<signing_key::Model, DbErr> {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &self.rng)
+            .map_err(|e| DbErr::Custom(format!("cannot generate a signing key: {e}")))?;
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &self.rng)
+                .map_err(|e| DbErr::Custom(format!("generated signing key unusable: {e}")))?;
+        let kid = uuid::Uuid::new_v4().to_string();
+        // Uncompressed point: 0x04 ‖ x ‖ y.
+        let point = pair.public_key().as_ref();
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+        });
+        let sealed = secrets.seal(pkcs8.as_ref(), &context(&kid));
+        // Published while it signs, then until its last token expires (plus clock skew).
+        let retire_at = now
+            + self.rotate_every
+            + chrono::Duration::from_std(TOKEN_LIFETIME).expect("small duration")
+            + chrono::Duration::minutes(5);
+        let row = signing_key::ActiveModel {
+            kid: Set(kid.clone()),
+            key_id: Set(sealed.key_id),
+            nonce: Set(sealed.nonce),
+            ciphertext: Set(sealed.ciphertext),
+            public_jwk: Set(jwk),
+            created_at: Set(now),
+            retire_at: Set(retire_at),
+        };
+        signing_key::Entity::insert(row).exec(db).await?;
+        tracing::info!(%kid, %retire_at, "generated a new signing key");
+        signing_key::Entity::find_by_id(kid)
+            .one(db)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("signing key just inserted".into()))
+    }
+
+    /// When the key in use was made, if one is loaded.
+    pub fn current_key_created_at(&self) -> Option<DateTime<Utc>> {
+        self.current
+            .read()
+            .expect("signer lock poisoned")
+            .as_ref()
+            .map(|k| k.created_at)
+    }
+}
+
+/// Every key not yet retired, read from the database so a key another replica just made is
+/// published by all of them.
+pub async fn published_keys<C: ConnectionTrait>(db: &C) -> Result<Value, DbErr> {
+    let keys: Vec<Value> = signing_key::Entity::find()
+        .filter(signing_key::Column::RetireAt.gt(Utc::now()))
+        .order_by_desc(signing_key::Column::CreatedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|k| k.public_jwk)
+        .collect();
+    Ok(json!({ "keys": keys }))
+}
+
+/// Sealed keys are bound to their kid, so a ciphertext moved to another row does not open.
+fn context(kid: &str) -> String {
+    format!("signing-key:{kid}")
+}
+
+/// How paved authenticates its own calls to Backstage.
+#[derive(Clone)]
+pub enum Outgoing {
+    /// A static `backend.auth.externalAccess` token from `backstage.token`.
+    Static(Arc<str>),
+    /// Plugin tokens paved signs itself (the default).
+    Signed(Arc<Signer>),
+}
+
+impl Outgoing {
+    /// The bearer token for a call to Backstage plugin `audience`.
+    pub fn bearer_for(&self, audience: &str) -> Option<String> {
+        match self {
+            Outgoing::Static(t) => Some(t.to_string()),
+            Outgoing::Signed(s) => s.token_for(audience),
+        }
+    }
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.write_str(match self {
+            Outgoing::Static(_) => "Outgoing::Static",
+            Outgoing::Signed(_) => "Outgoing::Signed",
+        })
+    }
+}
