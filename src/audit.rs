@@ -4,12 +4,13 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::db::entities::audit_event;
+use crate::db::entities::{audit_event, request, resource};
 
 /// The engine acts as this principal.
 pub const ENGINE: &str = "paved:engine";
@@ -36,8 +37,10 @@ async fn insert<C: ConnectionTrait>(
     outcome: &str,
     details: Option<Value>,
 ) {
+    let team = team_of(conn, target).await;
     let row = audit_event::ActiveModel {
         id: NotSet,
+        team: Set(team),
         at: Set(Utc::now()),
         actor: Set(actor.into()),
         on_behalf_of: Set(on_behalf_of),
@@ -49,6 +52,28 @@ async fn insert<C: ConnectionTrait>(
     if let Err(e) = audit_event::Entity::insert(row).exec(conn).await {
         tracing::error!(error = %e, event_type, target, "could not record an audit event");
     }
+}
+
+/// The team an event's target belongs to, so a team's trail can be shown to its members
+/// without joining every read against requests and resources.
+async fn team_of<C: ConnectionTrait>(conn: &C, target: &str) -> Option<String> {
+    let (kind, id) = target.split_once(':')?;
+    let found = match kind {
+        "team" => return Some(id.to_owned()),
+        "request" => request::Entity::find_by_id(id.to_owned())
+            .one(conn)
+            .await
+            .map(|r| r.map(|r| r.owner)),
+        "resource" => resource::Entity::find_by_id(id.to_owned())
+            .one(conn)
+            .await
+            .map(|r| r.map(|r| r.owner)),
+        _ => return None,
+    };
+    found.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, target, "could not look up the team of an audit target");
+        None
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -67,6 +92,8 @@ pub struct AuditEvent {
     pub outcome: String,
     #[schema(value_type = Object)]
     pub details: Option<Value>,
+    /// The team (group ref) the event concerns, if any.
+    pub team: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -77,6 +104,9 @@ pub struct AuditFilter {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub limit: u64,
+    /// Only events concerning these teams, or done by (or for) `visible_to_subject`.
+    pub teams: Option<std::collections::BTreeSet<String>>,
+    pub visible_to_subject: Option<String>,
 }
 
 /// Newest first.
@@ -97,6 +127,16 @@ pub async fn list<C: ConnectionTrait>(conn: &C, f: &AuditFilter) -> Result<Vec<A
     if let Some(u) = f.until {
         q = q.filter(audit_event::Column::At.lt(u));
     }
+    if let Some(teams) = &f.teams {
+        let mut visible =
+            Condition::any().add(audit_event::Column::Team.is_in(teams.iter().cloned()));
+        if let Some(me) = &f.visible_to_subject {
+            visible = visible
+                .add(audit_event::Column::Actor.eq(me.as_str()))
+                .add(audit_event::Column::OnBehalfOf.eq(me.as_str()));
+        }
+        q = q.filter(visible);
+    }
     Ok(q.limit(f.limit)
         .all(conn)
         .await?
@@ -110,6 +150,7 @@ pub async fn list<C: ConnectionTrait>(conn: &C, f: &AuditFilter) -> Result<Vec<A
             target: m.target,
             outcome: m.outcome,
             details: m.details,
+            team: m.team,
         })
         .collect())
 }

@@ -9,6 +9,7 @@ use super::extract::ApiQuery;
 use crate::{
     app::AppState,
     audit::{self, AuditEvent, AuditFilter},
+    auth::Principal,
     error::{ApiError, ErrorEnvelope},
 };
 
@@ -31,11 +32,13 @@ pub struct AuditQuery {
     pub limit: Option<u64>,
 }
 
-/// Audit events, newest first.
+/// Audit events, newest first. Platform-admins see every event; others see the events of
+/// their teams' requests and resources and the events they caused themselves.
 #[utoipa::path(get, path = "/v1/audit", operation_id = "listAuditEvents", tag = "audit", params(AuditQuery),
     responses((status = 200, body = Vec<AuditEvent>), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
+    who: Principal,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
     let limit = q.limit.unwrap_or(100);
@@ -49,6 +52,9 @@ pub async fn list(
         since: q.since,
         until: q.until,
         limit,
+        // Developers and leads see their teams' trail and what they did themselves.
+        teams: who.visible_owners().cloned(),
+        visible_to_subject: Some(who.subject.clone()),
     };
     Ok(Json(audit::list(state.db(), &filter).await?))
 }

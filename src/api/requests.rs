@@ -264,9 +264,13 @@ async fn decide(
     responses((status = 200, body = Vec<approvals::Approval>), (status = 404, body = ErrorEnvelope)))]
 pub async fn list_approvals(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<approvals::Approval>>, ApiError> {
-    if requests::get(state.db(), &id).await?.is_none() {
+    let visible = requests::get(state.db(), &id)
+        .await?
+        .is_some_and(|r| principal.may_see(&r.owner) || r.requester == principal.subject);
+    if !visible {
         return Err(ApiError::not_found(format!("no request with id {id:?}")));
     }
     Ok(Json(approvals::list(state.db(), &id).await?))

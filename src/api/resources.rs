@@ -109,6 +109,10 @@ pub async fn credentials(
             None,
         )
         .await;
+        // What a caller cannot see does not exist for them (as on `GET /resources/{id}`).
+        if !principal.may_see(&res.owner) {
+            return Err(ApiError::not_found(format!("no resource with id {id:?}")));
+        }
         return Err(ApiError::new(
             ErrorName::NotAllowed,
             format!("only members of {} may read these credentials", res.owner),
@@ -175,6 +179,9 @@ pub async fn delete(
         return Err(ApiError::conflict(format!(
             "resource {id} is already deleted"
         )));
+    }
+    if !principal.may_see(&res.owner) {
+        return Err(ApiError::not_found(format!("no resource with id {id:?}")));
     }
     if !(principal.is_admin() || principal.member_of(&res.owner)) {
         return Err(ApiError::new(
@@ -251,6 +258,9 @@ pub async fn update(
         .one(state.db())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
+    if !principal.may_see(&res.owner) {
+        return Err(ApiError::not_found(format!("no resource with id {id:?}")));
+    }
     if !(principal.is_admin() || principal.member_of(&res.owner)) {
         return Err(ApiError::new(
             ErrorName::NotAllowed,

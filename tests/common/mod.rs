@@ -254,3 +254,60 @@ pub fn static_token(
         groups: groups.iter().map(|g| g.to_string()).collect(),
     }
 }
+
+/// Destroys what the engine created for some requests, whatever the test's outcome (reading
+/// the resources and their ownership tags from the test's database, which outlives this).
+pub struct Teardown {
+    pub db_url: String,
+    pub requests: Vec<String>,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let (url, ids) = (self.db_url.clone(), std::mem::take(&mut self.requests));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    use paved::db::entities::request;
+                    use sea_orm::EntityTrait;
+                    let mut db = Settings::default().database;
+                    db.url = url;
+                    let Ok(conn) = paved::db::connect(&db).await else {
+                        return;
+                    };
+                    let drivers = paved::provisioning::drivers::Drivers::from_settings(
+                        &Settings::default().drivers,
+                    );
+                    for id in ids {
+                        let Ok(Some(r)) = request::Entity::find_by_id(id).one(&conn).await else {
+                            continue;
+                        };
+                        let Some(rid) = r.resource_id else { continue };
+                        let parts = r
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.get("parts"))
+                            .and_then(serde_json::Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        for p in parts {
+                            if let Ok(spec) =
+                                drivers.parse(p["driver"].as_str().unwrap_or(""), &p["spec"])
+                            {
+                                drivers
+                                    .destroy(&spec, &paved::provisioning::engine::owner_tag(&rid))
+                                    .await
+                                    .ok();
+                            }
+                        }
+                    }
+                    conn.close().await.ok();
+                });
+            });
+        });
+    }
+}
