@@ -65,6 +65,28 @@ pub enum PartSpec {
     Redis(redis::RedisSpec),
 }
 
+impl DriverError {
+    /// Prefixes where it happened, so a failed request names what was unreachable or refused
+    /// ("Redis (dev): Connection refused"), not just the socket error.
+    pub fn within(self, what: &str) -> Self {
+        match self {
+            DriverError::Transient(m) => DriverError::Transient(format!("{what}: {m}")),
+            DriverError::Permanent(m) => DriverError::Permanent(format!("{what}: {m}")),
+            DriverError::Conflict(m) => DriverError::Conflict(format!("{what}: {m}")),
+        }
+    }
+}
+
+impl PartSpec {
+    /// The server a part lives on, for messages: `PostgreSQL (dev)`.
+    pub fn server(&self) -> String {
+        match self {
+            PartSpec::Postgres(s) => format!("PostgreSQL ({})", s.environment),
+            PartSpec::Redis(s) => format!("Redis ({})", s.environment),
+        }
+    }
+}
+
 impl Drivers {
     pub fn from_settings(s: &crate::config::DriversSettings) -> Self {
         Self {
@@ -95,6 +117,7 @@ impl Drivers {
             PartSpec::Postgres(s) => self.postgres.apply(s, password, tag).await,
             PartSpec::Redis(s) => self.redis.apply(s, password, tag).await,
         }
+        .map_err(|e| e.within(&spec.server()))
     }
 
     pub async fn observe(&self, spec: &PartSpec) -> Result<Observed, DriverError> {
@@ -102,6 +125,7 @@ impl Drivers {
             PartSpec::Postgres(s) => self.postgres.observe(s).await,
             PartSpec::Redis(s) => self.redis.observe(s).await,
         }
+        .map_err(|e| e.within(&spec.server()))
     }
 
     pub async fn destroy(&self, spec: &PartSpec, tag: &str) -> Result<(), DriverError> {
@@ -109,6 +133,7 @@ impl Drivers {
             PartSpec::Postgres(s) => self.postgres.destroy(s, tag).await,
             PartSpec::Redis(s) => self.redis.destroy(s, tag).await,
         }
+        .map_err(|e| e.within(&spec.server()))
     }
 
     pub async fn usage(&self, spec: &PartSpec) -> Result<Usage, DriverError> {
@@ -116,5 +141,6 @@ impl Drivers {
             PartSpec::Postgres(s) => self.postgres.usage(s).await,
             PartSpec::Redis(s) => self.redis.usage(s).await,
         }
+        .map_err(|e| e.within(&spec.server()))
     }
 }
