@@ -158,12 +158,9 @@ async fn invoke(
         .unwrap_or("");
     let parse = |input: Value| {
         serde_path_to_error::deserialize::<_, OrderInput>(input).map_err(|e| {
-            ApiError::input(format!(
-                "invalid input for {id}: {}: {}",
-                e.path(),
-                e.inner()
-            ))
-            .with_reason_phrase(&format!("Invalid input: {}", e.inner()))
+            let (path, rule) = super::extract::readable(&e);
+            ApiError::input(format!("invalid input for {id}: {path}: {rule}"))
+                .with_reason_phrase(&format!("Invalid input: {path}: {rule}"))
         })
     };
     match name {
@@ -260,11 +257,8 @@ struct WaitInput {
 async fn wait(state: &AppState, input: &Value) -> Result<Json<Value>, ApiError> {
     use crate::provisioning::requests::{self, RequestStatus};
     let input: WaitInput = serde_path_to_error::deserialize(input.clone()).map_err(|e| {
-        ApiError::input(format!(
-            "invalid input for paved:wait: {}: {}",
-            e.path(),
-            e.inner()
-        ))
+        let (path, rule) = super::extract::readable(&e);
+        ApiError::input(format!("invalid input for paved:wait: {path}: {rule}"))
     })?;
     let deadline = tokio::time::Instant::now()
         + std::time::Duration::from_secs(state.settings().backstage.wait_seconds);

@@ -29,6 +29,7 @@ pub struct AuditQuery {
     /// RFC 3339 time, exclusive.
     pub until: Option<DateTime<Utc>>,
     /// 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 

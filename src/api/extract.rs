@@ -68,3 +68,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         })
     }
 }
+
+/// A serde error as a user reads it: the field path (`input` for the whole document) and the
+/// rule, without Rust type names (`expected struct OrderInput` says nothing to a template
+/// author).
+pub fn readable<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> (String, String) {
+    let path = match e.path().to_string() {
+        p if p == "." => "input".to_owned(),
+        p => p,
+    };
+    let mut msg = e.inner().to_string();
+    if let Some(i) = msg.find("expected struct ") {
+        let end = msg[i + 16..]
+            .find(|c: char| !c.is_alphanumeric() && c != '_')
+            .map_or(msg.len(), |j| i + 16 + j);
+        msg.replace_range(i..end, "expected an object");
+    }
+    (path, msg)
+}

@@ -55,7 +55,7 @@ struct ApiDoc;
 
 /// The plugin API (relative paths) and its OpenAPI document, from one definition.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(offerings::list))
         .routes(routes!(offerings::get))
         .routes(routes!(requests::create, requests::list))
@@ -79,12 +79,58 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(guardrails::policies))
         .routes(routes!(guardrails::evaluate))
         .routes(routes!(audit::list))
-        .split_for_parts()
+        .split_for_parts();
+    document_common_errors(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document the code describes (`paved openapi`, `openapi/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     api().1
+}
+
+/// Answers every operation can give besides its own: malformed input (400), a refused or
+/// missing token (401), still starting (503). Added here once, so no operation documents
+/// fewer than it really returns (schemathesis checks that in CI).
+fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let responses = &mut op.responses.responses;
+            for (code, description) in [
+                (
+                    "400",
+                    "Invalid input: the message names the field and the rule",
+                ),
+                ("401", "Missing or invalid credentials"),
+                ("503", "paved is starting or its database is unavailable"),
+            ] {
+                responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| error(description).into());
+            }
+        }
+    }
 }
 
 /// The whole HTTP app.

@@ -47,6 +47,7 @@ pub struct OfferingDetail {
     pub parameters: Vec<Value>,
     /// Preset field and its choices, when the offering has size presets.
     #[schema(value_type = Object)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub presets: Option<Value>,
     pub ttl: Option<TtlLimits>,
     /// Drivers of its parts, in provisioning order.

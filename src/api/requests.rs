@@ -285,6 +285,7 @@ pub struct ListQuery {
     pub status: Option<String>,
     pub offering: Option<String>,
     /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
@@ -400,7 +401,7 @@ pub async fn logs(
 /// between steps while running.
 #[utoipa::path(post, path = "/v1/requests/{id}/cancel", operation_id = "cancelRequest", tag = "requests",
     params(("id" = String, Path, description = "Request id")),
-    responses((status = 200, body = Request), (status = 404, body = ErrorEnvelope), (status = 409, description = "Already finished", body = ErrorEnvelope)))]
+    responses((status = 200, body = Request), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, description = "Already finished", body = ErrorEnvelope)))]
 pub async fn cancel(
     State(state): State<AppState>,
     principal: Principal,

@@ -26,6 +26,7 @@ pub struct ResourceQuery {
     /// Owner group ref or name.
     pub owner: Option<String>,
     /// 1-500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
 }
 
