@@ -1,0 +1,121 @@
+//! `cargo bench --bench http`: invoking `paved:estimate` over HTTP (form validation, rendering,
+//! cost, every policy, Backstage's action envelope) under a concurrent loader on loopback,
+//! beside a trivial axum handler served by this same binary with the same body (the floor of
+//! the HTTP stack). Throughput and p50/p99 latency for each, and the ratio.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::{Json, Router, routing::post};
+use serde_json::{Value, json};
+
+const CONCURRENCY: usize = 32;
+const SECONDS: u64 = 5;
+
+struct Figures {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn load(url: &str, body: &Value) -> Figures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
+    let run = |until: Instant| {
+        let tasks: Vec<_> = (0..CONCURRENCY)
+            .map(|_| {
+                let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
+                tokio::spawn(async move {
+                    let mut samples = Vec::new();
+                    while Instant::now() < until {
+                        let t = Instant::now();
+                        let r = client.post(&url).json(&body).send().await.unwrap();
+                        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+                        r.bytes().await.unwrap();
+                        samples.push(t.elapsed());
+                    }
+                    samples
+                })
+            })
+            .collect();
+        async move {
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.unwrap());
+            }
+            all
+        }
+    };
+    run(Instant::now() + Duration::from_secs(1)).await; // warm-up: pools, caches
+    let start = Instant::now();
+    let mut samples = run(start + Duration::from_secs(SECONDS)).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let n = samples.len();
+    let [_, p50, _, p99] = common::percentiles(&mut samples);
+    Figures {
+        rps: n as f64 / elapsed,
+        p50,
+        p99,
+    }
+}
+
+fn print(name: &str, f: &Figures) {
+    println!(
+        "{name:<48} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
+        f.rps,
+        common::ms(f.p50),
+        common::ms(f.p99)
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    let mut s = common::settings(&db);
+    s.engine.workers = 0;
+    let app = paved::app::Application::build(s).await.unwrap();
+    let paved_url = format!(
+        "http://{}/api/paved/.backstage/actions/v1/actions/paved:estimate/invoke",
+        app.local_addr()
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    // The floor: parse the same JSON body, answer a small JSON document.
+    let trivial = Router::new().route(
+        "/invoke",
+        post(|Json(_): Json<Value>| async { Json(json!({"output": {"ok": true}})) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let floor_url = format!("http://{}/invoke", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, trivial).await.unwrap() });
+
+    let body = json!({"offering": "postgres-database", "values": {"name": "orders", "environment": "prod", "size": "medium", "owner": "group:default/team-a", "cost_center": "ENG-1234", "backup_days": 14}});
+    let client = reqwest::Client::new();
+    let probe = client.post(&paved_url).json(&body).send().await.unwrap();
+    assert_eq!(probe.status(), 200, "{}", probe.text().await.unwrap());
+
+    println!(
+        "HTTP benchmark: {CONCURRENCY} concurrent clients, {SECONDS} s each, loopback, loader in the same process"
+    );
+    let floor = load(&floor_url, &body).await;
+    print("floor: trivial axum JSON handler", &floor);
+    let paved = load(&paved_url, &body).await;
+    print("paved: POST …/actions/paved:estimate/invoke", &paved);
+    println!();
+    println!(
+        "paved:estimate serves {:.2}x the floor's throughput; p50 {:.1}x, p99 {:.1}x the floor's latency",
+        paved.rps / floor.rps,
+        paved.p50.as_secs_f64() / floor.p50.as_secs_f64(),
+        paved.p99.as_secs_f64() / floor.p99.as_secs_f64()
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+}
