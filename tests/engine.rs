@@ -455,6 +455,60 @@ async fn a_preview_environment_provisions_database_and_cache_as_one() {
         ))
         .await;
     assert!(res["expiresAt"].is_string(), "a TTL makes it expire");
+
+    // In the catalog: the environment, and each part as a Resource it depends on.
+    let doc = app
+        .client
+        .get(app.url(&format!(
+            "/api/paved/catalog/resources/{}.yaml",
+            res["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let docs: Vec<Value> = doc
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| yaml_serde::from_str(d).unwrap())
+        .collect();
+    let unit = res["name"].as_str().unwrap();
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    let (db_part, cache_part) = (format!("{unit}.database"), format!("{unit}.cache"));
+    assert_eq!(names, [unit, db_part.as_str(), cache_part.as_str()]);
+    assert_eq!(docs[0]["spec"]["type"], "environment");
+    assert_eq!(
+        docs[0]["spec"]["dependsOn"],
+        json!([
+            format!("resource:default/{db_part}"),
+            format!("resource:default/{cache_part}")
+        ])
+    );
+    assert_eq!(
+        docs[0]["spec"]["dependencyOf"],
+        json!(["component:default/shop"])
+    );
+    for (part, kind) in [(&docs[1], "database"), (&docs[2], "cache")] {
+        assert_eq!(part["kind"], "Resource");
+        assert_eq!(part["spec"]["type"], kind);
+        assert_eq!(part["spec"]["owner"], "group:default/team-a");
+        assert_eq!(
+            part["spec"]["dependencyOf"],
+            json!([format!("resource:default/{unit}")])
+        );
+        let ann = &part["metadata"]["annotations"];
+        assert_eq!(ann["paved.dev/resource-id"], res["id"]);
+        assert!(
+            ann["paved.dev/monthly-cost-usd"].is_null(),
+            "the environment's cost covers its parts"
+        );
+    }
+    assert!(!doc.contains("password"), "no credential in the catalog");
     let c: Value = app
         .client
         .get(app.api(&format!(
