@@ -256,10 +256,13 @@ impl Application {
                 state.0.wake.clone(),
             );
             if let Some(url) = &settings.backstage.base_url {
-                engine = engine.with_refresher(crate::catalog::refresh::Refresher::new(
-                    url,
-                    settings.backstage.token.clone(),
-                ));
+                engine = engine.with_refresher(
+                    crate::catalog::refresh::Refresher::new(
+                        url,
+                        crate::catalog::outgoing_token(&settings.backstage),
+                    )
+                    .with_document(&crate::catalog::document_url(&settings)),
+                );
             }
             let engine = Arc::new(engine);
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into());
