@@ -4,6 +4,7 @@
 mod entity_ref;
 pub mod provider;
 pub mod refresh;
+pub mod register;
 
 pub use entity_ref::{EntityRef, is_valid_entity_name, is_valid_namespace, is_valid_tag};
 
