@@ -949,6 +949,7 @@ catalog:
         )
         .await;
     }
+    clock.step("6. ... paved deleted both; now Backstage's catalog");
     for gone in std::iter::once(&entity_ref)
         .chain(std::iter::once(&env_ref))
         .chain(parts.iter())
