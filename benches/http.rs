@@ -99,6 +99,19 @@ async fn main() {
 
     let body = json!({"offering": "postgres-database", "values": {"name": "orders", "environment": "prod", "size": "medium", "owner": "group:default/team-a", "cost_center": "ENG-1234", "backup_days": 14}});
     let client = reqwest::Client::new();
+    let ready = paved_url.replace(
+        "/api/paved/.backstage/actions/v1/actions/paved:estimate/invoke",
+        "/.backstage/health/v1/readiness",
+    );
+    while client
+        .get(&ready)
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let probe = client.post(&paved_url).json(&body).send().await.unwrap();
     assert_eq!(probe.status(), 200, "{}", probe.text().await.unwrap());
 

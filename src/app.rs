@@ -277,10 +277,10 @@ impl Application {
                 state.0.wake.clone(),
             );
             if let Some(url) = &settings.backstage.base_url {
-                engine = engine.with_refresher(crate::catalog::refresh::Refresher::new(
-                    url,
-                    state.outgoing().clone(),
-                ));
+                engine = engine.with_refresher(
+                    crate::catalog::refresh::Refresher::new(url, state.outgoing().clone())
+                        .with_document(&crate::catalog::document_url(&settings)),
+                );
             }
             let engine = Arc::new(engine);
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into());
@@ -382,7 +382,7 @@ async fn keep_signing_keys(state: AppState, signer: Arc<Signer>) {
 
 /// The credentials key: from configuration, or on the embedded SQLite default a key generated
 /// once and kept in `.paved/secrets.key` (config validation refuses the rest without one).
-fn secret_box(settings: &Settings) -> anyhow::Result<SecretBox> {
+pub(crate) fn secret_box(settings: &Settings) -> anyhow::Result<SecretBox> {
     if let Some(k) = &settings.secrets.key {
         return SecretBox::from_base64(k).map_err(|e| anyhow::anyhow!("secrets.key: {e}"));
     }

@@ -38,6 +38,27 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Work with Backstage's catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Register paved's catalog document (every resource and the offerings' templates) as a
+    /// Backstage `url` location, after a dry run that explains a missing
+    /// `backend.reading.allow` entry. Already registered is success. Needs backstage.base_url.
+    Register {
+        /// The URL Backstage reads the document from (default: server.public_url +
+        /// /api/<plugin id>/catalog/entities.yaml).
+        #[arg(long)]
+        url: Option<String>,
+        /// Only check that Backstage can read and accept the document; register nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +109,15 @@ pub fn run(cli: Cli) -> ExitCode {
                 &settings.policies.data,
             )
         }
+        Command::Catalog {
+            command: CatalogCommand::Register { url, dry_run },
+        } => {
+            let settings = match load_settings(&cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            catalog_register(&settings, url, dry_run)
+        }
         Command::Serve => with_runtime(&cli.config, |settings| async move {
             let app = app::Application::build(settings).await?;
             app.run_until(app::shutdown_signal()).await
@@ -126,6 +156,50 @@ fn lint(dir: &std::path::Path, pricebook: &std::path::Path) -> ExitCode {
     } else {
         eprintln!("{} problem(s)", findings.len());
         ExitCode::FAILURE
+    }
+}
+
+fn catalog_register(settings: &Settings, url: Option<String>, dry_run: bool) -> ExitCode {
+    use crate::catalog::register::{self, RegisterError};
+    let target = url.unwrap_or_else(|| crate::catalog::document_url(settings));
+    let result = match &settings.backstage.base_url {
+        None => Err(RegisterError::NotConfigured(
+            "backstage.base_url is not set (PAVED_BACKSTAGE__BASE_URL): where is Backstage's backend?"
+                .into(),
+        )),
+        Some(base) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(async {
+                let auth = crate::auth::signing::outgoing_for(settings)
+                    .await
+                    .map_err(|e| RegisterError::NotConfigured(e.to_string()))?;
+                register::register(base, auth.bearer_for("catalog").as_deref(), &target, dry_run)
+                    .await
+            }),
+    };
+    match result {
+        Ok(r) => {
+            let what = match (r.dry_run, r.already) {
+                (_, true) => "is already registered",
+                (true, false) => "can be registered (dry run: nothing changed)",
+                (false, false) => "is now registered",
+            };
+            println!("{} {what} in Backstage as {}", r.target, r.location_ref);
+            if !r.entities.is_empty() {
+                println!(
+                    "Backstage reads {} entities from it: {}",
+                    r.entities.len(),
+                    r.entities.join(", ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("paved catalog register: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -491,3 +491,33 @@ fn credentials_never_reach_the_logs_of_a_full_provision() {
         "a password reached the logs"
     );
 }
+
+/// `paved catalog register` against a real Backstage is in tests/backstage_e2e.rs; these are
+/// the mistakes it must explain without one.
+#[test]
+fn catalog_register_explains_a_missing_or_unreachable_backstage() {
+    let out = paved().args(["catalog", "register"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("backstage.base_url is not set"), "{err}");
+
+    let closed = free_port();
+    let out = paved()
+        .args(["catalog", "register", "--dry-run"])
+        .env(
+            "PAVED_BACKSTAGE__BASE_URL",
+            format!("http://127.0.0.1:{closed}"),
+        )
+        // A static token: no signing key to load, so nothing touches a database here.
+        .env("PAVED_BACKSTAGE__TOKEN", "some-static-token")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "cannot reach Backstage at http://127.0.0.1:{closed}"
+        )),
+        "{err}"
+    );
+}

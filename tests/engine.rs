@@ -400,6 +400,60 @@ async fn a_preview_environment_provisions_database_and_cache_as_one() {
         ))
         .await;
     assert!(res["expiresAt"].is_string(), "a TTL makes it expire");
+
+    // In the catalog: the environment, and each part as a Resource it depends on.
+    let doc = app
+        .client
+        .get(app.url(&format!(
+            "/api/paved/catalog/resources/{}.yaml",
+            res["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let docs: Vec<Value> = doc
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| yaml_serde::from_str(d).unwrap())
+        .collect();
+    let unit = res["name"].as_str().unwrap();
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    let (db_part, cache_part) = (format!("{unit}.database"), format!("{unit}.cache"));
+    assert_eq!(names, [unit, db_part.as_str(), cache_part.as_str()]);
+    assert_eq!(docs[0]["spec"]["type"], "environment");
+    assert_eq!(
+        docs[0]["spec"]["dependsOn"],
+        json!([
+            format!("resource:default/{db_part}"),
+            format!("resource:default/{cache_part}")
+        ])
+    );
+    assert_eq!(
+        docs[0]["spec"]["dependencyOf"],
+        json!(["component:default/shop"])
+    );
+    for (part, kind) in [(&docs[1], "database"), (&docs[2], "cache")] {
+        assert_eq!(part["kind"], "Resource");
+        assert_eq!(part["spec"]["type"], kind);
+        assert_eq!(part["spec"]["owner"], "group:default/team-a");
+        assert_eq!(
+            part["spec"]["dependencyOf"],
+            json!([format!("resource:default/{unit}")])
+        );
+        let ann = &part["metadata"]["annotations"];
+        assert_eq!(ann["paved.dev/resource-id"], res["id"]);
+        assert!(
+            ann["paved.dev/monthly-cost-usd"].is_null(),
+            "the environment's cost covers its parts"
+        );
+    }
+    assert!(!doc.contains("password"), "no credential in the catalog");
     let c: Value = app
         .client
         .get(app.api(&format!(
@@ -855,8 +909,9 @@ async fn resources_are_published_as_backstage_entities() {
 type Calls = Arc<std::sync::Mutex<Vec<(String, Value)>>>;
 
 /// A stand-in for Backstage's `POST /api/catalog/refresh` that records what it was asked.
+/// Like Backstage, it answers 404 for a resource it has not read yet (every resource here).
 async fn refresh_recorder() -> (String, Calls) {
-    use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
+    use axum::{Json, Router, extract::State, http::HeaderMap, http::StatusCode, routing::post};
     let seen: Calls = Arc::default();
     let app = Router::new()
         .route(
@@ -870,8 +925,16 @@ async fn refresh_recorder() -> (String, Calls) {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_owned();
+                    let known = !body["entityRef"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("resource:");
                     seen.lock().unwrap().push((auth, body));
-                    "ok"
+                    if known {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::NOT_FOUND
+                    }
                 },
             ),
         )
@@ -903,18 +966,30 @@ async fn the_catalog_is_asked_to_refresh_and_backstage_down_fails_nothing() {
     };
     assert_eq!(wait_final(&app, &id).await["status"], "succeeded");
     for _ in 0..50 {
-        if !seen.lock().unwrap().is_empty() {
+        if seen.lock().unwrap().len() >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let calls = seen.lock().unwrap().clone();
+    // Backstage refreshes only entities it knows: a new resource comes in by re-reading the
+    // Location of paved's document, so that is refreshed next.
+    let location = paved::catalog::refresh::location_entity_ref(&format!(
+        "{}/api/paved/catalog/entities.yaml",
+        app.base
+    ));
     assert_eq!(
         calls,
-        vec![(
-            "Bearer static-t0ken".to_owned(),
-            json!({"entityRef": format!("resource:default/{n}-dev")})
-        )]
+        vec![
+            (
+                "Bearer static-t0ken".to_owned(),
+                json!({"entityRef": format!("resource:default/{n}-dev")})
+            ),
+            (
+                "Bearer static-t0ken".to_owned(),
+                json!({"entityRef": location})
+            )
+        ]
     );
     app.stop().await;
 

@@ -531,6 +531,29 @@ async fn actions_registry_estimate_and_provision() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "idempotencyKey is required");
+    // A template dry-run skips paved:provision, making its output up from the output schema's
+    // example, but runs the read-only paved:wait with it: that must not fail the dry run.
+    let example = &list["actions"][1]["schema"]["output"]["examples"][0];
+    let waited: Value = app
+        .client
+        .post(format!("{base}/v1/actions/paved%3Await/invoke"))
+        .json(&json!({"requestId": example["requestId"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(waited["output"]["status"], "dry-run", "{waited}");
+    assert_eq!(waited["output"]["final"], true);
+    let r = app
+        .client
+        .post(format!("{base}/v1/actions/paved%3Await/invoke"))
+        .json(&json!({"requestId": "01a20fd7-0000-7000-8000-000000000000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "any other unknown request is an error");
     let r = app
         .client
         .post(format!("{base}/v1/actions/paved%3Aunknown/invoke"))

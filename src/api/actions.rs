@@ -21,6 +21,11 @@ use crate::{
     },
 };
 
+/// The request id a template dry-run hands `paved:wait`: Backstage's scaffolder runs read-only
+/// actions in a dry-run, `paved:wait` among them, but skips `paved:provision` and takes its
+/// output from the output schema's example, so there is no request to wait for.
+pub const DRY_RUN_REQUEST_ID: &str = "dry-run";
+
 /// The action list, built once: Backstage fetches it for every task step.
 fn list_body(plugin_id: &str) -> Value {
     let draft = "http://json-schema.org/draft-07/schema#";
@@ -76,7 +81,10 @@ fn list_body(plugin_id: &str) -> Value {
                     "requestUrl": {"type": "string"},
                     "monthlyCost": {"type": "number"},
                     "warnings": {"type": "array", "items": {"type": "object"}}
-                }, "required": ["requestId", "status", "requestUrl"]}
+                }, "required": ["requestId", "status", "requestUrl"],
+                // A dry-run skips this action and makes its output up from `examples[0]`:
+                // the id that paved:wait, which dry-runs do execute, knows to expect.
+                "examples": [{"requestId": DRY_RUN_REQUEST_ID, "status": "dry-run", "requestUrl": "", "monthlyCost": 0, "warnings": []}]}
             },
             "examples": []
         },
@@ -260,6 +268,11 @@ async fn wait(state: &AppState, input: &Value) -> Result<Json<Value>, ApiError> 
         let (path, rule) = super::extract::readable(&e);
         ApiError::input(format!("invalid input for paved:wait: {path}: {rule}"))
     })?;
+    if input.request_id == DRY_RUN_REQUEST_ID {
+        return Ok(Json(json!({"output": {
+            "requestId": DRY_RUN_REQUEST_ID, "status": "dry-run", "final": true, "requestUrl": "",
+        }})));
+    }
     let deadline = tokio::time::Instant::now()
         + std::time::Duration::from_secs(state.settings().backstage.wait_seconds);
     let base = format!(

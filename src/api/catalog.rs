@@ -103,7 +103,8 @@ pub async fn all(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     Ok(yaml(&doc.etag, doc.body.clone()))
 }
 
-/// One resource's entity (what `catalog:register` points at). Gone once deleted.
+/// One resource's entities (with its parts, for a composite; what `catalog:register` points
+/// at). Gone once deleted.
 pub async fn one(
     State(state): State<AppState>,
     Path(file): Path<String>,
@@ -120,7 +121,9 @@ pub async fn one(
         .filter(|r| r.deleted_at.is_none())
         .ok_or_else(|| ApiError::not_found(format!("no live resource with id {id:?}")))?;
     let mut body = String::new();
-    provider::push_yaml(&mut body, &provider::resource_entity(&r, &base_url(&state)));
+    for e in provider::resource_entities(&r, &base_url(&state)) {
+        provider::push_yaml(&mut body, &e);
+    }
     let etag = etag_of(&body);
     if let Some(res) = not_modified(&headers, &etag) {
         return Ok(res);

@@ -229,3 +229,26 @@ impl std::fmt::Debug for Outgoing {
         })
     }
 }
+
+/// How a `paved` command outside the server (e.g. `paved catalog register`) calls Backstage:
+/// the static token when configured, otherwise a key from the database the server uses (made
+/// there if none exists yet; the server publishes every key in the database).
+pub async fn outgoing_for(settings: &crate::config::Settings) -> anyhow::Result<Outgoing> {
+    if let Some(t) = &settings.backstage.token {
+        return Ok(Outgoing::Static(t.as_str().into()));
+    }
+    let db = crate::db::connect(&settings.database).await?;
+    if !crate::db::schema_is_current(&db).await? {
+        anyhow::bail!(
+            "paved's database schema is not current: run `paved migrate` (or start paved) first, or set backstage.token"
+        );
+    }
+    let secrets = crate::app::secret_box(settings)?;
+    let signer = Signer::new(
+        &settings.backstage.plugin_id,
+        Duration::from_secs(settings.backstage.key_rotation_hours * 3600),
+    );
+    signer.rotate_if_due(&db, &secrets).await?;
+    db.close().await.ok();
+    Ok(Outgoing::Signed(Arc::new(signer)))
+}

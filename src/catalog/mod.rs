@@ -1,8 +1,20 @@
-//! Backstage catalog vocabulary: entity references and naming rules.
-//! (The catalog provider that publishes `Resource` entities lives here too once it exists.)
+//! Backstage catalog vocabulary (entity references and naming rules), the catalog provider
+//! that publishes `Resource` entities, catalog refresh, and registering paved's location.
 
 mod entity_ref;
 pub mod provider;
 pub mod refresh;
+pub mod register;
 
 pub use entity_ref::{EntityRef, is_valid_entity_name, is_valid_namespace, is_valid_tag};
+
+use crate::config::Settings;
+
+/// The URL of paved's catalog document (every resource and template), as Backstage reads it.
+pub fn document_url(settings: &Settings) -> String {
+    format!(
+        "{}{}/catalog/entities.yaml",
+        settings.public_url(),
+        settings.plugin_base_path()
+    )
+}

@@ -1,8 +1,17 @@
 //! The catalog provider: every live resource as a Backstage `Resource` entity, plus the
 //! offerings' `Template` entities, served as YAML that a `url` location reads.
+//!
+//! A composite resource (an offering with several parts, e.g. a preview environment made of a
+//! database and a cache) is one `Resource` for the unit the team ordered, owns, pays for and
+//! deletes, plus one `Resource` per part (what the part really is: a PostgreSQL database, a
+//! Redis user), named `<resource>.<part id>`. The unit `dependsOn` its parts and each part is a
+//! `dependencyOf` the unit, so Backstage draws the environment with what it is made of. Parts
+//! carry no cost (the unit's cost covers them; summing costs over entities stays right) and have
+//! no lifecycle of their own: they appear and disappear with the unit.
 
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::{db::entities::resource, templates::Catalog};
 
@@ -49,6 +58,18 @@ pub fn resource_entity(r: &resource::Model, base_url: &str) -> Value {
     if let Some(c) = &r.component {
         spec["dependencyOf"] = json!([c]);
     }
+    let parts = composite_parts(r);
+    if !parts.is_empty() {
+        spec["dependsOn"] = parts
+            .iter()
+            .map(|(id, _)| {
+                json!(format!(
+                    "resource:default/{}",
+                    part_entity_name(&r.entity_name, &r.id, id)
+                ))
+            })
+            .collect();
+    }
     json!({
         "apiVersion": "backstage.io/v1alpha1",
         "kind": "Resource",
@@ -68,6 +89,123 @@ pub fn resource_entity(r: &resource::Model, base_url: &str) -> Value {
     })
 }
 
+/// The parts of a composite resource as (id, driver); empty for a single-part one, which is
+/// its one part.
+fn composite_parts(r: &resource::Model) -> Vec<(String, String)> {
+    let parts: Vec<(String, String)> = r
+        .desired
+        .pointer("/parts")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| {
+                    Some((
+                        p.get("id")?.as_str()?.to_owned(),
+                        p.get("driver")?.as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if parts.len() > 1 { parts } else { Vec::new() }
+}
+
+/// `<resource>.<part id>`; a resource name too long for that keeps a prefix plus a digest of
+/// the resource id, so names stay unique, stable and within Backstage's 63 characters.
+pub fn part_entity_name(resource_name: &str, resource_id: &str, part_id: &str) -> String {
+    let full = format!("{resource_name}.{part_id}");
+    if full.len() <= 63 {
+        return full;
+    }
+    let digest: String = Sha256::digest(resource_id.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let keep = 63usize.saturating_sub(part_id.len() + 1 + digest.len() + 1);
+    let prefix = resource_name[..keep.min(resource_name.len())]
+        .trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    format!("{prefix}-{digest}.{part_id}")
+}
+
+/// Entity refs of a composite resource's parts (what removing it must remove too).
+pub fn part_entity_refs(resource_name: &str, resource_id: &str, part_ids: &[&str]) -> Vec<String> {
+    if part_ids.len() < 2 {
+        return Vec::new();
+    }
+    part_ids
+        .iter()
+        .map(|p| {
+            format!(
+                "resource:default/{}",
+                part_entity_name(resource_name, resource_id, p)
+            )
+        })
+        .collect()
+}
+
+/// The catalog type of what a driver provisions.
+fn part_type(driver: &str) -> &str {
+    match driver {
+        "postgres" => "database",
+        "redis" => "cache",
+        other => other,
+    }
+}
+
+/// One part of a composite resource, as its own `Resource`.
+fn part_entity(r: &resource::Model, part_id: &str, driver: &str, base_url: &str) -> Value {
+    let location = format!("url:{base_url}/catalog/resources/{}.yaml", r.id);
+    let unit = format!("resource:default/{}", r.entity_name);
+    let mut annotations = json!({
+        "backstage.io/managed-by-location": location,
+        "backstage.io/managed-by-origin-location": location,
+        "backstage.io/source-template": format!("template:default/{}", r.offering),
+        "paved.dev/resource-id": r.id,
+        "paved.dev/request-id": r.request_id,
+        "paved.dev/offering": r.offering,
+        "paved.dev/environment": r.environment,
+        "paved.dev/status": r.status,
+        "paved.dev/part": part_id,
+        "paved.dev/part-of": unit,
+        "paved.dev/driver": driver,
+    });
+    if let Some(e) = r.expires_at {
+        annotations["paved.dev/expires-at"] = json!(e.to_rfc3339());
+    }
+    let kind = part_type(driver);
+    let mut spec = json!({"type": kind, "owner": r.owner, "dependencyOf": [unit]});
+    if let Some(s) = &r.system {
+        spec["system"] = json!(s);
+    }
+    json!({
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Resource",
+        "metadata": {
+            "name": part_entity_name(&r.entity_name, &r.id, part_id),
+            "title": format!("{} {part_id} ({driver})", r.entity_name),
+            "description": format!("The {part_id} ({kind} via {driver}) of {}; created, changed and deleted with it", r.entity_name),
+            "labels": {"paved.dev/offering": r.offering, "paved.dev/environment": r.environment},
+            "tags": ["paved", kind.to_ascii_lowercase(), r.environment.to_ascii_lowercase()],
+            "annotations": annotations,
+            "links": [
+                {"url": format!("{base_url}/v1/requests/{}", r.request_id), "title": "Provisioning request"},
+                {"url": format!("{base_url}/v1/resources/{}/credentials", r.id), "title": "Credentials (owning team only)"},
+            ],
+        },
+        "spec": spec,
+    })
+}
+
+/// A resource's entities: itself, then its parts when it is a composite.
+pub fn resource_entities(r: &resource::Model, base_url: &str) -> Vec<Value> {
+    let mut out = vec![resource_entity(r, base_url)];
+    for (id, driver) in composite_parts(r) {
+        out.push(part_entity(r, &id, &driver, base_url));
+    }
+    out
+}
+
 /// Live resources, oldest first (a stable order keeps the document's ETag stable).
 pub async fn live_resources(db: &DatabaseConnection) -> Result<Vec<resource::Model>, DbErr> {
     resource::Entity::find()
@@ -84,7 +222,9 @@ pub fn document(resources: &[resource::Model], templates: &Catalog, base_url: &s
         push_yaml(&mut out, &o.template);
     }
     for r in resources {
-        push_yaml(&mut out, &resource_entity(r, base_url));
+        for e in resource_entities(r, base_url) {
+            push_yaml(&mut out, &e);
+        }
     }
     out
 }
@@ -92,4 +232,31 @@ pub fn document(resources: &[resource::Model], templates: &Catalog, base_url: &s
 pub fn push_yaml(out: &mut String, v: &Value) {
     out.push_str("---\n");
     out.push_str(&yaml_serde::to_string(v).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::is_valid_entity_name;
+
+    #[test]
+    fn part_names_are_the_resource_name_and_part_id_within_63_characters() {
+        assert_eq!(
+            part_entity_name("preview-shop-pr-1", "r1", "database"),
+            "preview-shop-pr-1.database"
+        );
+        let long = format!("preview-{}-{}", "a".repeat(24), "b".repeat(24));
+        let one = part_entity_name(&long, "id-1", "database");
+        let other = part_entity_name(&long, "id-2", "database");
+        assert_eq!(one.len(), 63, "{one}");
+        assert!(is_valid_entity_name(&one), "{one}");
+        assert!(one.ends_with(".database") && one.starts_with("preview-aaaa"));
+        assert_ne!(one, other, "a digest of the resource id keeps them apart");
+        assert_eq!(one, part_entity_name(&long, "id-1", "database"), "stable");
+        // A cut that would end on a dash does not.
+        let dashy = format!("{}-{}", "a".repeat(44), "b".repeat(30));
+        assert!(is_valid_entity_name(&part_entity_name(
+            &dashy, "x", "cache"
+        )));
+    }
 }

@@ -1,19 +1,48 @@
 //! Asks Backstage's catalog to refresh an entity right after paved changed it, so the change
 //! shows in seconds instead of at the next processing cycle (100-150 s by default). Backstage
 //! being down is never a provisioning failure: refreshes retry with backoff in the background.
+//!
+//! Backstage refreshes only entities it already knows (`POST /api/catalog/refresh` answers 404
+//! for a new one, docs/backstage-protocol.md §6b). A new resource therefore refreshes the
+//! `Location` entity of paved's catalog document instead: re-reading the document is what
+//! brings the new entity in. A removed resource's entities are deleted from the catalog
+//! outright (as an entity provider's removal would be), instead of lingering as orphans until
+//! Backstage's orphan cleanup.
 
 use std::time::Duration;
 
-use serde_json::json;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha1::{Digest, Sha1};
 
 use crate::auth::signing::Outgoing;
 
 #[derive(Clone)]
 pub struct Refresher {
     http: reqwest::Client,
-    url: String,
+    base: String,
     auth: Outgoing,
     attempts: u32,
+    /// `location:default/generated-…` of paved's catalog document, when known.
+    location: Option<String>,
+}
+
+/// The entity ref Backstage gives the `Location` it creates for a registered `url` location
+/// (`locationSpecToMetadataName` in catalog-backend: `generated-` + sha1 of `type:target`).
+pub fn location_entity_ref(target: &str) -> String {
+    let digest = Sha1::digest(format!("url:{target}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("location:default/generated-{hex}")
+}
+
+/// What a removal found in the catalog.
+#[derive(Debug, PartialEq, Eq)]
+enum Removal {
+    Deleted,
+    Absent,
+    /// Not paved's entity for this resource, or Backstage refused the delete: leave it to
+    /// the catalog (a re-read of the document orphans it).
+    LeftToCatalog(String),
 }
 
 impl Refresher {
@@ -25,54 +54,184 @@ impl Refresher {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("HTTP client builds"),
-            url: format!("{}/api/catalog/refresh", base_url.trim_end_matches('/')),
+            base: base_url.trim_end_matches('/').to_owned(),
             auth,
             attempts: 6,
+            location: None,
         }
+    }
+
+    /// The URL paved's catalog document is registered under (`paved catalog register`), so a
+    /// new resource can be brought in by re-reading it.
+    pub fn with_document(mut self, document_url: &str) -> Self {
+        self.location = Some(location_entity_ref(document_url));
+        self
     }
 
     /// Refreshes `entity_ref` in the background (1 s, 2 s, 4 s ... between attempts).
     pub fn refresh(&self, entity_ref: String) {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut delay = Duration::from_secs(1);
-            for attempt in 1..=me.attempts {
-                match me.once(&entity_ref).await {
-                    Ok(()) => {
-                        tracing::debug!(entity = %entity_ref, attempt, "catalog refreshed");
-                        return;
-                    }
-                    Err(e) if attempt < me.attempts => {
-                        tracing::info!(entity = %entity_ref, attempt, error = %e, "catalog refresh failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                    }
-                    Err(e) => {
-                        tracing::warn!(entity = %entity_ref, error = %e, "catalog refresh gave up; Backstage will catch up at its next cycle")
-                    }
+            me.retrying(&entity_ref, "catalog refresh", || {
+                me.refresh_once(&entity_ref)
+            })
+            .await;
+        });
+    }
+
+    /// Removes the entities of a deleted resource (`entity_refs`: the resource and its parts)
+    /// in the background. Only entities that carry `paved.dev/resource-id: <resource_id>` are
+    /// deleted; anything else is refreshed and left to the catalog.
+    pub fn remove(&self, entity_refs: Vec<String>, resource_id: String) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            for entity_ref in &entity_refs {
+                let removed = me
+                    .retrying(entity_ref, "catalog removal", || {
+                        me.remove_once(entity_ref, &resource_id)
+                    })
+                    .await;
+                if let Some(Removal::LeftToCatalog(why)) = removed {
+                    tracing::info!(entity = %entity_ref, reason = %why, "left to Backstage's orphan cleanup");
+                    me.refresh(entity_ref.clone());
                 }
             }
         });
     }
 
-    async fn once(&self, entity_ref: &str) -> Result<(), String> {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .json(&json!({"entityRef": entity_ref}));
-        if let Some(t) = self.auth.bearer_for("catalog") {
-            req = req.bearer_auth(t);
+    async fn retrying<T, F, Fut>(&self, entity_ref: &str, what: &str, mut f: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
+        let mut delay = Duration::from_secs(1);
+        for attempt in 1..=self.attempts {
+            match f().await {
+                Ok(v) => {
+                    tracing::debug!(entity = %entity_ref, attempt, "{what} done");
+                    return Some(v);
+                }
+                Err(e) if attempt < self.attempts => {
+                    tracing::info!(entity = %entity_ref, attempt, error = %e, "{what} failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    tracing::warn!(entity = %entity_ref, error = %e, "{what} gave up; Backstage will catch up at its next cycle")
+                }
+            }
         }
-        let res = req.send().await.map_err(|e| e.to_string())?;
-        // A resource Backstage has not read yet answers 404: its location read picks it up.
-        if res.status().is_success() || res.status() == reqwest::StatusCode::NOT_FOUND {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} {}",
-                res.status(),
-                res.text().await.unwrap_or_default()
-            ))
+        None
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.auth.bearer_for("catalog") {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         }
+    }
+
+    /// POST /api/catalog/refresh; `Ok(false)` when Backstage does not know the entity.
+    async fn post_refresh(&self, entity_ref: &str) -> Result<bool, String> {
+        let res = self
+            .auth(self.http.post(format!("{}/api/catalog/refresh", self.base)))
+            .json(&json!({"entityRef": entity_ref}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        match res.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            s => Err(format!("{s} {}", res.text().await.unwrap_or_default())),
+        }
+    }
+
+    async fn refresh_once(&self, entity_ref: &str) -> Result<(), String> {
+        if self.post_refresh(entity_ref).await? {
+            return Ok(());
+        }
+        // Not in the catalog yet: re-reading paved's document brings it in.
+        let Some(location) = &self.location else {
+            return Ok(());
+        };
+        if !self.post_refresh(location).await? {
+            tracing::warn!(
+                entity = %entity_ref,
+                location = %location,
+                "Backstage knows neither the entity nor paved's catalog location; it appears at Backstage's next cycle, if at all: run `paved catalog register`"
+            );
+        }
+        Ok(())
+    }
+
+    async fn remove_once(&self, entity_ref: &str, resource_id: &str) -> Result<Removal, String> {
+        let Some((kind, rest)) = entity_ref.split_once(':') else {
+            return Ok(Removal::LeftToCatalog(format!(
+                "not an entity ref: {entity_ref}"
+            )));
+        };
+        let Some((namespace, name)) = rest.split_once('/') else {
+            return Ok(Removal::LeftToCatalog(format!(
+                "not an entity ref: {entity_ref}"
+            )));
+        };
+        let res = self
+            .auth(self.http.get(format!(
+                "{}/api/catalog/entities/by-name/{kind}/{namespace}/{name}",
+                self.base
+            )))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        match res.status() {
+            StatusCode::NOT_FOUND => return Ok(Removal::Absent),
+            s if !s.is_success() => {
+                return Err(format!("{s} {}", res.text().await.unwrap_or_default()));
+            }
+            _ => {}
+        }
+        let entity: Value = res.json().await.map_err(|e| e.to_string())?;
+        let owner = entity
+            .pointer("/metadata/annotations/paved.dev~1resource-id")
+            .and_then(Value::as_str);
+        if owner != Some(resource_id) {
+            return Ok(Removal::LeftToCatalog(format!(
+                "the catalog's {entity_ref} belongs to resource {owner:?}, not {resource_id}"
+            )));
+        }
+        let Some(uid) = entity.pointer("/metadata/uid").and_then(Value::as_str) else {
+            return Err("entity without metadata.uid".into());
+        };
+        let res = self
+            .auth(
+                self.http
+                    .delete(format!("{}/api/catalog/entities/by-uid/{uid}", self.base)),
+            )
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        match res.status() {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(Removal::Deleted),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                Ok(Removal::LeftToCatalog(format!(
+                    "Backstage refused the delete ({s}): paved's token lacks catalog.entity.delete"
+                )))
+            }
+            s => Err(format!("{s} {}", res.text().await.unwrap_or_default())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_ref_is_backstages() {
+        // Backstage 1.55 answered this ref for this target (dry-run of POST /locations).
+        assert_eq!(
+            location_entity_ref("http://127.0.0.1:7177/api/paved/catalog/entities.yaml"),
+            "location:default/generated-e4b223fe80c2d1f0c4dbc9ebb48f56c0f2858432"
+        );
     }
 }

@@ -104,6 +104,20 @@ impl Engine {
         }
     }
 
+    /// Removes a deleted resource's entities (and its parts') from Backstage's catalog.
+    fn remove_from_catalog(&self, spec: &RenderedSpec, resource_id: &str) {
+        if let Some(r) = &self.refresher {
+            let part_ids: Vec<&str> = spec.parts.iter().map(|p| p.id.as_str()).collect();
+            let mut refs = vec![format!("resource:default/{}", spec.resource.name)];
+            refs.extend(crate::catalog::provider::part_entity_refs(
+                &spec.resource.name,
+                resource_id,
+                &part_ids,
+            ));
+            r.remove(refs, resource_id.to_owned());
+        }
+    }
+
     /// For crash tests only.
     pub fn die_after_step(mut self, step: &str) -> Self {
         self.die_after_step = Some(step.to_owned());
@@ -572,7 +586,7 @@ impl Engine {
                     Some(json!({"requestId": request_id})),
                 )
                 .await;
-                self.refresh_catalog(spec);
+                self.remove_from_catalog(spec, &res_id);
                 Ok("resource deleted; credentials destroyed".into())
             }
             "publish" => {

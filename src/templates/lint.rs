@@ -57,6 +57,17 @@ impl std::fmt::Display for Finding {
     }
 }
 
+/// `^[a-z][a-z0-9]*(-[a-z0-9]+)*$`, at most 20 characters.
+fn is_valid_part_id(id: &str) -> bool {
+    id.len() <= 20
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id.split('-').all(|w| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
 /// Lints every offering folder under `dir`; with a price book, offerings are also priced and
 /// the prices their forms show are checked.
 pub fn lint_dir(dir: &Path, pricebook: Option<&PriceBook>) -> Vec<Finding> {
@@ -310,7 +321,24 @@ fn lint_loaded(
             format!("form field {field:?} is never used by {OFFERING_FILE}: drop it or use it"),
         ));
     }
+    let mut part_ids = BTreeSet::new();
     for part in &o.spec.parts {
+        // A composite's parts become catalog entities named `<resource>.<part id>`.
+        if !is_valid_part_id(&part.id) {
+            out.push(offering.at(
+                &["id:", &part.id],
+                format!(
+                    "part id {:?}: use 1-20 lowercase letters, digits and single dashes, starting with a letter (it names the part's catalog entity)",
+                    part.id
+                ),
+            ));
+        }
+        if !part_ids.insert(part.id.as_str()) {
+            out.push(offering.at(
+                &["id:", &part.id],
+                format!("part id {:?} is used twice", part.id),
+            ));
+        }
         if !DRIVERS.contains(&part.driver.as_str()) {
             out.push(offering.at(
                 &["driver:", &part.driver],
@@ -734,6 +762,20 @@ mod tests {
                 Box::new(|t| t.replace("driver: postgres", "driver: mysql")),
                 OFFERING_FILE,
                 "unknown driver \"mysql\"",
+            ),
+            (
+                "preview-environment",
+                OFFERING_FILE,
+                Box::new(|t| t.replace("  - id: cache", "  - id: Cache.1")),
+                OFFERING_FILE,
+                "part id \"Cache.1\": use 1-20 lowercase letters",
+            ),
+            (
+                "preview-environment",
+                OFFERING_FILE,
+                Box::new(|t| t.replace("  - id: cache", "  - id: database")),
+                OFFERING_FILE,
+                "part id \"database\" is used twice",
             ),
             (
                 "postgres-database",
