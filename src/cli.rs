@@ -43,6 +43,28 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Read resources from a running paved, as the caller's token allows.
+    Resource {
+        /// paved's URL.
+        #[arg(long, env = "PAVED_URL", default_value = "http://127.0.0.1:7077")]
+        server: String,
+        /// A paved API token or a Backstage user token (never printed).
+        #[arg(long, env = "PAVED_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        command: ResourceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResourceCommand {
+    /// Your teams' resources: id, entity name, status, owner, monthly cost.
+    List,
+    /// A resource's credentials as JSON (members of the owning team only; the read is audited).
+    Credentials {
+        /// Resource id (the template's output shows it).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +140,17 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             catalog_register(&settings, url, dry_run)
         }
+        Command::Resource {
+            server,
+            token,
+            command,
+        } => {
+            let settings = match load_settings(&cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            resource(&settings, &server, token, command)
+        }
         Command::Serve => with_runtime(&cli.config, |settings| async move {
             let app = app::Application::build(settings).await?;
             app.run_until(app::shutdown_signal()).await
@@ -156,6 +189,57 @@ fn lint(dir: &std::path::Path, pricebook: &std::path::Path) -> ExitCode {
     } else {
         eprintln!("{} problem(s)", findings.len());
         ExitCode::FAILURE
+    }
+}
+
+fn resource(
+    settings: &Settings,
+    server: &str,
+    token: Option<String>,
+    command: ResourceCommand,
+) -> ExitCode {
+    use crate::client::{Client, segment};
+    let client = Client::new(server, &settings.backstage.plugin_id, token);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        match command {
+            ResourceCommand::Credentials { id } => {
+                let creds = client
+                    .get(&format!("/resources/{}/credentials", segment(&id)))
+                    .await?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&creds).expect("JSON prints")
+                );
+            }
+            ResourceCommand::List => {
+                let list = client.get("/resources").await?;
+                for r in list.as_array().into_iter().flatten() {
+                    let cost = r["monthlyCost"]
+                        .as_f64()
+                        .map(|c| format!("{c:.2}/month"))
+                        .unwrap_or_default();
+                    println!(
+                        "{}  {:<40} {:<10} {:<28} {cost}",
+                        r["id"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or(""),
+                        r["status"].as_str().unwrap_or(""),
+                        r["owner"].as_str().unwrap_or(""),
+                    );
+                }
+            }
+        }
+        Ok::<_, String>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paved resource: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -19,6 +19,12 @@ use serde_json::{Map, Value};
 pub const ENV_PREFIX: &str = "PAVED_";
 pub const CONFIG_ENV: &str = "PAVED_CONFIG";
 
+/// `PAVED_*` variables that are not configuration keys: the command line's client
+/// (`paved resource …`) and the test harness (`PAVED_TEST_*`).
+fn not_a_setting(name: &str) -> bool {
+    matches!(name, CONFIG_ENV | "PAVED_URL" | "PAVED_TOKEN") || name.starts_with("PAVED_TEST_")
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -381,7 +387,7 @@ impl Settings {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if name == CONFIG_ENV || rest.is_empty() {
+            if not_a_setting(&name) || rest.is_empty() {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();

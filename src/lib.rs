@@ -3,7 +3,7 @@
 //! Module map (the product's nouns): `templates` (offerings from Software Templates: forms,
 //! validation, rendering, lint), `provisioning` (requests, engine, drivers), `catalog`
 //! (Backstage entities), `api` (HTTP), `db` (schema, migrations, entities), `config`,
-//! `telemetry`, `app` (wiring), `cli`.
+//! `telemetry`, `app` (wiring), `cli` and `client` (the command line, also as an API client).
 
 pub mod api;
 pub mod app;
@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod cost;
 pub mod db;

@@ -477,6 +477,35 @@ fn credentials_never_reach_the_logs_of_a_full_provision() {
     let creds: Value = serde_json::from_str(&creds).unwrap();
     let password = creds["cache"]["password"].as_str().unwrap().to_owned();
     assert_eq!(password.len(), 32);
+    // The command line reads the same credentials with the same token, and refuses others.
+    let cli = |token: &str| {
+        paved()
+            .args(["resource", "credentials", rid])
+            .env("PAVED_URL", format!("http://127.0.0.1:{}", server.port))
+            .env("PAVED_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let out = cli("alice-token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["cache"]["password"], password.as_str());
+    let out = cli("not-a-token");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401") && !err.contains("not-a-token"), "{err}");
+    let out = paved()
+        .args(["resource", "list"])
+        .env("PAVED_URL", format!("http://127.0.0.1:{}", server.port))
+        .env("PAVED_TOKEN", "alice-token")
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains(rid) && listed.contains(&name), "{listed}");
     let (status, _) = send("DELETE", &format!("/api/paved/v1/resources/{rid}"), "");
     assert_eq!(status, 202);
     std::thread::sleep(Duration::from_millis(1500));

@@ -203,7 +203,7 @@ fn no_input_makes_paved_fail_or_answer_outside_backstages_error_shape() {
     let db = rt.block_on(TestDb::new(DbEngine::Sqlite));
     let app = rt.block_on(TestApp::spawn(settings(&db.url)));
     // A bounded number of cases per input, reproducible from proptest's seed on failure.
-    let cases = std::env::var("PAVED_FUZZ_CASES")
+    let cases = std::env::var("PAVED_TEST_FUZZ_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(64);
