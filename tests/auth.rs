@@ -432,11 +432,7 @@ async fn signing_keys_rotate_and_stay_published_until_their_tokens_expire() {
     use paved::auth::signing::{Signer, published_keys};
     use paved::provisioning::secrets::SecretBox;
     for engine in [DbEngine::Sqlite, DbEngine::Postgres] {
-        let db = TestDb::new(engine).await;
-        let mut dbs = paved::config::Settings::default().database;
-        dbs.url = db.url.clone();
-        let conn = paved::db::connect(&dbs).await.unwrap();
-        paved::db::migrate(&conn).await.unwrap();
+        let (_db, conn) = common::migrated(engine).await;
         let secrets = SecretBox::from_base64(&SecretBox::generate_key()).unwrap();
 
         // A rotation interval of zero makes every check rotate.

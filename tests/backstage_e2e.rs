@@ -36,14 +36,6 @@ const ADMIN_TOKEN: &str = "e2e-admin-token-5b7f0c";
 const GUEST: &str = "user:development/guest";
 const TEAM: &str = "group:default/team-a";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Clock(Instant);
 
 impl Clock {
@@ -147,58 +139,6 @@ impl Drop for Paved {
                 tail(&self.log, 60)
             );
         }
-    }
-}
-
-/// Destroys what paved provisioned (PostgreSQL databases and roles, Redis users), by each
-/// resource's ownership tag, whatever the test's outcome. Reads paved's database, which
-/// outlives this guard.
-struct Provisioned {
-    db_url: String,
-}
-
-impl Drop for Provisioned {
-    fn drop(&mut self) {
-        let url = self.db_url.clone();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    use paved::{
-                        config::Settings, db::entities::request, provisioning::drivers::Drivers,
-                    };
-                    use sea_orm::EntityTrait;
-                    let mut db = Settings::default().database;
-                    db.url = url;
-                    let Ok(conn) = paved::db::connect(&db).await else {
-                        return;
-                    };
-                    let drivers = Drivers::from_settings(&Settings::default().drivers);
-                    for r in request::Entity::find().all(&conn).await.unwrap_or_default() {
-                        let Some(rid) = r.resource_id else { continue };
-                        let parts = r
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.get("parts"))
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default();
-                        for p in parts {
-                            if let Ok(spec) =
-                                drivers.parse(p["driver"].as_str().unwrap_or(""), &p["spec"])
-                            {
-                                let tag = paved::provisioning::engine::owner_tag(&rid);
-                                drivers.destroy(&spec, &tag).await.ok();
-                            }
-                        }
-                    }
-                    conn.close().await.ok();
-                });
-            });
-        });
     }
 }
 
@@ -335,7 +275,7 @@ fn paved_command(env: &[(&'static str, String)]) -> Command {
 async fn start_paved(http: &Http, backstage_port: u16, db_url: &str, logs: &Path) -> Paved {
     // A free port can be taken between the probe and the bind: try a few.
     for attempt in 1..=3 {
-        let port = free_port();
+        let port = common::free_port();
         let log = logs.join(format!("paved-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = paved_command(&paved_env(port, backstage_port, db_url))
@@ -378,7 +318,7 @@ async fn start_both(
     overlay: impl Fn(u16) -> String,
 ) -> (Paved, Peer) {
     for attempt in 1..=3 {
-        let backstage_port = free_port();
+        let backstage_port = common::free_port();
         let paved = start_paved(http, backstage_port, db_url, logs).await;
         let file = logs.join(format!("backstage-{backstage_port}.yaml"));
         std::fs::write(&file, overlay(paved.port)).unwrap();
@@ -547,8 +487,9 @@ async fn paved_works_inside_a_real_backstage() {
     // Declared in reverse order of teardown: paved stops first, then Backstage, then what
     // paved provisioned is destroyed, then paved's database is dropped.
     let db = TestDb::new(DbEngine::Postgres).await;
-    let _provisioned = Provisioned {
+    let _provisioned = common::Teardown {
         db_url: db.url.clone(),
+        requests: vec![], // everything paved provisioned in this run
     };
     let overlay = |paved_port: u16| {
         format!(

@@ -25,14 +25,6 @@ fn paved() -> Command {
     c
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A `paved serve` process, killed if the test ends early.
 struct Server {
     child: Child,
@@ -41,7 +33,7 @@ struct Server {
 
 impl Server {
     fn start(configure: impl FnOnce(&mut Command)) -> Self {
-        let port = free_port();
+        let port = common::free_port();
         let mut cmd = paved();
         cmd.arg("serve")
             .env("PAVED_SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -530,7 +522,7 @@ fn catalog_register_explains_a_missing_or_unreachable_backstage() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("backstage.base_url is not set"), "{err}");
 
-    let closed = free_port();
+    let closed = common::free_port();
     let out = paved()
         .args(["catalog", "register", "--dry-run"])
         .env(

@@ -13,14 +13,6 @@ use std::{
 use common::{Engine as DbEngine, Teardown, TestApp, TestDb, settings};
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// A PostgreSQL cluster of the test's own, run as the `postgres` OS user (initdb refuses root).
@@ -32,7 +24,7 @@ struct PrivatePostgres {
 impl PrivatePostgres {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = common::free_port();
         let me = Self { dir, port };
         me.as_postgres(
             &["chown", "-R", "postgres", me.dir.path().to_str().unwrap()],
@@ -246,7 +238,7 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     fn start() -> Self {
-        let port = free_port();
+        let port = common::free_port();
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -331,7 +323,7 @@ async fn redis_down_fails_redis_orders_with_a_clear_reason_and_nothing_else() {
 async fn backstage_down_never_fails_provisioning_and_the_refresh_arrives_when_it_is_back() {
     use std::sync::{Arc, Mutex};
     // Nothing listens on this port yet: Backstage is down.
-    let port = free_port();
+    let port = common::free_port();
     let db = TestDb::new(DbEngine::Sqlite).await;
     let mut s = settings(&db.url);
     s.engine.workers = 1;
@@ -384,6 +376,10 @@ async fn backstage_down_never_fails_provisioning_and_the_refresh_arrives_when_it
     app.stop().await;
 }
 
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// `paved serve` as a process, so it can be killed with SIGKILL.
 fn serve(db_url: &str, port: u16, key: &str) -> Child {
     let mut c = Command::new(env!("CARGO_BIN_EXE_paved"));
@@ -410,7 +406,7 @@ fn serve(db_url: &str, port: u16, key: &str) -> Child {
 async fn paved_killed_mid_request_loses_nothing_and_provisions_each_request_once() {
     let db = TestDb::new(DbEngine::Postgres).await;
     let key = paved::provisioning::secrets::SecretBox::generate_key();
-    let port = free_port();
+    let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}/api/paved/v1");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
@@ -455,14 +451,7 @@ async fn paved_killed_mid_request_loses_nothing_and_provisions_each_request_once
     let deadline = Instant::now() + Duration::from_secs(30);
     'wait: loop {
         for id in &ids {
-            let r: Value = http
-                .get(format!("{base}/requests/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let r = get_json(&http, &format!("{base}/requests/{id}")).await;
             if r["status"] == "running" {
                 break 'wait;
             }
@@ -478,14 +467,7 @@ async fn paved_killed_mid_request_loses_nothing_and_provisions_each_request_once
     for id in &ids {
         let deadline = Instant::now() + Duration::from_secs(60);
         let done = loop {
-            let r: Value = http
-                .get(format!("{base}/requests/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let r = get_json(&http, &format!("{base}/requests/{id}")).await;
             if ["succeeded", "failed", "cancelled"].contains(&r["status"].as_str().unwrap_or("")) {
                 break r;
             }
@@ -498,14 +480,7 @@ async fn paved_killed_mid_request_loses_nothing_and_provisions_each_request_once
         assert_eq!(done["status"], "succeeded", "{done}");
     }
     // One resource per request, and one database per resource on the server.
-    let resources: Value = http
-        .get(format!("{base}/resources?limit=100"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let resources = get_json(&http, &format!("{base}/resources?limit=100")).await;
     let resources = resources
         .as_array()
         .or_else(|| resources["items"].as_array())

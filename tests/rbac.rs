@@ -337,11 +337,7 @@ async fn roles_by_endpoint() {
 async fn the_database_refuses_to_change_or_delete_audit_events() {
     use sea_orm::ConnectionTrait;
     for engine in [DbEngine::Sqlite, DbEngine::Postgres] {
-        let db = TestDb::new(engine).await;
-        let mut dbs = paved::config::Settings::default().database;
-        dbs.url = db.url.clone();
-        let conn = paved::db::connect(&dbs).await.unwrap();
-        paved::db::migrate(&conn).await.unwrap();
+        let (_db, conn) = common::migrated(engine).await;
         paved::audit::record(
             &conn,
             "user:default/x",

@@ -465,6 +465,9 @@ impl Engine {
                 return Err(Stop::Died);
             }
         }
+        // Only once every step is recorded as succeeded: a reader never sees a succeeded
+        // request with a step still running. A crash before this reruns no step, only this.
+        self.complete(request_id).await?;
         Ok(())
     }
 
@@ -576,7 +579,6 @@ impl Engine {
                     .filter(resource::Column::Id.eq(res_id.clone()))
                     .exec(&self.db)
                     .await?;
-                self.complete(request_id).await?;
                 audit::record(
                     &self.db,
                     audit::ENGINE,
@@ -618,7 +620,6 @@ impl Engine {
                 res.offering_version = Set(req.template_version.clone());
                 res.updated_at = Set(now);
                 res.update(&self.db).await?;
-                self.complete(request_id).await?;
                 let event = if req.operation == "create" {
                     "resource.created"
                 } else {

@@ -259,6 +259,7 @@ pub fn static_token(
 /// the resources and their ownership tags from the test's database, which outlives this).
 pub struct Teardown {
     pub db_url: String,
+    /// Whose resources to destroy; empty: every request's in the test's database.
     pub requests: Vec<String>,
 }
 
@@ -282,10 +283,11 @@ impl Drop for Teardown {
                     let drivers = paved::provisioning::drivers::Drivers::from_settings(
                         &Settings::default().drivers,
                     );
-                    for id in ids {
-                        let Ok(Some(r)) = request::Entity::find_by_id(id).one(&conn).await else {
-                            continue;
-                        };
+                    let all = request::Entity::find().all(&conn).await.unwrap_or_default();
+                    for r in all
+                        .into_iter()
+                        .filter(|r| ids.is_empty() || ids.contains(&r.id))
+                    {
                         let Some(rid) = r.resource_id else { continue };
                         let parts = r
                             .spec
@@ -310,4 +312,22 @@ impl Drop for Teardown {
             });
         });
     }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A database for one test with paved's schema applied, and a connection to it.
+pub async fn migrated(engine: Engine) -> (TestDb, sea_orm::DatabaseConnection) {
+    let db = TestDb::new(engine).await;
+    let mut settings = Settings::default().database;
+    settings.url = db.url.clone();
+    let conn = paved::db::connect(&settings).await.unwrap();
+    paved::db::migrate(&conn).await.unwrap();
+    (db, conn)
 }
