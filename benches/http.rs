@@ -97,7 +97,7 @@ async fn main() {
     let floor_url = format!("http://{}/invoke", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, trivial).await.unwrap() });
 
-    let body = json!({"offering": "postgres-database", "values": {"name": "orders", "environment": "prod", "size": "medium", "owner": "group:default/team-a", "cost_center": "ENG-1234", "backup_days": 14}});
+    let body = json!({"offering": "postgres-database", "values": {"name": "orders", "environment": "staging", "size": "medium", "owner": "group:default/team-a", "cost_center": "ENG-1234"}});
     let client = reqwest::Client::new();
     let ready = paved_url.replace(
         "/api/paved/.backstage/actions/v1/actions/paved:estimate/invoke",
@@ -112,8 +112,18 @@ async fn main() {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let probe = client.post(&paved_url).json(&body).send().await.unwrap();
-    assert_eq!(probe.status(), 200, "{}", probe.text().await.unwrap());
+    let probe: Value = client
+        .post(&paved_url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // A valid order, so every call runs the whole decision (an invalid one stops at the form).
+    assert_eq!(probe["output"]["valid"], true, "{probe}");
+    println!("each call: {}", probe["output"]["summary"]);
 
     println!(
         "HTTP benchmark: {CONCURRENCY} concurrent clients, {SECONDS} s each, loopback, loader in the same process"

@@ -69,9 +69,16 @@ async fn main() {
                     let (client, url, body) = (client.clone(), url.clone(), body.clone());
                     tokio::spawn(async move {
                         for _ in 0..5000 / 16 {
-                            let r = client.post(&url).json(&body).send().await.unwrap();
-                            assert_eq!(r.status(), 200);
-                            r.bytes().await.unwrap();
+                            let r: serde_json::Value = client
+                                .post(&url)
+                                .json(&body)
+                                .send()
+                                .await
+                                .unwrap()
+                                .json()
+                                .await
+                                .unwrap();
+                            assert_eq!(r["output"]["valid"], true, "{r}");
                         }
                     })
                 })
