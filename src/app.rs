@@ -46,6 +46,8 @@ struct Inner {
     backstage_tokens: Option<crate::auth::backstage::BackstageTokens>,
     catalog_document: tokio::sync::Mutex<Option<crate::api::CachedDocument>>,
     metrics: PrometheusHandle,
+    notifier: crate::notifications::Notifier,
+    refresher: Option<crate::catalog::refresh::Refresher>,
     schema_ready: AtomicBool,
     shutting_down: AtomicBool,
 }
@@ -97,6 +99,8 @@ impl AppState {
             policies,
             cost: &self.settings().cost,
             max_attempts: self.settings().engine.max_attempts,
+            notifier: self.notifier(),
+            roles: &self.settings().auth.roles,
         }
     }
 
@@ -113,6 +117,18 @@ impl AppState {
     /// Seals and opens credentials.
     pub fn secrets(&self) -> &SecretBox {
         &self.0.secrets
+    }
+
+    /// Queues notifications (Backstage, webhook) for background delivery.
+    pub fn notifier(&self) -> &crate::notifications::Notifier {
+        &self.0.notifier
+    }
+
+    /// Asks Backstage's catalog to refresh a resource's entity (where Backstage is configured).
+    pub fn refresh_entity(&self, entity_name: &str) {
+        if let Some(r) = &self.0.refresher {
+            r.refresh(format!("resource:default/{entity_name}"));
+        }
     }
 
     /// Wakes an idle worker of this process: a job was just queued.
@@ -187,6 +203,10 @@ impl Application {
             // Links and catalog locations need the real port (listen may say 0).
             settings.server.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
+        let notifier = crate::notifications::Notifier::from_settings(&settings);
+        let refresher = settings.backstage.base_url.as_deref().map(|url| {
+            crate::catalog::refresh::Refresher::new(url, settings.backstage.token.clone())
+        });
         let state = AppState(Arc::new(Inner {
             settings,
             db,
@@ -199,6 +219,8 @@ impl Application {
             backstage_tokens,
             catalog_document: tokio::sync::Mutex::new(None),
             metrics: telemetry::metrics_handle(),
+            notifier,
+            refresher,
             schema_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }));
@@ -255,12 +277,10 @@ impl Application {
                 settings.engine.clone(),
                 state.0.wake.clone(),
             );
-            if let Some(url) = &settings.backstage.base_url {
-                engine = engine.with_refresher(crate::catalog::refresh::Refresher::new(
-                    url,
-                    settings.backstage.token.clone(),
-                ));
+            if let Some(r) = &state.0.refresher {
+                engine = engine.with_refresher(r.clone());
             }
+            engine = engine.with_notifier(state.0.notifier.clone());
             let engine = Arc::new(engine);
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into());
             for i in 0..settings.engine.workers {
@@ -281,6 +301,27 @@ impl Application {
                 workers = settings.engine.workers,
                 "provisioning workers started"
             );
+        }
+
+        if state.0.notifier.is_enabled() {
+            let sender = state.0.notifier.sender(state.db().clone(), &settings);
+            background.spawn(sender.run(workers_stop_rx.clone()));
+        }
+        for schedule in day2_schedules(&state) {
+            let holder = format!(
+                "{}-{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into()),
+                &uuid::Uuid::new_v4().simple().to_string()[..8],
+                schedule.name
+            );
+            background.spawn(crate::schedule::run(
+                state.db().clone(),
+                holder,
+                schedule,
+                Duration::from_secs(settings.schedules.check_seconds),
+                Duration::from_secs(settings.schedules.lease_seconds),
+                workers_stop_rx.clone(),
+            ));
         }
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -319,6 +360,53 @@ impl Application {
         tracing::info!("paved stopped");
         Ok(())
     }
+}
+
+/// The day-2 schedules this configuration turns on (an interval of 0 turns one off). Each runs
+/// on one replica per round (see [`crate::schedule`]); a round waits for the schema.
+fn day2_schedules(state: &AppState) -> Vec<crate::schedule::Schedule> {
+    use crate::{provisioning::lifecycle, schedule::Schedule};
+    let s = state.settings();
+    let mut out = Vec::new();
+    if s.ttl.reaper_interval_seconds > 0 {
+        let st = state.clone();
+        out.push(Schedule {
+            name: "ttl-reaper",
+            every: Duration::from_secs(s.ttl.reaper_interval_seconds),
+            round: Arc::new(move || {
+                let st = st.clone();
+                Box::pin(async move {
+                    if !st.schema_ready() {
+                        return;
+                    }
+                    let now = chrono::Utc::now();
+                    match lifecycle::reap(
+                        st.db(),
+                        st.notifier(),
+                        st.settings().engine.max_attempts,
+                        now,
+                    )
+                    .await
+                    {
+                        Ok(started) if !started.is_empty() => st.wake_workers(),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "reaper round failed"),
+                    }
+                    if let Err(e) = lifecycle::warn_expiring(
+                        st.db(),
+                        st.notifier(),
+                        &st.settings().ttl.warn_before_hours,
+                        now,
+                    )
+                    .await
+                    {
+                        tracing::warn!(error = %e, "expiry warnings round failed");
+                    }
+                })
+            }),
+        });
+    }
+    out
 }
 
 /// Applies migrations, retrying while the database is unreachable, then marks the schema ready.

@@ -71,6 +71,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             resources::update
         ))
         .routes(routes!(resources::credentials))
+        .routes(routes!(resources::extend))
         .routes(routes!(guardrails::estimate))
         .routes(routes!(guardrails::get_budget, guardrails::set_budget))
         .routes(routes!(guardrails::spend))

@@ -81,11 +81,14 @@ pub async fn decide(
     decision: Decision,
     reason: Option<String>,
     max_attempts: i32,
+    notifier: &crate::notifications::Notifier,
 ) -> Result<Request, DecideError> {
     let id = request_id.to_owned();
-    let who = who.clone();
+    let decider = who.clone();
+    let why = reason.clone();
     db.transaction::<_, (), DecideError>(|txn| {
         Box::pin(async move {
+            let (who, reason) = (decider, why);
             // Row lock (PostgreSQL): deciders and cancels on one request take turns, so two
             // approvals cannot both enqueue, and a cancel is never overwritten.
             let req = request::Entity::find_by_id(id.clone())
@@ -151,7 +154,65 @@ pub async fn decide(
         sea_orm::TransactionError::Connection(e) => DecideError::Db(e),
         sea_orm::TransactionError::Transaction(e) => e,
     })?;
-    requests::get(db, request_id)
+    let decided = requests::get(db, request_id)
         .await?
-        .ok_or_else(|| DecideError::NotFound(request_id.to_owned()))
+        .ok_or_else(|| DecideError::NotFound(request_id.to_owned()))?;
+    notify_decided(db, notifier, &decided, decision, who, reason.as_deref()).await;
+    Ok(decided)
+}
+
+/// The requester and the owning team hear when a request was rejected, or approved by the
+/// last approver it waited for.
+async fn notify_decided(
+    db: &DatabaseConnection,
+    notifier: &crate::notifications::Notifier,
+    r: &Request,
+    decision: Decision,
+    who: &Principal,
+    reason: Option<&str>,
+) {
+    use crate::notifications::{Notification, Severity, Topic};
+    let (topic, verb, severity) = match (decision, r.status) {
+        (Decision::Reject, _) => (Topic::RequestRejected, "rejected", Severity::High),
+        (Decision::Approve, RequestStatus::Pending) => {
+            (Topic::RequestApproved, "approved", Severity::Normal)
+        }
+        // Still waiting for another approver: nothing to tell yet.
+        _ => return,
+    };
+    let mut recipients = vec![r.owner.clone()];
+    if r.requester.starts_with("user:") {
+        recipients.push(r.requester.clone());
+    }
+    let name = r
+        .spec
+        .as_ref()
+        .and_then(|s| s.pointer("/resource/name"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(&r.offering);
+    notifier
+        .send(
+            db,
+            Notification {
+                topic,
+                recipients,
+                title: format!("Request for {name} {verb}"),
+                description: format!(
+                    "{} {verb} the {} of {name} ({}){}.{}",
+                    who.subject,
+                    r.operation.as_str(),
+                    r.offering,
+                    reason.map(|x| format!(": {x}")).unwrap_or_default(),
+                    if verb == "approved" {
+                        " paved provisions it now."
+                    } else {
+                        ""
+                    }
+                ),
+                link: Some(notifier.request_link(&r.id)),
+                severity,
+                scope: Some(format!("paved:request:{}", r.id)),
+            },
+        )
+        .await;
 }

@@ -4,6 +4,7 @@
 pub mod approvals;
 pub mod drivers;
 pub mod engine;
+pub mod lifecycle;
 pub mod order;
 pub mod queue;
 pub mod requests;

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_initial;
 mod m20261124_000002_request_decisions;
+mod m20261124_000004_day2;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_initial::Migration),
             Box::new(m20261124_000002_request_decisions::Migration),
+            Box::new(m20261124_000004_day2::Migration),
         ]
     }
 }
