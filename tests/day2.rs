@@ -450,3 +450,295 @@ async fn one_replica_runs_each_schedule_round() {
     );
     app.stop().await;
 }
+
+/// Removes a Redis ACL user when dropped (something a test made behind paved's back).
+struct RedisUserGuard(String);
+
+impl Drop for RedisUserGuard {
+    fn drop(&mut self) {
+        if let Ok(mut c) =
+            redis::Client::open("redis://127.0.0.1:6379").and_then(|c| c.get_connection())
+        {
+            let _: Result<i64, _> = redis::cmd("ACL").arg("DELUSER").arg(&self.0).query(&mut c);
+        }
+    }
+}
+
+#[tokio::test]
+async fn notifications_reach_backstage_and_the_webhook_with_retries() {
+    let rec = Recorder::start().await;
+    // Backstage's notifications API is down for the first two attempts.
+    rec.fail_first("/api/notifications/notifications", 2);
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let mut s = with_workers(settings(&db.url), 1);
+    notify_to(&mut s, &rec);
+    // Every order needs a lead; team-a's budget is spent, so a platform-admin too.
+    s.policies.data = json!({"guardrails": {"approval": {"above_monthly": 1}}});
+    s.cost.budgets = [("group:default/team-a".to_owned(), 1.0)].into();
+    s.auth.roles = [(
+        "platform-admin".to_owned(),
+        vec!["group:default/platform-team".to_owned()],
+    )]
+    .into();
+    let app = TestApp::spawn(s).await;
+    let conn = db_of(&db.url).await;
+
+    let (st, waiting) = common::kit::order_as(
+        &app,
+        "alice-token",
+        "redis-cache",
+        json!({"name": unique(), "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    assert_eq!(
+        (st, waiting["status"].as_str()),
+        (201, Some("awaiting_approval")),
+        "{waiting}"
+    );
+    let id = waiting["id"].as_str().unwrap().to_owned();
+    let needed = eventually("the approval notice, after two failed attempts", || async {
+        let calls = rec.notifications("approval-needed");
+        (calls.len() >= 3).then_some(calls)
+    })
+    .await;
+    assert_eq!(
+        needed.len(),
+        3,
+        "delivered on the third attempt, then not again"
+    );
+    let n = &needed[2].body;
+    assert_eq!(n["recipients"]["type"], "entity");
+    assert_eq!(
+        n["recipients"]["entityRef"],
+        json!(["group:default/team-a", "group:default/platform-team"]),
+        "the team's leads and the platform-admins"
+    );
+    assert_eq!(
+        n["payload"]["link"],
+        format!("{}/api/paved/v1/requests/{id}", app.base)
+    );
+    assert!(
+        n["payload"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Approval needed: create of "),
+        "{n}"
+    );
+    let row = eventually("the outbox row marked sent", || async {
+        paved::db::entities::notification::Entity::find()
+            .filter(paved::db::entities::notification::Column::Channel.eq("backstage"))
+            .filter(paved::db::entities::notification::Column::Topic.eq("approval-needed"))
+            .one(&conn)
+            .await
+            .unwrap()
+            .filter(|r| r.status != "sending" && r.status != "queued")
+    })
+    .await;
+    assert_eq!((row.status.as_str(), row.attempts), ("sent", 3));
+    let hook = eventually("the webhook copy", || async {
+        rec.hooks("approval-needed").pop()
+    })
+    .await;
+    assert_eq!(hook.body["source"], "paved");
+    assert_eq!(hook.body["recipients"], n["recipients"]["entityRef"]);
+
+    // The lead approves: one of two approvals, so nobody is told yet; the admin completes it.
+    let (st, _) = call(
+        &app,
+        Method::POST,
+        &format!("/requests/{id}/approve"),
+        Some("lena-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _) = call(
+        &app,
+        Method::POST,
+        &format!("/requests/{id}/approve"),
+        Some("dave-token"),
+        Some(json!({"reason": "ok for launch"})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let approved = eventually("the approved notice", || async {
+        rec.notifications("request-approved").pop()
+    })
+    .await;
+    assert_eq!(
+        approved.body["recipients"]["entityRef"],
+        json!(["group:default/team-a", "user:default/alice"])
+    );
+    assert!(
+        approved.body["payload"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("ok for launch")
+    );
+    assert_eq!(
+        rec.notifications("request-approved").len(),
+        1,
+        "only the last approval tells"
+    );
+    wait_final(&app, &id).await;
+    let res_id = request::Entity::find_by_id(id.clone())
+        .one(&conn)
+        .await
+        .unwrap()
+        .unwrap()
+        .resource_id;
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        resources: res_id.into_iter().collect(),
+    };
+
+    // A rejection.
+    let (_, second) = common::kit::order_as(
+        &app,
+        "alice-token",
+        "redis-cache",
+        json!({"name": unique(), "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let id2 = second["id"].as_str().unwrap();
+    let (st, body) = call(
+        &app,
+        Method::POST,
+        &format!("/requests/{id2}/reject"),
+        Some("dave-token"),
+        Some(json!({"reason": "not this quarter"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let rejected = eventually("the rejected notice", || async {
+        rec.notifications("request-rejected").pop()
+    })
+    .await;
+    assert_eq!(rejected.body["payload"]["severity"], "high");
+    assert!(
+        rejected.body["payload"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("not this quarter")
+    );
+
+    // A failure: the Redis user the order would create exists already and is not paved's.
+    let name = unique();
+    let user = format!("paved-{name}-dev");
+    let mut admin = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _guard = RedisUserGuard(user.clone());
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("off")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let (_, third) = common::kit::order_as(
+        &app,
+        "alice-token",
+        "redis-cache",
+        json!({"name": name, "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let id3 = third["id"].as_str().unwrap().to_owned();
+    call(
+        &app,
+        Method::POST,
+        &format!("/requests/{id3}/approve"),
+        Some("dave-token"),
+        None,
+    )
+    .await;
+    call(
+        &app,
+        Method::POST,
+        &format!("/requests/{id3}/approve"),
+        Some("lena-token"),
+        None,
+    )
+    .await;
+    assert_eq!(wait_final(&app, &id3).await["status"], "failed");
+    let failed = eventually("the failure notice", || async {
+        rec.notifications("request-failed").pop()
+    })
+    .await;
+    assert_eq!(
+        failed.body["recipients"]["entityRef"],
+        json!(["group:default/team-a", "user:default/alice"])
+    );
+    assert!(
+        failed.body["payload"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{}",
+        failed.body
+    );
+    eventually("the webhook's copy of the failure", || async {
+        rec.hooks("request-failed").pop()
+    })
+    .await;
+
+    // Nothing secret ever goes out.
+    for c in rec
+        .calls("/api/notifications/notifications")
+        .iter()
+        .chain(rec.calls("/hook").iter())
+    {
+        assert!(
+            !c.body.to_string().to_lowercase().contains("password"),
+            "{}",
+            c.body
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_notification_service_fails_nothing() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let mut s = with_workers(settings(&db.url), 0);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    s.backstage.base_url = Some(format!("http://{closed}"));
+    s.notifications.webhook_url = Some(format!("http://user:hook-secret@{closed}/hook"));
+    s.notifications.retry_base_ms = 20;
+    s.notifications.max_attempts = 2;
+    s.policies.data = json!({"guardrails": {"approval": {"above_monthly": 1}}});
+    let app = TestApp::spawn(s).await;
+    let conn = db_of(&db.url).await;
+    let (st, r) = common::kit::order_as(
+        &app,
+        "alice-token",
+        "redis-cache",
+        json!({"name": unique(), "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    assert_eq!(
+        (st, r["status"].as_str()),
+        (201, Some("awaiting_approval")),
+        "the order is unaffected: {r}"
+    );
+    // Both channels give up after their attempts; the reason is kept, the webhook's password not.
+    let rows = eventually("both deliveries given up", || async {
+        let rows = paved::db::entities::notification::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap();
+        (rows.len() == 2 && rows.iter().all(|r| r.status == "failed")).then_some(rows)
+    })
+    .await;
+    for row in rows {
+        assert_eq!(row.attempts, 2);
+        let err = row.last_error.unwrap_or_default();
+        assert!(!err.is_empty() && !err.contains("hook-secret"), "{err}");
+    }
+    app.stop().await;
+}

@@ -126,7 +126,7 @@ async fn notify_approvers(inputs: &Inputs<'_>, request: &Request) {
     let needs: Vec<(String, String)> = request
         .decision
         .as_ref()
-        .and_then(|d| d.get("require_approval"))
+        .and_then(|d| d.get("requireApproval"))
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
