@@ -48,6 +48,7 @@ struct Inner {
     metrics: PrometheusHandle,
     notifier: crate::notifications::Notifier,
     refresher: Option<crate::catalog::refresh::Refresher>,
+    drivers: Arc<Drivers>,
     schema_ready: AtomicBool,
     shutting_down: AtomicBool,
 }
@@ -122,6 +123,11 @@ impl AppState {
     /// Queues notifications (Backstage, webhook) for background delivery.
     pub fn notifier(&self) -> &crate::notifications::Notifier {
         &self.0.notifier
+    }
+
+    /// Drivers for day-2 work (drift checks, usage); the engine has its own.
+    pub fn drivers(&self) -> &Drivers {
+        &self.0.drivers
     }
 
     /// Asks Backstage's catalog to refresh a resource's entity (where Backstage is configured).
@@ -204,6 +210,7 @@ impl Application {
             settings.server.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
         let notifier = crate::notifications::Notifier::from_settings(&settings);
+        let drivers = Arc::new(Drivers::from_settings(&settings.drivers));
         let refresher = settings.backstage.base_url.as_deref().map(|url| {
             crate::catalog::refresh::Refresher::new(url, settings.backstage.token.clone())
         });
@@ -221,6 +228,7 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             notifier,
             refresher,
+            drivers,
             schema_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }));
@@ -401,6 +409,41 @@ fn day2_schedules(state: &AppState) -> Vec<crate::schedule::Schedule> {
                     .await
                     {
                         tracing::warn!(error = %e, "expiry warnings round failed");
+                    }
+                })
+            }),
+        });
+    }
+    if s.drift.scan_interval_seconds > 0 {
+        let st = state.clone();
+        out.push(Schedule {
+            name: "drift-scan",
+            every: Duration::from_secs(s.drift.scan_interval_seconds),
+            round: Arc::new(move || {
+                let st = st.clone();
+                Box::pin(async move {
+                    if !st.schema_ready() {
+                        return;
+                    }
+                    match crate::provisioning::drift::scan(
+                        st.db(),
+                        st.drivers(),
+                        st.notifier(),
+                        chrono::Utc::now(),
+                    )
+                    .await
+                    {
+                        Ok(scanned) => {
+                            for name in &scanned.changed {
+                                st.refresh_entity(name);
+                            }
+                            tracing::info!(
+                                checked = scanned.checked,
+                                drifted = scanned.drifted,
+                                "drift scan finished"
+                            );
+                        }
+                        Err(e) => tracing::warn!(error = %e, "drift scan failed"),
                     }
                 })
             }),

@@ -37,6 +37,24 @@ pub struct Settings {
     pub schedules: SchedulesSettings,
     pub ttl: TtlSettings,
     pub notifications: NotificationsSettings,
+    pub drift: DriftSettings,
+}
+
+/// Drift detection: scheduled scans of every ready resource (on-demand checks go through the
+/// API).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftSettings {
+    /// How often every ready resource is compared with its actual state (0 turns scans off).
+    pub scan_interval_seconds: u64,
+}
+
+impl Default for DriftSettings {
+    fn default() -> Self {
+        Self {
+            scan_interval_seconds: 24 * 3600,
+        }
+    }
 }
 
 /// How background schedules (reaper, expiry warnings, drift scan, usage sampling) share the

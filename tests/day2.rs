@@ -742,3 +742,327 @@ async fn an_unreachable_notification_service_fails_nothing() {
     }
     app.stop().await;
 }
+
+async fn pg_admin_exec(database: &str, sql: &str) {
+    use sea_orm::sqlx::{self, Connection};
+    let base = common::postgres_admin_url();
+    let url = format!("{}/{database}", base.rsplit_once('/').unwrap().0);
+    let mut c = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.ok();
+}
+
+async fn drift_of(app: &TestApp, rid: &str, action: &str) -> (u16, Value) {
+    let (method, path) = match action {
+        "get" => (Method::GET, format!("/resources/{rid}/drift")),
+        a => (Method::POST, format!("/resources/{rid}/drift/{a}")),
+    };
+    call(app, method, &path, Some("alice-token"), None).await
+}
+
+async fn entity_annotations(app: &TestApp, rid: &str) -> Value {
+    let text = app
+        .client
+        .get(app.url(&format!("/api/paved/catalog/resources/{rid}.yaml")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let doc: Value = yaml_serde::from_str(text.trim_start_matches("---\n")).unwrap();
+    doc["metadata"]["annotations"].clone()
+}
+
+#[tokio::test]
+async fn postgres_drift_is_found_accepted_and_reverted_through_an_update() {
+    let rec = Recorder::start().await;
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let mut s = with_workers(settings(&db.url), 1);
+    notify_to(&mut s, &rec);
+    let app = TestApp::spawn(s).await;
+    let name = unique();
+    let id = order(&app, "postgres-database", json!({"name": name, "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    let done = wait_final(&app, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let rid = done["resourceId"].as_str().unwrap().to_owned();
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        resources: vec![rid.clone()],
+    };
+    let dbname = format!("{name}_dev");
+
+    let (_, before) = drift_of(&app, &rid, "get").await;
+    assert_eq!(before["status"], "unknown", "never checked yet");
+    let (st, fresh) = drift_of(&app, &rid, "check").await;
+    assert_eq!(st, 200, "{fresh}");
+    assert_eq!(
+        (
+            fresh["status"].as_str(),
+            fresh["findings"].as_array().map(Vec::len)
+        ),
+        (Some("none"), Some(0)),
+        "{fresh}"
+    );
+    assert_eq!(
+        entity_annotations(&app, &rid).await["paved.dev/drift"],
+        "none"
+    );
+
+    // Someone raises the connection limit behind paved's back.
+    pg_admin_exec(
+        "postgres",
+        &format!("ALTER DATABASE \"{dbname}\" CONNECTION LIMIT 50"),
+    )
+    .await;
+    let (_, found) = drift_of(&app, &rid, "check").await;
+    assert_eq!(found["status"], "detected", "{found}");
+    let f = &found["findings"][0];
+    assert_eq!(
+        (f["part"].as_str(), f["field"].as_str()),
+        (Some("database"), Some("connection_limit"))
+    );
+    assert_eq!(
+        (f["expected"].clone(), f["actual"].clone()),
+        (json!(20), json!(50))
+    );
+    assert!(f["detectedAt"].is_string());
+    assert_eq!(found["findings"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(
+        entity_annotations(&app, &rid).await["paved.dev/drift"],
+        "detected"
+    );
+    let told = eventually("the drift notice", || async {
+        rec.notifications("drift-detected").pop()
+    })
+    .await;
+    assert!(
+        told.body["payload"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("connection_limit: expected 20, found 50"),
+        "{}",
+        told.body
+    );
+    // Seen again: the same finding, not a second one.
+    let (_, again) = drift_of(&app, &rid, "check").await;
+    assert_eq!(again["findings"][0]["id"], f["id"]);
+    assert_eq!(
+        rec.notifications("drift-detected").len(),
+        1,
+        "one incident, one notice"
+    );
+    let (st, _) = call(
+        &app,
+        Method::GET,
+        &format!("/resources/{rid}/drift"),
+        Some("mallory-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 404, "another team does not see it");
+    let (st, _) = call(
+        &app,
+        Method::POST,
+        &format!("/resources/{rid}/drift/accept"),
+        Some("dave-token"),
+        Some(json!({"ids": "all"})),
+    )
+    .await;
+    assert_eq!(st, 400, "ids must be a list");
+
+    // Accepted: 50 is what is expected from now on.
+    let (st, accepted) = drift_of(&app, &rid, "accept").await;
+    assert_eq!(
+        (st, accepted["status"].as_str()),
+        (200, Some("none")),
+        "{accepted}"
+    );
+    assert_eq!(accepted["history"][0]["status"], "accepted");
+    assert_eq!(accepted["history"][0]["resolvedBy"], "user:default/alice");
+    let (_, still) = drift_of(&app, &rid, "check").await;
+    assert_eq!(still["status"], "none", "{still}");
+
+    // An extension dropped and then the whole database: revert re-creates them through an
+    // update request with the resource's own values.
+    pg_admin_exec(&dbname, "DROP EXTENSION pgcrypto").await;
+    let (_, ext) = drift_of(&app, &rid, "check").await;
+    assert_eq!(ext["findings"][0]["field"], "extensions", "{ext}");
+    assert_eq!(ext["findings"][0]["expected"], json!(["pgcrypto"]));
+    pg_admin_exec(
+        "postgres",
+        &format!("DROP DATABASE \"{dbname}\" WITH (FORCE)"),
+    )
+    .await;
+    let (_, dropped) = drift_of(&app, &rid, "check").await;
+    let fields: Vec<&str> = dropped["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["exists"],
+        "a missing database is one finding: {dropped}"
+    );
+    assert_eq!(
+        dropped["history"][0]["status"], "resolved",
+        "the extension finding is closed by the drop"
+    );
+    let (st, refused) = drift_of(&app, &rid, "accept").await;
+    assert_eq!(st, 409, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("database.exists"),
+        "{refused}"
+    );
+    let (st, _) = call(
+        &app,
+        Method::POST,
+        &format!("/resources/{rid}/drift/revert"),
+        Some("mallory-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 404);
+    let (st, revert) = drift_of(&app, &rid, "revert").await;
+    assert_eq!(st, 202, "{revert}");
+    assert_eq!(revert["operation"], "update");
+    let reverted = wait_final(&app, revert["id"].as_str().unwrap()).await;
+    assert_eq!(reverted["status"], "succeeded", "{reverted}");
+    assert!(pg_database_exists(&dbname).await, "the database is back");
+    let (_, clean) = drift_of(&app, &rid, "check").await;
+    assert_eq!(
+        clean["status"], "none",
+        "connection limit, extension and database as provisioned: {clean}"
+    );
+    let revert_finding = clean["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["status"] == "reverted")
+        .expect("marked reverted");
+    assert_eq!(revert_finding["requestId"], revert["id"]);
+    let (_, audit) = call(
+        &app,
+        Method::GET,
+        &format!("/audit?target=resource:{rid}"),
+        Some("dave-token"),
+        None,
+    )
+    .await;
+    let types: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for t in ["drift.detected", "drift.accepted", "drift.reverted"] {
+        assert!(types.contains(&t), "{t} audited: {types:?}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn redis_drift_is_found_by_the_scheduled_scan_and_reverted() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let mut s = with_workers(settings(&db.url), 1);
+    s.drift.scan_interval_seconds = 1;
+    s.schedules.check_seconds = 1;
+    let app = TestApp::spawn(s).await;
+    let name = unique();
+    let id = order(
+        &app,
+        "redis-cache",
+        json!({"name": name, "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let done = wait_final(&app, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let rid = done["resourceId"].as_str().unwrap().to_owned();
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        resources: vec![rid.clone()],
+    };
+    let user = format!("paved-{name}-dev");
+    eventually("a first scheduled scan finds nothing", || async {
+        let (_, d) = drift_of(&app, &rid, "get").await;
+        (d["status"] == "none").then_some(())
+    })
+    .await;
+
+    // Someone widens the tenant's access behind paved's back.
+    let mut admin = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("~*")
+        .arg("+@all")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let found = eventually("the scheduled scan finds it", || async {
+        let (_, d) = drift_of(&app, &rid, "get").await;
+        (d["status"] == "detected").then_some(d)
+    })
+    .await;
+    let mut fields: Vec<&str> = found["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["commands", "keys"], "{found}");
+    let keys = found["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == "keys")
+        .unwrap();
+    assert_eq!(keys["expected"], format!("~{name}-dev:*"));
+    assert_eq!(keys["actual"], "~*", "Redis folds the wider pattern in");
+    assert!(
+        !found.to_string().contains("passwords"),
+        "password hashes are never part of a finding"
+    );
+
+    let (st, revert) = drift_of(&app, &rid, "revert").await;
+    assert_eq!(st, 202, "{revert}");
+    assert_eq!(
+        wait_final(&app, revert["id"].as_str().unwrap()).await["status"],
+        "succeeded"
+    );
+    let (_, clean) = drift_of(&app, &rid, "check").await;
+    assert_eq!(clean["status"], "none", "{clean}");
+    // The tenant is confined to its prefix again.
+    let seen: redis::Value = redis::cmd("ACL")
+        .arg("GETUSER")
+        .arg(&user)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(!format!("{seen:?}").contains("~*\""), "{seen:?}");
+
+    // Disabled behind paved's back: found too.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("off")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let (_, off) = drift_of(&app, &rid, "check").await;
+    assert_eq!(off["findings"][0]["field"], "enabled", "{off}");
+    app.stop().await;
+}

@@ -4,6 +4,7 @@
 mod actions;
 mod audit;
 mod catalog;
+mod drift;
 mod extract;
 mod guardrails;
 mod health;
@@ -47,6 +48,7 @@ use crate::{app::AppState, error};
         (name = "requests", description = "Provisioning requests"),
         (name = "resources", description = "What paved provisioned, and its credentials"),
         (name = "guardrails", description = "Cost estimates, team budgets and spend, policies"),
+        (name = "drift", description = "Differences between what paved provisioned and what exists, and resolving them"),
         (name = "audit", description = "The append-only record of every state change")
     )
 )]
@@ -72,6 +74,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(resources::credentials))
         .routes(routes!(resources::extend))
+        .routes(routes!(drift::get))
+        .routes(routes!(drift::check))
+        .routes(routes!(drift::revert))
+        .routes(routes!(drift::accept))
         .routes(routes!(guardrails::estimate))
         .routes(routes!(guardrails::get_budget, guardrails::set_budget))
         .routes(routes!(guardrails::spend))

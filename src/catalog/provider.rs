@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 use crate::{db::entities::resource, templates::Catalog};
 
 /// What Backstage shows for one resource. Annotation values are strings (Backstage's rule);
-/// credentials never appear.
-pub fn resource_entity(r: &resource::Model, base_url: &str) -> Value {
+/// credentials never appear. `drift` is the resource's drift status once it was checked
+/// (`detected` or `none`).
+pub fn resource_entity(r: &resource::Model, base_url: &str, drift: Option<&str>) -> Value {
     let location = format!("url:{base_url}/catalog/resources/{}.yaml", r.id);
     let mut annotations = json!({
         "backstage.io/managed-by-location": location,
@@ -26,6 +27,9 @@ pub fn resource_entity(r: &resource::Model, base_url: &str) -> Value {
     }
     if let Some(e) = r.expires_at {
         annotations["paved.dev/expires-at"] = json!(e.to_rfc3339());
+    }
+    if let Some(d) = drift {
+        annotations["paved.dev/drift"] = json!(d);
     }
     let desired = &r.desired;
     let title = desired
@@ -77,14 +81,23 @@ pub async fn live_resources(db: &DatabaseConnection) -> Result<Vec<resource::Mod
         .await
 }
 
-/// All entities as one multi-document YAML stream: the offerings' Templates, then resources.
-pub fn document(resources: &[resource::Model], templates: &Catalog, base_url: &str) -> String {
+/// All entities as one multi-document YAML stream: the offerings' Templates, then resources
+/// (with their drift status by resource id).
+pub fn document(
+    resources: &[resource::Model],
+    templates: &Catalog,
+    base_url: &str,
+    drift: &std::collections::BTreeMap<String, String>,
+) -> String {
     let mut out = String::new();
     for o in templates.offerings.values() {
         push_yaml(&mut out, &o.template);
     }
     for r in resources {
-        push_yaml(&mut out, &resource_entity(r, base_url));
+        push_yaml(
+            &mut out,
+            &resource_entity(r, base_url, drift.get(&r.id).map(String::as_str)),
+        );
     }
     out
 }

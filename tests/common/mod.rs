@@ -118,6 +118,7 @@ pub fn settings(db_url: &str) -> Settings {
     s.server.shutdown_grace_seconds = 5;
     // Background schedules run where a test turns them on.
     s.ttl.reaper_interval_seconds = 0;
+    s.drift.scan_interval_seconds = 0;
     s
 }
 

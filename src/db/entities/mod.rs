@@ -4,6 +4,8 @@
 pub mod approval;
 pub mod audit_event;
 pub mod budget;
+pub mod drift_finding;
+pub mod drift_state;
 pub mod job;
 pub mod notification;
 pub mod request;

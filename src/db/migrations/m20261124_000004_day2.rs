@@ -1,6 +1,6 @@
 //! Day-2 operations: schedule leases (one replica runs each schedule), notices sent once per
-//! resource (expiry warnings, unused alerts), the notification outbox, drift findings and the
-//! resource's drift status, and usage samples for unused-resource detection.
+//! resource (expiry warnings, unused alerts), the notification outbox, drift findings and each
+//! resource's drift state, and usage samples for unused-resource detection.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -73,11 +73,59 @@ impl MigrationTrait for Migration {
                 .col(Notifications::NextAttemptAt)
                 .to_owned(),
         )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(DriftFindings::Table)
+                .col(big_pk_auto(DriftFindings::Id))
+                .col(string(DriftFindings::ResourceId))
+                .col(string(DriftFindings::Part))
+                .col(string(DriftFindings::Field))
+                .col(json_null(DriftFindings::Expected))
+                .col(json_null(DriftFindings::Actual))
+                .col(string(DriftFindings::Status))
+                .col(timestamp_with_time_zone(DriftFindings::DetectedAt))
+                .col(timestamp_with_time_zone(DriftFindings::LastSeenAt))
+                .col(timestamp_with_time_zone_null(DriftFindings::ResolvedAt))
+                .col(string_null(DriftFindings::ResolvedBy))
+                .col(string_null(DriftFindings::RequestId))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_drift_findings_resource")
+                .table(DriftFindings::Table)
+                .col(DriftFindings::ResourceId)
+                .col(DriftFindings::Status)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_drift_findings_detected")
+                .table(DriftFindings::Table)
+                .col(DriftFindings::DetectedAt)
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(DriftStates::Table)
+                .col(string(DriftStates::ResourceId).primary_key())
+                .col(string(DriftStates::Status))
+                .col(timestamp_with_time_zone(DriftStates::CheckedAt))
+                .to_owned(),
+        )
         .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            DriftStates::Table.into_iden(),
+            DriftFindings::Table.into_iden(),
             Notifications::Table.into_iden(),
             ResourceNotices::Table.into_iden(),
             ScheduleLeases::Table.into_iden(),
@@ -123,4 +171,29 @@ enum Notifications {
     LastError,
     CreatedAt,
     SentAt,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+enum DriftFindings {
+    Table,
+    Id,
+    ResourceId,
+    Part,
+    Field,
+    Expected,
+    Actual,
+    Status,
+    DetectedAt,
+    LastSeenAt,
+    ResolvedAt,
+    ResolvedBy,
+    RequestId,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+enum DriftStates {
+    Table,
+    ResourceId,
+    Status,
+    CheckedAt,
 }
