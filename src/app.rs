@@ -437,6 +437,15 @@ fn day2_schedules(state: &AppState) -> Vec<crate::schedule::Schedule> {
                             for name in &scanned.changed {
                                 st.refresh_entity(name);
                             }
+                            for (rid, part, n) in &scanned.self_transactions {
+                                crate::provisioning::usage::record_self_activity(
+                                    st.db(),
+                                    rid,
+                                    &[(part.clone(), *n)],
+                                    chrono::Utc::now(),
+                                )
+                                .await;
+                            }
                             tracing::info!(
                                 checked = scanned.checked,
                                 drifted = scanned.drifted,
@@ -444,6 +453,38 @@ fn day2_schedules(state: &AppState) -> Vec<crate::schedule::Schedule> {
                             );
                         }
                         Err(e) => tracing::warn!(error = %e, "drift scan failed"),
+                    }
+                })
+            }),
+        });
+    }
+    if s.unused.sample_interval_seconds > 0 {
+        let st = state.clone();
+        out.push(Schedule {
+            name: "usage-sample",
+            every: Duration::from_secs(s.unused.sample_interval_seconds),
+            round: Arc::new(move || {
+                let st = st.clone();
+                Box::pin(async move {
+                    use crate::provisioning::usage;
+                    if !st.schema_ready() {
+                        return;
+                    }
+                    let now = chrono::Utc::now();
+                    if let Err(e) = usage::sample(st.db(), st.drivers(), now).await {
+                        tracing::warn!(error = %e, "usage sampling failed");
+                        return;
+                    }
+                    if let Err(e) = usage::notify_unused(
+                        st.db(),
+                        st.notifier(),
+                        st.settings().unused.window_hours,
+                        &st.pricebook().currency,
+                        now,
+                    )
+                    .await
+                    {
+                        tracing::warn!(error = %e, "unused-resource alerts failed");
                     }
                 })
             }),

@@ -38,6 +38,26 @@ pub struct Settings {
     pub ttl: TtlSettings,
     pub notifications: NotificationsSettings,
     pub drift: DriftSettings,
+    pub unused: UnusedSettings,
+}
+
+/// Unused-resource detection from the drivers' usage readings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnusedSettings {
+    /// How often every ready resource's usage is read (0 turns sampling and unused alerts off).
+    pub sample_interval_seconds: u64,
+    /// A resource without any activity over this many hours counts as unused.
+    pub window_hours: u64,
+}
+
+impl Default for UnusedSettings {
+    fn default() -> Self {
+        Self {
+            sample_interval_seconds: 3600,
+            window_hours: 7 * 24,
+        }
+    }
 }
 
 /// Drift detection: scheduled scans of every ready resource (on-demand checks go through the
@@ -571,6 +591,9 @@ impl Settings {
                     "must be a number of hours above 0 (and at most a year)".into(),
                 ));
             }
+        }
+        if self.unused.window_hours == 0 {
+            return Err(err("unused.window_hours", "must be at least 1".into()));
         }
         if self.notifications.max_attempts < 1 || self.notifications.poll_seconds == 0 {
             return Err(err(

@@ -161,7 +161,12 @@ impl Notifier {
 
     /// The API URL of a request, for notification links.
     pub fn request_link(&self, request_id: &str) -> String {
-        format!("{}/v1/requests/{request_id}", self.base)
+        self.api_url(&format!("/v1/requests/{request_id}"))
+    }
+
+    /// An absolute URL of paved's API (`path` relative to the plugin base, e.g. `/v1/…`).
+    pub fn api_url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     pub fn is_enabled(&self) -> bool {

@@ -1066,3 +1066,283 @@ async fn redis_drift_is_found_by_the_scheduled_scan_and_reverted() {
     assert_eq!(off["findings"][0]["field"], "enabled", "{off}");
     app.stop().await;
 }
+
+/// Waits until PostgreSQL's statistics for a part stopped moving (backends that paved itself
+/// opened have ended and flushed their counters).
+async fn settled_usage(
+    drivers: &paved::provisioning::drivers::Drivers,
+    spec: &paved::provisioning::drivers::PartSpec,
+) {
+    let mut last = None;
+    for _ in 0..100 {
+        let u = drivers.usage(spec).await.unwrap();
+        if u.active == 0 && last == Some(u.activity_counter) {
+            return;
+        }
+        last = Some(u.activity_counter);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("usage did not settle");
+}
+
+#[tokio::test]
+async fn unused_resources_are_found_from_usage_and_reported_with_their_savings() {
+    use paved::provisioning::{drivers::Drivers, usage};
+    let rec = Recorder::start().await;
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let mut s = with_workers(settings(&db.url), 1);
+    notify_to(&mut s, &rec);
+    let app = TestApp::spawn(s.clone()).await;
+    let conn = db_of(&db.url).await;
+    let pg = order(&app, "postgres-database", json!({"name": unique(), "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    let cache_name = unique();
+    let cache = order(
+        &app,
+        "redis-cache",
+        json!({"name": cache_name, "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let (pg, cache) = (wait_final(&app, &pg).await, wait_final(&app, &cache).await);
+    assert_eq!(
+        (pg["status"].as_str(), cache["status"].as_str()),
+        (Some("succeeded"), Some("succeeded"))
+    );
+    let (pg_id, cache_id) = (
+        pg["resourceId"].as_str().unwrap().to_owned(),
+        cache["resourceId"].as_str().unwrap().to_owned(),
+    );
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        resources: vec![pg_id.clone(), cache_id.clone()],
+    };
+    let drivers = Drivers::from_settings(&s.drivers);
+    let res = |id: String| {
+        let conn = conn.clone();
+        async move {
+            resource::Entity::find_by_id(id)
+                .one(&conn)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let (pg_res, cache_res) = (res(pg_id.clone()).await, res(cache_id.clone()).await);
+    let pg_spec = drivers
+        .parse("postgres", &pg_res.desired["parts"][0]["spec"])
+        .unwrap();
+    settled_usage(&drivers, &pg_spec).await;
+
+    // A reading eight days ago (the clock is the sample's time), then nothing used them.
+    let week_ago = Utc::now() - chrono::Duration::days(8);
+    usage::sample_resource(&conn, &drivers, &pg_res, week_ago)
+        .await
+        .unwrap();
+    usage::sample_resource(&conn, &drivers, &cache_res, week_ago)
+        .await
+        .unwrap();
+    // paved's own drift check connects to the database: that is not use.
+    let (st, _) = drift_of(&app, &pg_id, "check").await;
+    assert_eq!(st, 200);
+    settled_usage(&drivers, &pg_spec).await;
+    usage::sample_resource(&conn, &drivers, &pg_res, Utc::now())
+        .await
+        .unwrap();
+    usage::sample_resource(&conn, &drivers, &cache_res, Utc::now())
+        .await
+        .unwrap();
+
+    let (st, report) = call(
+        &app,
+        Method::GET,
+        "/teams/team-a/unused",
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{report}");
+    let mut names: Vec<&str> = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["resourceId"].as_str().unwrap())
+        .collect();
+    names.sort();
+    let mut expected = vec![pg_id.as_str(), cache_id.as_str()];
+    expected.sort();
+    assert_eq!(names, expected, "{report}");
+    let cost = |r: &resource::Model| r.monthly_cost_cents.unwrap() as f64 / 100.0;
+    let savings = report["monthlySavings"].as_f64().unwrap();
+    assert!(
+        (savings - (cost(&pg_res) + cost(&cache_res))).abs() < 0.005,
+        "{report}"
+    );
+    assert_eq!(report["windowHours"], 168);
+    assert_eq!(report["currency"], "USD");
+    let reasons = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["reasons"].as_array().unwrap().clone())
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    assert!(
+        reasons.contains("database: no connections and no transactions"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("cache: no client connected and no key read or written"),
+        "{reasons}"
+    );
+    // A shorter window than the readings cover is fine; a longer one has not enough data.
+    let (_, long) = call(
+        &app,
+        Method::GET,
+        "/teams/team-a/unused?windowHours=720",
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            long["resources"].as_array().unwrap().len(),
+            long["notEnoughData"].as_u64()
+        ),
+        (0, Some(2)),
+        "{long}"
+    );
+    let (st, err) = call(
+        &app,
+        Method::GET,
+        "/teams/team-a/unused?windowHours=0",
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, err["error"]["errors"][0]["field"].as_str()),
+        (400, Some("windowHours")),
+        "{err}"
+    );
+    let (st, _) = call(
+        &app,
+        Method::GET,
+        "/teams/team-a/unused",
+        Some("mallory-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 403);
+
+    // The team hears it once, with the savings.
+    let notifier = paved::notifications::Notifier::from_settings(&s);
+    assert_eq!(
+        usage::notify_unused(&conn, &notifier, 168, "USD", Utc::now())
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        usage::notify_unused(&conn, &notifier, 168, "USD", Utc::now())
+            .await
+            .unwrap(),
+        0,
+        "once"
+    );
+    let told = eventually("the unused notice", || async {
+        rec.notifications("unused-resource").pop()
+    })
+    .await;
+    assert_eq!(
+        told.body["recipients"]["entityRef"],
+        json!(["group:default/team-a"])
+    );
+    assert!(
+        told.body["payload"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 resource(s) look unused"),
+        "{}",
+        told.body
+    );
+
+    // Somebody uses them: a query on the database, a key in the cache.
+    let (_, creds) = call(
+        &app,
+        Method::GET,
+        &format!("/resources/{pg_id}/credentials"),
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    {
+        use sea_orm::sqlx::{self, Connection};
+        let mut c =
+            sqlx::postgres::PgConnection::connect(creds["database"]["url"].as_str().unwrap())
+                .await
+                .unwrap();
+        sqlx::query("SELECT 1").execute(&mut c).await.unwrap();
+        c.close().await.unwrap();
+    }
+    let (_, creds) = call(
+        &app,
+        Method::GET,
+        &format!("/resources/{cache_id}/credentials"),
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    {
+        let mut c = redis::Client::open(creds["cache"]["url"].as_str().unwrap())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("{cache_name}-dev:k"))
+            .arg(1)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    settled_usage(&drivers, &pg_spec).await;
+    usage::sample_resource(&conn, &drivers, &pg_res, Utc::now())
+        .await
+        .unwrap();
+    usage::sample_resource(&conn, &drivers, &cache_res, Utc::now())
+        .await
+        .unwrap();
+    let (_, after) = call(
+        &app,
+        Method::GET,
+        "/teams/group:default%2Fteam-a/unused",
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    assert_eq!(after["resources"], json!([]), "{after}");
+    assert_eq!(after["monthlySavings"], 0.0);
+    app.stop().await;
+
+    // The schedule samples by itself (one replica per round).
+    let before = paved::db::entities::usage_sample::Entity::find()
+        .all(&conn)
+        .await
+        .unwrap()
+        .len();
+    let mut s2 = s.clone();
+    s2.engine.workers = 0;
+    s2.unused.sample_interval_seconds = 1;
+    s2.schedules.check_seconds = 1;
+    let app2 = TestApp::spawn(s2).await;
+    eventually("scheduled samples", || async {
+        let now = paved::db::entities::usage_sample::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .len();
+        (now >= before + 2).then_some(())
+    })
+    .await;
+    app2.stop().await;
+}

@@ -96,6 +96,13 @@ pub async fn check(
     )
     .await
     .map_err(drift_error)?;
+    crate::provisioning::usage::record_self_activity(
+        state.db(),
+        &res.id,
+        &checked.self_transactions,
+        chrono::Utc::now(),
+    )
+    .await;
     if checked.status_changed {
         state.refresh_entity(&res.entity_name);
     }

@@ -10,6 +10,7 @@ mod guardrails;
 mod health;
 mod http_metrics;
 mod offerings;
+mod reports;
 mod requests;
 mod resources;
 
@@ -81,6 +82,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(guardrails::estimate))
         .routes(routes!(guardrails::get_budget, guardrails::set_budget))
         .routes(routes!(guardrails::spend))
+        .routes(routes!(reports::unused))
         .routes(routes!(guardrails::resource_cost))
         .routes(routes!(guardrails::policies))
         .routes(routes!(guardrails::evaluate))

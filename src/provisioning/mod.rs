@@ -11,3 +11,4 @@ pub mod queue;
 pub mod requests;
 pub mod resources;
 pub mod secrets;
+pub mod usage;

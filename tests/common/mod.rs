@@ -119,6 +119,7 @@ pub fn settings(db_url: &str) -> Settings {
     // Background schedules run where a test turns them on.
     s.ttl.reaper_interval_seconds = 0;
     s.drift.scan_interval_seconds = 0;
+    s.unused.sample_interval_seconds = 0;
     s
 }
 

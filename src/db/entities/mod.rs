@@ -15,3 +15,4 @@ pub mod resource;
 pub mod resource_notice;
 pub mod schedule_lease;
 pub mod secret;
+pub mod usage_sample;

@@ -119,11 +119,37 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone(DriftStates::CheckedAt))
                 .to_owned(),
         )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(UsageSamples::Table)
+                .col(big_pk_auto(UsageSamples::Id))
+                .col(string(UsageSamples::ResourceId))
+                .col(string(UsageSamples::Part))
+                .col(string(UsageSamples::Kind))
+                .col(timestamp_with_time_zone(UsageSamples::At))
+                .col(big_integer(UsageSamples::Active))
+                .col(big_integer(UsageSamples::Counter))
+                .col(big_integer_null(UsageSamples::IdleSeconds))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_usage_samples_resource")
+                .table(UsageSamples::Table)
+                .col(UsageSamples::ResourceId)
+                .col(UsageSamples::Part)
+                .col(UsageSamples::At)
+                .to_owned(),
+        )
         .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            UsageSamples::Table.into_iden(),
             DriftStates::Table.into_iden(),
             DriftFindings::Table.into_iden(),
             Notifications::Table.into_iden(),
@@ -196,4 +222,17 @@ enum DriftStates {
     ResourceId,
     Status,
     CheckedAt,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+enum UsageSamples {
+    Table,
+    Id,
+    ResourceId,
+    Part,
+    Kind,
+    At,
+    Active,
+    Counter,
+    IdleSeconds,
 }

@@ -62,11 +62,18 @@ impl Difference {
     }
 }
 
-/// Activity: what is open now and a counter that grows with use.
+/// Activity: what is open now and a counter that moves with use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
+    /// Open connections: PostgreSQL backends on the database, Redis clients logged in as the
+    /// tenant's user.
     pub active: i64,
+    /// PostgreSQL: transactions so far (committed + rolled back, cumulative); Redis: keys under
+    /// the prefix. Callers compare two readings.
     pub activity_counter: i64,
+    /// Redis: seconds since the most recently touched key under the prefix was used (`OBJECT
+    /// IDLETIME`), when there are keys and the eviction policy keeps access times.
+    pub idle_seconds: Option<i64>,
 }
 
 /// A generated credential: 32 characters from a 62-letter alphabet (~190 bits), safe inside

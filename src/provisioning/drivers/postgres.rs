@@ -452,10 +452,12 @@ impl PostgresDriver {
             None => Usage {
                 active: 0,
                 activity_counter: 0,
+                idle_seconds: None,
             },
             Some(r) => Usage {
                 active: i64::from(r.get::<i32, _>("numbackends")),
                 activity_counter: r.get::<i64, _>("xacts"),
+                idle_seconds: None,
             },
         })
     }

@@ -289,13 +289,43 @@ impl RedisDriver {
         err
     }
 
-    /// Keys under the prefix (a cache in use has some; one nobody uses has none).
+    /// Clients logged in as the tenant's user now, keys under its prefix, and how long ago the
+    /// most recently used of them (up to 1000 looked at) was touched. Reading access times with
+    /// `OBJECT IDLETIME` does not touch the keys.
     pub async fn usage(&self, spec: &RedisSpec) -> Result<Usage, DriverError> {
         let mut c = self.conn(&spec.environment).await?;
-        let n = self.scan(&mut c, spec).await?.len() as i64;
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut c)
+            .await
+            .map_err(|e| self.fail(&spec.environment, e))?;
+        let me = format!("user={}", spec.user);
+        let active = clients
+            .lines()
+            .filter(|l| l.split_whitespace().any(|f| f == me))
+            .count() as i64;
+        let keys = self.scan(&mut c, spec).await?;
+        let mut idle: Option<i64> = None;
+        for key in keys.iter().take(1000) {
+            // Fails under an LFU eviction policy (no access times): then idle stays unknown.
+            match redis::cmd("OBJECT")
+                .arg("IDLETIME")
+                .arg(key)
+                .query_async::<Option<i64>>(&mut c)
+                .await
+            {
+                Ok(Some(t)) => idle = Some(idle.map_or(t, |i| i.min(t))),
+                Ok(None) => {}
+                Err(_) => {
+                    idle = None;
+                    break;
+                }
+            }
+        }
         Ok(Usage {
-            active: n,
-            activity_counter: n,
+            active,
+            activity_counter: keys.len() as i64,
+            idle_seconds: idle,
         })
     }
 
