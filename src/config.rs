@@ -39,6 +39,23 @@ pub struct Settings {
     pub notifications: NotificationsSettings,
     pub drift: DriftSettings,
     pub unused: UnusedSettings,
+    pub reports: ReportsSettings,
+}
+
+/// Platform metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsSettings {
+    /// The window of the platform gauges on `/metrics`, and the API's default window.
+    pub window_hours: u64,
+}
+
+impl Default for ReportsSettings {
+    fn default() -> Self {
+        Self {
+            window_hours: 30 * 24,
+        }
+    }
 }
 
 /// Unused-resource detection from the drivers' usage readings.
@@ -591,6 +608,12 @@ impl Settings {
                     "must be a number of hours above 0 (and at most a year)".into(),
                 ));
             }
+        }
+        if !(1..=366 * 24).contains(&self.reports.window_hours) {
+            return Err(err(
+                "reports.window_hours",
+                "must be between 1 and 8784 (366 days)".into(),
+            ));
         }
         if self.unused.window_hours == 0 {
             return Err(err("unused.window_hours", "must be at least 1".into()));

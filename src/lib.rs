@@ -19,6 +19,7 @@ pub mod guardrails;
 pub mod notifications;
 pub mod policy;
 pub mod provisioning;
+pub mod reports;
 pub mod schedule;
 pub mod telemetry;
 pub mod templates;

@@ -1346,3 +1346,218 @@ async fn unused_resources_are_found_from_usage_and_reported_with_their_savings()
     .await;
     app2.stop().await;
 }
+
+fn gauge(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn platform_metrics_measure_speed_outcomes_guardrails_drift_and_cleanup() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let s = with_workers(settings(&db.url), 1);
+    let app = TestApp::spawn(s.clone()).await;
+    let conn = db_of(&db.url).await;
+    let cache = |name: String| json!({"name": name, "owner": "team-a", "cost_center": "ENG-1234"});
+
+    // Two caches delivered (one named so that a policy warns), one denied, one waiting for a
+    // lead, one failed.
+    let a = order(&app, "redis-cache", cache(unique())).await;
+    let b = order(&app, "redis-cache", cache(format!("dev{}", unique()))).await;
+    let (a, b) = (wait_final(&app, &a).await, wait_final(&app, &b).await);
+    let (a_id, b_id) = (
+        a["resourceId"].as_str().unwrap().to_owned(),
+        b["resourceId"].as_str().unwrap().to_owned(),
+    );
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        resources: vec![a_id.clone(), b_id.clone()],
+    };
+    let (st, denied) = common::kit::order_as(&app, "alice-token", "postgres-database", json!({"name": unique(), "environment": "dev", "size": "medium", "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    assert_eq!(st, 403, "{denied}");
+    let deny_rule = denied["error"]["errors"][0]["rule"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, waiting) = common::kit::order_as(&app, "alice-token", "postgres-database", json!({"name": unique(), "environment": "prod", "size": "large", "multi_az": true, "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    assert_eq!(
+        (st, waiting["status"].as_str()),
+        (201, Some("awaiting_approval"))
+    );
+    let name = unique();
+    let user = format!("paved-{name}-dev");
+    let mut admin = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _guard = RedisUserGuard(user.clone());
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("off")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let failing = order(&app, "redis-cache", cache(name)).await;
+    assert_eq!(wait_final(&app, &failing).await["status"], "failed");
+
+    // Drift on one cache; the other expires and the reaper deletes it.
+    let a_user = a["spec"]["parts"][0]["spec"]["key_prefix"]
+        .as_str()
+        .map(|p| format!("paved-{p}"))
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&a_user)
+        .arg("+@all")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let (_, d) = drift_of(&app, &a_id, "check").await;
+    assert_eq!(d["status"], "detected", "{d}");
+    resource::Entity::update_many()
+        .col_expr(
+            resource::Column::ExpiresAt,
+            Expr::value(Utc::now() - chrono::Duration::minutes(1)),
+        )
+        .filter(resource::Column::Id.eq(b_id.clone()))
+        .exec(&conn)
+        .await
+        .unwrap();
+    let reaped = paved::provisioning::lifecycle::reap(
+        &conn,
+        &paved::notifications::Notifier::disabled(),
+        3,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reaped.len(), 1);
+    assert_eq!(wait_final(&app, &reaped[0]).await["status"], "succeeded");
+
+    let (st, _) = call(
+        &app,
+        Method::GET,
+        "/metrics/platform",
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 403, "platform-wide figures are for platform-admins");
+    let (st, err) = call(
+        &app,
+        Method::GET,
+        "/metrics/platform?window=soon",
+        Some("dave-token"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, err["error"]["errors"][0]["field"].as_str()),
+        (400, Some("window")),
+        "{err}"
+    );
+    let (st, m) = call(
+        &app,
+        Method::GET,
+        "/metrics/platform?window=7d",
+        Some("dave-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{m}");
+    let t = &m["timeToInfrastructure"];
+    assert_eq!(t["count"], 2, "{m}");
+    let (avg, med, p95) = (
+        t["averageSeconds"].as_f64().unwrap(),
+        t["medianSeconds"].as_f64().unwrap(),
+        t["p95Seconds"].as_f64().unwrap(),
+    );
+    assert!(avg > 0.0 && med > 0.0 && p95 >= med, "{t}");
+    let r = &m["requests"];
+    assert_eq!(
+        (
+            r["succeeded"].as_u64(),
+            r["failed"].as_u64(),
+            r["denied"].as_u64()
+        ),
+        (Some(3), Some(1), Some(1)),
+        "two creates and the reaper's delete succeeded: {r}"
+    );
+    assert_eq!(r["successRate"], 0.75);
+    assert_eq!(m["policy"]["denials"][&deny_rule], 1, "{m}");
+    assert_eq!(
+        m["policy"]["warnings"]["name_repeats_environment"], 1,
+        "{m}"
+    );
+    assert_eq!(m["policy"]["approvalsRequired"]["cost_approval"], 1, "{m}");
+    assert_eq!(m["approvals"]["pending"], 1);
+    assert!(m["approvals"]["oldestAgeSeconds"].as_i64().unwrap() >= 0);
+    let groups = m["resources"]["byTeamAndOffering"].as_array().unwrap();
+    let caches = groups
+        .iter()
+        .find(|g| g["offering"] == "redis-cache")
+        .expect("caches");
+    assert_eq!(
+        (
+            caches["team"].as_str(),
+            caches["active"].as_u64(),
+            caches["monthlyCost"].as_f64()
+        ),
+        (Some("group:default/team-a"), Some(1), Some(15.0)),
+        "{m}"
+    );
+    assert_eq!(m["adoption"][0]["team"], "group:default/team-a");
+    assert_eq!(
+        m["adoption"][0]["requests"], 5,
+        "the developer's five orders, not the reaper's delete: {m}"
+    );
+    assert_eq!(
+        (
+            m["drift"]["incidents"].as_u64(),
+            m["drift"]["open"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        (
+            m["cleanup"]["cleanedUp"].as_u64(),
+            m["cleanup"]["monthlySavings"].as_f64()
+        ),
+        (Some(1), Some(15.0)),
+        "{m}"
+    );
+
+    // The same as Prometheus gauges.
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        gauge(
+            &text,
+            r#"paved_resources_active{team="group:default/team-a",offering="redis-cache"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(gauge(&text, "paved_drift_open"), Some(1.0));
+    assert_eq!(gauge(&text, "paved_cleanup_monthly_savings"), Some(15.0));
+    assert_eq!(gauge(&text, "paved_approvals_pending"), Some(1.0));
+    assert!(
+        text.contains(&format!(
+            r#"paved_policy_decisions{{kind="deny",rule="{deny_rule}"}} 1"#
+        )),
+        "{text}"
+    );
+    assert!(gauge(&text, r#"paved_time_to_infrastructure_seconds{stat="p95"}"#).is_some());
+    app.stop().await;
+}

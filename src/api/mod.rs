@@ -83,6 +83,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(guardrails::get_budget, guardrails::set_budget))
         .routes(routes!(guardrails::spend))
         .routes(routes!(reports::unused))
+        .routes(routes!(reports::platform))
         .routes(routes!(guardrails::resource_cost))
         .routes(routes!(guardrails::policies))
         .routes(routes!(guardrails::evaluate))

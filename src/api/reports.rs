@@ -66,3 +66,54 @@ pub async fn unused(
         .await?,
     ))
 }
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MetricsQuery {
+    /// How far back: `30d`, `7d`, `24h`, `2w` (1h to 366d; default `reports.window_hours`).
+    pub window: Option<String>,
+}
+
+/// How the platform does: time to infrastructure (average, median, p95), success rate, policy
+/// denials, warnings and approvals by rule, approvals waiting and their age, active resources
+/// and monthly cost by team and offering, requests per team per week, drift incidents, and
+/// what cleanup (expired and unused resources deleted) saves. Platform-wide, so only for
+/// callers who see every team (platform-admins). The same figures are Prometheus gauges on
+/// `/metrics`.
+#[utoipa::path(get, path = "/v1/metrics/platform", operation_id = "getPlatformMetrics", tag = "guardrails",
+    params(MetricsQuery),
+    responses((status = 200, body = crate::reports::PlatformMetrics), (status = 400, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope)))]
+pub async fn platform(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<MetricsQuery>,
+) -> Result<Json<crate::reports::PlatformMetrics>, ApiError> {
+    if principal.visible_owners().is_some() {
+        return Err(ApiError::new(
+            ErrorName::NotAllowed,
+            "platform metrics cover every team: platform-admins only",
+        ));
+    }
+    let window = match q.window.as_deref() {
+        None => chrono::Duration::hours(state.settings().reports.window_hours as i64),
+        Some(w) => crate::reports::parse_window(w).map_err(|m| {
+            let e = crate::templates::FieldError {
+                field: "window".into(),
+                rule: "pattern".into(),
+                message: m,
+            };
+            ApiError::input(e.to_string()).with_detail("errors", [e])
+        })?,
+    };
+    Ok(Json(
+        crate::reports::platform(
+            state.db(),
+            window,
+            chrono::Utc::now(),
+            &state.pricebook().currency,
+        )
+        .await?,
+    ))
+}
