@@ -1561,3 +1561,209 @@ async fn platform_metrics_measure_speed_outcomes_guardrails_drift_and_cleanup() 
     assert!(gauge(&text, r#"paved_time_to_infrastructure_seconds{stat="p95"}"#).is_some());
     app.stop().await;
 }
+
+fn midnight(days_ago: i64) -> chrono::DateTime<Utc> {
+    (Utc::now() - chrono::Duration::days(days_ago))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+}
+
+#[tokio::test]
+async fn cost_insights_daily_costs_come_from_resource_history() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 1)).await;
+    let conn = db_of(&db.url).await;
+    let cache = |name: &str| json!({"name": name, "owner": "team-a", "cost_center": "ENG-1234", "size": "small"});
+    // One cache resized after five days, one that lived for two days.
+    let kept_name = unique();
+    let kept = wait_final(&app, &order(&app, "redis-cache", cache(&kept_name)).await).await;
+    let gone = wait_final(&app, &order(&app, "redis-cache", cache(&unique())).await).await;
+    let (kept_id, gone_id) = (
+        kept["resourceId"].as_str().unwrap().to_owned(),
+        gone["resourceId"].as_str().unwrap().to_owned(),
+    );
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        resources: vec![kept_id.clone(), gone_id.clone()],
+    };
+    let (st, resize) = call(
+        &app,
+        Method::PATCH,
+        &format!("/resources/{kept_id}"),
+        Some("alice-token"),
+        Some(json!({"values": {"size": "medium"}})),
+    )
+    .await;
+    assert_eq!(st, 202, "{resize}");
+    assert_eq!(
+        wait_final(&app, resize["id"].as_str().unwrap()).await["status"],
+        "succeeded"
+    );
+    let (st, del) = call(
+        &app,
+        Method::DELETE,
+        &format!("/resources/{gone_id}"),
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 202, "{del}");
+    assert_eq!(
+        wait_final(&app, del["id"].as_str().unwrap()).await["status"],
+        "succeeded"
+    );
+    // Their history, moved back in time (the timestamps are paved's clock).
+    let set = |id: String, col: resource::Column, at: chrono::DateTime<Utc>| {
+        let conn = conn.clone();
+        async move {
+            resource::Entity::update_many()
+                .col_expr(col, Expr::value(at))
+                .filter(resource::Column::Id.eq(id))
+                .exec(&conn)
+                .await
+                .unwrap();
+        }
+    };
+    set(kept_id.clone(), resource::Column::CreatedAt, midnight(10)).await;
+    request::Entity::update_many()
+        .col_expr(request::Column::CompletedAt, Expr::value(midnight(5)))
+        .filter(request::Column::Id.eq(resize["id"].as_str().unwrap()))
+        .exec(&conn)
+        .await
+        .unwrap();
+    set(gone_id.clone(), resource::Column::CreatedAt, midnight(3)).await;
+    set(gone_id.clone(), resource::Column::DeletedAt, midnight(1)).await;
+    let (small, medium) = (15.0 / 730.0 * 24.0, 50.0 / 730.0 * 24.0);
+    let r2 = |x: f64| (x * 100.0).round() / 100.0;
+
+    // Two weeks ending today (the end date is exclusive): days 14..1 ago.
+    let today = Utc::now().date_naive();
+    let intervals = format!("R2%2FP7D%2F{today}");
+    let (st, c) = call(
+        &app,
+        Method::GET,
+        &format!("/cost-insights/entity/default/resource/{kept_name}-dev/{intervals}"),
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(c["id"], format!("resource:default/{kept_name}-dev"));
+    let days: Vec<f64> = c["aggregation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["amount"].as_f64().unwrap())
+        .collect();
+    assert_eq!(days.len(), 14);
+    assert_eq!(
+        c["aggregation"][0]["date"],
+        (today - chrono::Days::new(14)).to_string()
+    );
+    let expect: Vec<f64> = (1..=14)
+        .rev()
+        .map(|ago| match ago {
+            11.. => 0.0,
+            6..=10 => r2(small),
+            _ => r2(medium),
+        })
+        .collect();
+    assert_eq!(
+        days, expect,
+        "0 before creation, small for five days, then medium"
+    );
+    let (first, last): (f64, f64) = (expect[..7].iter().sum(), expect[7..].iter().sum());
+    assert!(
+        (c["change"]["amount"].as_f64().unwrap() - (last - first)).abs() < 0.05,
+        "{c}"
+    );
+    assert!(
+        (c["change"]["ratio"].as_f64().unwrap() - (last - first) / first).abs() < 0.05,
+        "{c}"
+    );
+    assert!(
+        c["trendline"]["slope"].as_f64().unwrap() > 0.0,
+        "rising: {c}"
+    );
+    assert!(c["trendline"]["intercept"].is_number());
+    assert_eq!(c["groupedCosts"]["part"][0]["id"], "cache");
+
+    // The team: both caches, the deleted one for the two days it lived; unencoded slashes too.
+    let (st, g) = call(
+        &app,
+        Method::GET,
+        &format!("/cost-insights/entity/default/group/team-a/R2/P7D/{today}"),
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{g}");
+    let days: Vec<f64> = g["aggregation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["amount"].as_f64().unwrap())
+        .collect();
+    let with_gone: Vec<f64> = (1..=14i64)
+        .rev()
+        .map(|ago| {
+            let kept = match ago {
+                11.. => 0.0,
+                6..=10 => small,
+                _ => medium,
+            };
+            r2(kept + if ago == 3 || ago == 2 { small } else { 0.0 })
+        })
+        .collect();
+    assert_eq!(days, with_gone, "{g}");
+    assert_eq!(g["groupedCosts"]["offering"][0]["id"], "redis-cache");
+    assert_eq!(g["groupedCosts"]["resource"].as_array().unwrap().len(), 2);
+
+    for (path, field) in [
+        (
+            format!("/cost-insights/entity/default/template/x/{intervals}"),
+            "kind",
+        ),
+        (
+            format!("/cost-insights/entity/default/group/team-a/R2%2FP7X%2F{today}"),
+            "intervals",
+        ),
+    ] {
+        let (st, e) = call(&app, Method::GET, &path, Some("alice-token"), None).await;
+        assert_eq!(
+            (st, e["error"]["errors"][0]["field"].as_str()),
+            (400, Some(field)),
+            "{e}"
+        );
+    }
+    let (st, _) = call(
+        &app,
+        Method::GET,
+        &format!("/cost-insights/entity/default/resource/nothing-here/{intervals}"),
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 404);
+    let (st, _) = call(
+        &app,
+        Method::GET,
+        &format!("/cost-insights/entity/default/resource/{kept_name}-dev/{intervals}"),
+        Some("mallory-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 404, "another team's resource is not revealed");
+    let (st, _) = call(
+        &app,
+        Method::GET,
+        &format!("/cost-insights/entity/default/group/team-a/{intervals}"),
+        Some("mallory-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 403);
+    app.stop().await;
+}

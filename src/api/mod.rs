@@ -84,6 +84,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(guardrails::spend))
         .routes(routes!(reports::unused))
         .routes(routes!(reports::platform))
+        .routes(routes!(reports::entity_cost))
         .routes(routes!(guardrails::resource_cost))
         .routes(routes!(guardrails::policies))
         .routes(routes!(guardrails::evaluate))
@@ -114,6 +115,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/.backstage/actions/v2/actions/{id}/invoke",
             axum::routing::post(actions::invoke_v2),
+        )
+        .route(
+            "/v1/cost-insights/entity/{namespace}/{kind}/{name}/{r}/{p}/{d}",
+            get(reports::entity_cost_split),
         )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -117,3 +117,106 @@ pub async fn platform(
         .await?,
     ))
 }
+
+fn input_error(field: &str, rule: &str, message: String) -> ApiError {
+    let e = crate::templates::FieldError {
+        field: field.into(),
+        rule: rule.into(),
+        message,
+    };
+    ApiError::input(e.to_string())
+        .with_reason_phrase(&format!("Invalid input: {e}"))
+        .with_detail("errors", [e])
+}
+
+/// Daily cost of a catalog entity in Backstage Cost Insights' `Cost` shape (the reference
+/// backends' `getCatalogEntityDailyCost`): a Resource paved provisioned, a Group (its
+/// resources), a Component (resources that depend on it) or a System. Computed from paved's
+/// own history: each resource's creation, the monthly estimate of every successful create or
+/// update, and its deletion (or expiry). `intervals` is an ISO 8601 repeating interval such
+/// as `R2/P30D/2026-11-24` (percent-encode the slashes, or pass it as three path segments):
+/// R periods of P days (`D`), weeks (`W`) or months (`M`) ending before the date. `change`
+/// compares the last period with the first; `trendline` is a least-squares fit over (epoch
+/// seconds, amount); `groupedCosts` breaks a Group/Component/System down by `offering` and
+/// `resource`, a Resource by `part`.
+#[utoipa::path(get, path = "/v1/cost-insights/entity/{namespace}/{kind}/{name}/{intervals}", operation_id = "getCatalogEntityDailyCost", tag = "guardrails",
+    params(("namespace" = String, Path, description = "Entity namespace, e.g. default"),
+        ("kind" = String, Path, description = "resource, group, component or system"),
+        ("name" = String, Path, description = "Entity name"),
+        ("intervals" = String, Path, description = "e.g. R2/P30D/2026-11-24 (percent-encoded)")),
+    responses((status = 200, body = crate::cost::insights::Cost), (status = 400, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn entity_cost(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((namespace, kind, name, intervals)): Path<(String, String, String, String)>,
+) -> Result<Json<crate::cost::insights::Cost>, ApiError> {
+    entity_cost_of(&state, &principal, &namespace, &kind, &name, &intervals).await
+}
+
+/// The same with the interval's slashes left unencoded (three path segments).
+pub async fn entity_cost_split(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((namespace, kind, name, r, p, d)): Path<(String, String, String, String, String, String)>,
+) -> Result<Json<crate::cost::insights::Cost>, ApiError> {
+    entity_cost_of(
+        &state,
+        &principal,
+        &namespace,
+        &kind,
+        &name,
+        &format!("{r}/{p}/{d}"),
+    )
+    .await
+}
+
+async fn entity_cost_of(
+    state: &AppState,
+    principal: &Principal,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    intervals: &str,
+) -> Result<Json<crate::cost::insights::Cost>, ApiError> {
+    use crate::cost::insights;
+    let kind = kind.to_ascii_lowercase();
+    if !["resource", "group", "component", "system"].contains(&kind.as_str()) {
+        return Err(input_error(
+            "kind",
+            "enum",
+            format!("must be resource, group, component or system, not {kind:?}"),
+        ));
+    }
+    let entity = crate::catalog::EntityRef::parse(&format!("{kind}:{namespace}/{name}"), &kind)
+        .map_err(|e| input_error("name", "entityRef", e))?;
+    let iv = insights::Intervals::parse(intervals)
+        .map_err(|e| input_error("intervals", "pattern", e))?;
+    let found = insights::entity_daily_cost(
+        state.db(),
+        &entity,
+        &iv,
+        state.pricebook().hours_per_month,
+        chrono::Utc::now(),
+    )
+    .await?;
+    let not_found = || ApiError::not_found(format!("paved has no {entity}"));
+    let Some(found) = found else {
+        return Err(not_found());
+    };
+    let allowed = match kind.as_str() {
+        "group" => principal.may_see(&entity.to_string()),
+        _ => found.owners.iter().all(|o| principal.may_see(o)),
+    };
+    if !allowed {
+        return Err(if kind == "resource" {
+            not_found()
+        } else {
+            ApiError::new(
+                ErrorName::NotAllowed,
+                format!("{entity}'s costs include teams you are not a member of"),
+            )
+        });
+    }
+    Ok(Json(found.cost))
+}
