@@ -890,6 +890,23 @@ mod tests {
                 "Bad Id",
                 "backstage.plugin_id",
             ),
+            (
+                "PAVED_SCHEDULES__CHECK_SECONDS",
+                "0",
+                "schedules.check_seconds",
+            ),
+            (
+                "PAVED_NOTIFICATIONS__WEBHOOK_URL",
+                "ftp://hooks.example",
+                "notifications.webhook_url",
+            ),
+            ("PAVED_UNUSED__WINDOW_HOURS", "0", "unused.window_hours"),
+            ("PAVED_REPORTS__WINDOW_HOURS", "0", "reports.window_hours"),
+            (
+                "PAVED_DRIFT__SCAN_INTERVAL_SECONDS",
+                "daily",
+                "drift.scan_interval_seconds",
+            ),
         ];
         for (var, value, key) in cases {
             let err = Settings::load(None, env(&[(var, value)])).unwrap_err();
@@ -897,6 +914,26 @@ mod tests {
             assert!(text.contains(key), "{var}={value}: {text}");
             assert!(text.contains(var), "{var}={value}: {text}");
         }
+    }
+
+    #[test]
+    fn day2_schedules_and_offsets_come_from_the_environment() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PAVED_TTL__WARN_BEFORE_HOURS", "[48, 0.5]"),
+                ("PAVED_TTL__REAPER_INTERVAL_SECONDS", "0"),
+                ("PAVED_DRIFT__SCAN_INTERVAL_SECONDS", "3600"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.ttl.warn_before_hours, vec![48.0, 0.5]);
+        assert_eq!(s.ttl.reaper_interval_seconds, 0);
+        assert_eq!(s.drift.scan_interval_seconds, 3600);
+        let err = Settings::load(None, env(&[("PAVED_TTL__WARN_BEFORE_HOURS", "[24, -1]")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ttl.warn_before_hours[1]"), "{err}");
     }
 
     #[test]

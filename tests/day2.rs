@@ -1767,3 +1767,39 @@ async fn cost_insights_daily_costs_come_from_resource_history() {
     assert_eq!(st, 403);
     app.stop().await;
 }
+
+/// The lease works the same on the embedded SQLite default (two connections, one file).
+#[tokio::test]
+async fn schedule_rounds_are_exclusive_on_sqlite_too() {
+    use paved::schedule;
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    let (a, b) = (db_of(&db.url).await, db_of(&db.url).await);
+    for round in 0..10 {
+        let name = format!("race-{round}");
+        let now = Utc::now();
+        let (x, y) = tokio::join!(
+            schedule::try_begin(
+                &a,
+                &name,
+                "replica-a",
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+                now
+            ),
+            schedule::try_begin(
+                &b,
+                &name,
+                "replica-b",
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+                now
+            ),
+        );
+        assert!(
+            x.unwrap() ^ y.unwrap(),
+            "round {round}: exactly one replica wins"
+        );
+    }
+    app.stop().await;
+}
