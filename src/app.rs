@@ -311,9 +311,14 @@ impl Application {
             );
         }
 
+        // Background day-2 work starts once the schema is current (its tables may be new).
         if state.0.notifier.is_enabled() {
             let sender = state.0.notifier.sender(state.db().clone(), &settings);
-            background.spawn(sender.run(workers_stop_rx.clone()));
+            let (st, stop) = (state.clone(), workers_stop_rx.clone());
+            background.spawn(async move {
+                wait_for_schema(&st).await;
+                sender.run(stop).await
+            });
         }
         for schedule in day2_schedules(&state) {
             let holder = format!(
@@ -322,14 +327,19 @@ impl Application {
                 &uuid::Uuid::new_v4().simple().to_string()[..8],
                 schedule.name
             );
-            background.spawn(crate::schedule::run(
+            let run = crate::schedule::run(
                 state.db().clone(),
                 holder,
                 schedule,
                 Duration::from_secs(settings.schedules.check_seconds),
                 Duration::from_secs(settings.schedules.lease_seconds),
                 workers_stop_rx.clone(),
-            ));
+            );
+            let st = state.clone();
+            background.spawn(async move {
+                wait_for_schema(&st).await;
+                run.await
+            });
         }
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -491,6 +501,17 @@ fn day2_schedules(state: &AppState) -> Vec<crate::schedule::Schedule> {
         });
     }
     out
+}
+
+/// Returns once the schema is current (migrated here, or by `paved migrate` elsewhere).
+async fn wait_for_schema(state: &AppState) {
+    while !state.schema_ready() {
+        if let Ok(true) = db::schema_is_current(state.db()).await {
+            state.0.schema_ready.store(true, Ordering::Release);
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Applies migrations, retrying while the database is unreachable, then marks the schema ready.
