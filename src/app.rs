@@ -50,6 +50,9 @@ struct Inner {
     outgoing: Outgoing,
     catalog_document: tokio::sync::Mutex<Option<crate::api::CachedDocument>>,
     metrics: PrometheusHandle,
+    notifier: crate::notifications::Notifier,
+    refresher: Option<crate::catalog::refresh::Refresher>,
+    drivers: Arc<Drivers>,
     schema_ready: AtomicBool,
     shutting_down: AtomicBool,
 }
@@ -101,6 +104,8 @@ impl AppState {
             policies,
             cost: &self.settings().cost,
             max_attempts: self.settings().engine.max_attempts,
+            notifier: self.notifier(),
+            roles: &self.settings().auth.roles,
         }
     }
 
@@ -122,6 +127,23 @@ impl AppState {
     /// Seals and opens credentials.
     pub fn secrets(&self) -> &SecretBox {
         &self.0.secrets
+    }
+
+    /// Queues notifications (Backstage, webhook) for background delivery.
+    pub fn notifier(&self) -> &crate::notifications::Notifier {
+        &self.0.notifier
+    }
+
+    /// Drivers for day-2 work (drift checks, usage); the engine has its own.
+    pub fn drivers(&self) -> &Drivers {
+        &self.0.drivers
+    }
+
+    /// Asks Backstage's catalog to refresh a resource's entity (where Backstage is configured).
+    pub fn refresh_entity(&self, entity_name: &str) {
+        if let Some(r) = &self.0.refresher {
+            r.refresh(format!("resource:default/{entity_name}"));
+        }
     }
 
     /// Wakes an idle worker of this process: a job was just queued.
@@ -204,6 +226,12 @@ impl Application {
             // Links and catalog locations need the real port (listen may say 0).
             settings.server.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
+        let notifier = crate::notifications::Notifier::from_settings(&settings, &outgoing);
+        let drivers = Arc::new(Drivers::from_settings(&settings.drivers));
+        let refresher = settings.backstage.base_url.as_deref().map(|url| {
+            crate::catalog::refresh::Refresher::new(url, outgoing.clone())
+                .with_document(&crate::catalog::document_url(&settings))
+        });
         let state = AppState(Arc::new(Inner {
             settings,
             db,
@@ -217,6 +245,9 @@ impl Application {
             outgoing,
             catalog_document: tokio::sync::Mutex::new(None),
             metrics: telemetry::metrics_handle(),
+            notifier,
+            refresher,
+            drivers,
             schema_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }));
@@ -276,12 +307,10 @@ impl Application {
                 settings.engine.clone(),
                 state.0.wake.clone(),
             );
-            if let Some(url) = &settings.backstage.base_url {
-                engine = engine.with_refresher(
-                    crate::catalog::refresh::Refresher::new(url, state.outgoing().clone())
-                        .with_document(&crate::catalog::document_url(&settings)),
-                );
+            if let Some(r) = &state.0.refresher {
+                engine = engine.with_refresher(r.clone());
             }
+            engine = engine.with_notifier(state.0.notifier.clone());
             let engine = Arc::new(engine);
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into());
             for i in 0..settings.engine.workers {
@@ -302,6 +331,37 @@ impl Application {
                 workers = settings.engine.workers,
                 "provisioning workers started"
             );
+        }
+
+        // Background day-2 work starts once the schema is current (its tables may be new).
+        if state.0.notifier.is_enabled() {
+            let sender = state.0.notifier.sender(state.db().clone(), &settings);
+            let (st, stop) = (state.clone(), workers_stop_rx.clone());
+            background.spawn(async move {
+                wait_for_schema(&st).await;
+                sender.run(stop).await
+            });
+        }
+        for schedule in day2_schedules(&state) {
+            let holder = format!(
+                "{}-{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into()),
+                &uuid::Uuid::new_v4().simple().to_string()[..8],
+                schedule.name
+            );
+            let run = crate::schedule::run(
+                state.db().clone(),
+                holder,
+                schedule,
+                Duration::from_secs(settings.schedules.check_seconds),
+                Duration::from_secs(settings.schedules.lease_seconds),
+                workers_stop_rx.clone(),
+            );
+            let st = state.clone();
+            background.spawn(async move {
+                wait_for_schema(&st).await;
+                run.await
+            });
         }
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -339,6 +399,140 @@ impl Application {
         state.db().clone().close().await.ok();
         tracing::info!("paved stopped");
         Ok(())
+    }
+}
+
+/// The day-2 schedules this configuration turns on (an interval of 0 turns one off). Each runs
+/// on one replica per round (see [`crate::schedule`]); a round waits for the schema.
+fn day2_schedules(state: &AppState) -> Vec<crate::schedule::Schedule> {
+    use crate::{provisioning::lifecycle, schedule::Schedule};
+    let s = state.settings();
+    let mut out = Vec::new();
+    if s.ttl.reaper_interval_seconds > 0 {
+        let st = state.clone();
+        out.push(Schedule {
+            name: "ttl-reaper",
+            every: Duration::from_secs(s.ttl.reaper_interval_seconds),
+            round: Arc::new(move || {
+                let st = st.clone();
+                Box::pin(async move {
+                    if !st.schema_ready() {
+                        return;
+                    }
+                    let now = chrono::Utc::now();
+                    match lifecycle::reap(
+                        st.db(),
+                        st.notifier(),
+                        st.settings().engine.max_attempts,
+                        now,
+                    )
+                    .await
+                    {
+                        Ok(started) if !started.is_empty() => st.wake_workers(),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "reaper round failed"),
+                    }
+                    if let Err(e) = lifecycle::warn_expiring(
+                        st.db(),
+                        st.notifier(),
+                        &st.settings().ttl.warn_before_hours,
+                        now,
+                    )
+                    .await
+                    {
+                        tracing::warn!(error = %e, "expiry warnings round failed");
+                    }
+                })
+            }),
+        });
+    }
+    if s.drift.scan_interval_seconds > 0 {
+        let st = state.clone();
+        out.push(Schedule {
+            name: "drift-scan",
+            every: Duration::from_secs(s.drift.scan_interval_seconds),
+            round: Arc::new(move || {
+                let st = st.clone();
+                Box::pin(async move {
+                    if !st.schema_ready() {
+                        return;
+                    }
+                    match crate::provisioning::drift::scan(
+                        st.db(),
+                        st.drivers(),
+                        st.notifier(),
+                        chrono::Utc::now(),
+                    )
+                    .await
+                    {
+                        Ok(scanned) => {
+                            for name in &scanned.changed {
+                                st.refresh_entity(name);
+                            }
+                            for (rid, part, n) in &scanned.self_transactions {
+                                crate::provisioning::usage::record_self_activity(
+                                    st.db(),
+                                    rid,
+                                    &[(part.clone(), *n)],
+                                    chrono::Utc::now(),
+                                )
+                                .await;
+                            }
+                            tracing::info!(
+                                checked = scanned.checked,
+                                drifted = scanned.drifted,
+                                "drift scan finished"
+                            );
+                        }
+                        Err(e) => tracing::warn!(error = %e, "drift scan failed"),
+                    }
+                })
+            }),
+        });
+    }
+    if s.unused.sample_interval_seconds > 0 {
+        let st = state.clone();
+        out.push(Schedule {
+            name: "usage-sample",
+            every: Duration::from_secs(s.unused.sample_interval_seconds),
+            round: Arc::new(move || {
+                let st = st.clone();
+                Box::pin(async move {
+                    use crate::provisioning::usage;
+                    if !st.schema_ready() {
+                        return;
+                    }
+                    let now = chrono::Utc::now();
+                    if let Err(e) = usage::sample(st.db(), st.drivers(), now).await {
+                        tracing::warn!(error = %e, "usage sampling failed");
+                        return;
+                    }
+                    if let Err(e) = usage::notify_unused(
+                        st.db(),
+                        st.notifier(),
+                        st.settings().unused.window_hours,
+                        &st.pricebook().currency,
+                        now,
+                    )
+                    .await
+                    {
+                        tracing::warn!(error = %e, "unused-resource alerts failed");
+                    }
+                })
+            }),
+        });
+    }
+    out
+}
+
+/// Returns once the schema is current (migrated here, or by `paved migrate` elsewhere).
+async fn wait_for_schema(state: &AppState) {
+    while !state.schema_ready() {
+        if let Ok(true) = db::schema_is_current(state.db()).await {
+            state.0.schema_ready.store(true, Ordering::Release);
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -40,6 +40,141 @@ pub struct Settings {
     pub catalog: CatalogSettings,
     pub drivers: DriversSettings,
     pub secrets: SecretsSettings,
+    pub schedules: SchedulesSettings,
+    pub ttl: TtlSettings,
+    pub notifications: NotificationsSettings,
+    pub drift: DriftSettings,
+    pub unused: UnusedSettings,
+    pub reports: ReportsSettings,
+}
+
+/// Platform metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsSettings {
+    /// The window of the platform gauges on `/metrics`, and the API's default window.
+    pub window_hours: u64,
+}
+
+impl Default for ReportsSettings {
+    fn default() -> Self {
+        Self {
+            window_hours: 30 * 24,
+        }
+    }
+}
+
+/// Unused-resource detection from the drivers' usage readings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnusedSettings {
+    /// How often every ready resource's usage is read (0 turns sampling and unused alerts off).
+    pub sample_interval_seconds: u64,
+    /// A resource without any activity over this many hours counts as unused.
+    pub window_hours: u64,
+}
+
+impl Default for UnusedSettings {
+    fn default() -> Self {
+        Self {
+            sample_interval_seconds: 3600,
+            window_hours: 7 * 24,
+        }
+    }
+}
+
+/// Drift detection: scheduled scans of every ready resource (on-demand checks go through the
+/// API).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftSettings {
+    /// How often every ready resource is compared with its actual state (0 turns scans off).
+    pub scan_interval_seconds: u64,
+}
+
+impl Default for DriftSettings {
+    fn default() -> Self {
+        Self {
+            scan_interval_seconds: 24 * 3600,
+        }
+    }
+}
+
+/// How background schedules (reaper, expiry warnings, drift scan, usage sampling) share the
+/// work between replicas: each schedule has a lease row in the database; the replica that takes
+/// it runs the schedule, the others skip that round.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulesSettings {
+    /// How often each replica checks whether a schedule is due.
+    pub check_seconds: u64,
+    /// How long a run holds its lease without a heartbeat; a replica that died mid-run is
+    /// replaced after this.
+    pub lease_seconds: u64,
+}
+
+impl Default for SchedulesSettings {
+    fn default() -> Self {
+        Self {
+            check_seconds: 5,
+            lease_seconds: 120,
+        }
+    }
+}
+
+/// Time-to-live of ephemeral resources: the reaper and the warnings before expiry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TtlSettings {
+    /// How often expired resources are deleted (0 turns the reaper off).
+    pub reaper_interval_seconds: u64,
+    /// Owners are warned this many hours before expiry, once per offset (e.g. `[24, 1]`).
+    pub warn_before_hours: Vec<f64>,
+}
+
+impl Default for TtlSettings {
+    fn default() -> Self {
+        Self {
+            reaper_interval_seconds: 60,
+            warn_before_hours: vec![24.0, 1.0],
+        }
+    }
+}
+
+/// Where paved tells people about things: Backstage's notifications API and/or a webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsSettings {
+    /// Send to Backstage's notifications backend (needs `backstage.base_url`; authenticates
+    /// with `backstage.token`).
+    pub backstage: bool,
+    /// Also POST every notification as JSON to this URL.
+    #[serde(deserialize_with = "opt_string")]
+    pub webhook_url: Option<String>,
+    /// Bearer token for the webhook.
+    #[serde(deserialize_with = "opt_string")]
+    pub webhook_token: Option<String>,
+    /// Delivery attempts per notification and channel before it is given up.
+    pub max_attempts: i32,
+    /// First retry delay; doubles per attempt up to `retry_max_seconds`.
+    pub retry_base_ms: u64,
+    pub retry_max_seconds: u64,
+    /// Fallback polling for due deliveries; new notifications wake the sender at once.
+    pub poll_seconds: u64,
+}
+
+impl Default for NotificationsSettings {
+    fn default() -> Self {
+        Self {
+            backstage: true,
+            webhook_url: None,
+            webhook_token: None,
+            max_attempts: 8,
+            retry_base_ms: 1000,
+            retry_max_seconds: 600,
+            poll_seconds: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -455,6 +590,7 @@ impl Settings {
         for (key, value) in [
             ("backstage.base_url", &self.backstage.base_url),
             ("server.public_url", &self.server.public_url),
+            ("notifications.webhook_url", &self.notifications.webhook_url),
         ] {
             if let Some(v) = value {
                 check_http_url(v).map_err(|m| err(key, m))?;
@@ -485,6 +621,35 @@ impl Settings {
             return Err(err(
                 "engine.lease_seconds",
                 "must be at least 2 (and engine.max_attempts at least 1)".into(),
+            ));
+        }
+        if self.schedules.check_seconds == 0 {
+            return Err(err("schedules.check_seconds", "must be at least 1".into()));
+        }
+        if self.schedules.lease_seconds < 2 {
+            return Err(err("schedules.lease_seconds", "must be at least 2".into()));
+        }
+        for (i, h) in self.ttl.warn_before_hours.iter().enumerate() {
+            if !(h.is_finite() && *h > 0.0 && *h <= 24.0 * 365.0) {
+                return Err(err(
+                    &format!("ttl.warn_before_hours[{i}]"),
+                    "must be a number of hours above 0 (and at most a year)".into(),
+                ));
+            }
+        }
+        if !(1..=366 * 24).contains(&self.reports.window_hours) {
+            return Err(err(
+                "reports.window_hours",
+                "must be between 1 and 8784 (366 days)".into(),
+            ));
+        }
+        if self.unused.window_hours == 0 {
+            return Err(err("unused.window_hours", "must be at least 1".into()));
+        }
+        if self.notifications.max_attempts < 1 || self.notifications.poll_seconds == 0 {
+            return Err(err(
+                "notifications.max_attempts",
+                "must be at least 1 (and notifications.poll_seconds at least 1)".into(),
             ));
         }
         if !self.policies.data.is_object() {
@@ -753,6 +918,23 @@ mod tests {
                 "Bad Id",
                 "backstage.plugin_id",
             ),
+            (
+                "PAVED_SCHEDULES__CHECK_SECONDS",
+                "0",
+                "schedules.check_seconds",
+            ),
+            (
+                "PAVED_NOTIFICATIONS__WEBHOOK_URL",
+                "ftp://hooks.example",
+                "notifications.webhook_url",
+            ),
+            ("PAVED_UNUSED__WINDOW_HOURS", "0", "unused.window_hours"),
+            ("PAVED_REPORTS__WINDOW_HOURS", "0", "reports.window_hours"),
+            (
+                "PAVED_DRIFT__SCAN_INTERVAL_SECONDS",
+                "daily",
+                "drift.scan_interval_seconds",
+            ),
         ];
         for (var, value, key) in cases {
             let err = Settings::load(None, env(&[(var, value)])).unwrap_err();
@@ -760,6 +942,26 @@ mod tests {
             assert!(text.contains(key), "{var}={value}: {text}");
             assert!(text.contains(var), "{var}={value}: {text}");
         }
+    }
+
+    #[test]
+    fn day2_schedules_and_offsets_come_from_the_environment() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PAVED_TTL__WARN_BEFORE_HOURS", "[48, 0.5]"),
+                ("PAVED_TTL__REAPER_INTERVAL_SECONDS", "0"),
+                ("PAVED_DRIFT__SCAN_INTERVAL_SECONDS", "3600"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.ttl.warn_before_hours, vec![48.0, 0.5]);
+        assert_eq!(s.ttl.reaper_interval_seconds, 0);
+        assert_eq!(s.drift.scan_interval_seconds, 3600);
+        let err = Settings::load(None, env(&[("PAVED_TTL__WARN_BEFORE_HOURS", "[24, -1]")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ttl.warn_before_hours[1]"), "{err}");
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub struct Inputs<'a> {
     pub cost: &'a CostSettings,
     /// For the provisioning job a pending request gets.
     pub max_attempts: i32,
+    /// Tells approvers when a request waits for them.
+    pub notifier: &'a crate::notifications::Notifier,
+    /// Who holds which role beyond developer (`auth.roles`): platform-admins to notify.
+    pub roles: &'a std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Validates, renders, prices, budgets and runs every policy over one order.

@@ -384,14 +384,18 @@ async fn redis_user_is_confined_to_its_prefix() {
         "{}",
         seen.state
     );
-    assert_eq!(driver.usage(&spec).await.unwrap().active, 1);
+    let usage = driver.usage(&spec).await.unwrap();
+    assert_eq!(usage.active, 1, "the tenant's open connection");
+    assert_eq!(usage.activity_counter, 1, "one key under the prefix");
+    assert!(usage.idle_seconds.is_some(), "{usage:?}");
 
     driver.destroy(&spec, TAG).await.unwrap();
     assert!(!driver.observe(&spec).await.unwrap().exists);
+    let usage = driver.usage(&spec).await.unwrap();
     assert_eq!(
-        driver.usage(&spec).await.unwrap().active,
-        0,
-        "keys under the prefix are gone"
+        (usage.active, usage.activity_counter),
+        (0, 0),
+        "the user's connections are closed and the keys under the prefix are gone"
     );
     let url =
         std::env::var("PAVED_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());

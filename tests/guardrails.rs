@@ -435,7 +435,15 @@ async fn actions_registry_estimate_and_provision() {
         .iter()
         .map(|a| a["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["paved:estimate", "paved:provision", "paved:wait"]);
+    assert_eq!(
+        ids,
+        [
+            "paved:estimate",
+            "paved:provision",
+            "paved:wait",
+            "paved:extend-ttl"
+        ]
+    );
     let est = &list["actions"][0];
     assert_eq!(
         est["attributes"],

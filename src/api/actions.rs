@@ -106,6 +106,30 @@ fn list_body(plugin_id: &str) -> Value {
                 }, "required": ["requestId", "status", "final", "requestUrl"]}
             },
             "examples": []
+        },
+        {
+            "id": format!("{plugin_id}:extend-ttl"), "pluginId": plugin_id, "name": "extend-ttl",
+            "title": "Extend an environment's time to live",
+            "description": "Adds hours to an ephemeral resource's expiry (from now if it already passed), within the offering's maximum lifetime. Only the owning team and platform-admins may extend. Each call extends again, so it is not idempotent.",
+            "attributes": {"readOnly": false, "destructive": false, "idempotent": false},
+            "schema": {
+                "input": {"$schema": draft, "type": "object", "required": ["resourceId", "hours"], "additionalProperties": false,
+                          "properties": {
+                              "resourceId": {"type": "string", "minLength": 1, "description": "e.g. ${{ steps.wait.output.resourceId }}"},
+                              "hours": {"type": "integer", "minimum": 1, "description": "Hours to add"}
+                          }},
+                "output": {"$schema": draft, "type": "object", "properties": {
+                    "resourceId": {"type": "string"},
+                    "entityRef": {"type": "string"},
+                    "expiresAt": {"type": "string", "format": "date-time"}
+                }, "required": ["resourceId", "entityRef", "expiresAt"]}
+            },
+            "examples": [{
+                "title": "One more day",
+                "description": "Keep a preview environment for another 24 hours",
+                "input": {"resourceId": "0190c3d2-7a4e-7c3b-9f3e-2a1b4c5d6e7f", "hours": 24},
+                "output": {"resourceId": "0190c3d2-7a4e-7c3b-9f3e-2a1b4c5d6e7f", "entityRef": "resource:default/preview-shop-feature-login", "expiresAt": "2026-11-26T10:00:00Z"}
+            }]
         }
     ]})
 }
@@ -221,8 +245,31 @@ async fn invoke(
             }
         }
         "wait" => wait(state, &input).await,
+        "extend-ttl" => {
+            let hours = super::resources::hours_of(&input, &["resourceId", "hours"])?;
+            let Some(rid) = input
+                .get("resourceId")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            else {
+                let e = crate::templates::FieldError {
+                    field: "resourceId".into(),
+                    rule: "required".into(),
+                    message: "is required (a non-empty string)".into(),
+                };
+                return Err(ApiError::input(e.to_string())
+                    .with_reason_phrase(&format!("Invalid input: {e}"))
+                    .with_detail("errors", [e]));
+            };
+            let r = super::resources::extend_ttl(state, principal, rid, hours).await?;
+            Ok(Json(json!({"output": {
+                "resourceId": r.id,
+                "entityRef": format!("resource:default/{}", r.name),
+                "expiresAt": r.expires_at,
+            }})))
+        }
         _ => Err(ApiError::not_found(format!(
-            "no action {id:?}; paved serves {plugin}:estimate, {plugin}:provision and {plugin}:wait"
+            "no action {id:?}; paved serves {plugin}:estimate, {plugin}:provision, {plugin}:wait and {plugin}:extend-ttl"
         ))),
     }
 }

@@ -89,7 +89,8 @@ pub async fn all(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let mut cache = state.catalog_document().lock().await;
     if cache.as_ref().is_none_or(|c| c.fingerprint != fingerprint) {
         let resources = provider::live_resources(state.db()).await?;
-        let body = provider::document(&resources, &templates, &base_url(&state));
+        let drift = crate::provisioning::drift::statuses(state.db()).await?;
+        let body = provider::document(&resources, &templates, &base_url(&state), &drift);
         *cache = Some(CachedDocument {
             fingerprint,
             etag: etag_of(&body),
@@ -120,8 +121,12 @@ pub async fn one(
         .await?
         .filter(|r| r.deleted_at.is_none())
         .ok_or_else(|| ApiError::not_found(format!("no live resource with id {id:?}")))?;
+    let drift = crate::db::entities::drift_state::Entity::find_by_id(r.id.clone())
+        .one(state.db())
+        .await?
+        .map(|d| d.status);
     let mut body = String::new();
-    for e in provider::resource_entities(&r, &base_url(&state)) {
+    for e in provider::resource_entities(&r, &base_url(&state), drift.as_deref()) {
         provider::push_yaml(&mut body, &e);
     }
     let etag = etag_of(&body);

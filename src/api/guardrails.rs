@@ -96,7 +96,7 @@ pub async fn estimate(
     ))
 }
 
-fn team_ref(team: &str) -> Result<EntityRef, ApiError> {
+pub(crate) fn team_ref(team: &str) -> Result<EntityRef, ApiError> {
     let r = EntityRef::parse(team, "group").map_err(|e| ApiError::input(format!("team: {e}")))?;
     if r.kind() != "group" {
         return Err(ApiError::input(format!(

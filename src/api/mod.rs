@@ -4,12 +4,14 @@
 mod actions;
 mod audit;
 mod catalog;
+mod drift;
 mod extract;
 mod guardrails;
 mod health;
 mod http_metrics;
 mod keys;
 mod offerings;
+mod reports;
 mod requests;
 mod resources;
 
@@ -48,6 +50,7 @@ use crate::{app::AppState, error};
         (name = "requests", description = "Provisioning requests"),
         (name = "resources", description = "What paved provisioned, and its credentials"),
         (name = "guardrails", description = "Cost estimates, team budgets and spend, policies"),
+        (name = "drift", description = "Differences between what paved provisioned and what exists, and resolving them"),
         (name = "audit", description = "The append-only record of every state change")
     )
 )]
@@ -72,9 +75,17 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             resources::update
         ))
         .routes(routes!(resources::credentials))
+        .routes(routes!(resources::extend))
+        .routes(routes!(drift::get))
+        .routes(routes!(drift::check))
+        .routes(routes!(drift::revert))
+        .routes(routes!(drift::accept))
         .routes(routes!(guardrails::estimate))
         .routes(routes!(guardrails::get_budget, guardrails::set_budget))
         .routes(routes!(guardrails::spend))
+        .routes(routes!(reports::unused))
+        .routes(routes!(reports::platform))
+        .routes(routes!(reports::entity_cost))
         .routes(routes!(guardrails::resource_cost))
         .routes(routes!(guardrails::policies))
         .routes(routes!(guardrails::evaluate))
@@ -151,6 +162,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/.backstage/actions/v2/actions/{id}/invoke",
             axum::routing::post(actions::invoke_v2),
+        )
+        .route(
+            "/v1/cost-insights/entity/{namespace}/{kind}/{name}/{r}/{p}/{d}",
+            get(reports::entity_cost_split),
         )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

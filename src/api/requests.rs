@@ -228,6 +228,7 @@ async fn decide(
         decision,
         body.reason,
         state.settings().engine.max_attempts,
+        state.notifier(),
     )
     .await
     {

@@ -304,3 +304,113 @@ pub async fn update(
         Placed::Invalid(errors) => Err(super::requests::invalid(&offering.name, &errors)),
     }
 }
+
+/// The body of an extension (documentation; [`hours_of`] reads it, naming field and rule).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ExtendTtl {
+    /// Hours to add to the current expiry (counted from now if it already passed). The whole
+    /// lifetime stays within the offering's `ttl.max_hours`.
+    #[schema(minimum = 1)]
+    pub hours: i64,
+}
+
+/// Extend an ephemeral resource's time to live. Members of the owning team and platform-admins
+/// may extend, up to the offering's maximum lifetime (creation to expiry).
+#[utoipa::path(post, path = "/v1/resources/{id}/extend", operation_id = "extendResourceTtl", tag = "resources",
+    params(("id" = String, Path, description = "Resource id")), request_body = ExtendTtl,
+    responses((status = 200, description = "The resource with its new expiry", body = Resource),
+        (status = 400, description = "`hours` breaks a rule (`error.errors` names field and rule)", body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "Does not expire, is not ready, or changed meanwhile", body = ErrorEnvelope)))]
+pub async fn extend(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    super::extract::ApiJson(body): super::extract::ApiJson<Value>,
+) -> Result<Json<Resource>, ApiError> {
+    let hours = hours_of(&body, &["hours"])?;
+    Ok(Json(extend_ttl(&state, &principal, &id, hours).await?))
+}
+
+/// Reads `hours` from a body whose only allowed keys are `allowed`, naming field and rule for
+/// whatever is wrong (serde's own message would not name the field of a wrong type).
+pub(crate) fn hours_of(body: &Value, allowed: &[&str]) -> Result<i64, ApiError> {
+    let err = |field: &str, rule: &str, message: &str| {
+        let e = crate::templates::FieldError {
+            field: field.into(),
+            rule: rule.into(),
+            message: message.into(),
+        };
+        ApiError::input(e.to_string())
+            .with_reason_phrase(&format!("Invalid input: {e}"))
+            .with_detail("errors", [e])
+    };
+    let Some(map) = body.as_object() else {
+        return Err(err("", "type", "the body must be a JSON object"));
+    };
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(err(k, "additionalProperties", "is not an allowed field"));
+    }
+    match map.get("hours") {
+        None => Err(err("hours", "required", "is required")),
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| err("hours", "type", "must be a whole number of hours")),
+    }
+}
+
+/// Shared by the REST route and the `paved:extend-ttl` action.
+pub(crate) async fn extend_ttl(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    hours: i64,
+) -> Result<Resource, ApiError> {
+    use sea_orm::EntityTrait;
+
+    use crate::provisioning::lifecycle::{self, ExtendError};
+    if principal.is_anonymous() {
+        return Err(ApiError::new(
+            ErrorName::Authentication,
+            "extending a resource needs an authenticated caller",
+        ));
+    }
+    let res = crate::db::entities::resource::Entity::find_by_id(id.to_owned())
+        .one(state.db())
+        .await?
+        .filter(|r| principal.may_see(&r.owner))
+        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
+    let max_hours = state
+        .templates()
+        .snapshot()
+        .get(&res.offering)
+        .and_then(|o| o.spec.ttl.as_ref().map(|t| t.max_hours));
+    match lifecycle::extend(
+        state.db(),
+        id,
+        hours,
+        max_hours,
+        principal,
+        chrono::Utc::now(),
+    )
+    .await
+    {
+        Ok(updated) => {
+            tracing::info!(resource_id = %id, by = %principal.subject, hours, expires_at = ?updated.expires_at, "expiry extended");
+            state.refresh_entity(&updated.entity_name);
+            Ok(resources::to_api(updated))
+        }
+        Err(ExtendError::NotFound(_)) => {
+            Err(ApiError::not_found(format!("no resource with id {id:?}")))
+        }
+        Err(ExtendError::NotAllowed(m)) => {
+            Err(ApiError::new(ErrorName::NotAllowed, m.clone()).with_reason_phrase(&m))
+        }
+        Err(ExtendError::Conflict(m)) => Err(ApiError::conflict(m.clone()).with_reason_phrase(&m)),
+        Err(ExtendError::Invalid(e)) => Err(ApiError::input(e.to_string())
+            .with_detail("errors", [&e])
+            .with_reason_phrase(&format!("Invalid input: {e}"))),
+        Err(ExtendError::Db(e)) => Err(e.into()),
+    }
+}

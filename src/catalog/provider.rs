@@ -16,8 +16,9 @@ use sha2::{Digest, Sha256};
 use crate::{db::entities::resource, templates::Catalog};
 
 /// What Backstage shows for one resource. Annotation values are strings (Backstage's rule);
-/// credentials never appear.
-pub fn resource_entity(r: &resource::Model, base_url: &str) -> Value {
+/// credentials never appear. `drift` is the resource's drift status once it was checked
+/// (`detected` or `none`).
+pub fn resource_entity(r: &resource::Model, base_url: &str, drift: Option<&str>) -> Value {
     let location = format!("url:{base_url}/catalog/resources/{}.yaml", r.id);
     let mut annotations = json!({
         "backstage.io/managed-by-location": location,
@@ -35,6 +36,9 @@ pub fn resource_entity(r: &resource::Model, base_url: &str) -> Value {
     }
     if let Some(e) = r.expires_at {
         annotations["paved.dev/expires-at"] = json!(e.to_rfc3339());
+    }
+    if let Some(d) = drift {
+        annotations["paved.dev/drift"] = json!(d);
     }
     let desired = &r.desired;
     let title = desired
@@ -198,8 +202,8 @@ fn part_entity(r: &resource::Model, part_id: &str, driver: &str, base_url: &str)
 }
 
 /// A resource's entities: itself, then its parts when it is a composite.
-pub fn resource_entities(r: &resource::Model, base_url: &str) -> Vec<Value> {
-    let mut out = vec![resource_entity(r, base_url)];
+pub fn resource_entities(r: &resource::Model, base_url: &str, drift: Option<&str>) -> Vec<Value> {
+    let mut out = vec![resource_entity(r, base_url, drift)];
     for (id, driver) in composite_parts(r) {
         out.push(part_entity(r, &id, &driver, base_url));
     }
@@ -215,14 +219,20 @@ pub async fn live_resources(db: &DatabaseConnection) -> Result<Vec<resource::Mod
         .await
 }
 
-/// All entities as one multi-document YAML stream: the offerings' Templates, then resources.
-pub fn document(resources: &[resource::Model], templates: &Catalog, base_url: &str) -> String {
+/// All entities as one multi-document YAML stream: the offerings' Templates, then resources
+/// (with their drift status by resource id).
+pub fn document(
+    resources: &[resource::Model],
+    templates: &Catalog,
+    base_url: &str,
+    drift: &std::collections::BTreeMap<String, String>,
+) -> String {
     let mut out = String::new();
     for o in templates.offerings.values() {
         push_yaml(&mut out, &o.template);
     }
     for r in resources {
-        for e in resource_entities(r, base_url) {
+        for e in resource_entities(r, base_url, drift.get(&r.id).map(String::as_str)) {
             push_yaml(&mut out, &e);
         }
     }

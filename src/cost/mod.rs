@@ -1,6 +1,7 @@
 //! Cost: a price book (YAML) and each offering's formula give an estimate with line items,
 //! monthly/annual totals, the cost over a TTL, and recommendations with their savings.
 
+pub mod insights;
 mod spend;
 
 use std::{collections::BTreeMap, path::Path};

@@ -81,77 +81,179 @@ pub async fn decide(
     decision: Decision,
     reason: Option<String>,
     max_attempts: i32,
+    notifier: &crate::notifications::Notifier,
 ) -> Result<Request, DecideError> {
-    let id = request_id.to_owned();
-    let who = who.clone();
-    db.transaction::<_, (), DecideError>(|txn| {
-        Box::pin(async move {
-            // Row lock (PostgreSQL): deciders and cancels on one request take turns, so two
-            // approvals cannot both enqueue, and a cancel is never overwritten.
-            let req = request::Entity::find_by_id(id.clone())
-                .lock_exclusive()
-                .one(txn)
-                .await?
-                .ok_or_else(|| DecideError::NotFound(id.clone()))?;
-            if req.status != RequestStatus::AwaitingApproval.as_str() {
-                return Err(DecideError::NotAwaiting { id, status: req.status });
-            }
-            if req.requester == who.subject {
-                return Err(DecideError::OwnRequest);
-            }
-            let pending: Vec<approval::Model> = approval::Entity::find()
-                .filter(approval::Column::RequestId.eq(id.clone()))
-                .filter(approval::Column::Status.eq("pending"))
-                .all(txn)
-                .await?;
-            let (mine, others): (Vec<_>, Vec<_>) = pending.into_iter().partition(|a| may_decide(&who, &a.required_role, &req.owner));
-            if mine.is_empty() {
-                let roles: Vec<String> = others.iter().map(|a| a.required_role.clone()).collect();
-                return Err(DecideError::NotAllowed(format!(
-                    "this request needs a decision by: {} (a lead must belong to {}); platform-admins may always decide",
-                    roles.join(", "),
-                    req.owner
-                )));
-            }
-            let now = Utc::now();
-            let outcome = if decision == Decision::Approve { "approved" } else { "rejected" };
-            for a in mine {
-                let mut a = a.into_active_model();
-                a.status = Set(outcome.into());
-                a.decided_by = Set(Some(who.subject.clone()));
-                a.decision_reason = Set(reason.clone());
-                a.decided_at = Set(Some(now));
-                a.update(txn).await?;
-            }
-            let mut r = req.into_active_model();
-            r.updated_at = Set(now);
-            match decision {
-                Decision::Reject => {
-                    r.status = Set(RequestStatus::Rejected.as_str().into());
-                    r.completed_at = Set(Some(now));
-                    r.error = Set(Some(format!(
-                        "rejected by {}{}",
-                        who.subject,
-                        reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default()
-                    )));
-                }
-                Decision::Approve if others.is_empty() => {
-                    r.status = Set(RequestStatus::Pending.as_str().into());
-                    super::queue::enqueue(txn, super::queue::PROVISION, &id, max_attempts, serde_json::Value::Null)
-                        .await?;
-                }
-                Decision::Approve => {}
-            }
-            r.update(txn).await?;
-            Ok(())
+    // IMMEDIATE on SQLite: this transaction reads, then writes; a deferred one would fail with
+    // "database is locked" (SQLITE_BUSY_SNAPSHOT) if another connection wrote in between,
+    // instead of waiting for its turn. (PostgreSQL ignores the option and uses the row lock.)
+    let txn = db
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
         })
-    })
-    .await
-    .map_err(|e| match e {
-        sea_orm::TransactionError::Connection(e) => DecideError::Db(e),
-        sea_orm::TransactionError::Transaction(e) => e,
-    })?;
-    requests::get(db, request_id)
+        .await?;
+    let decided_in = decide_in(
+        &txn,
+        request_id,
+        who,
+        decision,
+        reason.clone(),
+        max_attempts,
+    )
+    .await;
+    match decided_in {
+        Ok(()) => txn.commit().await?,
+        Err(e) => {
+            txn.rollback().await.ok();
+            return Err(e);
+        }
+    }
+    let decided = requests::get(db, request_id)
         .await?
-        .ok_or_else(|| DecideError::NotFound(request_id.to_owned()))
+        .ok_or_else(|| DecideError::NotFound(request_id.to_owned()))?;
+    notify_decided(db, notifier, &decided, decision, who, reason.as_deref()).await;
+    Ok(decided)
+}
+
+async fn decide_in(
+    txn: &sea_orm::DatabaseTransaction,
+    request_id: &str,
+    who: &Principal,
+    decision: Decision,
+    reason: Option<String>,
+    max_attempts: i32,
+) -> Result<(), DecideError> {
+    let id = request_id.to_owned();
+    // Row lock (PostgreSQL): deciders and cancels on one request take turns, so two
+    // approvals cannot both enqueue, and a cancel is never overwritten.
+    let req = request::Entity::find_by_id(id.clone())
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| DecideError::NotFound(id.clone()))?;
+    if req.status != RequestStatus::AwaitingApproval.as_str() {
+        return Err(DecideError::NotAwaiting {
+            id,
+            status: req.status,
+        });
+    }
+    if req.requester == who.subject {
+        return Err(DecideError::OwnRequest);
+    }
+    let pending: Vec<approval::Model> = approval::Entity::find()
+        .filter(approval::Column::RequestId.eq(id.clone()))
+        .filter(approval::Column::Status.eq("pending"))
+        .all(txn)
+        .await?;
+    let (mine, others): (Vec<_>, Vec<_>) = pending
+        .into_iter()
+        .partition(|a| may_decide(who, &a.required_role, &req.owner));
+    if mine.is_empty() {
+        let roles: Vec<String> = others.iter().map(|a| a.required_role.clone()).collect();
+        return Err(DecideError::NotAllowed(format!(
+            "this request needs a decision by: {} (a lead must belong to {}); platform-admins may always decide",
+            roles.join(", "),
+            req.owner
+        )));
+    }
+    let now = Utc::now();
+    let outcome = if decision == Decision::Approve {
+        "approved"
+    } else {
+        "rejected"
+    };
+    for a in mine {
+        let mut a = a.into_active_model();
+        a.status = Set(outcome.into());
+        a.decided_by = Set(Some(who.subject.clone()));
+        a.decision_reason = Set(reason.clone());
+        a.decided_at = Set(Some(now));
+        a.update(txn).await?;
+    }
+    let mut r = req.into_active_model();
+    r.updated_at = Set(now);
+    match decision {
+        Decision::Reject => {
+            r.status = Set(RequestStatus::Rejected.as_str().into());
+            r.completed_at = Set(Some(now));
+            r.error = Set(Some(format!(
+                "rejected by {}{}",
+                who.subject,
+                reason
+                    .as_deref()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default()
+            )));
+        }
+        Decision::Approve if others.is_empty() => {
+            r.status = Set(RequestStatus::Pending.as_str().into());
+            super::queue::enqueue(
+                txn,
+                super::queue::PROVISION,
+                &id,
+                max_attempts,
+                serde_json::Value::Null,
+            )
+            .await?;
+        }
+        Decision::Approve => {}
+    }
+    r.update(txn).await?;
+    Ok(())
+}
+
+/// The requester and the owning team hear when a request was rejected, or approved by the
+/// last approver it waited for.
+async fn notify_decided(
+    db: &DatabaseConnection,
+    notifier: &crate::notifications::Notifier,
+    r: &Request,
+    decision: Decision,
+    who: &Principal,
+    reason: Option<&str>,
+) {
+    use crate::notifications::{Notification, Severity, Topic};
+    let (topic, verb, severity) = match (decision, r.status) {
+        (Decision::Reject, _) => (Topic::RequestRejected, "rejected", Severity::High),
+        (Decision::Approve, RequestStatus::Pending) => {
+            (Topic::RequestApproved, "approved", Severity::Normal)
+        }
+        // Still waiting for another approver: nothing to tell yet.
+        _ => return,
+    };
+    let mut recipients = vec![r.owner.clone()];
+    if r.requester.starts_with("user:") {
+        recipients.push(r.requester.clone());
+    }
+    let name = r
+        .spec
+        .as_ref()
+        .and_then(|s| s.pointer("/resource/name"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(&r.offering);
+    notifier
+        .send(
+            db,
+            Notification {
+                topic,
+                recipients,
+                title: format!("Request for {name} {verb}"),
+                description: format!(
+                    "{} {verb} the {} of {name} ({}){}.{}",
+                    who.subject,
+                    r.operation.as_str(),
+                    r.offering,
+                    reason.map(|x| format!(": {x}")).unwrap_or_default(),
+                    if verb == "approved" {
+                        " paved provisions it now."
+                    } else {
+                        ""
+                    }
+                ),
+                link: Some(notifier.request_link(&r.id)),
+                severity,
+                scope: Some(format!("paved:request:{}", r.id)),
+            },
+        )
+        .await;
 }

@@ -71,6 +71,8 @@ pub struct Engine {
     die_after_step: Option<String>,
     /// Tells Backstage's catalog about published changes, when configured.
     refresher: Option<crate::catalog::refresh::Refresher>,
+    /// Tells requesters and owners when a request fails.
+    notifier: crate::notifications::Notifier,
 }
 
 impl Engine {
@@ -89,7 +91,14 @@ impl Engine {
             wake,
             die_after_step: None,
             refresher: None,
+            notifier: crate::notifications::Notifier::disabled(),
         }
+    }
+
+    /// Notify requester and owning team when a request fails.
+    pub fn with_notifier(mut self, n: crate::notifications::Notifier) -> Self {
+        self.notifier = n;
+        self
     }
 
     /// Refresh the Backstage catalog entity after each publish / unpublish.
@@ -264,19 +273,25 @@ impl Engine {
         if let Err(e) = r {
             tracing::error!(request_id, error = %e, "could not mark the request failed");
         }
-        if let Ok(Some(req)) = request::Entity::find_by_id(request_id.to_owned())
+        let req = request::Entity::find_by_id(request_id.to_owned())
             .one(&self.db)
             .await
+            .ok()
+            .flatten();
+        if let Some(req) = &req
             // A failed update leaves a working resource; only a failed create or delete
             // leaves one in doubt.
             && req.operation != "update"
-            && let Some(res) = req.resource_id
+            && let Some(res) = &req.resource_id
         {
             let _ = resource::Entity::update_many()
                 .col_expr(resource::Column::Status, Expr::value("failed"))
-                .filter(resource::Column::Id.eq(res))
+                .filter(resource::Column::Id.eq(res.clone()))
                 .exec(&self.db)
                 .await;
+        }
+        if let Some(req) = &req {
+            self.notify_failed(req, reason).await;
         }
         self.log(request_id, None, "error", &format!("failed: {reason}"))
             .await;
@@ -290,6 +305,33 @@ impl Engine {
             Some(json!({"reason": reason})),
         )
         .await;
+    }
+
+    async fn notify_failed(&self, req: &request::Model, reason: &str) {
+        use crate::notifications::{Notification, Severity, Topic};
+        let mut recipients = vec![req.owner.clone()];
+        // A person (not paved itself, a plugin or the anonymous caller) hears it directly.
+        if req.requester.starts_with("user:") {
+            recipients.push(req.requester.clone());
+        }
+        let what = spec_name(req).unwrap_or_else(|| req.offering.clone());
+        self.notifier
+            .send(
+                &self.db,
+                Notification {
+                    topic: Topic::RequestFailed,
+                    recipients,
+                    title: format!("{} of {what} failed", capitalized(&req.operation)),
+                    description: format!(
+                        "paved could not {} {what} ({}): {reason}. Request {}.",
+                        req.operation, req.offering, req.id
+                    ),
+                    link: Some(self.notifier.request_link(&req.id)),
+                    severity: Severity::High,
+                    scope: Some(format!("paved:request:{}", req.id)),
+                },
+            )
+            .await;
     }
 
     /// The steps of a request, from its offering's parts.
@@ -858,6 +900,23 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The resource name a request's spec renders, if it has one.
+fn spec_name(req: &request::Model) -> Option<String> {
+    req.spec
+        .as_ref()?
+        .pointer("/resource/name")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 

@@ -2,10 +2,13 @@
 //! talk to real systems.
 
 pub mod approvals;
+pub mod drift;
 pub mod drivers;
 pub mod engine;
+pub mod lifecycle;
 pub mod order;
 pub mod queue;
 pub mod requests;
 pub mod resources;
 pub mod secrets;
+pub mod usage;

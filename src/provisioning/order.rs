@@ -64,6 +64,7 @@ pub async fn place(
         };
     if new {
         audit_created(inputs, &request, requester).await;
+        notify_approvers(inputs, &request).await;
     }
     if request.status == requests::RequestStatus::Denied {
         // From what was stored, so a retried key answers as the first call did.
@@ -113,6 +114,77 @@ async fn audit_created(inputs: &Inputs<'_>, request: &Request, requester: &Princ
         )
         .await;
     }
+}
+
+/// A request that waits for approval: the owning team (its leads decide) and, where a policy
+/// asks for a platform-admin, the configured platform-admins hear of it.
+async fn notify_approvers(inputs: &Inputs<'_>, request: &Request) {
+    use crate::notifications::{Notification, Severity, Topic};
+    if request.status != requests::RequestStatus::AwaitingApproval {
+        return;
+    }
+    let needs: Vec<(String, String)> = request
+        .decision
+        .as_ref()
+        .and_then(|d| d.get("requireApproval"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|n| {
+                    (
+                        n.get("role")
+                            .and_then(Value::as_str)
+                            .unwrap_or("lead")
+                            .to_owned(),
+                        n.get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut recipients = vec![request.owner.clone()];
+    if needs.iter().any(|(role, _)| role == "platform-admin") {
+        for r in inputs.roles.get("platform-admin").into_iter().flatten() {
+            let r = crate::catalog::EntityRef::parse(r, "group")
+                .map(|e| e.to_string())
+                .unwrap_or_else(|_| r.clone());
+            if !recipients.contains(&r) {
+                recipients.push(r);
+            }
+        }
+    }
+    let name = request
+        .spec
+        .as_ref()
+        .and_then(|s| s.pointer("/resource/name"))
+        .and_then(Value::as_str)
+        .unwrap_or(&request.offering);
+    let reasons: Vec<&str> = needs.iter().map(|(_, m)| m.as_str()).collect();
+    inputs
+        .notifier
+        .send(
+            inputs.db,
+            Notification {
+                topic: Topic::ApprovalNeeded,
+                recipients,
+                title: format!("Approval needed: {} of {name}", request.operation.as_str()),
+                description: format!(
+                    "{} asks to {} {name} ({}); it waits for approval: {}. Approve or reject it with POST /api/paved/v1/requests/{}/approve or /reject (nobody decides their own request).",
+                    request.requester,
+                    request.operation.as_str(),
+                    request.offering,
+                    reasons.join("; "),
+                    request.id
+                ),
+                link: Some(inputs.notifier.request_link(&request.id)),
+                severity: Severity::Normal,
+                scope: Some(format!("paved:request:{}", request.id)),
+            },
+        )
+        .await;
 }
 
 /// The denials a stored request was decided with, so a retried key answers as the first call.
@@ -211,6 +283,7 @@ pub async fn place_update(
         Created::New(r) | Created::Existing(r) => r,
     };
     audit_created(inputs, &request, requester).await;
+    notify_approvers(inputs, &request).await;
     if request.status == requests::RequestStatus::Denied {
         let deny = stored_denials(&request);
         return Ok(Placed::Denied { request, deny });

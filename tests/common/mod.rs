@@ -2,6 +2,8 @@
 //! database, and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod kit;
+
 use std::{
     path::{Path, PathBuf},
     time::Duration,
@@ -114,6 +116,10 @@ pub fn settings(db_url: &str) -> Settings {
     s.engine.workers = 0;
     s.templates.reload_interval_seconds = 0;
     s.server.shutdown_grace_seconds = 5;
+    // Background schedules run where a test turns them on.
+    s.ttl.reaper_interval_seconds = 0;
+    s.drift.scan_interval_seconds = 0;
+    s.unused.sample_interval_seconds = 0;
     s
 }
 

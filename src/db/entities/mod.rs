@@ -4,10 +4,16 @@
 pub mod approval;
 pub mod audit_event;
 pub mod budget;
+pub mod drift_finding;
+pub mod drift_state;
 pub mod job;
+pub mod notification;
 pub mod request;
 pub mod request_log;
 pub mod request_step;
 pub mod resource;
+pub mod resource_notice;
+pub mod schedule_lease;
 pub mod secret;
 pub mod signing_key;
+pub mod usage_sample;

@@ -34,13 +34,46 @@ pub struct Applied {
 pub struct Observed {
     pub exists: bool,
     pub state: Value,
+    /// Transactions the observation itself committed on the tenant's database (connecting
+    /// commits one on PostgreSQL), so usage counters can leave paved's own activity out.
+    pub self_transactions: i64,
 }
 
-/// Activity: what is open now and a counter that grows with use.
+/// One way the actual state differs from what paved provisioned.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Difference {
+    /// e.g. `connection_limit`, `exists`, `commands`.
+    pub field: String,
+    pub expected: Value,
+    pub actual: Value,
+}
+
+impl Difference {
+    pub fn new(
+        field: &str,
+        expected: impl serde::Serialize,
+        actual: impl serde::Serialize,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            expected: serde_json::to_value(expected).unwrap_or(Value::Null),
+            actual: serde_json::to_value(actual).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// Activity: what is open now and a counter that moves with use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
+    /// Open connections: PostgreSQL backends on the database, Redis clients logged in as the
+    /// tenant's user.
     pub active: i64,
+    /// PostgreSQL: transactions so far (committed + rolled back, cumulative); Redis: keys under
+    /// the prefix. Callers compare two readings.
     pub activity_counter: i64,
+    /// Redis: seconds since the most recently touched key under the prefix was used (`OBJECT
+    /// IDLETIME`), when there are keys and the eviction policy keeps access times.
+    pub idle_seconds: Option<i64>,
 }
 
 /// A generated credential: 32 characters from a 62-letter alphabet (~190 bits), safe inside
@@ -126,6 +159,27 @@ impl Drivers {
             PartSpec::Redis(s) => self.redis.observe(s).await,
         }
         .map_err(|e| e.within(&spec.server()))
+    }
+
+    /// Observes the part and compares it with what paved provisions for `spec`.
+    pub async fn drift(&self, spec: &PartSpec) -> Result<(Observed, Vec<Difference>), DriverError> {
+        match spec {
+            PartSpec::Postgres(s) => {
+                let seen = self.postgres.observe(s).await?;
+                let diff = postgres::differences(s, &seen);
+                Ok((seen, diff))
+            }
+            PartSpec::Redis(s) => {
+                let seen = self.redis.observe(s).await?;
+                let diff = if seen.exists {
+                    let expected = self.redis.expected_state(s).await?;
+                    redis::differences(&expected, &seen)
+                } else {
+                    redis::differences(&Value::Null, &seen)
+                };
+                Ok((seen, diff))
+            }
+        }
     }
 
     pub async fn destroy(&self, spec: &PartSpec, tag: &str) -> Result<(), DriverError> {

@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use sea_orm::sqlx::{
-    self, AssertSqlSafe, ConnectOptions, PgPool, Row,
+    self, AssertSqlSafe, ConnectOptions, Connection, PgPool, Row,
     postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
 };
 use serde::Deserialize;
@@ -298,31 +298,103 @@ impl PostgresDriver {
         exec(conn, &format!("GRANT ALL ON DATABASE {db} TO {role}")).await
     }
 
-    /// What exists: owner, connection limit, size.
+    /// What exists: the database (owner, connection limit, whether it accepts connections,
+    /// whether PUBLIC may connect, size), its owner role (login, connection limit) and the
+    /// extensions installed in it. Reading the extensions connects to the database; that
+    /// connection only reads (and rolls back), and is reported as `self_transactions`.
     pub async fn observe(&self, spec: &PostgresSpec) -> Result<Observed, DriverError> {
         let pool = self.admin(&spec.environment).await?;
         let row = sqlx::query(
-            "SELECT r.rolname AS owner, d.datconnlimit AS connection_limit, pg_database_size(d.datname) AS size_bytes \
+            "SELECT r.rolname AS owner, d.datconnlimit AS connection_limit, d.datallowconn AS allow_connections, \
+             pg_database_size(d.datname) AS size_bytes, \
+             EXISTS (SELECT 1 FROM aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a \
+                     WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT') AS public_connect \
              FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
         )
         .bind(spec.database.as_str())
         .fetch_optional(&pool)
         .await
         .map_err(classify)?;
-        Ok(match row {
-            None => Observed {
+        let role = sqlx::query(
+            "SELECT rolcanlogin AS can_login, rolconnlimit AS connection_limit FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(spec.owner.as_str())
+        .fetch_optional(&pool)
+        .await
+        .map_err(classify)?;
+        let role = match role {
+            None => json!({"exists": false}),
+            Some(r) => json!({
+                "exists": true,
+                "can_login": r.get::<bool, _>("can_login"),
+                "connection_limit": r.get::<i32, _>("connection_limit"),
+            }),
+        };
+        let Some(r) = row else {
+            return Ok(Observed {
                 exists: false,
-                state: json!({}),
-            },
-            Some(r) => Observed {
-                exists: true,
-                state: json!({
-                    "owner": r.get::<String, _>("owner"),
-                    "connection_limit": r.get::<i32, _>("connection_limit"),
-                    "size_bytes": r.get::<i64, _>("size_bytes"),
-                }),
-            },
+                state: json!({"role": role}),
+                self_transactions: 0,
+            });
+        };
+        let (extensions, self_transactions) = self.extensions(spec).await;
+        Ok(Observed {
+            exists: true,
+            state: json!({
+                "owner": r.get::<String, _>("owner"),
+                "connection_limit": r.get::<i32, _>("connection_limit"),
+                "allow_connections": r.get::<bool, _>("allow_connections"),
+                "public_connect": r.get::<bool, _>("public_connect"),
+                "size_bytes": r.get::<i64, _>("size_bytes"),
+                "role": role,
+                "extensions": extensions,
+            }),
+            self_transactions,
         })
+    }
+
+    /// The extensions installed in the database (sorted, without the built-in plpgsql), or the
+    /// reason they could not be read; and how many transactions reading them committed.
+    async fn extensions(&self, spec: &PostgresSpec) -> (Value, i64) {
+        let opts = match self.target(&spec.environment).and_then(|u| {
+            u.parse::<PgConnectOptions>()
+                .map_err(|e| DriverError::Permanent(e.to_string()))
+        }) {
+            Ok(o) => o
+                .database(spec.database.as_str())
+                .application_name("paved-observer")
+                .disable_statement_logging(),
+            Err(e) => return (json!({"unreadable": e.to_string()}), 0),
+        };
+        let mut conn = match opts.connect().await {
+            Ok(c) => c,
+            Err(e) => return (json!({"unreadable": crate::db::redact(&e.to_string())}), 0),
+        };
+        // Connecting commits one transaction (backend start-up); the read is rolled back (one
+        // rollback). Both show in pg_stat_database, hence `self_transactions` = 2.
+        let read = async {
+            sqlx::raw_sql("BEGIN READ ONLY").execute(&mut conn).await?;
+            let rows = sqlx::query(
+                "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname",
+            )
+            .fetch_all(&mut conn)
+            .await?;
+            sqlx::raw_sql("ROLLBACK").execute(&mut conn).await?;
+            Ok::<_, sqlx::Error>(rows)
+        }
+        .await;
+        let _ = conn.close().await;
+        match read {
+            Ok(rows) => (
+                json!(
+                    rows.iter()
+                        .map(|r| r.get::<String, _>("extname"))
+                        .collect::<Vec<_>>()
+                ),
+                2,
+            ),
+            Err(e) => (json!({"unreadable": e.to_string()}), 2),
+        }
     }
 
     /// Drops the database (after ending its connections) and the role. Gone already is fine.
@@ -380,13 +452,80 @@ impl PostgresDriver {
             None => Usage {
                 active: 0,
                 activity_counter: 0,
+                idle_seconds: None,
             },
             Some(r) => Usage {
                 active: i64::from(r.get::<i32, _>("numbackends")),
                 activity_counter: r.get::<i64, _>("xacts"),
+                idle_seconds: None,
             },
         })
     }
+}
+
+/// How `seen` differs from what paved provisions for `spec`: the database exists, is owned by
+/// the resource's role, has its connection limit, accepts connections but not from PUBLIC,
+/// has the offering's extensions; the role exists, logs in, has the same connection limit.
+pub fn differences(spec: &PostgresSpec, seen: &Observed) -> Vec<super::Difference> {
+    use super::Difference;
+    let mut out = Vec::new();
+    let st = &seen.state;
+    let role = &st["role"];
+    if role["exists"] != json!(true) {
+        out.push(Difference::new("role", spec.owner.as_str(), Value::Null));
+    } else {
+        if role["can_login"] != json!(true) {
+            out.push(Difference::new("role_login", true, &role["can_login"]));
+        }
+        if role["connection_limit"] != json!(spec.connection_limit) {
+            out.push(Difference::new(
+                "role_connection_limit",
+                spec.connection_limit,
+                &role["connection_limit"],
+            ));
+        }
+    }
+    if !seen.exists {
+        out.insert(0, Difference::new("exists", true, false));
+        return out;
+    }
+    if st["owner"] != json!(spec.owner.as_str()) {
+        out.push(Difference::new("owner", spec.owner.as_str(), &st["owner"]));
+    }
+    if st["connection_limit"] != json!(spec.connection_limit) {
+        out.push(Difference::new(
+            "connection_limit",
+            spec.connection_limit,
+            &st["connection_limit"],
+        ));
+    }
+    if st["allow_connections"] != json!(true) {
+        out.push(Difference::new(
+            "allow_connections",
+            true,
+            &st["allow_connections"],
+        ));
+    }
+    if st["public_connect"] != json!(false) {
+        out.push(Difference::new(
+            "public_connect",
+            false,
+            &st["public_connect"],
+        ));
+    }
+    let installed: Option<Vec<&str>> = st["extensions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect());
+    let missing = match &installed {
+        Some(have) => spec.extensions.iter().any(|e| !have.contains(&e.as_str())),
+        None => !spec.extensions.is_empty(),
+    };
+    if missing {
+        let mut want = spec.extensions.clone();
+        want.sort();
+        out.push(Difference::new("extensions", want, &st["extensions"]));
+    }
+    out
 }
 
 /// `None`: no such role; `Some(comment)` otherwise.
@@ -456,5 +595,63 @@ fn classify(e: sqlx::Error) -> DriverError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_) => DriverError::Transient(e.to_string()),
         _ => DriverError::Permanent(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec() -> PostgresSpec {
+        PostgresSpec::parse(
+            &json!({"database": "orders_dev", "environment": "dev", "connection_limit": 20, "extensions": ["pgcrypto"]}),
+            &["pgcrypto".into()],
+        )
+        .unwrap()
+    }
+
+    fn seen(state: Value) -> Observed {
+        Observed {
+            exists: true,
+            state,
+            self_transactions: 2,
+        }
+    }
+
+    fn fields(d: &[super::super::Difference]) -> Vec<&str> {
+        d.iter().map(|d| d.field.as_str()).collect()
+    }
+
+    #[test]
+    fn differences_name_each_field_that_moved() {
+        let good = json!({"owner": "orders_dev_owner", "connection_limit": 20, "allow_connections": true,
+            "public_connect": false, "extensions": ["citext", "pgcrypto"],
+            "role": {"exists": true, "can_login": true, "connection_limit": 20}});
+        assert!(
+            differences(&spec(), &seen(good.clone())).is_empty(),
+            "extra extensions are the owner's business"
+        );
+        let mut bad = good.clone();
+        bad["connection_limit"] = json!(50);
+        bad["public_connect"] = json!(true);
+        bad["extensions"] = json!([]);
+        bad["role"]["can_login"] = json!(false);
+        assert_eq!(
+            fields(&differences(&spec(), &seen(bad))),
+            [
+                "role_login",
+                "connection_limit",
+                "public_connect",
+                "extensions"
+            ]
+        );
+        let gone = Observed {
+            exists: false,
+            state: json!({"role": {"exists": true, "can_login": true, "connection_limit": 20}}),
+            self_transactions: 0,
+        };
+        assert_eq!(fields(&differences(&spec(), &gone)), ["exists"]);
     }
 }

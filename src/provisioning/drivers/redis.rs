@@ -184,37 +184,61 @@ impl RedisDriver {
             .query_async(&mut c)
             .await
             .map_err(classify)?;
-        let map = match v {
-            redis::Value::Nil => {
-                return Ok(Observed {
-                    exists: false,
-                    state: json!({}),
-                });
-            }
-            redis::Value::Map(pairs) => pairs,
-            redis::Value::Array(items) => items
-                .chunks(2)
-                .filter_map(|p| Some((p.first()?.clone(), p.get(1)?.clone())))
-                .collect(),
-            other => {
-                return Err(DriverError::Permanent(format!(
-                    "unexpected ACL GETUSER answer: {other:?}"
-                )));
-            }
-        };
-        let mut state = serde_json::Map::new();
-        for (k, v) in map {
-            if let Ok(key) = redis::from_redis_value::<String>(k)
-                && key != "passwords"
-            {
-                // Password hashes are credentials too: never part of an observed state.
-                state.insert(key, to_json(&v));
-            }
+        if v == redis::Value::Nil {
+            return Ok(Observed {
+                exists: false,
+                state: json!({}),
+                self_transactions: 0,
+            });
         }
+        let state = acl_map(v)?;
         Ok(Observed {
             exists: true,
             state: Value::Object(state),
+            self_transactions: 0,
         })
+    }
+
+    /// What `ACL GETUSER` answers for a user paved set up from `spec`, as this Redis server
+    /// writes it (Redis rewrites command rules into its own normal form, which differs between
+    /// versions): a disabled probe user with the same rules, read back and deleted at once. It
+    /// has no password and is off, so nobody can log in as it meanwhile.
+    pub async fn expected_state(&self, spec: &RedisSpec) -> Result<Value, DriverError> {
+        let mut c = self.conn(&spec.environment).await?;
+        let probe = format!("__paved_probe_{}", uuid::Uuid::new_v4().simple());
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER")
+            .arg(&probe)
+            .arg("reset")
+            .arg("off")
+            .arg(format!("~{}", spec.key_pattern()))
+            .arg("resetchannels");
+        for rule in &spec.commands {
+            cmd.arg(rule);
+        }
+        cmd.arg("-scan").arg("-randomkey").arg("-keys");
+        let set = cmd
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(|e| self.fail(&spec.environment, e));
+        let read = match set {
+            Ok(()) => redis::cmd("ACL")
+                .arg("GETUSER")
+                .arg(&probe)
+                .query_async::<redis::Value>(&mut c)
+                .await
+                .map_err(classify),
+            Err(e) => Err(e),
+        };
+        let _ = redis::cmd("ACL")
+            .arg("DELUSER")
+            .arg(&probe)
+            .query_async::<i64>(&mut c)
+            .await;
+        let mut state = acl_map(read?)?;
+        // A live user is on; the probe is off on purpose.
+        state.insert("flags".into(), json!(["on"]));
+        Ok(Value::Object(state))
     }
 
     /// Deletes the user and, when the spec says so, every key under its prefix.
@@ -265,13 +289,43 @@ impl RedisDriver {
         err
     }
 
-    /// Keys under the prefix (a cache in use has some; one nobody uses has none).
+    /// Clients logged in as the tenant's user now, keys under its prefix, and how long ago the
+    /// most recently used of them (up to 1000 looked at) was touched. Reading access times with
+    /// `OBJECT IDLETIME` does not touch the keys.
     pub async fn usage(&self, spec: &RedisSpec) -> Result<Usage, DriverError> {
         let mut c = self.conn(&spec.environment).await?;
-        let n = self.scan(&mut c, spec).await?.len() as i64;
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut c)
+            .await
+            .map_err(|e| self.fail(&spec.environment, e))?;
+        let me = format!("user={}", spec.user);
+        let active = clients
+            .lines()
+            .filter(|l| l.split_whitespace().any(|f| f == me))
+            .count() as i64;
+        let keys = self.scan(&mut c, spec).await?;
+        let mut idle: Option<i64> = None;
+        for key in keys.iter().take(1000) {
+            // Fails under an LFU eviction policy (no access times): then idle stays unknown.
+            match redis::cmd("OBJECT")
+                .arg("IDLETIME")
+                .arg(key)
+                .query_async::<Option<i64>>(&mut c)
+                .await
+            {
+                Ok(Some(t)) => idle = Some(idle.map_or(t, |i| i.min(t))),
+                Ok(None) => {}
+                Err(_) => {
+                    idle = None;
+                    break;
+                }
+            }
+        }
         Ok(Usage {
-            active: n,
-            activity_counter: n,
+            active,
+            activity_counter: keys.len() as i64,
+            idle_seconds: idle,
         })
     }
 
@@ -299,6 +353,55 @@ impl RedisDriver {
             cursor = next;
         }
     }
+}
+
+/// An `ACL GETUSER` answer as a JSON object, without the password hashes (credentials too).
+fn acl_map(v: redis::Value) -> Result<serde_json::Map<String, Value>, DriverError> {
+    let pairs: Vec<(redis::Value, redis::Value)> = match v {
+        redis::Value::Map(pairs) => pairs,
+        redis::Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|p| Some((p.first()?.clone(), p.get(1)?.clone())))
+            .collect(),
+        other => {
+            return Err(DriverError::Permanent(format!(
+                "unexpected ACL GETUSER answer: {other:?}"
+            )));
+        }
+    };
+    let mut state = serde_json::Map::new();
+    for (k, v) in pairs {
+        if let Ok(key) = redis::from_redis_value::<String>(k)
+            && key != "passwords"
+        {
+            state.insert(key, to_json(&v));
+        }
+    }
+    Ok(state)
+}
+
+/// How the observed user differs from `expected` (see [`RedisDriver::expected_state`]): it
+/// exists and is enabled, and its key patterns, channels, command rules and selectors are the
+/// ones paved set.
+pub fn differences(expected: &Value, seen: &Observed) -> Vec<super::Difference> {
+    use super::Difference;
+    if !seen.exists {
+        return vec![Difference::new("exists", true, false)];
+    }
+    let st = &seen.state;
+    let mut out = Vec::new();
+    let enabled = st["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == "on"));
+    if !enabled {
+        out.push(Difference::new("enabled", true, false));
+    }
+    for field in ["keys", "channels", "commands", "selectors"] {
+        if st[field] != expected[field] {
+            out.push(Difference::new(field, &expected[field], &st[field]));
+        }
+    }
+    out
 }
 
 fn to_json(v: &redis::Value) -> Value {

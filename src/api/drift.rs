@@ -1,0 +1,220 @@
+//! `/v1/resources/{id}/drift`: what changed behind paved's back, and resolving it.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use sea_orm::EntityTrait;
+use serde::Deserialize;
+
+use crate::{
+    app::AppState,
+    auth::Principal,
+    db::entities::resource,
+    error::{ApiError, ErrorEnvelope, ErrorName},
+    provisioning::{
+        drift::{self, DriftError, DriftReport},
+        order::{self, Placed},
+        requests::{self, Request},
+    },
+};
+
+/// The resource, if the caller may see it (another team's is as good as absent).
+async fn visible(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<resource::Model, ApiError> {
+    resource::Entity::find_by_id(id.to_owned())
+        .one(state.db())
+        .await?
+        .filter(|r| principal.may_see(&r.owner))
+        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))
+}
+
+fn authenticated(principal: &Principal, what: &str) -> Result<(), ApiError> {
+    if principal.is_anonymous() {
+        Err(ApiError::new(
+            ErrorName::Authentication,
+            format!("{what} needs an authenticated caller"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn drift_error(e: DriftError) -> ApiError {
+    match e {
+        DriftError::NotAllowed(m) => ApiError::new(ErrorName::NotAllowed, m),
+        e @ (DriftError::NotReady { .. } | DriftError::Conflict(_)) => {
+            ApiError::conflict(e.to_string())
+        }
+        // The system being checked is unreachable or refused: not paved's internal error.
+        e @ DriftError::Driver { .. } => ApiError::unavailable(crate::db::redact(&e.to_string())),
+        DriftError::Db(e) => e.into(),
+    }
+}
+
+/// The resource's drift: status (`detected`, `none`, `unknown` before the first check), open
+/// findings (part, field, expected, actual, detected at) and recently closed ones.
+#[utoipa::path(get, path = "/v1/resources/{id}/drift", operation_id = "getResourceDrift", tag = "drift",
+    params(("id" = String, Path, description = "Resource id")),
+    responses((status = 200, body = DriftReport), (status = 404, body = ErrorEnvelope)))]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<DriftReport>, ApiError> {
+    visible(&state, &principal, &id).await?;
+    Ok(Json(drift::report(state.db(), &id).await?))
+}
+
+/// Compare the resource with its actual state now (the scheduled scan does the same for every
+/// resource). Members of the owning team and platform-admins.
+#[utoipa::path(post, path = "/v1/resources/{id}/drift/check", operation_id = "checkResourceDrift", tag = "drift",
+    params(("id" = String, Path, description = "Resource id")),
+    responses((status = 200, body = DriftReport), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, description = "Not ready", body = ErrorEnvelope),
+        (status = 503, description = "The provisioned system cannot be reached", body = ErrorEnvelope)))]
+pub async fn check(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<DriftReport>, ApiError> {
+    authenticated(&principal, "a drift check")?;
+    let res = visible(&state, &principal, &id).await?;
+    drift::may_check(&principal, &res).map_err(drift_error)?;
+    let checked = drift::check(
+        state.db(),
+        state.drivers(),
+        state.notifier(),
+        &res,
+        &principal.subject,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(drift_error)?;
+    crate::provisioning::usage::record_self_activity(
+        state.db(),
+        &res.id,
+        &checked.self_transactions,
+        chrono::Utc::now(),
+    )
+    .await;
+    if checked.status_changed {
+        state.refresh_entity(&res.entity_name);
+    }
+    Ok(Json(checked.report))
+}
+
+/// Re-apply paved's desired state: an `update` request with the resource's current values,
+/// through the guardrails and steps like any update. The open findings are marked reverted
+/// by it; the next check confirms.
+#[utoipa::path(post, path = "/v1/resources/{id}/drift/revert", operation_id = "revertResourceDrift", tag = "drift",
+    params(("id" = String, Path, description = "Resource id")),
+    responses((status = 202, description = "The update request that re-applies the desired state", body = Request),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "No open drift, not ready, or busy with another request", body = ErrorEnvelope)))]
+pub async fn revert(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Request>), ApiError> {
+    authenticated(&principal, "reverting drift")?;
+    let res = visible(&state, &principal, &id).await?;
+    drift::may_check(&principal, &res).map_err(drift_error)?;
+    if res.deleted_at.is_some() || res.status != "ready" {
+        return Err(ApiError::conflict(format!(
+            "resource {id} is {}; only ready resources can be reverted",
+            res.status
+        )));
+    }
+    if drift::report(state.db(), &id).await?.findings.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "resource {id} has no open drift findings; check it first (POST …/drift/check)"
+        )));
+    }
+    if let Some(open) = requests::open_for_resource(state.db(), &id).await? {
+        return Err(ApiError::conflict(format!(
+            "resource {id} is busy with request {open}; wait for it to finish"
+        )));
+    }
+    let current = requests::current_values(state.db(), &id)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("resource {id} has no successful request")))?;
+    let offering = super::requests::offering(&state, &res.offering)?;
+    let policies = state.policies();
+    let placed = order::place_update(
+        &state.guardrail_inputs(&policies),
+        &offering,
+        &res,
+        &current,
+        &serde_json::json!({}),
+        &principal,
+    )
+    .await
+    .map_err(|e| super::requests::place_error(&offering.name, e))?;
+    match placed {
+        Placed::Accepted { request, .. } => {
+            drift::mark_reverted(
+                state.db(),
+                &res,
+                &request.id,
+                &principal,
+                chrono::Utc::now(),
+            )
+            .await?;
+            state.wake_workers();
+            tracing::info!(resource_id = %id, request_id = %request.id, by = %principal.subject, "drift revert requested");
+            Ok((StatusCode::ACCEPTED, Json(request)))
+        }
+        Placed::Denied { request, deny } => Err(super::requests::denied(&request, &deny)),
+        Placed::Invalid(errors) => Err(super::requests::invalid(&offering.name, &errors)),
+    }
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptDrift {
+    /// Findings to accept; all open ones when absent.
+    pub ids: Option<Vec<i64>>,
+}
+
+/// Keep the changes: the actual values of the open findings (or of `ids`) become what later
+/// checks expect. A missing database, role or user cannot be accepted. An update or revert
+/// re-applies the offering's spec and clears acceptances.
+#[utoipa::path(post, path = "/v1/resources/{id}/drift/accept", operation_id = "acceptResourceDrift", tag = "drift",
+    params(("id" = String, Path, description = "Resource id")), request_body = AcceptDrift,
+    responses((status = 200, body = DriftReport), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "Nothing to accept, or a finding that cannot be accepted", body = ErrorEnvelope)))]
+pub async fn accept(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<DriftReport>, ApiError> {
+    authenticated(&principal, "accepting drift")?;
+    let body: AcceptDrift = if body.iter().all(u8::is_ascii_whitespace) {
+        AcceptDrift::default()
+    } else {
+        let de = &mut serde_json::Deserializer::from_slice(&body);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            ApiError::input(format!("invalid request body: {}: {}", e.path(), e.inner()))
+        })?
+    };
+    let res = visible(&state, &principal, &id).await?;
+    let report = drift::accept(
+        state.db(),
+        &res,
+        body.ids.as_deref(),
+        &principal,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(drift_error)?;
+    state.refresh_entity(&res.entity_name);
+    Ok(Json(report))
+}

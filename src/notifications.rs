@@ -1,0 +1,427 @@
+//! Notifications: telling people what happened (an approval is needed, a request was approved,
+//! rejected or failed, a resource expires soon, drifted, or looks unused).
+//!
+//! Sending is two halves. [`Notifier::send`] stores one outbox row per configured channel
+//! (Backstage's notifications API, a webhook) and returns; it never fails the operation that
+//! called it. The [`Sender`] delivers due rows in the background, retrying with capped
+//! exponential backoff; several replicas share the outbox (a conditional update claims each
+//! row). Nothing secret goes into a notification: titles, descriptions and links only.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use crate::auth::signing::Outgoing;
+use crate::{config::Settings, db::entities::notification};
+
+/// What a notification is about; Backstage shows it as the notification's `topic`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topic {
+    ApprovalNeeded,
+    RequestApproved,
+    RequestRejected,
+    RequestFailed,
+    ExpiryWarning,
+    ResourceExpired,
+    DriftDetected,
+    UnusedResource,
+}
+
+impl Topic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApprovalNeeded => "approval-needed",
+            Self::RequestApproved => "request-approved",
+            Self::RequestRejected => "request-rejected",
+            Self::RequestFailed => "request-failed",
+            Self::ExpiryWarning => "expiry-warning",
+            Self::ResourceExpired => "resource-expired",
+            Self::DriftDetected => "drift-detected",
+            Self::UnusedResource => "unused-resource",
+        }
+    }
+}
+
+/// Backstage's notification severities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Normal,
+    Low,
+}
+
+/// One thing to tell, to whom (entity refs: users or groups; Backstage expands groups to
+/// their members).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub topic: Topic,
+    pub recipients: Vec<String>,
+    pub title: String,
+    pub description: String,
+    /// Absolute URL, or a path in the Backstage app (e.g. `/catalog/default/resource/x`).
+    pub link: Option<String>,
+    pub severity: Severity,
+    /// Backstage replaces an earlier notification with the same scope instead of adding one.
+    pub scope: Option<String>,
+}
+
+impl Notification {
+    /// The `payload` of Backstage's `POST /api/notifications/notifications`.
+    fn payload(&self) -> Value {
+        let mut p = json!({
+            "title": self.title,
+            "description": self.description,
+            "severity": self.severity,
+            "topic": self.topic.as_str(),
+        });
+        if let Some(l) = &self.link {
+            p["link"] = json!(l);
+        }
+        if let Some(s) = &self.scope {
+            p["scope"] = json!(s);
+        }
+        p
+    }
+}
+
+/// A delivery target.
+#[derive(Debug, Clone)]
+enum Channel {
+    /// `POST {base}/api/notifications/notifications`, authenticated as paved (its own plugin
+    /// token, or `backstage.token`).
+    Backstage { url: String, auth: Outgoing },
+    /// `POST url` with the notification as JSON.
+    Webhook { url: String, token: Option<String> },
+}
+
+impl Channel {
+    fn name(&self) -> &'static str {
+        match self {
+            Channel::Backstage { .. } => "backstage",
+            Channel::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// Stores notifications for delivery; cheap to clone.
+#[derive(Clone)]
+pub struct Notifier {
+    channels: Arc<Vec<Channel>>,
+    wake: Arc<Notify>,
+    /// paved's public URL with the plugin base path, for links to its API.
+    base: Arc<str>,
+}
+
+impl Notifier {
+    pub fn from_settings(s: &Settings, outgoing: &Outgoing) -> Self {
+        let mut channels = Vec::new();
+        if s.notifications.backstage
+            && let Some(base) = &s.backstage.base_url
+        {
+            channels.push(Channel::Backstage {
+                url: format!(
+                    "{}/api/notifications/notifications",
+                    base.trim_end_matches('/')
+                ),
+                auth: outgoing.clone(),
+            });
+        }
+        if let Some(url) = &s.notifications.webhook_url {
+            channels.push(Channel::Webhook {
+                url: url.clone(),
+                token: s.notifications.webhook_token.clone(),
+            });
+        }
+        Self {
+            channels: Arc::new(channels),
+            wake: Arc::new(Notify::new()),
+            base: format!("{}{}", s.public_url(), s.plugin_base_path()).into(),
+        }
+    }
+
+    /// A notifier with no channel: everything is dropped (tests of other capabilities).
+    pub fn disabled() -> Self {
+        Self {
+            channels: Arc::new(Vec::new()),
+            wake: Arc::new(Notify::new()),
+            base: "".into(),
+        }
+    }
+
+    /// The API URL of a request, for notification links.
+    pub fn request_link(&self, request_id: &str) -> String {
+        self.api_url(&format!("/v1/requests/{request_id}"))
+    }
+
+    /// An absolute URL of paved's API (`path` relative to the plugin base, e.g. `/v1/…`).
+    pub fn api_url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !self.channels.is_empty()
+    }
+
+    /// Queues `n` on every channel. Failing to queue is logged, never returned: a notification
+    /// never fails the operation it reports on.
+    pub async fn send(&self, db: &DatabaseConnection, n: Notification) {
+        if n.recipients.is_empty() {
+            tracing::debug!(
+                topic = n.topic.as_str(),
+                "notification without recipients dropped"
+            );
+            return;
+        }
+        if self.channels.is_empty() {
+            tracing::debug!(topic = n.topic.as_str(), title = %n.title, "no notification channel configured");
+            return;
+        }
+        let now = Utc::now();
+        let rows: Vec<notification::ActiveModel> = self
+            .channels
+            .iter()
+            .map(|c| notification::ActiveModel {
+                id: Set(Uuid::now_v7().to_string()),
+                channel: Set(c.name().into()),
+                topic: Set(n.topic.as_str().into()),
+                recipients: Set(json!(n.recipients)),
+                payload: Set(n.payload()),
+                status: Set("queued".into()),
+                attempts: Set(0),
+                next_attempt_at: Set(now),
+                locked_until: Set(None),
+                last_error: Set(None),
+                created_at: Set(now),
+                sent_at: Set(None),
+            })
+            .collect();
+        match notification::Entity::insert_many(rows).exec(db).await {
+            Ok(_) => self.wake.notify_waiters(),
+            Err(e) => {
+                tracing::error!(topic = n.topic.as_str(), error = %e, "could not queue a notification; it is lost")
+            }
+        }
+    }
+
+    /// Delivers due notifications until `stop` (one per replica; replicas share the outbox).
+    pub fn sender(&self, db: DatabaseConnection, s: &Settings) -> Sender {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Sender {
+            db,
+            channels: self.channels.clone(),
+            wake: self.wake.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("HTTP client builds"),
+            max_attempts: s.notifications.max_attempts,
+            retry_base: Duration::from_millis(s.notifications.retry_base_ms),
+            retry_max: Duration::from_secs(s.notifications.retry_max_seconds),
+            poll: Duration::from_secs(s.notifications.poll_seconds),
+        }
+    }
+}
+
+/// The background half: claims due outbox rows and delivers them.
+pub struct Sender {
+    db: DatabaseConnection,
+    channels: Arc<Vec<Channel>>,
+    wake: Arc<Notify>,
+    http: reqwest::Client,
+    max_attempts: i32,
+    retry_base: Duration,
+    retry_max: Duration,
+    poll: Duration,
+}
+
+/// A claimed row whose delivery attempt did not finish within this is claimable again.
+const CLAIM: Duration = Duration::from_secs(60);
+
+impl Sender {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let delivered = match self.deliver_due().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %crate::db::redact(&e.to_string()), "cannot read the notification outbox");
+                    0
+                }
+            };
+            if delivered > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Delivers what is due now; returns how many rows were attempted.
+    pub async fn deliver_due(&self) -> Result<usize, DbErr> {
+        let now = Utc::now();
+        let due = notification::Entity::find()
+            .filter(due_rows(now))
+            .order_by_asc(notification::Column::NextAttemptAt)
+            .limit(20)
+            .all(&self.db)
+            .await?;
+        let mut attempted = 0;
+        for row in due {
+            // Claim: exactly one replica moves the row to `sending`.
+            let until = now + chrono::Duration::from_std(CLAIM).unwrap_or_default();
+            let claimed = notification::Entity::update_many()
+                .col_expr(notification::Column::Status, Expr::value("sending"))
+                .col_expr(notification::Column::LockedUntil, Expr::value(until))
+                .col_expr(
+                    notification::Column::Attempts,
+                    Expr::col(notification::Column::Attempts).add(1),
+                )
+                .filter(notification::Column::Id.eq(row.id.clone()))
+                .filter(due_rows(now))
+                .exec(&self.db)
+                .await?;
+            if claimed.rows_affected != 1 {
+                continue;
+            }
+            attempted += 1;
+            let attempt = row.attempts + 1;
+            let outcome = match self.channels.iter().find(|c| c.name() == row.channel) {
+                Some(c) => self.post(c, &row).await,
+                None => Err(format!(
+                    "channel {} is no longer configured on this replica",
+                    row.channel
+                )),
+            };
+            let now = Utc::now();
+            let mut q = notification::Entity::update_many()
+                .col_expr(
+                    notification::Column::LockedUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .filter(notification::Column::Id.eq(row.id.clone()));
+            match outcome {
+                Ok(()) => {
+                    tracing::info!(topic = %row.topic, channel = %row.channel, attempt, "notification delivered");
+                    q = q
+                        .col_expr(notification::Column::Status, Expr::value("sent"))
+                        .col_expr(notification::Column::SentAt, Expr::value(now))
+                        .col_expr(
+                            notification::Column::LastError,
+                            Expr::value(Option::<String>::None),
+                        );
+                }
+                Err(e) if attempt < self.max_attempts => {
+                    let delay = self.backoff(attempt);
+                    tracing::warn!(topic = %row.topic, channel = %row.channel, attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "notification not delivered; will retry");
+                    q = q
+                        .col_expr(notification::Column::Status, Expr::value("queued"))
+                        .col_expr(
+                            notification::Column::NextAttemptAt,
+                            Expr::value(
+                                now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                            ),
+                        )
+                        .col_expr(notification::Column::LastError, Expr::value(e));
+                }
+                Err(e) => {
+                    tracing::error!(topic = %row.topic, channel = %row.channel, attempt, error = %e, "notification given up");
+                    q = q
+                        .col_expr(notification::Column::Status, Expr::value("failed"))
+                        .col_expr(notification::Column::LastError, Expr::value(e));
+                }
+            }
+            q.exec(&self.db).await?;
+        }
+        Ok(attempted)
+    }
+
+    fn backoff(&self, attempt: i32) -> Duration {
+        let factor = 1u32 << (attempt.clamp(1, 16) - 1);
+        (self.retry_base * factor).min(self.retry_max)
+    }
+
+    async fn post(&self, channel: &Channel, row: &notification::Model) -> Result<(), String> {
+        let (url, token, body) = match channel {
+            Channel::Backstage { url, auth } => (
+                url,
+                &auth.bearer_for("notifications"),
+                json!({
+                    "recipients": {"type": "entity", "entityRef": row.recipients},
+                    "payload": row.payload,
+                }),
+            ),
+            Channel::Webhook { url, token } => (
+                url,
+                token,
+                json!({
+                    "id": row.id,
+                    "source": "paved",
+                    "topic": row.topic,
+                    "recipients": row.recipients,
+                    "payload": row.payload,
+                    "createdAt": row.created_at,
+                }),
+            ),
+        };
+        let mut req = self.http.post(url).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        // reqwest's errors name the URL; a URL with credentials must not reach the log.
+        let res = req
+            .send()
+            .await
+            .map_err(|e| crate::db::redact(&e.to_string()))?;
+        if res.status().is_success() {
+            Ok(())
+        } else {
+            let status = res.status();
+            let text: String = res
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect();
+            Err(format!("{status}: {text}"))
+        }
+    }
+}
+
+/// Rows to deliver now: queued and due, or claimed by a replica that did not finish in time.
+fn due_rows(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(
+            Condition::all()
+                .add(notification::Column::Status.eq("queued"))
+                .add(notification::Column::NextAttemptAt.lte(now)),
+        )
+        .add(
+            Condition::all()
+                .add(notification::Column::Status.eq("sending"))
+                .add(notification::Column::LockedUntil.lt(now)),
+        )
+}
+
+/// Where a resource shows in Backstage (relative links resolve against the Backstage app).
+pub fn resource_link(entity_name: &str) -> String {
+    format!("/catalog/default/resource/{entity_name}")
+}

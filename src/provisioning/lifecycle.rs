@@ -1,0 +1,328 @@
+//! Time-to-live of ephemeral resources: owners extend it within the offering's maximum, the
+//! reaper deletes expired resources through the normal delete request (steps, audit, catalog
+//! update), and owners are warned before expiry, once per configured offset.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr,
+    sea_query::Expr,
+};
+use serde_json::json;
+
+use super::requests;
+use crate::{
+    audit,
+    auth::Principal,
+    db::entities::{resource, resource_notice},
+    notifications::{self, Notification, Notifier, Severity, Topic},
+    templates::FieldError,
+};
+
+/// The reaper acts as this principal (audit actor, requester of its delete requests).
+pub const REAPER: &str = "system:reaper";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtendError {
+    #[error("no resource with id {0:?}")]
+    NotFound(String),
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The resource cannot be extended in its state (no expiry, deleted, busy).
+    #[error("{0}")]
+    Conflict(String),
+    /// The asked extension breaks a rule (named field and rule).
+    #[error("{0}")]
+    Invalid(FieldError),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Extends `resource_id`'s expiry by `hours`, counted from its current expiry (or from now if
+/// that has passed). The whole lifetime (creation to new expiry) stays within `max_hours`, the
+/// offering's maximum. Owners (members of the owning team) and platform-admins may extend.
+pub async fn extend(
+    db: &DatabaseConnection,
+    resource_id: &str,
+    hours: i64,
+    max_hours: Option<u32>,
+    who: &Principal,
+    now: DateTime<Utc>,
+) -> Result<resource::Model, ExtendError> {
+    let res = resource::Entity::find_by_id(resource_id.to_owned())
+        .one(db)
+        .await?
+        .ok_or_else(|| ExtendError::NotFound(resource_id.to_owned()))?;
+    if !(who.is_admin() || who.member_of(&res.owner)) {
+        return Err(ExtendError::NotAllowed(format!(
+            "only members of {} and platform-admins may extend this resource",
+            res.owner
+        )));
+    }
+    if res.deleted_at.is_some() || res.status != "ready" {
+        return Err(ExtendError::Conflict(format!(
+            "resource {resource_id} is {}; only ready resources can be extended",
+            if res.deleted_at.is_some() {
+                "deleted"
+            } else {
+                res.status.as_str()
+            }
+        )));
+    }
+    let Some(current) = res.expires_at else {
+        return Err(ExtendError::Conflict(format!(
+            "resource {resource_id} does not expire (its offering {} has no TTL)",
+            res.offering
+        )));
+    };
+    let Some(max_hours) = max_hours else {
+        return Err(ExtendError::Conflict(format!(
+            "offering {} declares no maximum TTL (ttl.max_hours), so its resources cannot be extended",
+            res.offering
+        )));
+    };
+    let invalid = |rule: &str, message: String| {
+        ExtendError::Invalid(FieldError {
+            field: "hours".into(),
+            rule: rule.into(),
+            message,
+        })
+    };
+    if hours < 1 {
+        return Err(invalid("minimum", "must be at least 1".into()));
+    }
+    let limit = res.created_at + chrono::Duration::hours(i64::from(max_hours));
+    let from = current.max(now);
+    let remaining = ((limit - from).num_minutes() / 60).max(0);
+    if hours > i64::from(max_hours) || from + chrono::Duration::hours(hours) > limit {
+        return Err(invalid(
+            "maximum",
+            format!(
+                "must be <= {remaining}: {} allows at most {max_hours} hours from creation to expiry (until {})",
+                res.offering,
+                limit.to_rfc3339()
+            ),
+        ));
+    }
+    let new = from + chrono::Duration::hours(hours);
+    // Conditional on the expiry we read: two extensions at once cannot both extend from it.
+    let updated = resource::Entity::update_many()
+        .col_expr(resource::Column::ExpiresAt, Expr::value(new))
+        .col_expr(resource::Column::UpdatedAt, Expr::value(now))
+        .filter(resource::Column::Id.eq(resource_id))
+        .filter(resource::Column::ExpiresAt.eq(current))
+        .filter(resource::Column::Status.eq("ready"))
+        .filter(resource::Column::DeletedAt.is_null())
+        .exec(db)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(ExtendError::Conflict(format!(
+            "resource {resource_id} changed meanwhile; read it again and retry"
+        )));
+    }
+    audit::record_by(
+        db,
+        who,
+        "resource.ttl_extended",
+        &format!("resource:{resource_id}"),
+        "extended",
+        Some(json!({"hours": hours, "from": current, "to": new, "maxExpiresAt": limit})),
+    )
+    .await;
+    resource::Entity::find_by_id(resource_id.to_owned())
+        .one(db)
+        .await?
+        .ok_or_else(|| ExtendError::NotFound(resource_id.to_owned()))
+}
+
+/// Starts a delete request for every ready resource whose expiry has passed. A resource busy
+/// with another request is left for a later round. Returns the delete requests started.
+pub async fn reap(
+    db: &DatabaseConnection,
+    notifier: &Notifier,
+    max_attempts: i32,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, DbErr> {
+    let expired = resource::Entity::find()
+        .filter(resource::Column::DeletedAt.is_null())
+        .filter(resource::Column::Status.eq("ready"))
+        .filter(resource::Column::ExpiresAt.lte(now))
+        .all(db)
+        .await?;
+    let mut started = Vec::new();
+    for res in expired {
+        if let Some(open) = requests::open_for_resource(db, &res.id).await? {
+            tracing::info!(resource_id = %res.id, request_id = %open, "expired, but busy with a request; reaping later");
+            continue;
+        }
+        let req = requests::create_delete(db, &res, REAPER, max_attempts).await?;
+        let target = format!("resource:{}", res.id);
+        audit::record(
+            db,
+            REAPER,
+            "resource.expired",
+            &target,
+            "deleting",
+            Some(json!({"expiredAt": res.expires_at, "requestId": req.id})),
+        )
+        .await;
+        audit::record(
+            db,
+            REAPER,
+            "request.created",
+            &format!("request:{}", req.id),
+            req.status.as_str(),
+            Some(json!({"offering": req.offering, "operation": req.operation, "owner": req.owner, "resourceId": res.id})),
+        )
+        .await;
+        tracing::info!(resource_id = %res.id, request_id = %req.id, "expired resource: deletion requested");
+        notifier
+            .send(
+                db,
+                Notification {
+                    topic: Topic::ResourceExpired,
+                    recipients: vec![res.owner.clone()],
+                    title: format!("{} expired and is being deleted", res.entity_name),
+                    description: format!(
+                        "The {} {} ({}) reached its expiry {} and paved is deleting it (request {}).",
+                        res.offering,
+                        res.entity_name,
+                        res.environment,
+                        res.expires_at.map(|e| e.to_rfc3339()).unwrap_or_default(),
+                        req.id
+                    ),
+                    link: Some(notifications::resource_link(&res.entity_name)),
+                    severity: Severity::Normal,
+                    scope: Some(format!("paved:expiry:{}", res.id)),
+                },
+            )
+            .await;
+        started.push(req.id);
+    }
+    Ok(started)
+}
+
+/// Warns the owners of resources that expire soon: for each resource, once per offset in
+/// `warn_before_hours` (the smallest offset that is due; one that is reached together with a
+/// smaller one is not sent separately). A new expiry (after an extension) warns again.
+/// Returns how many warnings were sent.
+pub async fn warn_expiring(
+    db: &DatabaseConnection,
+    notifier: &Notifier,
+    warn_before_hours: &[f64],
+    now: DateTime<Utc>,
+) -> Result<usize, DbErr> {
+    let offsets: Vec<i64> = warn_before_hours
+        .iter()
+        .map(|h| (h * 3600.0).round() as i64)
+        .filter(|s| *s > 0)
+        .collect();
+    let Some(widest) = offsets.iter().max().copied() else {
+        return Ok(0);
+    };
+    let soon = resource::Entity::find()
+        .filter(resource::Column::DeletedAt.is_null())
+        .filter(resource::Column::Status.eq("ready"))
+        .filter(resource::Column::ExpiresAt.gt(now))
+        .filter(resource::Column::ExpiresAt.lte(now + chrono::Duration::seconds(widest)))
+        .all(db)
+        .await?;
+    let mut sent = 0;
+    for res in soon {
+        let Some(expires) = res.expires_at else {
+            continue;
+        };
+        let left = (expires - now).num_seconds();
+        let Some(offset) = offsets.iter().filter(|o| **o >= left).min().copied() else {
+            continue;
+        };
+        // The unique index makes this once per resource, expiry and offset, across replicas.
+        let first = resource_notice::Entity::insert(resource_notice::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            resource_id: Set(res.id.clone()),
+            kind: Set("expiry-warning".into()),
+            notice_key: Set(format!("{}/{offset}", expires.to_rfc3339())),
+            sent_at: Set(now),
+        })
+        .exec(db)
+        .await;
+        match first {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let in_words = human_duration(left);
+        audit::record(
+            db,
+            REAPER,
+            "resource.expiry_warned",
+            &format!("resource:{}", res.id),
+            "warned",
+            Some(json!({"expiresAt": expires, "offsetSeconds": offset})),
+        )
+        .await;
+        notifier
+            .send(
+                db,
+                Notification {
+                    topic: Topic::ExpiryWarning,
+                    recipients: vec![res.owner.clone()],
+                    title: format!("{} expires in {in_words}", res.entity_name),
+                    description: format!(
+                        "The {} {} ({}) expires at {} and will then be deleted with everything in it. Extend it with the paved:extend-ttl action or POST /api/paved/v1/resources/{}/extend if you still need it.",
+                        res.offering,
+                        res.entity_name,
+                        res.environment,
+                        expires.to_rfc3339(),
+                        res.id
+                    ),
+                    link: Some(notifications::resource_link(&res.entity_name)),
+                    severity: if left <= 2 * 3600 {
+                        Severity::High
+                    } else {
+                        Severity::Normal
+                    },
+                    scope: Some(format!("paved:expiry:{}", res.id)),
+                },
+            )
+            .await;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// `2 hours`, `45 minutes`, `1 day 3 hours`.
+pub fn human_duration(seconds: i64) -> String {
+    let minutes = (seconds.max(0) + 59) / 60;
+    let (days, hours, mins) = (minutes / 1440, (minutes % 1440) / 60, minutes % 60);
+    let unit = |n: i64, one: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    };
+    match (days, hours, mins) {
+        (0, 0, m) => unit(m, "minute"),
+        (0, h, 0) => unit(h, "hour"),
+        (0, h, m) => format!("{} {}", unit(h, "hour"), unit(m, "minute")),
+        (d, 0, _) => unit(d, "day"),
+        (d, h, _) => format!("{} {}", unit(d, "day"), unit(h, "hour")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_duration;
+
+    #[test]
+    fn durations_read_like_a_person_wrote_them() {
+        assert_eq!(human_duration(30), "1 minute");
+        assert_eq!(human_duration(45 * 60), "45 minutes");
+        assert_eq!(human_duration(3600), "1 hour");
+        assert_eq!(human_duration(3600 + 120), "1 hour 2 minutes");
+        assert_eq!(human_duration(26 * 3600), "1 day 2 hours");
+        assert_eq!(human_duration(48 * 3600), "2 days");
+    }
+}

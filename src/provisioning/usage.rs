@@ -1,0 +1,394 @@
+//! Unused resources: the drivers' usage readings, sampled on a schedule, show which resources
+//! nobody used over a window (no connections, no transactions, no key touched), and what
+//! deleting them would save.
+//!
+//! PostgreSQL's counter is the database's transactions (`pg_stat_database`); paved's own
+//! observations connect to the database too (drift checks read its extensions), so each
+//! records how many transactions it caused (`kind = self`) and those are left out.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    SqlErr,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use super::drivers::Drivers;
+use crate::{
+    audit,
+    db::entities::{resource, resource_notice, usage_sample},
+    notifications::{Notification, Notifier, Severity, Topic},
+    templates::RenderedSpec,
+};
+
+/// The usage schedule acts as this principal.
+pub const USAGE: &str = "system:usage";
+
+/// Records transactions paved itself caused on a resource's parts (e.g. a drift check).
+pub async fn record_self_activity(
+    db: &DatabaseConnection,
+    resource_id: &str,
+    parts: &[(String, i64)],
+    now: DateTime<Utc>,
+) {
+    let rows: Vec<usage_sample::ActiveModel> = parts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(part, n)| usage_sample::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            resource_id: Set(resource_id.to_owned()),
+            part: Set(part.clone()),
+            kind: Set("self".into()),
+            at: Set(now),
+            active: Set(0),
+            counter: Set(*n),
+            idle_seconds: Set(None),
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    if let Err(e) = usage_sample::Entity::insert_many(rows).exec(db).await {
+        tracing::warn!(resource_id, error = %e, "could not record paved's own activity; the resource may look used");
+    }
+}
+
+/// Reads the usage of every part of `res` and stores it as of `now`.
+pub async fn sample_resource(
+    db: &DatabaseConnection,
+    drivers: &Drivers,
+    res: &resource::Model,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let spec: RenderedSpec =
+        serde_json::from_value(res.desired.clone()).map_err(|e| e.to_string())?;
+    for part in &spec.parts {
+        let parsed = drivers
+            .parse(&part.driver, &part.spec)
+            .map_err(|e| e.to_string())?;
+        let u = drivers.usage(&parsed).await.map_err(|e| e.to_string())?;
+        usage_sample::Entity::insert(usage_sample::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            resource_id: Set(res.id.clone()),
+            part: Set(part.id.clone()),
+            kind: Set("sample".into()),
+            at: Set(now),
+            active: Set(u.active),
+            counter: Set(u.activity_counter),
+            idle_seconds: Set(u.idle_seconds),
+        })
+        .exec(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// One sampling round over every ready resource; returns how many were sampled.
+pub async fn sample(
+    db: &DatabaseConnection,
+    drivers: &Drivers,
+    now: DateTime<Utc>,
+) -> Result<usize, DbErr> {
+    let mut n = 0;
+    for res in ready(db, None).await? {
+        match sample_resource(db, drivers, &res, now).await {
+            Ok(()) => n += 1,
+            Err(e) => tracing::warn!(resource_id = %res.id, error = %e, "usage sample failed"),
+        }
+    }
+    Ok(n)
+}
+
+async fn ready(
+    db: &DatabaseConnection,
+    owner: Option<&str>,
+) -> Result<Vec<resource::Model>, DbErr> {
+    let mut q = resource::Entity::find()
+        .filter(resource::Column::DeletedAt.is_null())
+        .filter(resource::Column::Status.eq("ready"))
+        .order_by_asc(resource::Column::Id);
+    if let Some(o) = owner {
+        q = q.filter(resource::Column::Owner.eq(o));
+    }
+    q.all(db).await
+}
+
+/// A resource nobody used over the window.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnusedResource {
+    pub resource_id: String,
+    pub name: String,
+    pub offering: String,
+    pub environment: String,
+    pub owner: String,
+    /// What deleting it saves per month.
+    pub monthly_cost: f64,
+    /// The last reading that showed activity, if paved ever saw any.
+    pub last_activity: Option<DateTime<Utc>>,
+    /// Since when paved has readings showing no activity.
+    pub idle_since: DateTime<Utc>,
+    /// Why it counts as unused, per part.
+    pub reasons: Vec<String>,
+}
+
+/// A team's unused resources and what deleting them would save.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnusedReport {
+    pub team: String,
+    pub window_hours: u64,
+    pub currency: String,
+    pub resources: Vec<UnusedResource>,
+    /// Sum of their monthly costs.
+    pub monthly_savings: f64,
+    /// Ready resources without readings covering the whole window yet (too new, or sampling
+    /// started recently): neither used nor unused.
+    pub not_enough_data: u64,
+}
+
+/// What one part's readings say about the window.
+enum Verdict {
+    Used,
+    Unused {
+        idle_since: DateTime<Utc>,
+        last_activity: Option<DateTime<Utc>>,
+        reason: String,
+    },
+    NotEnoughData,
+}
+
+async fn part_verdict(
+    db: &DatabaseConnection,
+    resource_id: &str,
+    part: &str,
+    driver: &str,
+    window: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<Verdict, DbErr> {
+    let start = now - window;
+    let rows = usage_sample::Entity::find()
+        .filter(usage_sample::Column::ResourceId.eq(resource_id))
+        .filter(usage_sample::Column::Part.eq(part))
+        .filter(usage_sample::Column::At.lte(now))
+        .order_by_asc(usage_sample::Column::At)
+        .order_by_asc(usage_sample::Column::Id)
+        .all(db)
+        .await?;
+    let samples: Vec<&usage_sample::Model> = rows.iter().filter(|r| r.kind == "sample").collect();
+    // The reading the window is measured from, and the ones inside it.
+    let Some(base) = samples.iter().rev().find(|s| s.at <= start) else {
+        return Ok(Verdict::NotEnoughData);
+    };
+    let inside: Vec<&&usage_sample::Model> = samples.iter().filter(|s| s.at > start).collect();
+    let Some(last) = inside.last() else {
+        return Ok(Verdict::NotEnoughData);
+    };
+    // The last activity paved ever saw, for the report.
+    let mut last_activity = None;
+    for pair in samples.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b.active > 0 || b.counter != a.counter {
+            last_activity = Some(b.at);
+        }
+    }
+    if inside.iter().any(|s| s.active > 0) {
+        return Ok(Verdict::Used);
+    }
+    let delta = last.counter - base.counter;
+    let (used, reason) = match driver {
+        "postgres" => {
+            let own: i64 = rows
+                .iter()
+                .filter(|r| r.kind == "self" && r.at > base.at && r.at <= last.at)
+                .map(|r| r.counter)
+                .sum();
+            // A counter that went down was reset: no evidence either way, so not unused.
+            (
+                delta < 0 || delta > own,
+                "no connections and no transactions".to_owned(),
+            )
+        }
+        _ => {
+            let touched = last
+                .idle_seconds
+                .is_some_and(|i| i < (last.at - base.at).num_seconds());
+            (
+                delta != 0 || touched,
+                "no client connected and no key read or written".to_owned(),
+            )
+        }
+    };
+    if used {
+        return Ok(Verdict::Used);
+    }
+    Ok(Verdict::Unused {
+        idle_since: last_activity.unwrap_or(samples[0].at).max(samples[0].at),
+        last_activity,
+        reason,
+    })
+}
+
+/// Ready resources (of `owner`, or all) without any activity over `window` before `now`.
+/// Returns them and how many resources had too few readings to tell.
+pub async fn find_unused(
+    db: &DatabaseConnection,
+    owner: Option<&str>,
+    window: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<(Vec<UnusedResource>, u64), DbErr> {
+    let mut unused = Vec::new();
+    let mut unknown = 0;
+    'resources: for res in ready(db, owner).await? {
+        let Ok(spec) = serde_json::from_value::<RenderedSpec>(res.desired.clone()) else {
+            continue;
+        };
+        let mut reasons = Vec::new();
+        let mut idle_since = res.created_at;
+        let mut last_activity: Option<DateTime<Utc>> = None;
+        for part in &spec.parts {
+            match part_verdict(db, &res.id, &part.id, &part.driver, window, now).await? {
+                Verdict::Used => continue 'resources,
+                Verdict::NotEnoughData => {
+                    unknown += 1;
+                    continue 'resources;
+                }
+                Verdict::Unused {
+                    idle_since: since,
+                    last_activity: last,
+                    reason,
+                } => {
+                    idle_since = idle_since.max(since);
+                    last_activity = last_activity.max(last);
+                    reasons.push(format!(
+                        "{}: {reason} since {}",
+                        part.id,
+                        since.to_rfc3339()
+                    ));
+                }
+            }
+        }
+        unused.push(UnusedResource {
+            resource_id: res.id.clone(),
+            name: res.entity_name.clone(),
+            offering: res.offering.clone(),
+            environment: res.environment.clone(),
+            owner: res.owner.clone(),
+            monthly_cost: res.monthly_cost_cents.unwrap_or(0) as f64 / 100.0,
+            last_activity,
+            idle_since,
+            reasons,
+        });
+    }
+    Ok((unused, unknown))
+}
+
+/// A team's report.
+pub async fn team_report(
+    db: &DatabaseConnection,
+    team: &str,
+    window_hours: u64,
+    currency: &str,
+    now: DateTime<Utc>,
+) -> Result<UnusedReport, DbErr> {
+    let window = chrono::Duration::hours(window_hours as i64);
+    let (resources, not_enough_data) = find_unused(db, Some(team), window, now).await?;
+    let savings: f64 = resources.iter().map(|r| r.monthly_cost).sum();
+    Ok(UnusedReport {
+        team: team.to_owned(),
+        window_hours,
+        currency: currency.to_owned(),
+        resources,
+        monthly_savings: (savings * 100.0).round() / 100.0,
+        not_enough_data,
+    })
+}
+
+/// Tells each owning team once about resources that became unused (again, after activity),
+/// one notification per team with what deleting them saves. Returns how many resources were
+/// newly reported.
+pub async fn notify_unused(
+    db: &DatabaseConnection,
+    notifier: &Notifier,
+    window_hours: u64,
+    currency: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, DbErr> {
+    let window = chrono::Duration::hours(window_hours as i64);
+    let (unused, _) = find_unused(db, None, window, now).await?;
+    let mut by_team: BTreeMap<String, Vec<UnusedResource>> = BTreeMap::new();
+    for r in unused {
+        let key = r
+            .last_activity
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "never".into());
+        let first = resource_notice::Entity::insert(resource_notice::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            resource_id: Set(r.resource_id.clone()),
+            kind: Set("unused".into()),
+            notice_key: Set(key),
+            sent_at: Set(now),
+        })
+        .exec(db)
+        .await;
+        match first {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => continue,
+            Err(e) => return Err(e),
+        }
+        audit::record(
+            db,
+            USAGE,
+            "resource.unused",
+            &format!("resource:{}", r.resource_id),
+            "unused",
+            Some(json!({"windowHours": window_hours, "monthlyCost": r.monthly_cost, "lastActivity": r.last_activity})),
+        )
+        .await;
+        by_team.entry(r.owner.clone()).or_default().push(r);
+    }
+    let mut told = 0;
+    for (team, list) in by_team {
+        told += list.len();
+        let total: f64 = list.iter().map(|r| r.monthly_cost).sum();
+        let lines: Vec<String> = list
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({}, {:.2} {currency}/month)",
+                    r.name, r.environment, r.monthly_cost
+                )
+            })
+            .collect();
+        notifier
+            .send(
+                db,
+                Notification {
+                    topic: Topic::UnusedResource,
+                    recipients: vec![team.clone()],
+                    title: format!(
+                        "{} resource(s) look unused: {:.2} {currency}/month to save",
+                        list.len(),
+                        total
+                    ),
+                    description: format!(
+                        "Nothing used these in the last {window_hours} hours: {}. If nobody needs them, deleting them saves {:.2} {currency} per month.",
+                        lines.join(", "),
+                        total
+                    ),
+                    link: Some(notifier.api_url(&format!(
+                        "/v1/teams/{}/unused",
+                        team.replace('/', "%2F")
+                    ))),
+                    severity: Severity::Low,
+                    scope: Some(format!("paved:unused:{team}")),
+                },
+            )
+            .await;
+    }
+    Ok(told)
+}

@@ -1,0 +1,460 @@
+//! Platform metrics ("Measuring success"): how fast developers get infrastructure, how often
+//! it works, what the guardrails decide, what waits for a human, what runs and costs what,
+//! who adopts the platform, how often things drift, and what cleanup saves. Computed from
+//! paved's own tables, on either database engine.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::db::entities::{approval, drift_finding, request, resource, resource_notice};
+
+/// A window like `30d`, `7d`, `24h` or `2w`: 1 hour to 366 days.
+pub fn parse_window(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a window like 30d, 7d, 24h or 2w"))?;
+    let d = match unit {
+        "h" => Duration::hours(n),
+        "d" => Duration::days(n),
+        "w" => Duration::weeks(n),
+        _ => return Err(format!("{s:?} is not a window like 30d, 7d, 24h or 2w")),
+    };
+    if d < Duration::hours(1) || d > Duration::days(366) {
+        return Err("must be between 1h and 366d".into());
+    }
+    Ok(d)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformMetrics {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub currency: String,
+    pub time_to_infrastructure: TimeToInfrastructure,
+    pub requests: RequestOutcomes,
+    pub policy: PolicyCounts,
+    pub approvals: PendingApprovals,
+    pub resources: ActiveResources,
+    pub adoption: Vec<TeamWeek>,
+    pub drift: DriftCounts,
+    pub cleanup: Cleanup,
+}
+
+/// Order to ready, for create requests that succeeded in the window (approval waits included).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeToInfrastructure {
+    pub count: u64,
+    pub average_seconds: Option<f64>,
+    pub median_seconds: Option<f64>,
+    pub p95_seconds: Option<f64>,
+}
+
+/// Requests that finished in the window.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestOutcomes {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub denied: u64,
+    pub rejected: u64,
+    pub cancelled: u64,
+    /// succeeded / (succeeded + failed): how often paved delivers what it accepted.
+    pub success_rate: Option<f64>,
+}
+
+/// What the policies decided on requests made in the window, by rule.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyCounts {
+    pub denials: BTreeMap<String, u64>,
+    pub warnings: BTreeMap<String, u64>,
+    pub approvals_required: BTreeMap<String, u64>,
+}
+
+/// Approvals waiting now.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingApprovals {
+    pub pending: u64,
+    pub oldest_age_seconds: Option<i64>,
+    pub average_age_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveResources {
+    pub active: u64,
+    pub monthly_cost: f64,
+    /// By owning team and offering.
+    pub by_team_and_offering: Vec<ResourceGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceGroup {
+    pub team: String,
+    pub offering: String,
+    pub active: u64,
+    pub monthly_cost: f64,
+}
+
+/// Requests per team per ISO week (weeks start on Monday), for requests made in the window.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamWeek {
+    pub team: String,
+    /// The week's Monday, `YYYY-MM-DD`.
+    pub week: String,
+    pub requests: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftCounts {
+    /// Findings first detected in the window.
+    pub incidents: u64,
+    /// Findings open now, and the resources they belong to.
+    pub open: u64,
+    pub resources_with_drift: u64,
+}
+
+/// Resources deleted in the window and what they cost per month.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Cleanup {
+    pub deleted: u64,
+    pub deleted_monthly_cost: f64,
+    /// Deleted by the reaper after their TTL, or after paved reported them unused.
+    pub cleaned_up: u64,
+    /// The monthly cost of those: what cleanup saves.
+    pub monthly_savings: f64,
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    Some(sorted[rank.min(sorted.len()) - 1])
+}
+
+fn median(sorted: &[f64]) -> Option<f64> {
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+fn monday(d: NaiveDate) -> NaiveDate {
+    d - chrono::Days::new(u64::from(d.weekday().num_days_from_monday()))
+}
+
+fn rules(decision: &Value, key: &str, into: &mut BTreeMap<String, u64>) {
+    for v in decision
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(rule) = v.get("rule").and_then(Value::as_str) {
+            *into.entry(rule.to_owned()).or_default() += 1;
+        }
+    }
+}
+
+/// The platform's metrics over `window` before `now`.
+pub async fn platform(
+    db: &DatabaseConnection,
+    window: Duration,
+    now: DateTime<Utc>,
+    currency: &str,
+) -> Result<PlatformMetrics, DbErr> {
+    let from = now - window;
+
+    // Finished in the window: speed and outcomes.
+    let finished = request::Entity::find()
+        .filter(request::Column::CompletedAt.gte(from))
+        .filter(request::Column::CompletedAt.lte(now))
+        .all(db)
+        .await?;
+    let mut durations: Vec<f64> = finished
+        .iter()
+        .filter(|r| r.operation == "create" && r.status == "succeeded")
+        .filter_map(|r| {
+            r.completed_at
+                .map(|c| (c - r.created_at).num_milliseconds() as f64 / 1000.0)
+        })
+        .collect();
+    durations.sort_by(|a, b| a.total_cmp(b));
+    let count = |s: &str| finished.iter().filter(|r| r.status == s).count() as u64;
+    let (succeeded, failed) = (count("succeeded"), count("failed"));
+
+    // Made in the window: policy decisions and adoption.
+    let made = request::Entity::find()
+        .filter(request::Column::CreatedAt.gte(from))
+        .filter(request::Column::CreatedAt.lte(now))
+        .all(db)
+        .await?;
+    let mut policy = PolicyCounts {
+        denials: BTreeMap::new(),
+        warnings: BTreeMap::new(),
+        approvals_required: BTreeMap::new(),
+    };
+    let mut weeks: BTreeMap<(String, NaiveDate), u64> = BTreeMap::new();
+    for r in &made {
+        if let Some(d) = &r.decision {
+            rules(d, "deny", &mut policy.denials);
+            rules(d, "warn", &mut policy.warnings);
+            rules(d, "requireApproval", &mut policy.approvals_required);
+        }
+        // Developers' orders: the reaper's deletions are not adoption.
+        if !r.requester.starts_with("system:") {
+            *weeks
+                .entry((r.owner.clone(), monday(r.created_at.date_naive())))
+                .or_default() += 1;
+        }
+    }
+
+    let pending = approval::Entity::find()
+        .filter(approval::Column::Status.eq("pending"))
+        .all(db)
+        .await?;
+    let ages: Vec<i64> = pending
+        .iter()
+        .map(|a| (now - a.created_at).num_seconds().max(0))
+        .collect();
+
+    let live = resource::Entity::find()
+        .filter(resource::Column::DeletedAt.is_null())
+        .filter(resource::Column::Status.ne("failed"))
+        .all(db)
+        .await?;
+    let mut groups: BTreeMap<(String, String), (u64, f64)> = BTreeMap::new();
+    for r in &live {
+        let g = groups
+            .entry((r.owner.clone(), r.offering.clone()))
+            .or_default();
+        g.0 += 1;
+        g.1 += r.monthly_cost_cents.unwrap_or(0) as f64 / 100.0;
+    }
+
+    let detected = drift_finding::Entity::find()
+        .filter(drift_finding::Column::DetectedAt.gte(from))
+        .filter(drift_finding::Column::DetectedAt.lte(now))
+        .all(db)
+        .await?;
+    let open = drift_finding::Entity::find()
+        .filter(drift_finding::Column::Status.eq("open"))
+        .all(db)
+        .await?;
+    let drifting: std::collections::BTreeSet<&str> =
+        open.iter().map(|f| f.resource_id.as_str()).collect();
+
+    let deleted = resource::Entity::find()
+        .filter(resource::Column::DeletedAt.gte(from))
+        .filter(resource::Column::DeletedAt.lte(now))
+        .all(db)
+        .await?;
+    let ids: Vec<String> = deleted.iter().map(|r| r.id.clone()).collect();
+    let reaped: std::collections::BTreeSet<String> = request::Entity::find()
+        .filter(request::Column::Operation.eq("delete"))
+        .filter(request::Column::Requester.eq(crate::provisioning::lifecycle::REAPER))
+        .filter(request::Column::ResourceId.is_in(ids.clone()))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|r| r.resource_id)
+        .collect();
+    let flagged: std::collections::BTreeSet<String> = resource_notice::Entity::find()
+        .filter(resource_notice::Column::Kind.eq("unused"))
+        .filter(resource_notice::Column::ResourceId.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|n| n.resource_id)
+        .collect();
+    let cost = |r: &resource::Model| r.monthly_cost_cents.unwrap_or(0) as f64 / 100.0;
+    let cleaned: Vec<&resource::Model> = deleted
+        .iter()
+        .filter(|r| reaped.contains(&r.id) || flagged.contains(&r.id))
+        .collect();
+
+    Ok(PlatformMetrics {
+        from,
+        to: now,
+        currency: currency.to_owned(),
+        time_to_infrastructure: TimeToInfrastructure {
+            count: durations.len() as u64,
+            average_seconds: (!durations.is_empty())
+                .then(|| round2(durations.iter().sum::<f64>() / durations.len() as f64)),
+            median_seconds: median(&durations).map(round2),
+            p95_seconds: percentile(&durations, 95.0).map(round2),
+        },
+        requests: RequestOutcomes {
+            succeeded,
+            failed,
+            denied: count("denied"),
+            rejected: count("rejected"),
+            cancelled: count("cancelled"),
+            success_rate: (succeeded + failed > 0)
+                .then(|| round2(succeeded as f64 / (succeeded + failed) as f64 * 100.0) / 100.0),
+        },
+        policy,
+        approvals: PendingApprovals {
+            pending: pending.len() as u64,
+            oldest_age_seconds: ages.iter().max().copied(),
+            average_age_seconds: (!ages.is_empty())
+                .then(|| round2(ages.iter().sum::<i64>() as f64 / ages.len() as f64)),
+        },
+        resources: ActiveResources {
+            active: live.len() as u64,
+            monthly_cost: round2(live.iter().map(cost).sum()),
+            by_team_and_offering: groups
+                .into_iter()
+                .map(|((team, offering), (active, monthly))| ResourceGroup {
+                    team,
+                    offering,
+                    active,
+                    monthly_cost: round2(monthly),
+                })
+                .collect(),
+        },
+        adoption: weeks
+            .into_iter()
+            .map(|((team, week), requests)| TeamWeek {
+                team,
+                week: week.to_string(),
+                requests,
+            })
+            .collect(),
+        drift: DriftCounts {
+            incidents: detected.len() as u64,
+            open: open.len() as u64,
+            resources_with_drift: drifting.len() as u64,
+        },
+        cleanup: Cleanup {
+            deleted: deleted.len() as u64,
+            deleted_monthly_cost: round2(deleted.iter().map(cost).sum()),
+            cleaned_up: cleaned.len() as u64,
+            monthly_savings: round2(cleaned.iter().map(|r| cost(r)).sum()),
+        },
+    })
+}
+
+type Labels = Vec<(String, String)>;
+/// A gauge's name and labels.
+type GaugeKey = (String, Labels);
+
+/// Publishes `m` as Prometheus gauges (on the process's recorder). Label sets that no longer
+/// occur are set to 0, so a team without resources does not keep its old figures.
+pub fn publish_gauges(m: &PlatformMetrics) {
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<std::collections::BTreeSet<GaugeKey>>> = OnceLock::new();
+    let mut now: Vec<(&'static str, Labels, f64)> = Vec::new();
+    let l = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let t = &m.time_to_infrastructure;
+    for (stat, v) in [
+        ("average", t.average_seconds),
+        ("median", t.median_seconds),
+        ("p95", t.p95_seconds),
+    ] {
+        if let Some(v) = v {
+            now.push((
+                "paved_time_to_infrastructure_seconds",
+                l(&[("stat", stat)]),
+                v,
+            ));
+        }
+    }
+    if let Some(r) = m.requests.success_rate {
+        now.push(("paved_request_success_ratio", vec![], r));
+    }
+    for (outcome, n) in [
+        ("succeeded", m.requests.succeeded),
+        ("failed", m.requests.failed),
+        ("denied", m.requests.denied),
+        ("rejected", m.requests.rejected),
+        ("cancelled", m.requests.cancelled),
+    ] {
+        now.push((
+            "paved_requests_finished",
+            l(&[("outcome", outcome)]),
+            n as f64,
+        ));
+    }
+    for (kind, map) in [
+        ("deny", &m.policy.denials),
+        ("warn", &m.policy.warnings),
+        ("approval", &m.policy.approvals_required),
+    ] {
+        for (rule, n) in map {
+            now.push((
+                "paved_policy_decisions",
+                l(&[("kind", kind), ("rule", rule)]),
+                *n as f64,
+            ));
+        }
+    }
+    now.push((
+        "paved_approvals_pending",
+        vec![],
+        m.approvals.pending as f64,
+    ));
+    now.push((
+        "paved_approvals_oldest_age_seconds",
+        vec![],
+        m.approvals.oldest_age_seconds.unwrap_or(0) as f64,
+    ));
+    for g in &m.resources.by_team_and_offering {
+        let labels = l(&[("team", &g.team), ("offering", &g.offering)]);
+        now.push(("paved_resources_active", labels.clone(), g.active as f64));
+        now.push(("paved_resources_monthly_cost", labels, g.monthly_cost));
+    }
+    for w in &m.adoption {
+        now.push((
+            "paved_requests_per_team_week",
+            l(&[("team", &w.team), ("week", &w.week)]),
+            w.requests as f64,
+        ));
+    }
+    now.push(("paved_drift_incidents", vec![], m.drift.incidents as f64));
+    now.push(("paved_drift_open", vec![], m.drift.open as f64));
+    now.push((
+        "paved_cleanup_monthly_savings",
+        vec![],
+        m.cleanup.monthly_savings,
+    ));
+    let mut seen = SEEN
+        .get_or_init(|| Mutex::new(Default::default()))
+        .lock()
+        .expect("gauge registry lock");
+    let current: std::collections::BTreeSet<GaugeKey> = now
+        .iter()
+        .map(|(n, l, _)| (n.to_string(), l.clone()))
+        .collect();
+    for (name, labels) in seen.difference(&current) {
+        metrics::gauge!(name.clone(), &labels[..]).set(0.0);
+    }
+    for (name, labels, v) in now {
+        metrics::gauge!(name, &labels[..]).set(v);
+    }
+    seen.extend(current);
+}
