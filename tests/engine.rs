@@ -793,6 +793,93 @@ async fn the_template_steps_provision_then_wait_for_the_resource() {
     app.stop().await;
 }
 
+/// `paved:update` and `paved:destroy`, as a day-2 template calls them.
+#[tokio::test]
+async fn templates_change_and_destroy_resources_through_actions() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 1)).await;
+    let invoke = |action: &str, token: &'static str, input: Value| {
+        let url = app.url(&format!(
+            "/api/paved/.backstage/actions/v1/actions/paved%3A{action}/invoke"
+        ));
+        let client = app.client.clone();
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&input)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let reason = r.status().canonical_reason().map(str::to_owned);
+            (status, r.json::<Value>().await.unwrap(), reason)
+        }
+    };
+    let n = name();
+    let id = order(
+        &app,
+        "redis-cache",
+        json!({"name": n, "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![],
+    };
+    let done = wait_final(&app, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let rid = done["resourceId"].as_str().unwrap().to_owned();
+    let (_, before) = app.get_json(&format!("/resources/{rid}")).await;
+
+    // Update: the new size is re-priced and re-checked, then applied.
+    let (status, out, _) = invoke(
+        "update",
+        "alice-token",
+        json!({"resourceId": rid, "values": {"size": "medium"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["output"]["resourceId"], rid.as_str());
+    assert!(
+        out["output"]["monthlyCost"].as_f64().unwrap() > 0.0,
+        "{out}"
+    );
+    let update = out["output"]["requestId"].as_str().unwrap().to_owned();
+    assert_eq!(wait_final(&app, &update).await["status"], "succeeded");
+    let (_, after) = app.get_json(&format!("/resources/{rid}")).await;
+    assert!(
+        after["monthlyCost"].as_f64() > before["monthlyCost"].as_f64(),
+        "medium costs more than small: {before} -> {after}"
+    );
+    assert_eq!(after["monthlyCost"], out["output"]["monthlyCost"]);
+
+    // Another team cannot even see it; bad input names the field.
+    let (status, _, _) = invoke("destroy", "mallory-token", json!({"resourceId": rid})).await;
+    assert_eq!(status, 404);
+    let (status, out, _) = invoke("destroy", "alice-token", json!({"resource": rid})).await;
+    assert_eq!(status, 400);
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resource"),
+        "{out}"
+    );
+
+    // Destroy, then destroy again (a recovered task re-runs its steps): the same deletion.
+    let (status, out, _) = invoke("destroy", "alice-token", json!({"resourceId": rid})).await;
+    assert_eq!(status, 200, "{out}");
+    let deletion = out["output"]["requestId"].as_str().unwrap().to_owned();
+    assert_eq!(wait_final(&app, &deletion).await["status"], "succeeded");
+    let (status, again, _) = invoke("destroy", "alice-token", json!({"resourceId": rid})).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["output"]["requestId"], deletion.as_str());
+    let (_, res) = app.get_json(&format!("/resources/{rid}")).await;
+    assert_eq!(res["status"], "deleted", "{res}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn resources_are_published_as_backstage_entities() {
     let db = TestDb::new(DbEngine::Sqlite).await;

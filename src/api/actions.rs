@@ -108,6 +108,49 @@ fn list_body(plugin_id: &str) -> Value {
             "examples": []
         },
         {
+            "id": format!("{plugin_id}:destroy"), "pluginId": plugin_id, "name": "destroy",
+            "title": "Delete a resource",
+            "description": "Starts the deletion of a resource (each part destroyed, credentials removed, the entity leaves the catalog). Members of the owning team may delete; production resources only a platform-admin with override. Asking again while it is deleted, or after, answers with the same deletion.",
+            "attributes": {"readOnly": false, "destructive": true, "idempotent": true},
+            "schema": {
+                "input": {"$schema": draft, "type": "object", "required": ["resourceId"], "additionalProperties": false,
+                          "properties": {
+                              "resourceId": {"type": "string", "minLength": 1, "description": "e.g. ${{ parameters.resourceId }}"},
+                              "override": {"type": "boolean", "description": "Platform-admins: delete a production resource despite deletion protection"}
+                          }},
+                "output": {"$schema": draft, "type": "object", "properties": {
+                    "requestId": {"type": "string"},
+                    "status": {"type": "string"},
+                    "resourceId": {"type": "string"},
+                    "requestUrl": {"type": "string"}
+                }, "required": ["requestId", "status", "resourceId", "requestUrl"],
+                "examples": [{"requestId": DRY_RUN_REQUEST_ID, "status": "dry-run", "resourceId": "", "requestUrl": ""}]}
+            },
+            "examples": []
+        },
+        {
+            "id": format!("{plugin_id}:update"), "pluginId": plugin_id, "name": "update",
+            "title": "Change a resource",
+            "description": "Changes a resource's values (e.g. size): the new values go through the form, cost and every policy again, then each part converges. Each call starts a new update request, so it is not idempotent (the end state is the same).",
+            "attributes": {"readOnly": false, "destructive": false, "idempotent": false},
+            "schema": {
+                "input": {"$schema": draft, "type": "object", "required": ["resourceId", "values"], "additionalProperties": false,
+                          "properties": {
+                              "resourceId": {"type": "string", "minLength": 1},
+                              "values": {"type": "object", "description": "Only the values to change, e.g. {\"size\": \"large\"}"}
+                          }},
+                "output": {"$schema": draft, "type": "object", "properties": {
+                    "requestId": {"type": "string"},
+                    "status": {"type": "string"},
+                    "resourceId": {"type": "string"},
+                    "requestUrl": {"type": "string"},
+                    "monthlyCost": {"type": "number"}
+                }, "required": ["requestId", "status", "resourceId", "requestUrl"],
+                "examples": [{"requestId": DRY_RUN_REQUEST_ID, "status": "dry-run", "resourceId": "", "requestUrl": ""}]}
+            },
+            "examples": []
+        },
+        {
             "id": format!("{plugin_id}:extend-ttl"), "pluginId": plugin_id, "name": "extend-ttl",
             "title": "Extend an environment's time to live",
             "description": "Adds hours to an ephemeral resource's expiry (from now if it already passed), within the offering's maximum lifetime. Only the owning team and platform-admins may extend. Each call extends again, so it is not idempotent.",
@@ -268,10 +311,86 @@ async fn invoke(
                 "expiresAt": r.expires_at,
             }})))
         }
+        "destroy" => {
+            let input: DestroyInput = parse_as(id, input)?;
+            let r = match super::resources::delete_resource(
+                state,
+                principal,
+                &input.resource_id,
+                input.override_protection,
+            )
+            .await
+            {
+                Ok(r) => r,
+                // A re-run after the deletion finished (Backstage re-runs steps on task
+                // recovery) answers with that deletion.
+                Err(e) if e.name == crate::error::ErrorName::Conflict => {
+                    crate::provisioning::requests::last_delete(state.db(), &input.resource_id)
+                        .await?
+                        .ok_or(e)?
+                }
+                Err(e) => return Err(e),
+            };
+            Ok(Json(json!({"output": request_output(state, &r)})))
+        }
+        "update" => {
+            let input: UpdateInput = parse_as(id, input)?;
+            let r = super::resources::update_resource(
+                state,
+                principal,
+                &input.resource_id,
+                &input.values,
+            )
+            .await?;
+            let mut output = request_output(state, &r);
+            if let Some(m) = r.estimate.as_ref().and_then(|e| e.get("monthly")) {
+                output["monthlyCost"] = m.clone();
+            }
+            Ok(Json(json!({"output": output})))
+        }
         _ => Err(ApiError::not_found(format!(
-            "no action {id:?}; paved serves {plugin}:estimate, {plugin}:provision, {plugin}:wait and {plugin}:extend-ttl"
+            "no action {id:?}; paved serves {plugin}:estimate, {plugin}:provision, {plugin}:wait, {plugin}:destroy, {plugin}:update and {plugin}:extend-ttl"
         ))),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DestroyInput {
+    resource_id: String,
+    #[serde(default, rename = "override")]
+    override_protection: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateInput {
+    resource_id: String,
+    values: Value,
+}
+
+/// Parses an action's input, naming the field and the rule when it does not fit.
+fn parse_as<T: serde::de::DeserializeOwned>(id: &str, input: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize::<_, T>(input).map_err(|e| {
+        let (path, rule) = super::extract::readable(&e);
+        ApiError::input(format!("invalid input for {id}: {path}: {rule}"))
+            .with_reason_phrase(&format!("Invalid input: {path}: {rule}"))
+    })
+}
+
+/// What destroy and update answer: the request they started, and where to follow it.
+fn request_output(state: &AppState, r: &crate::provisioning::requests::Request) -> Value {
+    json!({
+        "requestId": r.id,
+        "status": r.status,
+        "resourceId": r.resource_id,
+        "requestUrl": format!(
+            "{}{}/v1/requests/{}",
+            state.settings().public_url(),
+            state.settings().plugin_base_path(),
+            r.id
+        ),
+    })
 }
 
 fn estimate_output(r: &super::guardrails::EstimateResponse) -> Value {

@@ -165,6 +165,18 @@ pub async fn delete(
     ),
     ApiError,
 > {
+    let r = delete_resource(&state, &principal, &id, q.override_protection == Some(true)).await?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(r)))
+}
+
+/// Starts the deletion of a resource for `principal` (the REST API and `paved:destroy`).
+/// Asking again while its deletion runs returns that same request.
+pub async fn delete_resource(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    override_protection: bool,
+) -> Result<crate::provisioning::requests::Request, ApiError> {
     use sea_orm::EntityTrait;
     if principal.is_anonymous() {
         return Err(ApiError::new(
@@ -172,17 +184,15 @@ pub async fn delete(
             "deleting a resource needs an authenticated caller",
         ));
     }
-    let res = crate::db::entities::resource::Entity::find_by_id(id.clone())
+    let res = crate::db::entities::resource::Entity::find_by_id(id.to_owned())
         .one(state.db())
         .await?
+        .filter(|r| principal.may_see(&r.owner))
         .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
     if res.deleted_at.is_some() {
         return Err(ApiError::conflict(format!(
             "resource {id} is already deleted"
         )));
-    }
-    if !principal.may_see(&res.owner) {
-        return Err(ApiError::not_found(format!("no resource with id {id:?}")));
     }
     if !(principal.is_admin() || principal.member_of(&res.owner)) {
         return Err(ApiError::new(
@@ -190,14 +200,14 @@ pub async fn delete(
             format!("only members of {} may delete this resource", res.owner),
         ));
     }
-    if res.environment == "prod" && !(principal.is_admin() && q.override_protection == Some(true)) {
+    if res.environment == "prod" && !(principal.is_admin() && override_protection) {
         return Err(ApiError::new(
             ErrorName::NotAllowed,
             "deletion protection: production resources are deleted only by a platform-admin with override=true",
         )
         .with_reason_phrase("Deletion protection: production resource"));
     }
-    if let Some(open) = crate::provisioning::requests::open_for_resource(state.db(), &id).await?
+    if let Some(open) = crate::provisioning::requests::open_for_resource(state.db(), id).await?
         && res.status != "deleting"
     {
         return Err(ApiError::conflict(format!(
@@ -213,7 +223,16 @@ pub async fn delete(
     .await?;
     state.wake_workers();
     tracing::info!(resource_id = %id, request_id = %r.id, by = %principal.subject, "deletion requested");
-    Ok((axum::http::StatusCode::ACCEPTED, Json(r)))
+    crate::audit::record_by(
+        state.db(),
+        principal,
+        "resource.delete_requested",
+        &format!("resource:{id}"),
+        "accepted",
+        Some(serde_json::json!({"requestId": r.id, "override": override_protection})),
+    )
+    .await;
+    Ok(r)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -243,6 +262,18 @@ pub async fn update(
     ),
     ApiError,
 > {
+    let r = update_resource(&state, &principal, &id, &body.values).await?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(r)))
+}
+
+/// Starts an update of a resource for `principal` (the REST API and `paved:update`): the
+/// changed values go through the form, cost and policies again.
+pub async fn update_resource(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    values: &Value,
+) -> Result<crate::provisioning::requests::Request, ApiError> {
     use sea_orm::EntityTrait;
 
     use crate::{
@@ -255,13 +286,11 @@ pub async fn update(
             "updating a resource needs an authenticated caller",
         ));
     }
-    let res = resource::Entity::find_by_id(id.clone())
+    let res = resource::Entity::find_by_id(id.to_owned())
         .one(state.db())
         .await?
+        .filter(|r| principal.may_see(&r.owner))
         .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
-    if !principal.may_see(&res.owner) {
-        return Err(ApiError::not_found(format!("no resource with id {id:?}")));
-    }
     if !(principal.is_admin() || principal.member_of(&res.owner)) {
         return Err(ApiError::new(
             ErrorName::NotAllowed,
@@ -274,23 +303,23 @@ pub async fn update(
             res.status
         )));
     }
-    if let Some(open) = crate::provisioning::requests::open_for_resource(state.db(), &id).await? {
+    if let Some(open) = crate::provisioning::requests::open_for_resource(state.db(), id).await? {
         return Err(ApiError::conflict(format!(
             "resource {id} is busy with request {open}; wait for it to finish"
         )));
     }
-    let current = crate::provisioning::requests::current_values(state.db(), &id)
+    let current = crate::provisioning::requests::current_values(state.db(), id)
         .await?
         .ok_or_else(|| ApiError::internal(format!("resource {id} has no successful request")))?;
-    let offering = super::requests::offering(&state, &res.offering)?;
+    let offering = super::requests::offering(state, &res.offering)?;
     let policies = state.policies();
     let placed = order::place_update(
         &state.guardrail_inputs(&policies),
         &offering,
         &res,
         &current,
-        &body.values,
-        &principal,
+        values,
+        principal,
     )
     .await
     .map_err(|e| super::requests::place_error(&offering.name, e))?;
@@ -298,7 +327,7 @@ pub async fn update(
         Placed::Accepted { request, .. } => {
             state.wake_workers();
             tracing::info!(resource_id = %id, request_id = %request.id, by = %principal.subject, "update requested");
-            Ok((axum::http::StatusCode::ACCEPTED, Json(request)))
+            Ok(request)
         }
         Placed::Denied { request, deny } => Err(super::requests::denied(&request, &deny)),
         Placed::Invalid(errors) => Err(super::requests::invalid(&offering.name, &errors)),

@@ -578,6 +578,24 @@ pub async fn create_delete(
 }
 
 /// An unfinished request (pending, awaiting approval or running) for `resource_id`, if any.
+/// The deletion that removed a resource, if it was deleted.
+pub async fn last_delete(
+    db: &DatabaseConnection,
+    resource_id: &str,
+) -> Result<Option<Request>, DbErr> {
+    let found = request::Entity::find()
+        .filter(request::Column::ResourceId.eq(resource_id))
+        .filter(request::Column::Operation.eq("delete"))
+        .filter(request::Column::Status.eq(RequestStatus::Succeeded.as_str()))
+        .order_by_desc(request::Column::CreatedAt)
+        .one(db)
+        .await?;
+    match found {
+        Some(m) => get(db, &m.id).await,
+        None => Ok(None),
+    }
+}
+
 pub async fn open_for_resource(
     db: &DatabaseConnection,
     resource_id: &str,
