@@ -43,6 +43,17 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Order and follow requests on a running paved, as the caller's token allows.
+    Request {
+        /// paved's URL.
+        #[arg(long, env = "PAVED_URL", default_value = "http://127.0.0.1:7077")]
+        server: String,
+        /// A paved API token or a Backstage user token (never printed).
+        #[arg(long, env = "PAVED_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        command: RequestCommand,
+    },
     /// Read resources from a running paved, as the caller's token allows.
     Resource {
         /// paved's URL.
@@ -57,9 +68,38 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// Order an offering: `paved request create postgres-database --set name=orders
+    /// --set owner=team-a ...`; values are YAML scalars. Follows it until final with --wait.
+    Create {
+        offering: String,
+        /// A form value, `key=value` (repeat for each).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Form values from a YAML or JSON file (--set wins).
+        #[arg(long)]
+        values: Option<PathBuf>,
+        /// Follow the request, step by step, until it is final.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A request with its steps, as JSON.
+    Get { id: String },
+    /// Follow a request step by step until it is final; exits 1 unless it succeeded.
+    Watch { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ResourceCommand {
     /// Your teams' resources: id, entity name, status, owner, monthly cost.
     List,
+    /// Delete a resource (members of the owning team; production: platform-admins with
+    /// --override). Follows the deletion until it is final.
+    Delete {
+        id: String,
+        #[arg(long = "override")]
+        override_protection: bool,
+    },
     /// A resource's credentials as JSON (members of the owning team only; the read is audited).
     Credentials {
         /// Resource id (the template's output shows it).
@@ -140,6 +180,17 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             catalog_register(&settings, url, dry_run)
         }
+        Command::Request {
+            server,
+            token,
+            command,
+        } => {
+            let settings = match load_settings(&cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            request(&settings, &server, token, command)
+        }
         Command::Resource {
             server,
             token,
@@ -215,6 +266,24 @@ fn resource(
                     serde_json::to_string_pretty(&creds).expect("JSON prints")
                 );
             }
+            ResourceCommand::Delete {
+                id,
+                override_protection,
+            } => {
+                let query = if override_protection {
+                    "?override=true"
+                } else {
+                    ""
+                };
+                let r = client
+                    .delete(&format!("/resources/{}{query}", segment(&id)))
+                    .await?;
+                let rid = r["id"].as_str().unwrap_or_default().to_owned();
+                println!("deletion requested: request {rid}");
+                if !crate::client::watch(&client, &rid).await? {
+                    return Err(format!("request {rid} did not succeed"));
+                }
+            }
             ResourceCommand::List => {
                 let list = client.get("/resources").await?;
                 for r in list.as_array().into_iter().flatten() {
@@ -238,6 +307,84 @@ fn resource(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("paved resource: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn request(
+    settings: &Settings,
+    server: &str,
+    token: Option<String>,
+    command: RequestCommand,
+) -> ExitCode {
+    use crate::client::{Client, segment, watch};
+    let client = Client::new(server, &settings.backstage.plugin_id, token);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        match command {
+            RequestCommand::Create {
+                offering,
+                set,
+                values,
+                wait,
+            } => {
+                let mut form = match values {
+                    Some(path) => {
+                        let text = std::fs::read_to_string(&path)
+                            .map_err(|e| format!("--values {}: {e}", path.display()))?;
+                        yaml_serde::from_str::<serde_json::Value>(&text)
+                            .map_err(|e| format!("--values {}: {e}", path.display()))?
+                    }
+                    None => serde_json::json!({}),
+                };
+                if !form.is_object() {
+                    return Err("--values: must be a mapping of form values".to_owned());
+                }
+                for kv in set {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .ok_or_else(|| format!("--set {kv:?}: must be KEY=VALUE"))?;
+                    // YAML scalars: 20 is a number, true a boolean, the rest strings.
+                    let v: serde_json::Value = yaml_serde::from_str(v)
+                        .unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+                    form[k] = v;
+                }
+                let r = client
+                    .post(
+                        "/requests",
+                        &serde_json::json!({"offering": offering, "values": form}),
+                    )
+                    .await?;
+                let id = r["id"].as_str().unwrap_or_default().to_owned();
+                let cost = r["estimate"]["monthly"]
+                    .as_f64()
+                    .map(|m| format!(", {m:.2}/month"))
+                    .unwrap_or_default();
+                println!("request {id}: {}{cost}", r["status"].as_str().unwrap_or(""));
+                if wait && !watch(&client, &id).await? {
+                    return Err(format!("request {id} did not succeed"));
+                }
+            }
+            RequestCommand::Get { id } => {
+                let r = client.get(&format!("/requests/{}", segment(&id))).await?;
+                println!("{}", serde_json::to_string_pretty(&r).expect("JSON prints"));
+            }
+            RequestCommand::Watch { id } => {
+                if !watch(&client, &id).await? {
+                    return Err(format!("request {id} did not succeed"));
+                }
+            }
+        }
+        Ok::<_, String>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paved request: {e}");
             ExitCode::FAILURE
         }
     }

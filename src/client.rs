@@ -28,7 +28,27 @@ impl Client {
 
     /// GET a path of the API; a refusal becomes paved's own message.
     pub async fn get(&self, path: &str) -> Result<Value, String> {
-        let mut req = self.http.get(format!("{}{path}", self.base));
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, String> {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -57,4 +77,50 @@ impl Client {
 /// Path segments come from the command line: keep them one segment.
 pub fn segment(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Follows a request until it is final, printing each step as it changes. True when it
+/// succeeded.
+pub async fn watch(client: &Client, id: &str) -> Result<bool, String> {
+    let mut shown: Vec<(String, String)> = Vec::new();
+    loop {
+        let r = client.get(&format!("/requests/{}", segment(id))).await?;
+        for step in r["steps"].as_array().into_iter().flatten() {
+            let name = step["name"].as_str().unwrap_or("").to_owned();
+            let status = step["status"].as_str().unwrap_or("").to_owned();
+            if !shown.iter().any(|(n, s)| *n == name && *s == status) && status != "pending" {
+                let mark = match status.as_str() {
+                    "succeeded" => "done",
+                    "running" => "...",
+                    "retrying" => "retry",
+                    _ => status.as_str(),
+                };
+                let error = step["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                println!("  [{mark:>5}] {name}{error}");
+                shown.retain(|(n, _)| *n != name);
+                shown.push((name, status));
+            }
+        }
+        let status = r["status"].as_str().unwrap_or("");
+        if ["succeeded", "failed", "rejected", "cancelled", "denied"].contains(&status) {
+            let detail = r["error"]
+                .as_str()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            let resource = r["resourceId"]
+                .as_str()
+                .map(|id| format!(" (resource {id})"))
+                .unwrap_or_default();
+            println!("request {id} {status}{resource}{detail}");
+            return Ok(status == "succeeded");
+        }
+        if status == "awaiting_approval" && !shown.iter().any(|(n, _)| n == "#approval") {
+            println!("  waiting for approval (paved request get {id} shows who may decide)");
+            shown.push(("#approval".into(), String::new()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -542,3 +542,111 @@ fn catalog_register_explains_a_missing_or_unreachable_backstage() {
         "{err}"
     );
 }
+
+/// The command line as a developer uses it against a running paved: order and follow a
+/// request, read it back, delete the resource.
+#[test]
+fn the_command_line_orders_follows_and_deletes() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    let hash: String = sha2::Sha256::digest(b"cli-alice-token")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let server = Server::start(|c| {
+        c.env("PAVED_DATABASE__URL", &url)
+            .env("PAVED_LOG__LEVEL", "warn")
+            .env("PAVED_ENGINE__WORKERS", "1")
+            .env("PAVED_AUTH__ALLOW_ANONYMOUS", "false")
+            .env(
+                "PAVED_AUTH__STATIC_TOKENS",
+                format!(
+                    "[{{subject: alice, sha256: {hash}, roles: [developer], groups: [team-a]}}]"
+                ),
+            );
+    });
+    server.wait_ready();
+    let _teardown = common::Teardown {
+        db_url: url.clone(),
+        requests: vec![],
+    };
+    let cli = |args: &[&str]| {
+        let out = paved()
+            .args(args)
+            .env("PAVED_URL", format!("http://127.0.0.1:{}", server.port))
+            .env("PAVED_TOKEN", "cli-alice-token")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let name = format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let (code, out, err) = cli(&[
+        "request",
+        "create",
+        "redis-cache",
+        "--set",
+        &format!("name={name}"),
+        "--set",
+        "owner=team-a",
+        "--set",
+        "cost_center=ENG-1234",
+        "--wait",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // Each step as it finishes, then the outcome with the resource.
+    assert!(
+        out.contains("[ done] validate") && out.contains("[ done] publish"),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.contains(" succeeded (resource "))
+        .expect(&out);
+    let request = line.split_whitespace().nth(1).unwrap().to_owned();
+    let resource = line
+        .split("(resource ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+
+    let (code, out, _) = cli(&["request", "get", &request]);
+    assert_eq!(code, Some(0));
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["status"], "succeeded");
+    assert_eq!(r["requester"], "user:default/alice");
+
+    // Refusals come back as paved's message, naming the field, with exit code 1.
+    let (code, _, err) = cli(&[
+        "request",
+        "create",
+        "redis-cache",
+        "--set",
+        "name=Not_Valid",
+        "--set",
+        "owner=team-a",
+        "--set",
+        "cost_center=ENG-1234",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("400") && err.contains("name"), "{err}");
+
+    let (code, out, err) = cli(&["resource", "delete", &resource]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("deletion requested") && out.contains("succeeded"),
+        "{out}"
+    );
+    let (_, out, _) = cli(&["resource", "list"]);
+    assert!(
+        !out.contains(&resource),
+        "deleted resources are not listed: {out}"
+    );
+    server.signal("TERM");
+    server.wait();
+}
