@@ -7,11 +7,8 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use common::{
-    Engine as DbEngine, TestApp, TestDb,
-    kit::{
-        Recorder, Teardown, call, db_of, eventually, notify_to, order, unique, wait_final,
-        with_workers,
-    },
+    Engine as DbEngine, Teardown, TestApp, TestDb,
+    kit::{Recorder, call, db_of, eventually, notify_to, order, unique, wait_final, with_workers},
     settings,
 };
 use paved::db::entities::{audit_event, request, resource};
@@ -69,7 +66,7 @@ async fn ephemeral_environments_warn_extend_and_are_reaped_through_a_delete_requ
     let rid = done["resourceId"].as_str().unwrap().to_owned();
     let _teardown = Teardown {
         db_url: db.url.clone(),
-        resources: vec![rid.clone()],
+        requests: vec![], // all this test's database holds
     };
     let (_, res) = call(
         &app,
@@ -581,15 +578,9 @@ async fn notifications_reach_backstage_and_the_webhook_with_retries() {
         "only the last approval tells"
     );
     wait_final(&app, &id).await;
-    let res_id = request::Entity::find_by_id(id.clone())
-        .one(&conn)
-        .await
-        .unwrap()
-        .unwrap()
-        .resource_id;
     let _teardown = Teardown {
         db_url: db.url.clone(),
-        resources: res_id.into_iter().collect(),
+        requests: vec![], // all this test's database holds
     };
 
     // A rejection.
@@ -791,7 +782,7 @@ async fn postgres_drift_is_found_accepted_and_reverted_through_an_update() {
     let rid = done["resourceId"].as_str().unwrap().to_owned();
     let _teardown = Teardown {
         db_url: db.url.clone(),
-        resources: vec![rid.clone()],
+        requests: vec![], // all this test's database holds
     };
     let dbname = format!("{name}_dev");
 
@@ -988,7 +979,7 @@ async fn redis_drift_is_found_by_the_scheduled_scan_and_reverted() {
     let rid = done["resourceId"].as_str().unwrap().to_owned();
     let _teardown = Teardown {
         db_url: db.url.clone(),
-        resources: vec![rid.clone()],
+        requests: vec![], // all this test's database holds
     };
     let user = format!("paved-{name}-dev");
     eventually("a first scheduled scan finds nothing", || async {
@@ -1113,7 +1104,7 @@ async fn unused_resources_are_found_from_usage_and_reported_with_their_savings()
     );
     let _teardown = Teardown {
         db_url: db.url.clone(),
-        resources: vec![pg_id.clone(), cache_id.clone()],
+        requests: vec![], // all this test's database holds
     };
     let drivers = Drivers::from_settings(&s.drivers);
     let res = |id: String| {
@@ -1378,7 +1369,7 @@ async fn platform_metrics_measure_speed_outcomes_guardrails_drift_and_cleanup() 
     );
     let _teardown = Teardown {
         db_url: db.url.clone(),
-        resources: vec![a_id.clone(), b_id.clone()],
+        requests: vec![], // all this test's database holds
     };
     let (st, denied) = common::kit::order_as(&app, "alice-token", "postgres-database", json!({"name": unique(), "environment": "dev", "size": "medium", "owner": "team-a", "cost_center": "ENG-1234"})).await;
     assert_eq!(st, 403, "{denied}");
@@ -1591,7 +1582,7 @@ async fn cost_insights_daily_costs_come_from_resource_history() {
     );
     let _teardown = Teardown {
         db_url: db.url.clone(),
-        resources: vec![kept_id.clone(), gone_id.clone()],
+        requests: vec![], // all this test's database holds
     };
     let (st, resize) = call(
         &app,

@@ -5,54 +5,14 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use common::{Engine as DbEngine, Teardown, TestApp, TestDb, settings};
-use paved::{
-    config::Settings,
-    provisioning::{drivers::Drivers, engine::Engine, secrets::SecretBox},
+use common::{
+    Engine as DbEngine, Teardown, TestApp, TestDb,
+    kit::{order, unique as name, wait_final, with_workers},
+    settings,
 };
+use paved::provisioning::{drivers::Drivers, engine::Engine, secrets::SecretBox};
 use sea_orm::sqlx::{self, Connection, postgres::PgConnection};
 use serde_json::{Value, json};
-
-fn with_workers(mut s: Settings, workers: usize) -> Settings {
-    s.engine.workers = workers;
-    s.engine.poll_seconds = 1;
-    s.auth.static_tokens = vec![
-        common::static_token("alice", "alice-token", &["developer"], &["team-a"]),
-        common::static_token("mallory", "mallory-token", &["developer"], &["team-b"]),
-        common::static_token("dave", "dave-token", &["platform-admin"], &[]),
-    ];
-    s
-}
-
-fn name() -> String {
-    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
-}
-
-async fn order(app: &TestApp, offering: &str, values: Value) -> String {
-    let r = app
-        .client
-        .post(app.api("/requests"))
-        .bearer_auth("alice-token")
-        .json(&json!({"offering": offering, "values": values}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap().to_owned()
-}
-
-async fn wait_final(app: &TestApp, id: &str) -> Value {
-    for _ in 0..300 {
-        let (_, r) = app.get_json(&format!("/requests/{id}")).await;
-        if ["succeeded", "failed", "cancelled"].contains(&r["status"].as_str().unwrap_or("")) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("request {id} did not finish within 30 s");
-}
 
 #[tokio::test]
 async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
@@ -297,6 +257,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
             ("credentials.read", "user:default/mallory"),
             ("credentials.read", "user:default/alice"),
             ("resource.updated", "paved:engine"),
+            ("resource.delete_requested", "user:default/alice"),
             ("resource.deleted", "paved:engine")
         ]
     );

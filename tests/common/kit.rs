@@ -102,62 +102,6 @@ pub async fn call(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Destroys what the engine created for some resources when dropped, whatever the test's
-/// outcome (reading specs and ownership tags from the test's database).
-pub struct Teardown {
-    pub db_url: String,
-    pub resources: Vec<String>,
-}
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        let (url, ids) = (self.db_url.clone(), std::mem::take(&mut self.resources));
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    use paved::db::entities::resource;
-                    use sea_orm::EntityTrait;
-                    let mut db = Settings::default().database;
-                    db.url = url;
-                    let Ok(conn) = paved::db::connect(&db).await else {
-                        return;
-                    };
-                    let drivers = paved::provisioning::drivers::Drivers::from_settings(
-                        &Settings::default().drivers,
-                    );
-                    for id in ids {
-                        let Ok(Some(r)) = resource::Entity::find_by_id(id.clone()).one(&conn).await
-                        else {
-                            continue;
-                        };
-                        let parts = r
-                            .desired
-                            .get("parts")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default();
-                        for p in parts {
-                            if let Ok(spec) =
-                                drivers.parse(p["driver"].as_str().unwrap_or(""), &p["spec"])
-                            {
-                                drivers
-                                    .destroy(&spec, &paved::provisioning::engine::owner_tag(&id))
-                                    .await
-                                    .ok();
-                            }
-                        }
-                    }
-                    conn.close().await.ok();
-                });
-            });
-        });
-    }
-}
-
 /// One call the stand-in received.
 #[derive(Debug, Clone)]
 pub struct Call {
