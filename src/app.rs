@@ -48,7 +48,7 @@ struct Inner {
     wake: Arc<Notify>,
     backstage_tokens: Option<crate::auth::backstage::BackstageTokens>,
     outgoing: Outgoing,
-    catalog_document: tokio::sync::Mutex<Option<crate::api::CachedDocument>>,
+    catalog_pages: crate::catalog::pages::PageCache,
     metrics: PrometheusHandle,
     schema_ready: AtomicBool,
     shutting_down: AtomicBool,
@@ -114,9 +114,9 @@ impl AppState {
         &self.0.outgoing
     }
 
-    /// The last served catalog document (rebuilt only when something changed).
-    pub fn catalog_document(&self) -> &tokio::sync::Mutex<Option<crate::api::CachedDocument>> {
-        &self.0.catalog_document
+    /// The served catalog documents (each page rebuilt only when something on it changed).
+    pub fn catalog_pages(&self) -> &crate::catalog::pages::PageCache {
+        &self.0.catalog_pages
     }
 
     /// Seals and opens credentials.
@@ -204,6 +204,9 @@ impl Application {
             // Links and catalog locations need the real port (listen may say 0).
             settings.server.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
+        let catalog_pages = crate::catalog::pages::PageCache::new(
+            crate::catalog::pages::Layout::from_settings(&settings),
+        );
         let state = AppState(Arc::new(Inner {
             settings,
             db,
@@ -215,7 +218,7 @@ impl Application {
             wake: Arc::new(Notify::new()),
             backstage_tokens,
             outgoing,
-            catalog_document: tokio::sync::Mutex::new(None),
+            catalog_pages,
             metrics: telemetry::metrics_handle(),
             schema_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
@@ -279,7 +282,7 @@ impl Application {
             if let Some(url) = &settings.backstage.base_url {
                 engine = engine.with_refresher(
                     crate::catalog::refresh::Refresher::new(url, state.outgoing().clone())
-                        .with_document(&crate::catalog::document_url(&settings)),
+                        .with_layout(state.catalog_pages().layout().clone()),
                 );
             }
             let engine = Arc::new(engine);

@@ -360,6 +360,7 @@ async fn team_budgets_and_spend() {
             created_at: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),
+            catalog_bucket: Set(paved::catalog::pages::bucket_of(id)),
         })
         .exec(&conn)
         .await

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_initial;
 mod m20261124_000002_request_decisions;
 mod m20261124_000003_signing_keys_and_audit_teams;
+mod m20261124_000005_catalog_pages;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_initial::Migration),
             Box::new(m20261124_000002_request_decisions::Migration),
             Box::new(m20261124_000003_signing_keys_and_audit_teams::Migration),
+            Box::new(m20261124_000005_catalog_pages::Migration),
         ]
     }
 }
