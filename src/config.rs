@@ -771,6 +771,8 @@ mod tests {
                 "Bad Id",
                 "backstage.plugin_id",
             ),
+            ("PAVED_CATALOG__PAGES", "0", "catalog.pages"),
+            ("PAVED_CATALOG__PAGES", "4097", "catalog.pages"),
         ];
         for (var, value, key) in cases {
             let err = Settings::load(None, env(&[(var, value)])).unwrap_err();
