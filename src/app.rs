@@ -48,7 +48,7 @@ struct Inner {
     wake: Arc<Notify>,
     backstage_tokens: Option<crate::auth::backstage::BackstageTokens>,
     outgoing: Outgoing,
-    catalog_document: tokio::sync::Mutex<Option<crate::api::CachedDocument>>,
+    catalog_pages: crate::catalog::pages::PageCache,
     metrics: PrometheusHandle,
     notifier: crate::notifications::Notifier,
     refresher: Option<crate::catalog::refresh::Refresher>,
@@ -119,9 +119,9 @@ impl AppState {
         &self.0.outgoing
     }
 
-    /// The last served catalog document (rebuilt only when something changed).
-    pub fn catalog_document(&self) -> &tokio::sync::Mutex<Option<crate::api::CachedDocument>> {
-        &self.0.catalog_document
+    /// The served catalog documents (each page rebuilt only when something on it changed).
+    pub fn catalog_pages(&self) -> &crate::catalog::pages::PageCache {
+        &self.0.catalog_pages
     }
 
     /// Seals and opens credentials.
@@ -140,9 +140,12 @@ impl AppState {
     }
 
     /// Asks Backstage's catalog to refresh a resource's entity (where Backstage is configured).
-    pub fn refresh_entity(&self, entity_name: &str) {
+    pub fn refresh_entity(&self, entity_name: &str, resource_id: &str) {
         if let Some(r) = &self.0.refresher {
-            r.refresh(format!("resource:default/{entity_name}"));
+            r.refresh(
+                format!("resource:default/{entity_name}"),
+                resource_id.to_owned(),
+            );
         }
     }
 
@@ -226,11 +229,14 @@ impl Application {
             // Links and catalog locations need the real port (listen may say 0).
             settings.server.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
+        let catalog_pages = crate::catalog::pages::PageCache::new(
+            crate::catalog::pages::Layout::from_settings(&settings),
+        );
         let notifier = crate::notifications::Notifier::from_settings(&settings, &outgoing);
         let drivers = Arc::new(Drivers::from_settings(&settings.drivers));
         let refresher = settings.backstage.base_url.as_deref().map(|url| {
             crate::catalog::refresh::Refresher::new(url, outgoing.clone())
-                .with_document(&crate::catalog::document_url(&settings))
+                .with_layout(catalog_pages.layout().clone())
         });
         let state = AppState(Arc::new(Inner {
             settings,
@@ -243,7 +249,7 @@ impl Application {
             wake: Arc::new(Notify::new()),
             backstage_tokens,
             outgoing,
-            catalog_document: tokio::sync::Mutex::new(None),
+            catalog_pages,
             metrics: telemetry::metrics_handle(),
             notifier,
             refresher,
@@ -466,8 +472,8 @@ fn day2_schedules(state: &AppState) -> Vec<crate::schedule::Schedule> {
                     .await
                     {
                         Ok(scanned) => {
-                            for name in &scanned.changed {
-                                st.refresh_entity(name);
+                            for (name, id) in &scanned.changed {
+                                st.refresh_entity(name, id);
                             }
                             for (rid, part, n) in &scanned.self_transactions {
                                 crate::provisioning::usage::record_self_activity(

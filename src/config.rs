@@ -183,11 +183,19 @@ pub struct CatalogSettings {
     /// Serve the catalog documents without a token: Backstage's URL reader sends none.
     /// Protect them at the network layer, or turn this off and use an entity provider.
     pub public: bool,
+    /// How many pages resources are spread over (1..=4096). Each page is its own document
+    /// with its own ETag and its own `Location` entity in Backstage, so a change re-reads one
+    /// page. Aim for a few thousand resources per page at most; changing it moves resources
+    /// between pages (Backstage settles that through its orphan cleanup).
+    pub pages: u32,
 }
 
 impl Default for CatalogSettings {
     fn default() -> Self {
-        Self { public: true }
+        Self {
+            public: true,
+            pages: 64,
+        }
     }
 }
 
@@ -605,6 +613,16 @@ impl Settings {
                 "is required outside the embedded SQLite default (generate one with `openssl rand -base64 32`)".into(),
             ));
         }
+        if !(1..=crate::catalog::pages::BUCKETS).contains(&self.catalog.pages) {
+            return Err(err(
+                "catalog.pages",
+                format!(
+                    "must be between 1 and {} (got {})",
+                    crate::catalog::pages::BUCKETS,
+                    self.catalog.pages
+                ),
+            ));
+        }
         if self.backstage.key_rotation_hours == 0 {
             return Err(err(
                 "backstage.key_rotation_hours",
@@ -935,6 +953,8 @@ mod tests {
                 "daily",
                 "drift.scan_interval_seconds",
             ),
+            ("PAVED_CATALOG__PAGES", "0", "catalog.pages"),
+            ("PAVED_CATALOG__PAGES", "4097", "catalog.pages"),
         ];
         for (var, value, key) in cases {
             let err = Settings::load(None, env(&[(var, value)])).unwrap_err();

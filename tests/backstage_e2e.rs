@@ -738,6 +738,24 @@ catalog:
     assert_eq!(ann["paved.dev/resource-id"], resource_id.as_str());
     assert_eq!(ann["paved.dev/request-id"], request_id.as_str());
     assert_eq!(processing_errors(&resource), Vec::<Value>::new());
+    // It came from its catalog page, read by that page's own Location entity (the one paved's
+    // refresh fallback refreshes), which the registered document emitted.
+    let layout = paved::catalog::pages::Layout::new(&format!("{}/api/paved", paved.base()), 64);
+    let page_url = layout.page_url(layout.page_of(&resource_id));
+    assert_eq!(
+        ann["backstage.io/managed-by-location"],
+        format!("url:{page_url}").as_str(),
+        "{resource}"
+    );
+    let page_location = entity(
+        &http,
+        &bs,
+        &layout.page_location_ref(layout.page_of(&resource_id)),
+    )
+    .await
+    .expect("the page's Location entity is in Backstage's catalog");
+    assert_eq!(page_location["spec"]["target"], page_url.as_str());
+    assert_eq!(processing_errors(&page_location), Vec::<Value>::new());
     let (code, creds) = http
         .get(
             &format!("{api}/resources/{resource_id}/credentials"),

@@ -866,18 +866,30 @@ async fn resources_are_published_as_backstage_entities() {
         200,
         "public: Backstage's URL reader sends no token"
     );
-    let etag = all.headers()["etag"].to_str().unwrap().to_owned();
-    let text = all.text().await.unwrap();
-    let docs: Vec<Value> = text
-        .split("---\n")
-        .filter(|d| !d.trim().is_empty())
-        .map(|d| yaml_serde::from_str(d).unwrap())
-        .collect();
-    let templates = docs.iter().filter(|d| d["kind"] == "Template").count();
+    let index = yaml_docs(&all.text().await.unwrap());
+    let templates = index.iter().filter(|d| d["kind"] == "Template").count();
     assert_eq!(
         templates, 3,
         "the offerings' Templates, exactly as paved validates against"
     );
+    assert!(
+        index.iter().all(|d| d["kind"] != "Resource"),
+        "resources live on the pages"
+    );
+    // The resource is on the page its id hashes to, which a Location of the index reads.
+    let layout = paved::catalog::pages::Layout::new(&format!("{}/api/paved", app.base), 64);
+    let page_url = layout.page_url(layout.page_of(&rid));
+    assert!(
+        index
+            .iter()
+            .any(|d| d["kind"] == "Location" && d["spec"]["target"] == page_url.as_str()),
+        "no Location reads {page_url}"
+    );
+    let page = app.client.get(&page_url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let etag = page.headers()["etag"].to_str().unwrap().to_owned();
+    let text = page.text().await.unwrap();
+    let docs = yaml_docs(&text);
     let entity = docs
         .iter()
         .find(|d| d["kind"] == "Resource")
@@ -910,7 +922,7 @@ async fn resources_are_published_as_backstage_entities() {
 
     let again = app
         .client
-        .get(app.url("/api/paved/catalog/entities.yaml"))
+        .get(&page_url)
         .header("if-none-match", &etag)
         .send()
         .await
@@ -936,7 +948,7 @@ async fn resources_are_published_as_backstage_entities() {
     wait_final(&app, del["id"].as_str().unwrap()).await;
     let after = app
         .client
-        .get(app.url("/api/paved/catalog/entities.yaml"))
+        .get(&page_url)
         .header("if-none-match", &etag)
         .send()
         .await
@@ -951,6 +963,14 @@ async fn resources_are_published_as_backstage_entities() {
         .unwrap();
     assert_eq!(gone.status(), 404);
     app.stop().await;
+}
+
+/// The documents of a YAML stream.
+fn yaml_docs(text: &str) -> Vec<Value> {
+    text.split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| yaml_serde::from_str(d).unwrap())
+        .collect()
 }
 
 /// What the stand-in catalog was asked: (Authorization header, body).
@@ -1021,11 +1041,13 @@ async fn the_catalog_is_asked_to_refresh_and_backstage_down_fails_nothing() {
     }
     let calls = seen.lock().unwrap().clone();
     // Backstage refreshes only entities it knows: a new resource comes in by re-reading the
-    // Location of paved's document, so that is refreshed next.
-    let location = paved::catalog::refresh::location_entity_ref(&format!(
-        "{}/api/paved/catalog/entities.yaml",
-        app.base
-    ));
+    // Location of the catalog page that publishes it, so that is refreshed next.
+    let rid = wait_final(&app, &id).await["resourceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let layout = paved::catalog::pages::Layout::new(&format!("{}/api/paved", app.base), 64);
+    let location = layout.page_location_ref(layout.page_of(&rid));
     assert_eq!(
         calls,
         vec![

@@ -360,6 +360,7 @@ async fn team_budgets_and_spend() {
             created_at: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),
+            catalog_bucket: Set(paved::catalog::pages::bucket_of(id)),
         })
         .exec(&conn)
         .await
@@ -441,8 +442,19 @@ async fn actions_registry_estimate_and_provision() {
             "paved:estimate",
             "paved:provision",
             "paved:wait",
+            "paved:destroy",
+            "paved:update",
             "paved:extend-ttl"
         ]
+    );
+    // Honest attributes: only destroy is destructive; estimate and wait change nothing.
+    let attrs = |i: usize| list["actions"][i]["attributes"].clone();
+    assert_eq!(attrs(3)["destructive"], true);
+    assert_eq!(attrs(4)["idempotent"], false);
+    assert!(
+        (0..6)
+            .filter(|&i| i != 3)
+            .all(|i| attrs(i)["destructive"] == false)
     );
     let est = &list["actions"][0];
     assert_eq!(

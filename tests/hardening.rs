@@ -293,6 +293,7 @@ fn no_input_makes_paved_fail_or_answer_outside_backstages_error_shape() {
         "/v1/audit",
         "/v1/offerings",
         "/catalog/entities.yaml",
+        "/catalog/pages/0.yaml",
     ] {
         runner
             .run(&query_string(), |q| {
@@ -320,6 +321,7 @@ fn no_input_makes_paved_fail_or_answer_outside_backstages_error_shape() {
                 format!("{base}/v1/teams/{seg}/spend"),
                 format!("{base}/v1/teams/{seg}/budget"),
                 format!("{base}/catalog/resources/{seg}"),
+                format!("{base}/catalog/pages/{seg}"),
             ] {
                 check(
                     &rt,

@@ -1,35 +1,21 @@
 //! Catalog documents Backstage's URL reader fetches (it sends no token, so these routes are
-//! public unless `catalog.public` is off). ETag / If-None-Match answer 304, and the full
-//! document is only re-serialized when resources or templates changed.
+//! public unless `catalog.public` is off). ETag / If-None-Match answer 304. `entities.yaml`
+//! holds the Templates and one Location per page; each page is re-serialized only when a
+//! resource on it changed (`catalog::pages`).
 
 use axum::{
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
-use sha2::{Digest, Sha256};
+use sea_orm::EntityTrait;
 
-use crate::{app::AppState, catalog::provider, db::entities::resource, error::ApiError};
-
-/// The served document and what it was built from.
-pub struct CachedDocument {
-    fingerprint: String,
-    etag: String,
-    /// Shared, not copied, by every response: at 100k resources the document is ~100 MB.
-    body: axum::body::Bytes,
-}
-
-fn etag_of(body: &str) -> String {
-    let d = Sha256::digest(body.as_bytes());
-    format!(
-        "\"{}\"",
-        d.iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
-}
+use crate::{
+    app::AppState,
+    catalog::{pages::etag_of, provider},
+    db::entities::resource,
+    error::ApiError,
+};
 
 fn yaml(etag: &str, body: impl Into<axum::body::Body>) -> Response {
     let mut res = (StatusCode::OK, body.into()).into_response();
@@ -58,50 +44,47 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> Option<Response> {
 }
 
 fn base_url(state: &AppState) -> String {
-    format!(
-        "{}{}",
-        state.settings().public_url(),
-        state.settings().plugin_base_path()
-    )
+    state.catalog_pages().layout().base_url().to_owned()
 }
 
-/// Every live resource and every offering's Template, as one YAML stream.
+/// The registered document: every offering's Template and one Location per page.
 pub async fn all(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    // Cheap: a count and the newest change, instead of reading every row.
-    let count = resource::Entity::find().count(state.db()).await?;
-    let newest = resource::Entity::find()
-        .order_by_desc(resource::Column::UpdatedAt)
-        .one(state.db())
-        .await?;
-    let templates = state.templates().snapshot();
-    let versions: Vec<&str> = templates
-        .offerings
-        .values()
-        .map(|o| o.version.as_str())
-        .collect();
-    let fingerprint = format!(
-        "{count}|{}|{}",
-        newest
-            .map(|n| format!("{}@{}", n.id, n.updated_at.to_rfc3339()))
-            .unwrap_or_default(),
-        versions.join(",")
-    );
-    let mut cache = state.catalog_document().lock().await;
-    if cache.as_ref().is_none_or(|c| c.fingerprint != fingerprint) {
-        let resources = provider::live_resources(state.db()).await?;
-        let drift = crate::provisioning::drift::statuses(state.db()).await?;
-        let body = provider::document(&resources, &templates, &base_url(&state), &drift);
-        *cache = Some(CachedDocument {
-            fingerprint,
-            etag: etag_of(&body),
-            body: body.into(),
-        });
-    }
-    let doc = cache.as_ref().expect("filled above");
+    let doc = state
+        .catalog_pages()
+        .index(&state.templates().snapshot())
+        .await;
     if let Some(res) = not_modified(&headers, &doc.etag) {
         return Ok(res);
     }
-    Ok(yaml(&doc.etag, doc.body.clone()))
+    Ok(yaml(&doc.etag, doc.body))
+}
+
+/// One page: the entities of the live resources whose id hashes to it.
+pub async fn page(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let pages = state.catalog_pages().layout().pages();
+    let missing = || {
+        ApiError::not_found(format!(
+            "no catalog page {file:?} (expected <n>.yaml with n from 0 to {})",
+            pages - 1
+        ))
+    };
+    let n: u32 = file
+        .strip_suffix(".yaml")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(missing)?;
+    let doc = state
+        .catalog_pages()
+        .page(state.db(), n)
+        .await?
+        .ok_or_else(missing)?;
+    if let Some(res) = not_modified(&headers, &doc.etag) {
+        return Ok(res);
+    }
+    Ok(yaml(&doc.etag, doc.body))
 }
 
 /// One resource's entities (with its parts, for a composite; what `catalog:register` points

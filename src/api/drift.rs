@@ -104,7 +104,7 @@ pub async fn check(
     )
     .await;
     if checked.status_changed {
-        state.refresh_entity(&res.entity_name);
+        state.refresh_entity(&res.entity_name, &res.id);
     }
     Ok(Json(checked.report))
 }
@@ -215,6 +215,6 @@ pub async fn accept(
     )
     .await
     .map_err(drift_error)?;
-    state.refresh_entity(&res.entity_name);
+    state.refresh_entity(&res.entity_name, &res.id);
     Ok(Json(report))
 }

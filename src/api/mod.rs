@@ -33,8 +33,6 @@ use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use catalog::CachedDocument;
-
 use crate::{app::AppState, error};
 
 #[derive(OpenApi)]
@@ -176,6 +174,7 @@ pub fn router(state: AppState) -> Router {
     // Catalog documents: Backstage's URL reader sends no token.
     let catalog = Router::new()
         .route("/catalog/entities.yaml", get(catalog::all))
+        .route("/catalog/pages/{file}", get(catalog::page))
         .route("/catalog/resources/{file}", get(catalog::one))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

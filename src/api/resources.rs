@@ -427,7 +427,7 @@ pub(crate) async fn extend_ttl(
     {
         Ok(updated) => {
             tracing::info!(resource_id = %id, by = %principal.subject, hours, expires_at = ?updated.expires_at, "expiry extended");
-            state.refresh_entity(&updated.entity_name);
+            state.refresh_entity(&updated.entity_name, &updated.id);
             Ok(resources::to_api(updated))
         }
         Err(ExtendError::NotFound(_)) => {

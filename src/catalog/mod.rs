@@ -2,6 +2,7 @@
 //! that publishes `Resource` entities, catalog refresh, and registering paved's location.
 
 mod entity_ref;
+pub mod pages;
 pub mod provider;
 pub mod refresh;
 pub mod register;
@@ -10,11 +11,8 @@ pub use entity_ref::{EntityRef, is_valid_entity_name, is_valid_namespace, is_val
 
 use crate::config::Settings;
 
-/// The URL of paved's catalog document (every resource and template), as Backstage reads it.
+/// The URL of paved's catalog document (the templates and the pages' locations), as
+/// Backstage reads it and users register it.
 pub fn document_url(settings: &Settings) -> String {
-    format!(
-        "{}{}/catalog/entities.yaml",
-        settings.public_url(),
-        settings.plugin_base_path()
-    )
+    pages::Layout::from_settings(settings).document_url()
 }

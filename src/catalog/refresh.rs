@@ -4,8 +4,10 @@
 //!
 //! Backstage refreshes only entities it already knows (`POST /api/catalog/refresh` answers 404
 //! for a new one, docs/backstage-protocol.md §6b). A new resource therefore refreshes the
-//! `Location` entity of paved's catalog document instead: re-reading the document is what
-//! brings the new entity in. A removed resource's entities are deleted from the catalog
+//! `Location` entity of the catalog page that publishes it (`catalog::pages`): re-reading that
+//! one page is what brings the new entity in. If Backstage does not know the page's Location
+//! either (just registered, or `catalog.pages` grew), the registered document's Location is
+//! refreshed, which emits the page Locations. A removed resource's entities are deleted from the catalog
 //! outright (as an entity provider's removal would be), instead of lingering as orphans until
 //! Backstage's orphan cleanup.
 
@@ -15,6 +17,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 
+use super::pages::Layout;
 use crate::auth::signing::Outgoing;
 
 #[derive(Clone)]
@@ -23,16 +26,21 @@ pub struct Refresher {
     base: String,
     auth: Outgoing,
     attempts: u32,
-    /// `location:default/generated-…` of paved's catalog document, when known.
-    location: Option<String>,
+    /// Where paved's catalog document and pages are, when known.
+    layout: Option<Layout>,
 }
 
-/// The entity ref Backstage gives the `Location` it creates for a registered `url` location
-/// (`locationSpecToMetadataName` in catalog-backend: `generated-` + sha1 of `type:target`).
-pub fn location_entity_ref(target: &str) -> String {
+/// The name Backstage gives the `Location` it creates for a registered `url` location
+/// (`locationSpecToMetadataName` in catalog-node: `generated-` + sha1 of `type:target`).
+pub fn location_entity_name(target: &str) -> String {
     let digest = Sha1::digest(format!("url:{target}").as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("location:default/generated-{hex}")
+    format!("generated-{hex}")
+}
+
+/// The entity ref of that `Location`.
+pub fn location_entity_ref(target: &str) -> String {
+    format!("location:default/{}", location_entity_name(target))
 }
 
 /// What a removal found in the catalog.
@@ -57,23 +65,24 @@ impl Refresher {
             base: base_url.trim_end_matches('/').to_owned(),
             auth,
             attempts: 6,
-            location: None,
+            layout: None,
         }
     }
 
-    /// The URL paved's catalog document is registered under (`paved catalog register`), so a
-    /// new resource can be brought in by re-reading it.
-    pub fn with_document(mut self, document_url: &str) -> Self {
-        self.location = Some(location_entity_ref(document_url));
+    /// Where paved's catalog document (registered by `paved catalog register`) and its pages
+    /// are, so a new resource can be brought in by re-reading its page.
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = Some(layout);
         self
     }
 
-    /// Refreshes `entity_ref` in the background (1 s, 2 s, 4 s ... between attempts).
-    pub fn refresh(&self, entity_ref: String) {
+    /// Refreshes `entity_ref`, an entity of resource `resource_id`, in the background (1 s,
+    /// 2 s, 4 s ... between attempts).
+    pub fn refresh(&self, entity_ref: String, resource_id: String) {
         let me = self.clone();
         tokio::spawn(async move {
             me.retrying(&entity_ref, "catalog refresh", || {
-                me.refresh_once(&entity_ref)
+                me.refresh_once(&entity_ref, &resource_id)
             })
             .await;
         });
@@ -93,7 +102,7 @@ impl Refresher {
                     .await;
                 if let Some(Removal::LeftToCatalog(why)) = removed {
                     tracing::info!(entity = %entity_ref, reason = %why, "left to Backstage's orphan cleanup");
-                    me.refresh(entity_ref.clone());
+                    me.refresh(entity_ref.clone(), resource_id.clone());
                 }
             }
         });
@@ -146,19 +155,25 @@ impl Refresher {
         }
     }
 
-    async fn refresh_once(&self, entity_ref: &str) -> Result<(), String> {
+    async fn refresh_once(&self, entity_ref: &str, resource_id: &str) -> Result<(), String> {
         if self.post_refresh(entity_ref).await? {
             return Ok(());
         }
-        // Not in the catalog yet: re-reading paved's document brings it in.
-        let Some(location) = &self.location else {
+        let Some(layout) = &self.layout else {
             return Ok(());
         };
-        if !self.post_refresh(location).await? {
+        // Not in the catalog yet: re-reading the page that publishes it brings it in.
+        let page = layout.page_location_ref(layout.page_of(resource_id));
+        if self.post_refresh(&page).await? {
+            return Ok(());
+        }
+        // Nor is the page's Location: re-reading the document emits it (and it is then read).
+        let document = location_entity_ref(&layout.document_url());
+        if !self.post_refresh(&document).await? {
             tracing::warn!(
                 entity = %entity_ref,
-                location = %location,
-                "Backstage knows neither the entity nor paved's catalog location; it appears at Backstage's next cycle, if at all: run `paved catalog register`"
+                location = %document,
+                "Backstage knows neither the entity, its page's location nor paved's catalog location; it appears at Backstage's next cycle, if at all: run `paved catalog register`"
             );
         }
         Ok(())

@@ -150,6 +150,25 @@ pub async fn statuses(
         .collect())
 }
 
+/// The drift status of the given resources (those checked at least once), in chunks so a
+/// catalog page of thousands stays within the databases' parameter limits.
+pub async fn statuses_of(
+    db: &DatabaseConnection,
+    resource_ids: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, DbErr> {
+    let mut out = std::collections::BTreeMap::new();
+    for chunk in resource_ids.chunks(500) {
+        for s in drift_state::Entity::find()
+            .filter(drift_state::Column::ResourceId.is_in(chunk.iter().cloned()))
+            .all(db)
+            .await?
+        {
+            out.insert(s.resource_id, s.status);
+        }
+    }
+    Ok(out)
+}
+
 /// Values accepted for (part, field): they are what is expected from now on.
 fn accepted(desired: &Value) -> Map<String, Value> {
     desired
@@ -517,7 +536,7 @@ pub struct Scanned {
     pub checked: usize,
     pub drifted: usize,
     /// Entity names whose drift status changed (their catalog entities need a refresh).
-    pub changed: Vec<String>,
+    pub changed: Vec<(String, String)>,
     /// (resource id, part, transactions the observation committed).
     pub self_transactions: Vec<(String, String, i64)>,
 }
@@ -545,7 +564,7 @@ pub async fn scan(
                     out.drifted += 1;
                 }
                 if c.status_changed {
-                    out.changed.push(res.entity_name.clone());
+                    out.changed.push((res.entity_name.clone(), res.id.clone()));
                 }
                 out.self_transactions.extend(
                     c.self_transactions

@@ -107,9 +107,12 @@ impl Engine {
         self
     }
 
-    fn refresh_catalog(&self, spec: &RenderedSpec) {
+    fn refresh_catalog(&self, spec: &RenderedSpec, resource_id: &str) {
         if let Some(r) = &self.refresher {
-            r.refresh(format!("resource:default/{}", spec.resource.name));
+            r.refresh(
+                format!("resource:default/{}", spec.resource.name),
+                resource_id.to_owned(),
+            );
         }
     }
 
@@ -286,6 +289,8 @@ impl Engine {
         {
             let _ = resource::Entity::update_many()
                 .col_expr(resource::Column::Status, Expr::value("failed"))
+                // The catalog shows the status: its page must see the change.
+                .col_expr(resource::Column::UpdatedAt, Expr::value(Utc::now()))
                 .filter(resource::Column::Id.eq(res.clone()))
                 .exec(&self.db)
                 .await;
@@ -676,7 +681,7 @@ impl Engine {
                     Some(json!({"requestId": request_id, "name": spec.resource.name})),
                 )
                 .await;
-                self.refresh_catalog(spec);
+                self.refresh_catalog(spec, &res_id);
                 Ok("resource ready".into())
             }
             other => {
@@ -793,6 +798,7 @@ impl Engine {
             created_at: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),
+            catalog_bucket: Set(crate::catalog::pages::bucket_of(&id)),
         };
         match resource::Entity::insert(row).exec(&self.db).await {
             Ok(_) => {}

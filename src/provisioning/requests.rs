@@ -563,6 +563,11 @@ pub async fn create_delete(
                         resource::Column::Status,
                         sea_orm::sea_query::Expr::value("deleting"),
                     )
+                    // The catalog shows the status: its page must see the change.
+                    .col_expr(
+                        resource::Column::UpdatedAt,
+                        sea_orm::sea_query::Expr::value(chrono::Utc::now()),
+                    )
                     .filter(resource::Column::Id.eq(resource_id))
                     .exec(txn)
                     .await?;

@@ -6,6 +6,7 @@ mod m20261124_000001_initial;
 mod m20261124_000002_request_decisions;
 mod m20261124_000003_signing_keys_and_audit_teams;
 mod m20261124_000004_day2;
+mod m20261124_000005_catalog_pages;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_request_decisions::Migration),
             Box::new(m20261124_000003_signing_keys_and_audit_teams::Migration),
             Box::new(m20261124_000004_day2::Migration),
+            Box::new(m20261124_000005_catalog_pages::Migration),
         ]
     }
 }

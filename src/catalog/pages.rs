@@ -1,0 +1,365 @@
+//! Paging of paved's catalog, so a change re-serializes, and Backstage re-reads, one small page
+//! instead of one document holding every resource (139 MB at 100k resources).
+//!
+//! `entities.yaml` (the URL users register) holds the offerings' `Template`s and one `Location`
+//! entity per page. Backstage 1.55 reads a Location entity's `spec.target(s)` inline while
+//! processing that Location (`runSpecialLocationStep` in catalog-backend's
+//! `DefaultCatalogProcessingOrchestrator`): targets get no Location entity of their own, so the
+//! only way to make Backstage re-read exactly one page is to give each page its own Location
+//! entity. Each is named as Backstage names the Location of a registered URL
+//! (`generated-<sha1 of "url:<target>">`, `locationSpecToMetadataName`), so
+//! [`Layout::page_location_ref`] is what the refresh fallback asks Backstage to refresh.
+//!
+//! A resource's page comes from a stable hash of its id: the `resources.catalog_bucket` column
+//! (one of [`BUCKETS`]) is stored at insert time, and page `n` is a contiguous range of buckets,
+//! so a page is read with an index range scan and `catalog.pages` can change without touching
+//! rows. Each page's body and ETag are cached per process and rebuilt only when a resource on
+//! that page changed; changes are found through the index on `resources.updated_at`. Nothing
+//! but the database decides what a page holds, so replicas serve the same bytes and ETags.
+
+use std::{collections::HashMap, ops::Range};
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use super::{provider, refresh::location_entity_name};
+use crate::{config::Settings, db::entities::resource, templates::Catalog};
+
+/// How many hash buckets resources are spread over; `catalog.pages` is at most this.
+pub const BUCKETS: u32 = 4096;
+
+/// The bucket of a resource: the low 12 bits of the first two bytes of sha256(id).
+pub fn bucket_of(resource_id: &str) -> i32 {
+    let d = Sha256::digest(resource_id.as_bytes());
+    (((u32::from(d[0]) & 0x0f) << 8) | u32::from(d[1])) as i32
+}
+
+/// [`bucket_of`] as a PostgreSQL expression over the `id` column (backfill, benchmarks).
+pub const POSTGRES_BUCKET_SQL: &str = "(((get_byte(sha256(convert_to(id, 'UTF8')), 0) & 15) << 8) \
+     | get_byte(sha256(convert_to(id, 'UTF8')), 1))";
+
+/// How far behind the newest change seen a late commit may land and still be noticed: rows
+/// are written with the writer's clock inside transactions, so a row can become visible after
+/// a newer one. Covers commit lag and clock skew between replicas up to this much.
+const LOOKBACK_SECONDS: i64 = 60;
+
+/// Where the catalog documents live and how many pages there are.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    base_url: String,
+    pages: u32,
+}
+
+impl Layout {
+    /// `base_url`: paved's public URL with the plugin base path; `pages`: 1..=[`BUCKETS`].
+    pub fn new(base_url: &str, pages: u32) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            pages: pages.clamp(1, BUCKETS),
+        }
+    }
+
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self::new(
+            &format!("{}{}", settings.public_url(), settings.plugin_base_path()),
+            settings.catalog.pages,
+        )
+    }
+
+    pub fn pages(&self) -> u32 {
+        self.pages
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The document users register: Templates and the pages' Locations.
+    pub fn document_url(&self) -> String {
+        format!("{}/catalog/entities.yaml", self.base_url)
+    }
+
+    pub fn page_url(&self, page: u32) -> String {
+        format!("{}/catalog/pages/{page}.yaml", self.base_url)
+    }
+
+    pub fn page_of_bucket(&self, bucket: i32) -> u32 {
+        let b = u64::from(bucket.clamp(0, BUCKETS as i32 - 1) as u32);
+        (b * u64::from(self.pages) / u64::from(BUCKETS)) as u32
+    }
+
+    /// The page that publishes this resource.
+    pub fn page_of(&self, resource_id: &str) -> u32 {
+        self.page_of_bucket(bucket_of(resource_id))
+    }
+
+    /// The buckets of `page`: those `b` with `b * pages / BUCKETS == page`.
+    pub fn buckets(&self, page: u32) -> Range<i32> {
+        let start = |p: u32| (u64::from(p) * u64::from(BUCKETS)).div_ceil(u64::from(self.pages));
+        start(page) as i32..start(page + 1) as i32
+    }
+
+    /// The entity ref of the Location entity that reads `page`.
+    pub fn page_location_ref(&self, page: u32) -> String {
+        format!(
+            "location:default/{}",
+            location_entity_name(&self.page_url(page))
+        )
+    }
+
+    fn page_location(&self, page: u32) -> Value {
+        json!({
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "Location",
+            "metadata": {
+                "name": location_entity_name(&self.page_url(page)),
+                "title": format!("paved catalog page {page} (of pages 0-{})", self.pages - 1),
+                "description": "Resources paved provisioned whose id hashes to this page; one page is re-read when one of them changes.",
+                "annotations": {"paved.dev/catalog-page": page.to_string()},
+            },
+            "spec": {"type": "url", "target": self.page_url(page)},
+        })
+    }
+
+    /// `entities.yaml`: the offerings' Templates, then one Location per page.
+    pub fn index_document(&self, templates: &Catalog) -> String {
+        let mut out = String::new();
+        for o in templates.offerings.values() {
+            provider::push_yaml(&mut out, &o.template);
+        }
+        for p in 0..self.pages {
+            provider::push_yaml(&mut out, &self.page_location(p));
+        }
+        out
+    }
+}
+
+/// A served body and its ETag (the body is shared, not copied, by every response).
+#[derive(Clone)]
+pub struct Cached {
+    pub etag: String,
+    pub body: axum::body::Bytes,
+    /// What it was built from: a page's change count, or the templates' versions.
+    built_from: String,
+}
+
+fn cached(body: String, built_from: String) -> Cached {
+    Cached {
+        etag: etag_of(&body),
+        body: body.into(),
+        built_from,
+    }
+}
+
+/// A strong ETag: a digest of the body, so every replica gives the same bytes the same tag.
+pub fn etag_of(body: &str) -> String {
+    let d = Sha256::digest(body.as_bytes());
+    format!(
+        "\"{}\"",
+        d.iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// What this process has seen change, to tell which pages are stale.
+struct Watch {
+    started: bool,
+    /// The newest `updated_at` seen.
+    newest: Option<DateTime<Utc>>,
+    /// Rows seen within the lookback window, with the `updated_at` seen.
+    recent: HashMap<String, DateTime<Utc>>,
+    /// Per page: how many changes were seen on it since this process started.
+    changes: Vec<u64>,
+}
+
+/// The per-process cache of the index document and the pages.
+pub struct PageCache {
+    layout: Layout,
+    watch: Mutex<Watch>,
+    pages: Vec<Mutex<Option<Cached>>>,
+    index: Mutex<Option<Cached>>,
+}
+
+impl PageCache {
+    pub fn new(layout: Layout) -> Self {
+        let n = layout.pages() as usize;
+        Self {
+            watch: Mutex::new(Watch {
+                started: false,
+                newest: None,
+                recent: HashMap::new(),
+                changes: vec![0; n],
+            }),
+            pages: (0..n).map(|_| Mutex::new(None)).collect(),
+            index: Mutex::new(None),
+            layout,
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The index document, rebuilt when the offerings' versions change.
+    pub async fn index(&self, templates: &Catalog) -> Cached {
+        let versions = templates
+            .offerings
+            .iter()
+            .map(|(name, o)| format!("{name}@{}", o.version))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut slot = self.index.lock().await;
+        if slot.as_ref().is_none_or(|c| c.built_from != versions) {
+            *slot = Some(cached(self.layout.index_document(templates), versions));
+        }
+        slot.clone().expect("filled above")
+    }
+
+    /// Page `page`'s body, rebuilt only when a resource on it changed since the last build.
+    /// `None` for a page number outside `0..pages`.
+    pub async fn page(&self, db: &DatabaseConnection, page: u32) -> Result<Option<Cached>, DbErr> {
+        let Some(slot) = self.pages.get(page as usize) else {
+            return Ok(None);
+        };
+        let changes = self.watch(db).await?[page as usize].to_string();
+        let mut slot = slot.lock().await;
+        if slot.as_ref().is_none_or(|c| c.built_from != changes) {
+            // Read after the change count was taken: the body holds at least those changes.
+            let buckets = self.layout.buckets(page);
+            let rows = resource::Entity::find()
+                .filter(resource::Column::DeletedAt.is_null())
+                .filter(resource::Column::CatalogBucket.gte(buckets.start))
+                .filter(resource::Column::CatalogBucket.lt(buckets.end))
+                .order_by_asc(resource::Column::Id)
+                .all(db)
+                .await?;
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let drift = crate::provisioning::drift::statuses_of(db, &ids).await?;
+            let mut body = String::new();
+            for r in &rows {
+                let d = drift.get(&r.id).map(String::as_str);
+                for e in provider::resource_entities(r, self.layout.base_url(), d) {
+                    provider::push_yaml(&mut body, &e);
+                }
+            }
+            *slot = Some(cached(body, changes));
+        }
+        Ok(slot.clone())
+    }
+
+    /// Reads the rows changed since the newest change seen (minus the lookback window), counts
+    /// a change on the page of each row not seen in that state yet, and returns the counts.
+    async fn watch(&self, db: &DatabaseConnection) -> Result<Vec<u64>, DbErr> {
+        let mut w = self.watch.lock().await;
+        let since = match w.newest {
+            Some(n) => Some(n),
+            // Nothing seen yet: start at the newest row, without reading every row.
+            None => {
+                resource::Entity::find()
+                    .select_only()
+                    .column(resource::Column::UpdatedAt)
+                    .order_by_desc(resource::Column::UpdatedAt)
+                    .into_tuple::<DateTime<Utc>>()
+                    .one(db)
+                    .await?
+            }
+        };
+        let rows: Vec<(String, i32, DateTime<Utc>)> = match since {
+            None => Vec::new(),
+            Some(since) => {
+                resource::Entity::find()
+                    .select_only()
+                    .columns([
+                        resource::Column::Id,
+                        resource::Column::CatalogBucket,
+                        resource::Column::UpdatedAt,
+                    ])
+                    .filter(
+                        resource::Column::UpdatedAt
+                            .gte(since - Duration::seconds(LOOKBACK_SECONDS)),
+                    )
+                    .into_tuple()
+                    .all(db)
+                    .await?
+            }
+        };
+        // Before the first build every page is stale anyway: only remember what was seen.
+        let count = w.started;
+        for (id, bucket, at) in rows {
+            if w.recent.get(&id) != Some(&at) {
+                if count {
+                    let page = self.layout.page_of_bucket(bucket) as usize;
+                    w.changes[page] += 1;
+                }
+                w.recent.insert(id, at);
+            }
+            if w.newest.is_none_or(|n| at > n) {
+                w.newest = Some(at);
+            }
+        }
+        w.started = true;
+        if let Some(n) = w.newest {
+            let horizon = n - Duration::seconds(LOOKBACK_SECONDS);
+            w.recent.retain(|_, at| *at >= horizon);
+        }
+        Ok(w.changes.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_contiguous_bucket_ranges_covering_every_bucket_once() {
+        for pages in [1, 2, 3, 7, 64, 100, 4095, 4096] {
+            let l = Layout::new("http://x/api/paved", pages);
+            let mut next = 0;
+            for p in 0..pages {
+                let r = l.buckets(p);
+                assert_eq!(r.start, next, "pages={pages} page={p}");
+                assert!(r.end > r.start, "pages={pages} page={p} is not empty");
+                for b in r.clone() {
+                    assert_eq!(l.page_of_bucket(b), p, "pages={pages} bucket={b}");
+                }
+                next = r.end;
+            }
+            assert_eq!(next, BUCKETS as i32, "pages={pages}");
+        }
+    }
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        assert_eq!(bucket_of("r1"), bucket_of("r1"));
+        let l = Layout::new("http://x", 64);
+        let mut per_page = vec![0u32; 64];
+        for i in 0..64_000 {
+            per_page[l.page_of(&format!("resource-{i}")) as usize] += 1;
+        }
+        // 1000 expected per page; a stable hash keeps every page well within 2x of it.
+        assert!(
+            per_page.iter().all(|&c| (500..2000).contains(&c)),
+            "{per_page:?}"
+        );
+    }
+
+    #[test]
+    fn page_locations_are_named_as_backstage_names_a_url_location() {
+        let l = Layout::new("http://127.0.0.1:7177/api/paved/", 64);
+        assert_eq!(
+            l.page_url(3),
+            "http://127.0.0.1:7177/api/paved/catalog/pages/3.yaml"
+        );
+        assert_eq!(
+            l.page_location_ref(3),
+            super::super::refresh::location_entity_ref(&l.page_url(3))
+        );
+    }
+}
