@@ -408,125 +408,125 @@ impl Application {
     }
 }
 
+/// A schedule whose round runs `round` with the state, once the schema is current.
+fn schedule<F, Fut>(
+    state: &AppState,
+    name: &'static str,
+    every_seconds: u64,
+    round: F,
+) -> crate::schedule::Schedule
+where
+    F: Fn(AppState) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (st, round) = (state.clone(), Arc::new(round));
+    crate::schedule::Schedule {
+        name,
+        every: Duration::from_secs(every_seconds),
+        round: Arc::new(move || {
+            let (st, round) = (st.clone(), round.clone());
+            Box::pin(async move {
+                if st.schema_ready() {
+                    round(st).await;
+                }
+            })
+        }),
+    }
+}
+
 /// The day-2 schedules this configuration turns on (an interval of 0 turns one off). Each runs
-/// on one replica per round (see [`crate::schedule`]); a round waits for the schema.
+/// on one replica per round (see [`crate::schedule`]).
 fn day2_schedules(state: &AppState) -> Vec<crate::schedule::Schedule> {
-    use crate::{provisioning::lifecycle, schedule::Schedule};
+    use crate::provisioning::{drift, lifecycle, usage};
     let s = state.settings();
     let mut out = Vec::new();
     if s.ttl.reaper_interval_seconds > 0 {
-        let st = state.clone();
-        out.push(Schedule {
-            name: "ttl-reaper",
-            every: Duration::from_secs(s.ttl.reaper_interval_seconds),
-            round: Arc::new(move || {
-                let st = st.clone();
-                Box::pin(async move {
-                    if !st.schema_ready() {
-                        return;
-                    }
-                    let now = chrono::Utc::now();
-                    match lifecycle::reap(
-                        st.db(),
-                        st.notifier(),
-                        st.settings().engine.max_attempts,
-                        now,
-                    )
-                    .await
-                    {
-                        Ok(started) if !started.is_empty() => st.wake_workers(),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "reaper round failed"),
-                    }
-                    if let Err(e) = lifecycle::warn_expiring(
-                        st.db(),
-                        st.notifier(),
-                        &st.settings().ttl.warn_before_hours,
-                        now,
-                    )
-                    .await
-                    {
-                        tracing::warn!(error = %e, "expiry warnings round failed");
-                    }
-                })
-            }),
-        });
+        out.push(schedule(
+            state,
+            "ttl-reaper",
+            s.ttl.reaper_interval_seconds,
+            |st| async move {
+                let now = chrono::Utc::now();
+                match lifecycle::reap(
+                    st.db(),
+                    st.notifier(),
+                    st.settings().engine.max_attempts,
+                    now,
+                )
+                .await
+                {
+                    Ok(started) if !started.is_empty() => st.wake_workers(),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reaper round failed"),
+                }
+                if let Err(e) = lifecycle::warn_expiring(
+                    st.db(),
+                    st.notifier(),
+                    &st.settings().ttl.warn_before_hours,
+                    now,
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, "expiry warnings round failed");
+                }
+            },
+        ));
     }
     if s.drift.scan_interval_seconds > 0 {
-        let st = state.clone();
-        out.push(Schedule {
-            name: "drift-scan",
-            every: Duration::from_secs(s.drift.scan_interval_seconds),
-            round: Arc::new(move || {
-                let st = st.clone();
-                Box::pin(async move {
-                    if !st.schema_ready() {
-                        return;
-                    }
-                    match crate::provisioning::drift::scan(
-                        st.db(),
-                        st.drivers(),
-                        st.notifier(),
-                        chrono::Utc::now(),
-                    )
-                    .await
-                    {
-                        Ok(scanned) => {
-                            for (name, id) in &scanned.changed {
-                                st.refresh_entity(name, id);
-                            }
-                            for (rid, part, n) in &scanned.self_transactions {
-                                crate::provisioning::usage::record_self_activity(
-                                    st.db(),
-                                    rid,
-                                    &[(part.clone(), *n)],
-                                    chrono::Utc::now(),
-                                )
-                                .await;
-                            }
-                            tracing::info!(
-                                checked = scanned.checked,
-                                drifted = scanned.drifted,
-                                "drift scan finished"
-                            );
+        out.push(schedule(
+            state,
+            "drift-scan",
+            s.drift.scan_interval_seconds,
+            |st| async move {
+                match drift::scan(st.db(), st.drivers(), st.notifier(), chrono::Utc::now()).await {
+                    Ok(scanned) => {
+                        for (name, id) in &scanned.changed {
+                            st.refresh_entity(name, id);
                         }
-                        Err(e) => tracing::warn!(error = %e, "drift scan failed"),
+                        for (rid, part, n) in &scanned.self_transactions {
+                            usage::record_self_activity(
+                                st.db(),
+                                rid,
+                                &[(part.clone(), *n)],
+                                chrono::Utc::now(),
+                            )
+                            .await;
+                        }
+                        tracing::info!(
+                            checked = scanned.checked,
+                            drifted = scanned.drifted,
+                            "drift scan finished"
+                        );
                     }
-                })
-            }),
-        });
+                    Err(e) => tracing::warn!(error = %e, "drift scan failed"),
+                }
+            },
+        ));
     }
     if s.unused.sample_interval_seconds > 0 {
-        let st = state.clone();
-        out.push(Schedule {
-            name: "usage-sample",
-            every: Duration::from_secs(s.unused.sample_interval_seconds),
-            round: Arc::new(move || {
-                let st = st.clone();
-                Box::pin(async move {
-                    use crate::provisioning::usage;
-                    if !st.schema_ready() {
-                        return;
-                    }
-                    let now = chrono::Utc::now();
-                    if let Err(e) = usage::sample(st.db(), st.drivers(), now).await {
-                        tracing::warn!(error = %e, "usage sampling failed");
-                        return;
-                    }
-                    if let Err(e) = usage::notify_unused(
-                        st.db(),
-                        st.notifier(),
-                        st.settings().unused.window_hours,
-                        &st.pricebook().currency,
-                        now,
-                    )
-                    .await
-                    {
-                        tracing::warn!(error = %e, "unused-resource alerts failed");
-                    }
-                })
-            }),
-        });
+        out.push(schedule(
+            state,
+            "usage-sample",
+            s.unused.sample_interval_seconds,
+            |st| async move {
+                let now = chrono::Utc::now();
+                if let Err(e) = usage::sample(st.db(), st.drivers(), now).await {
+                    tracing::warn!(error = %e, "usage sampling failed");
+                    return;
+                }
+                if let Err(e) = usage::notify_unused(
+                    st.db(),
+                    st.notifier(),
+                    st.settings().unused.window_hours,
+                    &st.pricebook().currency,
+                    now,
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, "unused-resource alerts failed");
+                }
+            },
+        ));
     }
     out
 }

@@ -251,11 +251,7 @@ fn resource(
 ) -> ExitCode {
     use crate::client::{Client, segment};
     let client = Client::new(server, &settings.backstage.plugin_id, token);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = rt.block_on(async {
+    run_client("paved resource", async {
         match command {
             ResourceCommand::Credentials { id } => {
                 let creds = client
@@ -301,15 +297,8 @@ fn resource(
                 }
             }
         }
-        Ok::<_, String>(())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("paved resource: {e}");
-            ExitCode::FAILURE
-        }
-    }
+        Ok(())
+    })
 }
 
 fn request(
@@ -320,11 +309,7 @@ fn request(
 ) -> ExitCode {
     use crate::client::{Client, segment, watch};
     let client = Client::new(server, &settings.backstage.plugin_id, token);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = rt.block_on(async {
+    run_client("paved request", async {
         match command {
             RequestCommand::Create {
                 offering,
@@ -379,12 +364,25 @@ fn request(
                 }
             }
         }
-        Ok::<_, String>(())
-    });
+        Ok(())
+    })
+}
+
+/// Runs a client command: its error is paved's refusal (or why paved was unreachable),
+/// printed with exit code 1.
+fn run_client(
+    what: &str,
+    command: impl std::future::Future<Output = Result<(), String>>,
+) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("paved request: {e}");
+            eprintln!("{what}: {e}");
             ExitCode::FAILURE
         }
     }
