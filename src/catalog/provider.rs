@@ -15,22 +15,27 @@ use sha2::{Digest, Sha256};
 
 use crate::{db::entities::resource, templates::Catalog};
 
-/// What Backstage shows for one resource. Annotation values are strings (Backstage's rule);
-/// credentials never appear. `drift` is the resource's drift status once it was checked
-/// (`detected` or `none`).
-pub fn resource_entity(r: &resource::Model, base_url: &str, drift: Option<&str>) -> Value {
+/// The annotations a resource's entities share: where they come from and what they are.
+fn annotations_of(r: &resource::Model, base_url: &str) -> Value {
     let location = format!("url:{base_url}/catalog/resources/{}.yaml", r.id);
-    let mut annotations = json!({
+    json!({
         "backstage.io/managed-by-location": location,
         "backstage.io/managed-by-origin-location": location,
         "backstage.io/source-template": format!("template:default/{}", r.offering),
         "paved.dev/resource-id": r.id,
         "paved.dev/request-id": r.request_id,
         "paved.dev/offering": r.offering,
-        "paved.dev/offering-version": r.offering_version,
         "paved.dev/environment": r.environment,
         "paved.dev/status": r.status,
-    });
+    })
+}
+
+/// What Backstage shows for one resource. Annotation values are strings (Backstage's rule);
+/// credentials never appear. `drift` is the resource's drift status once it was checked
+/// (`detected` or `none`).
+pub fn resource_entity(r: &resource::Model, base_url: &str, drift: Option<&str>) -> Value {
+    let mut annotations = annotations_of(r, base_url);
+    annotations["paved.dev/offering-version"] = json!(r.offering_version);
     if let Some(c) = r.monthly_cost_cents {
         annotations["paved.dev/monthly-cost-usd"] = json!(format!("{:.2}", c as f64 / 100.0));
     }
@@ -159,21 +164,15 @@ fn part_type(driver: &str) -> &str {
 
 /// One part of a composite resource, as its own `Resource`.
 fn part_entity(r: &resource::Model, part_id: &str, driver: &str, base_url: &str) -> Value {
-    let location = format!("url:{base_url}/catalog/resources/{}.yaml", r.id);
     let unit = format!("resource:default/{}", r.entity_name);
-    let mut annotations = json!({
-        "backstage.io/managed-by-location": location,
-        "backstage.io/managed-by-origin-location": location,
-        "backstage.io/source-template": format!("template:default/{}", r.offering),
-        "paved.dev/resource-id": r.id,
-        "paved.dev/request-id": r.request_id,
-        "paved.dev/offering": r.offering,
-        "paved.dev/environment": r.environment,
-        "paved.dev/status": r.status,
-        "paved.dev/part": part_id,
-        "paved.dev/part-of": unit,
-        "paved.dev/driver": driver,
-    });
+    let mut annotations = annotations_of(r, base_url);
+    for (k, v) in [
+        ("paved.dev/part", part_id),
+        ("paved.dev/part-of", unit.as_str()),
+        ("paved.dev/driver", driver),
+    ] {
+        annotations[k] = json!(v);
+    }
     if let Some(e) = r.expires_at {
         annotations["paved.dev/expires-at"] = json!(e.to_rfc3339());
     }
