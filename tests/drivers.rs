@@ -447,3 +447,53 @@ fn redis_refuses_hostile_prefixes_and_rules() {
         );
     }
 }
+
+/// On a cluster that checks passwords (SCRAM-SHA-256 over TCP) and logs every DDL statement:
+/// paved sends a SCRAM verifier, never the password, so the generated password logs in and
+/// appears nowhere in the server's log.
+#[tokio::test]
+async fn postgres_passwords_are_sent_as_scram_verifiers_and_never_logged() {
+    let admin_pw = generate_password();
+    let pg = tokio::task::spawn_blocking({
+        let pw = admin_pw.clone();
+        move || common::servers::PrivatePostgres::start_scram(&pw)
+    })
+    .await
+    .unwrap();
+    let driver = PostgresDriver::new([("dev".to_owned(), pg.url("postgres"))].into(), Vec::new());
+    let name = unique("paved_scram");
+    let spec = driver
+        .parse(&json!({"database": name, "environment": "dev"}))
+        .unwrap();
+    let password = generate_password();
+    driver.apply(&spec, &password, TAG).await.unwrap();
+    // Applying again (a rerun converges) sends a fresh verifier for the same password.
+    driver.apply(&spec, &password, TAG).await.unwrap();
+
+    let url = |pw: &str| format!("postgres://{name}_owner:{pw}@127.0.0.1:{}/{name}", pg.port);
+    let mut conn = PgConnection::connect(&url(&password))
+        .await
+        .expect("the generated password logs in");
+    let one: i32 = sqlx::query("SELECT 1 AS one")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get("one");
+    assert_eq!(one, 1);
+    conn.close().await.ok();
+    let wrong = PgConnection::connect(&url(&generate_password())).await;
+    assert!(wrong.is_err(), "the server really checks the password");
+
+    let stored = pg.psql(
+        "postgres",
+        &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{name}_owner'"),
+    );
+    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
+    let log = pg.log();
+    assert!(log.contains("CREATE ROLE"), "DDL is logged here: {log}");
+    assert!(
+        !log.contains(&password),
+        "the password reached the server's log"
+    );
+    driver.destroy(&spec, TAG).await.unwrap();
+}

@@ -10,144 +10,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Engine as DbEngine, Teardown, TestApp, TestDb, settings};
+use common::{
+    Engine as DbEngine, Teardown, TestApp, TestDb,
+    servers::{PrivatePostgres, PrivateRedis},
+    settings,
+};
 use serde_json::{Value, json};
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// A PostgreSQL cluster of the test's own, run as the `postgres` OS user (initdb refuses root).
-struct PrivatePostgres {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl PrivatePostgres {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = common::free_port();
-        let me = Self { dir, port };
-        me.as_postgres(
-            &["chown", "-R", "postgres", me.dir.path().to_str().unwrap()],
-            false,
-        );
-        me.pg(&[
-            "initdb",
-            "-D",
-            &me.data(),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-        ]);
-        me.pg_ctl("start");
-        me
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
-    }
-
-    fn pg_ctl(&self, action: &str) {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("log").display().to_string();
-        self.pg(&[
-            "pg_ctl",
-            "-D",
-            &self.data(),
-            "-o",
-            &opts,
-            "-l",
-            &log,
-            "-m",
-            "fast",
-            "-w",
-            action,
-        ]);
-    }
-
-    fn pg(&self, args: &[&str]) {
-        let mut a = vec![format!("{PG_BIN}/{}", args[0])];
-        a.extend(args[1..].iter().map(|s| s.to_string()));
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        self.as_postgres(&a, true);
-    }
-
-    fn as_postgres(&self, args: &[&str], as_user: bool) {
-        let out = if as_user && is_root() {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .args(args)
-                .output()
-        } else {
-            Command::new(args[0]).args(&args[1..]).output()
-        }
-        .unwrap_or_else(|e| panic!("{args:?}: {e} (PostgreSQL 15 server binaries are needed)"));
-        assert!(
-            out.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([
-                "-X",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                &self.url(db),
-                "-c",
-                sql,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let opts = format!("-p {}", self.port);
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(format!("{PG_BIN}/pg_ctl"))
-            .args([
-                "-D",
-                &self.data(),
-                "-o",
-                &opts,
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ])
-            .output();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
 
 fn name() -> String {
     format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
@@ -228,44 +96,6 @@ async fn postgres_restarting_mid_provisioning_delays_but_does_not_fail_requests(
         assert_eq!(count, "1", "{db}");
     }
     app.stop().await;
-}
-
-/// A redis-server of the test's own, on a random port; killed on drop.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = common::free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is needed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]
