@@ -87,6 +87,8 @@ fn main() {
         team: "group:default/team-a".into(),
         monthly_limit: Some(5000.0),
         current_monthly: 1200.0,
+        ordered_monthly: 0.0,
+        replaced_monthly: 0.0,
         this_request: 0.0,
         after: 1200.0,
     };

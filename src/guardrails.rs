@@ -24,9 +24,16 @@ pub struct BudgetView {
     pub team: String,
     /// None: the team has no budget.
     pub monthly_limit: Option<f64>,
+    /// What the team's live resources cost per month.
     pub current_monthly: f64,
+    /// Orders accepted but not provisioned yet (pending, awaiting approval, running): they
+    /// will cost too, so two orders cannot each squeeze under the budget.
+    pub ordered_monthly: f64,
+    /// For a change: what the resource being changed costs now (its new cost replaces it).
+    pub replaced_monthly: f64,
     /// What this order adds to the monthly spend (prorated when it lives for hours).
     pub this_request: f64,
+    /// current + ordered - replaced + this request.
     pub after: f64,
 }
 
@@ -78,6 +85,7 @@ pub async fn assess(
     values: &Value,
     requester: &Principal,
     idempotency_key: Option<crate::provisioning::requests::IdempotencyKey>,
+    replaces: Option<&crate::db::entities::resource::Model>,
 ) -> Result<Assessment, AssessError> {
     let request = match NewRequest::prepare(
         offering,
@@ -100,7 +108,7 @@ pub async fn assess(
         &request.spec,
     )
     .map_err(AssessError::Template)?;
-    let budget = budget_view(inputs, &request.owner, &estimate).await?;
+    let budget = budget_view(inputs, &request.owner, &estimate, replaces).await?;
     let input = policy_input(offering, &request, requester, &estimate, &budget);
     let decision = inputs
         .policies
@@ -138,6 +146,8 @@ pub fn policy_input(
             "team": budget.team,
             "monthly_limit": budget.monthly_limit,
             "current_monthly": budget.current_monthly,
+            "ordered_monthly": budget.ordered_monthly,
+            "replaced_monthly": budget.replaced_monthly,
             "this_request": budget.this_request,
             "after": budget.after,
         },
@@ -148,6 +158,7 @@ async fn budget_view(
     inputs: &Inputs<'_>,
     team: &EntityRef,
     estimate: &Estimate,
+    replaces: Option<&crate::db::entities::resource::Model>,
 ) -> Result<BudgetView, DbErr> {
     let limit = match budget::Entity::find_by_id(team.to_string())
         .one(inputs.db)
@@ -170,13 +181,23 @@ async fn budget_view(
         }
         None => estimate.monthly,
     };
+    let now = Utc::now();
+    let ordered = cost::ordered_monthly(inputs.db, team).await?;
+    // Only a resource of this team is in its spend (an update never changes the owner).
+    let replaced = replaces
+        .filter(|r| r.owner == team.to_string() && r.deleted_at.is_none())
+        .map_or(0.0, |r| {
+            cost::current_monthly_of(r, now, inputs.pricebook.hours_per_month)
+        });
     let round = |x: f64| (x * 100.0).round() / 100.0;
     Ok(BudgetView {
         team: team.to_string(),
         monthly_limit: limit,
         current_monthly: spend.current_monthly,
+        ordered_monthly: round(ordered),
+        replaced_monthly: round(replaced),
         this_request: round(this_request),
-        after: round(spend.current_monthly + this_request),
+        after: round(spend.current_monthly + ordered - replaced + this_request),
     })
 }
 
@@ -239,6 +260,8 @@ mod tests {
                 team: req.owner.to_string(),
                 monthly_limit: None,
                 current_monthly: 0.0,
+                ordered_monthly: 0.0,
+                replaced_monthly: 0.0,
                 this_request: est.monthly,
                 after: est.monthly,
             };

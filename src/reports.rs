@@ -14,20 +14,20 @@ use crate::db::entities::{approval, drift_finding, request, resource, resource_n
 
 /// A window like `30d`, `7d`, `24h` or `2w`: 1 hour to 366 days.
 pub fn parse_window(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a window like 30d, 7d, 24h or 2w"))?;
+    let bad = || format!("{s:?} is not a window like 30d, 7d, 24h or 2w");
+    // By character, not byte: the input is whatever a query string carried.
+    let unit = s.chars().last().ok_or_else(bad)?;
+    let n: i64 = s[..s.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
     let d = match unit {
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
-        "w" => Duration::weeks(n),
-        _ => return Err(format!("{s:?} is not a window like 30d, 7d, 24h or 2w")),
+        'h' => Duration::try_hours(n),
+        'd' => Duration::try_days(n),
+        'w' => Duration::try_weeks(n),
+        _ => return Err(bad()),
     };
-    if d < Duration::hours(1) || d > Duration::days(366) {
-        return Err("must be between 1h and 366d".into());
+    match d {
+        Some(d) if d >= Duration::hours(1) && d <= Duration::days(366) => Ok(d),
+        _ => Err("must be between 1h and 366d".into()),
     }
-    Ok(d)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -457,4 +457,31 @@ pub fn publish_gauges(m: &PlatformMetrics) {
         metrics::gauge!(name, &labels[..]).set(v);
     }
     seen.extend(current);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse_or_name_the_rule() {
+        assert_eq!(parse_window("30d"), Ok(Duration::days(30)));
+        assert_eq!(parse_window("24h"), Ok(Duration::hours(24)));
+        assert_eq!(parse_window("2w"), Ok(Duration::weeks(2)));
+        // Found by schemathesis: a multi-byte character used to split mid-character (a panic),
+        // and a huge count overflowed the duration (another).
+        for bad in [
+            "",
+            "d",
+            "\u{f4b0}\u{92}",
+            "1\u{1f600}",
+            "x5d",
+            "99999999999999999d",
+            "-3d",
+            "0h",
+            "367d",
+        ] {
+            assert!(parse_window(bad).is_err(), "{bad:?}");
+        }
+    }
 }

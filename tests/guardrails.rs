@@ -625,3 +625,97 @@ async fn policies_are_listed_evaluated_and_a_broken_one_stops_startup() {
     };
     assert!(err.contains("bad.rego:"), "{err}");
 }
+
+/// The budget counts what is already ordered, and a change is charged its difference, not its
+/// whole new cost on top of the old.
+#[tokio::test]
+async fn budgets_count_open_orders_and_charge_changes_their_difference() {
+    use common::kit::{order_as, unique, wait_final, with_workers};
+    let db = TestDb::new(Engine::Sqlite).await;
+    let mut s = with_workers(settings(&db.url), 1);
+    let app = TestApp::spawn(s.clone()).await;
+    let _teardown = common::Teardown {
+        db_url: db.url.clone(),
+        requests: vec![],
+    };
+    let cache = |size: &str| json!({"name": unique(), "environment": "dev", "size": size, "owner": "team-a", "cost_center": "ENG-1234"});
+    let (_, est) = call(
+        &app,
+        "POST",
+        "/estimates",
+        None,
+        Some(json!({"offering": "redis-cache", "values": cache("small")})),
+    )
+    .await;
+    let small = est["estimate"]["monthly"].as_f64().unwrap();
+    let (_, est) = call(
+        &app,
+        "POST",
+        "/estimates",
+        None,
+        Some(json!({"offering": "redis-cache", "values": cache("medium")})),
+    )
+    .await;
+    let medium = est["estimate"]["monthly"].as_f64().unwrap();
+    assert!(medium > small, "{small} {medium}");
+
+    // A budget that fits the medium size alone, not small + medium.
+    let limit = medium + small / 2.0;
+    let (status, _) = call(
+        &app,
+        "PUT",
+        "/teams/team-a/budget",
+        Some("dave-token"),
+        Some(json!({"monthlyLimit": limit})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, created) = order_as(&app, "alice-token", "redis-cache", cache("small")).await;
+    assert_eq!(status, 201, "{created}");
+    let done = wait_final(&app, created["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let rid = done["resourceId"].as_str().unwrap();
+
+    // small -> medium: the team will spend `medium`, within the budget.
+    let r = app
+        .client
+        .patch(app.api(&format!("/resources/{rid}")))
+        .bearer_auth("alice-token")
+        .json(&json!({"values": {"size": "medium"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let update: Value = r.json().await.unwrap();
+    assert_eq!(update["status"], "pending", "no approval needed: {update}");
+    assert_eq!(
+        wait_final(&app, update["id"].as_str().unwrap()).await["status"],
+        "succeeded"
+    );
+
+    // Orders not provisioned yet count: with workers off, two small orders wait in the queue.
+    app.stop().await;
+    s.engine.workers = 0;
+    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    let app = TestApp::spawn(s).await;
+    let (status, first) = order_as(&app, "alice-token", "redis-cache", cache("small")).await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        first["status"], "awaiting_approval",
+        "medium + small is over: {first}"
+    );
+    let (_, second) = order_as(&app, "alice-token", "redis-cache", cache("small")).await;
+    let (_, est) = call(
+        &app,
+        "POST",
+        "/estimates",
+        Some("alice-token"),
+        Some(json!({"offering": "redis-cache", "values": cache("small")})),
+    )
+    .await;
+    assert!(
+        (est["budget"]["orderedMonthly"].as_f64().unwrap() - 2.0 * small).abs() < 0.01,
+        "both open orders count: {est} (second: {second})"
+    );
+    app.stop().await;
+}

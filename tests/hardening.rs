@@ -112,8 +112,19 @@ fn query_string() -> impl Strategy<Value = String> {
             prop_oneof![
                 prop::sample::select(
                     &[
-                        "limit", "cursor", "owner", "status", "offering", "actor", "target",
-                        "type", "since", "until", "override", "window"
+                        "limit",
+                        "cursor",
+                        "owner",
+                        "status",
+                        "offering",
+                        "actor",
+                        "target",
+                        "type",
+                        "since",
+                        "until",
+                        "override",
+                        "window",
+                        "windowHours"
                     ][..]
                 )
                 .prop_map(str::to_owned),
@@ -152,7 +163,8 @@ fn check(
     let (status, text) = rt.block_on(async {
         let mut req = app
             .client
-            .request(t.method.parse().unwrap(), app.url(&t.path));
+            .request(t.method.parse().unwrap(), app.url(&t.path))
+            .bearer_auth("fuzz-admin-token");
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -201,7 +213,15 @@ fn no_input_makes_paved_fail_or_answer_outside_backstages_error_shape() {
         .build()
         .unwrap();
     let db = rt.block_on(TestDb::new(DbEngine::Sqlite));
-    let app = rt.block_on(TestApp::spawn(settings(&db.url)));
+    // As a platform-admin, so the input reaches every handler's parsing (not just a 403).
+    let mut s = settings(&db.url);
+    s.auth.static_tokens = vec![common::static_token(
+        "fuzzer",
+        "fuzz-admin-token",
+        &["platform-admin"],
+        &["team-a"],
+    )];
+    let app = rt.block_on(TestApp::spawn(s));
     // A bounded number of cases per input, reproducible from proptest's seed on failure.
     let cases = std::env::var("PAVED_TEST_FUZZ_CASES")
         .ok()
@@ -292,6 +312,8 @@ fn no_input_makes_paved_fail_or_answer_outside_backstages_error_shape() {
         "/v1/resources",
         "/v1/audit",
         "/v1/offerings",
+        "/v1/metrics/platform",
+        "/v1/teams/team-a/unused",
         "/catalog/entities.yaml",
         "/catalog/pages/0.yaml",
     ] {

@@ -56,6 +56,7 @@ pub(crate) async fn assess(
         values,
         principal,
         None,
+        None,
     )
     .await
     .map_err(|e| super::requests::place_error(&o.name, e.into()))?;

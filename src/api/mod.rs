@@ -222,6 +222,15 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(http_metrics::record))
                 .layer(middleware::from_fn(error::error_envelope))
+                // A panicking handler answers 500 in Backstage's shape instead of dropping
+                // the connection (and is logged).
+                .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                    |_: Box<dyn std::any::Any + Send>| {
+                        axum::response::IntoResponse::into_response(error::ApiError::internal(
+                            "a request handler panicked",
+                        ))
+                    },
+                ))
                 .layer(RequestBodyLimitLayer::new(body_limit)),
         )
         .with_state(state)

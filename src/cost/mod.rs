@@ -9,7 +9,9 @@ use std::{collections::BTreeMap, path::Path};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-pub use spend::{ResourceCost, TeamSpend, resource_cost, team_spend};
+pub use spend::{
+    ResourceCost, TeamSpend, current_monthly_of, ordered_monthly, resource_cost, team_spend,
+};
 
 use crate::templates::{Context, Offering, RenderedSpec, Renderer, ValidValues};
 

@@ -44,6 +44,42 @@ fn hours(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
 }
 
 /// Computes `team`'s spend at `now` from the resources table.
+/// What a live resource counts for in its team's monthly spend: its monthly cost, or the
+/// hours it has left when it expires within a month.
+pub fn current_monthly_of(r: &resource::Model, now: DateTime<Utc>, hours_per_month: f64) -> f64 {
+    let monthly = r.monthly_cost_cents.unwrap_or(0) as f64 / 100.0;
+    match r.expires_at {
+        Some(e) if e <= now => 0.0,
+        Some(e) => monthly * (hours(now, e) / hours_per_month).min(1.0),
+        None => monthly,
+    }
+}
+
+/// The monthly cost of a team's accepted orders for new resources that are not provisioned
+/// yet, from the estimate each was accepted with.
+pub async fn ordered_monthly(db: &DatabaseConnection, team: &EntityRef) -> Result<f64, DbErr> {
+    use crate::{db::entities::request, provisioning::requests::RequestStatus};
+    use sea_orm::QuerySelect;
+    // Only the estimates: an order's spec and values are not needed here.
+    let estimates: Vec<Option<serde_json::Value>> = request::Entity::find()
+        .select_only()
+        .column(request::Column::Estimate)
+        .filter(request::Column::Owner.eq(team.to_string()))
+        .filter(request::Column::Operation.eq("create"))
+        .filter(request::Column::Status.is_in([
+            RequestStatus::Pending.as_str(),
+            RequestStatus::AwaitingApproval.as_str(),
+            RequestStatus::Running.as_str(),
+        ]))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(estimates
+        .iter()
+        .filter_map(|e| e.as_ref()?.get("monthly")?.as_f64())
+        .sum())
+}
+
 pub async fn team_spend(
     db: &DatabaseConnection,
     team: &EntityRef,
@@ -68,11 +104,7 @@ pub async fn team_spend(
         active += 1;
         let hourly = monthly / hours_per_month;
         let alive_until = expires.map_or(month_end, |e| e.min(month_end));
-        // A resource that lives for hours counts for those hours, not for a month.
-        current += match expires {
-            Some(e) => monthly * (hours(now, e) / hours_per_month).min(1.0),
-            None => monthly,
-        };
+        current += current_monthly_of(&r, now, hours_per_month);
         let accrued = hourly * hours(r.created_at.max(month_start), now);
         to_date += accrued;
         forecast += accrued + hourly * hours(now, alive_until);

@@ -43,7 +43,7 @@ pub async fn place(
     key: Option<IdempotencyKey>,
 ) -> Result<Placed, PlaceError> {
     let (request, estimate, decision) =
-        match guardrails::assess(inputs, offering, values, requester, key).await? {
+        match guardrails::assess(inputs, offering, values, requester, key, None).await? {
             Assessment::Invalid(errors) => return Ok(Placed::Invalid(errors)),
             Assessment::Decided {
                 request,
@@ -237,6 +237,7 @@ pub async fn place_update(
         &Value::Object(merged),
         requester,
         None,
+        Some(resource),
     )
     .await?
     {
