@@ -422,6 +422,11 @@ fn credentials_never_reach_the_logs_of_a_full_provision() {
             .env("PAVED_AUTH__STATIC_TOKENS", &tokens);
     });
     server.wait_ready();
+    // The deletion below may still be running when the server stops.
+    let _teardown = common::Teardown {
+        db_url: url.clone(),
+        requests: vec![],
+    };
     let name = format!(
         "logcheck-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
