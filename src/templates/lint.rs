@@ -430,16 +430,7 @@ fn trial_render(
     offering: &Source,
     out: &mut Vec<Finding>,
 ) {
-    let base = sample_values(o);
-    let choices: Vec<Option<String>> = match &o.spec.presets {
-        Some(p) => p.values.keys().cloned().map(Some).collect(),
-        None => vec![None],
-    };
-    for choice in choices {
-        let mut values = base.clone();
-        if let (Some(c), Some(p)) = (&choice, &o.spec.presets) {
-            values.insert(p.parameter.clone(), Value::String(c.clone()));
-        }
+    for (choice, values) in per_preset(o, sample_values(o)) {
         let valid = match o.validate(&Value::Object(values)) {
             Ok(v) => v,
             Err(errors) => {
@@ -451,10 +442,7 @@ fn trial_render(
                 return;
             }
         };
-        let label = choice
-            .as_deref()
-            .map(|c| format!(" (preset {c:?})"))
-            .unwrap_or_default();
+        let label = preset_note(&choice);
         match o.render(renderer, &valid) {
             Err(e) => out.push(offering.at(
                 &[e.path.rsplit('.').next().unwrap_or("")],
@@ -508,25 +496,14 @@ fn trial_price(
     }
     let mut base = sample_values(o);
     base.retain(|k, _| required.contains(k) || defaulted.contains(k));
-    let choices: Vec<Option<String>> = match &o.spec.presets {
-        Some(p) => p.values.keys().cloned().map(Some).collect(),
-        None => vec![None],
-    };
-    for choice in choices {
-        let mut values = base.clone();
-        if let (Some(c), Some(p)) = (&choice, &o.spec.presets) {
-            values.insert(p.parameter.clone(), Value::String(c.clone()));
-        }
+    for (choice, values) in per_preset(o, base) {
         let Ok(valid) = o.validate(&Value::Object(values)) else {
             return;
         };
         let Ok(spec) = o.render(renderer, &valid) else {
             return;
         };
-        let label = choice
-            .as_deref()
-            .map(|c| format!(" (preset {c:?})"))
-            .unwrap_or_default();
+        let label = preset_note(&choice);
         let est = match cost::estimate(o, renderer, book, &valid, &spec) {
             Ok(e) => e,
             Err(e) => {
@@ -549,6 +526,34 @@ fn trial_price(
             )));
         }
     }
+}
+
+/// `base` once per size preset, with the preset's parameter set to it (once, as is, for an
+/// offering without presets).
+fn per_preset(
+    o: &Offering,
+    base: serde_json::Map<String, Value>,
+) -> Vec<(Option<String>, serde_json::Map<String, Value>)> {
+    match &o.spec.presets {
+        None => vec![(None, base)],
+        Some(p) => p
+            .values
+            .keys()
+            .map(|c| {
+                let mut values = base.clone();
+                values.insert(p.parameter.clone(), Value::String(c.clone()));
+                (Some(c.clone()), values)
+            })
+            .collect(),
+    }
+}
+
+/// ` (preset "small")` in a finding, when one was tried.
+fn preset_note(choice: &Option<String>) -> String {
+    choice
+        .as_deref()
+        .map(|c| format!(" (preset {c:?})"))
+        .unwrap_or_default()
 }
 
 fn preset_label(o: &Offering, parameter: &str, choice: &str) -> Option<String> {
