@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use common::{
     Engine as DbEngine, Teardown, TestApp, TestDb,
-    kit::{order, unique as name, wait_final, with_workers},
+    kit::{call, order, unique as name, wait_final, with_workers},
     settings,
 };
 use paved::provisioning::{drivers::Drivers, engine::Engine, secrets::SecretBox};
@@ -106,27 +106,16 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
         "no secret in the resource: {res}"
     );
 
-    let creds = |who: Option<&'static str>| {
-        let mut r = app
-            .client
-            .get(app.api(&format!("/resources/{rid}/credentials")));
-        if let Some(t) = who {
-            r = r.bearer_auth(t);
-        }
-        r.send()
-    };
-    assert_eq!(creds(None).await.unwrap().status(), 401);
+    let creds_path = format!("/resources/{rid}/credentials");
+    let creds = |who: Option<&'static str>| call(&app, "GET", &creds_path, who, None);
+    assert_eq!(creds(None).await.0, 401);
     assert_eq!(
-        creds(Some("mallory-token")).await.unwrap().status(),
+        creds(Some("mallory-token")).await.0,
         404,
         "another team does not even see the resource"
     );
-    let c: Value = creds(Some("alice-token"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, c) = creds(Some("alice-token")).await;
+    assert_eq!(status, 200, "{c}");
     let url = c["database"]["url"].as_str().unwrap();
     let mut conn = PgConnection::connect(url).await.unwrap();
     sqlx::raw_sql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
@@ -228,7 +217,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
         "the database and its role are gone"
     );
     assert_eq!(
-        creds(Some("alice-token")).await.unwrap().status(),
+        creds(Some("alice-token")).await.0,
         404,
         "credentials destroyed"
     );
@@ -584,23 +573,14 @@ async fn pending_requests_can_be_cancelled() {
         json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
     )
     .await;
-    let cancel = |who: Option<&'static str>| {
-        let mut r = app.client.post(app.api(&format!("/requests/{id}/cancel")));
-        if let Some(t) = who {
-            r = r.bearer_auth(t);
-        }
-        r.send()
-    };
-    assert_eq!(cancel(None).await.unwrap().status(), 401);
-    assert_eq!(
-        cancel(Some("mallory-token")).await.unwrap().status(),
-        403,
-        "another team"
-    );
-    assert_eq!(cancel(Some("alice-token")).await.unwrap().status(), 200);
+    let cancel_path = format!("/requests/{id}/cancel");
+    let cancel = |who: Option<&'static str>| call(&app, "POST", &cancel_path, who, None);
+    assert_eq!(cancel(None).await.0, 401);
+    assert_eq!(cancel(Some("mallory-token")).await.0, 403, "another team");
+    assert_eq!(cancel(Some("alice-token")).await.0, 200);
     let (_, got) = app.get_json(&format!("/requests/{id}")).await;
     assert_eq!(got["status"], "cancelled");
-    assert_eq!(cancel(Some("alice-token")).await.unwrap().status(), 409);
+    assert_eq!(cancel(Some("alice-token")).await.0, 409);
 
     // Nobody orders for a team they do not belong to.
     let r = app

@@ -4,7 +4,7 @@ mod common;
 
 use std::io::{Read, Write};
 
-use common::{Engine, TestApp, TestDb, assert_envelope, settings};
+use common::{Engine, TestApp, TestDb, assert_envelope, kit::call, settings};
 use paved::config::Settings;
 use serde_json::{Value, json};
 
@@ -17,25 +17,6 @@ fn with_people(mut s: Settings) -> Settings {
         common::static_token("dave", "dave-token", &["platform-admin"], &[]),
     ];
     s
-}
-
-async fn call(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    who: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = app.client.request(method.parse().unwrap(), app.api(path));
-    if let Some(t) = who {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 fn pg_values(env: &str, extra: Value) -> Value {

@@ -83,14 +83,20 @@ where
 }
 
 /// A request with a token.
-pub async fn call(
+pub async fn call<M>(
     app: &TestApp,
-    method: reqwest::Method,
+    method: M,
     path: &str,
     token: Option<&str>,
     body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = app.client.request(method, app.api(path));
+) -> (u16, Value)
+where
+    M: TryInto<reqwest::Method>,
+    M::Error: std::fmt::Debug,
+{
+    let mut r = app
+        .client
+        .request(method.try_into().unwrap(), app.api(path));
     if let Some(t) = token {
         r = r.bearer_auth(t);
     }
