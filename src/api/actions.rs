@@ -231,22 +231,15 @@ async fn invoke(
         .strip_prefix(plugin.as_str())
         .and_then(|r| r.strip_prefix(':'))
         .unwrap_or("");
-    let parse = |input: Value| {
-        serde_path_to_error::deserialize::<_, OrderInput>(input).map_err(|e| {
-            let (path, rule) = super::extract::readable(&e);
-            ApiError::input(format!("invalid input for {id}: {path}: {rule}"))
-                .with_reason_phrase(&format!("Invalid input: {path}: {rule}"))
-        })
-    };
     match name {
         "estimate" => {
-            let input = parse(input)?;
+            let input: OrderInput = parse_as(id, input)?;
             let r =
                 super::guardrails::assess(state, principal, &input.offering, &input.values).await?;
             Ok(Json(json!({"output": estimate_output(&r)})))
         }
         "provision" => {
-            let input = parse(input)?;
+            let input: OrderInput = parse_as(id, input)?;
             let key = input
                 .idempotency_key
                 .as_deref()

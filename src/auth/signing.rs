@@ -19,9 +19,7 @@ use ring::{
     rand::SystemRandom,
     signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
 };
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 
 use crate::{
@@ -35,7 +33,6 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
 struct CurrentKey {
     kid: String,
     pair: EcdsaKeyPair,
-    created_at: DateTime<Utc>,
 }
 
 pub struct Signer {
@@ -122,11 +119,8 @@ impl Signer {
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &self.rng)
                     .map_err(|e| DbErr::Custom(format!("signing key {}: {e}", row.kid)))?;
             tracing::info!(kid = %row.kid, created_at = %row.created_at, "signing Backstage tokens with key");
-            *self.current.write().expect("signer lock poisoned") = Some(Arc::new(CurrentKey {
-                kid: row.kid,
-                pair,
-                created_at: row.created_at,
-            }));
+            *self.current.write().expect("signer lock poisoned") =
+                Some(Arc::new(CurrentKey { kid: row.kid, pair }));
         }
         Ok(())
     }
@@ -155,30 +149,20 @@ impl Signer {
             + self.rotate_every
             + chrono::Duration::from_std(TOKEN_LIFETIME).expect("small duration")
             + chrono::Duration::minutes(5);
-        let row = signing_key::ActiveModel {
-            kid: Set(kid.clone()),
-            key_id: Set(sealed.key_id),
-            nonce: Set(sealed.nonce),
-            ciphertext: Set(sealed.ciphertext),
-            public_jwk: Set(jwk),
-            created_at: Set(now),
-            retire_at: Set(retire_at),
+        let row = signing_key::Model {
+            kid,
+            key_id: sealed.key_id,
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
+            public_jwk: jwk,
+            created_at: now,
+            retire_at,
         };
-        signing_key::Entity::insert(row).exec(db).await?;
-        tracing::info!(%kid, %retire_at, "generated a new signing key");
-        signing_key::Entity::find_by_id(kid)
-            .one(db)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("signing key just inserted".into()))
-    }
-
-    /// When the key in use was made, if one is loaded.
-    pub fn current_key_created_at(&self) -> Option<DateTime<Utc>> {
-        self.current
-            .read()
-            .expect("signer lock poisoned")
-            .as_ref()
-            .map(|k| k.created_at)
+        signing_key::Entity::insert(signing_key::ActiveModel::from(row.clone()))
+            .exec(db)
+            .await?;
+        tracing::info!(kid = %row.kid, %retire_at, "generated a new signing key");
+        Ok(row)
     }
 }
 
