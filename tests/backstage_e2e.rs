@@ -261,14 +261,8 @@ fn paved_env(port: u16, backstage_port: u16, db_url: &str) -> Vec<(&'static str,
 }
 
 fn paved_command(env: &[(&'static str, String)]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_paved"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PAVED_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .envs(env.iter().cloned());
+    let mut c = common::paved();
+    c.envs(env.iter().cloned());
     c
 }
 

@@ -11,19 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::paved;
 use serde_json::{Value, json};
-
-fn paved() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_paved"));
-    // Start from a clean slate: no PAVED_* from the developer's shell leaks into a test.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PAVED_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
 
 /// A `paved serve` process, killed if the test ends early.
 struct Server {

@@ -212,13 +212,7 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Value {
 
 /// `paved serve` as a process, so it can be killed with SIGKILL.
 fn serve(db_url: &str, port: u16, key: &str) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_paved"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PAVED_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+    common::paved()
         .arg("serve")
         .env("PAVED_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("PAVED_DATABASE__URL", db_url)

@@ -5,7 +5,7 @@
 mod common;
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -39,19 +39,9 @@ impl Drop for Serve {
 
 async fn run(engine: DbEngine) {
     let db = TestDb::new(engine).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paved"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PAVED_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
+    let port = common::free_port();
     let server = Serve(
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        common::paved()
             .arg("serve")
             .env("PAVED_SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .env("PAVED_DATABASE__URL", &db.url)

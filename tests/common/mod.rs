@@ -338,3 +338,16 @@ pub async fn migrated(engine: Engine) -> (TestDb, sea_orm::DatabaseConnection) {
     paved::db::migrate(&conn).await.unwrap();
     (db, conn)
 }
+
+/// The `paved` binary, run from the checkout with a clean slate: no `PAVED_*` or `RUST_LOG`
+/// from the developer's shell leaks into a test.
+pub fn paved() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_paved"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PAVED_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
