@@ -564,13 +564,16 @@ async fn migrate_until_done(state: AppState) {
 /// Loads paved's signing key once the schema is there, and rotates it on schedule. Checked
 /// every minute, so a key another replica made is picked up soon after.
 async fn keep_signing_keys(state: AppState, signer: Arc<Signer>) {
-    wait_for_schema(&state).await;
     loop {
-        let next = match signer.rotate_if_due(state.db(), state.secrets()).await {
-            Ok(()) => Duration::from_secs(60),
-            Err(e) => {
-                tracing::error!(error = %db::redact(&e.to_string()), "cannot load or rotate the signing key; retrying");
-                Duration::from_secs(5)
+        let next = if !state.schema_ready() {
+            Duration::from_millis(200)
+        } else {
+            match signer.rotate_if_due(state.db(), state.secrets()).await {
+                Ok(()) => Duration::from_secs(60),
+                Err(e) => {
+                    tracing::error!(error = %db::redact(&e.to_string()), "cannot load or rotate the signing key; retrying");
+                    Duration::from_secs(5)
+                }
             }
         };
         tokio::time::sleep(next).await;
