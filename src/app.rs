@@ -24,6 +24,7 @@ use crate::{
         StaticTokens,
         signing::{Outgoing, Signer},
     },
+    clock::Clock,
     config::Settings,
     cost::PriceBook,
     db, guardrails,
@@ -55,6 +56,7 @@ struct Inner {
     drivers: Arc<Drivers>,
     schema_ready: AtomicBool,
     shutting_down: AtomicBool,
+    clock: Clock,
 }
 
 impl AppState {
@@ -66,6 +68,13 @@ impl AppState {
     }
     pub fn templates(&self) -> &TemplateStore {
         &self.0.templates
+    }
+    /// "Now" for every decision the API makes (spend, cost, budgets, TTLs, reports).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.clock.now()
+    }
+    pub fn clock(&self) -> &Clock {
+        &self.0.clock
     }
     pub fn metrics(&self) -> &PrometheusHandle {
         &self.0.metrics
@@ -106,6 +115,7 @@ impl AppState {
             max_attempts: self.settings().engine.max_attempts,
             notifier: self.notifier(),
             roles: &self.settings().auth.roles,
+            now: self.now(),
         }
     }
 
@@ -192,7 +202,12 @@ pub struct Application {
 impl Application {
     /// Opens the database pool (lazily: a database that is down keeps readiness at 503 instead
     /// of failing start-up), loads templates and binds the listener.
-    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// As `build`, with time read from `clock` (tests pass a fixed one).
+    pub async fn build_with_clock(mut settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let db = db::connect(&settings.database).await.with_context(|| {
             format!(
                 "cannot open database {}",
@@ -256,6 +271,7 @@ impl Application {
             drivers,
             schema_ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
+            clock,
         }));
         Ok(Self { listener, state })
     }

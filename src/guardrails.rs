@@ -76,6 +76,8 @@ pub struct Inputs<'a> {
     pub notifier: &'a crate::notifications::Notifier,
     /// Who holds which role beyond developer (`auth.roles`): platform-admins to notify.
     pub roles: &'a std::collections::BTreeMap<String, Vec<String>>,
+    /// The moment the order is assessed at (spend, prorating).
+    pub now: chrono::DateTime<Utc>,
 }
 
 /// Validates, renders, prices, budgets and runs every policy over one order.
@@ -172,7 +174,7 @@ async fn budget_view(
         team,
         &inputs.pricebook.currency,
         inputs.pricebook.hours_per_month,
-        Utc::now(),
+        inputs.now,
     )
     .await?;
     let this_request = match &estimate.lifetime {
@@ -181,7 +183,7 @@ async fn budget_view(
         }
         None => estimate.monthly,
     };
-    let now = Utc::now();
+    let now = inputs.now;
     let ordered = cost::ordered_monthly(inputs.db, team).await?;
     // Only a resource of this team is in its spend (an update never changes the owner).
     let replaced = replaces

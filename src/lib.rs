@@ -12,6 +12,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod cost;
 pub mod db;

@@ -1558,9 +1558,13 @@ async fn platform_metrics_measure_speed_outcomes_guardrails_drift_and_cleanup() 
     app.stop().await;
 }
 
+/// The day the cost-insights test runs on, whatever the wall clock says.
+fn insights_today() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
+}
+
 fn midnight(days_ago: i64) -> chrono::DateTime<Utc> {
-    (Utc::now() - chrono::Duration::days(days_ago))
-        .date_naive()
+    (insights_today() - chrono::Days::new(days_ago as u64))
         .and_hms_opt(0, 0, 0)
         .unwrap()
         .and_utc()
@@ -1569,7 +1573,13 @@ fn midnight(days_ago: i64) -> chrono::DateTime<Utc> {
 #[tokio::test]
 async fn cost_insights_daily_costs_come_from_resource_history() {
     let db = TestDb::new(DbEngine::Sqlite).await;
-    let app = TestApp::spawn(with_workers(settings(&db.url), 1)).await;
+    // paved's "now" is noon of a fixed day: no day boundary falls inside the test.
+    let noon = insights_today().and_hms_opt(12, 0, 0).unwrap().and_utc();
+    let app = TestApp::spawn_with_clock(
+        with_workers(settings(&db.url), 1),
+        paved::clock::Clock::fixed(noon),
+    )
+    .await;
     let conn = db_of(&db.url).await;
     let cache = |name: &str| json!({"name": name, "owner": "team-a", "cost_center": "ENG-1234", "size": "small"});
     // One cache resized after five days, one that lived for two days.
@@ -1635,7 +1645,7 @@ async fn cost_insights_daily_costs_come_from_resource_history() {
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
 
     // Two weeks ending today (the end date is exclusive): days 14..1 ago.
-    let today = Utc::now().date_naive();
+    let today = insights_today();
     let intervals = format!("R2%2FP7D%2F{today}");
     let (st, c) = call(
         &app,

@@ -259,7 +259,12 @@ async fn team_budgets_and_spend() {
     let db = TestDb::new(Engine::Postgres).await;
     let mut s = with_people(settings(&db.url));
     s.cost.budgets.insert("team-b".into(), 500.0);
-    let app = TestApp::spawn(s).await;
+    // Ten hours into a 31-day month (744 h, more than the 730 h a monthly price covers): the
+    // case that failed on the wall clock on 1 December.
+    let month_start =
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, 1, 0, 0, 0).unwrap();
+    let now = month_start + chrono::Duration::hours(10);
+    let app = TestApp::spawn_with_clock(s, paved::clock::Clock::fixed(now)).await;
 
     let (_, b) = call(&app, "GET", "/teams/team-b/budget", None, None).await;
     assert_eq!(
@@ -311,11 +316,11 @@ async fn team_budgets_and_spend() {
         (Some(50.0), Some("api"), Some("user:default/dave"))
     );
 
-    // team-a already runs a 20 USD/month resource and a preview environment expiring in 73 h.
+    // team-a runs, since the month began, a 20 USD/month resource and a preview environment
+    // (73 USD/month, 0.10 USD/h) that expires in 73 h.
     let conn = paved::db::connect(&settings(&db.url).database)
         .await
         .unwrap();
-    let now = chrono::Utc::now();
     for (id, cents, expires) in [
         ("r1", 2000, None),
         ("r2", 7300, Some(now + chrono::Duration::hours(73))),
@@ -338,8 +343,8 @@ async fn team_budgets_and_spend() {
             monthly_cost_cents: Set(Some(cents)),
             expires_at: Set(expires),
             request_id: Set("req".into()),
-            created_at: Set(now),
-            updated_at: Set(now),
+            created_at: Set(month_start),
+            updated_at: Set(month_start),
             deleted_at: Set(None),
             catalog_bucket: Set(paved::catalog::pages::bucket_of(id)),
         })
@@ -358,14 +363,24 @@ async fn team_budgets_and_spend() {
     // 20 + 73 * (73 / 730) = 20 + 7.30
     assert_eq!(spend["currentMonthly"], 27.3, "{spend}");
     assert_eq!(spend["activeResources"], 2);
-    assert!(spend["forecastMonthEnd"].as_f64().unwrap() >= spend["monthToDate"].as_f64().unwrap());
+    // Accrued: 10 h of 20/730 per hour (0.274) + 10 h at 0.10 (1.00).
+    assert_eq!(spend["monthToDate"], 1.27, "{spend}");
+    // Month end: r1 for all 744 h (20.384), r2 until it expires at hour 83 (8.30).
+    assert_eq!(spend["forecastMonthEnd"], 28.68, "{spend}");
     let (s5, cost) = call(&app, "GET", "/resources/r1/cost", None, None).await;
     assert_eq!(s5, 200);
     assert_eq!(
         (cost["monthly"].as_f64(), cost["owner"].as_str()),
         (Some(20.0), Some("group:default/team-a"))
     );
-    assert!(cost["forecastMonthEnd"].as_f64().unwrap() <= 20.0);
+    assert_eq!(
+        (
+            cost["monthToDate"].as_f64(),
+            cost["forecastMonthEnd"].as_f64()
+        ),
+        (Some(0.27), Some(20.38)),
+        "hourly billing: a 744-hour month costs 744/730 of the monthly price"
+    );
     let (s6, _) = call(&app, "GET", "/resources/nope/cost", None, None).await;
     assert_eq!(s6, 404);
 

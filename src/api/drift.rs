@@ -92,7 +92,7 @@ pub async fn check(
         state.notifier(),
         &res,
         &principal.subject,
-        chrono::Utc::now(),
+        state.now(),
     )
     .await
     .map_err(drift_error)?;
@@ -100,7 +100,7 @@ pub async fn check(
         state.db(),
         &res.id,
         &checked.self_transactions,
-        chrono::Utc::now(),
+        state.now(),
     )
     .await;
     if checked.status_changed {
@@ -158,14 +158,7 @@ pub async fn revert(
     .map_err(|e| super::requests::place_error(&offering.name, e))?;
     match placed {
         Placed::Accepted { request, .. } => {
-            drift::mark_reverted(
-                state.db(),
-                &res,
-                &request.id,
-                &principal,
-                chrono::Utc::now(),
-            )
-            .await?;
+            drift::mark_reverted(state.db(), &res, &request.id, &principal, state.now()).await?;
             state.wake_workers();
             tracing::info!(resource_id = %id, request_id = %request.id, by = %principal.subject, "drift revert requested");
             Ok((StatusCode::ACCEPTED, Json(request)))
@@ -211,7 +204,7 @@ pub async fn accept(
         &res,
         body.ids.as_deref(),
         &principal,
-        chrono::Utc::now(),
+        state.now(),
     )
     .await
     .map_err(drift_error)?;

@@ -4,7 +4,6 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use chrono::Utc;
 use sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -199,7 +198,7 @@ pub async fn set_budget(
         team: Set(team.to_string()),
         monthly_limit_cents: Set((body.monthly_limit * 100.0).round() as i64),
         updated_by: Set(principal.subject.clone()),
-        updated_at: Set(Utc::now()),
+        updated_at: Set(state.now()),
     };
     budget::Entity::insert(row)
         .on_conflict(
@@ -242,7 +241,7 @@ pub async fn spend(
             &team,
             &book.currency,
             book.hours_per_month,
-            Utc::now(),
+            state.now(),
         )
         .await?,
     ))
@@ -287,7 +286,7 @@ pub async fn resource_cost(
         &id,
         &book.currency,
         book.hours_per_month,
-        Utc::now(),
+        state.now(),
     )
     .await?
     .map(Json)

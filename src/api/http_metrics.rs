@@ -48,13 +48,8 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     // Platform gauges are computed at scrape time from paved's tables.
     if state.schema_ready() {
         let window = chrono::Duration::hours(state.settings().reports.window_hours as i64);
-        match crate::reports::platform(
-            state.db(),
-            window,
-            chrono::Utc::now(),
-            &state.pricebook().currency,
-        )
-        .await
+        match crate::reports::platform(state.db(), window, state.now(), &state.pricebook().currency)
+            .await
         {
             Ok(m) => crate::reports::publish_gauges(&m),
             Err(e) => tracing::warn!(error = %e, "platform metrics unavailable for this scrape"),

@@ -61,7 +61,7 @@ pub async fn unused(
             &team,
             window,
             &state.pricebook().currency,
-            chrono::Utc::now(),
+            state.now(),
         )
         .await?,
     ))
@@ -108,13 +108,8 @@ pub async fn platform(
         })?,
     };
     Ok(Json(
-        crate::reports::platform(
-            state.db(),
-            window,
-            chrono::Utc::now(),
-            &state.pricebook().currency,
-        )
-        .await?,
+        crate::reports::platform(state.db(), window, state.now(), &state.pricebook().currency)
+            .await?,
     ))
 }
 
@@ -197,7 +192,7 @@ async fn entity_cost_of(
         &entity,
         &iv,
         state.pricebook().hours_per_month,
-        chrono::Utc::now(),
+        state.now(),
     )
     .await?;
     let not_found = || ApiError::not_found(format!("paved has no {entity}"));

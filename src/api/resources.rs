@@ -415,16 +415,7 @@ pub(crate) async fn extend_ttl(
         .snapshot()
         .get(&res.offering)
         .and_then(|o| o.spec.ttl.as_ref().map(|t| t.max_hours));
-    match lifecycle::extend(
-        state.db(),
-        id,
-        hours,
-        max_hours,
-        principal,
-        chrono::Utc::now(),
-    )
-    .await
-    {
+    match lifecycle::extend(state.db(), id, hours, max_hours, principal, state.now()).await {
         Ok(updated) => {
             tracing::info!(resource_id = %id, by = %principal.subject, hours, expires_at = ?updated.expires_at, "expiry extended");
             state.refresh_entity(&updated.entity_name, &updated.id);

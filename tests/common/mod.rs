@@ -134,8 +134,15 @@ pub struct TestApp {
 impl TestApp {
     /// Starts paved with `settings`; waits until it is ready when migrations run at start.
     pub async fn spawn(settings: Settings) -> Self {
+        Self::spawn_with_clock(settings, paved::clock::Clock::system()).await
+    }
+
+    /// As `spawn`, reading time from `clock` (a fixed one makes cost figures exact).
+    pub async fn spawn_with_clock(settings: Settings, clock: paved::clock::Clock) -> Self {
         let wait_ready = settings.database.migrate_on_start;
-        let app = Application::build(settings).await.expect("app builds");
+        let app = Application::build_with_clock(settings, clock)
+            .await
+            .expect("app builds");
         let base = format!("http://{}", app.local_addr());
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run_until(async {
