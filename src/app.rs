@@ -208,6 +208,7 @@ impl Application {
 
     /// As `build`, with time read from `clock` (tests pass a fixed one).
     pub async fn build_with_clock(mut settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        settings.check_anonymous()?;
         let db = db::connect(&settings.database).await.with_context(|| {
             format!(
                 "cannot open database {}",
@@ -301,7 +302,7 @@ impl Application {
             "paved starting"
         );
 
-        if settings.auth.allow_anonymous {
+        if settings.anonymous_allowed() {
             tracing::warn!(
                 "auth.allow_anonymous is on: callers without a token may read and order; turn it off in production"
             );

@@ -325,10 +325,11 @@ impl Default for CostSettings {
 pub struct AuthSettings {
     /// Tokens for API clients and CI. Only the SHA-256 of each token is configured.
     pub static_tokens: Vec<StaticToken>,
-    /// Let callers without a token use the API as `anonymous` (they may read and order, never
-    /// decide, change, delete or read credentials). On for the embedded default; turn it off
-    /// in production.
-    pub allow_anonymous: bool,
+    /// Let callers without a token use the API as `anonymous` (they may order and read their
+    /// own requests, never decide, change, delete or read credentials). Unset: on while
+    /// `server.listen` is a loopback address (a local trial), and start-up is refused on any
+    /// other address until it is set explicitly.
+    pub allow_anonymous: Option<bool>,
     /// Backstage plugins whose tokens paved accepts (with `backstage.base_url` set).
     pub backstage_callers: Vec<String>,
     /// Extra roles by user or group ref, e.g. `{platform-admin: [group:default/platform-team]}`.
@@ -347,7 +348,7 @@ impl Default for AuthSettings {
     fn default() -> Self {
         Self {
             static_tokens: Vec::new(),
-            allow_anonymous: true,
+            allow_anonymous: None,
             backstage_callers: vec!["scaffolder".into(), "catalog".into()],
             roles: Default::default(),
             groups: Default::default(),
@@ -516,6 +517,29 @@ fn source_hint(from_env: &Option<String>) -> String {
 }
 
 impl Settings {
+    /// Whether a call without a token is the anonymous caller (see `auth.allow_anonymous`).
+    pub fn anonymous_allowed(&self) -> bool {
+        self.auth
+            .allow_anonymous
+            .unwrap_or_else(|| self.server.listen.ip().is_loopback())
+    }
+
+    /// Anonymous access beyond loopback only when asked for: a deployment that forgot the
+    /// setting must not open its API to everyone on the network.
+    pub fn check_anonymous(&self) -> Result<(), ConfigError> {
+        if self.auth.allow_anonymous.is_none() && !self.server.listen.ip().is_loopback() {
+            return Err(ConfigError {
+                key: "auth.allow_anonymous".into(),
+                message: format!(
+                    "must be set explicitly when server.listen ({}) is not a loopback address: false in production (every call needs a token), true to let callers without a token order and read their own requests",
+                    self.server.listen
+                ),
+                from_env: None,
+            });
+        }
+        Ok(())
+    }
+
     /// Loads `file` (if any), applies `PAVED_*` overrides from `env`, and checks every value.
     pub fn load(
         file: Option<&Path>,
@@ -565,6 +589,7 @@ impl Settings {
             message,
             from_env: None,
         };
+        self.check_anonymous()?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")

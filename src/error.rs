@@ -74,6 +74,19 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The answer to an authorization refusal. `absent` is what a missing target answers: an
+    /// invisible one answers exactly the same.
+    pub fn denied(d: crate::access::Denied, absent: impl FnOnce() -> String) -> Self {
+        use crate::access::Denied;
+        match d {
+            Denied::NotFound => Self::not_found(absent()),
+            d @ Denied::Unauthenticated(_) => Self::new(ErrorName::Authentication, d.to_string()),
+            Denied::Forbidden(m) => {
+                Self::new(ErrorName::NotAllowed, m.clone()).with_reason_phrase(&m)
+            }
+        }
+    }
+
     pub fn new(name: ErrorName, message: impl Into<String>) -> Self {
         Self {
             name,

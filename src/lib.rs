@@ -5,6 +5,7 @@
 //! (Backstage entities), `api` (HTTP), `db` (schema, migrations, entities), `config`,
 //! `telemetry`, `app` (wiring), `cli` and `client` (the command line, also as an API client).
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod audit;

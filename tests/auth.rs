@@ -136,7 +136,7 @@ async fn backstage_tokens_are_accepted_or_refused_as_they_should() {
     let db = TestDb::new(DbEngine::Sqlite).await;
     let mut s = settings(&db.url);
     s.backstage.base_url = Some(backstage);
-    s.auth.allow_anonymous = false;
+    s.auth.allow_anonymous = Some(false);
     s.auth.jwks_refetch_seconds = 1;
     s.auth.groups.insert(
         "user:development/guest".into(),
@@ -339,7 +339,7 @@ async fn a_users_teams_come_from_the_catalog_asked_with_a_token_paved_signed() {
     let db = TestDb::new(DbEngine::Sqlite).await;
     let mut s = settings(&db.url);
     s.backstage.base_url = Some(backstage);
-    s.auth.allow_anonymous = false;
+    s.auth.allow_anonymous = Some(false);
     s.auth.catalog_groups_ttl_seconds = 1;
     let app = TestApp::spawn(s).await;
     // Bob's token names no groups (like Backstage's guest tokens): the catalog decides.

@@ -444,7 +444,7 @@ fn credentials_never_reach_the_logs_of_a_full_provision() {
     let id = created["id"].as_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let done = loop {
-        let (_, r) = server.get(&format!("/api/paved/v1/requests/{id}"));
+        let (_, r) = send("GET", &format!("/api/paved/v1/requests/{id}"), "");
         let r: Value = serde_json::from_str(&r).unwrap();
         if r["status"] == "succeeded" || r["status"] == "failed" {
             break r;

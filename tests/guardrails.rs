@@ -65,11 +65,12 @@ async fn estimate_shows_cost_recommendations_and_decision() {
         "prod",
         json!({"instance_class": "db.t3.medium", "storage_gb": 100, "backup_retention_days": 7, "multi_az": false}),
     );
+    // As someone who may see team-a's budget (the anonymous caller gets no budget part).
     let (status, e) = call(
         &app,
         "POST",
         "/estimates",
-        None,
+        Some(common::OBSERVER_TOKEN),
         Some(json!({"offering": "postgres-database", "values": values})),
     )
     .await;
@@ -168,7 +169,7 @@ async fn approvals_flow(engine: Engine) {
         &app,
         "GET",
         &format!("/requests/{id}/approvals"),
-        None,
+        Some("alice-token"),
         None,
     )
     .await;
@@ -176,10 +177,11 @@ async fn approvals_flow(engine: Engine) {
     assert_eq!(approvals[0]["status"], "pending");
 
     for (who, status, name) in [
-        (None, 401, "AuthenticationError"),
+        // The anonymous caller and a lead of another team cannot see it: it is not there.
+        (None, 404, "NotFoundError"),
         (Some("wrong-token"), 401, "AuthenticationError"),
         (Some("alice-token"), 403, "NotAllowedError"), // own request
-        (Some("carol-token"), 403, "NotAllowedError"), // lead of another team
+        (Some("carol-token"), 404, "NotFoundError"),
     ] {
         let (s, err) = call(&app, "POST", &format!("/requests/{id}/approve"), who, None).await;
         assert_eq!(s, status, "{who:?}: {err}");
@@ -202,7 +204,7 @@ async fn approvals_flow(engine: Engine) {
         &app,
         "GET",
         &format!("/requests/{id}/approvals"),
-        None,
+        Some("alice-token"),
         None,
     )
     .await;
@@ -266,12 +268,26 @@ async fn team_budgets_and_spend() {
     let now = month_start + chrono::Duration::hours(10);
     let app = TestApp::spawn_with_clock(s, paved::clock::Clock::fixed(now)).await;
 
-    let (_, b) = call(&app, "GET", "/teams/team-b/budget", None, None).await;
+    let (_, b) = call(
+        &app,
+        "GET",
+        "/teams/team-b/budget",
+        Some("dave-token"),
+        None,
+    )
+    .await;
     assert_eq!(
         (b["monthlyLimit"].as_f64(), b["source"].as_str()),
         (Some(500.0), Some("config"))
     );
-    let (_, b) = call(&app, "GET", "/teams/team-a/budget", None, None).await;
+    let (_, b) = call(
+        &app,
+        "GET",
+        "/teams/team-a/budget",
+        Some("alice-token"),
+        None,
+    )
+    .await;
     assert!(b["monthlyLimit"].is_null());
     let (s1, _) = call(
         &app,
@@ -297,7 +313,8 @@ async fn team_budgets_and_spend() {
         Some(json!({"monthlyLimit": -1})),
     )
     .await;
-    assert_eq!((s1, s2, s3), (401, 403, 400), "{bad}");
+    // Anonymous: team-a is not its to see; bob, its lead, may see but not set it.
+    assert_eq!((s1, s2, s3), (404, 403, 400), "{bad}");
     let (s4, b) = call(
         &app,
         "PUT",
@@ -356,7 +373,7 @@ async fn team_budgets_and_spend() {
         &app,
         "GET",
         "/teams/group:default%2Fteam-a/spend",
-        None,
+        Some("alice-token"),
         None,
     )
     .await;
@@ -367,7 +384,7 @@ async fn team_budgets_and_spend() {
     assert_eq!(spend["monthToDate"], 1.27, "{spend}");
     // Month end: r1 for all 744 h (20.384), r2 until it expires at hour 83 (8.30).
     assert_eq!(spend["forecastMonthEnd"], 28.68, "{spend}");
-    let (s5, cost) = call(&app, "GET", "/resources/r1/cost", None, None).await;
+    let (s5, cost) = call(&app, "GET", "/resources/r1/cost", Some("alice-token"), None).await;
     assert_eq!(s5, 200);
     assert_eq!(
         (cost["monthly"].as_f64(), cost["owner"].as_str()),

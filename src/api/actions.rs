@@ -280,7 +280,7 @@ async fn invoke(
                 Placed::Invalid(errors) => Err(super::requests::invalid(&offering.name, &errors)),
             }
         }
-        "wait" => wait(state, &input).await,
+        "wait" => wait(state, principal, &input).await,
         "extend-ttl" => {
             let hours = super::resources::hours_of(&input, &["resourceId", "hours"])?;
             let Some(rid) = input
@@ -421,7 +421,11 @@ struct WaitInput {
 }
 
 /// Polls the stored request until it is final or the bound passes.
-async fn wait(state: &AppState, input: &Value) -> Result<Json<Value>, ApiError> {
+async fn wait(
+    state: &AppState,
+    principal: &Principal,
+    input: &Value,
+) -> Result<Json<Value>, ApiError> {
     use crate::provisioning::requests::{self, RequestStatus};
     let input: WaitInput = serde_path_to_error::deserialize(input.clone()).map_err(|e| {
         let (path, rule) = super::extract::readable(&e);
@@ -440,11 +444,20 @@ async fn wait(state: &AppState, input: &Value) -> Result<Json<Value>, ApiError> 
         state.settings().plugin_base_path()
     );
     loop {
+        let absent = || format!("no request with id {:?}", input.request_id);
         let r = requests::get(state.db(), &input.request_id)
             .await?
-            .ok_or_else(|| {
-                ApiError::not_found(format!("no request with id {:?}", input.request_id))
-            })?;
+            .ok_or_else(|| ApiError::not_found(absent()))?;
+        // Another team's request is as absent here as on `GET /requests/{id}`.
+        crate::access::authorize(
+            principal,
+            crate::access::Act::Read,
+            crate::access::Target::Request {
+                owner: &r.owner,
+                requester: &r.requester,
+            },
+        )
+        .map_err(|d| ApiError::denied(d, absent))?;
         let url = format!("{base}/v1/requests/{}", r.id);
         match r.status {
             RequestStatus::Succeeded => {

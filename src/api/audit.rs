@@ -54,7 +54,7 @@ pub async fn list(
         until: q.until,
         limit,
         // Developers and leads see their teams' trail and what they did themselves.
-        teams: who.visible_owners().cloned(),
+        teams: crate::access::Scope::of(&who).teams().cloned(),
         visible_to_subject: Some(who.subject.clone()),
     };
     Ok(Json(audit::list(state.db(), &filter).await?))

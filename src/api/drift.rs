@@ -10,6 +10,7 @@ use sea_orm::EntityTrait;
 use serde::Deserialize;
 
 use crate::{
+    access::{self, Act, Target},
     app::AppState,
     auth::Principal,
     db::entities::resource,
@@ -21,28 +22,21 @@ use crate::{
     },
 };
 
-/// The resource, if the caller may see it (another team's is as good as absent).
-async fn visible(
+/// The resource, when the caller may do `act` to it (another team's is as good as absent).
+async fn authorized(
     state: &AppState,
     principal: &Principal,
     id: &str,
+    act: Act<'_>,
 ) -> Result<resource::Model, ApiError> {
-    resource::Entity::find_by_id(id.to_owned())
+    let absent = || format!("no resource with id {id:?}");
+    let res = resource::Entity::find_by_id(id.to_owned())
         .one(state.db())
         .await?
-        .filter(|r| principal.may_see(&r.owner))
-        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))
-}
-
-fn authenticated(principal: &Principal, what: &str) -> Result<(), ApiError> {
-    if principal.is_anonymous() {
-        Err(ApiError::new(
-            ErrorName::Authentication,
-            format!("{what} needs an authenticated caller"),
-        ))
-    } else {
-        Ok(())
-    }
+        .ok_or_else(|| ApiError::not_found(absent()))?;
+    access::authorize(principal, act, Target::Resource { owner: &res.owner })
+        .map_err(|d| ApiError::denied(d, absent))?;
+    Ok(res)
 }
 
 fn drift_error(e: DriftError) -> ApiError {
@@ -67,7 +61,7 @@ pub async fn get(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<DriftReport>, ApiError> {
-    visible(&state, &principal, &id).await?;
+    authorized(&state, &principal, &id, Act::Read).await?;
     Ok(Json(drift::report(state.db(), &id).await?))
 }
 
@@ -83,9 +77,7 @@ pub async fn check(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<DriftReport>, ApiError> {
-    authenticated(&principal, "a drift check")?;
-    let res = visible(&state, &principal, &id).await?;
-    drift::may_check(&principal, &res).map_err(drift_error)?;
+    let res = authorized(&state, &principal, &id, Act::Change).await?;
     let checked = drift::check(
         state.db(),
         state.drivers(),
@@ -122,9 +114,7 @@ pub async fn revert(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Request>), ApiError> {
-    authenticated(&principal, "reverting drift")?;
-    let res = visible(&state, &principal, &id).await?;
-    drift::may_check(&principal, &res).map_err(drift_error)?;
+    let res = authorized(&state, &principal, &id, Act::Change).await?;
     if res.deleted_at.is_some() || res.status != "ready" {
         return Err(ApiError::conflict(format!(
             "resource {id} is {}; only ready resources can be reverted",
@@ -189,7 +179,7 @@ pub async fn accept(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<DriftReport>, ApiError> {
-    authenticated(&principal, "accepting drift")?;
+    let res = authorized(&state, &principal, &id, Act::Change).await?;
     let body: AcceptDrift = if body.iter().all(u8::is_ascii_whitespace) {
         AcceptDrift::default()
     } else {
@@ -198,7 +188,6 @@ pub async fn accept(
             ApiError::input(format!("invalid request body: {}: {}", e.path(), e.inner()))
         })?
     };
-    let res = visible(&state, &principal, &id).await?;
     let report = drift::accept(
         state.db(),
         &res,

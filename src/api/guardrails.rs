@@ -10,12 +10,13 @@ use serde_json::Value;
 
 use super::extract::ApiJson;
 use crate::{
+    access::{self, Act, Target},
     app::AppState,
     auth::Principal,
     catalog::EntityRef,
     cost::{self, Estimate, TeamSpend},
     db::entities::budget,
-    error::{ApiError, ErrorEnvelope, ErrorName},
+    error::{ApiError, ErrorEnvelope},
     guardrails::{self, Assessment, BudgetView},
     policy::{PolicyDecision, PolicyInfo},
     templates::FieldError,
@@ -77,7 +78,8 @@ pub(crate) async fn assess(
             errors: vec![],
             estimate: Some(estimate),
             decision: Some(decision),
-            budget: Some(budget),
+            // Another team's spend is theirs to see.
+            budget: access::may_see(principal, Target::Team(&budget.team)).then_some(budget),
         },
     })
 }
@@ -151,12 +153,22 @@ async fn load_budget(state: &AppState, team: &EntityRef) -> Result<Budget, ApiEr
 /// A team's monthly budget.
 #[utoipa::path(get, path = "/v1/teams/{team}/budget", operation_id = "getBudget", tag = "guardrails",
     params(("team" = String, Path, description = "Group ref or name, e.g. `team-a`")),
-    responses((status = 200, body = Budget), (status = 400, body = ErrorEnvelope)))]
+    responses((status = 200, body = Budget), (status = 400, body = ErrorEnvelope), (status = 404, description = "Not a team the caller may see", body = ErrorEnvelope)))]
 pub async fn get_budget(
     State(state): State<AppState>,
+    principal: Principal,
     Path(team): Path<String>,
 ) -> Result<Json<Budget>, ApiError> {
-    Ok(Json(load_budget(&state, &team_ref(&team)?).await?))
+    let team = team_ref(&team)?;
+    authorize_team(&principal, Act::Read, &team)?;
+    Ok(Json(load_budget(&state, &team).await?))
+}
+
+/// What a team's budget and spend routes ask of `access`; another team's answers 404.
+fn authorize_team(principal: &Principal, act: Act<'_>, team: &EntityRef) -> Result<(), ApiError> {
+    let team = team.to_string();
+    access::authorize(principal, act, Target::Team(&team))
+        .map_err(|d| ApiError::denied(d, || format!("no team {team:?} known to paved")))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -169,7 +181,8 @@ pub struct SetBudget {
 /// Set a team's monthly budget (platform-admins).
 #[utoipa::path(put, path = "/v1/teams/{team}/budget", operation_id = "setBudget", tag = "guardrails",
     params(("team" = String, Path, description = "Group ref or name")), request_body = SetBudget,
-    responses((status = 200, body = Budget), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+    responses((status = 200, body = Budget), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, description = "Not a team the caller may see", body = ErrorEnvelope)))]
 pub async fn set_budget(
     State(state): State<AppState>,
     principal: Principal,
@@ -177,18 +190,7 @@ pub async fn set_budget(
     ApiJson(body): ApiJson<SetBudget>,
 ) -> Result<Json<Budget>, ApiError> {
     let team = team_ref(&team)?;
-    if principal.is_anonymous() {
-        return Err(ApiError::new(
-            ErrorName::Authentication,
-            "setting a budget needs an authenticated caller",
-        ));
-    }
-    if !principal.is_admin() {
-        return Err(ApiError::new(
-            ErrorName::NotAllowed,
-            "only platform-admins set budgets",
-        ));
-    }
+    authorize_team(&principal, Act::SetBudget, &team)?;
     if !(body.monthly_limit.is_finite() && body.monthly_limit >= 0.0 && body.monthly_limit < 1e12) {
         return Err(ApiError::input(
             "monthlyLimit: must be a non-negative amount",
@@ -228,12 +230,14 @@ pub async fn set_budget(
 /// A team's spend: run rate of its active resources, month to date, forecast to month end.
 #[utoipa::path(get, path = "/v1/teams/{team}/spend", operation_id = "getSpend", tag = "guardrails",
     params(("team" = String, Path, description = "Group ref or name")),
-    responses((status = 200, body = TeamSpend), (status = 400, body = ErrorEnvelope)))]
+    responses((status = 200, body = TeamSpend), (status = 400, body = ErrorEnvelope), (status = 404, description = "Not a team the caller may see", body = ErrorEnvelope)))]
 pub async fn spend(
     State(state): State<AppState>,
+    principal: Principal,
     Path(team): Path<String>,
 ) -> Result<Json<TeamSpend>, ApiError> {
     let team = team_ref(&team)?;
+    authorize_team(&principal, Act::Read, &team)?;
     let book = state.pricebook();
     Ok(Json(
         cost::team_spend(
@@ -278,6 +282,7 @@ pub async fn evaluate(
     responses((status = 200, body = cost::ResourceCost), (status = 404, body = ErrorEnvelope)))]
 pub async fn resource_cost(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<cost::ResourceCost>, ApiError> {
     let book = state.pricebook();
@@ -289,6 +294,7 @@ pub async fn resource_cost(
         state.now(),
     )
     .await?
+    .filter(|c| access::may_see(&principal, Target::Resource { owner: &c.owner }))
     .map(Json)
     .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))
 }

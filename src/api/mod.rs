@@ -142,6 +142,44 @@ fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// Paths outside the OpenAPI document. The router is built from these names, and the access
+/// test walks them with the document's routes, so a route without an authorization row fails.
+pub mod paths {
+    /// Under the plugin base path (`/api/paved`).
+    pub const ACTIONS_LIST: &str = "/.backstage/actions/v1/actions";
+    pub const ACTIONS_INVOKE_V1: &str = "/.backstage/actions/v1/actions/{id}/invoke";
+    pub const ACTIONS_INVOKE_V2: &str = "/.backstage/actions/v2/actions/{id}/invoke";
+    pub const COST_INSIGHTS_SPLIT: &str =
+        "/v1/cost-insights/entity/{namespace}/{kind}/{name}/{r}/{p}/{d}";
+    pub const CATALOG_INDEX: &str = "/catalog/entities.yaml";
+    pub const CATALOG_PAGE: &str = "/catalog/pages/{file}";
+    pub const CATALOG_RESOURCE: &str = "/catalog/resources/{file}";
+    pub const JWKS: &str = "/.backstage/auth/v1/jwks.json";
+    /// The API reference and its document (also under the plugin base path).
+    pub const DOCS: &str = "/docs";
+    pub const OPENAPI: &str = "/openapi.json";
+    /// At the root.
+    pub const LIVENESS: &str = "/.backstage/health/v1/liveness";
+    pub const READINESS: &str = "/.backstage/health/v1/readiness";
+    pub const METRICS: &str = "/metrics";
+
+    /// (method, path) of every route under the plugin base path that the document leaves out.
+    pub const UNDER_PLUGIN: &[(&str, &str)] = &[
+        ("GET", ACTIONS_LIST),
+        ("POST", ACTIONS_INVOKE_V1),
+        ("POST", ACTIONS_INVOKE_V2),
+        ("GET", COST_INSIGHTS_SPLIT),
+        ("GET", CATALOG_INDEX),
+        ("GET", CATALOG_PAGE),
+        ("GET", CATALOG_RESOURCE),
+        ("GET", JWKS),
+        ("GET", DOCS),
+        ("GET", OPENAPI),
+    ];
+    /// (method, path) of the routes at the root.
+    pub const AT_ROOT: &[(&str, &str)] = &[("GET", LIVENESS), ("GET", READINESS), ("GET", METRICS)];
+}
+
 /// The whole HTTP app.
 pub fn router(state: AppState) -> Router {
     let base = state.settings().plugin_base_path();
@@ -152,19 +190,16 @@ pub fn router(state: AppState) -> Router {
 
     let plugin = Router::new()
         .merge(api)
-        .route("/.backstage/actions/v1/actions", get(actions::list))
+        .route(paths::ACTIONS_LIST, get(actions::list))
         .route(
-            "/.backstage/actions/v1/actions/{id}/invoke",
+            paths::ACTIONS_INVOKE_V1,
             axum::routing::post(actions::invoke_v1),
         )
         .route(
-            "/.backstage/actions/v2/actions/{id}/invoke",
+            paths::ACTIONS_INVOKE_V2,
             axum::routing::post(actions::invoke_v2),
         )
-        .route(
-            "/v1/cost-insights/entity/{namespace}/{kind}/{name}/{r}/{p}/{d}",
-            get(reports::entity_cost_split),
-        )
+        .route(paths::COST_INSIGHTS_SPLIT, get(reports::entity_cost_split))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_schema,
@@ -173,9 +208,9 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(http_metrics::remember_route));
     // Catalog documents: Backstage's URL reader sends no token.
     let catalog = Router::new()
-        .route("/catalog/entities.yaml", get(catalog::all))
-        .route("/catalog/pages/{file}", get(catalog::page))
-        .route("/catalog/resources/{file}", get(catalog::one))
+        .route(paths::CATALOG_INDEX, get(catalog::all))
+        .route(paths::CATALOG_PAGE, get(catalog::page))
+        .route(paths::CATALOG_RESOURCE, get(catalog::one))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_schema,
@@ -187,7 +222,7 @@ pub fn router(state: AppState) -> Router {
     };
     // Backstage fetches paved's public keys without a token.
     let keys = Router::new()
-        .route("/.backstage/auth/v1/jwks.json", get(keys::jwks))
+        .route(paths::JWKS, get(keys::jwks))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_schema,
@@ -197,11 +232,14 @@ pub fn router(state: AppState) -> Router {
         .merge(keys.route_layer(middleware::from_fn(http_metrics::remember_route)));
     Router::new()
         .nest(&base, plugin)
-        .route("/.backstage/health/v1/liveness", get(health::liveness))
-        .route("/.backstage/health/v1/readiness", get(health::readiness))
-        .route("/metrics", get(http_metrics::render))
+        .route(paths::LIVENESS, get(health::liveness))
+        .route(paths::READINESS, get(health::readiness))
+        .route(paths::METRICS, get(http_metrics::render))
         .route_layer(middleware::from_fn(http_metrics::remember_route))
-        .merge(SwaggerUi::new(format!("{base}/docs")).url(format!("{base}/openapi.json"), doc))
+        .merge(
+            SwaggerUi::new(format!("{base}{}", paths::DOCS))
+                .url(format!("{base}{}", paths::OPENAPI), doc),
+        )
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(

@@ -8,9 +8,10 @@ use serde::Deserialize;
 
 use super::extract::ApiQuery;
 use crate::{
+    access::{self, Act, Target},
     app::AppState,
     auth::Principal,
-    error::{ApiError, ErrorEnvelope, ErrorName},
+    error::{ApiError, ErrorEnvelope},
     provisioning::usage::{self, UnusedReport},
 };
 
@@ -34,12 +35,8 @@ pub async fn unused(
     ApiQuery(q): ApiQuery<UnusedQuery>,
 ) -> Result<Json<UnusedReport>, ApiError> {
     let team = super::guardrails::team_ref(&team)?.to_string();
-    if !principal.may_see(&team) {
-        return Err(ApiError::new(
-            ErrorName::NotAllowed,
-            format!("only members of {team} and platform-admins see its resources"),
-        ));
-    }
+    crate::access::authorize(&principal, Act::Read, Target::Team(&team))
+        .map_err(|d| ApiError::denied(d, || format!("no team {team:?} known to paved")))?;
     let window = q
         .window_hours
         .unwrap_or(state.settings().unused.window_hours);
@@ -90,12 +87,8 @@ pub async fn platform(
     principal: Principal,
     ApiQuery(q): ApiQuery<MetricsQuery>,
 ) -> Result<Json<crate::reports::PlatformMetrics>, ApiError> {
-    if principal.visible_owners().is_some() {
-        return Err(ApiError::new(
-            ErrorName::NotAllowed,
-            "platform metrics cover every team: platform-admins only",
-        ));
-    }
+    crate::access::authorize(&principal, Act::ReadPlatform, Target::Platform)
+        .map_err(|d| ApiError::denied(d, String::new))?;
     let window = match q.window.as_deref() {
         None => chrono::Duration::hours(state.settings().reports.window_hours as i64),
         Some(w) => crate::reports::parse_window(w).map_err(|m| {
@@ -199,19 +192,16 @@ async fn entity_cost_of(
     let Some(found) = found else {
         return Err(not_found());
     };
+    // A group is a team; any other entity's cost is visible when every owner behind it is.
     let allowed = match kind.as_str() {
-        "group" => principal.may_see(&entity.to_string()),
-        _ => found.owners.iter().all(|o| principal.may_see(o)),
+        "group" => access::may_see(principal, Target::Team(&entity.to_string())),
+        _ => found
+            .owners
+            .iter()
+            .all(|o| access::may_see(principal, Target::Resource { owner: o })),
     };
     if !allowed {
-        return Err(if kind == "resource" {
-            not_found()
-        } else {
-            ApiError::new(
-                ErrorName::NotAllowed,
-                format!("{entity}'s costs include teams you are not a member of"),
-            )
-        });
+        return Err(not_found());
     }
     Ok(Json(found.cost))
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::extract::{ApiJson, ApiQuery};
 use crate::{
+    access::{Act, Target},
     app::AppState,
     auth::Principal,
     catalog::EntityRef,
@@ -200,6 +201,27 @@ pub async fn reject(
     .await
 }
 
+/// The request, when `principal` may do `act(request)` to it; an invisible one answers 404
+/// exactly like an absent one.
+async fn authorized(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    act: impl FnOnce(&Request) -> Act,
+) -> Result<Request, ApiError> {
+    let absent = || format!("no request with id {id:?}");
+    let r = requests::get(state.db(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(absent()))?;
+    let target = Target::Request {
+        owner: &r.owner,
+        requester: &r.requester,
+    };
+    crate::access::authorize(principal, act(&r), target)
+        .map_err(|d| ApiError::denied(d, absent))?;
+    Ok(r)
+}
+
 /// The body is optional: an empty one means "no reason given".
 fn decision_body(bytes: &[u8]) -> Result<DecisionBody, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -215,10 +237,13 @@ async fn decide(
     decision: approvals::Decision,
     body: DecisionBody,
 ) -> Result<Json<Request>, ApiError> {
+    // Visibility and the caller's standing first; which approvals they may decide is checked
+    // per approval, under the request's lock, by `approvals::decide`.
+    authorized(state, principal, id, |_| Act::Read).await?;
     if principal.is_anonymous() {
-        return Err(ApiError::new(
-            ErrorName::Authentication,
-            "deciding an approval needs an authenticated caller",
+        return Err(ApiError::denied(
+            crate::access::Denied::Unauthenticated("deciding an approval"),
+            String::new,
         ));
     }
     match approvals::decide(
@@ -268,12 +293,7 @@ pub async fn list_approvals(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<approvals::Approval>>, ApiError> {
-    let visible = requests::get(state.db(), &id)
-        .await?
-        .is_some_and(|r| principal.may_see(&r.owner) || r.requester == principal.subject);
-    if !visible {
-        return Err(ApiError::not_found(format!("no request with id {id:?}")));
-    }
+    authorized(&state, &principal, &id, |_| Act::Read).await?;
     Ok(Json(approvals::list(state.db(), &id).await?))
 }
 
@@ -330,7 +350,7 @@ pub async fn list(
         status,
         offering: q.offering,
         before: q.cursor,
-        visible: principal.visible_owners().cloned(),
+        visible: crate::access::Scope::of(&principal),
         limit,
     };
     let (items, next_cursor) = requests::list(state.db(), &filter).await?;
@@ -346,12 +366,9 @@ pub async fn get(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Request>, ApiError> {
-    // Another team's request is as good as absent: its existence is not revealed.
-    requests::get(state.db(), &id)
-        .await?
-        .filter(|r| principal.may_see(&r.owner) || r.requester == principal.subject)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no request with id {id:?}")))
+    Ok(Json(
+        authorized(&state, &principal, &id, |_| Act::Read).await?,
+    ))
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -375,12 +392,7 @@ pub async fn logs(
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
     use crate::db::entities::request_log;
-    let visible = requests::get(state.db(), &id)
-        .await?
-        .is_some_and(|r| principal.may_see(&r.owner) || r.requester == principal.subject);
-    if !visible {
-        return Err(ApiError::not_found(format!("no request with id {id:?}")));
-    }
+    authorized(&state, &principal, &id, |_| Act::Read).await?;
     let rows = request_log::Entity::find()
         .filter(request_log::Column::RequestId.eq(id))
         .order_by_asc(request_log::Column::Id)
@@ -408,27 +420,7 @@ pub async fn cancel(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Request>, ApiError> {
-    if principal.is_anonymous() {
-        return Err(ApiError::new(
-            ErrorName::Authentication,
-            "cancelling a request needs an authenticated caller",
-        ));
-    }
-    let current = requests::get(state.db(), &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no request with id {id:?}")))?;
-    if !(principal.is_admin()
-        || principal.subject == current.requester
-        || principal.member_of(&current.owner))
-    {
-        return Err(ApiError::new(
-            ErrorName::NotAllowed,
-            format!(
-                "only the requester, members of {} and platform-admins may cancel it",
-                current.owner
-            ),
-        ));
-    }
+    authorized(&state, &principal, &id, |_| Act::Cancel).await?;
     match requests::cancel(state.db(), &id).await? {
         None => Err(ApiError::not_found(format!("no request with id {id:?}"))),
         Some(Err(status)) => Err(ApiError::conflict(format!(

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::extract::ApiQuery;
 use crate::{
+    access::{self, Act, Scope, Target},
     app::AppState,
     auth::Principal,
     catalog::EntityRef,
@@ -55,7 +56,7 @@ pub async fn list(
         resources::list_visible(
             state.db(),
             owner.as_deref(),
-            principal.visible_owners(),
+            Scope::of(&principal).teams(),
             limit,
         )
         .await?,
@@ -74,7 +75,7 @@ pub async fn get(
     // Another team's resource is as good as absent: its existence is not revealed.
     resources::get(state.db(), &id)
         .await?
-        .filter(|r| principal.may_see(&r.owner))
+        .filter(|r| access::may_see(&principal, Target::Resource { owner: &r.owner }))
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))
 }
@@ -90,16 +91,15 @@ pub async fn credentials(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if principal.is_anonymous() {
-        return Err(ApiError::new(
-            ErrorName::Authentication,
-            "reading credentials needs an authenticated caller",
-        ));
-    }
+    let absent = || format!("no resource with id {id:?}");
     let res = resources::get(state.db(), &id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
-    if !(principal.is_admin() || principal.member_of(&res.owner)) {
+        .ok_or_else(|| ApiError::not_found(absent()))?;
+    if let Err(d) = access::authorize(
+        &principal,
+        Act::ReadCredentials,
+        Target::Resource { owner: &res.owner },
+    ) {
         // Refused attempts are on the record too.
         crate::audit::record_by(
             state.db(),
@@ -110,14 +110,7 @@ pub async fn credentials(
             None,
         )
         .await;
-        // What a caller cannot see does not exist for them (as on `GET /resources/{id}`).
-        if !principal.may_see(&res.owner) {
-            return Err(ApiError::not_found(format!("no resource with id {id:?}")));
-        }
-        return Err(ApiError::new(
-            ErrorName::NotAllowed,
-            format!("only members of {} may read these credentials", res.owner),
-        ));
+        return Err(ApiError::denied(d, absent));
     }
     let creds = engine::credentials(state.db(), state.secrets(), &id)
         .await
@@ -177,35 +170,15 @@ pub async fn delete_resource(
     id: &str,
     override_protection: bool,
 ) -> Result<crate::provisioning::requests::Request, ApiError> {
-    use sea_orm::EntityTrait;
-    if principal.is_anonymous() {
-        return Err(ApiError::new(
-            ErrorName::Authentication,
-            "deleting a resource needs an authenticated caller",
-        ));
-    }
-    let res = crate::db::entities::resource::Entity::find_by_id(id.to_owned())
-        .one(state.db())
-        .await?
-        .filter(|r| principal.may_see(&r.owner))
-        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
+    let res = authorized(state, principal, id, |r| Act::Delete {
+        production: r.environment == "prod",
+        override_protection,
+    })
+    .await?;
     if res.deleted_at.is_some() {
         return Err(ApiError::conflict(format!(
             "resource {id} is already deleted"
         )));
-    }
-    if !(principal.is_admin() || principal.member_of(&res.owner)) {
-        return Err(ApiError::new(
-            ErrorName::NotAllowed,
-            format!("only members of {} may delete this resource", res.owner),
-        ));
-    }
-    if res.environment == "prod" && !(principal.is_admin() && override_protection) {
-        return Err(ApiError::new(
-            ErrorName::NotAllowed,
-            "deletion protection: production resources are deleted only by a platform-admin with override=true",
-        )
-        .with_reason_phrase("Deletion protection: production resource"));
     }
     if let Some(open) = crate::provisioning::requests::open_for_resource(state.db(), id).await?
         && res.status != "deleting"
@@ -274,29 +247,8 @@ pub async fn update_resource(
     id: &str,
     values: &Value,
 ) -> Result<crate::provisioning::requests::Request, ApiError> {
-    use sea_orm::EntityTrait;
-
-    use crate::{
-        db::entities::resource,
-        provisioning::order::{self, Placed},
-    };
-    if principal.is_anonymous() {
-        return Err(ApiError::new(
-            ErrorName::Authentication,
-            "updating a resource needs an authenticated caller",
-        ));
-    }
-    let res = resource::Entity::find_by_id(id.to_owned())
-        .one(state.db())
-        .await?
-        .filter(|r| principal.may_see(&r.owner))
-        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
-    if !(principal.is_admin() || principal.member_of(&res.owner)) {
-        return Err(ApiError::new(
-            ErrorName::NotAllowed,
-            format!("only members of {} may change this resource", res.owner),
-        ));
-    }
+    use crate::provisioning::order::{self, Placed};
+    let res = authorized(state, principal, id, |_| Act::Change).await?;
     if res.deleted_at.is_some() || res.status != "ready" {
         return Err(ApiError::conflict(format!(
             "resource {id} is {}; only ready resources can be changed",
@@ -332,6 +284,25 @@ pub async fn update_resource(
         Placed::Denied { request, deny } => Err(super::requests::denied(&request, &deny)),
         Placed::Invalid(errors) => Err(super::requests::invalid(&offering.name, &errors)),
     }
+}
+
+/// The resource row, when `principal` may do `act(resource)` to it; an invisible one answers
+/// 404 exactly like an absent one.
+async fn authorized(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    act: impl FnOnce(&crate::db::entities::resource::Model) -> Act<'static>,
+) -> Result<crate::db::entities::resource::Model, ApiError> {
+    use sea_orm::EntityTrait;
+    let absent = || format!("no resource with id {id:?}");
+    let res = crate::db::entities::resource::Entity::find_by_id(id.to_owned())
+        .one(state.db())
+        .await?
+        .ok_or_else(|| ApiError::not_found(absent()))?;
+    access::authorize(principal, act(&res), Target::Resource { owner: &res.owner })
+        .map_err(|d| ApiError::denied(d, absent))?;
+    Ok(res)
 }
 
 /// The body of an extension (documentation; [`hours_of`] reads it, naming field and rule).
@@ -396,20 +367,8 @@ pub(crate) async fn extend_ttl(
     id: &str,
     hours: i64,
 ) -> Result<Resource, ApiError> {
-    use sea_orm::EntityTrait;
-
     use crate::provisioning::lifecycle::{self, ExtendError};
-    if principal.is_anonymous() {
-        return Err(ApiError::new(
-            ErrorName::Authentication,
-            "extending a resource needs an authenticated caller",
-        ));
-    }
-    let res = crate::db::entities::resource::Entity::find_by_id(id.to_owned())
-        .one(state.db())
-        .await?
-        .filter(|r| principal.may_see(&r.owner))
-        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))?;
+    let res = authorized(state, principal, id, |_| Act::Change).await?;
     let max_hours = state
         .templates()
         .snapshot()

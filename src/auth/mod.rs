@@ -57,24 +57,22 @@ impl Principal {
     pub fn member_of(&self, team: &str) -> bool {
         self.groups.contains(team)
     }
+}
 
-    /// Whose requests and resources this caller may see: `None` for everything (platform-admins,
-    /// calling Backstage plugins, and the anonymous caller where that is allowed, the embedded
-    /// default), otherwise the caller's teams.
-    pub fn visible_owners(&self) -> Option<&BTreeSet<String>> {
-        if self.is_admin()
-            || self.is_anonymous()
-            || (self.subject.starts_with("plugin:") && self.via.is_none())
-        {
-            None
-        } else {
-            Some(&self.groups)
+/// A plugin calling without a user has exactly what configuration grants its subject
+/// (`auth.roles` and `auth.groups` by `plugin:<id>`), nothing by default.
+fn grant_plugin(p: &mut Principal, auth: &crate::config::AuthSettings) {
+    for (role, refs) in &auth.roles {
+        if refs.iter().any(|r| r == &p.subject) {
+            p.roles.insert(role.clone());
         }
     }
-
-    pub fn may_see(&self, owner: &str) -> bool {
-        self.visible_owners()
-            .is_none_or(|teams| teams.contains(owner))
+    if let Some(groups) = auth.groups.get(&p.subject) {
+        p.groups.extend(groups.iter().map(|g| {
+            EntityRef::parse(g, "group")
+                .map(|e| e.to_string())
+                .unwrap_or_else(|_| g.clone())
+        }));
     }
 }
 
@@ -141,7 +139,7 @@ impl FromRequestParts<AppState> for Principal {
             return Ok(p.clone());
         }
         let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
-            if state.settings().auth.allow_anonymous {
+            if state.settings().anonymous_allowed() {
                 return Ok(Principal::anonymous());
             }
             return Err(ApiError::new(
@@ -171,13 +169,17 @@ impl FromRequestParts<AppState> for Principal {
                     "Backstage tokens need backstage.base_url to be configured",
                 ));
             };
-            return verifier
+            let mut p = verifier
                 .verify(token, &state.settings().auth)
                 .await
                 .map_err(|e| {
                     tracing::info!(reason = %e, "Backstage token refused");
                     ApiError::new(ErrorName::Authentication, e.to_string())
-                });
+                })?;
+            if p.via.is_none() && p.subject.starts_with("plugin:") {
+                grant_plugin(&mut p, &state.settings().auth);
+            }
+            return Ok(p);
         }
         state
             .tokens()

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::requests::{self, Request, RequestStatus};
 use crate::{
+    access::{self, Act, Target},
     auth::Principal,
     db::entities::{approval, request},
 };
@@ -45,12 +46,6 @@ pub enum DecideError {
     NotAllowed(String),
     #[error(transparent)]
     Db(#[from] DbErr),
-}
-
-/// May `who` decide an approval that asks for `role` on a request owned by `owner`?
-/// Admins decide everything; leads decide within their own teams.
-pub fn may_decide(who: &Principal, role: &str, owner: &str) -> bool {
-    who.is_admin() || (who.has_role(role) && (role != "lead" || who.member_of(owner)))
 }
 
 pub async fn list(db: &DatabaseConnection, request_id: &str) -> Result<Vec<Approval>, DbErr> {
@@ -145,16 +140,26 @@ async fn decide_in(
         .filter(approval::Column::Status.eq("pending"))
         .all(txn)
         .await?;
-    let (mine, others): (Vec<_>, Vec<_>) = pending
-        .into_iter()
-        .partition(|a| may_decide(who, &a.required_role, &req.owner));
+    let target = Target::Request {
+        owner: &req.owner,
+        requester: &req.requester,
+    };
+    let decide = |a: &approval::Model| {
+        access::authorize(
+            who,
+            Act::Decide {
+                role: &a.required_role,
+            },
+            target,
+        )
+    };
+    let (mine, others): (Vec<_>, Vec<_>) = pending.iter().partition(|a| decide(a).is_ok());
     if mine.is_empty() {
-        let roles: Vec<String> = others.iter().map(|a| a.required_role.clone()).collect();
-        return Err(DecideError::NotAllowed(format!(
-            "this request needs a decision by: {} (a lead must belong to {}); platform-admins may always decide",
-            roles.join(", "),
-            req.owner
-        )));
+        let why = others
+            .first()
+            .and_then(|a| decide(a).err())
+            .map_or_else(|| "nothing is left to decide".to_owned(), |d| d.to_string());
+        return Err(DecideError::NotAllowed(why));
     }
     let now = Utc::now();
     let outcome = if decision == Decision::Approve {
@@ -163,7 +168,7 @@ async fn decide_in(
         "rejected"
     };
     for a in mine {
-        let mut a = a.into_active_model();
+        let mut a = a.clone().into_active_model();
         a.status = Set(outcome.into());
         a.decided_by = Set(Some(who.subject.clone()));
         a.decision_reason = Set(reason.clone());

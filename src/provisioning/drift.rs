@@ -404,14 +404,9 @@ async fn set_state(
 
 /// Whether the caller may resolve drift on `res`: members of the owning team and admins.
 fn may_resolve(who: &Principal, res: &resource::Model) -> Result<(), DriftError> {
-    if who.is_admin() || who.member_of(&res.owner) {
-        Ok(())
-    } else {
-        Err(DriftError::NotAllowed(format!(
-            "only members of {} and platform-admins may resolve drift on this resource",
-            res.owner
-        )))
-    }
+    use crate::access::{Act, Target, authorize};
+    authorize(who, Act::Change, Target::Resource { owner: &res.owner })
+        .map_err(|d| DriftError::NotAllowed(d.to_string()))
 }
 
 /// Accepts open findings (all, or those in `ids`): their actual values become the expected
@@ -523,11 +518,6 @@ pub async fn mark_reverted(
     )
     .await;
     Ok(open.len())
-}
-
-/// Checks may start only on ready resources that the caller may resolve drift on.
-pub fn may_check(who: &Principal, res: &resource::Model) -> Result<(), DriftError> {
-    may_resolve(who, res)
 }
 
 /// What a scan did.

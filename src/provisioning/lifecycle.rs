@@ -52,12 +52,9 @@ pub async fn extend(
         .one(db)
         .await?
         .ok_or_else(|| ExtendError::NotFound(resource_id.to_owned()))?;
-    if !(who.is_admin() || who.member_of(&res.owner)) {
-        return Err(ExtendError::NotAllowed(format!(
-            "only members of {} and platform-admins may extend this resource",
-            res.owner
-        )));
-    }
+    use crate::access::{Act, Target, authorize};
+    authorize(who, Act::Change, Target::Resource { owner: &res.owner })
+        .map_err(|d| ExtendError::NotAllowed(d.to_string()))?;
     if res.deleted_at.is_some() || res.status != "ready" {
         return Err(ExtendError::Conflict(format!(
             "resource {resource_id} is {}; only ready resources can be extended",

@@ -77,14 +77,9 @@ pub async fn place(
 /// Developers order for teams they belong to; platform-admins for anyone. (The anonymous
 /// caller exists only where `auth.allow_anonymous` is on, the embedded default.)
 fn may_order_for(requester: &Principal, owner: &str) -> Result<(), PlaceError> {
-    if requester.is_anonymous() || requester.is_admin() || requester.member_of(owner) {
-        Ok(())
-    } else {
-        Err(PlaceError::NotAllowed(format!(
-            "{} is not a member of {owner} and may not order for it",
-            requester.subject
-        )))
-    }
+    use crate::access::{Act, Target, authorize};
+    authorize(requester, Act::Order, Target::Team(owner))
+        .map_err(|d| PlaceError::NotAllowed(d.to_string()))
 }
 
 /// A new request and the policy decision it was stored with.

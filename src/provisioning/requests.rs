@@ -404,8 +404,8 @@ pub struct ListFilter {
     pub offering: Option<String>,
     /// Return requests older than this id (ids are time-ordered UUIDv7).
     pub before: Option<String>,
-    /// Only requests of these owners (the caller's teams); `None` for all.
-    pub visible: Option<std::collections::BTreeSet<String>>,
+    /// What the caller may see (see `access`).
+    pub visible: crate::access::Scope,
     pub limit: u64,
 }
 
@@ -424,8 +424,12 @@ pub async fn list(
     if let Some(o) = &f.offering {
         q = q.filter(request::Column::Offering.eq(o.as_str()));
     }
-    if let Some(v) = &f.visible {
-        q = q.filter(request::Column::Owner.is_in(v.iter().cloned()));
+    if let crate::access::Scope::Only { teams, requester } = &f.visible {
+        q = q.filter(
+            sea_orm::Condition::any()
+                .add(request::Column::Owner.is_in(teams.iter().cloned()))
+                .add(request::Column::Requester.eq(requester.as_str())),
+        );
     }
     if let Some(b) = &f.before {
         q = q.filter(request::Column::Id.lt(b.as_str()));

@@ -17,7 +17,7 @@ use super::TestApp;
 pub fn with_workers(mut s: Settings, workers: usize) -> Settings {
     s.engine.workers = workers;
     s.engine.poll_seconds = 1;
-    s.auth.allow_anonymous = true;
+    s.auth.allow_anonymous = Some(true);
     s.auth.static_tokens = vec![
         super::static_token("alice", "alice-token", &["developer"], &["team-a"]),
         super::static_token("mallory", "mallory-token", &["developer"], &["team-b"]),

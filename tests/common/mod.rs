@@ -138,7 +138,15 @@ impl TestApp {
     }
 
     /// As `spawn`, reading time from `clock` (a fixed one makes cost figures exact).
-    pub async fn spawn_with_clock(settings: Settings, clock: paved::clock::Clock) -> Self {
+    pub async fn spawn_with_clock(mut settings: Settings, clock: paved::clock::Clock) -> Self {
+        // The test's own eyes: `get_json` reads as a platform-admin that takes no part in the
+        // test, so a test sees every request whoever placed it.
+        settings.auth.static_tokens.push(static_token(
+            "test-observer",
+            OBSERVER_TOKEN,
+            &["platform-admin"],
+            &[],
+        ));
         let wait_ready = settings.database.migrate_on_start;
         let app = Application::build_with_clock(settings, clock)
             .await
@@ -186,8 +194,15 @@ impl TestApp {
         format!("{}/api/paved/v1{path}", self.base)
     }
 
+    /// GET as the test's observer (a platform-admin of its own).
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let r = self.client.get(self.api(path)).send().await.unwrap();
+        let r = self
+            .client
+            .get(self.api(path))
+            .bearer_auth(OBSERVER_TOKEN)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
@@ -251,6 +266,9 @@ pub fn assert_envelope(
 }
 
 /// A static token for `subject` whose secret is `secret` (only its SHA-256 is configured).
+/// The token `TestApp::get_json` reads with (added to every spawned app's settings).
+pub const OBSERVER_TOKEN: &str = "test-observer-token";
+
 pub fn static_token(
     subject: &str,
     secret: &str,
