@@ -16,7 +16,14 @@ pub fn init_logs(settings: &LogSettings) {
         .unwrap_or_else(|| EnvFilter::new(&settings.level));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match settings.format {
-        LogFormat::Human => registry.with(fmt::layer().with_target(true)).try_init(),
+        // Colour only for a person at a terminal: escapes in a shipped log file are noise.
+        LogFormat::Human => registry
+            .with(
+                fmt::layer()
+                    .with_target(true)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
+            .try_init(),
         LogFormat::Json => registry
             .with(
                 fmt::layer()

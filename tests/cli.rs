@@ -644,3 +644,19 @@ fn the_command_line_orders_follows_and_deletes() {
     server.signal("TERM");
     server.wait();
 }
+
+#[test]
+fn human_logs_written_to_a_pipe_carry_no_colour_escapes() {
+    let server = Server::start(|c| {
+        c.env("PAVED_LOG__FORMAT", "human");
+    });
+    server.wait_ready();
+    server.signal("TERM");
+    let (_, stdout, stderr) = server.wait();
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("paved starting"), "{all}");
+    assert!(
+        !all.contains('\u{1b}'),
+        "escape codes in a piped log:\n{all:?}"
+    );
+}

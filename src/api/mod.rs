@@ -90,12 +90,37 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::list))
         .split_for_parts();
     document_common_errors(&mut doc);
+    document_security(&mut doc);
     (router, doc)
 }
 
 /// The OpenAPI document the code describes (`paved openapi`, `openapi/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     api().1
+}
+
+/// Every operation takes a bearer token: a Backstage user or plugin token, or a static paved
+/// token. Declared so generated clients and the reference page can send one.
+fn document_security(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "A Backstage user or plugin token, or a static paved token (`auth.static_tokens`). Without one, only where `auth.allow_anonymous` lets the caller in.",
+                ))
+                .build(),
+        ),
+    );
+    doc.security = Some(vec![SecurityRequirement::new(
+        "bearer",
+        Vec::<String>::new(),
+    )]);
 }
 
 /// Answers every operation can give besides its own: malformed input (400), a refused or
@@ -126,6 +151,20 @@ fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
         .flatten()
         {
             let responses = &mut op.responses.responses;
+            // OpenAPI requires a description on every response; most say it with their body.
+            for (code, response) in responses.iter_mut() {
+                if let utoipa::openapi::RefOr::T(r) = response
+                    && r.description.is_empty()
+                {
+                    r.description = code
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|c| axum::http::StatusCode::from_u16(c).ok())
+                        .and_then(|c| c.canonical_reason())
+                        .unwrap_or("Response")
+                        .to_owned();
+                }
+            }
             for (code, description) in [
                 (
                     "400",
