@@ -235,6 +235,7 @@ impl Application {
                 &settings.backstage.plugin_id,
                 &settings.auth,
                 outgoing.clone(),
+                clock.clone(),
             )
         });
         let listener = TcpListener::bind(settings.server.listen)

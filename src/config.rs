@@ -339,8 +339,17 @@ pub struct AuthSettings {
     /// A Backstage user's groups also come from the `memberOf` relations of their `User`
     /// entity in Backstage's catalog, cached this long. 0 turns the lookup off.
     pub catalog_groups_ttl_seconds: u64,
-    /// An unknown key id refetches Backstage's key set at most this often.
+    /// Backstage's key sets are fetched at most this often per set, for an unknown key id or
+    /// a set past its age, whether the fetch works or not.
     pub jwks_refetch_seconds: u64,
+    /// A fetched key set is trusted this long, then fetched again: a key Backstage removed
+    /// stops verifying tokens after at most this long.
+    pub jwks_max_age_seconds: u64,
+    /// Clock skew tolerated on a Backstage token's `exp`, `nbf` and `iat`.
+    pub token_leeway_seconds: u64,
+    /// Backstage tokens whose `exp - iat` is longer are refused (Backstage issues user and
+    /// plugin tokens for an hour).
+    pub token_max_lifetime_seconds: u64,
 }
 
 impl Default for AuthSettings {
@@ -353,6 +362,9 @@ impl Default for AuthSettings {
             groups: Default::default(),
             catalog_groups_ttl_seconds: 60,
             jwks_refetch_seconds: 10,
+            jwks_max_age_seconds: 300,
+            token_leeway_seconds: 5,
+            token_max_lifetime_seconds: 3600,
         }
     }
 }
@@ -633,6 +645,34 @@ impl Settings {
             return Err(err(
                 "auth.catalog_groups_ttl_seconds",
                 "must be at most 86400 (a day); 0 turns catalog group lookups off".into(),
+            ));
+        }
+        let a = &self.auth;
+        if !(1..=3600).contains(&a.jwks_refetch_seconds) {
+            return Err(err(
+                "auth.jwks_refetch_seconds",
+                "must be between 1 and 3600".into(),
+            ));
+        }
+        if a.jwks_max_age_seconds < a.jwks_refetch_seconds || a.jwks_max_age_seconds > 86_400 {
+            return Err(err(
+                "auth.jwks_max_age_seconds",
+                format!(
+                    "must be between auth.jwks_refetch_seconds ({}) and 86400 (a day)",
+                    a.jwks_refetch_seconds
+                ),
+            ));
+        }
+        if a.token_leeway_seconds > 300 {
+            return Err(err(
+                "auth.token_leeway_seconds",
+                "must be at most 300 (clock skew, not token lifetime)".into(),
+            ));
+        }
+        if !(60..=86_400).contains(&a.token_max_lifetime_seconds) {
+            return Err(err(
+                "auth.token_max_lifetime_seconds",
+                "must be between 60 and 86400 (Backstage issues tokens for 3600 s)".into(),
             ));
         }
         if self.engine.lease_seconds < 2 || self.engine.max_attempts < 1 {
@@ -955,6 +995,26 @@ mod tests {
             ),
             ("PAVED_CATALOG__PAGES", "0", "catalog.pages"),
             ("PAVED_CATALOG__PAGES", "4097", "catalog.pages"),
+            (
+                "PAVED_AUTH__JWKS_REFETCH_SECONDS",
+                "0",
+                "auth.jwks_refetch_seconds",
+            ),
+            (
+                "PAVED_AUTH__JWKS_MAX_AGE_SECONDS",
+                "5",
+                "auth.jwks_max_age_seconds",
+            ),
+            (
+                "PAVED_AUTH__TOKEN_LEEWAY_SECONDS",
+                "3600",
+                "auth.token_leeway_seconds",
+            ),
+            (
+                "PAVED_AUTH__TOKEN_MAX_LIFETIME_SECONDS",
+                "604800",
+                "auth.token_max_lifetime_seconds",
+            ),
         ];
         for (var, value, key) in cases {
             let err = Settings::load(None, env(&[(var, value)])).unwrap_err();
