@@ -281,6 +281,10 @@ pub struct SecretsSettings {
     /// key in `.paved/secrets.key`.
     #[serde(deserialize_with = "opt_string")]
     pub key: Option<String>,
+    /// Keys that only open what they sealed before a rotation (`paved secrets reseal` moves
+    /// it to `key`); nothing is sealed with them.
+    #[serde(deserialize_with = "secret_list")]
+    pub previous_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -561,9 +565,10 @@ impl Settings {
             }
         })?;
         settings.check().map_err(|mut e| {
+            // `key[2]` came from the variable that set the whole list `key`.
             e.from_env = env_keys
                 .iter()
-                .find(|(k, _)| *k == e.key)
+                .find(|(k, _)| *k == e.key || e.key.starts_with(&format!("{k}[")))
                 .map(|(_, v)| v.clone());
             e
         })?;
@@ -616,9 +621,15 @@ impl Settings {
                 check_http_url(v).map_err(|m| err(key, m))?;
             }
         }
+        for (i, k) in self.secrets.previous_keys.iter().enumerate() {
+            crate::provisioning::secrets::SecretBox::from_base64(k)
+                .map_err(|m| err(&format!("secrets.previous_keys[{i}]"), m))?;
+        }
         if let Some(k) = &self.secrets.key {
             crate::provisioning::secrets::SecretBox::from_base64(k)
-                .map_err(|m| err("secrets.key", m))?;
+                .map_err(|m| err("secrets.key", m))?
+                .with_previous(&self.secrets.previous_keys)
+                .map_err(|(i, m)| err(&format!("secrets.previous_keys[{i}]"), m))?;
         } else if !self.database.url.starts_with("sqlite:") {
             return Err(err(
                 "secrets.key",
@@ -888,6 +899,30 @@ fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
     }
 }
 
+/// A list of keys: one string or a list of strings. Errors never quote a value (they are keys).
+fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(Vec::new()),
+        Value::String(s) if s.trim().is_empty() => Ok(Vec::new()),
+        Value::String(s) => Ok(vec![s]),
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s),
+                other => Err(serde::de::Error::custom(format!(
+                    "item {i}: expected a base64 key, found {}",
+                    kind(&other)
+                ))),
+            })
+            .collect(),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a list of base64 keys, found {}",
+            kind(&other)
+        ))),
+    }
+}
+
 fn from_display<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -1021,6 +1056,59 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains(key), "{var}={value}: {text}");
             assert!(text.contains(var), "{var}={value}: {text}");
+        }
+    }
+
+    #[test]
+    fn previous_secrets_keys_are_checked_by_index_and_never_echoed() {
+        let key = crate::provisioning::secrets::SecretBox::generate_key();
+        let old = crate::provisioning::secrets::SecretBox::generate_key();
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PAVED_SECRETS__KEY", key.as_str()),
+                ("PAVED_SECRETS__PREVIOUS_KEYS", &format!("[{old}]")),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.secrets.previous_keys, vec![old.clone()]);
+        // One key without brackets is a list of one.
+        let s =
+            Settings::load(None, env(&[("PAVED_SECRETS__PREVIOUS_KEYS", old.as_str())])).unwrap();
+        assert_eq!(s.secrets.previous_keys.len(), 1);
+        for (value, rule) in [
+            (
+                format!("[{old}, bm90LWEta2V5]"),
+                "secrets.previous_keys[1]: must decode to 32 bytes",
+            ),
+            (
+                format!("[{key}]"),
+                "secrets.previous_keys[0]: is secrets.key itself",
+            ),
+            (
+                format!("[{old}, {old}]"),
+                "secrets.previous_keys[1]: is listed twice",
+            ),
+            (
+                "{a: b}".to_owned(),
+                "secrets.previous_keys: expected a list of base64 keys",
+            ),
+        ] {
+            let text = Settings::load(
+                None,
+                env(&[
+                    ("PAVED_SECRETS__KEY", key.as_str()),
+                    ("PAVED_SECRETS__PREVIOUS_KEYS", &value),
+                ]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(text.contains(rule), "{value}: {text}");
+            assert!(text.contains("PAVED_SECRETS__PREVIOUS_KEYS"), "{text}");
+            assert!(
+                !text.contains(&old) && !text.contains(&key),
+                "a key leaked: {text}"
+            );
         }
     }
 
