@@ -400,8 +400,14 @@ impl Application {
                 );
                 let (st, engine, stop) = (state.clone(), engine.clone(), workers_stop_rx.clone());
                 workers.spawn(async move {
-                    wait_for_secrets(&st).await;
-                    engine.work(name, stop).await
+                    let mut stopping = stop.clone();
+                    let stopped = async move {
+                        let _ = stopping.wait_for(|s| *s).await;
+                    };
+                    tokio::select! {
+                        _ = wait_for_secrets(&st) => engine.work(name, stop).await,
+                        _ = stopped => {}
+                    }
                 });
             }
             if !settings.database.url.starts_with("sqlite:") {
@@ -666,6 +672,11 @@ async fn keep_signing_keys(state: AppState, signer: Arc<Signer>) {
         };
         tokio::time::sleep(next).await;
     }
+}
+
+/// [`secret_box`] for tools and tests outside the crate.
+pub fn secret_box_for(settings: &Settings) -> anyhow::Result<SecretBox> {
+    secret_box(settings)
 }
 
 /// The credentials keys: `secrets.key` (or, on the embedded SQLite default, a key generated

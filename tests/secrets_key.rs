@@ -272,3 +272,79 @@ fn paved_serve_with_the_wrong_key_exits_naming_the_key_it_needs() {
         "a key leaked: {text}"
     );
 }
+
+/// The database is not there when paved starts (so start-up cannot check the key); when it
+/// appears, sealed with another key, paved stays unready, seals nothing, and stops naming the
+/// key it needs.
+#[tokio::test]
+async fn a_wrong_key_found_after_start_stops_paved_before_anything_is_sealed() {
+    use sea_orm::ConnectionTrait;
+    let (a, b) = (SecretBox::generate_key(), SecretBox::generate_key());
+    // A database sealed with key A, prepared under another name.
+    let staging = TestDb::new(DbEngine::Postgres).await;
+    let staging_name = staging.url.rsplit_once('/').unwrap().1.to_owned();
+    {
+        let mut s = settings(&staging.url);
+        s.secrets.key = Some(a.clone());
+        let conn = paved::db::connect(&s.database).await.unwrap();
+        paved::db::migrate(&conn).await.unwrap();
+        paved::app::check_secrets_key(&conn, &paved::app::secret_box_for(&s).unwrap())
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+
+    // paved with key B on a database that does not exist yet.
+    let live_name = format!("{staging_name}_live");
+    let url = format!("{}/{live_name}", staging.url.rsplit_once('/').unwrap().0);
+    let mut s = kit::with_workers(settings(&url), 1);
+    s.secrets.key = Some(b.clone());
+    let app = Application::build(s.clone())
+        .await
+        .expect("starts: the database is not there to check yet");
+    let base = format!("http://{}", app.local_addr());
+    let run = tokio::spawn(app.run_until(std::future::pending()));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let (status, body) = kit::eventually("paved answers", || async {
+        let r = client
+            .get(format!("{base}/.backstage/health/v1/readiness"))
+            .send()
+            .await
+            .ok()?;
+        Some((r.status().as_u16(), r.text().await.ok()?))
+    })
+    .await;
+    assert_eq!(status, 503, "{body}");
+
+    // The database appears, all at once (a rename is atomic).
+    let admin = sea_orm::Database::connect(common::postgres_admin_url())
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{staging_name}\" RENAME TO \"{live_name}\""
+        ))
+        .await
+        .unwrap();
+
+    let e = format!("{:#}", run.await.unwrap().expect_err("paved kept running"));
+    assert!(
+        e.contains(&format!("the stored secrets need key {}", key_id(&a))),
+        "{e}"
+    );
+    assert!(!e.contains(&a) && !e.contains(&b), "a key leaked: {e}");
+    assert_eq!(
+        stored_key_ids(&settings(&url)).await,
+        BTreeSet::from([format!("check:{}", key_id(&a))]),
+        "nothing was sealed with key B"
+    );
+    // Back under its own name, so the test database is dropped as usual.
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{live_name}\" RENAME TO \"{staging_name}\""
+        ))
+        .await
+        .unwrap();
+    admin.close().await.ok();
+}

@@ -534,6 +534,41 @@ mod tests {
     }
 
     #[test]
+    fn previous_keys_only_open_and_reseal_moves_to_the_current_key() {
+        let (old_key, new_key) = (SecretBox::generate_key(), SecretBox::generate_key());
+        let old = SecretBox::from_base64(&old_key).unwrap();
+        let sealed = old.seal(b"hunter2", "r/password");
+        let rotated = SecretBox::from_base64(&new_key)
+            .unwrap()
+            .with_previous(std::slice::from_ref(&old_key))
+            .unwrap();
+        assert_eq!(rotated.previous_key_ids(), vec![old.key_id()]);
+        assert_eq!(rotated.open(&sealed, "r/password").unwrap(), b"hunter2");
+        assert_eq!(
+            rotated.seal(b"x", "c").key_id,
+            rotated.key_id(),
+            "sealing uses secrets.key"
+        );
+        let moved = rotated.reseal(&sealed, "r/password").unwrap().unwrap();
+        assert_eq!(moved.key_id, rotated.key_id());
+        assert!(rotated.reseal(&moved, "r/password").unwrap().is_none());
+        let new_only = SecretBox::from_base64(&new_key).unwrap();
+        assert_eq!(new_only.open(&moved, "r/password").unwrap(), b"hunter2");
+        assert!(
+            new_only
+                .open(&sealed, "r/password")
+                .unwrap_err()
+                .contains("nor in secrets.previous_keys")
+        );
+        // A value that does not open is never re-sealed.
+        assert!(new_only.reseal(&sealed, "r/password").is_err());
+        assert!(
+            !format!("{rotated:?}").contains(&old_key)
+                && !format!("{rotated:?}").contains(&new_key)
+        );
+    }
+
+    #[test]
     fn bad_keys_are_refused_by_rule() {
         assert!(
             SecretBox::from_base64("not base64!")
