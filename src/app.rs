@@ -272,7 +272,12 @@ impl Application {
                 tracing::warn!(error = %db::redact(&e.to_string()), "secrets key not checked yet: the database does not answer");
                 false
             }
-            Err(_) => false,
+            Err(_) => {
+                tracing::warn!(
+                    "secrets key not checked yet: the database did not answer within 3 s"
+                );
+                false
+            }
         };
         let outgoing = match &settings.backstage.token {
             Some(t) => Outgoing::Static(t.as_str().into()),
@@ -756,8 +761,9 @@ async fn verify_secrets_until_done(
                 let _ = fatal.send(Some(m));
                 return;
             }
+            // Readiness reports it; migrations log the database being down already.
             Err(e) => {
-                tracing::warn!(error = %db::redact(&e.to_string()), "cannot check the secrets key yet; retrying");
+                tracing::debug!(error = %db::redact(&e.to_string()), "cannot check the secrets key yet; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

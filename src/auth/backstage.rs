@@ -247,7 +247,7 @@ impl BackstageTokens {
         if now >= exp.saturating_add(leeway) {
             return Err(Refused(format!(
                 "token expired {} s ago (leeway {leeway} s, auth.token_leeway_seconds)",
-                now - exp
+                now.saturating_sub(exp)
             )));
         }
         if let Some(nbf) = time("nbf")?
@@ -366,14 +366,15 @@ impl Jwks {
         let now = self.clock.now();
         let entries = self.entries.lock().expect("jwks lock poisoned");
         let entry = entries.get(url);
-        // Past the rate limit, or joining the fetch under way.
+        // Past the rate limit, or joining the fetch under way. A clock that went back counts
+        // as time passed, so it cannot stretch how long a set is trusted.
         let may_fetch = (join && entry.is_some_and(|e| e.in_flight))
             || entry
                 .and_then(|e| e.last_attempt)
-                .is_none_or(|at| now - at >= self.refetch_every);
+                .is_none_or(|at| now - at >= self.refetch_every || now < at);
         let fresh = entry
             .and_then(|e| e.keys.as_ref())
-            .filter(|k| now - k.fetched_at < self.max_age);
+            .filter(|k| now >= k.fetched_at && now - k.fetched_at < self.max_age);
         match fresh {
             Some(set) => match set.keys.find(kid) {
                 Some(j) => Lookup::Found(Box::new(j.clone())),
