@@ -55,6 +55,10 @@ struct Inner {
     refresher: Option<crate::catalog::refresh::Refresher>,
     drivers: Arc<Drivers>,
     schema_ready: AtomicBool,
+    /// `secrets.key` opens what the database stores (checked at start, or once it answers).
+    secrets_verified: AtomicBool,
+    /// Set when paved must stop (a wrong secrets key found after start-up).
+    fatal: std::sync::Mutex<Option<String>>,
     shutting_down: AtomicBool,
     clock: Clock,
 }
@@ -164,6 +168,27 @@ impl AppState {
         self.0.wake.notify_waiters();
     }
 
+    pub fn secrets_verified(&self) -> bool {
+        self.0.secrets_verified.load(Ordering::Acquire)
+    }
+
+    /// Checks the secrets key against the database now (a mismatch is remembered: paved stops).
+    async fn verify_secrets(&self) -> Result<bool, crate::provisioning::secrets::KeyCheckError> {
+        if let Some(m) = self.0.fatal.lock().expect("fatal lock poisoned").clone() {
+            return Err(crate::provisioning::secrets::KeyCheckError::Mismatch(m));
+        }
+        let r = check_secrets_key(self.db(), self.secrets()).await;
+        match &r {
+            Ok(true) => self.0.secrets_verified.store(true, Ordering::Release),
+            Ok(false) => {}
+            Err(crate::provisioning::secrets::KeyCheckError::Mismatch(m)) => {
+                *self.0.fatal.lock().expect("fatal lock poisoned") = Some(m.clone());
+            }
+            Err(_) => {}
+        }
+        r
+    }
+
     /// Ok when paved can serve: not shutting down, schema current, database answering.
     pub async fn readiness(&self) -> Result<(), String> {
         if self.0.shutting_down.load(Ordering::Acquire) {
@@ -180,6 +205,15 @@ impl AppState {
                         db::redact(&e.to_string())
                     ));
                 }
+            }
+        }
+        if !self.secrets_verified() {
+            // Checked here too, so readiness follows at once when the database came up.
+            match self.verify_secrets().await {
+                Ok(true) => {}
+                Ok(false) => return Err("database migrations are pending".into()),
+                Err(crate::provisioning::secrets::KeyCheckError::Mismatch(m)) => return Err(m),
+                Err(e) => return Err(db::redact(&e.to_string())),
             }
         }
         match tokio::time::timeout(Duration::from_secs(2), self.db().ping()).await {
@@ -223,6 +257,29 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cost.pricebook: {e}"))?;
         let tokens = StaticTokens::new(&settings.auth.static_tokens);
         let secrets = Arc::new(secret_box(&settings)?);
+        // A wrong or changed key stops start-up here, before anything is sealed with it. A
+        // database that does not answer yet is checked once it does (readiness waits).
+        let secrets_verified = match tokio::time::timeout(
+            Duration::from_secs(3),
+            check_secrets_key(&db, &secrets),
+        )
+        .await
+        {
+            Ok(Ok(recorded)) => recorded,
+            Ok(Err(crate::provisioning::secrets::KeyCheckError::Mismatch(m))) => {
+                anyhow::bail!(m)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %db::redact(&e.to_string()), "secrets key not checked yet: the database does not answer");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "secrets key not checked yet: the database did not answer within 3 s"
+                );
+                false
+            }
+        };
         let outgoing = match &settings.backstage.token {
             Some(t) => Outgoing::Static(t.as_str().into()),
             None => Outgoing::Signed(Arc::new(Signer::new(
@@ -236,6 +293,7 @@ impl Application {
                 &settings.backstage.plugin_id,
                 &settings.auth,
                 outgoing.clone(),
+                clock.clone(),
             )
         });
         let listener = TcpListener::bind(settings.server.listen)
@@ -271,6 +329,8 @@ impl Application {
             refresher,
             drivers,
             schema_ready: AtomicBool::new(false),
+            secrets_verified: AtomicBool::new(secrets_verified),
+            fatal: std::sync::Mutex::new(None),
             shutting_down: AtomicBool::new(false),
             clock,
         }));
@@ -308,6 +368,8 @@ impl Application {
             );
         }
         let mut background = tokio::task::JoinSet::new();
+        let (fatal_tx, mut fatal_rx) = tokio::sync::watch::channel(None::<String>);
+        background.spawn(verify_secrets_until_done(state.clone(), fatal_tx));
         if settings.database.migrate_on_start {
             background.spawn(migrate_until_done(state.clone()));
         } else {
@@ -342,7 +404,17 @@ impl Application {
                     "{host}-{}-{i}",
                     &uuid::Uuid::new_v4().simple().to_string()[..8]
                 );
-                workers.spawn(engine.clone().work(name, workers_stop_rx.clone()));
+                let (st, engine, stop) = (state.clone(), engine.clone(), workers_stop_rx.clone());
+                workers.spawn(async move {
+                    let mut stopping = stop.clone();
+                    let stopped = async move {
+                        let _ = stopping.wait_for(|s| *s).await;
+                    };
+                    tokio::select! {
+                        _ = wait_for_secrets(&st) => engine.work(name, stop).await,
+                        _ = stopped => {}
+                    }
+                });
             }
             if !settings.database.url.starts_with("sqlite:") {
                 background.spawn(crate::provisioning::queue::listen_for_jobs(
@@ -389,10 +461,18 @@ impl Application {
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signal_state = state.clone();
+        let mut fatal_seen = fatal_rx.clone();
         tokio::spawn(async move {
-            shutdown.await;
+            tokio::select! {
+                _ = shutdown => tracing::info!("shutdown requested: finishing in-flight requests"),
+                _ = async {
+                    // The checker drops its sender once the key is verified: never fatal then.
+                    if fatal_seen.wait_for(|f| f.is_some()).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => tracing::error!("stopping: the secrets key does not fit the stored secrets"),
+            }
             signal_state.0.shutting_down.store(true, Ordering::Release);
-            tracing::info!("shutdown requested: finishing in-flight requests");
             let _ = stop_tx.send(true);
         });
 
@@ -421,6 +501,9 @@ impl Application {
         background.abort_all();
         state.db().clone().close().await.ok();
         tracing::info!("paved stopped");
+        if let Some(m) = fatal_rx.borrow_and_update().clone() {
+            anyhow::bail!(m);
+        }
         Ok(())
     }
 }
@@ -582,7 +665,7 @@ async fn migrate_until_done(state: AppState) {
 /// every minute, so a key another replica made is picked up soon after.
 async fn keep_signing_keys(state: AppState, signer: Arc<Signer>) {
     loop {
-        let next = if !state.schema_ready() {
+        let next = if !state.schema_ready() || !state.secrets_verified() {
             Duration::from_millis(200)
         } else {
             match signer.rotate_if_due(state.db(), state.secrets()).await {
@@ -597,25 +680,103 @@ async fn keep_signing_keys(state: AppState, signer: Arc<Signer>) {
     }
 }
 
-/// The credentials key: from configuration, or on the embedded SQLite default a key generated
-/// once and kept in `.paved/secrets.key` (config validation refuses the rest without one).
+/// [`secret_box`] for tools and tests outside the crate.
+pub fn secret_box_for(settings: &Settings) -> anyhow::Result<SecretBox> {
+    secret_box(settings)
+}
+
+/// The credentials keys: `secrets.key` (or, on the embedded SQLite default, a key generated
+/// once and kept in `.paved/secrets.key`; config validation refuses the rest without one) and
+/// `secrets.previous_keys` for reading what older keys sealed.
 pub(crate) fn secret_box(settings: &Settings) -> anyhow::Result<SecretBox> {
-    if let Some(k) = &settings.secrets.key {
-        return SecretBox::from_base64(k).map_err(|e| anyhow::anyhow!("secrets.key: {e}"));
-    }
-    let path = std::path::Path::new(".paved/secrets.key");
-    if !path.exists() {
-        std::fs::create_dir_all(".paved")?;
-        std::fs::write(path, SecretBox::generate_key())?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let current = match &settings.secrets.key {
+        Some(k) => SecretBox::from_base64(k).map_err(|e| anyhow::anyhow!("secrets.key: {e}"))?,
+        None => {
+            let path = std::path::Path::new(".paved/secrets.key");
+            if !path.exists() {
+                std::fs::create_dir_all(".paved")?;
+                std::fs::write(path, SecretBox::generate_key())?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+                }
+                tracing::warn!(path = %path.display(), "generated a local secrets key for the embedded default; set secrets.key in production");
+            }
+            let key = std::fs::read_to_string(path)?;
+            SecretBox::from_base64(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
-        tracing::warn!(path = %path.display(), "generated a local secrets key for the embedded default; set secrets.key in production");
+    };
+    current
+        .with_previous(&settings.secrets.previous_keys)
+        .map_err(|(i, e)| anyhow::anyhow!("secrets.previous_keys[{i}]: {e}"))
+}
+
+/// Checks the configured keys against what the database stores (and records `secrets.key`
+/// there). A wrong or changed key is an error naming the key ids needed.
+/// Ok(false): nothing contradicts the key, but the schema is not there yet to record it.
+pub async fn check_secrets_key(
+    db: &DatabaseConnection,
+    secrets: &SecretBox,
+) -> Result<bool, crate::provisioning::secrets::KeyCheckError> {
+    let usage = crate::provisioning::secrets::check_stored(db, secrets).await?;
+    if !usage.recorded_current {
+        return Ok(false);
     }
-    let key = std::fs::read_to_string(path)?;
-    SecretBox::from_base64(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    for id in secrets.previous_key_ids() {
+        match usage.values.get(id) {
+            Some(n) => tracing::warn!(
+                key_id = id,
+                values = n,
+                "values are still sealed with a previous secrets key; run `paved secrets reseal`"
+            ),
+            None => tracing::info!(
+                key_id = id,
+                "no stored value needs this previous secrets key; it can be removed from secrets.previous_keys"
+            ),
+        }
+    }
+    tracing::info!(
+        key_id = secrets.key_id(),
+        "secrets key verified against the stored secrets"
+    );
+    Ok(true)
+}
+
+/// Verifies the secrets key once the database answers and has the key table (start-up could
+/// not: the database was down, or new). A mismatch stops paved. Only reads the schema, so it
+/// never races the migrations.
+async fn verify_secrets_until_done(
+    state: AppState,
+    fatal: tokio::sync::watch::Sender<Option<String>>,
+) {
+    loop {
+        if state.secrets_verified() {
+            return;
+        }
+        match state.verify_secrets().await {
+            Ok(true) => return,
+            Ok(false) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(crate::provisioning::secrets::KeyCheckError::Mismatch(m)) => {
+                tracing::error!(problem = %m, "refusing to run with this secrets key");
+                let _ = fatal.send(Some(m));
+                return;
+            }
+            // Readiness reports it; migrations log the database being down already.
+            Err(e) => {
+                tracing::debug!(error = %db::redact(&e.to_string()), "cannot check the secrets key yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Returns once the secrets key was verified: nothing may be sealed with a key that is not
+/// the database's.
+async fn wait_for_secrets(state: &AppState) {
+    while !state.secrets_verified() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// SIGHUP re-reads the policies (templates listen for it too).

@@ -43,6 +43,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Work with the keys credentials and signing keys are sealed with.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Order and follow requests on a running paved, as the caller's token allows.
     Request {
         /// paved's URL.
@@ -121,6 +126,13 @@ pub enum CatalogCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-seal with secrets.key every stored value (credentials, signing keys) sealed with a
+    /// key from secrets.previous_keys, then say which previous keys nothing needs any more.
+    Reseal,
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,6 +218,12 @@ pub fn run(cli: Cli) -> ExitCode {
             let app = app::Application::build(settings).await?;
             app.run_until(app::shutdown_signal()).await
         }),
+        Command::Secrets {
+            command: SecretsCommand::Reseal,
+        } => with_runtime(
+            &cli.config,
+            |settings| async move { reseal(&settings).await },
+        ),
         Command::Migrate => with_runtime(&cli.config, |settings| async move {
             let conn = db::connect(&settings.database).await?;
             let applied = db::migrate(&conn).await?;
@@ -213,6 +231,47 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(())
         }),
     }
+}
+
+/// `paved secrets reseal`: every value moves to `secrets.key`; prints what was done and which
+/// previous keys can be dropped.
+async fn reseal(settings: &Settings) -> anyhow::Result<()> {
+    let conn = db::connect(&settings.database).await?;
+    if !db::schema_is_current(&conn).await? {
+        anyhow::bail!("paved's database schema is not current: run `paved migrate` first");
+    }
+    let secrets = app::secret_box(settings)?;
+    let done = crate::provisioning::secrets::reseal_all(&conn, &secrets)
+        .await
+        .map_err(|e| anyhow::anyhow!(db::redact(&e.to_string())))?;
+    conn.close().await.ok();
+    println!(
+        "re-sealed {} credentials and {} signing keys with secrets.key (key id {})",
+        done.credentials,
+        done.signing_keys,
+        secrets.key_id()
+    );
+    let left: Vec<&String> = done
+        .still_needed
+        .iter()
+        .filter(|id| id.as_str() != secrets.key_id())
+        .collect();
+    if left.is_empty() {
+        println!("every stored secret is sealed with secrets.key");
+    } else {
+        let ids: Vec<&str> = left.iter().map(|s| s.as_str()).collect();
+        println!(
+            "still sealed with other keys (written meanwhile; run again): {}",
+            ids.join(", ")
+        );
+    }
+    if !done.released.is_empty() {
+        println!(
+            "no stored secret needs key {} any more: remove it from secrets.previous_keys",
+            done.released.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The OpenAPI document as committed in `openapi/openapi.json`.

@@ -281,6 +281,10 @@ pub struct SecretsSettings {
     /// key in `.paved/secrets.key`.
     #[serde(deserialize_with = "opt_string")]
     pub key: Option<String>,
+    /// Keys that only open what they sealed before a rotation (`paved secrets reseal` moves
+    /// it to `key`); nothing is sealed with them.
+    #[serde(deserialize_with = "secret_list")]
+    pub previous_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -340,8 +344,17 @@ pub struct AuthSettings {
     /// A Backstage user's groups also come from the `memberOf` relations of their `User`
     /// entity in Backstage's catalog, cached this long. 0 turns the lookup off.
     pub catalog_groups_ttl_seconds: u64,
-    /// An unknown key id refetches Backstage's key set at most this often.
+    /// Backstage's key sets are fetched at most this often per set, for an unknown key id or
+    /// a set past its age, whether the fetch works or not.
     pub jwks_refetch_seconds: u64,
+    /// A fetched key set is trusted this long, then fetched again: a key Backstage removed
+    /// stops verifying tokens after at most this long.
+    pub jwks_max_age_seconds: u64,
+    /// Clock skew tolerated on a Backstage token's `exp`, `nbf` and `iat`.
+    pub token_leeway_seconds: u64,
+    /// Backstage tokens whose `exp - iat` is longer are refused (Backstage issues user and
+    /// plugin tokens for an hour).
+    pub token_max_lifetime_seconds: u64,
 }
 
 impl Default for AuthSettings {
@@ -354,6 +367,9 @@ impl Default for AuthSettings {
             groups: Default::default(),
             catalog_groups_ttl_seconds: 60,
             jwks_refetch_seconds: 10,
+            jwks_max_age_seconds: 300,
+            token_leeway_seconds: 5,
+            token_max_lifetime_seconds: 3600,
         }
     }
 }
@@ -573,9 +589,10 @@ impl Settings {
             }
         })?;
         settings.check().map_err(|mut e| {
+            // `key[2]` came from the variable that set the whole list `key`.
             e.from_env = env_keys
                 .iter()
-                .find(|(k, _)| *k == e.key)
+                .find(|(k, _)| *k == e.key || e.key.starts_with(&format!("{k}[")))
                 .map(|(_, v)| v.clone());
             e
         })?;
@@ -629,9 +646,15 @@ impl Settings {
                 check_http_url(v).map_err(|m| err(key, m))?;
             }
         }
+        for (i, k) in self.secrets.previous_keys.iter().enumerate() {
+            crate::provisioning::secrets::SecretBox::from_base64(k)
+                .map_err(|m| err(&format!("secrets.previous_keys[{i}]"), m))?;
+        }
         if let Some(k) = &self.secrets.key {
             crate::provisioning::secrets::SecretBox::from_base64(k)
-                .map_err(|m| err("secrets.key", m))?;
+                .map_err(|m| err("secrets.key", m))?
+                .with_previous(&self.secrets.previous_keys)
+                .map_err(|(i, m)| err(&format!("secrets.previous_keys[{i}]"), m))?;
         } else if !self.database.url.starts_with("sqlite:") {
             return Err(err(
                 "secrets.key",
@@ -658,6 +681,34 @@ impl Settings {
             return Err(err(
                 "auth.catalog_groups_ttl_seconds",
                 "must be at most 86400 (a day); 0 turns catalog group lookups off".into(),
+            ));
+        }
+        let a = &self.auth;
+        if !(1..=3600).contains(&a.jwks_refetch_seconds) {
+            return Err(err(
+                "auth.jwks_refetch_seconds",
+                "must be between 1 and 3600".into(),
+            ));
+        }
+        if a.jwks_max_age_seconds < a.jwks_refetch_seconds || a.jwks_max_age_seconds > 86_400 {
+            return Err(err(
+                "auth.jwks_max_age_seconds",
+                format!(
+                    "must be between auth.jwks_refetch_seconds ({}) and 86400 (a day)",
+                    a.jwks_refetch_seconds
+                ),
+            ));
+        }
+        if a.token_leeway_seconds > 300 {
+            return Err(err(
+                "auth.token_leeway_seconds",
+                "must be at most 300 (clock skew, not token lifetime)".into(),
+            ));
+        }
+        if !(60..=86_400).contains(&a.token_max_lifetime_seconds) {
+            return Err(err(
+                "auth.token_max_lifetime_seconds",
+                "must be between 60 and 86400 (Backstage issues tokens for 3600 s)".into(),
             ));
         }
         if self.engine.lease_seconds < 2 || self.engine.max_attempts < 1 {
@@ -873,6 +924,30 @@ fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
     }
 }
 
+/// A list of keys: one string or a list of strings. Errors never quote a value (they are keys).
+fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(Vec::new()),
+        Value::String(s) if s.trim().is_empty() => Ok(Vec::new()),
+        Value::String(s) => Ok(vec![s]),
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s),
+                other => Err(serde::de::Error::custom(format!(
+                    "item {i}: expected a base64 key, found {}",
+                    kind(&other)
+                ))),
+            })
+            .collect(),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a list of base64 keys, found {}",
+            kind(&other)
+        ))),
+    }
+}
+
 fn from_display<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -980,12 +1055,85 @@ mod tests {
             ),
             ("PAVED_CATALOG__PAGES", "0", "catalog.pages"),
             ("PAVED_CATALOG__PAGES", "4097", "catalog.pages"),
+            (
+                "PAVED_AUTH__JWKS_REFETCH_SECONDS",
+                "0",
+                "auth.jwks_refetch_seconds",
+            ),
+            (
+                "PAVED_AUTH__JWKS_MAX_AGE_SECONDS",
+                "5",
+                "auth.jwks_max_age_seconds",
+            ),
+            (
+                "PAVED_AUTH__TOKEN_LEEWAY_SECONDS",
+                "3600",
+                "auth.token_leeway_seconds",
+            ),
+            (
+                "PAVED_AUTH__TOKEN_MAX_LIFETIME_SECONDS",
+                "604800",
+                "auth.token_max_lifetime_seconds",
+            ),
         ];
         for (var, value, key) in cases {
             let err = Settings::load(None, env(&[(var, value)])).unwrap_err();
             let text = err.to_string();
             assert!(text.contains(key), "{var}={value}: {text}");
             assert!(text.contains(var), "{var}={value}: {text}");
+        }
+    }
+
+    #[test]
+    fn previous_secrets_keys_are_checked_by_index_and_never_echoed() {
+        let key = crate::provisioning::secrets::SecretBox::generate_key();
+        let old = crate::provisioning::secrets::SecretBox::generate_key();
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PAVED_SECRETS__KEY", key.as_str()),
+                ("PAVED_SECRETS__PREVIOUS_KEYS", &format!("[{old}]")),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.secrets.previous_keys, vec![old.clone()]);
+        // One key without brackets is a list of one.
+        let s =
+            Settings::load(None, env(&[("PAVED_SECRETS__PREVIOUS_KEYS", old.as_str())])).unwrap();
+        assert_eq!(s.secrets.previous_keys.len(), 1);
+        for (value, rule) in [
+            (
+                format!("[{old}, bm90LWEta2V5]"),
+                "secrets.previous_keys[1]: must decode to 32 bytes",
+            ),
+            (
+                format!("[{key}]"),
+                "secrets.previous_keys[0]: is secrets.key itself",
+            ),
+            (
+                format!("[{old}, {old}]"),
+                "secrets.previous_keys[1]: is listed twice",
+            ),
+            (
+                "{a: b}".to_owned(),
+                "secrets.previous_keys: expected a list of base64 keys",
+            ),
+        ] {
+            let text = Settings::load(
+                None,
+                env(&[
+                    ("PAVED_SECRETS__KEY", key.as_str()),
+                    ("PAVED_SECRETS__PREVIOUS_KEYS", &value),
+                ]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(text.contains(rule), "{value}: {text}");
+            assert!(text.contains("PAVED_SECRETS__PREVIOUS_KEYS"), "{text}");
+            assert!(
+                !text.contains(&old) && !text.contains(&key),
+                "a key leaked: {text}"
+            );
         }
     }
 

@@ -489,3 +489,351 @@ async fn signing_keys_rotate_and_stay_published_until_their_tokens_expire() {
         conn.close().await.ok();
     }
 }
+
+/// How the JWKS stand-in answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Serve,
+    /// Waits for a permit of `gate` (the test holds the fetch in flight), then serves.
+    Hold,
+    Fail,
+}
+
+/// A Backstage JWKS stand-in whose behaviour the test controls, counting the fetches it sees.
+#[derive(Clone)]
+struct StandIn {
+    keys: Arc<Mutex<Vec<Jwk>>>,
+    mode: Arc<Mutex<Mode>>,
+    fetches: Arc<std::sync::atomic::AtomicUsize>,
+    served: Arc<std::sync::atomic::AtomicUsize>,
+    entered: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl StandIn {
+    async fn start(keys: Vec<Jwk>) -> (Self, String) {
+        let me = Self {
+            keys: Arc::new(Mutex::new(keys)),
+            mode: Arc::new(Mutex::new(Mode::Serve)),
+            fetches: Arc::default(),
+            served: Arc::default(),
+            entered: Arc::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        };
+        async fn serve(State(s): State<StandIn>) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            s.fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            s.entered.notify_one();
+            let mode = *s.mode.lock().unwrap();
+            match mode {
+                Mode::Fail => {
+                    return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+                }
+                Mode::Hold => s.gate.acquire().await.unwrap().forget(),
+                Mode::Serve => {}
+            }
+            let keys = s.keys.lock().unwrap().clone();
+            s.served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Json(json!({ "keys": keys })).into_response()
+        }
+        let app = Router::new()
+            .route("/api/scaffolder/.backstage/auth/v1/jwks.json", get(serve))
+            .route("/api/auth/.well-known/jwks.json", get(serve))
+            .with_state(me.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (me, url)
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn served(&self) -> usize {
+        self.served.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set_mode(&self, m: Mode) {
+        *self.mode.lock().unwrap() = m;
+    }
+}
+
+fn t0() -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap()
+}
+
+/// A verifier on `url` reading time from `clock`, with paved's defaults unless `tune` changes
+/// them.
+fn verifier(
+    url: &str,
+    clock: &paved::clock::Clock,
+    tune: impl FnOnce(&mut paved::config::AuthSettings),
+) -> (
+    Arc<paved::auth::backstage::BackstageTokens>,
+    paved::config::AuthSettings,
+) {
+    let mut auth = paved::config::AuthSettings {
+        catalog_groups_ttl_seconds: 0,
+        ..Default::default()
+    };
+    tune(&mut auth);
+    let v = paved::auth::backstage::BackstageTokens::new(
+        url,
+        "paved",
+        &auth,
+        paved::auth::signing::Outgoing::Static("unused".into()),
+        clock.clone(),
+    );
+    (Arc::new(v), auth)
+}
+
+/// A plugin token from the scaffolder without a user, issued at the clock's time.
+fn service_token(k: &Key, clock: &paved::clock::Clock) -> String {
+    let iat = clock.now().timestamp();
+    sign(
+        k,
+        "vnd.backstage.plugin",
+        json!({"sub": "scaffolder", "aud": "paved", "iat": iat, "exp": iat + 3600}),
+    )
+}
+
+#[tokio::test]
+async fn a_valid_token_never_waits_behind_forged_kids_and_refetches_are_single_flight_and_rate_limited()
+ {
+    let good_key = key("plugin-1");
+    let (backstage, url) = StandIn::start(vec![good_key.jwk.clone()]).await;
+    let clock = paved::clock::Clock::fixed(t0());
+    let (tokens, auth) = verifier(&url, &clock, |a| a.jwks_refetch_seconds = 10);
+    let secs = |s: i64| chrono::Duration::seconds(s);
+
+    let good = service_token(&good_key, &clock);
+    tokens.verify(&good, &auth).await.expect("valid token");
+    assert_eq!(backstage.fetches(), 1);
+
+    // Eight forged tokens with kids Backstage never published, after the refetch window: they
+    // trigger one refetch, which the stand-in holds until the test lets it go.
+    clock.set(t0() + secs(11));
+    backstage.set_mode(Mode::Hold);
+    let forged = |i: usize| service_token(&key(&format!("forged-{i}")), &clock);
+    let mut forgers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (tokens, auth, t) = (tokens.clone(), auth.clone(), forged(i));
+        forgers.spawn(async move { tokens.verify(&t, &auth).await.map(|p| p.subject) });
+    }
+    while backstage.fetches() < 2 {
+        backstage.entered.notified().await;
+    }
+
+    // The valid token verifies while that fetch is still held: no forged token has been
+    // answered yet (they all wait for the held fetch) and the stand-in has not answered it.
+    let valid = tokens.verify(&good, &auth).await.expect("valid token");
+    assert_eq!(valid.subject, "plugin:scaffolder");
+    assert!(
+        forgers.try_join_next().is_none(),
+        "a forged token was answered before the valid one: the valid token waited behind the refetch"
+    );
+    assert_eq!(backstage.served(), 1, "the refetch is still held");
+    assert_eq!(backstage.fetches(), 2, "one refetch for eight forged kids");
+
+    backstage.gate.add_permits(1000);
+    while let Some(r) = forgers.join_next().await {
+        let e = r.unwrap().expect_err("forged token accepted");
+        assert!(e.0.contains("unknown key id"), "{e}");
+    }
+    assert_eq!(
+        backstage.fetches(),
+        2,
+        "the waiting forgers shared the one fetch"
+    );
+
+    // More forged kids in the same window: refused without asking Backstage.
+    for i in 10..20 {
+        assert!(tokens.verify(&forged(i), &auth).await.is_err());
+    }
+    assert_eq!(backstage.fetches(), 2);
+
+    // A failing Backstage is rate-limited just the same, and the known key keeps working.
+    backstage.set_mode(Mode::Fail);
+    clock.set(t0() + secs(22));
+    let mut forgers = tokio::task::JoinSet::new();
+    for i in 20..28 {
+        let (tokens, auth, t) = (tokens.clone(), auth.clone(), forged(i));
+        forgers.spawn(async move { tokens.verify(&t, &auth).await.map(|p| p.subject) });
+    }
+    while let Some(r) = forgers.join_next().await {
+        assert!(r.unwrap().is_err(), "forged token accepted");
+    }
+    assert_eq!(
+        backstage.fetches(),
+        3,
+        "one failed fetch for eight forged kids"
+    );
+    for i in 30..40 {
+        assert!(tokens.verify(&forged(i), &auth).await.is_err());
+    }
+    assert_eq!(
+        backstage.fetches(),
+        3,
+        "a failed fetch is not retried within the window"
+    );
+    tokens
+        .verify(&service_token(&good_key, &clock), &auth)
+        .await
+        .expect("the cached key still verifies after a failed refetch");
+
+    clock.set(t0() + secs(33));
+    assert!(tokens.verify(&forged(40), &auth).await.is_err());
+    assert_eq!(backstage.fetches(), 4, "the next window may fetch again");
+    assert_eq!(tokens.jwks_fetches(), 4);
+}
+
+#[tokio::test]
+async fn a_key_removed_from_backstage_stops_verifying_within_the_max_age() {
+    let (old, new) = (key("plugin-old"), key("plugin-new"));
+    let (backstage, url) = StandIn::start(vec![old.jwk.clone()]).await;
+    let clock = paved::clock::Clock::fixed(t0());
+    let (tokens, auth) = verifier(&url, &clock, |a| {
+        a.jwks_refetch_seconds = 10;
+        a.jwks_max_age_seconds = 300;
+    });
+    let at = |s: i64| t0() + chrono::Duration::seconds(s);
+
+    tokens
+        .verify(&service_token(&old, &clock), &auth)
+        .await
+        .expect("published key");
+    // Backstage drops the key (rotated out, or revoked after a leak).
+    *backstage.keys.lock().unwrap() = vec![new.jwk.clone()];
+    clock.set(at(299));
+    tokens
+        .verify(&service_token(&old, &clock), &auth)
+        .await
+        .expect("trusted until the set's max age");
+    assert_eq!(backstage.fetches(), 1);
+
+    clock.set(at(300));
+    let e = tokens
+        .verify(&service_token(&old, &clock), &auth)
+        .await
+        .expect_err("a removed key is refused once the set is past its max age");
+    assert!(e.0.contains("unknown key id"), "{e}");
+    tokens
+        .verify(&service_token(&new, &clock), &auth)
+        .await
+        .expect("the new key verifies");
+    assert_eq!(backstage.fetches(), 2, "one refresh");
+
+    // A set that cannot be refreshed is not trusted past its age either (fail closed), and
+    // works again once Backstage answers.
+    backstage.set_mode(Mode::Fail);
+    clock.set(at(600));
+    let e = tokens
+        .verify(&service_token(&new, &clock), &auth)
+        .await
+        .expect_err("stale set");
+    assert!(e.0.contains("cannot fetch Backstage keys"), "{e}");
+    assert!(
+        tokens
+            .verify(&service_token(&new, &clock), &auth)
+            .await
+            .is_err()
+    );
+    assert_eq!(backstage.fetches(), 3, "rate-limited while failing");
+    backstage.set_mode(Mode::Serve);
+    clock.set(at(610));
+    tokens
+        .verify(&service_token(&new, &clock), &auth)
+        .await
+        .expect("refreshed");
+    assert_eq!(backstage.fetches(), 4);
+}
+
+#[tokio::test]
+async fn token_times_are_checked_with_a_small_leeway_and_a_bounded_lifetime() {
+    let k = key("plugin-1");
+    let (_backstage, url) = StandIn::start(vec![k.jwk.clone()]).await;
+    let clock = paved::clock::Clock::fixed(t0());
+    let (tokens, auth) = verifier(&url, &clock, |_| {});
+    assert_eq!(auth.token_leeway_seconds, 5, "default leeway");
+    assert_eq!(auth.token_max_lifetime_seconds, 3600, "default lifetime");
+    let now = t0().timestamp();
+    let token = |claims: Value| {
+        let mut c = json!({"sub": "scaffolder", "aud": "paved"});
+        c.as_object_mut()
+            .unwrap()
+            .extend(claims.as_object().unwrap().clone());
+        sign(&k, "vnd.backstage.plugin", c)
+    };
+    let cases = [
+        ("normal", json!({"iat": now, "exp": now + 3600}), None),
+        (
+            "expired within the leeway",
+            json!({"iat": now - 3600, "exp": now - 4}),
+            None,
+        ),
+        (
+            "nbf within the leeway",
+            json!({"iat": now, "nbf": now + 4, "exp": now + 600}),
+            None,
+        ),
+        (
+            "expired beyond the leeway",
+            json!({"iat": now - 3600, "exp": now - 6}),
+            Some("token expired 6 s ago (leeway 5 s, auth.token_leeway_seconds)"),
+        ),
+        (
+            "not yet valid",
+            json!({"iat": now, "nbf": now + 60, "exp": now + 600}),
+            Some("token not valid yet: nbf is 60 s ahead"),
+        ),
+        (
+            "issued in the future",
+            json!({"iat": now + 60, "exp": now + 600}),
+            Some("token issued in the future"),
+        ),
+        (
+            "24 h lifetime",
+            json!({"iat": now, "exp": now + 86_400}),
+            Some(
+                "token lives 86400 s, longer than Backstage issues tokens (at most 3600 s, auth.token_max_lifetime_seconds)",
+            ),
+        ),
+        ("no iat", json!({"exp": now + 600}), Some("no iat")),
+        ("no exp", json!({"iat": now}), Some("no exp")),
+        (
+            "exp not a number",
+            json!({"iat": now, "exp": "tomorrow"}),
+            Some("exp must be a NumericDate"),
+        ),
+    ];
+    for (case, claims, refused) in cases {
+        let r = tokens.verify(&token(claims), &auth).await;
+        match refused {
+            None => assert!(r.is_ok(), "{case}: {:?}", r.err()),
+            Some(reason) => {
+                let e = r.expect_err(case);
+                assert!(e.0.contains(reason), "{case}: {e}");
+            }
+        }
+    }
+
+    // The limited user token inside a plugin token is held to the same rules.
+    let user_key = key("auth-1");
+    let (_b2, url2) = StandIn::start(vec![k.jwk.clone(), user_key.jwk.clone()]).await;
+    let (tokens, auth) = verifier(&url2, &clock, |_| {});
+    let obo = sign(
+        &user_key,
+        "vnd.backstage.limited-user",
+        json!({"sub": "user:default/jane", "iat": now, "exp": now + 7 * 86_400}),
+    );
+    let e = tokens
+        .verify(
+            &token(json!({"iat": now, "exp": now + 600, "obo": obo})),
+            &auth,
+        )
+        .await
+        .expect_err("a week-long obo token");
+    assert!(e.0.contains("token lives 604800 s"), "{e}");
+}

@@ -112,7 +112,7 @@ impl Signer {
                         nonce: row.nonce.clone(),
                         ciphertext: row.ciphertext.clone(),
                     },
-                    &context(&row.kid),
+                    &sealed_context(&row.kid),
                 )
                 .map_err(|e| DbErr::Custom(format!("signing key {}: {e}", row.kid)))?;
             let pair =
@@ -143,7 +143,7 @@ impl Signer {
             "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
             "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
         });
-        let sealed = secrets.seal(pkcs8.as_ref(), &context(&kid));
+        let sealed = secrets.seal(pkcs8.as_ref(), &sealed_context(&kid));
         // Published while it signs, then until its last token expires (plus clock skew).
         let retire_at = now
             + self.rotate_every
@@ -181,7 +181,7 @@ pub async fn published_keys<C: ConnectionTrait>(db: &C) -> Result<Value, DbErr> 
 }
 
 /// Sealed keys are bound to their kid, so a ciphertext moved to another row does not open.
-fn context(kid: &str) -> String {
+pub fn sealed_context(kid: &str) -> String {
     format!("signing-key:{kid}")
 }
 
@@ -228,6 +228,10 @@ pub async fn outgoing_for(settings: &crate::config::Settings) -> anyhow::Result<
         );
     }
     let secrets = crate::app::secret_box(settings)?;
+    // Never seal a new signing key with a key that is not the database's.
+    crate::app::check_secrets_key(&db, &secrets)
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::db::redact(&e.to_string())))?;
     let signer = Signer::new(
         &settings.backstage.plugin_id,
         Duration::from_secs(settings.backstage.key_rotation_hours * 3600),

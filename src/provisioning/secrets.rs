@@ -1,13 +1,28 @@
 //! Credentials at rest: AES-256-GCM under a key from configuration. Each secret is bound to
 //! where it belongs (resource and name as associated data), so a ciphertext copied to another
 //! row does not decrypt.
+//!
+//! Every sealed value records the id of its key (a short fingerprint, never the key). Values
+//! are always sealed with `secrets.key`; `secrets.previous_keys` only open what older keys
+//! sealed, until `paved secrets reseal` moved it to the current key. The `secret_keys` table
+//! remembers which keys the database needs, so start-up refuses a wrong or changed key before
+//! anything is sealed with it (see [`check_stored`]).
+
+use std::collections::BTreeMap;
 
 use aes_gcm::{
     Aes256Gcm, Nonce,
     aead::{Aead, Generate, KeyInit, Payload},
 };
 use base64::Engine as _;
+use chrono::Utc;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
 use sha2::{Digest, Sha256};
+
+use crate::db::entities::{secret, secret_key, signing_key};
 
 /// An encrypted secret as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,23 +32,13 @@ pub struct Sealed {
     pub ciphertext: Vec<u8>,
 }
 
-pub struct SecretBox {
+struct Key {
+    id: String,
     cipher: Aes256Gcm,
-    key_id: String,
 }
 
-impl std::fmt::Debug for SecretBox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key itself.
-        f.debug_struct("SecretBox")
-            .field("key_id", &self.key_id)
-            .finish()
-    }
-}
-
-impl SecretBox {
-    /// From a base64-encoded 32-byte key (`openssl rand -base64 32`).
-    pub fn from_base64(key: &str) -> Result<Self, String> {
+impl Key {
+    fn from_base64(key: &str) -> Result<Self, String> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(key.trim())
             .map_err(|_| {
@@ -44,12 +49,53 @@ impl SecretBox {
         }
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|e| e.to_string())?;
         // Identifies the key (for rotation) without revealing it.
-        let key_id: String = Sha256::digest(&bytes)
+        let id: String = Sha256::digest(&bytes)
             .iter()
             .take(4)
             .map(|b| format!("{b:02x}"))
             .collect();
-        Ok(Self { cipher, key_id })
+        Ok(Self { id, cipher })
+    }
+}
+
+/// The current key (seals and opens) and previous ones (open only).
+pub struct SecretBox {
+    current: Key,
+    previous: Vec<Key>,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys themselves.
+        f.debug_struct("SecretBox")
+            .field("key_id", &self.current.id)
+            .field("previous_key_ids", &self.previous_key_ids())
+            .finish()
+    }
+}
+
+impl SecretBox {
+    /// From a base64-encoded 32-byte key (`openssl rand -base64 32`).
+    pub fn from_base64(key: &str) -> Result<Self, String> {
+        Ok(Self {
+            current: Key::from_base64(key)?,
+            previous: Vec::new(),
+        })
+    }
+
+    /// Adds keys that only open (`secrets.previous_keys`). On a bad one: its index and why.
+    pub fn with_previous(mut self, keys: &[String]) -> Result<Self, (usize, String)> {
+        for (i, k) in keys.iter().enumerate() {
+            let key = Key::from_base64(k).map_err(|e| (i, e))?;
+            if key.id == self.current.id {
+                return Err((i, "is secrets.key itself; list only older keys".into()));
+            }
+            if self.previous.iter().any(|p| p.id == key.id) {
+                return Err((i, "is listed twice".into()));
+            }
+            self.previous.push(key);
+        }
+        Ok(self)
     }
 
     /// A fresh random key, base64-encoded.
@@ -58,13 +104,30 @@ impl SecretBox {
         base64::engine::general_purpose::STANDARD.encode(key)
     }
 
+    /// The id of the key everything is sealed with.
     pub fn key_id(&self) -> &str {
-        &self.key_id
+        &self.current.id
+    }
+
+    pub fn previous_key_ids(&self) -> Vec<&str> {
+        self.previous.iter().map(|k| k.id.as_str()).collect()
+    }
+
+    /// Whether values sealed under `key_id` can be opened.
+    pub fn knows(&self, key_id: &str) -> bool {
+        self.key(key_id).is_some()
+    }
+
+    fn key(&self, key_id: &str) -> Option<&Key> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id == key_id)
     }
 
     pub fn seal(&self, plaintext: &[u8], context: &str) -> Sealed {
         let nonce = Nonce::generate();
         let ciphertext = self
+            .current
             .cipher
             .encrypt(
                 &nonce,
@@ -75,22 +138,22 @@ impl SecretBox {
             )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         Sealed {
-            key_id: self.key_id.clone(),
+            key_id: self.current.id.clone(),
             nonce: nonce.to_vec(),
             ciphertext,
         }
     }
 
     pub fn open(&self, sealed: &Sealed, context: &str) -> Result<Vec<u8>, String> {
-        if sealed.key_id != self.key_id {
+        let Some(key) = self.key(&sealed.key_id) else {
             return Err(format!(
-                "sealed with key {}, but the configured key is {}",
-                sealed.key_id, self.key_id
+                "sealed with key {}, which is neither secrets.key ({}) nor in secrets.previous_keys",
+                sealed.key_id, self.current.id
             ));
-        }
+        };
         let nonce = Nonce::try_from(sealed.nonce.as_slice())
             .map_err(|_| "stored nonce has the wrong length".to_owned())?;
-        self.cipher
+        key.cipher
             .decrypt(
                 &nonce,
                 Payload {
@@ -102,6 +165,341 @@ impl SecretBox {
                 "cannot decrypt: wrong key, or the secret was tampered with or moved".to_owned()
             })
     }
+
+    /// `sealed` opened and sealed again with the current key; `None` when it already is.
+    pub fn reseal(&self, sealed: &Sealed, context: &str) -> Result<Option<Sealed>, String> {
+        if sealed.key_id == self.current.id {
+            return Ok(None);
+        }
+        let plain = self.open(sealed, context)?;
+        Ok(Some(self.seal(&plain, context)))
+    }
+}
+
+const CHECK_PLAINTEXT: &[u8] = b"paved secrets.key check";
+
+fn check_context(key_id: &str) -> String {
+    format!("secret-key-check:{key_id}")
+}
+
+/// Where a credential row is bound (its resource and name), as the engine seals it.
+pub fn secret_context(resource_id: &str, name: &str) -> String {
+    format!("{resource_id}/{name}")
+}
+
+/// Why the configured keys do not fit the stored secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyCheckError {
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("cannot read the stored secrets: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// The stored sealed values, by the id of the key that sealed them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    /// key id → number of sealed values (credentials and signing keys).
+    pub values: BTreeMap<String, u64>,
+    /// Keys the database recorded as needed (`secret_keys`), with or without values.
+    pub recorded: Vec<String>,
+    /// `secrets.key` is recorded in the database (false while its schema is not there yet:
+    /// check again once it is).
+    pub recorded_current: bool,
+}
+
+impl KeyUse {
+    /// Every key id the database needs.
+    pub fn needed(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.values.keys().cloned().collect();
+        for r in &self.recorded {
+            if !ids.contains(r) {
+                ids.push(r.clone());
+            }
+        }
+        ids.sort();
+        ids
+    }
+}
+
+/// A sealed value of each kind per key id, to prove the configured key really opens it (a
+/// fingerprint alone could collide).
+struct Sample {
+    sealed: Sealed,
+    context: String,
+}
+
+async fn has_table<C: ConnectionTrait>(db: &C, table: &str) -> Result<bool, DbErr> {
+    let sql = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => format!(
+            "SELECT 1 AS x FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '{table}'"
+        ),
+        _ => format!("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = '{table}'"),
+    };
+    Ok(db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            sql,
+        ))
+        .await?
+        .is_some())
+}
+
+async fn key_use<C: ConnectionTrait>(db: &C) -> Result<(KeyUse, BTreeMap<String, Sample>), DbErr> {
+    let mut usage = KeyUse::default();
+    let mut samples: BTreeMap<String, Sample> = BTreeMap::new();
+    if has_table(db, "secrets").await? {
+        let counts: Vec<(String, i64)> = secret::Entity::find()
+            .select_only()
+            .column(secret::Column::KeyId)
+            .column_as(secret::Column::Id.count(), "n")
+            .group_by(secret::Column::KeyId)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (id, n) in counts {
+            *usage.values.entry(id.clone()).or_default() += n as u64;
+            if let Some(r) = secret::Entity::find()
+                .filter(secret::Column::KeyId.eq(id.clone()))
+                .one(db)
+                .await?
+            {
+                samples.entry(id).or_insert(Sample {
+                    context: secret_context(&r.resource_id, &r.name),
+                    sealed: Sealed {
+                        key_id: r.key_id,
+                        nonce: r.nonce,
+                        ciphertext: r.ciphertext,
+                    },
+                });
+            }
+        }
+    }
+    if has_table(db, "signing_keys").await? {
+        let counts: Vec<(String, i64)> = signing_key::Entity::find()
+            .select_only()
+            .column(signing_key::Column::KeyId)
+            .column_as(signing_key::Column::Kid.count(), "n")
+            .group_by(signing_key::Column::KeyId)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (id, n) in counts {
+            *usage.values.entry(id.clone()).or_default() += n as u64;
+            if samples.contains_key(&id) {
+                continue;
+            }
+            if let Some(r) = signing_key::Entity::find()
+                .filter(signing_key::Column::KeyId.eq(id.clone()))
+                .one(db)
+                .await?
+            {
+                samples.insert(
+                    id,
+                    Sample {
+                        context: crate::auth::signing::sealed_context(&r.kid),
+                        sealed: Sealed {
+                            key_id: r.key_id,
+                            nonce: r.nonce,
+                            ciphertext: r.ciphertext,
+                        },
+                    },
+                );
+            }
+        }
+    }
+    if has_table(db, "secret_keys").await? {
+        for r in secret_key::Entity::find().all(db).await? {
+            usage.recorded.push(r.key_id.clone());
+            // The check value is the better proof: it is always there for a recorded key.
+            samples.insert(
+                r.key_id.clone(),
+                Sample {
+                    context: check_context(&r.key_id),
+                    sealed: Sealed {
+                        key_id: r.key_id,
+                        nonce: r.nonce,
+                        ciphertext: r.ciphertext,
+                    },
+                },
+            );
+        }
+    }
+    Ok((usage, samples))
+}
+
+/// Checks that `secrets` opens everything stored (credentials, signing keys, the key-check
+/// values), then records `secrets.key` as needed by the database, so a different key is
+/// refused from now on even before anything else is sealed. A missing table (fresh database,
+/// migrations pending) holds nothing.
+///
+/// The error names the key ids the stored values need, never a key.
+pub async fn check_stored<C: ConnectionTrait>(
+    db: &C,
+    secrets: &SecretBox,
+) -> Result<KeyUse, KeyCheckError> {
+    let (usage, samples) = key_use(db).await?;
+    let missing: Vec<String> = usage
+        .needed()
+        .into_iter()
+        .filter(|id| !secrets.knows(id))
+        .collect();
+    if !missing.is_empty() {
+        let described: Vec<String> = missing
+            .iter()
+            .map(|id| match usage.values.get(id) {
+                Some(n) => format!("{id} ({n} sealed values)"),
+                None => format!("{id} (recorded at an earlier start)"),
+            })
+            .collect();
+        let previous = secrets.previous_key_ids();
+        return Err(KeyCheckError::Mismatch(format!(
+            "secrets.key: the stored secrets need key {}, but secrets.key is {}{}: set secrets.key to the key with id {} (or, to rotate, keep it in secrets.previous_keys and run `paved secrets reseal`)",
+            described.join(", "),
+            secrets.key_id(),
+            if previous.is_empty() {
+                " and secrets.previous_keys is empty".to_owned()
+            } else {
+                format!(" and secrets.previous_keys are {}", previous.join(", "))
+            },
+            missing.join(", ")
+        )));
+    }
+    for (id, sample) in &samples {
+        if secrets.open(&sample.sealed, &sample.context).is_err() {
+            return Err(KeyCheckError::Mismatch(format!(
+                "secrets.key: the configured key with id {id} does not open the values stored under that id (a different key with the same fingerprint, or tampered data); refusing to seal anything with it"
+            )));
+        }
+    }
+    let mut usage = usage;
+    if !has_table(db, "secret_keys").await? {
+        return Ok(usage);
+    }
+    if !usage.recorded.iter().any(|r| r == secrets.key_id()) {
+        let check = secrets.seal(CHECK_PLAINTEXT, &check_context(secrets.key_id()));
+        // Another replica may record the same key at the same time.
+        secret_key::Entity::insert(secret_key::ActiveModel {
+            key_id: sea_orm::Set(check.key_id),
+            nonce: sea_orm::Set(check.nonce),
+            ciphertext: sea_orm::Set(check.ciphertext),
+            created_at: sea_orm::Set(Utc::now()),
+        })
+        .on_conflict_do_nothing_on([secret_key::Column::KeyId])
+        .exec(db)
+        .await?;
+    }
+    usage.recorded_current = true;
+    Ok(usage)
+}
+
+/// What `paved secrets reseal` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Resealed {
+    pub credentials: u64,
+    pub signing_keys: u64,
+    /// Previous keys nothing is sealed with any more (safe to drop from configuration).
+    pub released: Vec<String>,
+    /// Key ids that still seal values (the current key, and any written meanwhile).
+    pub still_needed: Vec<String>,
+}
+
+/// Re-seals with `secrets.key` every stored value sealed with another key, then forgets the
+/// keys nothing needs any more. A value that does not open stops the run before anything is
+/// written for it: nothing is ever sealed from a wrong plaintext.
+pub async fn reseal_all<C: ConnectionTrait>(
+    db: &C,
+    secrets: &SecretBox,
+) -> Result<Resealed, KeyCheckError> {
+    check_stored(db, secrets).await?;
+    let current = secrets.key_id().to_owned();
+    let mut out = Resealed::default();
+    // Paged by primary key, so rows written meanwhile cannot keep the loop going.
+    let mut after = String::new();
+    loop {
+        let page = secret::Entity::find()
+            .filter(secret::Column::KeyId.ne(current.clone()))
+            .filter(secret::Column::Id.gt(after.clone()))
+            .order_by_asc(secret::Column::Id)
+            .limit(200)
+            .all(db)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        for r in page {
+            let context = secret_context(&r.resource_id, &r.name);
+            let old = Sealed {
+                key_id: r.key_id.clone(),
+                nonce: r.nonce.clone(),
+                ciphertext: r.ciphertext.clone(),
+            };
+            let Some(new) = secrets.reseal(&old, &context).map_err(|e| {
+                KeyCheckError::Mismatch(format!(
+                    "secret {} of resource {}: {e}",
+                    r.name, r.resource_id
+                ))
+            })?
+            else {
+                continue;
+            };
+            // Only if the row still holds what was opened (the engine may have replaced it).
+            let done = secret::Entity::update_many()
+                .col_expr(secret::Column::KeyId, Expr::value(new.key_id))
+                .col_expr(secret::Column::Nonce, Expr::value(new.nonce))
+                .col_expr(secret::Column::Ciphertext, Expr::value(new.ciphertext))
+                .filter(secret::Column::Id.eq(r.id))
+                .filter(secret::Column::KeyId.eq(r.key_id))
+                .filter(secret::Column::Nonce.eq(r.nonce))
+                .exec(db)
+                .await?;
+            out.credentials += done.rows_affected;
+        }
+    }
+    for r in signing_key::Entity::find()
+        .filter(signing_key::Column::KeyId.ne(current.clone()))
+        .all(db)
+        .await?
+    {
+        let context = crate::auth::signing::sealed_context(&r.kid);
+        let old = Sealed {
+            key_id: r.key_id.clone(),
+            nonce: r.nonce.clone(),
+            ciphertext: r.ciphertext.clone(),
+        };
+        let Some(new) = secrets
+            .reseal(&old, &context)
+            .map_err(|e| KeyCheckError::Mismatch(format!("signing key {}: {e}", r.kid)))?
+        else {
+            continue;
+        };
+        let done = signing_key::Entity::update_many()
+            .col_expr(signing_key::Column::KeyId, Expr::value(new.key_id))
+            .col_expr(signing_key::Column::Nonce, Expr::value(new.nonce))
+            .col_expr(signing_key::Column::Ciphertext, Expr::value(new.ciphertext))
+            .filter(signing_key::Column::Kid.eq(r.kid))
+            .filter(signing_key::Column::KeyId.eq(r.key_id))
+            .filter(signing_key::Column::Nonce.eq(r.nonce))
+            .exec(db)
+            .await?;
+        out.signing_keys += done.rows_affected;
+    }
+    let (usage, _) = key_use(db).await?;
+    for id in usage.recorded.iter().filter(|id| **id != current) {
+        if !usage.values.contains_key(id) {
+            secret_key::Entity::delete_by_id(id.clone())
+                .exec(db)
+                .await?;
+            out.released.push(id.clone());
+        }
+    }
+    for id in secrets.previous_key_ids() {
+        if !usage.values.contains_key(id) && !out.released.iter().any(|r| r == id) {
+            out.released.push(id.to_owned());
+        }
+    }
+    out.released.sort();
+    out.still_needed = usage.values.keys().cloned().collect();
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -132,6 +530,41 @@ mod tests {
             b.seal(b"x", "c").nonce,
             b.seal(b"x", "c").nonce,
             "fresh nonce each time"
+        );
+    }
+
+    #[test]
+    fn previous_keys_only_open_and_reseal_moves_to_the_current_key() {
+        let (old_key, new_key) = (SecretBox::generate_key(), SecretBox::generate_key());
+        let old = SecretBox::from_base64(&old_key).unwrap();
+        let sealed = old.seal(b"hunter2", "r/password");
+        let rotated = SecretBox::from_base64(&new_key)
+            .unwrap()
+            .with_previous(std::slice::from_ref(&old_key))
+            .unwrap();
+        assert_eq!(rotated.previous_key_ids(), vec![old.key_id()]);
+        assert_eq!(rotated.open(&sealed, "r/password").unwrap(), b"hunter2");
+        assert_eq!(
+            rotated.seal(b"x", "c").key_id,
+            rotated.key_id(),
+            "sealing uses secrets.key"
+        );
+        let moved = rotated.reseal(&sealed, "r/password").unwrap().unwrap();
+        assert_eq!(moved.key_id, rotated.key_id());
+        assert!(rotated.reseal(&moved, "r/password").unwrap().is_none());
+        let new_only = SecretBox::from_base64(&new_key).unwrap();
+        assert_eq!(new_only.open(&moved, "r/password").unwrap(), b"hunter2");
+        assert!(
+            new_only
+                .open(&sealed, "r/password")
+                .unwrap_err()
+                .contains("nor in secrets.previous_keys")
+        );
+        // A value that does not open is never re-sealed.
+        assert!(new_only.reseal(&sealed, "r/password").is_err());
+        assert!(
+            !format!("{rotated:?}").contains(&old_key)
+                && !format!("{rotated:?}").contains(&new_key)
         );
     }
 

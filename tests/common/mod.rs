@@ -112,7 +112,9 @@ pub fn settings(db_url: &str) -> Settings {
     s.templates.dir = repo_path("templates");
     s.policies.dir = repo_path("policies");
     s.cost.pricebook = repo_path("pricing.yaml");
-    s.secrets.key = Some(paved::provisioning::secrets::SecretBox::generate_key());
+    // One key per test database, so a test that restarts paved on it restarts with the same
+    // key (paved refuses a key that does not open the stored secrets).
+    s.secrets.key = Some(secrets_key_for(db_url));
     // Tests that provision turn workers on themselves, with names of their own.
     s.engine.workers = 0;
     s.templates.reload_interval_seconds = 0;
@@ -122,6 +124,13 @@ pub fn settings(db_url: &str) -> Settings {
     s.drift.scan_interval_seconds = 0;
     s.unused.sample_interval_seconds = 0;
     s
+}
+
+/// A secrets key derived from the test database's URL (unique per test database).
+pub fn secrets_key_for(db_url: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(db_url.as_bytes()))
 }
 
 pub struct TestApp {

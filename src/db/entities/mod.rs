@@ -15,5 +15,6 @@ pub mod resource;
 pub mod resource_notice;
 pub mod schedule_lease;
 pub mod secret;
+pub mod secret_key;
 pub mod signing_key;
 pub mod usage_sample;
