@@ -715,3 +715,85 @@ async fn budgets_count_open_orders_and_charge_changes_their_difference() {
     );
     app.stop().await;
 }
+
+/// Orders racing for one team's budget (issue 13: twelve concurrent orders of 15 against a
+/// budget of 100 got ten accepted). Fifty fire at once; the ones accepted without approval
+/// must fit the budget exactly: their sum within it, and one more would not fit.
+async fn concurrent_orders_fit_the_budget(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let mut s = common::kit::with_workers(settings(&db.url), 0);
+    // Enough connections for the orders to really overlap (five made the race rare).
+    s.database.max_connections = 20;
+    let app = TestApp::spawn(s).await;
+    let cache = || json!({"name": common::kit::unique(), "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"});
+    let (_, est) = call(
+        &app,
+        "POST",
+        "/estimates",
+        None,
+        Some(json!({"offering": "redis-cache", "values": cache()})),
+    )
+    .await;
+    let price = est["estimate"]["monthly"].as_f64().unwrap();
+    assert_eq!(price, 15.0, "{est}");
+    let limit = 100.0;
+    let (status, _) = call(
+        &app,
+        "PUT",
+        "/teams/team-a/budget",
+        Some("dave-token"),
+        Some(json!({"monthlyLimit": limit})),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let mut orders = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (client, url, values) = (app.client.clone(), app.api("/requests"), cache());
+        orders.spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth("alice-token")
+                .json(&json!({"offering": "redis-cache", "values": values}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        });
+    }
+    let (mut accepted, mut approval) = (0, 0);
+    while let Some(done) = orders.join_next().await {
+        let (status, body) = done.unwrap();
+        assert_eq!(status, 201, "{body}");
+        match body["status"].as_str().unwrap() {
+            "pending" => accepted += 1,
+            "awaiting_approval" => {
+                assert_eq!(
+                    body["decision"]["requireApproval"][0]["rule"], "team_budget",
+                    "{body}"
+                );
+                approval += 1;
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    let spent = f64::from(accepted) * price;
+    assert!(spent <= limit, "{accepted} accepted: {spent} > {limit}");
+    assert!(
+        spent + price > limit,
+        "only {accepted} accepted, one more would have fit"
+    );
+    assert_eq!(accepted + approval, 50);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_orders_fit_the_budget_sqlite() {
+    concurrent_orders_fit_the_budget(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_orders_fit_the_budget_postgres() {
+    concurrent_orders_fit_the_budget(Engine::Postgres).await;
+}
