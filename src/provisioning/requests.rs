@@ -235,7 +235,7 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
     max_attempts: i32,
 ) -> Result<Created, CreateError> {
     if let Some(key) = &new.idempotency_key
-        && let Some(existing) = find_by_key(db, key.as_str()).await?
+        && let Some(existing) = find_by_key(db, &new.owner, key.as_str()).await?
     {
         return same_or_conflict(db, existing, &new).await;
     }
@@ -336,7 +336,7 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
                 .as_ref()
                 .map(|k| k.as_str())
                 .unwrap_or_default();
-            match find_by_key(db, key).await? {
+            match find_by_key(db, &new.owner, key).await? {
                 Some(existing) => same_or_conflict(db, existing, &new).await,
                 None => Err(CreateError::Db(e)),
             }
@@ -345,11 +345,15 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
     }
 }
 
+/// Keys are the owning team's: another team's request with the same key is not this one, and
+/// is neither returned nor named in a conflict.
 async fn find_by_key<C: ConnectionTrait>(
     db: &C,
+    owner: &EntityRef,
     key: &str,
 ) -> Result<Option<request::Model>, DbErr> {
     request::Entity::find()
+        .filter(request::Column::Owner.eq(owner.to_string()))
         .filter(request::Column::IdempotencyKey.eq(key))
         .one(db)
         .await

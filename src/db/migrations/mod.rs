@@ -7,6 +7,7 @@ mod m20261124_000002_request_decisions;
 mod m20261124_000003_signing_keys_and_audit_teams;
 mod m20261124_000004_day2;
 mod m20261124_000005_catalog_pages;
+mod m20261201_000001_idempotency_keys_per_team;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_signing_keys_and_audit_teams::Migration),
             Box::new(m20261124_000004_day2::Migration),
             Box::new(m20261124_000005_catalog_pages::Migration),
+            Box::new(m20261201_000001_idempotency_keys_per_team::Migration),
         ]
     }
 }
