@@ -190,7 +190,10 @@ async fn key_scope_migration_keeps_data(engine: Engine) {
         .is_err()
     );
 
-    request::Entity::delete_by_id("r2").exec(&conn).await.unwrap();
+    request::Entity::delete_by_id("r2")
+        .exec(&conn)
+        .await
+        .unwrap();
     Migrator::down(&conn, Some(from_this)).await.unwrap();
     assert_eq!(counts().await, (1, 1, 1, 1), "nothing lost going back");
     assert!(
@@ -212,4 +215,88 @@ async fn key_scope_migration_keeps_data_sqlite() {
 #[tokio::test]
 async fn key_scope_migration_keeps_data_postgres() {
     key_scope_migration_keeps_data(Engine::Postgres).await;
+}
+
+/// `/metrics` carries every team's monthly costs: the scrape token and platform-admins read
+/// it; nobody else learns anything from it.
+#[tokio::test]
+async fn metrics_answer_the_scraper_and_platform_admins_only() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let mut s = common::kit::with_workers(settings(&db.url), 0);
+    s.server.metrics_token_sha256 = Some(common::sha256_hex("scrape-token"));
+    let app = TestApp::spawn(s).await;
+    let scrape = |token: Option<&'static str>| {
+        let mut r = app.client.get(app.url("/metrics"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    for (token, status) in [
+        (None, 401),
+        (Some("wrong-token"), 401),
+        (Some("alice-token"), 404),
+        (Some("mallory-token"), 404),
+        (Some("lena-token"), 404),
+    ] {
+        let (got, body) = scrape(token).await;
+        assert_eq!(got, status, "{token:?}: {body}");
+        assert!(!body.contains("paved_"), "{token:?}: {body}");
+    }
+    for token in ["scrape-token", "dave-token"] {
+        let (status, body) = scrape(Some(token)).await;
+        assert_eq!(status, 200, "{token}");
+        assert!(body.contains("paved_http_requests_total"), "{body}");
+        assert!(
+            body.contains("paved_resources_monthly_cost")
+                || body.contains("paved_approvals_pending"),
+            "{body}"
+        );
+    }
+    app.stop().await;
+
+    // Where anonymous access is off, no token is a plain 401 too; a bad configured hash stops
+    // start-up naming the key.
+    let mut s = common::kit::with_workers(settings(&db.url), 0);
+    s.auth.allow_anonymous = false;
+    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    let app = TestApp::spawn(s.clone()).await;
+    assert_eq!(scrape_status(&app, None).await, 401);
+    assert_eq!(scrape_status(&app, Some("dave-token")).await, 200);
+    app.stop().await;
+    let err = paved::config::Settings::load(
+        None,
+        [(
+            "PAVED_SERVER__METRICS_TOKEN_SHA256".to_owned(),
+            "not-a-hash".to_owned(),
+        )],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("server.metrics_token_sha256"),
+        "{err}"
+    );
+    let ok = paved::config::Settings::load(
+        None,
+        [(
+            "PAVED_SERVER__METRICS_TOKEN_SHA256".to_owned(),
+            common::sha256_hex("scrape-token"),
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        ok.server.metrics_token_sha256,
+        Some(common::sha256_hex("scrape-token"))
+    );
+}
+
+async fn scrape_status(app: &TestApp, token: Option<&str>) -> u16 {
+    let mut r = app.client.get(app.url("/metrics"));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await.unwrap().status().as_u16()
 }

@@ -238,7 +238,8 @@ pub fn router(state: AppState) -> Router {
 
 /// Authenticates every plugin route once: a presented token must be valid whatever the route,
 /// and where anonymous access is off a token is required. The caller is left in the request's
-/// extensions for handlers. Health, metrics and the API reference stay public.
+/// extensions for handlers. Health and the API reference stay public; `/metrics` checks its
+/// own credentials (the scrape token or a platform-admin).
 async fn authenticate(
     axum::extract::State(state): axum::extract::State<AppState>,
     req: Request,
