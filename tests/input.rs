@@ -300,3 +300,310 @@ async fn scrape_status(app: &TestApp, token: Option<&str>) -> u16 {
     }
     r.send().await.unwrap().status().as_u16()
 }
+
+/// One field to send a NUL in: where it goes, and the name paved must answer with.
+struct NulCase {
+    method: reqwest::Method,
+    /// Path and query under the server, `%00` already in place.
+    url: String,
+    body: Option<Value>,
+    /// `path parameter id`, `query parameter owner`, `body field /values/name`.
+    names: String,
+    field: String,
+}
+
+/// A JSON body holding a NUL string at `pointer` (`/values/name`, `/ids/0`).
+fn body_with_nul_at(pointer: &str) -> Value {
+    let mut keys: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+    let mut v = Value::String("a\u{0}b".into());
+    while let Some(k) = keys.pop() {
+        v = match k.parse::<usize>() {
+            Ok(0) => Value::Array(vec![v]),
+            _ => json!({ k: v }),
+        };
+    }
+    v
+}
+
+/// The JSON pointers of every field a request body schema lists, down to its leaves; a
+/// free-form object gets a key of its own (`/values/k`).
+fn body_fields(doc: &Value, schema: &Value, pointer: String, out: &mut Vec<String>) {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => doc
+            .pointer(r.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("dangling {r}")),
+        None => schema,
+    };
+    for key in ["allOf", "oneOf", "anyOf"] {
+        for s in schema
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            body_fields(doc, s, pointer.clone(), out);
+        }
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (name, s) in props {
+            body_fields(doc, s, format!("{pointer}/{name}"), out);
+        }
+    } else if let Some(items) = schema.get("items") {
+        body_fields(doc, items, format!("{pointer}/0"), out);
+    } else if schema.get("type").and_then(Value::as_str) == Some("object")
+        || schema.get("additionalProperties").is_some()
+    {
+        out.push(format!("{pointer}/k"));
+    } else if !["allOf", "oneOf", "anyOf"]
+        .iter()
+        .any(|k| schema.get(k).is_some())
+    {
+        out.push(if pointer.is_empty() {
+            "/k".into()
+        } else {
+            pointer
+        });
+    }
+}
+
+/// Every path, query and body field of the OpenAPI document.
+fn openapi_nul_cases() -> Vec<NulCase> {
+    let doc = serde_json::to_value(paved::api::openapi()).unwrap();
+    let mut cases = Vec::new();
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Ok(m) = method.to_uppercase().parse::<reqwest::Method>() else {
+                continue;
+            };
+            let params: Vec<(String, String)> = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    (
+                        p["in"].as_str().unwrap().to_owned(),
+                        p["name"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            let path_with = |nul: Option<&str>| {
+                let mut path = template.clone();
+                for (kind, name) in &params {
+                    if kind == "path" {
+                        let value = if nul == Some(name) { "x%00y" } else { "x" };
+                        path = path.replace(&format!("{{{name}}}"), value);
+                    }
+                }
+                format!("/api/paved{path}")
+            };
+            for (kind, name) in &params {
+                let (url, names) = match kind.as_str() {
+                    "path" => (path_with(Some(name)), format!("path parameter {name}")),
+                    "query" => (
+                        format!("{}?{name}=a%00b", path_with(None)),
+                        format!("query parameter {name}"),
+                    ),
+                    _ => continue,
+                };
+                cases.push(NulCase {
+                    method: m.clone(),
+                    url,
+                    body: None,
+                    names,
+                    field: name.clone(),
+                });
+            }
+            if let Some(schema) = op.pointer("/requestBody/content/application~1json/schema") {
+                let mut fields = Vec::new();
+                body_fields(&doc, schema, String::new(), &mut fields);
+                assert!(!fields.is_empty(), "{method} {template}: no body fields");
+                for pointer in fields {
+                    cases.push(NulCase {
+                        method: m.clone(),
+                        url: path_with(None),
+                        body: Some(body_with_nul_at(&pointer)),
+                        names: format!("body field {pointer}"),
+                        field: pointer,
+                    });
+                }
+            }
+        }
+    }
+    cases
+}
+
+/// Routes outside the OpenAPI document: Backstage's catalog reader, the Actions Registry and
+/// the three-segment Cost Insights form.
+fn other_nul_cases() -> Vec<NulCase> {
+    let path = |method: reqwest::Method, url: &str, name: &str| NulCase {
+        method,
+        url: url.to_owned(),
+        body: None,
+        names: format!("path parameter {name}"),
+        field: name.to_owned(),
+    };
+    let body = |url: &str, body: Value, pointer: &str| NulCase {
+        method: reqwest::Method::POST,
+        url: url.to_owned(),
+        body: Some(body),
+        names: format!("body field {pointer}"),
+        field: pointer.to_owned(),
+    };
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+    let order =
+        json!({"offering": "redis-cache", "values": {"name": "a\u{0}b"}, "idempotencyKey": "k"});
+    let mut cases = vec![
+        path(get.clone(), "/api/paved/catalog/pages/0%00.yaml", "file"),
+        path(
+            get.clone(),
+            "/api/paved/catalog/resources/x%00.yaml",
+            "file",
+        ),
+        path(
+            post.clone(),
+            "/api/paved/.backstage/actions/v1/actions/paved:provision%00/invoke",
+            "id",
+        ),
+        path(
+            post.clone(),
+            "/api/paved/.backstage/actions/v2/actions/paved:provision%00/invoke",
+            "id",
+        ),
+        body(
+            "/api/paved/.backstage/actions/v1/actions/paved:provision/invoke",
+            order.clone(),
+            "/values/name",
+        ),
+        body(
+            "/api/paved/.backstage/actions/v2/actions/paved:provision/invoke",
+            json!({"input": order, "secrets": {}}),
+            "/input/values/name",
+        ),
+        body(
+            "/api/paved/.backstage/actions/v2/actions/paved:wait/invoke",
+            json!({"input": {"requestId": "\u{0}"}}),
+            "/input/requestId",
+        ),
+        body(
+            "/api/paved/.backstage/actions/v2/actions/paved:destroy/invoke",
+            json!({"input": {"resourceId": "r\u{0}"}}),
+            "/input/resourceId",
+        ),
+    ];
+    for (i, name) in ["namespace", "kind", "name", "r", "p", "d"]
+        .iter()
+        .enumerate()
+    {
+        let mut segments =
+            ["default", "group", "team-a", "R2", "P30D", "2026-11-24"].map(str::to_owned);
+        segments[i] = format!("{}%00", segments[i]);
+        cases.push(path(
+            get.clone(),
+            &format!("/api/paved/v1/cost-insights/entity/{}", segments.join("/")),
+            name,
+        ));
+    }
+    cases.push(NulCase {
+        method: get,
+        url: "/api/paved/catalog/entities.yaml?page=%00".into(),
+        body: None,
+        names: "query parameter page".into(),
+        field: "page".into(),
+    });
+    cases
+}
+
+/// A NUL in any path, query or body field answers 400 `InputError` naming the field, on
+/// PostgreSQL (whose text and jsonb cannot hold it; it answered 500 on 17 endpoints), as
+/// a platform-admin (who may call every route).
+#[tokio::test]
+async fn nul_in_any_field_is_refused_naming_it() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let app = TestApp::spawn(common::kit::with_workers(settings(&db.url), 0)).await;
+    let openapi = openapi_nul_cases();
+    assert!(openapi.len() >= 50, "only {} cases", openapi.len());
+    let mut failures = Vec::new();
+    let mut cases = openapi;
+    cases.extend(other_nul_cases());
+    for c in &cases {
+        let mut r = app
+            .client
+            .request(c.method.clone(), app.url(&c.url))
+            .bearer_auth("dave-token");
+        if let Some(b) = &c.body {
+            r = r.json(b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let msg = body["error"]["message"].as_str().unwrap_or_default();
+        let ok = status == 400
+            && body["error"]["name"] == "InputError"
+            && msg.contains(&c.names)
+            && body["error"]["errors"][0]["field"] == c.field.as_str()
+            && body["error"]["errors"][0]["rule"] == "no_nul";
+        if !ok {
+            failures.push(format!(
+                "{} {} ({}): {status} {body}",
+                c.method, c.url, c.names
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    // Nothing was stored on the way.
+    let conn = common::kit::db_of(&db.url).await;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    assert_eq!(
+        paved::db::entities::request::Entity::find()
+            .count(&conn)
+            .await
+            .unwrap(),
+        0
+    );
+    app.stop().await;
+}
+
+/// The layer reads bodies whole to look for NUL: a chunked body over the limit (no
+/// Content-Length to refuse it by) still answers 413 in Backstage's shape, and a NUL in a body
+/// within the limit still answers 400.
+#[tokio::test]
+async fn chunked_bodies_keep_their_limit() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let mut s = settings(&db.url);
+    s.server.body_limit_bytes = 1024;
+    let app = TestApp::spawn(s).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let send = move |payload: String| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(s, "POST /api/paved/v1/estimates HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
+            for chunk in payload.as_bytes().chunks(512) {
+                write!(s, "{:x}\r\n", chunk.len()).unwrap();
+                s.write_all(chunk).unwrap();
+                write!(s, "\r\n").unwrap();
+            }
+            write!(s, "0\r\n\r\n").unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        })
+    };
+    let big = json!({"offering": "redis-cache", "values": {"name": "x".repeat(4096)}}).to_string();
+    let out = send(big).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.contains("PayloadTooLargeError"), "{out}");
+    let small = json!({"offering": "redis-cache", "values": {"name": "a\u{0}"}}).to_string();
+    let out = send(small).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.contains("body field /values/name"), "{out}");
+    app.stop().await;
+}

@@ -14,6 +14,7 @@ mod offerings;
 mod reports;
 mod requests;
 mod resources;
+mod storable;
 
 use axum::{
     Router,
@@ -200,6 +201,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.backstage/health/v1/liveness", get(health::liveness))
         .route("/.backstage/health/v1/readiness", get(health::readiness))
         .route("/metrics", get(http_metrics::render))
+        .route_layer(middleware::from_fn(storable::refuse_unstorable))
         .route_layer(middleware::from_fn(http_metrics::remember_route))
         .merge(SwaggerUi::new(format!("{base}/docs")).url(format!("{base}/openapi.json"), doc))
         .fallback(|| async { error::ApiError::not_found("no such route") })
