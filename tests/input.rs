@@ -607,3 +607,42 @@ async fn chunked_bodies_keep_their_limit() {
     assert!(out.contains("body field /values/name"), "{out}");
     app.stop().await;
 }
+
+/// Other input PostgreSQL cannot hold or paved cannot read, named like NUL: a time before
+/// PostgreSQL's first timestamp (500 before), a path parameter that is not UTF-8.
+#[tokio::test]
+async fn unrepresentable_times_and_bytes_name_their_field() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let app = TestApp::spawn(common::kit::with_workers(settings(&db.url), 0)).await;
+    for (path, field, rule) in [
+        ("/audit?since=-5000-01-01T00:00:00Z", "since", "range"),
+        ("/audit?until=-0001-12-31T00:00:00Z", "until", "range"),
+        ("/requests/%FF", "id", "utf8"),
+        ("/teams/team-%C3/spend", "team", "utf8"),
+        (
+            "/cost-insights/entity/default/group/%FF/R2/P30D/2026-11-24",
+            "name",
+            "utf8",
+        ),
+    ] {
+        let (status, body) = call(&app, "GET", path, Some("dave-token"), None).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["name"], "InputError", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(field),
+            "{path}: {body}"
+        );
+        assert_eq!(body["error"]["errors"][0]["field"], field, "{body}");
+        assert_eq!(body["error"]["errors"][0]["rule"], rule, "{body}");
+    }
+    let (status, body) = call(
+        &app,
+        "GET",
+        "/audit?since=0001-01-01T00:00:00Z&until=9999-12-31T23:59:59Z",
+        Some("dave-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}

@@ -26,11 +26,28 @@ const RULE: &str = "no_nul";
 pub async fn refuse_unstorable(req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let mut bad = Vec::new();
-    // Parameters that are not UTF-8 are left to the handler's own extractor to refuse.
-    if let Ok(params) = RawPathParams::from_request_parts(&mut parts, &()).await {
-        for (name, value) in &params {
-            if value.contains('\0') {
-                bad.push(("path parameter", name.to_owned()));
+    match RawPathParams::from_request_parts(&mut parts, &()).await {
+        Ok(params) => {
+            for (name, value) in &params {
+                if value.contains('\0') {
+                    bad.push(("path parameter", name.to_owned()));
+                }
+            }
+        }
+        // Percent-encoded bytes that are not UTF-8 text: axum's own answer names no field.
+        Err(_) => {
+            if let Some(name) = non_utf8_param(&parts) {
+                let message = "must be percent-encoded UTF-8 text";
+                return ApiError::input(format!("path parameter {name}: {message}"))
+                    .with_detail(
+                        "errors",
+                        [FieldError {
+                            field: name,
+                            rule: "utf8".into(),
+                            message: message.into(),
+                        }],
+                    )
+                    .into_response();
             }
         }
     }
@@ -78,6 +95,45 @@ pub async fn refuse_unstorable(req: Request, next: Next) -> Response {
         .into_response()
 }
 
+/// The path parameter whose value does not decode to UTF-8, found by laying the route
+/// template over the path (from the end, so a stripped nesting prefix does not matter).
+fn non_utf8_param(parts: &axum::http::request::Parts) -> Option<String> {
+    let template = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()?
+        .as_str();
+    template
+        .split('/')
+        .rev()
+        .zip(parts.uri.path().split('/').rev())
+        .find_map(|(t, raw)| {
+            let name = t.strip_prefix('{')?.strip_suffix('}')?;
+            std::str::from_utf8(&percent_decode(raw))
+                .is_err()
+                .then(|| name.to_owned())
+        })
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Every string or object key holding a NUL, as the JSON pointer of its field.
 fn nul_fields(v: &Value, pointer: &mut String, out: &mut Vec<(&'static str, String)>) {
     let len = pointer.len();
@@ -118,6 +174,26 @@ fn at(pointer: &str) -> String {
 /// A name that itself holds the NUL, shown so it can be read (and logged) safely.
 fn printable(s: &str) -> String {
     s.replace('\0', "\\u0000")
+}
+
+/// A time filter PostgreSQL can compare with: its timestamps end at 4713 BC, so an RFC 3339
+/// time with a negative year answered 500. Years 1 to 9999 (what RFC 3339 itself allows) pass.
+pub fn time_filter(field: &str, t: Option<chrono::DateTime<chrono::Utc>>) -> Result<(), ApiError> {
+    use chrono::Datelike;
+    match t {
+        Some(t) if !(1..=9999).contains(&t.year()) => {
+            let message = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z";
+            Err(ApiError::input(format!("{field}: {message}")).with_detail(
+                "errors",
+                [FieldError {
+                    field: field.into(),
+                    rule: "range".into(),
+                    message: message.into(),
+                }],
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn unreadable(e: axum::Error) -> Response {
