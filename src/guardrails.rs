@@ -182,19 +182,24 @@ pub async fn decide<C: ConnectionTrait>(
 /// Serializes the orders of one team, from reading its spend to storing the order, so two
 /// concurrent orders cannot each fit under a budget that holds only one of them.
 ///
-/// PostgreSQL (several replicas may share the database): a transaction holding a
-/// transaction-scoped advisory lock keyed on the team; the budget is read and the order
-/// inserted inside it, and the lock ends with the commit, so the next order of the team reads
-/// a spend that includes this one. Other teams are not delayed.
+/// In this process, a per-team lock comes first, so a burst of one team's orders waits in
+/// memory, not each on a pooled database connection that other callers need.
 ///
-/// SQLite: a per-team lock in this process. SQLite is the single-replica embedded default (a
-/// file only one paved serves), so the process is the whole world; a write transaction taken
-/// up front (`BEGIN IMMEDIATE`) would serialize every team's orders with every other write
-/// (workers, audit) and turn contention into `SQLITE_BUSY` after the busy timeout, which an
-/// in-process lock avoids. The reads and the insert then use the pool as usual: the insert
-/// commits before the lock is released.
+/// PostgreSQL (several replicas may share the database): then a transaction holding a
+/// transaction-scoped advisory lock keyed on the team; the budget is read and the order
+/// inserted inside it, and the lock ends with the commit, so the next order of the team, on
+/// any replica, reads a spend that includes this one. Other teams are not delayed.
+///
+/// SQLite: the in-process lock is all. SQLite is the single-replica embedded default (a file
+/// only one paved serves), so the process is the whole world; a write transaction taken up
+/// front (`BEGIN IMMEDIATE`) would serialize every team's orders with every other write
+/// (workers, audit) and turn contention into `SQLITE_BUSY` after the busy timeout. The reads
+/// and the insert use the pool as usual: the insert commits before the lock is released.
 pub enum TeamLock {
-    Postgres(DatabaseTransaction),
+    Postgres {
+        txn: DatabaseTransaction,
+        _local: tokio::sync::OwnedMutexGuard<()>,
+    },
     Local(tokio::sync::OwnedMutexGuard<()>),
 }
 
@@ -204,16 +209,6 @@ const ORDER_LOCK_CLASS: i32 = 0x7061_7665;
 
 impl TeamLock {
     pub async fn acquire(db: &DatabaseConnection, team: &str) -> Result<Self, DbErr> {
-        if db.get_database_backend() == DbBackend::Postgres {
-            let txn = db.begin().await?;
-            txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                [ORDER_LOCK_CLASS.into(), team.into()],
-            ))
-            .await?;
-            return Ok(Self::Postgres(txn));
-        }
         let lock = {
             let mut locks = LOCAL_LOCKS.lock().expect("team locks poisoned");
             // Forget teams nobody holds or waits for, so the map stays as small as the
@@ -221,14 +216,33 @@ impl TeamLock {
             locks.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
             locks.entry(team.to_owned()).or_default().clone()
         };
-        Ok(Self::Local(lock.lock_owned().await))
+        let local = lock.lock_owned().await;
+        if db.get_database_backend() != DbBackend::Postgres {
+            return Ok(Self::Local(local));
+        }
+        let txn = db.begin().await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            [ORDER_LOCK_CLASS.into(), team.into()],
+        ))
+        .await?;
+        Ok(Self::Postgres { txn, _local: local })
+    }
+
+    /// The transaction to read and store through, where there is one.
+    pub fn transaction(&self) -> Option<&DatabaseTransaction> {
+        match self {
+            Self::Postgres { txn, .. } => Some(txn),
+            Self::Local(_) => None,
+        }
     }
 
     /// Ends the lock: commits what was stored under it when `commit`, else rolls it back.
     pub async fn release(self, commit: bool) -> Result<(), DbErr> {
         match self {
-            Self::Postgres(txn) if commit => txn.commit().await,
-            Self::Postgres(txn) => txn.rollback().await,
+            Self::Postgres { txn, .. } if commit => txn.commit().await,
+            Self::Postgres { txn, .. } => txn.rollback().await,
             Self::Local(_) => Ok(()),
         }
     }

@@ -797,3 +797,73 @@ async fn concurrent_orders_fit_the_budget_sqlite() {
 async fn concurrent_orders_fit_the_budget_postgres() {
     concurrent_orders_fit_the_budget(Engine::Postgres).await;
 }
+
+/// Replicas share one PostgreSQL database, so the in-process lock is not enough: an order
+/// takes the team's advisory lock in its transaction. Held elsewhere (as by another replica
+/// deciding an order of the same team), the team's next order waits for it; another team's
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_wait_for_the_teams_lock_held_by_another_replica() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = TestDb::new(Engine::Postgres).await;
+    let app = TestApp::spawn(common::kit::with_workers(settings(&db.url), 0)).await;
+    let other_replica = common::kit::db_of(&db.url).await;
+    let lock = |f: &str| {
+        Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT {f}(1885435493, hashtext('group:default/team-a'))::text"),
+        )
+    };
+    // A pool could run the unlock on another session: hold the lock in a transaction.
+    use sea_orm::TransactionTrait;
+    let holder = other_replica.begin().await.unwrap();
+    holder
+        .execute_raw(lock("pg_advisory_xact_lock"))
+        .await
+        .unwrap();
+
+    let order = |owner: &str, token: &str| {
+        let (client, url) = (app.client.clone(), app.api("/requests"));
+        let body = json!({"offering": "redis-cache", "values": {"name": common::kit::unique(), "environment": "dev", "size": "small", "owner": owner, "cost_center": "ENG-1234"}});
+        let token = token.to_owned();
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let team_a = order("team-a", "alice-token");
+    common::kit::eventually("team-a's order waits for the advisory lock", || async {
+        let waiting = other_replica
+            .query_one_raw(Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*)::bigint AS n FROM pg_locks WHERE locktype = 'advisory' \
+                 AND classid = 1885435493 AND NOT granted",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        (waiting == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        order("team-b", "mallory-token").await.unwrap(),
+        201,
+        "another team does not wait"
+    );
+    assert!(
+        !team_a.is_finished(),
+        "team-a's order waits while the lock is held"
+    );
+    holder.commit().await.unwrap();
+    assert_eq!(team_a.await.unwrap(), 201);
+    app.stop().await;
+}

@@ -76,11 +76,9 @@ async fn decide_and_store(
     let lock = TeamLock::acquire(inputs.db, &priced.request.owner.to_string())
         .await
         .map_err(CreateError::Db)?;
-    let stored = match &lock {
-        TeamLock::Postgres(txn) => {
-            store(txn, inputs, offering, priced, requester, replaces, finish).await
-        }
-        TeamLock::Local(_) => {
+    let stored = match lock.transaction() {
+        Some(txn) => store(txn, inputs, offering, priced, requester, replaces, finish).await,
+        None => {
             store(
                 inputs.db, inputs, offering, priced, requester, replaces, finish,
             )
