@@ -403,6 +403,11 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     /// How long a SIGTERM waits for in-flight requests before paved exits anyway.
     pub shutdown_grace_seconds: u64,
+    /// Lower-case hex SHA-256 of the token Prometheus scrapes `/metrics` with (`Authorization:
+    /// Bearer`). The metrics carry every team's costs: without this token only platform-admins
+    /// read them.
+    #[serde(deserialize_with = "opt_string")]
+    pub metrics_token_sha256: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -412,6 +417,7 @@ impl Default for ServerSettings {
             public_url: None,
             body_limit_bytes: 1024 * 1024,
             shutdown_grace_seconds: 30,
+            metrics_token_sha256: None,
         }
     }
 }
@@ -770,16 +776,19 @@ impl Settings {
                 format!("unknown role (known: {})", crate::auth::ROLES.join(", ")),
             ));
         }
+        if let Some(h) = &self.server.metrics_token_sha256
+            && !is_sha256_hex(h)
+        {
+            return Err(err(
+                "server.metrics_token_sha256",
+                "must be 64 lower-case hex characters (the token's SHA-256)".into(),
+            ));
+        }
         for (i, t) in self.auth.static_tokens.iter().enumerate() {
             let key = |k: &str| format!("auth.static_tokens[{i}].{k}");
             crate::catalog::EntityRef::parse(&t.subject, "user")
                 .map_err(|e| err(&key("subject"), e))?;
-            if t.sha256.len() != 64
-                || !t
-                    .sha256
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
+            if !is_sha256_hex(&t.sha256) {
                 return Err(err(
                     &key("sha256"),
                     "must be 64 lower-case hex characters (the token's SHA-256)".into(),
@@ -968,6 +977,13 @@ fn kind(v: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
     }
+}
+
+/// A SHA-256 as configured for tokens: 64 lower-case hex characters.
+fn is_sha256_hex(h: &str) -> bool {
+    h.len() == 64
+        && h.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]

@@ -2,7 +2,10 @@
 //! budget and the policies, as one assessment.
 
 use chrono::Utc;
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    Statement, TransactionTrait,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -89,6 +92,36 @@ pub async fn assess(
     idempotency_key: Option<crate::provisioning::requests::IdempotencyKey>,
     replaces: Option<&crate::db::entities::resource::Model>,
 ) -> Result<Assessment, AssessError> {
+    let priced = match price(inputs, offering, values, requester, idempotency_key)? {
+        Ok(p) => p,
+        Err(errors) => return Ok(Assessment::Invalid(errors)),
+    };
+    let (budget, decision) =
+        decide(inputs.db, inputs, offering, &priced, requester, replaces).await?;
+    Ok(Assessment::Decided {
+        request: Box::new(priced.request),
+        estimate: priced.estimate,
+        budget,
+        decision,
+    })
+}
+
+/// An order that passed its form, rendered and priced: everything that does not depend on
+/// what the team already spends.
+#[derive(Debug)]
+pub struct Priced {
+    pub request: NewRequest,
+    pub estimate: Estimate,
+}
+
+/// The part of an assessment that reads no database: form, plan, price.
+pub fn price(
+    inputs: &Inputs<'_>,
+    offering: &Offering,
+    values: &Value,
+    requester: &Principal,
+    idempotency_key: Option<crate::provisioning::requests::IdempotencyKey>,
+) -> Result<Result<Priced, Vec<FieldError>>, AssessError> {
     let request = match NewRequest::prepare(
         offering,
         inputs.renderer,
@@ -97,7 +130,7 @@ pub async fn assess(
         idempotency_key,
     ) {
         Ok(r) => r,
-        Err(PrepareError::Invalid(errors)) => return Ok(Assessment::Invalid(errors)),
+        Err(PrepareError::Invalid(errors)) => return Ok(Err(errors)),
         Err(PrepareError::Template(RenderError { path, message })) => {
             return Err(AssessError::Template(format!("{path}: {message}")));
         }
@@ -110,19 +143,114 @@ pub async fn assess(
         &request.spec,
     )
     .map_err(AssessError::Template)?;
-    let budget = budget_view(inputs, &request.owner, &estimate, replaces).await?;
-    let input = policy_input(offering, &request, requester, &estimate, &budget);
+    Ok(Ok(Priced { request, estimate }))
+}
+
+/// Budgets a priced order against what its team spends and has ordered, read through `db`,
+/// and runs every policy. An order that will be stored must be decided on the connection
+/// that holds its team's [`TeamLock`].
+pub async fn decide<C: ConnectionTrait>(
+    db: &C,
+    inputs: &Inputs<'_>,
+    offering: &Offering,
+    priced: &Priced,
+    requester: &Principal,
+    replaces: Option<&crate::db::entities::resource::Model>,
+) -> Result<(BudgetView, PolicyDecision), AssessError> {
+    let budget = budget_view(
+        db,
+        inputs,
+        &priced.request.owner,
+        &priced.estimate,
+        replaces,
+    )
+    .await?;
+    let input = policy_input(
+        offering,
+        &priced.request,
+        requester,
+        &priced.estimate,
+        &budget,
+    );
     let decision = inputs
         .policies
         .evaluate(&input)
         .map_err(AssessError::Policy)?;
-    Ok(Assessment::Decided {
-        request: Box::new(request),
-        estimate,
-        budget,
-        decision,
-    })
+    Ok((budget, decision))
 }
+
+/// Serializes the orders of one team, from reading its spend to storing the order, so two
+/// concurrent orders cannot each fit under a budget that holds only one of them.
+///
+/// In this process, a per-team lock comes first, so a burst of one team's orders waits in
+/// memory, not each on a pooled database connection that other callers need.
+///
+/// PostgreSQL (several replicas may share the database): then a transaction holding a
+/// transaction-scoped advisory lock keyed on the team; the budget is read and the order
+/// inserted inside it, and the lock ends with the commit, so the next order of the team, on
+/// any replica, reads a spend that includes this one. Other teams are not delayed.
+///
+/// SQLite: the in-process lock is all. SQLite is the single-replica embedded default (a file
+/// only one paved serves), so the process is the whole world; a write transaction taken up
+/// front (`BEGIN IMMEDIATE`) would serialize every team's orders with every other write
+/// (workers, audit) and turn contention into `SQLITE_BUSY` after the busy timeout. The reads
+/// and the insert use the pool as usual: the insert commits before the lock is released.
+pub enum TeamLock {
+    Postgres {
+        txn: DatabaseTransaction,
+        _local: tokio::sync::OwnedMutexGuard<()>,
+    },
+    Local(tokio::sync::OwnedMutexGuard<()>),
+}
+
+/// Class id of paved's advisory locks on its own database (the two-key form keeps them apart
+/// from any other user of advisory locks there): "pave" in ASCII.
+const ORDER_LOCK_CLASS: i32 = 0x7061_7665;
+
+impl TeamLock {
+    pub async fn acquire(db: &DatabaseConnection, team: &str) -> Result<Self, DbErr> {
+        let lock = {
+            let mut locks = LOCAL_LOCKS.lock().expect("team locks poisoned");
+            // Forget teams nobody holds or waits for, so the map stays as small as the
+            // number of teams ordering right now.
+            locks.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+            locks.entry(team.to_owned()).or_default().clone()
+        };
+        let local = lock.lock_owned().await;
+        if db.get_database_backend() != DbBackend::Postgres {
+            return Ok(Self::Local(local));
+        }
+        let txn = db.begin().await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            [ORDER_LOCK_CLASS.into(), team.into()],
+        ))
+        .await?;
+        Ok(Self::Postgres { txn, _local: local })
+    }
+
+    /// The transaction to read and store through, where there is one.
+    pub fn transaction(&self) -> Option<&DatabaseTransaction> {
+        match self {
+            Self::Postgres { txn, .. } => Some(txn),
+            Self::Local(_) => None,
+        }
+    }
+
+    /// Ends the lock: commits what was stored under it when `commit`, else rolls it back.
+    pub async fn release(self, commit: bool) -> Result<(), DbErr> {
+        match self {
+            Self::Postgres { txn, .. } if commit => txn.commit().await,
+            Self::Postgres { txn, .. } => txn.rollback().await,
+            Self::Local(_) => Ok(()),
+        }
+    }
+}
+
+type LocalLocks =
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>;
+static LOCAL_LOCKS: std::sync::LazyLock<LocalLocks> = std::sync::LazyLock::new(Default::default);
 
 /// The document every policy sees as `input` (documented in policies/README.md).
 pub fn policy_input(
@@ -156,21 +284,19 @@ pub fn policy_input(
     })
 }
 
-async fn budget_view(
+async fn budget_view<C: ConnectionTrait>(
+    db: &C,
     inputs: &Inputs<'_>,
     team: &EntityRef,
     estimate: &Estimate,
     replaces: Option<&crate::db::entities::resource::Model>,
 ) -> Result<BudgetView, DbErr> {
-    let limit = match budget::Entity::find_by_id(team.to_string())
-        .one(inputs.db)
-        .await?
-    {
+    let limit = match budget::Entity::find_by_id(team.to_string()).one(db).await? {
         Some(b) => Some(b.monthly_limit_cents as f64 / 100.0),
         None => configured_budget(inputs.cost, team),
     };
     let spend = cost::team_spend(
-        inputs.db,
+        db,
         team,
         &inputs.pricebook.currency,
         inputs.pricebook.hours_per_month,
@@ -184,7 +310,7 @@ async fn budget_view(
         None => estimate.monthly,
     };
     let now = inputs.now;
-    let ordered = cost::ordered_monthly(inputs.db, team).await?;
+    let ordered = cost::ordered_monthly(db, team).await?;
     // Only a resource of this team is in its spend (an update never changes the owner).
     let replaced = replaces
         .filter(|r| r.owner == team.to_string() && r.deleted_at.is_none())

@@ -515,7 +515,9 @@ async fn composite_preview_environment_renders_both_parts() {
 #[tokio::test]
 async fn request_ids_metrics_and_docs() {
     let db = TestDb::new(Engine::Sqlite).await;
-    let app = TestApp::spawn(settings(&db.url)).await;
+    let mut s = settings(&db.url);
+    s.server.metrics_token_sha256 = Some(common::sha256_hex("scrape-token"));
+    let app = TestApp::spawn(s).await;
     let r = app.client.get(app.api("/offerings")).send().await.unwrap();
     let generated = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
@@ -537,6 +539,7 @@ async fn request_ids_metrics_and_docs() {
     let metrics = app
         .client
         .get(app.url("/metrics"))
+        .bearer_auth("scrape-token")
         .send()
         .await
         .unwrap()

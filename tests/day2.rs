@@ -1534,6 +1534,7 @@ async fn platform_metrics_measure_speed_outcomes_guardrails_drift_and_cleanup() 
     let text = app
         .client
         .get(app.url("/metrics"))
+        .bearer_auth("dave-token")
         .send()
         .await
         .unwrap()

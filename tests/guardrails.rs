@@ -732,3 +732,155 @@ async fn budgets_count_open_orders_and_charge_changes_their_difference() {
     );
     app.stop().await;
 }
+
+/// Orders racing for one team's budget (issue 13: twelve concurrent orders of 15 against a
+/// budget of 100 got ten accepted). Fifty fire at once; the ones accepted without approval
+/// must fit the budget exactly: their sum within it, and one more would not fit.
+async fn concurrent_orders_fit_the_budget(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let mut s = common::kit::with_workers(settings(&db.url), 0);
+    // Enough connections for the orders to really overlap (five made the race rare).
+    s.database.max_connections = 20;
+    let app = TestApp::spawn(s).await;
+    let cache = || json!({"name": common::kit::unique(), "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"});
+    let (_, est) = call(
+        &app,
+        "POST",
+        "/estimates",
+        None,
+        Some(json!({"offering": "redis-cache", "values": cache()})),
+    )
+    .await;
+    let price = est["estimate"]["monthly"].as_f64().unwrap();
+    assert_eq!(price, 15.0, "{est}");
+    let limit = 100.0;
+    let (status, _) = call(
+        &app,
+        "PUT",
+        "/teams/team-a/budget",
+        Some("dave-token"),
+        Some(json!({"monthlyLimit": limit})),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let mut orders = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (client, url, values) = (app.client.clone(), app.api("/requests"), cache());
+        orders.spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth("alice-token")
+                .json(&json!({"offering": "redis-cache", "values": values}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        });
+    }
+    let (mut accepted, mut approval) = (0, 0);
+    while let Some(done) = orders.join_next().await {
+        let (status, body) = done.unwrap();
+        assert_eq!(status, 201, "{body}");
+        match body["status"].as_str().unwrap() {
+            "pending" => accepted += 1,
+            "awaiting_approval" => {
+                assert_eq!(
+                    body["decision"]["requireApproval"][0]["rule"], "team_budget",
+                    "{body}"
+                );
+                approval += 1;
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    let spent = f64::from(accepted) * price;
+    assert!(spent <= limit, "{accepted} accepted: {spent} > {limit}");
+    assert!(
+        spent + price > limit,
+        "only {accepted} accepted, one more would have fit"
+    );
+    assert_eq!(accepted + approval, 50);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_orders_fit_the_budget_sqlite() {
+    concurrent_orders_fit_the_budget(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_orders_fit_the_budget_postgres() {
+    concurrent_orders_fit_the_budget(Engine::Postgres).await;
+}
+
+/// Replicas share one PostgreSQL database, so the in-process lock is not enough: an order
+/// takes the team's advisory lock in its transaction. Held elsewhere (as by another replica
+/// deciding an order of the same team), the team's next order waits for it; another team's
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_wait_for_the_teams_lock_held_by_another_replica() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = TestDb::new(Engine::Postgres).await;
+    let app = TestApp::spawn(common::kit::with_workers(settings(&db.url), 0)).await;
+    let other_replica = common::kit::db_of(&db.url).await;
+    let lock = |f: &str| {
+        Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT {f}(1885435493, hashtext('group:default/team-a'))::text"),
+        )
+    };
+    // A pool could run the unlock on another session: hold the lock in a transaction.
+    use sea_orm::TransactionTrait;
+    let holder = other_replica.begin().await.unwrap();
+    holder
+        .execute_raw(lock("pg_advisory_xact_lock"))
+        .await
+        .unwrap();
+
+    let order = |owner: &str, token: &str| {
+        let (client, url) = (app.client.clone(), app.api("/requests"));
+        let body = json!({"offering": "redis-cache", "values": {"name": common::kit::unique(), "environment": "dev", "size": "small", "owner": owner, "cost_center": "ENG-1234"}});
+        let token = token.to_owned();
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let team_a = order("team-a", "alice-token");
+    common::kit::eventually("team-a's order waits for the advisory lock", || async {
+        let waiting = other_replica
+            .query_one_raw(Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*)::bigint AS n FROM pg_locks WHERE locktype = 'advisory' \
+                 AND classid = 1885435493 AND NOT granted",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        (waiting == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        order("team-b", "mallory-token").await.unwrap(),
+        201,
+        "another team does not wait"
+    );
+    assert!(
+        !team_a.is_finished(),
+        "team-a's order waits while the lock is held"
+    );
+    holder.commit().await.unwrap();
+    assert_eq!(team_a.await.unwrap(), 201);
+    app.stop().await;
+}

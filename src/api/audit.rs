@@ -46,6 +46,8 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::input("limit: must be between 1 and 1000"));
     }
+    super::storable::time_filter("since", q.since)?;
+    super::storable::time_filter("until", q.until)?;
     let filter = AuditFilter {
         actor: q.actor,
         target: q.target,

@@ -5,12 +5,15 @@ use std::time::Instant;
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::header,
+    http::{header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 
-use crate::app::AppState;
+use crate::{
+    app::AppState,
+    error::{ApiError, ErrorName},
+};
 
 /// Inner layer (route_layer): only it can see which route matched; it hands the template to
 /// the outer layer through the response.
@@ -44,7 +47,62 @@ pub async fn record(req: Request, next: Next) -> Response {
     res
 }
 
-pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+/// `/metrics` carries every team's costs and activity: it answers the scrape token
+/// (`server.metrics_token_sha256`) and platform-admins. Without credentials: 401; a caller
+/// who may not read them learns nothing more than that the route is not theirs (404).
+pub async fn render(State(state): State<AppState>, mut parts: Parts) -> Response {
+    if !is_scraper(&state, &parts) {
+        use axum::extract::FromRequestParts;
+        let who = match crate::auth::Principal::from_request_parts(&mut parts, &state).await {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
+        if who.is_anonymous() {
+            return ApiError::new(
+                ErrorName::Authentication,
+                "/metrics needs the scrape token (server.metrics_token_sha256) or a platform-admin's credentials",
+            )
+            .into_response();
+        }
+        if !who.is_admin() {
+            return ApiError::not_found("no such route").into_response();
+        }
+    }
+    metrics_text(&state).await.into_response()
+}
+
+/// Whether the request carries the configured scrape token (compared by hash, in constant
+/// time, like static tokens).
+fn is_scraper(state: &AppState, parts: &Parts) -> bool {
+    use sha2::Digest;
+    let Some(expected) = &state.settings().server.metrics_token_sha256 else {
+        return false;
+    };
+    let Some(token) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+    else {
+        return false;
+    };
+    let digest: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    expected.len() == digest.len()
+        && expected
+            .bytes()
+            .zip(digest.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn metrics_text(state: &AppState) -> impl IntoResponse {
     // Platform gauges are computed at scrape time from paved's tables.
     if state.schema_ready() {
         let window = chrono::Duration::hours(state.settings().reports.window_hours as i64);

@@ -14,6 +14,7 @@ mod offerings;
 mod reports;
 mod requests;
 mod resources;
+mod storable;
 
 use axum::{
     Router,
@@ -274,6 +275,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::LIVENESS, get(health::liveness))
         .route(paths::READINESS, get(health::readiness))
         .route(paths::METRICS, get(http_metrics::render))
+        .route_layer(middleware::from_fn(storable::refuse_unstorable))
         .route_layer(middleware::from_fn(http_metrics::remember_route))
         .merge(
             SwaggerUi::new(format!("{base}{}", paths::DOCS))
@@ -315,7 +317,8 @@ pub fn router(state: AppState) -> Router {
 
 /// Authenticates every plugin route once: a presented token must be valid whatever the route,
 /// and where anonymous access is off a token is required. The caller is left in the request's
-/// extensions for handlers. Health, metrics and the API reference stay public.
+/// extensions for handlers. Health and the API reference stay public; `/metrics` checks its
+/// own credentials (the scrape token or a platform-admin).
 async fn authenticate(
     axum::extract::State(state): axum::extract::State<AppState>,
     req: Request,

@@ -2,7 +2,7 @@
 //! end of the month.
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use serde::Serialize;
 
 use crate::{catalog::EntityRef, db::entities::resource};
@@ -57,7 +57,7 @@ pub fn current_monthly_of(r: &resource::Model, now: DateTime<Utc>, hours_per_mon
 
 /// The monthly cost of a team's accepted orders for new resources that are not provisioned
 /// yet, from the estimate each was accepted with.
-pub async fn ordered_monthly(db: &DatabaseConnection, team: &EntityRef) -> Result<f64, DbErr> {
+pub async fn ordered_monthly<C: ConnectionTrait>(db: &C, team: &EntityRef) -> Result<f64, DbErr> {
     use crate::{db::entities::request, provisioning::requests::RequestStatus};
     use sea_orm::QuerySelect;
     // Only the estimates: an order's spec and values are not needed here.
@@ -80,8 +80,8 @@ pub async fn ordered_monthly(db: &DatabaseConnection, team: &EntityRef) -> Resul
         .sum())
 }
 
-pub async fn team_spend(
-    db: &DatabaseConnection,
+pub async fn team_spend<C: ConnectionTrait>(
+    db: &C,
     team: &EntityRef,
     currency: &str,
     hours_per_month: f64,

@@ -3,10 +3,12 @@
 
 use serde_json::Value;
 
+use sea_orm::{ConnectionTrait, TransactionTrait};
+
 use super::requests::{self, CreateError, Created, IdempotencyKey, Request, Verdict};
 use crate::{
     auth::Principal,
-    guardrails::{self, AssessError, Assessment, Inputs},
+    guardrails::{self, AssessError, Inputs, TeamLock},
     policy::Violation,
     templates::{FieldError, Offering},
 };
@@ -42,26 +44,12 @@ pub async fn place(
     requester: &Principal,
     key: Option<IdempotencyKey>,
 ) -> Result<Placed, PlaceError> {
-    let (request, estimate, decision) =
-        match guardrails::assess(inputs, offering, values, requester, key, None).await? {
-            Assessment::Invalid(errors) => return Ok(Placed::Invalid(errors)),
-            Assessment::Decided {
-                request,
-                estimate,
-                decision,
-                ..
-            } => (request, estimate, decision),
-        };
-    may_order_for(requester, &request.owner.to_string())?;
-    let verdict = Verdict {
-        estimate: serde_json::to_value(&estimate).expect("estimate serializes"),
-        decision,
+    let priced = match guardrails::price(inputs, offering, values, requester, key)? {
+        Ok(p) => p,
+        Err(errors) => return Ok(Placed::Invalid(errors)),
     };
-    let (request, new) =
-        match requests::create(inputs.db, *request, verdict, inputs.max_attempts).await? {
-            Created::New(r) => (r, true),
-            Created::Existing(r) => (r, false),
-        };
+    may_order_for(requester, &priced.request.owner.to_string())?;
+    let (request, new) = decide_and_store(inputs, offering, priced, requester, None, |r| r).await?;
     if new {
         audit_created(inputs, &request, requester).await;
         notify_approvers(inputs, &request).await;
@@ -72,6 +60,58 @@ pub async fn place(
         return Ok(Placed::Denied { request, deny });
     }
     Ok(Placed::Accepted { request, new })
+}
+
+/// Budgets, decides and stores an order under its team's [`TeamLock`]: the spend it was
+/// decided on cannot change before it is stored. `finish` completes the request (an update's
+/// operation and resource) before it is stored.
+async fn decide_and_store(
+    inputs: &Inputs<'_>,
+    offering: &Offering,
+    priced: guardrails::Priced,
+    requester: &Principal,
+    replaces: Option<&crate::db::entities::resource::Model>,
+    finish: impl FnOnce(requests::NewRequest) -> requests::NewRequest,
+) -> Result<(Request, bool), PlaceError> {
+    let lock = TeamLock::acquire(inputs.db, &priced.request.owner.to_string())
+        .await
+        .map_err(CreateError::Db)?;
+    let stored = match lock.transaction() {
+        Some(txn) => store(txn, inputs, offering, priced, requester, replaces, finish).await,
+        None => {
+            store(
+                inputs.db, inputs, offering, priced, requester, replaces, finish,
+            )
+            .await
+        }
+    };
+    lock.release(stored.is_ok())
+        .await
+        .map_err(CreateError::Db)?;
+    stored
+}
+
+async fn store<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    inputs: &Inputs<'_>,
+    offering: &Offering,
+    priced: guardrails::Priced,
+    requester: &Principal,
+    replaces: Option<&crate::db::entities::resource::Model>,
+    finish: impl FnOnce(requests::NewRequest) -> requests::NewRequest,
+) -> Result<(Request, bool), PlaceError> {
+    let (_, decision) =
+        guardrails::decide(db, inputs, offering, &priced, requester, replaces).await?;
+    let verdict = Verdict {
+        estimate: serde_json::to_value(&priced.estimate).expect("estimate serializes"),
+        decision,
+    };
+    Ok(
+        match requests::create(db, finish(priced.request), verdict, inputs.max_attempts).await? {
+            Created::New(r) => (r, true),
+            Created::Existing(r) => (r, false),
+        },
+    )
 }
 
 /// Developers order for teams they belong to; platform-admins for anyone. (The anonymous
@@ -226,27 +266,14 @@ pub async fn place_update(
     };
     let mut merged = created_with.as_object().cloned().unwrap_or_default();
     merged.extend(changes.clone());
-    let (mut request, estimate, decision) = match guardrails::assess(
-        inputs,
-        offering,
-        &Value::Object(merged),
-        requester,
-        None,
-        Some(resource),
-    )
-    .await?
+    let priced = match guardrails::price(inputs, offering, &Value::Object(merged), requester, None)?
     {
-        Assessment::Invalid(errors) => return Ok(Placed::Invalid(errors)),
-        Assessment::Decided {
-            request,
-            estimate,
-            decision,
-            ..
-        } => (request, estimate, decision),
+        Ok(p) => p,
+        Err(errors) => return Ok(Placed::Invalid(errors)),
     };
     may_order_for(requester, &resource.owner)?;
     let mut errors = Vec::new();
-    if request.spec.resource.name != resource.entity_name {
+    if priced.request.spec.resource.name != resource.entity_name {
         errors.push(FieldError {
             field: "name".into(),
             rule: "immutable".into(),
@@ -256,7 +283,7 @@ pub async fn place_update(
             ),
         });
     }
-    if request.owner.to_string() != resource.owner {
+    if priced.request.owner.to_string() != resource.owner {
         errors.push(FieldError {
             field: "owner".into(),
             rule: "immutable".into(),
@@ -269,15 +296,19 @@ pub async fn place_update(
     if !errors.is_empty() {
         return Ok(Placed::Invalid(errors));
     }
-    request.operation = requests::Operation::Update;
-    request.resource_id = Some(resource.id.clone());
-    let verdict = Verdict {
-        estimate: serde_json::to_value(&estimate).expect("estimate serializes"),
-        decision,
-    };
-    let request = match requests::create(inputs.db, *request, verdict, inputs.max_attempts).await? {
-        Created::New(r) | Created::Existing(r) => r,
-    };
+    let (request, _) = decide_and_store(
+        inputs,
+        offering,
+        priced,
+        requester,
+        Some(resource),
+        |mut request| {
+            request.operation = requests::Operation::Update;
+            request.resource_id = Some(resource.id.clone());
+            request
+        },
+    )
+    .await?;
     audit_created(inputs, &request, requester).await;
     notify_approvers(inputs, &request).await;
     if request.status == requests::RequestStatus::Denied {

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -228,14 +228,14 @@ pub struct Verdict {
 /// Stores a new request, or returns the earlier one for a repeated idempotency key. The
 /// verdict sets its first status: denied requests are stored too (and end at once), requests
 /// needing approval wait with one approval record per rule that asked for it.
-pub async fn create(
-    db: &DatabaseConnection,
+pub async fn create<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
     new: NewRequest,
     verdict: Verdict,
     max_attempts: i32,
 ) -> Result<Created, CreateError> {
     if let Some(key) = &new.idempotency_key
-        && let Some(existing) = find_by_key(db, key.as_str()).await?
+        && let Some(existing) = find_by_key(db, &new.owner, key.as_str()).await?
     {
         return same_or_conflict(db, existing, &new).await;
     }
@@ -336,7 +336,7 @@ pub async fn create(
                 .as_ref()
                 .map(|k| k.as_str())
                 .unwrap_or_default();
-            match find_by_key(db, key).await? {
+            match find_by_key(db, &new.owner, key).await? {
                 Some(existing) => same_or_conflict(db, existing, &new).await,
                 None => Err(CreateError::Db(e)),
             }
@@ -345,15 +345,22 @@ pub async fn create(
     }
 }
 
-async fn find_by_key(db: &DatabaseConnection, key: &str) -> Result<Option<request::Model>, DbErr> {
+/// Keys are the owning team's: another team's request with the same key is not this one, and
+/// is neither returned nor named in a conflict.
+async fn find_by_key<C: ConnectionTrait>(
+    db: &C,
+    owner: &EntityRef,
+    key: &str,
+) -> Result<Option<request::Model>, DbErr> {
     request::Entity::find()
+        .filter(request::Column::Owner.eq(owner.to_string()))
         .filter(request::Column::IdempotencyKey.eq(key))
         .one(db)
         .await
 }
 
-async fn same_or_conflict(
-    db: &DatabaseConnection,
+async fn same_or_conflict<C: ConnectionTrait>(
+    db: &C,
     existing: request::Model,
     new: &NewRequest,
 ) -> Result<Created, CreateError> {
@@ -378,7 +385,7 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Request>, D
     Ok(Some(to_api(model, steps)))
 }
 
-async fn steps_of(db: &DatabaseConnection, id: &str) -> Result<Vec<Step>, DbErr> {
+async fn steps_of<C: ConnectionTrait>(db: &C, id: &str) -> Result<Vec<Step>, DbErr> {
     Ok(request_step::Entity::find()
         .filter(request_step::Column::RequestId.eq(id))
         .order_by_asc(request_step::Column::Position)

@@ -274,6 +274,15 @@ pub fn assert_envelope(
     msg
 }
 
+/// What paved's configuration holds for a token: its SHA-256, lower-case hex.
+pub fn sha256_hex(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A static token for `subject` whose secret is `secret` (only its SHA-256 is configured).
 /// The token `TestApp::get_json` reads with (added to every spawned app's settings).
 pub const OBSERVER_TOKEN: &str = "test-observer-token";
@@ -284,13 +293,9 @@ pub fn static_token(
     roles: &[&str],
     groups: &[&str],
 ) -> paved::config::StaticToken {
-    use sha2::Digest;
     paved::config::StaticToken {
         subject: subject.into(),
-        sha256: sha2::Sha256::digest(secret.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        sha256: sha256_hex(secret),
         roles: roles.iter().map(|r| r.to_string()).collect(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
     }

@@ -11,7 +11,7 @@ pub struct Model {
     pub status: String,
     pub requester: String,
     pub owner: String,
-    #[sea_orm(unique)]
+    /// Unique per owner (`uq_requests_owner_idempotency_key`), not globally.
     pub idempotency_key: Option<String>,
     pub parameters: Json,
     pub spec: Option<Json>,

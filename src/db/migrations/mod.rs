@@ -8,6 +8,7 @@ mod m20261124_000003_signing_keys_and_audit_teams;
 mod m20261124_000004_day2;
 mod m20261124_000005_catalog_pages;
 mod m20261201_000006_secret_keys;
+mod m20261201_000007_idempotency_keys_per_team;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_day2::Migration),
             Box::new(m20261124_000005_catalog_pages::Migration),
             Box::new(m20261201_000006_secret_keys::Migration),
+            Box::new(m20261201_000007_idempotency_keys_per_team::Migration),
         ]
     }
 }
