@@ -484,7 +484,8 @@ const ROWS: &[(&str, [u16; 6])] = &[
         "GET /.backstage/health/v1/readiness",
         [200, 200, 200, 200, 200, 200],
     ),
-    ("GET /metrics", [200, 200, 200, 200, 200, 200]),
+    // Every team's costs: the scrape token and platform-admins; without credentials 401.
+    ("GET /metrics", [401, 404, 404, 404, 200, 404]),
 ];
 
 const ACTION_ROWS: &[(&str, [u16; 6])] = &[

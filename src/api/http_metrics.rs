@@ -64,7 +64,8 @@ pub async fn render(State(state): State<AppState>, mut parts: Parts) -> Response
             )
             .into_response();
         }
-        if !who.is_admin() {
+        use crate::access::{Act, Target, authorize};
+        if authorize(&who, Act::ReadPlatform, Target::Platform).is_err() {
             return ApiError::not_found("no such route").into_response();
         }
     }
