@@ -43,6 +43,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Check the configuration (file and PAVED_<SECTION>__<KEY> variables).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Work with the keys credentials and signing keys are sealed with.
     Secrets {
         #[command(subcommand)]
@@ -126,6 +131,12 @@ pub enum CatalogCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (secrets masked) or the problem with it (exit 2).
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +224,25 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(code) => return code,
             };
             resource(&settings, &server, token, command)
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let settings = match load_settings(&cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match yaml_serde::to_string(&settings.masked()) {
+                Ok(text) => {
+                    print!("{text}");
+                    eprintln!("paved: the configuration is valid");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("paved: cannot print the configuration: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve => with_runtime(&cli.config, |settings| async move {
             let app = app::Application::build(settings).await?;

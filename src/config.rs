@@ -13,7 +13,7 @@ use std::{
     str::FromStr,
 };
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 pub const ENV_PREFIX: &str = "PAVED_";
@@ -25,7 +25,7 @@ fn not_a_setting(name: &str) -> bool {
     matches!(name, CONFIG_ENV | "PAVED_URL" | "PAVED_TOKEN") || name.starts_with("PAVED_TEST_")
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -49,7 +49,7 @@ pub struct Settings {
 }
 
 /// Platform metrics.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportsSettings {
     /// The window of the platform gauges on `/metrics`, and the API's default window.
@@ -65,7 +65,7 @@ impl Default for ReportsSettings {
 }
 
 /// Unused-resource detection from the drivers' usage readings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UnusedSettings {
     /// How often every ready resource's usage is read (0 turns sampling and unused alerts off).
@@ -85,7 +85,7 @@ impl Default for UnusedSettings {
 
 /// Drift detection: scheduled scans of every ready resource (on-demand checks go through the
 /// API).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriftSettings {
     /// How often every ready resource is compared with its actual state (0 turns scans off).
@@ -103,7 +103,7 @@ impl Default for DriftSettings {
 /// How background schedules (reaper, expiry warnings, drift scan, usage sampling) share the
 /// work between replicas: each schedule has a lease row in the database; the replica that takes
 /// it runs the schedule, the others skip that round.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulesSettings {
     /// How often each replica checks whether a schedule is due.
@@ -123,7 +123,7 @@ impl Default for SchedulesSettings {
 }
 
 /// Time-to-live of ephemeral resources: the reaper and the warnings before expiry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TtlSettings {
     /// How often expired resources are deleted (0 turns the reaper off).
@@ -142,7 +142,7 @@ impl Default for TtlSettings {
 }
 
 /// Where paved tells people about things: Backstage's notifications API and/or a webhook.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationsSettings {
     /// Send to Backstage's notifications backend (needs `backstage.base_url`; authenticates
@@ -177,7 +177,7 @@ impl Default for NotificationsSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CatalogSettings {
     /// Serve the catalog documents without a token: Backstage's URL reader sends none.
@@ -199,7 +199,7 @@ impl Default for CatalogSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSettings {
     /// Workers in this process (0: this replica only serves the API).
@@ -228,7 +228,7 @@ impl Default for EngineSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriversSettings {
     pub postgres: PostgresDriverSettings,
@@ -257,7 +257,7 @@ impl Default for DriversSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresDriverSettings {
     /// Admin connection URL of the cluster serving each environment.
@@ -266,14 +266,14 @@ pub struct PostgresDriverSettings {
     pub extensions: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisDriverSettings {
     /// Redis URL (with an admin user) serving each environment.
     pub targets: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretsSettings {
     /// Base64 of 32 random bytes (`openssl rand -base64 32`) sealing credentials at rest.
@@ -287,7 +287,7 @@ pub struct SecretsSettings {
     pub previous_keys: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoliciesSettings {
     /// Folder of `.rego` policies and their `.yaml` data.
@@ -306,7 +306,7 @@ impl Default for PoliciesSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CostSettings {
     /// The price book offerings' cost formulas read.
@@ -324,7 +324,7 @@ impl Default for CostSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     /// Tokens for API clients and CI. Only the SHA-256 of each token is configured.
@@ -374,7 +374,7 @@ impl Default for AuthSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticToken {
     /// Entity ref the token acts as, e.g. `user:default/ci-bot`.
@@ -389,7 +389,7 @@ pub struct StaticToken {
     pub groups: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     /// Address the HTTP server binds to.
@@ -422,7 +422,7 @@ impl Default for ServerSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
     /// `sqlite://paved.db?mode=rwc` (embedded default) or `postgres://user@host/db`.
@@ -444,7 +444,7 @@ impl Default for DatabaseSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemplatesSettings {
     /// Folder with one sub-folder per offering (`template.yaml` + `offering.yaml`).
@@ -462,7 +462,7 @@ impl Default for TemplatesSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -470,7 +470,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     pub format: LogFormat,
@@ -488,7 +488,7 @@ impl Default for LogSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackstageSettings {
     /// Backstage backend base URL, e.g. `http://localhost:7007` (catalog refresh, JWKS).
@@ -546,6 +546,23 @@ impl Settings {
             .unwrap_or_else(|| self.server.listen.ip().is_loopback())
     }
 
+    /// The effective configuration to show a person: secret values and URL passwords masked.
+    pub fn masked(&self) -> Value {
+        let mut v = serde_json::to_value(self).expect("settings serialize");
+        for path in [
+            &["secrets", "key"][..],
+            &["secrets", "previous_keys"],
+            &["backstage", "token"],
+        ] {
+            let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+            if get_path(&v, &path).is_some_and(|x| !x.is_null()) {
+                set_path(&mut v, &path, Value::String("***".into()));
+            }
+        }
+        mask_url_passwords(&mut v);
+        v
+    }
+
     /// Anonymous access beyond loopback only when asked for: a deployment that forgot the
     /// setting must not open its API to everyone on the network.
     pub fn check_anonymous(&self) -> Result<(), ConfigError> {
@@ -571,29 +588,80 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => Value::Object(Map::new()),
         };
-        let mut env_keys = Vec::new();
+        let defaults = serde_json::to_value(Settings::default()).expect("settings serialize");
+        let sections: BTreeSet<String> = defaults
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        // (dotted key, variable, raw value, typed as a scalar yet)
+        let mut env_keys: Vec<(String, String)> = Vec::new();
+        let mut overrides: Vec<(Vec<String>, String)> = Vec::new();
         for (name, raw) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if not_a_setting(&name) || rest.is_empty() {
+            // Only `PAVED_<SECTION>__<KEY>` of a real section is a setting: `PAVED_BIN` in a
+            // script is not. Inside a known section an unknown key is still an error.
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if not_a_setting(&name) || path.len() < 2 || !sections.contains(&path[0]) {
                 continue;
             }
-            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-            set_path(&mut tree, &path, scalar(&raw));
-            env_keys.push((path.join("."), name));
-        }
-
-        let settings: Settings = serde_path_to_error::deserialize(tree).map_err(|err| {
-            let key = err.path().to_string();
-            let message = err.inner().to_string();
-            let from_env = env_var_for(&env_keys, &key, &message);
-            ConfigError {
-                key,
-                message,
-                from_env,
+            // Overriding one entry of a table (e.g. one environment's target) keeps the
+            // others: what the variable goes into starts from the defaults, not from nothing.
+            for depth in 1..path.len() {
+                if get_path(&tree, &path[..depth]).is_none()
+                    && let Some(d) = get_path(&defaults, &path[..depth])
+                    && d.is_object()
+                {
+                    set_path(&mut tree, &path[..depth], d.clone());
+                }
             }
-        })?;
+            env_keys.push((path.join("."), name));
+            overrides.push((path, raw));
+        }
+        // Each value is first taken as the text it is; only a setting that is not text (a
+        // number, a flag, a list) reads it as a YAML scalar. So `0x1f` stays "0x1f" for a
+        // plugin id, and `8080` is a number for a port. Inline lists and tables (`[…]`, `{…}`)
+        // are structure from the start.
+        let mut typed: BTreeSet<usize> = overrides
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, raw))| raw.trim_start().starts_with(['[', '{']))
+            .map(|(i, _)| i)
+            .collect();
+        let settings: Settings = loop {
+            let mut attempt = tree.clone();
+            for (i, (path, raw)) in overrides.iter().enumerate() {
+                let v = if typed.contains(&i) {
+                    scalar(raw)
+                } else {
+                    Value::String(raw.clone())
+                };
+                set_path(&mut attempt, path, v);
+            }
+            match serde_path_to_error::deserialize::<_, Settings>(attempt) {
+                Ok(s) => break s,
+                Err(err) => {
+                    let key = err.path().to_string();
+                    let message = err.inner().to_string();
+                    let retry = overrides.iter().enumerate().position(|(i, (p, _))| {
+                        !typed.contains(&i)
+                            && p.join(".") == key
+                            && message.starts_with("invalid type: string")
+                    });
+                    if let Some(i) = retry {
+                        typed.insert(i);
+                        continue;
+                    }
+                    let from_env = env_var_for(&env_keys, &key, &message);
+                    return Err(ConfigError {
+                        key,
+                        message,
+                        from_env,
+                    });
+                }
+            }
+        };
         settings.check().map_err(|mut e| {
             // `key[2]` came from the variable that set the whole list `key`.
             e.from_env = env_keys
@@ -876,6 +944,29 @@ fn scalar(raw: &str) -> Value {
         }
         _ => Value::String(raw.to_owned()),
     }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`, anywhere in the tree (database
+/// URL, driver targets, webhooks).
+fn mask_url_passwords(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            if let Some((scheme, rest)) = s.split_once("://")
+                && let Some((userinfo, host)) = rest.split_once('@')
+                && let Some((user, _)) = userinfo.split_once(':')
+            {
+                *s = format!("{scheme}://{user}:***@{host}");
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(mask_url_passwords),
+        Value::Object(m) => m.values_mut().for_each(mask_url_passwords),
+        _ => {}
+    }
+}
+
+fn get_path<'a>(tree: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter()
+        .try_fold(tree, |node, seg| node.as_object()?.get(seg))
 }
 
 fn set_path(tree: &mut Value, path: &[String], value: Value) {
@@ -1206,5 +1297,73 @@ mod tests {
         std::fs::write(&f, "server: [unclosed").unwrap();
         let err = Settings::load(Some(&f), env(&[])).unwrap_err();
         assert!(err.to_string().contains("not valid YAML"), "{err}");
+    }
+
+    #[test]
+    fn only_real_settings_are_read_from_the_environment_and_by_their_type() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        // A script's own variables are not settings.
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PAVED_BIN", "/usr/local/bin/paved"),
+                ("PAVED_HOME__DIR", "/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.listen.port(), 7077);
+        // Text stays text; numbers and flags are read as such only where the setting is one.
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PAVED_BACKSTAGE__PLUGIN_ID", "0x1f"),
+                ("PAVED_DATABASE__MAX_CONNECTIONS", "3"),
+                ("PAVED_AUTH__ALLOW_ANONYMOUS", "false"),
+                ("PAVED_BACKSTAGE__TOKEN", "12345"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.backstage.plugin_id, "0x1f");
+        assert_eq!(s.plugin_base_path(), "/api/0x1f");
+        assert_eq!(s.database.max_connections, 3);
+        assert_eq!(s.auth.allow_anonymous, Some(false));
+        assert_eq!(s.backstage.token.as_deref(), Some("12345"));
+        // One entry of a table changes that entry only; the whole table replaces it and
+        // leaves the rest of its section as it was.
+        let s = Settings::load(
+            None,
+            env(&[(
+                "PAVED_DRIVERS__POSTGRES__TARGETS__STAGING",
+                "postgres://a@h:5432/postgres",
+            )]),
+        )
+        .unwrap();
+        let t = &s.drivers.postgres.targets;
+        assert_eq!(t["staging"], "postgres://a@h:5432/postgres");
+        assert_eq!(t["dev"], "postgres://postgres@127.0.0.1:5432/postgres");
+        assert_eq!(t.len(), 3);
+        let s = Settings::load(
+            None,
+            env(&[(
+                "PAVED_DRIVERS__POSTGRES__TARGETS",
+                "{dev: 'postgres://b@h/postgres'}",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.drivers.postgres.targets.len(), 1);
+        assert!(
+            s.drivers
+                .postgres
+                .extensions
+                .contains(&"pgcrypto".to_owned())
+        );
+        // A typo inside a real section is still refused, naming the variable.
+        let e = Settings::load(None, env(&[("PAVED_DATABASE__URLL", "x")])).unwrap_err();
+        assert_eq!(e.from_env.as_deref(), Some("PAVED_DATABASE__URLL"), "{e}");
     }
 }

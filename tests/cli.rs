@@ -660,3 +660,56 @@ fn human_logs_written_to_a_pipe_carry_no_colour_escapes() {
         "escape codes in a piped log:\n{all:?}"
     );
 }
+
+#[test]
+fn config_check_prints_the_effective_configuration_with_secrets_masked() {
+    let key = paved::provisioning::secrets::SecretBox::generate_key();
+    let out = paved()
+        .args(["config", "check"])
+        .env("PAVED_SECRETS__KEY", &key)
+        .env(
+            "PAVED_DATABASE__URL",
+            "postgres://paved:db-s3cret@db.internal:5432/paved",
+        )
+        .env("PAVED_BACKSTAGE__TOKEN", "static-t0ken")
+        .env(
+            "PAVED_DRIVERS__REDIS__TARGETS__PROD",
+            "redis://admin:r3dis-pw@cache:6379",
+        )
+        .env("PAVED_BIN", "/usr/local/bin/paved")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = yaml_serde::from_str(&stdout).unwrap();
+    assert_eq!(
+        printed["database"]["url"],
+        "postgres://paved:***@db.internal:5432/paved"
+    );
+    assert_eq!(
+        printed["drivers"]["redis"]["targets"]["prod"],
+        "redis://admin:***@cache:6379"
+    );
+    assert_eq!(
+        printed["drivers"]["redis"]["targets"]["dev"],
+        "redis://127.0.0.1:6379"
+    );
+    assert_eq!(printed["secrets"]["key"], "***");
+    assert_eq!(printed["backstage"]["token"], "***");
+    for secret in [key.as_str(), "db-s3cret", "static-t0ken", "r3dis-pw"] {
+        assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
+    }
+    // A problem names the key and the variable, and fails.
+    let bad = paved()
+        .args(["config", "check"])
+        .env("PAVED_SERVER__LISTEN", "0.0.0.0:7077")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("auth.allow_anonymous"), "{stderr}");
+}

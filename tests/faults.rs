@@ -206,8 +206,17 @@ async fn backstage_down_never_fails_provisioning_and_the_refresh_arrives_when_it
     app.stop().await;
 }
 
+/// GET as the test's observer (a platform-admin configured by `serve`): the anonymous caller
+/// sees only its own requests, not the resources they made.
 async fn get_json(http: &reqwest::Client, url: &str) -> Value {
-    http.get(url).send().await.unwrap().json().await.unwrap()
+    http.get(url)
+        .bearer_auth(common::OBSERVER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// `paved serve` as a process, so it can be killed with SIGKILL.
@@ -220,6 +229,13 @@ fn serve(db_url: &str, port: u16, key: &str) -> Child {
         .env("PAVED_ENGINE__WORKERS", "2")
         .env("PAVED_ENGINE__LEASE_SECONDS", "3")
         .env("PAVED_ENGINE__POLL_SECONDS", "1")
+        .env(
+            "PAVED_AUTH__STATIC_TOKENS",
+            format!(
+                "[{{subject: observer, sha256: {}, roles: [platform-admin]}}]",
+                common::sha256_hex(common::OBSERVER_TOKEN)
+            ),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
