@@ -249,6 +249,8 @@ impl Default for DriversSettings {
                 extensions: ["pgcrypto", "citext", "uuid-ossp", "pg_trgm", "hstore"]
                     .map(String::from)
                     .to_vec(),
+                lock_timeout_ms: default_lock_timeout_ms(),
+                statement_timeout_ms: default_statement_timeout_ms(),
             },
             redis: RedisDriverSettings {
                 targets: local("redis://127.0.0.1:6379"),
@@ -264,6 +266,20 @@ pub struct PostgresDriverSettings {
     pub targets: std::collections::BTreeMap<String, String>,
     /// Extensions offerings may ask for.
     pub extensions: Vec<String>,
+    /// Every statement paved sends to a target waits at most this long for a lock…
+    #[serde(default = "default_lock_timeout_ms")]
+    pub lock_timeout_ms: u64,
+    /// …and runs at most this long; then the step is retried later.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+fn default_lock_timeout_ms() -> u64 {
+    crate::provisioning::drivers::postgres::DEFAULT_LOCK_TIMEOUT_MS
+}
+
+fn default_statement_timeout_ms() -> u64 {
+    crate::provisioning::drivers::postgres::DEFAULT_STATEMENT_TIMEOUT_MS
 }
 
 #[derive(Debug, Clone, Deserialize)]
