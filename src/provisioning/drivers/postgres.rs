@@ -356,8 +356,9 @@ impl PostgresDriver {
         };
         let db_found = database_tag(conn, spec.database.as_str()).await?;
         if let Some((found, owner)) = &db_found {
-            let ours = found.as_deref() == Some(tag)
-                || (found.is_none() && role_ours && owner == spec.owner.as_str());
+            // The database's comment is the tenant's to change (it owns the database), so
+            // ownership by this resource's role, whose tag only admins can write, decides too.
+            let ours = found.as_deref() == Some(tag) || (role_ours && owner == spec.owner.as_str());
             if !ours {
                 return Err(DriverError::Permanent(format!(
                     "a database named {} already exists on this cluster and is not this resource's; choose another name",
@@ -530,7 +531,7 @@ impl PostgresDriver {
         match database_tag(&mut conn, spec.database.as_str()).await? {
             Some((found, owner))
                 if found.as_deref() == Some(tag)
-                    || (found.is_none() && role_is_ours && owner == spec.owner.as_str()) =>
+                    || (role_is_ours && owner == spec.owner.as_str()) =>
             {
                 exec(
                     &mut conn,
