@@ -310,7 +310,7 @@ impl RedisDriver {
         if spec.evict_keys_on_delete {
             // Every logical database: a tenant confined to one by ACL today may have written
             // elsewhere under an older user, and the next owner of the name must find nothing.
-            for db in 0..self.databases(&spec.environment).await? {
+            for db in self.databases_with_keys(&spec.environment).await? {
                 let mut d = self.conn_to_db(&spec.environment, db).await?;
                 let keys = scan(&mut d, spec).await?;
                 for chunk in keys.chunks(500) {
@@ -376,19 +376,30 @@ impl RedisDriver {
         })
     }
 
-    /// How many logical databases the server has (`CONFIG GET databases`; 16 where an
-    /// administrator renamed or disabled CONFIG).
-    async fn databases(&self, env: &str) -> Result<i64, DriverError> {
+    /// The logical databases holding any key (`INFO keyspace`); every database the server
+    /// has (`CONFIG GET databases`, else 16) where that cannot be read.
+    async fn databases_with_keys(&self, env: &str) -> Result<Vec<i64>, DriverError> {
         let mut c = self.conn(env).await?;
+        if let Ok(info) = redis::cmd("INFO")
+            .arg("keyspace")
+            .query_async::<String>(&mut c)
+            .await
+        {
+            return Ok(info
+                .lines()
+                .filter_map(|l| l.strip_prefix("db")?.split_once(':')?.0.parse().ok())
+                .collect());
+        }
         let got: Result<Vec<String>, _> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("databases")
             .query_async(&mut c)
             .await;
-        Ok(got
+        let n: i64 = got
             .ok()
             .and_then(|v| v.get(1).and_then(|n| n.parse().ok()))
-            .unwrap_or(16))
+            .unwrap_or(16);
+        Ok((0..n).collect())
     }
 
     /// A connection of its own to logical database `db` (never `SELECT` on the shared one).
@@ -410,7 +421,7 @@ impl RedisDriver {
         spec: &RedisSpec,
     ) -> Result<Vec<(i64, usize)>, DriverError> {
         let mut out = Vec::new();
-        for db in 0..self.databases(env).await? {
+        for db in self.databases_with_keys(env).await? {
             let mut d = self.conn_to_db(env, db).await?;
             out.push((db, scan(&mut d, spec).await?.len()));
         }
