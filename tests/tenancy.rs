@@ -83,8 +83,15 @@ async fn requested(
     wait_final(app, r["id"].as_str().unwrap()).await
 }
 
+/// The superuser on `database`, as itself even where the database's settings say otherwise
+/// (one test's tenant sets a default role on its database).
 async fn superuser(database: &str) -> PgConnection {
-    PgConnection::connect(&url_as("postgres", None, database))
+    use sea_orm::sqlx::ConnectOptions;
+    url_as("postgres", None, database)
+        .parse::<sea_orm::sqlx::postgres::PgConnectOptions>()
+        .unwrap()
+        .options([("role", "none")])
+        .connect()
         .await
         .unwrap()
 }
@@ -484,14 +491,14 @@ async fn a_tenant_holding_locks_delays_only_its_own_resource() {
 /// says whether the admin is a superuser.
 #[tokio::test]
 async fn tenants_reach_only_their_own_database() {
-    let (db, _admin, app, s) = spawn(DbEngine::Postgres, |_| {}).await;
+    let (db, admin, app, s) = spawn(DbEngine::Postgres, |_| {}).await;
     let _teardown = Teardown {
         db_url: db.url.clone(),
         requests: vec![],
     };
     let (a, b) = (unique(), unique());
     let (da, rid_a) = ordered(&app, "team-a", "postgres-database", pg_values(&a, "team-a")).await;
-    let (dbb, _) = ordered(&app, "team-b", "postgres-database", pg_values(&b, "team-b")).await;
+    let (dbb, rid_b) = ordered(&app, "team-b", "postgres-database", pg_values(&b, "team-b")).await;
     assert_eq!(
         (da["status"].as_str(), dbb["status"].as_str()),
         (Some("succeeded"), Some("succeeded"))
@@ -548,6 +555,64 @@ async fn tenants_reach_only_their_own_database() {
         warnings.iter().any(|w| w.contains("is a superuser")),
         "{warnings:#?}"
     );
+
+    // paved's admin is a member of every owner role. Tenant A makes sessions in its database
+    // become tenant B's role, then gets paved to create something there (an extension an
+    // operator dropped, re-installed by the drift revert): it is paved's, not B's, and B's
+    // deletion is not blocked by an object of B's in A's database.
+    let mut tenant = PgConnection::connect(&url_as(user, Some(pw), &format!("{a}_dev")))
+        .await
+        .unwrap();
+    run(
+        &mut tenant,
+        &format!("ALTER DATABASE \"{a}_dev\" SET role = '{b}_dev_owner'"),
+    )
+    .await;
+    tenant.close().await.ok();
+    let mut su_a = superuser(&format!("{a}_dev")).await;
+    run(&mut su_a, "DROP EXTENSION pgcrypto").await;
+    let (status, found) = call(
+        &app,
+        "POST",
+        &format!("/resources/{rid_a}/drift/check"),
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, found["status"].as_str()),
+        (200, Some("detected")),
+        "{found}"
+    );
+    let reverted = requested(
+        &app,
+        "team-a",
+        "POST",
+        &format!("/resources/{rid_a}/drift/revert"),
+        None,
+    )
+    .await;
+    assert_eq!(reverted["status"], "succeeded", "{reverted}");
+    let owner: String = sqlx::query("SELECT r.rolname::text AS o FROM pg_extension e JOIN pg_roles r ON r.oid = e.extowner WHERE e.extname = 'pgcrypto'")
+        .fetch_one(&mut su_a)
+        .await
+        .unwrap()
+        .get("o");
+    assert_eq!(
+        owner, admin.role,
+        "created as paved's admin, not as another tenant"
+    );
+    su_a.close().await.ok();
+    let deleted = requested(
+        &app,
+        "team-b",
+        "DELETE",
+        &format!("/resources/{rid_b}"),
+        None,
+    )
+    .await;
+    assert_eq!(deleted["status"], "succeeded", "{deleted}");
+    assert!(tagged(&rid_b).await.is_empty());
     let _ = app.stop().await;
 }
 

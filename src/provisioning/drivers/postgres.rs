@@ -117,9 +117,10 @@ impl PostgresSpec {
 pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 3_000;
 pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 30_000;
 
-/// The session settings paved pins on every connection to a target, in the start-up packet:
-/// client settings outrank `ALTER DATABASE … SET` and `ALTER ROLE … SET`, so nothing a tenant
-/// stores on its database can move paved's name resolution or lift its timeouts.
+/// paved's search_path on every connection to a target. It and the other pinned settings (see
+/// `PostgresDriver::options`) travel in the start-up packet: client settings outrank `ALTER
+/// DATABASE … SET` and `ALTER ROLE … SET`, so nothing a tenant stores on its database can move
+/// paved's name resolution, identity or timeouts.
 const SEARCH_PATH: &str = "pg_catalog,pg_temp";
 
 /// First key of paved's two-key advisory locks; tenants' single-key locks never collide.
@@ -197,6 +198,10 @@ impl PostgresDriver {
         let statement = self.statement_timeout_ms.to_string();
         Ok(opts.options([
             ("search_path", SEARCH_PATH),
+            // paved's admin is a member of every owner role: a tenant's `ALTER DATABASE … SET
+            // role = <another tenant's role>` would otherwise make paved act as that role.
+            ("role", "none"),
+            ("standard_conforming_strings", "on"),
             ("lock_timeout", lock.as_str()),
             ("statement_timeout", statement.as_str()),
             ("idle_in_transaction_session_timeout", statement.as_str()),
