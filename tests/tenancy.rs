@@ -191,6 +191,29 @@ impl Drop for RedisKeys {
     }
 }
 
+/// Deletes an ACL user the test made as "someone else", however the test ends.
+struct ForeignRedisUser(String);
+
+impl Drop for ForeignRedisUser {
+    fn drop(&mut self) {
+        let user = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let _: Result<i64, _> = redis::cmd("ACL")
+                        .arg("DELUSER")
+                        .arg(user)
+                        .query_async(&mut redis_admin(0).await)
+                        .await;
+                })
+        })
+        .join();
+    }
+}
+
 /// Drops a database the test made as "someone else", however the test ends.
 struct ForeignDatabase(String);
 
@@ -854,12 +877,47 @@ async fn a_renamed_preview_leaves_no_old_login_and_deletion_leaves_nothing() {
         .await
         .unwrap();
 
+    // First the new name is someone else's user: the update fails and changes nothing.
+    let squatted = format!("paved-preview-shop-{stem}two");
+    let squatter = ForeignRedisUser(squatted.clone());
+    let mut r = redis_admin(0).await;
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&squatted)
+        .arg("off")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let before_tags = tagged(&rid).await;
+    let rename = json!({"values": {"branch": format!("{stem}two")}});
+    let failed = requested(
+        &app,
+        "team-a",
+        "PATCH",
+        &format!("/resources/{rid}"),
+        Some(rename.clone()),
+    )
+    .await;
+    drop(squatter);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(
+        tagged(&rid).await,
+        before_tags,
+        "a failed update leaves the resource as it was"
+    );
+    assert_eq!(credentials(&app, "team-a", &rid).await.1, before);
+    let _: String = redis::cmd("GET")
+        .arg(&old_key)
+        .query_async(&mut old)
+        .await
+        .unwrap();
+
     let updated = requested(
         &app,
         "team-a",
         "PATCH",
         &format!("/resources/{rid}"),
-        Some(json!({"values": {"branch": format!("{stem}two")}})),
+        Some(rename),
     )
     .await;
     assert_eq!(updated["status"], "succeeded", "{updated}");

@@ -207,7 +207,7 @@ impl Engine {
         let settled = match outcome {
             Ok(()) => queue::finish(&self.db, &job.id, worker).await,
             Err(Stop::Cancelled) => {
-                self.clean_up_create(&request_id).await;
+                self.clean_up_after(&request_id).await;
                 queue::finish(&self.db, &job.id, worker).await
             }
             Err(Stop::Died) => return true,
@@ -230,7 +230,7 @@ impl Engine {
             Err(Stop::Transient(e) | Stop::Permanent(e)) => {
                 tracing::error!(request_id = %request_id, error = %e, "request failed");
                 self.fail_request(&request_id, &e).await;
-                self.clean_up_create(&request_id).await;
+                self.clean_up_after(&request_id).await;
                 queue::fail(&self.db, &job.id, worker, e).await
             }
         };
@@ -824,18 +824,20 @@ impl Engine {
             .and_then(|p| self.drivers.parse(&p.driver, &p.spec).ok()))
     }
 
-    /// A create that failed (or was cancelled) leaves nothing on the targets: every part is
-    /// destroyed (only what carries this resource's tag, so a colliding foreign database or
-    /// user stays untouched) and its sealed passwords are removed. The resource row stays,
-    /// failed, and can be deleted.
-    async fn clean_up_create(&self, request_id: &str) {
+    /// A request that failed (or was cancelled) leaves on the targets exactly what its
+    /// resource is. A create's parts are destroyed (only what carries this resource's tag, so
+    /// a colliding foreign database or user stays untouched) with its sealed passwords; the
+    /// resource row stays, failed, and can be deleted. An update's renamed parts that were
+    /// applied but never recorded as the resource's are destroyed: the resource keeps the
+    /// parts (and credentials) it had.
+    async fn clean_up_after(&self, request_id: &str) {
         let Ok(Some(req)) = request::Entity::find_by_id(request_id.to_owned())
             .one(&self.db)
             .await
         else {
             return;
         };
-        let (true, Some(res_id)) = (req.operation == "create", req.resource_id.clone()) else {
+        let Some(res_id) = req.resource_id.clone() else {
             return;
         };
         let Ok(spec) =
@@ -844,32 +846,50 @@ impl Engine {
             return;
         };
         let tag = owner_tag(&res_id);
-        let mut clean = true;
+        let mut doomed = Vec::new();
         for p in spec.parts.iter().rev() {
             let Ok(part) = self.drivers.parse(&p.driver, &p.spec) else {
                 continue;
             };
-            if let Err(e) = self.drivers.destroy(&part, &tag).await {
+            match req.operation.as_str() {
+                "create" => doomed.push((p.id.clone(), part)),
+                "update" => {
+                    let recorded = self.provisioned_part(&res_id, &p.id).await.ok().flatten();
+                    if recorded.is_some_and(|r| !Drivers::same_identity(&r, &part)) {
+                        doomed.push((p.id.clone(), part));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if doomed.is_empty() {
+            return;
+        }
+        let mut clean = true;
+        for (id, part) in &doomed {
+            if let Err(e) = self.drivers.destroy(part, &tag).await {
                 clean = false;
                 self.log(
                     request_id,
                     None,
                     "warn",
-                    &format!("could not remove part {} after the failure: {e}; deleting the resource retries", p.id),
+                    &format!("could not remove part {id} after the failure: {e}"),
                 )
                 .await;
             }
         }
-        if clean {
+        if clean && req.operation == "create" {
             let _ = secret::Entity::delete_many()
                 .filter(secret::Column::ResourceId.eq(res_id))
                 .exec(&self.db)
                 .await;
+        }
+        if clean {
             self.log(
                 request_id,
                 None,
                 "info",
-                "removed what this create had provisioned",
+                "removed what this request had provisioned and its resource does not record",
             )
             .await;
         }
