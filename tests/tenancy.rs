@@ -1062,3 +1062,61 @@ async fn a_password_less_redis_default_user_is_reported() {
     let warnings = Drivers::from_settings(&s).target_warnings().await;
     assert!(warnings.is_empty(), "{warnings:#?}");
 }
+
+/// `paved serve` says at start-up what makes its targets unsafe for tenants: here the
+/// embedded default, whose PostgreSQL admin is the superuser on a cluster open to PUBLIC.
+#[test]
+fn paved_serve_warns_about_its_targets_at_start_up() {
+    use std::{
+        io::{BufRead, BufReader},
+        process::Stdio,
+        sync::mpsc,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = common::paved()
+        .arg("serve")
+        .env(
+            "PAVED_SERVER__LISTEN",
+            format!("127.0.0.1:{}", common::free_port()),
+        )
+        .env(
+            "PAVED_DATABASE__URL",
+            format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display()),
+        )
+        .env("PAVED_ENGINE__WORKERS", "0")
+        .env(
+            "PAVED_SECRETS__KEY",
+            paved::provisioning::secrets::SecretBox::generate_key(),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    for stream in [
+        Box::new(out) as Box<dyn std::io::Read + Send>,
+        Box::new(err),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(line) if line.contains("is a superuser") => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break None,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = found.unwrap_or_else(|| panic!("no superuser warning in {seen:#?}"));
+    assert!(line.contains("WARN") || line.contains("warn"), "{line}");
+    assert!(line.contains("CREATEDB and CREATEROLE"), "{line}");
+}

@@ -608,7 +608,7 @@ impl PostgresDriver {
                 .await;
             match me {
                 Ok(r) if r.get::<bool, _>("rolsuper") => out.push(format!(
-                    "{where_}: the admin role {} is a superuser; give paved a role with CREATEDB and CREATEROLE instead (see README, Least privilege)",
+                    "{where_}: the admin role {} is a superuser; give paved a role with CREATEDB and CREATEROLE instead (README: Tenants on shared targets)",
                     r.get::<String, _>("name")
                 )),
                 Ok(_) => {}
