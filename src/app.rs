@@ -306,7 +306,7 @@ impl Application {
                 "auth.allow_anonymous is on: callers without a token may read and order; turn it off in production"
             );
         }
-        crate::provisioning::drivers::warn_about_targets(&settings.drivers);
+        crate::provisioning::drivers::warn_about_targets(&settings.drivers, &settings.database.url);
         let mut background = tokio::task::JoinSet::new();
         if settings.database.migrate_on_start {
             background.spawn(migrate_until_done(state.clone()));

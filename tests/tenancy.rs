@@ -544,7 +544,15 @@ async fn tenants_reach_only_their_own_database() {
 
     // paved's own database here was created with PostgreSQL's defaults: open to PUBLIC.
     let own = db.url.rsplit('/').next().unwrap().to_owned();
-    let warnings = Drivers::from_settings(&s.drivers).target_warnings().await;
+    let warnings = Drivers::from_settings(&s.drivers)
+        .target_warnings(Some(&db.url))
+        .await;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&format!("paved's own database {own}"))),
+        "{warnings:#?}"
+    );
     let advice = format!("REVOKE CONNECT ON DATABASE \"{own}\" FROM PUBLIC");
     assert!(
         warnings.iter().any(|w| w.contains(&advice)),
@@ -565,14 +573,16 @@ async fn tenants_reach_only_their_own_database() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
-    let warnings = Drivers::from_settings(&s.drivers).target_warnings().await;
+    let warnings = Drivers::from_settings(&s.drivers)
+        .target_warnings(None)
+        .await;
     assert!(
         !warnings.iter().any(|w| w.contains(&advice)),
         "{warnings:#?}"
     );
     // A superuser admin is called out.
     let warnings = Drivers::from_settings(&Settings::default().drivers)
-        .target_warnings()
+        .target_warnings(None)
         .await;
     assert!(
         warnings.iter().any(|w| w.contains("is a superuser")),
@@ -1032,7 +1042,7 @@ async fn a_password_less_redis_default_user_is_reported() {
     let mut s = Settings::default().drivers;
     s.redis.targets = [("dev".to_owned(), url.clone())].into();
     s.postgres.targets = Default::default();
-    let warnings = Drivers::from_settings(&s).target_warnings().await;
+    let warnings = Drivers::from_settings(&s).target_warnings(None).await;
     assert!(
         warnings
             .iter()
@@ -1059,7 +1069,7 @@ async fn a_password_less_redis_default_user_is_reported() {
         format!("redis://default:{pw}@127.0.0.1:{}", server.port),
     )]
     .into();
-    let warnings = Drivers::from_settings(&s).target_warnings().await;
+    let warnings = Drivers::from_settings(&s).target_warnings(None).await;
     assert!(warnings.is_empty(), "{warnings:#?}");
 }
 

@@ -122,12 +122,14 @@ impl PartSpec {
 
 /// Logs, once at start-up and in the background, what makes a target unsafe for tenants (see
 /// [`Drivers::target_warnings`]); an unreachable target is reported, never fatal.
-pub fn warn_about_targets(settings: &crate::config::DriversSettings) {
+/// `own_database` is paved's database URL, named as such when it lives on a target.
+pub fn warn_about_targets(settings: &crate::config::DriversSettings, own_database: &str) {
     let drivers = Drivers::from_settings(settings);
+    let own = own_database.to_owned();
     tokio::spawn(async move {
         let checks = tokio::time::timeout(
             std::time::Duration::from_secs(30),
-            drivers.target_warnings(),
+            drivers.target_warnings(Some(&own)),
         );
         match checks.await {
             Ok(warnings) => {
@@ -141,9 +143,10 @@ pub fn warn_about_targets(settings: &crate::config::DriversSettings) {
 }
 
 impl Drivers {
-    /// Every PostgreSQL and Redis target's warnings (see the drivers' `target_warnings`).
-    pub async fn target_warnings(&self) -> Vec<String> {
-        let mut out = self.postgres.target_warnings().await;
+    /// Every PostgreSQL and Redis target's warnings (see the drivers' `target_warnings`);
+    /// `own_database` is paved's own database URL.
+    pub async fn target_warnings(&self, own_database: Option<&str>) -> Vec<String> {
+        let mut out = self.postgres.target_warnings(own_database).await;
         out.extend(self.redis.target_warnings().await);
         out
     }

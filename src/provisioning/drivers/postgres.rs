@@ -588,13 +588,28 @@ impl PostgresDriver {
     /// being a superuser (more power than provisioning needs), and databases every role may
     /// connect to (tenants reach them with the credentials paved hands out; in the maintenance
     /// database they could also take the locks paved uses). One message per finding.
-    pub async fn target_warnings(&self) -> Vec<String> {
+    /// `own_database` is paved's own database URL: named as such when it is on a target.
+    pub async fn target_warnings(&self, own_database: Option<&str>) -> Vec<String> {
+        let own = own_database
+            .filter(|u| u.starts_with("postgres"))
+            .and_then(|u| u.parse::<PgConnectOptions>().ok())
+            .map(|o| {
+                (
+                    o.get_host().to_owned(),
+                    o.get_port(),
+                    o.get_database().unwrap_or_default().to_owned(),
+                )
+            });
         let mut out = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for (env, url) in &self.targets {
             if !seen.insert(url.clone()) {
                 continue;
             }
+            let here = url
+                .parse::<PgConnectOptions>()
+                .ok()
+                .map(|o| (o.get_host().to_owned(), o.get_port()));
             let where_ = format!("postgres target {env} ({})", crate::db::redact(url));
             let pool = match self.observer(env).await {
                 Ok(p) => p,
@@ -625,8 +640,16 @@ impl PostgresDriver {
                 Ok(rows) => {
                     for r in rows {
                         let name: String = r.get("name");
+                        let whose = match (&own, &here) {
+                            (Some((h, p, d)), Some((th, tp)))
+                                if h == th && p == tp && *d == name =>
+                            {
+                                "paved's own database"
+                            }
+                            _ => "database",
+                        };
                         out.push(format!(
-                            "{where_}: every role may connect to database {name}, tenants included; run REVOKE CONNECT ON DATABASE {} FROM PUBLIC (and GRANT CONNECT to the roles that need it, paved's admin among them)",
+                            "{where_}: every role may connect to {whose} {name}, tenants included; run REVOKE CONNECT ON DATABASE {} FROM PUBLIC (and GRANT CONNECT to the roles that need it, paved's admin among them)",
                             quote_ident(&name)
                         ));
                     }
