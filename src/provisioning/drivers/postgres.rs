@@ -424,7 +424,9 @@ impl PostgresDriver {
         let pool = self.observer(&spec.environment).await?;
         let row = sqlx::query(
             "SELECT r.rolname AS owner, d.datconnlimit AS connection_limit, d.datallowconn AS allow_connections, \
-             pg_catalog.pg_database_size(d.oid) AS size_bytes, \
+             CASE WHEN pg_catalog.has_database_privilege(d.oid, 'CONNECT') \
+                       OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE') \
+                  THEN pg_catalog.pg_database_size(d.oid) END AS size_bytes, \
              EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) a \
                      WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT') AS public_connect \
              FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
@@ -463,7 +465,9 @@ impl PostgresDriver {
                 "connection_limit": r.get::<i32, _>("connection_limit"),
                 "allow_connections": r.get::<bool, _>("allow_connections"),
                 "public_connect": r.get::<bool, _>("public_connect"),
-                "size_bytes": r.get::<i64, _>("size_bytes"),
+                // Unknown (null) where the admin may not read it (a database an earlier,
+                // superuser admin made, before paved made itself a member of its owner).
+                "size_bytes": r.get::<Option<i64>, _>("size_bytes"),
                 "role": role,
                 "extensions": extensions,
             }),
