@@ -411,8 +411,8 @@ async fn a_search_path_hijack_runs_nothing_and_fools_no_check() {
 
 /// A tenant holds paved's advisory locks for another team's database name (the old single-key
 /// form and the current two-key one) in the maintenance database every role may connect to,
-/// sits in template1, and locks its own database: the other team's order goes through; only
-/// the tenant's own update waits (retried, without holding a worker) until it lets go.
+/// and locks its own database: the other team's order goes through; only the tenant's own
+/// update waits (retried, without holding a worker) until it lets go.
 #[tokio::test]
 async fn a_tenant_holding_locks_delays_only_its_own_resource() {
     let (db, _admin, app, _) = spawn(DbEngine::Sqlite, |s| {
@@ -448,7 +448,6 @@ async fn a_tenant_holding_locks_delays_only_its_own_resource() {
             .await
             .unwrap();
     }
-    let sitter = PgConnection::connect(&url_as(&user, Some(&password), "template1")).await;
     let mut own = PgConnection::connect(c["database"]["url"].as_str().unwrap())
         .await
         .unwrap();
@@ -504,9 +503,66 @@ async fn a_tenant_holding_locks_delays_only_its_own_resource() {
     assert_eq!(upd["status"], "succeeded", "{upd}");
     own.close().await.ok();
     squatter.close().await.ok();
-    if let Ok(s) = sitter {
-        s.close().await.ok();
-    }
+}
+
+/// A tenant sitting in template1 (open to PUBLIC on a default cluster) makes every `CREATE
+/// DATABASE … TEMPLATE template1` fail; paved copies template0, so another team's database is
+/// still created. On a cluster of the test's own: the shared one's template1 is every test's.
+#[tokio::test]
+async fn a_tenant_in_template1_blocks_no_create() {
+    let pg = tokio::task::spawn_blocking(common::servers::PrivatePostgres::start)
+        .await
+        .unwrap();
+    pg.psql(
+        "postgres",
+        "CREATE ROLE paved_admin LOGIN CREATEDB CREATEROLE",
+    );
+    let admin_url = format!("postgres://paved_admin@127.0.0.1:{}/postgres", pg.port);
+    let driver = paved::provisioning::drivers::postgres::PostgresDriver::new(
+        [("dev".to_owned(), admin_url.clone())].into(),
+        vec![],
+    );
+    let spec = |db: &str| {
+        driver
+            .parse(&json!({"database": db, "environment": "dev"}))
+            .unwrap()
+    };
+    let (a, b) = (spec("tenant_a"), spec("tenant_b"));
+    driver
+        .apply(
+            &a,
+            &paved::provisioning::drivers::generate_password(),
+            "paved:resource:a",
+        )
+        .await
+        .unwrap();
+    let sitter = PgConnection::connect(&format!(
+        "postgres://tenant_a_owner@127.0.0.1:{}/template1",
+        pg.port
+    ))
+    .await
+    .expect("PUBLIC may connect to template1 on a default cluster");
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    let blocked = sqlx::raw_sql("CREATE DATABASE copied_from_template1")
+        .execute(&mut admin)
+        .await
+        .unwrap_err();
+    assert!(
+        blocked
+            .to_string()
+            .contains("being accessed by other users"),
+        "{blocked}"
+    );
+    driver
+        .apply(
+            &b,
+            &paved::provisioning::drivers::generate_password(),
+            "paved:resource:b",
+        )
+        .await
+        .expect("paved's create does not depend on template1");
+    assert!(driver.observe(&b).await.unwrap().exists);
+    sitter.close().await.ok();
 }
 
 /// Tenant A's credentials open A's database and no other: not team B's, and not paved's own
