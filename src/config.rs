@@ -228,20 +228,11 @@ impl Default for EngineSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriversSettings {
     pub postgres: PostgresDriverSettings,
     pub redis: RedisDriverSettings,
-}
-
-impl Default for DriversSettings {
-    fn default() -> Self {
-        Self {
-            postgres: PostgresDriverSettings::default(),
-            redis: RedisDriverSettings::default(),
-        }
-    }
 }
 
 /// dev, staging and prod, all on `url`.
