@@ -395,8 +395,19 @@ async fn a_search_path_hijack_runs_nothing_and_fools_no_check() {
     )
     .await;
     tenant.close().await.ok();
+    // A session kept open elsewhere (the maintenance database is open to PUBLIC here) does
+    // not outlive the deletion either.
+    let (user, pw) = (
+        c["database"]["username"].as_str().unwrap(),
+        c["database"]["password"].as_str().unwrap(),
+    );
+    let mut lingering = PgConnection::connect(&url_as(user, Some(pw), "postgres"))
+        .await
+        .unwrap();
     let deleted = requested(&app, "team-a", "DELETE", &format!("/resources/{rid}"), None).await;
     assert_eq!(deleted["status"], "succeeded", "{deleted}");
+    let after = sqlx::raw_sql("SELECT 1").execute(&mut lingering).await;
+    assert!(after.is_err(), "the deleted role's session was ended");
     let mut su = superuser("postgres").await;
     let left: i64 = sqlx::query("SELECT (SELECT count(*) FROM pg_database WHERE datname = $1) + (SELECT count(*) FROM pg_roles WHERE rolname = $2) AS n")
         .bind(&dbname)
@@ -799,6 +810,11 @@ async fn a_redis_tenant_stays_in_its_prefix_in_every_database() {
         .unwrap();
     let deleted = requested(&app, "team-a", "DELETE", &format!("/resources/{rid}"), None).await;
     assert_eq!(deleted["status"], "succeeded", "{deleted}");
+    let after: Result<Option<String>, _> = redis::cmd("GET").arg(&key).query_async(&mut t).await;
+    assert!(
+        after.is_err(),
+        "the deleted user's connection was closed: {after:?}"
+    );
     for d in [0, 1] {
         let left: i64 = redis::cmd("EXISTS")
             .arg(&key)
