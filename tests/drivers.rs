@@ -546,3 +546,38 @@ async fn postgres_passwords_are_sent_as_scram_verifiers_and_never_logged() {
     );
     driver.destroy(&spec, TAG).await.unwrap();
 }
+
+/// Another paved session (same admin role) converging the same database: the apply does not
+/// wait for it but asks to be retried later; once it is done, the apply goes through.
+#[tokio::test]
+async fn postgres_a_lock_held_by_another_paved_run_means_retry_later() {
+    let limited = common::admin::LimitedAdmin::create().await;
+    let driver = limited_driver(&limited);
+    let name = unique("paved_busy");
+    let spec = driver
+        .parse(&json!({"database": name, "environment": "dev"}))
+        .unwrap();
+    let _cleanup = Cleanup::Postgres(spec.clone(), TAG.into());
+    let mut other_run = PgConnection::connect(&limited.url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(1885435492, hashtext($1))")
+        .bind(&name)
+        .execute(&mut other_run)
+        .await
+        .unwrap();
+    let err = driver
+        .apply(&spec, &generate_password(), TAG)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DriverError::Transient(ref m) if m.contains("another paved run")),
+        "{err:?}"
+    );
+    assert!(!driver.observe(&spec).await.unwrap().exists, "nothing done");
+    other_run.close().await.unwrap();
+    driver
+        .apply(&spec, &generate_password(), TAG)
+        .await
+        .unwrap();
+    assert!(driver.observe(&spec).await.unwrap().exists);
+    driver.destroy(&spec, TAG).await.unwrap();
+}
