@@ -367,6 +367,7 @@ impl Application {
                 "auth.allow_anonymous is on: callers without a token may read and order; turn it off in production"
             );
         }
+        crate::provisioning::drivers::warn_about_targets(&settings.drivers, &settings.database.url);
         let mut background = tokio::task::JoinSet::new();
         let (fatal_tx, mut fatal_rx) = tokio::sync::watch::channel(None::<String>);
         background.spawn(verify_secrets_until_done(state.clone(), fatal_tx));

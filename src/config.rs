@@ -228,46 +228,66 @@ impl Default for EngineSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriversSettings {
     pub postgres: PostgresDriverSettings,
     pub redis: RedisDriverSettings,
 }
 
-impl Default for DriversSettings {
+/// dev, staging and prod, all on `url`.
+fn local_targets(url: &str) -> std::collections::BTreeMap<String, String> {
+    ["dev", "staging", "prod"]
+        .iter()
+        .map(|e| (e.to_string(), url.to_owned()))
+        .collect()
+}
+
+impl Default for PostgresDriverSettings {
     fn default() -> Self {
-        let local = |url: &str| -> std::collections::BTreeMap<String, String> {
-            ["dev", "staging", "prod"]
-                .iter()
-                .map(|e| (e.to_string(), url.to_owned()))
-                .collect()
-        };
         Self {
-            postgres: PostgresDriverSettings {
-                targets: local("postgres://postgres@127.0.0.1:5432/postgres"),
-                extensions: ["pgcrypto", "citext", "uuid-ossp", "pg_trgm", "hstore"]
-                    .map(String::from)
-                    .to_vec(),
-            },
-            redis: RedisDriverSettings {
-                targets: local("redis://127.0.0.1:6379"),
-            },
+            targets: local_targets("postgres://postgres@127.0.0.1:5432/postgres"),
+            extensions: ["pgcrypto", "citext", "uuid-ossp", "pg_trgm", "hstore"]
+                .map(String::from)
+                .to_vec(),
+            lock_timeout_ms: default_lock_timeout_ms(),
+            statement_timeout_ms: default_statement_timeout_ms(),
         }
     }
 }
 
+impl Default for RedisDriverSettings {
+    fn default() -> Self {
+        Self {
+            targets: local_targets("redis://127.0.0.1:6379"),
+        }
+    }
+}
+
+// Each key has its default on its own: setting one (a timeout) keeps the others.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct PostgresDriverSettings {
     /// Admin connection URL of the cluster serving each environment.
     pub targets: std::collections::BTreeMap<String, String>,
     /// Extensions offerings may ask for.
     pub extensions: Vec<String>,
+    /// Every statement paved sends to a target waits at most this long for a lock…
+    pub lock_timeout_ms: u64,
+    /// …and runs at most this long; then the step is retried later.
+    pub statement_timeout_ms: u64,
+}
+
+fn default_lock_timeout_ms() -> u64 {
+    crate::provisioning::drivers::postgres::DEFAULT_LOCK_TIMEOUT_MS
+}
+
+fn default_statement_timeout_ms() -> u64 {
+    crate::provisioning::drivers::postgres::DEFAULT_STATEMENT_TIMEOUT_MS
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RedisDriverSettings {
     /// Redis URL (with an admin user) serving each environment.
     pub targets: std::collections::BTreeMap<String, String>,
@@ -693,6 +713,21 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             return Err(err("database.max_connections", "must be at least 1".into()));
+        }
+        for (key, ms) in [
+            (
+                "drivers.postgres.lock_timeout_ms",
+                self.drivers.postgres.lock_timeout_ms,
+            ),
+            (
+                "drivers.postgres.statement_timeout_ms",
+                self.drivers.postgres.statement_timeout_ms,
+            ),
+        ] {
+            if ms == 0 {
+                // PostgreSQL reads 0 as "no timeout": exactly what a tenant's lock exploits.
+                return Err(err(key, "must be at least 1".into()));
+            }
         }
         if self.server.body_limit_bytes < 1024 {
             return Err(err(
@@ -1262,6 +1297,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ttl.warn_before_hours[1]"), "{err}");
+    }
+
+    #[test]
+    fn postgres_driver_timeouts_default_and_come_from_the_environment() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(
+            (
+                s.drivers.postgres.lock_timeout_ms,
+                s.drivers.postgres.statement_timeout_ms
+            ),
+            (3_000, 30_000)
+        );
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PAVED_DRIVERS__POSTGRES__LOCK_TIMEOUT_MS", "250"),
+                ("PAVED_DRIVERS__POSTGRES__STATEMENT_TIMEOUT_MS", "9000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.drivers.postgres.lock_timeout_ms,
+                s.drivers.postgres.statement_timeout_ms
+            ),
+            (250, 9000)
+        );
+        let err = Settings::load(
+            None,
+            env(&[("PAVED_DRIVERS__POSTGRES__LOCK_TIMEOUT_MS", "0")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("drivers.postgres.lock_timeout_ms"), "{err}");
     }
 
     #[test]

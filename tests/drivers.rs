@@ -13,6 +13,12 @@ use paved::provisioning::drivers::{
 use sea_orm::sqlx::{self, Connection, Row, postgres::PgConnection};
 use serde_json::json;
 
+/// Through a `LOGIN CREATEDB CREATEROLE` admin, as in production: no superuser needed.
+fn limited_driver(admin: &common::admin::LimitedAdmin) -> PostgresDriver {
+    PostgresDriver::new(admin.targets(), vec!["pgcrypto".into(), "citext".into()])
+}
+
+/// The superuser, for arranging foreign objects and cleaning up.
 fn pg_driver() -> PostgresDriver {
     let url = common::postgres_admin_url();
     let targets = ["dev", "staging", "prod"]
@@ -74,7 +80,8 @@ async fn connect_as(
 
 #[tokio::test]
 async fn postgres_create_connect_observe_destroy() {
-    let driver = pg_driver();
+    let admin = common::admin::LimitedAdmin::create().await;
+    let driver = limited_driver(&admin);
     let name = unique("paved_drv");
     let spec = driver
         .parse(&json!({"database": name, "environment": "dev", "connection_limit": 7, "extensions": ["pgcrypto"], "instance_class": "db.t3.small"}))
@@ -133,7 +140,8 @@ async fn postgres_create_connect_observe_destroy() {
 
 #[tokio::test]
 async fn postgres_two_workers_applying_at_once_make_one_database() {
-    let driver = std::sync::Arc::new(pg_driver());
+    let admin = common::admin::LimitedAdmin::create().await;
+    let driver = std::sync::Arc::new(limited_driver(&admin));
     let name = unique("paved_race");
     let spec = driver
         .parse(&json!({"database": name, "environment": "staging"}))
@@ -152,7 +160,8 @@ async fn postgres_two_workers_applying_at_once_make_one_database() {
 
 #[tokio::test]
 async fn postgres_never_takes_over_what_it_did_not_create() {
-    let driver = pg_driver();
+    let limited = common::admin::LimitedAdmin::create().await;
+    let driver = limited_driver(&limited);
     let name = unique("paved_foreign");
     // Someone else's database and role with the names paved would use.
     let mut admin = PgConnection::connect(&common::postgres_admin_url())
@@ -178,9 +187,14 @@ async fn postgres_never_takes_over_what_it_did_not_create() {
         matches!(err, DriverError::Permanent(ref m) if m.contains("is not this resource's")),
         "{err:?}"
     );
-    let err = driver.destroy(&spec, TAG).await.unwrap_err();
-    assert!(err.to_string().contains("refusing to drop"), "{err}");
+    // Not this resource's to drop: destroying succeeds and leaves it alone.
+    driver.destroy(&spec, TAG).await.unwrap();
     assert!(driver.observe(&spec).await.unwrap().exists, "still there");
+    assert_eq!(
+        driver.observe(&spec).await.unwrap().state["role"]["exists"],
+        true,
+        "their role too"
+    );
     // And a resource cannot take over another resource's database either.
     let other = unique("paved_mine");
     let mine = driver
@@ -206,6 +220,41 @@ async fn postgres_never_takes_over_what_it_did_not_create() {
             .await
             .unwrap();
     }
+}
+
+/// A name colliding with a database paved does not own (here the superuser's, with no role
+/// of the resource's name): the create fails before anything is made, so no role of paved is
+/// left behind, and destroying the resource leaves the foreign database alone.
+#[tokio::test]
+async fn postgres_a_colliding_create_leaves_nothing_behind() {
+    let limited = common::admin::LimitedAdmin::create().await;
+    let driver = limited_driver(&limited);
+    let name = unique("paved_collide");
+    let mut su = PgConnection::connect(&common::postgres_admin_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut su)
+        .await
+        .unwrap();
+    let spec = driver
+        .parse(&json!({"database": name, "environment": "dev"}))
+        .unwrap();
+    let _cleanup = Cleanup::Postgres(spec.clone(), TAG.into());
+    let err = driver
+        .apply(&spec, &generate_password(), TAG)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is not this resource's"), "{err}");
+    let seen = driver.observe(&spec).await.unwrap();
+    assert_eq!(seen.state["role"]["exists"], false, "no role was created");
+    assert_eq!(seen.state["owner"], "postgres");
+    driver.destroy(&spec, TAG).await.unwrap();
+    assert!(driver.observe(&spec).await.unwrap().exists, "theirs stays");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\"")))
+        .execute(&mut su)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -495,5 +544,40 @@ async fn postgres_passwords_are_sent_as_scram_verifiers_and_never_logged() {
         !log.contains(&password),
         "the password reached the server's log"
     );
+    driver.destroy(&spec, TAG).await.unwrap();
+}
+
+/// Another paved session (same admin role) converging the same database: the apply does not
+/// wait for it but asks to be retried later; once it is done, the apply goes through.
+#[tokio::test]
+async fn postgres_a_lock_held_by_another_paved_run_means_retry_later() {
+    let limited = common::admin::LimitedAdmin::create().await;
+    let driver = limited_driver(&limited);
+    let name = unique("paved_busy");
+    let spec = driver
+        .parse(&json!({"database": name, "environment": "dev"}))
+        .unwrap();
+    let _cleanup = Cleanup::Postgres(spec.clone(), TAG.into());
+    let mut other_run = PgConnection::connect(&limited.url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(1885435492, hashtext($1))")
+        .bind(&name)
+        .execute(&mut other_run)
+        .await
+        .unwrap();
+    let err = driver
+        .apply(&spec, &generate_password(), TAG)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DriverError::Transient(ref m) if m.contains("another paved run")),
+        "{err:?}"
+    );
+    assert!(!driver.observe(&spec).await.unwrap().exists, "nothing done");
+    other_run.close().await.unwrap();
+    driver
+        .apply(&spec, &generate_password(), TAG)
+        .await
+        .unwrap();
+    assert!(driver.observe(&spec).await.unwrap().exists);
     driver.destroy(&spec, TAG).await.unwrap();
 }

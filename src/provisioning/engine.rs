@@ -205,7 +205,11 @@ impl Engine {
             return false;
         }
         let settled = match outcome {
-            Ok(()) | Err(Stop::Cancelled) => queue::finish(&self.db, &job.id, worker).await,
+            Ok(()) => queue::finish(&self.db, &job.id, worker).await,
+            Err(Stop::Cancelled) => {
+                self.clean_up_after(&request_id).await;
+                queue::finish(&self.db, &job.id, worker).await
+            }
             Err(Stop::Died) => return true,
             Err(Stop::Transient(e)) if job.attempts < job.max_attempts => {
                 let delay = self.backoff(job.attempts);
@@ -226,6 +230,7 @@ impl Engine {
             Err(Stop::Transient(e) | Stop::Permanent(e)) => {
                 tracing::error!(request_id = %request_id, error = %e, "request failed");
                 self.fail_request(&request_id, &e).await;
+                self.clean_up_after(&request_id).await;
                 queue::fail(&self.db, &job.id, worker, e).await
             }
         };
@@ -567,38 +572,7 @@ impl Engine {
                     .resource_id
                     .clone()
                     .ok_or_else(|| Stop::Permanent("no resource planned".into()))?;
-                let res = resource::Entity::find_by_id(res_id.clone())
-                    .one(&self.db)
-                    .await?
-                    .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
-                let mut doc = Map::new();
-                for (id, _) in parts.iter() {
-                    let password = self.password(&res_id, id).await?;
-                    let mut cred = res.outputs.get(id).cloned().unwrap_or(json!({}));
-                    cred["password"] = json!(password);
-                    if let (Some(h), Some(p), Some(u)) = (
-                        cred.get("host").and_then(Value::as_str),
-                        cred.get("port"),
-                        cred.get("username").and_then(Value::as_str),
-                    ) {
-                        let url = match cred.get("database").and_then(Value::as_str) {
-                            Some(db) => format!("postgres://{u}:{password}@{h}:{p}/{db}"),
-                            None => format!("redis://{u}:{password}@{h}:{p}"),
-                        };
-                        cred["url"] = json!(url);
-                    }
-                    doc.insert(id.clone(), cred);
-                }
-                let plaintext = serde_json::to_vec(&Value::Object(doc))
-                    .map_err(|e| Stop::Permanent(e.to_string()))?;
-                self.store_secret(
-                    &res_id,
-                    "credentials",
-                    &self
-                        .secrets
-                        .seal(&plaintext, &format!("{res_id}/credentials")),
-                )
-                .await?;
+                self.seal_credentials(&res_id, parts).await?;
                 Ok(format!(
                     "credentials sealed (key {})",
                     self.secrets.key_id()
@@ -700,22 +674,76 @@ impl Engine {
                 match action {
                     // An update converges the existing part with the same password.
                     "create" | "update" => {
+                        let tag = owner_tag(&res_id);
+                        // What this part is on the target now (an update may rename it: a
+                        // preview's key prefix follows the whole branch name).
+                        let before = match action {
+                            "update" => self.provisioned_part(&res_id, part_id).await?,
+                            _ => None,
+                        };
+                        let replaced = before.filter(|old| !Drivers::same_identity(old, &part));
+                        if let Some(old) = &replaced
+                            && !Drivers::renamable(old)
+                        {
+                            return Err(Stop::Permanent(format!(
+                                "{part_id}: an update cannot rename it ({} to {}); its data would be lost. Order a new resource instead",
+                                Drivers::identity(old),
+                                Drivers::identity(&part)
+                            )));
+                        }
                         let password = self.password(&res_id, part_id).await?;
-                        let applied = self
-                            .drivers
-                            .apply(&part, &password, &owner_tag(&res_id))
-                            .await?;
-                        let res = resource::Entity::find_by_id(res_id)
+                        let applied = self.drivers.apply(&part, &password, &tag).await?;
+                        if let Some(old) = &replaced {
+                            // The old user's credentials die with the rename, not with the
+                            // resource: nobody keeps a login paved no longer hands out.
+                            self.drivers.destroy(old, &tag).await?;
+                        }
+                        let res = resource::Entity::find_by_id(res_id.clone())
                             .one(&self.db)
                             .await?
                             .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
                         let mut outputs = res.outputs.as_object().cloned().unwrap_or_default();
                         outputs.insert(part_id.to_owned(), applied.outputs);
+                        let mut desired = res.desired.clone();
+                        if replaced.is_some() {
+                            // Recorded at once: a delete (or a failure after this step) must
+                            // find what exists now, not what the request started from.
+                            if let (Some(list), Some(new)) = (
+                                desired.get_mut("parts").and_then(Value::as_array_mut),
+                                spec.parts.iter().find(|p| p.id == part_id),
+                            ) {
+                                for p in list.iter_mut() {
+                                    if p["id"] == part_id {
+                                        p["spec"] = new.spec.clone();
+                                    }
+                                }
+                            }
+                        }
+                        let had_credentials = action == "update"
+                            && secret::Entity::find()
+                                .filter(secret::Column::ResourceId.eq(res_id.clone()))
+                                .filter(secret::Column::Name.eq("credentials"))
+                                .one(&self.db)
+                                .await?
+                                .is_some();
                         let mut active = res.into_active_model();
                         active.outputs = Set(Value::Object(outputs));
+                        active.desired = Set(desired);
                         active.updated_at = Set(Utc::now());
                         active.update(&self.db).await?;
-                        Ok(format!("{part_id} applied"))
+                        if had_credentials {
+                            // The credentials endpoint hands out what exists, never a login
+                            // of before the update.
+                            self.seal_credentials(&res_id, parts).await?;
+                        }
+                        Ok(match &replaced {
+                            Some(old) => format!(
+                                "{part_id} applied; {} replaced by {} and removed",
+                                Drivers::identity(old),
+                                Drivers::identity(&part)
+                            ),
+                            None => format!("{part_id} applied"),
+                        })
                     }
                     "destroy" => {
                         self.drivers.destroy(&part, &owner_tag(&res_id)).await?;
@@ -731,6 +759,139 @@ impl Engine {
                     _ => Err(Stop::Permanent(format!("unknown step {other:?}"))),
                 }
             }
+        }
+    }
+
+    /// Seals the credentials document of every part (outputs + password + URL).
+    async fn seal_credentials(
+        &self,
+        res_id: &str,
+        parts: &[(String, PartSpec)],
+    ) -> Result<(), Stop> {
+        let res = resource::Entity::find_by_id(res_id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
+        let mut doc = Map::new();
+        for (id, _) in parts.iter() {
+            let password = self.password(res_id, id).await?;
+            let mut cred = res.outputs.get(id).cloned().unwrap_or(json!({}));
+            cred["password"] = json!(password);
+            if let (Some(h), Some(p), Some(u)) = (
+                cred.get("host").and_then(Value::as_str),
+                cred.get("port"),
+                cred.get("username").and_then(Value::as_str),
+            ) {
+                let url = match cred.get("database").and_then(Value::as_str) {
+                    Some(db) => format!("postgres://{u}:{password}@{h}:{p}/{db}"),
+                    None => format!("redis://{u}:{password}@{h}:{p}"),
+                };
+                cred["url"] = json!(url);
+            }
+            doc.insert(id.clone(), cred);
+        }
+        let plaintext =
+            serde_json::to_vec(&Value::Object(doc)).map_err(|e| Stop::Permanent(e.to_string()))?;
+        self.store_secret(
+            res_id,
+            "credentials",
+            &self
+                .secrets
+                .seal(&plaintext, &format!("{res_id}/credentials")),
+        )
+        .await
+    }
+
+    /// The part as the resource records it provisioned (its desired state), if it has one.
+    async fn provisioned_part(
+        &self,
+        res_id: &str,
+        part_id: &str,
+    ) -> Result<Option<PartSpec>, Stop> {
+        let Some(res) = resource::Entity::find_by_id(res_id.to_owned())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Ok(desired) = serde_json::from_value::<RenderedSpec>(res.desired) else {
+            return Ok(None);
+        };
+        Ok(desired
+            .parts
+            .iter()
+            .find(|p| p.id == part_id)
+            .and_then(|p| self.drivers.parse(&p.driver, &p.spec).ok()))
+    }
+
+    /// A request that failed (or was cancelled) leaves on the targets exactly what its
+    /// resource is. A create's parts are destroyed (only what carries this resource's tag, so
+    /// a colliding foreign database or user stays untouched) with its sealed passwords; the
+    /// resource row stays, failed, and can be deleted. An update's renamed parts that were
+    /// applied but never recorded as the resource's are destroyed: the resource keeps the
+    /// parts (and credentials) it had.
+    async fn clean_up_after(&self, request_id: &str) {
+        let Ok(Some(req)) = request::Entity::find_by_id(request_id.to_owned())
+            .one(&self.db)
+            .await
+        else {
+            return;
+        };
+        let Some(res_id) = req.resource_id.clone() else {
+            return;
+        };
+        let Ok(spec) =
+            serde_json::from_value::<RenderedSpec>(req.spec.clone().unwrap_or(Value::Null))
+        else {
+            return;
+        };
+        let tag = owner_tag(&res_id);
+        let mut doomed = Vec::new();
+        for p in spec.parts.iter().rev() {
+            let Ok(part) = self.drivers.parse(&p.driver, &p.spec) else {
+                continue;
+            };
+            match req.operation.as_str() {
+                "create" => doomed.push((p.id.clone(), part)),
+                "update" => {
+                    let recorded = self.provisioned_part(&res_id, &p.id).await.ok().flatten();
+                    if recorded.is_some_and(|r| !Drivers::same_identity(&r, &part)) {
+                        doomed.push((p.id.clone(), part));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if doomed.is_empty() {
+            return;
+        }
+        let mut clean = true;
+        for (id, part) in &doomed {
+            if let Err(e) = self.drivers.destroy(part, &tag).await {
+                clean = false;
+                self.log(
+                    request_id,
+                    None,
+                    "warn",
+                    &format!("could not remove part {id} after the failure: {e}"),
+                )
+                .await;
+            }
+        }
+        if clean && req.operation == "create" {
+            let _ = secret::Entity::delete_many()
+                .filter(secret::Column::ResourceId.eq(res_id))
+                .exec(&self.db)
+                .await;
+        }
+        if clean {
+            self.log(
+                request_id,
+                None,
+                "info",
+                "removed what this request had provisioned and its resource does not record",
+            )
+            .await;
         }
     }
 

@@ -2,6 +2,7 @@
 //! database, and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod kit;
 pub mod servers;
 

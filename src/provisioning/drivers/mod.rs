@@ -120,15 +120,66 @@ impl PartSpec {
     }
 }
 
+/// Logs, once at start-up and in the background, what makes a target unsafe for tenants (see
+/// [`Drivers::target_warnings`]); an unreachable target is reported, never fatal.
+/// `own_database` is paved's database URL, named as such when it lives on a target.
+pub fn warn_about_targets(settings: &crate::config::DriversSettings, own_database: &str) {
+    let drivers = Drivers::from_settings(settings);
+    let own = own_database.to_owned();
+    tokio::spawn(async move {
+        let checks = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            drivers.target_warnings(Some(&own)),
+        );
+        match checks.await {
+            Ok(warnings) => {
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+            }
+            Err(_) => tracing::warn!("checking the provisioning targets timed out"),
+        }
+    });
+}
+
 impl Drivers {
+    /// Every PostgreSQL and Redis target's warnings (see the drivers' `target_warnings`);
+    /// `own_database` is paved's own database URL.
+    pub async fn target_warnings(&self, own_database: Option<&str>) -> Vec<String> {
+        let mut out = self.postgres.target_warnings(own_database).await;
+        out.extend(self.redis.target_warnings().await);
+        out
+    }
+
     pub fn from_settings(s: &crate::config::DriversSettings) -> Self {
         Self {
             postgres: postgres::PostgresDriver::new(
                 s.postgres.targets.clone(),
                 s.postgres.extensions.clone(),
-            ),
+            )
+            .with_timeouts(s.postgres.lock_timeout_ms, s.postgres.statement_timeout_ms),
             redis: redis::RedisDriver::new(s.redis.targets.clone()),
         }
+    }
+
+    /// What a part is on its target: `postgres dev/orders_dev`, `redis dev/paved-cache`.
+    pub fn identity(spec: &PartSpec) -> String {
+        match spec {
+            PartSpec::Postgres(s) => format!("postgres {}/{}", s.environment, s.database.as_str()),
+            PartSpec::Redis(s) => format!("redis {}/{}", s.environment, s.user),
+        }
+    }
+
+    /// Whether both specs name the same thing on the same target (then an update converges
+    /// it; otherwise the old one is replaced).
+    pub fn same_identity(a: &PartSpec, b: &PartSpec) -> bool {
+        Self::identity(a) == Self::identity(b)
+    }
+
+    /// Whether an update may replace the part by another of a new name: a Redis user and its
+    /// ephemeral keys may; a database would lose its data.
+    pub fn renamable(spec: &PartSpec) -> bool {
+        matches!(spec, PartSpec::Redis(_))
     }
 
     pub fn parse(&self, driver: &str, spec: &Value) -> Result<PartSpec, DriverError> {

@@ -112,11 +112,30 @@ impl PostgresSpec {
     }
 }
 
+/// How long paved lets one statement on a target wait for a lock, and run at all, unless
+/// configured otherwise (`drivers.postgres.lock_timeout_ms`, `statement_timeout_ms`).
+pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 3_000;
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 30_000;
+
+/// paved's search_path on every connection to a target. It and the other pinned settings (see
+/// `PostgresDriver::options`) travel in the start-up packet: client settings outrank `ALTER
+/// DATABASE … SET` and `ALTER ROLE … SET`, so nothing a tenant stores on its database can move
+/// paved's name resolution, identity or timeouts.
+const SEARCH_PATH: &str = "pg_catalog,pg_temp";
+
+/// First key of paved's two-key advisory locks; tenants' single-key locks never collide.
+const LOCK_CLASS: i32 = 0x7061_7664; // "pavd"
+
 /// Admin connections to each environment's cluster, opened on first use.
 pub struct PostgresDriver {
     targets: BTreeMap<String, String>,
     allowed_extensions: Vec<String>,
-    pools: Mutex<BTreeMap<String, PgPool>>,
+    lock_timeout_ms: u64,
+    statement_timeout_ms: u64,
+    /// (environment, read-only) → pool on the target's maintenance database.
+    pools: Mutex<BTreeMap<(String, bool), PgPool>>,
+    /// Runs of one database in this process take turns here, without asking the server.
+    local_locks: std::sync::Mutex<BTreeMap<String, std::sync::Arc<Mutex<()>>>>,
 }
 
 impl PostgresDriver {
@@ -124,8 +143,19 @@ impl PostgresDriver {
         Self {
             targets,
             allowed_extensions,
+            lock_timeout_ms: DEFAULT_LOCK_TIMEOUT_MS,
+            statement_timeout_ms: DEFAULT_STATEMENT_TIMEOUT_MS,
             pools: Mutex::new(BTreeMap::new()),
+            local_locks: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Every statement paved sends waits at most `lock_ms` for a lock and runs at most
+    /// `statement_ms`.
+    pub fn with_timeouts(mut self, lock_ms: u64, statement_ms: u64) -> Self {
+        self.lock_timeout_ms = lock_ms.max(1);
+        self.statement_timeout_ms = statement_ms.max(1);
+        self
     }
 
     pub fn parse(&self, spec: &Value) -> Result<PostgresSpec, DriverError> {
@@ -140,80 +170,158 @@ impl PostgresDriver {
         })
     }
 
-    async fn admin(&self, env: &str) -> Result<PgPool, DriverError> {
+    /// Connection options for `env`'s target (its maintenance database unless `database` is
+    /// given), with paved's pinned session: `search_path` = pg_catalog, lock and statement
+    /// timeouts, and read-only by default where paved only observes.
+    fn options(
+        &self,
+        env: &str,
+        database: Option<&str>,
+        read_only: bool,
+    ) -> Result<PgConnectOptions, DriverError> {
+        let url = self.target(env)?;
+        let mut opts = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| {
+                DriverError::Permanent(format!(
+                    "postgres target for {env}: {}",
+                    crate::db::redact(&e.to_string())
+                ))
+            })?
+            .application_name(if read_only { "paved-observer" } else { "paved" })
+            // Statements carry generated passwords' verifiers: never let sqlx log them.
+            .disable_statement_logging();
+        if let Some(db) = database {
+            opts = opts.database(db);
+        }
+        let lock = self.lock_timeout_ms.to_string();
+        let statement = self.statement_timeout_ms.to_string();
+        Ok(opts.options([
+            ("search_path", SEARCH_PATH),
+            // paved's admin is a member of every owner role: a tenant's `ALTER DATABASE … SET
+            // role = <another tenant's role>` would otherwise make paved act as that role.
+            ("role", "none"),
+            ("standard_conforming_strings", "on"),
+            ("lock_timeout", lock.as_str()),
+            ("statement_timeout", statement.as_str()),
+            ("idle_in_transaction_session_timeout", statement.as_str()),
+            (
+                "default_transaction_read_only",
+                if read_only { "on" } else { "off" },
+            ),
+        ]))
+    }
+
+    /// A pool on the maintenance database: `read_only` for observing and usage, the other for
+    /// DDL.
+    async fn pool(&self, env: &str, read_only: bool) -> Result<PgPool, DriverError> {
+        let key = (env.to_owned(), read_only);
         let mut pools = self.pools.lock().await;
-        if let Some(p) = pools.get(env) {
+        if let Some(p) = pools.get(&key) {
             return Ok(p.clone());
         }
-        let url = self.target(env)?;
-        let opts: PgConnectOptions = url
-            .parse::<PgConnectOptions>()
-            .map_err(|e| DriverError::Permanent(format!("postgres target for {env}: {e}")))?
-            // Statements carry generated passwords: never let sqlx log them (it logs slow ones).
-            .disable_statement_logging();
+        let opts = self.options(env, None, read_only)?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await
             .map_err(transient)?;
-        pools.insert(env.to_owned(), pool.clone());
+        pools.insert(key, pool.clone());
         Ok(pool)
     }
 
+    async fn admin(&self, env: &str) -> Result<PgPool, DriverError> {
+        self.pool(env, false).await
+    }
+
+    async fn observer(&self, env: &str) -> Result<PgPool, DriverError> {
+        self.pool(env, true).await
+    }
+
+    /// One connection to a tenant's database, pinned like every other.
+    async fn connect_to(
+        &self,
+        env: &str,
+        database: &str,
+        read_only: bool,
+    ) -> Result<PgConnection, DriverError> {
+        let opts = self.options(env, Some(database), read_only)?;
+        match tokio::time::timeout(Duration::from_secs(10), opts.connect()).await {
+            Ok(r) => r.map_err(classify),
+            Err(_) => Err(DriverError::Transient(format!(
+                "connecting to database {database} timed out"
+            ))),
+        }
+    }
+
+    fn local_lock(&self, env: &str, database: &str) -> std::sync::Arc<Mutex<()>> {
+        let mut locks = self.local_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks
+            .entry(format!("{env}/{database}"))
+            .or_default()
+            .clone()
+    }
+
     /// Creates (or converges) the role with `password`, the database, its grants and extensions.
-    /// Two runs for the same database (a worker that died and its successor) take turns on an
-    /// advisory lock, since PostgreSQL refuses concurrent DDL on one role ("tuple concurrently
-    /// updated").
+    /// Two runs for the same database take turns: in this process on a local lock, across
+    /// replicas on a *tried* advisory lock. When another paved session holds it, the step is
+    /// retried later instead of waiting on a worker; when a session of any other role holds it
+    /// (every LOGIN role may connect to the maintenance database on a default cluster), paved
+    /// does not let that stall it and converges anyway: the DDL below tolerates a concurrent
+    /// run (conflicts converge, "tuple concurrently updated" is retried).
     pub async fn apply(
         &self,
         spec: &PostgresSpec,
         password: &str,
         tag: &str,
     ) -> Result<Applied, DriverError> {
+        let local = self.local_lock(&spec.environment, spec.database.as_str());
+        let _turn = local.lock().await;
         let pool = self.admin(&spec.environment).await?;
         let mut conn = pool.acquire().await.map_err(classify)?;
-        sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
-            .bind(spec.database.as_str())
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
+        let locked = try_lock(&mut conn, spec.database.as_str()).await?;
         let result = self.converge(&mut conn, spec, password, tag).await;
-        let unlock = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
-            .bind(spec.database.as_str())
-            .execute(&mut *conn)
-            .await;
-        if unlock.is_err() {
-            // A session-level lock must not linger on a pooled connection.
-            conn.detach();
+        if locked {
+            let unlock =
+                sqlx::query("SELECT pg_catalog.pg_advisory_unlock($1, pg_catalog.hashtext($2))")
+                    .bind(LOCK_CLASS)
+                    .bind(spec.database.as_str())
+                    .execute(&mut *conn)
+                    .await;
+            if unlock.is_err() {
+                // A session-level lock must not linger on a pooled connection.
+                conn.detach();
+            }
         }
         result?;
         if !spec.extensions.is_empty() {
-            let url = self.target(&spec.environment)?;
-            let opts: PgConnectOptions = url
-                .parse::<PgConnectOptions>()
-                .map_err(|e| DriverError::Permanent(e.to_string()))?
-                .database(spec.database.as_str())
-                .disable_statement_logging();
-            let ext_pool = PgPoolOptions::new()
-                .max_connections(1)
-                .connect_with(opts)
-                .await
-                .map_err(transient)?;
-            for ext in &spec.extensions {
-                let mut c = ext_pool.acquire().await.map_err(classify)?;
-                exec(
-                    &mut c,
-                    &format!("CREATE EXTENSION IF NOT EXISTS {}", quote_ident(ext)),
-                )
+            let mut c = self
+                .connect_to(&spec.environment, spec.database.as_str(), false)
                 .await?;
+            let mut done = Ok(());
+            for ext in &spec.extensions {
+                // In `public` explicitly: with the pinned search_path it would land in
+                // pg_catalog. Only trusted extensions install without a superuser.
+                done = exec(
+                    &mut c,
+                    &format!(
+                        "CREATE EXTENSION IF NOT EXISTS {} SCHEMA public",
+                        quote_ident(ext)
+                    ),
+                )
+                .await;
+                if done.is_err() {
+                    break;
+                }
             }
-            ext_pool.close().await;
+            let _ = c.close().await;
+            done?;
         }
         let opts: PgConnectOptions = self
             .target(&spec.environment)?
             .parse()
-            .map_err(|e: sqlx::Error| DriverError::Permanent(e.to_string()))?;
+            .map_err(|e: sqlx::Error| DriverError::Permanent(crate::db::redact(&e.to_string())))?;
         Ok(Applied {
             outputs: json!({
                 "host": opts.get_host(),
@@ -227,6 +335,7 @@ impl PostgresDriver {
 
     /// Converges role and database. Both carry paved's ownership tag as their comment; an
     /// existing role or database without it belongs to someone else and is never taken over.
+    /// Both names are checked before anything is created, so a collision leaves nothing behind.
     async fn converge(
         &self,
         conn: &mut PgConnection,
@@ -239,86 +348,95 @@ impl PostgresDriver {
         // keeps the password out of the server's log (log_statement = ddl, failed statements).
         let (pw, tag_lit) = (quote_literal(&scram_verifier(password)), quote_literal(tag));
         let limit = spec.connection_limit;
-        match role_tag(conn, spec.owner.as_str()).await? {
-            None => {
-                // Role and its tag in one transaction: there is never an untagged paved role.
-                let created = exec(conn, &format!("BEGIN; CREATE ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}; COMMENT ON ROLE {role} IS {tag_lit}; COMMIT")).await;
-                if created.is_err() {
-                    // Leave no aborted transaction on a pooled connection.
-                    let _ = exec(conn, "ROLLBACK").await;
-                }
-                created?;
-            }
-            Some(found) if found.as_deref() == Some(tag) => {}
+        let role_found = role_tag(conn, spec.owner.as_str()).await?;
+        let role_ours = match &role_found {
+            None => false,
+            Some(found) if found.as_deref() == Some(tag) => true,
             Some(_) => {
                 return Err(DriverError::Permanent(format!(
                     "a role named {} already exists on this cluster and is not this resource's; choose another name",
                     spec.owner.as_str()
                 )));
             }
-        }
-        exec(
-            conn,
-            &format!("ALTER ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}"),
-        )
-        .await?;
-        match database_tag(conn, spec.database.as_str()).await? {
-            None => {
-                match exec(
-                    conn,
-                    &format!("CREATE DATABASE {db} OWNER {role} CONNECTION LIMIT {limit}"),
-                )
-                .await
-                {
-                    Err(DriverError::Conflict(_)) => {}
-                    other => other?,
-                }
-                exec(conn, &format!("COMMENT ON DATABASE {db} IS {tag_lit}")).await?;
-            }
-            Some((found, owner))
-                if found.as_deref() == Some(tag)
-                    || (found.is_none() && owner == spec.owner.as_str()) =>
-            {
-                // Untagged but owned by our (tagged) role: a crash between CREATE and COMMENT.
-                exec(conn, &format!("COMMENT ON DATABASE {db} IS {tag_lit}")).await?;
-            }
-            Some(_) => {
+        };
+        let db_found = database_tag(conn, spec.database.as_str()).await?;
+        if let Some((found, owner)) = &db_found {
+            // The database's comment is the tenant's to change (it owns the database), so
+            // ownership by this resource's role, whose tag only admins can write, decides too.
+            let ours = found.as_deref() == Some(tag) || (role_ours && owner == spec.owner.as_str());
+            if !ours {
                 return Err(DriverError::Permanent(format!(
                     "a database named {} already exists on this cluster and is not this resource's; choose another name",
                     spec.database.as_str()
                 )));
             }
         }
+        if role_found.is_none() {
+            // Role and its tag in one transaction: there is never an untagged paved role.
+            let created = exec(conn, &format!("BEGIN; CREATE ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}; COMMENT ON ROLE {role} IS {tag_lit}; COMMIT")).await;
+            if created.is_err() {
+                // Leave no aborted transaction on a pooled connection.
+                let _ = exec(conn, "ROLLBACK").await;
+            }
+            created?;
+        }
+        exec(
+            conn,
+            &format!("ALTER ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}"),
+        )
+        .await?;
+        // A non-superuser admin must be a member of the owner role to create, own-transfer,
+        // comment on and drop its database (PostgreSQL 15); the tenant gains nothing by it.
+        exec(conn, &format!("GRANT {role} TO CURRENT_USER")).await?;
+        if db_found.is_none() {
+            // template0 accepts no connections: a tenant sitting in template1 cannot make
+            // every CREATE DATABASE on the cluster fail ("being accessed by other users").
+            match exec(
+                conn,
+                &format!(
+                    "CREATE DATABASE {db} OWNER {role} CONNECTION LIMIT {limit} TEMPLATE template0"
+                ),
+            )
+            .await
+            {
+                Err(DriverError::Conflict(_)) => {}
+                other => other?,
+            }
+        }
+        exec(conn, &format!("COMMENT ON DATABASE {db} IS {tag_lit}")).await?;
         exec(conn, &format!("ALTER DATABASE {db} OWNER TO {role}")).await?;
         exec(
             conn,
             &format!("ALTER DATABASE {db} CONNECTION LIMIT {limit}"),
         )
         .await?;
-        // Only the owner (and admins) may connect.
+        // Only the owner (and admins) may connect: no tenant reaches another's database.
         exec(conn, &format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC")).await?;
         exec(conn, &format!("GRANT ALL ON DATABASE {db} TO {role}")).await
     }
 
     /// What exists: the database (owner, connection limit, whether it accepts connections,
     /// whether PUBLIC may connect, size), its owner role (login, connection limit) and the
-    /// extensions installed in it. Reading the extensions connects to the database; that
-    /// connection only reads (and rolls back), and is reported as `self_transactions`.
+    /// extensions installed in it. Catalog reads come from the maintenance database, read-only;
+    /// only the extensions need a connection to the tenant's database, pinned and read-only
+    /// too, and reported as `self_transactions`.
     pub async fn observe(&self, spec: &PostgresSpec) -> Result<Observed, DriverError> {
-        let pool = self.admin(&spec.environment).await?;
+        let pool = self.observer(&spec.environment).await?;
         let row = sqlx::query(
             "SELECT r.rolname AS owner, d.datconnlimit AS connection_limit, d.datallowconn AS allow_connections, \
-             pg_database_size(d.datname) AS size_bytes, \
-             EXISTS (SELECT 1 FROM aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a \
+             CASE WHEN pg_catalog.has_database_privilege(d.oid, 'CONNECT') \
+                       OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE') \
+                  THEN pg_catalog.pg_database_size(d.oid) END AS size_bytes, \
+             EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) a \
                      WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT') AS public_connect \
-             FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
+             FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
         )
         .bind(spec.database.as_str())
         .fetch_optional(&pool)
         .await
         .map_err(classify)?;
         let role = sqlx::query(
-            "SELECT rolcanlogin AS can_login, rolconnlimit AS connection_limit FROM pg_roles WHERE rolname = $1",
+            "SELECT rolcanlogin AS can_login, rolconnlimit AS connection_limit FROM pg_catalog.pg_roles WHERE rolname = $1",
         )
         .bind(spec.owner.as_str())
         .fetch_optional(&pool)
@@ -347,7 +465,9 @@ impl PostgresDriver {
                 "connection_limit": r.get::<i32, _>("connection_limit"),
                 "allow_connections": r.get::<bool, _>("allow_connections"),
                 "public_connect": r.get::<bool, _>("public_connect"),
-                "size_bytes": r.get::<i64, _>("size_bytes"),
+                // Unknown (null) where the admin may not read it (a database an earlier,
+                // superuser admin made, before paved made itself a member of its owner).
+                "size_bytes": r.get::<Option<i64>, _>("size_bytes"),
                 "role": role,
                 "extensions": extensions,
             }),
@@ -356,19 +476,14 @@ impl PostgresDriver {
     }
 
     /// The extensions installed in the database (sorted, without the built-in plpgsql), or the
-    /// reason they could not be read; and how many transactions reading them committed.
+    /// reason they could not be read; and how many transactions reading them committed. The
+    /// tenant owns this database: the session is pinned (search_path, timeouts, read-only) and
+    /// names only `pg_catalog` objects, so no view, function or operator of theirs runs here.
     async fn extensions(&self, spec: &PostgresSpec) -> (Value, i64) {
-        let opts = match self.target(&spec.environment).and_then(|u| {
-            u.parse::<PgConnectOptions>()
-                .map_err(|e| DriverError::Permanent(e.to_string()))
-        }) {
-            Ok(o) => o
-                .database(spec.database.as_str())
-                .application_name("paved-observer")
-                .disable_statement_logging(),
-            Err(e) => return (json!({"unreadable": e.to_string()}), 0),
-        };
-        let mut conn = match opts.connect().await {
+        let mut conn = match self
+            .connect_to(&spec.environment, spec.database.as_str(), true)
+            .await
+        {
             Ok(c) => c,
             Err(e) => return (json!({"unreadable": crate::db::redact(&e.to_string())}), 0),
         };
@@ -377,7 +492,8 @@ impl PostgresDriver {
         let read = async {
             sqlx::raw_sql("BEGIN READ ONLY").execute(&mut conn).await?;
             let rows = sqlx::query(
-                "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname",
+                "SELECT e.extname::pg_catalog.text AS extname FROM pg_catalog.pg_extension e \
+                 WHERE e.extname OPERATOR(pg_catalog.<>) 'plpgsql' ORDER BY 1",
             )
             .fetch_all(&mut conn)
             .await?;
@@ -399,23 +515,33 @@ impl PostgresDriver {
         }
     }
 
-    /// Drops the database (after ending its connections) and the role. Gone already is fine.
+    /// Ends the role's sessions, drops the database and the role; only what carries this
+    /// resource's tag. A database or role of someone else with the same name is left alone,
+    /// and the destroy still succeeds: it is not this resource's to remove, so a resource
+    /// whose create collided with it can be deleted.
     pub async fn destroy(&self, spec: &PostgresSpec, tag: &str) -> Result<(), DriverError> {
         let pool = self.admin(&spec.environment).await?;
         let mut conn = pool.acquire().await.map_err(classify)?;
         let role_is_ours =
             matches!(role_tag(&mut conn, spec.owner.as_str()).await?, Some(Some(t)) if t == tag);
+        let role = spec.owner.quoted();
+        if role_is_ours {
+            // Membership lets a non-superuser admin end the role's sessions and drop what it
+            // owns (a role an earlier, superuser admin created has none yet).
+            exec(&mut conn, &format!("GRANT {role} TO CURRENT_USER")).await?;
+            // No new sessions, and none left anywhere on the cluster: credentials die now.
+            exec(&mut conn, &format!("ALTER ROLE {role} NOLOGIN")).await?;
+            sqlx::query("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = $1 AND pid <> pg_catalog.pg_backend_pid()")
+                .bind(spec.owner.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(classify)?;
+        }
         match database_tag(&mut conn, spec.database.as_str()).await? {
-            None => {}
             Some((found, owner))
                 if found.as_deref() == Some(tag)
-                    || (found.is_none() && role_is_ours && owner == spec.owner.as_str()) =>
+                    || (role_is_ours && owner == spec.owner.as_str()) =>
             {
-                sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
-                    .bind(spec.database.as_str())
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(classify)?;
                 exec(
                     &mut conn,
                     &format!(
@@ -425,27 +551,25 @@ impl PostgresDriver {
                 )
                 .await?;
             }
-            Some(_) => {
-                return Err(DriverError::Permanent(format!(
-                    "database {} is not this resource's; refusing to drop it",
-                    spec.database.as_str()
-                )));
-            }
+            Some(_) => tracing::info!(
+                database = spec.database.as_str(),
+                "database is not this resource's; leaving it"
+            ),
+            None => {}
         }
         if role_is_ours {
-            exec(
-                &mut conn,
-                &format!("DROP ROLE IF EXISTS {}", spec.owner.quoted()),
-            )
-            .await?;
+            // Whatever the role owns in the maintenance database (where default clusters let
+            // every role connect) would keep it from being dropped.
+            exec(&mut conn, &format!("DROP OWNED BY {role}")).await?;
+            exec(&mut conn, &format!("DROP ROLE IF EXISTS {role}")).await?;
         }
         Ok(())
     }
 
     /// Open connections now and transactions so far (cumulative; callers diff two readings).
     pub async fn usage(&self, spec: &PostgresSpec) -> Result<Usage, DriverError> {
-        let pool = self.admin(&spec.environment).await?;
-        let row = sqlx::query("SELECT numbackends, xact_commit + xact_rollback AS xacts FROM pg_stat_database WHERE datname = $1")
+        let pool = self.observer(&spec.environment).await?;
+        let row = sqlx::query("SELECT numbackends, xact_commit + xact_rollback AS xacts FROM pg_catalog.pg_stat_database WHERE datname = $1")
             .bind(spec.database.as_str())
             .fetch_optional(&pool)
             .await
@@ -462,6 +586,125 @@ impl PostgresDriver {
                 idle_seconds: None,
             },
         })
+    }
+
+    /// What an operator should know about each target before tenants use it: paved's admin
+    /// being a superuser (more power than provisioning needs), and databases every role may
+    /// connect to (tenants reach them with the credentials paved hands out; in the maintenance
+    /// database they could also take the locks paved uses). One message per finding.
+    /// `own_database` is paved's own database URL: named as such when it is on a target.
+    pub async fn target_warnings(&self, own_database: Option<&str>) -> Vec<String> {
+        let own = own_database
+            .filter(|u| u.starts_with("postgres"))
+            .and_then(|u| u.parse::<PgConnectOptions>().ok())
+            .map(|o| {
+                (
+                    o.get_host().to_owned(),
+                    o.get_port(),
+                    o.get_database().unwrap_or_default().to_owned(),
+                )
+            });
+        let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (env, url) in &self.targets {
+            if !seen.insert(url.clone()) {
+                continue;
+            }
+            let here = url
+                .parse::<PgConnectOptions>()
+                .ok()
+                .map(|o| (o.get_host().to_owned(), o.get_port()));
+            let where_ = format!("postgres target {env} ({})", crate::db::redact(url));
+            let pool = match self.observer(env).await {
+                Ok(p) => p,
+                Err(e) => {
+                    out.push(format!("{where_}: cannot check it: {e}"));
+                    continue;
+                }
+            };
+            let me = sqlx::query("SELECT r.rolname::pg_catalog.text AS name, r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user")
+                .fetch_one(&pool)
+                .await;
+            match me {
+                Ok(r) if r.get::<bool, _>("rolsuper") => out.push(format!(
+                    "{where_}: the admin role {} is a superuser; give paved a role with CREATEDB and CREATEROLE instead (README: Tenants on shared targets)",
+                    r.get::<String, _>("name")
+                )),
+                Ok(_) => {}
+                Err(e) => out.push(format!("{where_}: cannot check it: {e}")),
+            }
+            let open = sqlx::query(
+                "SELECT d.datname::pg_catalog.text AS name FROM pg_catalog.pg_database d WHERE d.datallowconn \
+                 AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) a \
+                             WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT') ORDER BY 1",
+            )
+            .fetch_all(&pool)
+            .await;
+            match open {
+                Ok(rows) => {
+                    for r in rows {
+                        let name: String = r.get("name");
+                        let whose = match (&own, &here) {
+                            (Some((h, p, d)), Some((th, tp)))
+                                if h == th && p == tp && *d == name =>
+                            {
+                                "paved's own database"
+                            }
+                            _ => "database",
+                        };
+                        out.push(format!(
+                            "{where_}: every role may connect to {whose} {name}, tenants included; run REVOKE CONNECT ON DATABASE {} FROM PUBLIC (and GRANT CONNECT to the roles that need it, paved's admin among them)",
+                            quote_ident(&name)
+                        ));
+                    }
+                }
+                Err(e) => out.push(format!("{where_}: cannot check it: {e}")),
+            }
+        }
+        out
+    }
+}
+
+/// Tries paved's advisory lock for `database`. `Ok(true)`: taken; `Ok(false)`: held by a
+/// session of another role (a tenant), which paved does not wait for; a transient error when
+/// another paved session holds it, so the step is retried later without holding a worker.
+async fn try_lock(conn: &mut PgConnection, database: &str) -> Result<bool, DriverError> {
+    let got: bool =
+        sqlx::query("SELECT pg_catalog.pg_try_advisory_lock($1, pg_catalog.hashtext($2)) AS got")
+            .bind(LOCK_CLASS)
+            .bind(database)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(classify)?
+            .get("got");
+    if got {
+        return Ok(true);
+    }
+    let paved_holds: bool = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
+           JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+            AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
+            AND l.classid = $1::pg_catalog.int4::pg_catalog.oid \
+            AND l.objid = pg_catalog.hashtext($2)::pg_catalog.oid \
+            AND a.usename = current_user) AS held",
+    )
+    .bind(LOCK_CLASS)
+    .bind(database)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(classify)?
+    .get("held");
+    if paved_holds {
+        Err(DriverError::Transient(format!(
+            "another paved run is converging database {database}; retrying later"
+        )))
+    } else {
+        tracing::warn!(
+            database,
+            "a session of another role holds paved's lock for this database; not waiting for it"
+        );
+        Ok(false)
     }
 }
 
@@ -536,7 +779,7 @@ async fn role_tag(
     name: &str,
 ) -> Result<Option<Option<String>>, DriverError> {
     let row = sqlx::query(
-        "SELECT shobj_description(oid, 'pg_authid') AS tag FROM pg_roles WHERE rolname = $1",
+        "SELECT pg_catalog.shobj_description(oid, 'pg_authid') AS tag FROM pg_catalog.pg_roles WHERE rolname = $1",
     )
     .bind(name)
     .fetch_optional(conn)
@@ -551,8 +794,8 @@ async fn database_tag(
     name: &str,
 ) -> Result<Option<(Option<String>, String)>, DriverError> {
     let row = sqlx::query(
-        "SELECT shobj_description(d.oid, 'pg_database') AS tag, r.rolname AS owner \
-         FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
+        "SELECT pg_catalog.shobj_description(d.oid, 'pg_database') AS tag, r.rolname AS owner \
+         FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
     )
     .bind(name)
     .fetch_optional(conn)
@@ -607,7 +850,7 @@ async fn exec(conn: &mut PgConnection, sql: &str) -> Result<(), DriverError> {
 }
 
 fn transient(e: sqlx::Error) -> DriverError {
-    DriverError::Transient(e.to_string())
+    DriverError::Transient(crate::db::redact(&e.to_string()))
 }
 
 /// Sorts a database error: duplicates are conflicts (converge), connection trouble is
@@ -616,7 +859,14 @@ fn classify(e: sqlx::Error) -> DriverError {
     match &e {
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some("42710" | "42P04" | "23505") => DriverError::Conflict(db.message().to_owned()),
-            Some(c) if c.starts_with("08") || c.starts_with("57") || c == "53300" => {
+            // Connection trouble, timeouts (57014), a lock not granted within lock_timeout
+            // (55P03), serialization and deadlocks, and two sessions altering one role at once.
+            Some(c)
+                if c.starts_with("08")
+                    || c.starts_with("57")
+                    || matches!(c, "53300" | "55P03" | "40001" | "40P01")
+                    || (c == "XX000" && db.message().contains("concurrently")) =>
+            {
                 DriverError::Transient(db.message().to_owned())
             }
             _ => DriverError::Permanent(db.message().to_owned()),

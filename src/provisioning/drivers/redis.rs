@@ -75,6 +75,30 @@ impl RedisSpec {
     }
 }
 
+/// Rules paved appends after every offering's command categories, so no offering can lift
+/// them: a tenant stays in database 0 (no `SELECT`, `SWAPDB`, `MOVE`, `COPY … DB`), sees
+/// nothing server-wide (no `DBSIZE`, `KEYS`, `SCAN`, `RANDOMKEY`, `PUBSUB`, `INFO`, `CLIENT
+/// LIST`, `CONFIG`, `MONITOR`: `@admin` and `@dangerous`), cannot change what other tenants
+/// share (`FLUSHALL`, `FLUSHDB`, `FUNCTION` libraries, `SCRIPT FLUSH`) and cannot track every
+/// key modified on the server (`CLIENT TRACKING … BCAST`). Key patterns confine the rest.
+pub const CONFINEMENT: &[&str] = &[
+    "-@admin",
+    "-@dangerous",
+    "-select",
+    "-swapdb",
+    "-move",
+    "-copy",
+    "-dbsize",
+    "-keys",
+    "-scan",
+    "-randomkey",
+    "-pubsub",
+    "-function",
+    "-script|flush",
+    "-script|kill",
+    "-client|tracking",
+];
+
 pub struct RedisDriver {
     targets: BTreeMap<String, String>,
     conns: Mutex<BTreeMap<String, MultiplexedConnection>>,
@@ -139,6 +163,17 @@ impl RedisDriver {
                 spec.user
             )));
         }
+        if marker.is_none() {
+            // A new user: keys already under its prefix belong to whoever had it before (a
+            // deletion that kept its keys); the new owner must never read them.
+            let left = self.keys_everywhere(&spec.environment, spec).await?;
+            if let Some((db, n)) = left.iter().find(|(_, n)| *n > 0) {
+                return Err(DriverError::Permanent(format!(
+                    "{n} key(s) under {}: remain from a previous owner (database {db}); choose another name, or have an administrator remove them",
+                    spec.key_pattern()
+                )));
+            }
+        }
         // The marker first: a crash after it leaves a user we recognise as ours.
         c.set::<_, _, ()>(owner_key(&spec.user), tag)
             .await
@@ -151,11 +186,14 @@ impl RedisDriver {
             .arg(format!(">{password}"))
             .arg(format!("~{}", spec.key_pattern()))
             .arg("resetchannels");
-        for rule in &spec.commands {
+        for rule in spec
+            .commands
+            .iter()
+            .map(String::as_str)
+            .chain(CONFINEMENT.iter().copied())
+        {
             cmd.arg(rule);
         }
-        // Key patterns do not restrict these: without this, tenants could list each other's keys.
-        cmd.arg("-scan").arg("-randomkey").arg("-keys");
         cmd.query_async::<()>(&mut c)
             .await
             .map_err(|e| self.fail(&spec.environment, e))?;
@@ -213,10 +251,14 @@ impl RedisDriver {
             .arg("off")
             .arg(format!("~{}", spec.key_pattern()))
             .arg("resetchannels");
-        for rule in &spec.commands {
+        for rule in spec
+            .commands
+            .iter()
+            .map(String::as_str)
+            .chain(CONFINEMENT.iter().copied())
+        {
             cmd.arg(rule);
         }
-        cmd.arg("-scan").arg("-randomkey").arg("-keys");
         let set = cmd
             .query_async::<()>(&mut c)
             .await
@@ -252,11 +294,11 @@ impl RedisDriver {
             Some(m) if m == tag => {}
             // Never created (or already destroyed): nothing of ours to remove.
             None => return Ok(()),
+            // Someone else's user (a create that collided with it): not ours to remove, and
+            // nothing stops this resource from being deleted.
             Some(_) => {
-                return Err(DriverError::Permanent(format!(
-                    "Redis user {} is not this resource's; refusing to delete it",
-                    spec.user
-                )));
+                tracing::info!(user = %spec.user, "Redis user is not this resource's; leaving it");
+                return Ok(());
             }
         }
         redis::cmd("ACL")
@@ -266,9 +308,14 @@ impl RedisDriver {
             .await
             .map_err(classify)?;
         if spec.evict_keys_on_delete {
-            let keys = self.scan(&mut c, spec).await?;
-            for chunk in keys.chunks(500) {
-                c.unlink::<_, i64>(chunk).await.map_err(classify)?;
+            // Every logical database: a tenant confined to one by ACL today may have written
+            // elsewhere under an older user, and the next owner of the name must find nothing.
+            for db in self.databases_with_keys(&spec.environment).await? {
+                let mut d = self.conn_to_db(&spec.environment, db).await?;
+                let keys = scan(&mut d, spec).await?;
+                for chunk in keys.chunks(500) {
+                    d.unlink::<_, i64>(chunk).await.map_err(classify)?;
+                }
             }
         }
         c.del::<_, i64>(owner_key(&spec.user))
@@ -304,7 +351,7 @@ impl RedisDriver {
             .lines()
             .filter(|l| l.split_whitespace().any(|f| f == me))
             .count() as i64;
-        let keys = self.scan(&mut c, spec).await?;
+        let keys = scan(&mut c, spec).await?;
         let mut idle: Option<i64> = None;
         for key in keys.iter().take(1000) {
             // Fails under an LFU eviction policy (no access times): then idle stays unknown.
@@ -329,29 +376,113 @@ impl RedisDriver {
         })
     }
 
-    async fn scan(
-        &self,
-        c: &mut MultiplexedConnection,
-        spec: &RedisSpec,
-    ) -> Result<Vec<String>, DriverError> {
-        let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(spec.key_pattern())
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(c)
-                .await
-                .map_err(classify)?;
-            keys.extend(batch);
-            if next == 0 {
-                return Ok(keys);
-            }
-            cursor = next;
+    /// The logical databases holding any key (`INFO keyspace`); every database the server
+    /// has (`CONFIG GET databases`, else 16) where that cannot be read.
+    async fn databases_with_keys(&self, env: &str) -> Result<Vec<i64>, DriverError> {
+        let mut c = self.conn(env).await?;
+        if let Ok(info) = redis::cmd("INFO")
+            .arg("keyspace")
+            .query_async::<String>(&mut c)
+            .await
+        {
+            return Ok(info
+                .lines()
+                .filter_map(|l| l.strip_prefix("db")?.split_once(':')?.0.parse().ok())
+                .collect());
         }
+        let got: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("databases")
+            .query_async(&mut c)
+            .await;
+        let n: i64 = got
+            .ok()
+            .and_then(|v| v.get(1).and_then(|n| n.parse().ok()))
+            .unwrap_or(16);
+        Ok((0..n).collect())
+    }
+
+    /// A connection of its own to logical database `db` (never `SELECT` on the shared one).
+    async fn conn_to_db(&self, env: &str, db: i64) -> Result<MultiplexedConnection, DriverError> {
+        let info = redis::IntoConnectionInfo::into_connection_info(self.target(env)?)
+            .map_err(|e| DriverError::Permanent(format!("redis target for {env}: {e}")))?;
+        let settings = info.redis_settings().clone().set_db(db);
+        redis::Client::open(info.set_redis_settings(settings))
+            .map_err(|e| DriverError::Permanent(format!("redis target for {env}: {e}")))?
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(classify)
+    }
+
+    /// Keys under the prefix, per logical database.
+    async fn keys_everywhere(
+        &self,
+        env: &str,
+        spec: &RedisSpec,
+    ) -> Result<Vec<(i64, usize)>, DriverError> {
+        let mut out = Vec::new();
+        for db in self.databases_with_keys(env).await? {
+            let mut d = self.conn_to_db(env, db).await?;
+            out.push((db, scan(&mut d, spec).await?.len()));
+        }
+        Ok(out)
+    }
+
+    /// What an operator should know about each target: a `default` user that is on without a
+    /// password lets anyone who reaches the server act as an administrator, whatever paved's
+    /// ACL users say.
+    pub async fn target_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (env, url) in &self.targets {
+            if !seen.insert(url.clone()) {
+                continue;
+            }
+            let where_ = format!("redis target {env}");
+            let v = match self.conn(env).await {
+                Ok(mut c) => redis::cmd("ACL")
+                    .arg("GETUSER")
+                    .arg("default")
+                    .query_async::<redis::Value>(&mut c)
+                    .await
+                    .map_err(classify),
+                Err(e) => Err(e),
+            };
+            match v.and_then(acl_map) {
+                Ok(user) => {
+                    let flags = user.get("flags").cloned().unwrap_or(Value::Null);
+                    let has = |f: &str| flags.as_array().is_some_and(|a| a.iter().any(|x| x == f));
+                    if has("on") && has("nopass") {
+                        out.push(format!(
+                            "{where_}: the default user is on without a password, so tenants need no credentials at all; give paved its own admin user and run ACL SETUSER default off (or resetpass with a password)"
+                        ));
+                    }
+                }
+                Err(e) => out.push(format!("{where_}: cannot check it: {e}")),
+            }
+        }
+        out
+    }
+}
+
+async fn scan(c: &mut MultiplexedConnection, spec: &RedisSpec) -> Result<Vec<String>, DriverError> {
+    let mut cursor: u64 = 0;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(spec.key_pattern())
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(c)
+            .await
+            .map_err(classify)?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
     }
 }
 
