@@ -623,7 +623,19 @@ impl Settings {
             // Only `PAVED_<SECTION>__<KEY>` of a real section is a setting: `PAVED_BIN` in a
             // script is not. Inside a known section an unknown key is still an error.
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-            if not_a_setting(&name) || path.len() < 2 || !sections.contains(&path[0]) {
+            if not_a_setting(&name) || path.len() < 2 {
+                continue;
+            }
+            if !sections.contains(&path[0]) {
+                // Another tool's variable, unless it is one letter or two from a section: then
+                // it is a typo that would otherwise be silently ignored.
+                if let Some(near) = sections.iter().find(|s| edit_distance(s, &path[0]) <= 2) {
+                    return Err(ConfigError {
+                        key: path[0].clone(),
+                        message: format!("unknown section (did you mean `{near}`?)"),
+                        from_env: Some(name),
+                    });
+                }
                 continue;
             }
             // Overriding one entry of a table (e.g. one environment's target) keeps the
@@ -997,6 +1009,22 @@ fn mask_url_passwords(v: &mut Value) {
         Value::Object(m) => m.values_mut().for_each(mask_url_passwords),
         _ => {}
     }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn get_path<'a>(tree: &'a Value, path: &[String]) -> Option<&'a Value> {
@@ -1431,7 +1459,10 @@ mod tests {
                 .extensions
                 .contains(&"pgcrypto".to_owned())
         );
-        // A typo inside a real section is still refused, naming the variable.
+        // A typo of a section, or inside one, is still refused, naming the variable.
+        let e = Settings::load(None, env(&[("PAVED_SERVR__LISTEN", "127.0.0.1:1")])).unwrap_err();
+        assert!(e.to_string().contains("did you mean `server`"), "{e}");
+        assert_eq!(e.from_env.as_deref(), Some("PAVED_SERVR__LISTEN"));
         let e = Settings::load(None, env(&[("PAVED_DATABASE__URLL", "x")])).unwrap_err();
         assert_eq!(e.from_env.as_deref(), Some("PAVED_DATABASE__URLL"), "{e}");
     }

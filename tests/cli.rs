@@ -647,8 +647,11 @@ fn the_command_line_orders_follows_and_deletes() {
 
 #[test]
 fn human_logs_written_to_a_pipe_carry_no_colour_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
     let server = Server::start(|c| {
-        c.env("PAVED_LOG__FORMAT", "human");
+        c.env("PAVED_DATABASE__URL", &url)
+            .env("PAVED_LOG__FORMAT", "human");
     });
     server.wait_ready();
     server.signal("TERM");
