@@ -15,12 +15,11 @@ use sha2::{Digest, Sha256};
 
 use crate::{db::entities::resource, templates::Catalog};
 
-/// The annotations a resource's entities share: where they come from and what they are.
-fn annotations_of(r: &resource::Model, base_url: &str) -> Value {
-    let location = format!("url:{base_url}/catalog/resources/{}.yaml", r.id);
+/// The annotations a resource's entities share: what they are and where they come from.
+/// (`backstage.io/managed-by-location` and `-origin-location` are the catalog's to set, from
+/// the Location that read the entity; a provider that writes them only gets them overwritten.)
+fn annotations_of(r: &resource::Model) -> Value {
     json!({
-        "backstage.io/managed-by-location": location,
-        "backstage.io/managed-by-origin-location": location,
         "backstage.io/source-template": format!("template:default/{}", r.offering),
         "paved.dev/resource-id": r.id,
         "paved.dev/request-id": r.request_id,
@@ -34,7 +33,7 @@ fn annotations_of(r: &resource::Model, base_url: &str) -> Value {
 /// credentials never appear. `drift` is the resource's drift status once it was checked
 /// (`detected` or `none`).
 pub fn resource_entity(r: &resource::Model, base_url: &str, drift: Option<&str>) -> Value {
-    let mut annotations = annotations_of(r, base_url);
+    let mut annotations = annotations_of(r);
     annotations["paved.dev/offering-version"] = json!(r.offering_version);
     if let Some(c) = r.monthly_cost_cents {
         annotations["paved.dev/monthly-cost-usd"] = json!(format!("{:.2}", c as f64 / 100.0));
@@ -165,7 +164,7 @@ fn part_type(driver: &str) -> &str {
 /// One part of a composite resource, as its own `Resource`.
 fn part_entity(r: &resource::Model, part_id: &str, driver: &str, base_url: &str) -> Value {
     let unit = format!("resource:default/{}", r.entity_name);
-    let mut annotations = annotations_of(r, base_url);
+    let mut annotations = annotations_of(r);
     for (k, v) in [
         ("paved.dev/part", part_id),
         ("paved.dev/part-of", unit.as_str()),
