@@ -428,12 +428,13 @@ pub fn publish_gauges(m: &PlatformMetrics) {
         now.push(("paved_resources_active", labels.clone(), g.active as f64));
         now.push(("paved_resources_monthly_cost", labels, g.monthly_cost));
     }
+    // By team over the window: a week label would grow a new series every week forever.
+    let mut by_team: std::collections::BTreeMap<&str, u64> = Default::default();
     for w in &m.adoption {
-        now.push((
-            "paved_requests_per_team_week",
-            l(&[("team", &w.team), ("week", &w.week)]),
-            w.requests as f64,
-        ));
+        *by_team.entry(&w.team).or_default() += w.requests;
+    }
+    for (team, n) in by_team {
+        now.push(("paved_requests_by_team", l(&[("team", team)]), n as f64));
     }
     now.push(("paved_drift_incidents", vec![], m.drift.incidents as f64));
     now.push(("paved_drift_open", vec![], m.drift.open as f64));
@@ -454,6 +455,8 @@ pub fn publish_gauges(m: &PlatformMetrics) {
         metrics::gauge!(name.clone(), &labels[..]).set(0.0);
     }
     for (name, labels, v) in now {
+        // Rounding a tiny negative amount gives -0, which reads like a refund.
+        let v = if v == 0.0 { 0.0 } else { v };
         metrics::gauge!(name, &labels[..]).set(v);
     }
     seen.extend(current);

@@ -1559,6 +1559,40 @@ async fn platform_metrics_measure_speed_outcomes_guardrails_drift_and_cleanup() 
         "{text}"
     );
     assert!(gauge(&text, r#"paved_time_to_infrastructure_seconds{stat="p95"}"#).is_some());
+    // What an operator's Prometheus needs: a HELP line for every family, finished requests
+    // as a counter and their time as a histogram (counted by the worker's replica, so sums
+    // over replicas are right), the queue, and no label that grows forever.
+    for family in [
+        "paved_http_requests_total",
+        "paved_requests_finished_total",
+        "paved_request_time_to_finish_seconds",
+        "paved_jobs_queued",
+        "paved_jobs_oldest_queued_age_seconds",
+        "paved_resources_monthly_cost",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "no HELP for {family}:\n{text}"
+        );
+    }
+    assert!(
+        gauge(
+            &text,
+            r#"paved_requests_finished_total{operation="create",outcome="succeeded"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("paved_request_time_to_finish_seconds_bucket{"),
+        "{text}"
+    );
+    assert!(gauge(&text, "paved_jobs_queued").is_some(), "{text}");
+    assert!(
+        !text.contains("week=\""),
+        "a label that grows every week: {text}"
+    );
+    assert!(!text.contains(" -0\n"), "money as -0: {text}");
     app.stop().await;
 }
 

@@ -113,6 +113,15 @@ async fn metrics_text(state: &AppState) -> impl IntoResponse {
             Ok(m) => crate::reports::publish_gauges(&m),
             Err(e) => tracing::warn!(error = %e, "platform metrics unavailable for this scrape"),
         }
+        match crate::provisioning::queue::depth(state.db(), state.now()).await {
+            Ok(d) => {
+                metrics::gauge!("paved_jobs_queued").set(d.queued as f64);
+                metrics::gauge!("paved_jobs_running").set(d.running as f64);
+                metrics::gauge!("paved_jobs_oldest_queued_age_seconds")
+                    .set(d.oldest_queued_age_seconds);
+            }
+            Err(e) => tracing::warn!(error = %e, "queue depth unavailable for this scrape"),
+        }
     }
     (
         [(

@@ -301,6 +301,7 @@ impl Engine {
                 .await;
         }
         if let Some(req) = &req {
+            finished(req, "failed", now);
             self.notify_failed(req, reason).await;
         }
         self.log(request_id, None, "error", &format!("failed: {reason}"))
@@ -898,7 +899,7 @@ impl Engine {
     /// Marks the request succeeded (unless it was cancelled meanwhile).
     async fn complete(&self, request_id: &str) -> Result<(), DbErr> {
         let now = Utc::now();
-        request::Entity::update_many()
+        let done = request::Entity::update_many()
             .col_expr(
                 request::Column::Status,
                 Expr::value(RequestStatus::Succeeded.as_str()),
@@ -909,6 +910,13 @@ impl Engine {
             .filter(request::Column::Status.eq(RequestStatus::Running.as_str()))
             .exec(&self.db)
             .await?;
+        if done.rows_affected > 0
+            && let Some(req) = request::Entity::find_by_id(request_id.to_owned())
+                .one(&self.db)
+                .await?
+        {
+            finished(&req, "succeeded", now);
+        }
         Ok(())
     }
 
@@ -1058,6 +1066,18 @@ pub async fn credentials(
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| e.to_string())
+}
+
+/// Counted where it happens, by the replica whose worker finished it: summed over replicas,
+/// the figures are right (a database-wide gauge on each replica would count it once each).
+fn finished(req: &request::Model, outcome: &'static str, at: chrono::DateTime<Utc>) {
+    let labels = [
+        ("operation", req.operation.clone()),
+        ("outcome", outcome.to_owned()),
+    ];
+    metrics::counter!("paved_requests_finished_total", &labels).increment(1);
+    let took = (at - req.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+    metrics::histogram!("paved_request_time_to_finish_seconds", &labels).record(took);
 }
 
 /// Aborts the heartbeat however the run ends (a panic included), so a dead run stops renewing

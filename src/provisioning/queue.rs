@@ -210,3 +210,37 @@ pub async fn fail(
 ) -> Result<(), DbErr> {
     settle(db, id, worker, "failed", None, Some(error)).await
 }
+
+/// How deep the queue is right now (for `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Depth {
+    pub queued: u64,
+    pub running: u64,
+    /// Of the oldest job that is due and waits for a worker; 0 when none does.
+    pub oldest_queued_age_seconds: f64,
+}
+
+pub async fn depth(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Depth, DbErr> {
+    use sea_orm::PaginatorTrait;
+    let queued = job::Entity::find()
+        .filter(job::Column::Status.eq("queued"))
+        .count(db)
+        .await?;
+    let running = job::Entity::find()
+        .filter(job::Column::Status.eq("running"))
+        .count(db)
+        .await?;
+    let oldest = job::Entity::find()
+        .filter(job::Column::Status.eq("queued"))
+        .filter(job::Column::RunAt.lte(now))
+        .order_by_asc(job::Column::RunAt)
+        .one(db)
+        .await?;
+    Ok(Depth {
+        queued,
+        running,
+        oldest_queued_age_seconds: oldest.map_or(0.0, |j| {
+            ((now - j.run_at).num_milliseconds() as f64).max(0.0) / 1000.0
+        }),
+    })
+}
