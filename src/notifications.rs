@@ -1,5 +1,5 @@
 //! Notifications: telling people what happened (an approval is needed, a request was approved,
-//! rejected or failed, a resource expires soon, drifted, or looks unused).
+//! rejected, failed or done, a resource expires soon, drifted, or looks unused).
 //!
 //! Sending is two halves. [`Notifier::send`] stores one outbox row per configured channel
 //! (Backstage's notifications API, a webhook) and returns; it never fails the operation that
@@ -32,6 +32,7 @@ pub enum Topic {
     RequestApproved,
     RequestRejected,
     RequestFailed,
+    RequestSucceeded,
     ExpiryWarning,
     ResourceExpired,
     DriftDetected,
@@ -45,6 +46,7 @@ impl Topic {
             Self::RequestApproved => "request-approved",
             Self::RequestRejected => "request-rejected",
             Self::RequestFailed => "request-failed",
+            Self::RequestSucceeded => "request-succeeded",
             Self::ExpiryWarning => "expiry-warning",
             Self::ResourceExpired => "resource-expired",
             Self::DriftDetected => "drift-detected",
