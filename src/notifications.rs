@@ -138,6 +138,9 @@ pub struct Notifier {
     wake: Arc<Notify>,
     /// paved's public URL with the plugin base path, for links to its API.
     base: Arc<str>,
+    /// `backstage.app_url`: entity pages as absolute links (a webhook's reader has no app to
+    /// resolve a relative one against).
+    app: Option<Arc<str>>,
 }
 
 impl Notifier {
@@ -165,6 +168,11 @@ impl Notifier {
             backstage_missing: Arc::default(),
             wake: Arc::new(Notify::new()),
             base: format!("{}{}", s.public_url(), s.plugin_base_path()).into(),
+            app: s
+                .backstage
+                .app_url
+                .as_deref()
+                .map(|a| a.trim_end_matches('/').into()),
         }
     }
 
@@ -175,12 +183,22 @@ impl Notifier {
             backstage_missing: Arc::default(),
             wake: Arc::new(Notify::new()),
             base: "".into(),
+            app: None,
         }
     }
 
     /// The API URL of a request, for notification links.
     pub fn request_link(&self, request_id: &str) -> String {
         self.api_url(&format!("/v1/requests/{request_id}"))
+    }
+
+    /// A resource's page in the Backstage app: absolute with `backstage.app_url`, else the path
+    /// (Backstage's notifications resolve it against the app).
+    pub fn entity_link(&self, entity_name: &str) -> String {
+        match &self.app {
+            Some(app) => format!("{app}{}", resource_link(entity_name)),
+            None => resource_link(entity_name),
+        }
     }
 
     /// An absolute URL of paved's API (`path` relative to the plugin base, e.g. `/v1/…`).

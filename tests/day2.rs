@@ -472,6 +472,7 @@ async fn notifications_reach_backstage_and_the_webhook_with_retries() {
     let db = TestDb::new(DbEngine::Sqlite).await;
     let mut s = with_workers(settings(&db.url), 1);
     notify_to(&mut s, &rec);
+    s.backstage.app_url = Some("https://backstage.example.com".into());
     // Every order needs a lead; team-a's budget is spent, so a platform-admin too.
     s.policies.data = json!({"guardrails": {"approval": {"above_monthly": 1}}});
     s.cost.budgets = [("group:default/team-a".to_owned(), 1.0)].into();
@@ -585,6 +586,26 @@ async fn notifications_reach_backstage_and_the_webhook_with_retries() {
         db_url: db.url.clone(),
         requests: vec![], // all this test's database holds
     };
+    // Done: the requester hears it, linked to the entity's page in the Backstage app.
+    let done = eventually("the done notice", || async {
+        rec.notifications("request-succeeded").pop()
+    })
+    .await;
+    let entity = paved::db::entities::request::Entity::find_by_id(id.clone())
+        .one(&conn)
+        .await
+        .unwrap()
+        .and_then(|r| r.spec)
+        .and_then(|s| {
+            s.pointer("/resource/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap();
+    assert_eq!(
+        done.body["payload"]["link"],
+        format!("https://backstage.example.com/catalog/default/resource/{entity}")
+    );
 
     // A rejection.
     let (_, second) = common::kit::order_as(

@@ -932,7 +932,7 @@ impl Engine {
         // deletion leaves none, so the request.
         let link = match (req.operation.as_str(), spec_name(req)) {
             ("delete", _) | (_, None) => self.notifier.request_link(&req.id),
-            (_, Some(n)) => crate::notifications::resource_link(&n),
+            (_, Some(n)) => self.notifier.entity_link(&n),
         };
         self.notifier
             .send(
