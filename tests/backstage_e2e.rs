@@ -1008,6 +1008,18 @@ catalog:
     let paved_log = std::fs::read_to_string(&paved.log).unwrap();
     let backstage_log = std::fs::read_to_string(peer.log()).unwrap_or_default();
     assert!(paved_log.contains("catalog removal done"));
+    // The peer has no notifications plugin: paved says so once, and does not retry there.
+    let missing = paved_log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("@backstage/plugin-notifications-backend"))
+        .count();
+    assert_eq!(missing, 1, "one WARN naming what to install");
+    assert!(
+        !paved_log
+            .lines()
+            .any(|l| l.contains("will retry") && l.contains("backstage")),
+        "no retries against a Backstage without notifications"
+    );
     assert!(!paved_log.contains(&password), "a password in paved's log");
     assert!(
         !backstage_log.contains(&password),

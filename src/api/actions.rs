@@ -568,7 +568,7 @@ async fn awaiting_approval(
         .collect();
     let told = where_told(state, r);
     Ok(ApiError::conflict(format!(
-        "request {} waits for approval by {who}{}. Nothing is provisioned until then; this task ends here, paved goes on without it. {told} Request: {url}",
+        "request {} waits for approval by {who}{}. Nothing is provisioned until then, and this task stops waiting; the request stays open and paved provisions it once approved. {told} Request: {url}",
         r.id,
         if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join("; ")) },
     ))
