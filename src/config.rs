@@ -953,14 +953,6 @@ impl Settings {
         })
     }
 
-    /// A scaffolder task's page in the Backstage app (`backstage.app_url` set).
-    pub fn task_page_url(&self, task_id: &str) -> Option<String> {
-        self.backstage
-            .app_url
-            .as_ref()
-            .map(|a| format!("{}/create/tasks/{task_id}", a.trim_end_matches('/')))
-    }
-
     /// The URL users reach paved under, without a trailing slash.
     pub fn public_url(&self) -> String {
         match &self.server.public_url {
