@@ -514,6 +514,11 @@ pub struct BackstageSettings {
     /// Backstage backend base URL, e.g. `http://localhost:7007` (catalog refresh, JWKS).
     #[serde(deserialize_with = "opt_string")]
     pub base_url: Option<String>,
+    /// The Backstage app (frontend) URL people open, e.g. `https://backstage.example.com`;
+    /// distinct from `base_url`, the backend. Links meant for a browser (entity pages) use it:
+    /// paved's API routes answer a browser 401 once anonymous access is off.
+    #[serde(deserialize_with = "opt_string")]
+    pub app_url: Option<String>,
     /// The plugin id Backstage's discovery maps to paved; every path lives under `/api/<id>`.
     #[serde(deserialize_with = "string")]
     pub plugin_id: String,
@@ -525,8 +530,8 @@ pub struct BackstageSettings {
     /// How often paved makes a new signing key; the old one stays published until the
     /// tokens it signed have expired.
     pub key_rotation_hours: u64,
-    /// How long `paved:wait` waits for a final state before answering `final: false`
-    /// (Backstage gives up on a response after 300 s).
+    /// How long one `paved:wait` call waits for a final state (Backstage gives up on a
+    /// response after 300 s); a template repeats the call, see `paved:wait`'s `attempts`.
     pub wait_seconds: u64,
 }
 
@@ -534,6 +539,7 @@ impl Default for BackstageSettings {
     fn default() -> Self {
         Self {
             base_url: None,
+            app_url: None,
             plugin_id: "paved".into(),
             wait_seconds: 240,
             token: None,
@@ -760,6 +766,7 @@ impl Settings {
         }
         for (key, value) in [
             ("backstage.base_url", &self.backstage.base_url),
+            ("backstage.app_url", &self.backstage.app_url),
             ("server.public_url", &self.server.public_url),
             ("notifications.webhook_url", &self.notifications.webhook_url),
         ] {
@@ -934,6 +941,16 @@ impl Settings {
     /// `/api/<plugin id>`: the base path Backstage discovery expects.
     pub fn plugin_base_path(&self) -> String {
         format!("/api/{}", self.backstage.plugin_id)
+    }
+
+    /// A resource's page in the Backstage app, when `backstage.app_url` says where the app is.
+    pub fn entity_page_url(&self, entity_name: &str) -> Option<String> {
+        self.backstage.app_url.as_ref().map(|a| {
+            format!(
+                "{}/catalog/default/resource/{entity_name}",
+                a.trim_end_matches('/')
+            )
+        })
     }
 
     /// The URL users reach paved under, without a trailing slash.

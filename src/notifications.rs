@@ -1,5 +1,5 @@
 //! Notifications: telling people what happened (an approval is needed, a request was approved,
-//! rejected or failed, a resource expires soon, drifted, or looks unused).
+//! rejected, failed or done, a resource expires soon, drifted, or looks unused).
 //!
 //! Sending is two halves. [`Notifier::send`] stores one outbox row per configured channel
 //! (Backstage's notifications API, a webhook) and returns; it never fails the operation that
@@ -7,7 +7,13 @@
 //! exponential backoff; several replicas share the outbox (a conditional update claims each
 //! row). Nothing secret goes into a notification: titles, descriptions and links only.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -32,6 +38,7 @@ pub enum Topic {
     RequestApproved,
     RequestRejected,
     RequestFailed,
+    RequestSucceeded,
     ExpiryWarning,
     ResourceExpired,
     DriftDetected,
@@ -45,6 +52,7 @@ impl Topic {
             Self::RequestApproved => "request-approved",
             Self::RequestRejected => "request-rejected",
             Self::RequestFailed => "request-failed",
+            Self::RequestSucceeded => "request-succeeded",
             Self::ExpiryWarning => "expiry-warning",
             Self::ResourceExpired => "resource-expired",
             Self::DriftDetected => "drift-detected",
@@ -116,13 +124,23 @@ impl Channel {
     }
 }
 
+/// What Backstage answers when its notifications plugin is not installed.
+pub const PLUGIN_MISSING: &str = "Backstage's notifications backend is not installed (POST /api/notifications/notifications answered 404); install @backstage/plugin-notifications-backend in Backstage, or set notifications.backstage: false";
+
 /// Stores notifications for delivery; cheap to clone.
 #[derive(Clone)]
 pub struct Notifier {
     channels: Arc<Vec<Channel>>,
+    /// Set once Backstage answered 404 for its notifications API: the plugin is not installed,
+    /// so this process stops sending there (the webhook goes on) instead of retrying every
+    /// notification in vain. A restart checks again.
+    backstage_missing: Arc<AtomicBool>,
     wake: Arc<Notify>,
     /// paved's public URL with the plugin base path, for links to its API.
     base: Arc<str>,
+    /// `backstage.app_url`: entity pages as absolute links (a webhook's reader has no app to
+    /// resolve a relative one against).
+    app: Option<Arc<str>>,
 }
 
 impl Notifier {
@@ -147,8 +165,14 @@ impl Notifier {
         }
         Self {
             channels: Arc::new(channels),
+            backstage_missing: Arc::default(),
             wake: Arc::new(Notify::new()),
             base: format!("{}{}", s.public_url(), s.plugin_base_path()).into(),
+            app: s
+                .backstage
+                .app_url
+                .as_deref()
+                .map(|a| a.trim_end_matches('/').into()),
         }
     }
 
@@ -156,8 +180,10 @@ impl Notifier {
     pub fn disabled() -> Self {
         Self {
             channels: Arc::new(Vec::new()),
+            backstage_missing: Arc::default(),
             wake: Arc::new(Notify::new()),
             base: "".into(),
+            app: None,
         }
     }
 
@@ -166,13 +192,31 @@ impl Notifier {
         self.api_url(&format!("/v1/requests/{request_id}"))
     }
 
+    /// A resource's page in the Backstage app: absolute with `backstage.app_url`, else the path
+    /// (Backstage's notifications resolve it against the app).
+    pub fn entity_link(&self, entity_name: &str) -> String {
+        match &self.app {
+            Some(app) => format!("{app}{}", resource_link(entity_name)),
+            None => resource_link(entity_name),
+        }
+    }
+
     /// An absolute URL of paved's API (`path` relative to the plugin base, e.g. `/v1/…`).
     pub fn api_url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
+    /// Whether anything is delivered: some channel is configured and usable.
     pub fn is_enabled(&self) -> bool {
-        !self.channels.is_empty()
+        self.live_channels().next().is_some()
+    }
+
+    /// The channels still worth sending to.
+    fn live_channels(&self) -> impl Iterator<Item = &Channel> {
+        let missing = self.backstage_missing.load(Ordering::Relaxed);
+        self.channels
+            .iter()
+            .filter(move |c| !(missing && matches!(c, Channel::Backstage { .. })))
     }
 
     /// Queues `n` on every channel. Failing to queue is logged, never returned: a notification
@@ -185,14 +229,13 @@ impl Notifier {
             );
             return;
         }
-        if self.channels.is_empty() {
+        if !self.is_enabled() {
             tracing::debug!(topic = n.topic.as_str(), title = %n.title, "no notification channel configured");
             return;
         }
         let now = Utc::now();
         let rows: Vec<notification::ActiveModel> = self
-            .channels
-            .iter()
+            .live_channels()
             .map(|c| notification::ActiveModel {
                 id: Set(Uuid::now_v7().to_string()),
                 channel: Set(c.name().into()),
@@ -222,6 +265,7 @@ impl Notifier {
         Sender {
             db,
             channels: self.channels.clone(),
+            backstage_missing: self.backstage_missing.clone(),
             wake: self.wake.clone(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -239,6 +283,7 @@ impl Notifier {
 pub struct Sender {
     db: DatabaseConnection,
     channels: Arc<Vec<Channel>>,
+    backstage_missing: Arc<AtomicBool>,
     wake: Arc<Notify>,
     http: reqwest::Client,
     max_attempts: i32,
@@ -304,11 +349,16 @@ impl Sender {
             attempted += 1;
             let attempt = row.attempts + 1;
             let outcome = match self.channels.iter().find(|c| c.name() == row.channel) {
+                Some(Channel::Backstage { .. })
+                    if self.backstage_missing.load(Ordering::Relaxed) =>
+                {
+                    Err(Failure::Final(PLUGIN_MISSING.into()))
+                }
                 Some(c) => self.post(c, &row).await,
-                None => Err(format!(
+                None => Err(Failure::Retry(format!(
                     "channel {} is no longer configured on this replica",
                     row.channel
-                )),
+                ))),
             };
             let now = Utc::now();
             let mut q = notification::Entity::update_many()
@@ -328,7 +378,14 @@ impl Sender {
                             Expr::value(Option::<String>::None),
                         );
                 }
-                Err(e) if attempt < self.max_attempts => {
+                Err(Failure::Final(e)) => {
+                    // Said once, when detected (see `post`); nothing to retry.
+                    tracing::debug!(topic = %row.topic, channel = %row.channel, error = %e, "notification not delivered");
+                    q = q
+                        .col_expr(notification::Column::Status, Expr::value("failed"))
+                        .col_expr(notification::Column::LastError, Expr::value(e));
+                }
+                Err(Failure::Retry(e)) if attempt < self.max_attempts => {
                     let delay = self.backoff(attempt);
                     tracing::warn!(topic = %row.topic, channel = %row.channel, attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "notification not delivered; will retry");
                     q = q
@@ -341,7 +398,7 @@ impl Sender {
                         )
                         .col_expr(notification::Column::LastError, Expr::value(e));
                 }
-                Err(e) => {
+                Err(Failure::Retry(e)) => {
                     tracing::error!(topic = %row.topic, channel = %row.channel, attempt, error = %e, "notification given up");
                     q = q
                         .col_expr(notification::Column::Status, Expr::value("failed"))
@@ -358,7 +415,7 @@ impl Sender {
         (self.retry_base * factor).min(self.retry_max)
     }
 
-    async fn post(&self, channel: &Channel, row: &notification::Model) -> Result<(), String> {
+    async fn post(&self, channel: &Channel, row: &notification::Model) -> Result<(), Failure> {
         let (url, token, body) = match channel {
             Channel::Backstage { url, auth } => (
                 url,
@@ -389,9 +446,20 @@ impl Sender {
         let res = req
             .send()
             .await
-            .map_err(|e| crate::db::redact(&e.to_string()))?;
+            .map_err(|e| Failure::Retry(crate::db::redact(&e.to_string())))?;
         if res.status().is_success() {
             Ok(())
+        } else if res.status() == reqwest::StatusCode::NOT_FOUND
+            && matches!(channel, Channel::Backstage { .. })
+        {
+            // Backstage answers an unknown plugin's route with 404: the notifications plugin is
+            // not installed, and no retry will change that.
+            if !self.backstage_missing.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "{PLUGIN_MISSING}; paved stops sending notifications to Backstage until it restarts (a webhook, if configured, still gets them)"
+                );
+            }
+            Err(Failure::Final(PLUGIN_MISSING.into()))
         } else {
             let status = res.status();
             let text: String = res
@@ -401,9 +469,17 @@ impl Sender {
                 .chars()
                 .take(300)
                 .collect();
-            Err(format!("{status}: {text}"))
+            Err(Failure::Retry(format!("{status}: {text}")))
         }
     }
+}
+
+/// Why a delivery did not happen.
+enum Failure {
+    /// Worth another attempt (network, 5xx, a refusal that may be fixed meanwhile).
+    Retry(String),
+    /// Never worth retrying (Backstage has no notifications plugin).
+    Final(String),
 }
 
 /// Rows to deliver now: queued and due, or claimed by a replica that did not finish in time.

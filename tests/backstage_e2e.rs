@@ -254,6 +254,9 @@ fn paved_env(port: u16, backstage_port: u16, db_url: &str) -> Vec<(&'static str,
             ),
         ),
         ("PAVED_ENGINE__POLL_SECONDS", "1".into()),
+        // Short bounded waits (the templates make three): an approval outlasts them at once.
+        ("PAVED_BACKSTAGE__WAIT_SECONDS", "5".into()),
+        ("PAVED_BACKSTAGE__APP_URL", "http://localhost:3000".into()),
         ("PAVED_LOG__LEVEL", "info,paved=debug".into()),
     ];
     env.extend(paved_outgoing_auth_env());
@@ -795,6 +798,72 @@ catalog:
     );
     assert!(!database_exists(&format!("{}_prod", denied_name.replace('-', "_"))).await);
 
+    // --- 4b. an approval that outlasts the task's waits -----------------------------------
+    clock
+        .step("4b. a request awaiting approval past the waits fails the task, saying who approves");
+    let approval_name = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let task = start_task(
+        &http,
+        &bs,
+        &user_token,
+        "postgres-database",
+        json!({"name": approval_name, "environment": "prod", "size": "large", "multi_az": true,
+               "owner": TEAM, "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let (status, events) = finished_task(&http, &bs, &user_token, &task).await;
+    assert_eq!(
+        status,
+        "failed",
+        "never completed while awaiting approval: {}",
+        task_text(&events)
+    );
+    let said = completion(&events)["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        said.contains("Waits for approval by a lead of group:default/team-a"),
+        "{said}"
+    );
+    assert!(
+        completion(&events).get("output").is_none_or(|o| o["links"]
+            .as_array()
+            .is_none_or(|l| l.iter().all(|l| l["entityRef"].is_null()))),
+        "no entity link: {}",
+        completion(&events)
+    );
+    let (_, listed) = http
+        .get(
+            &format!("{api}/requests?status=awaiting_approval"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    let waiting = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["idempotencyKey"] == task.as_str())
+        .unwrap_or_else(|| panic!("the task's request still awaits approval: {listed}"))
+        .clone();
+    let waiting_id = waiting["id"].as_str().unwrap().to_owned();
+    clock.step("4b. ... approved later, it is provisioned and reaches the catalog all the same");
+    let (code, body) = http
+        .post(
+            &format!("{api}/requests/{waiting_id}/approve"),
+            Some(ADMIN_TOKEN),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let approval_ref = format!("resource:default/{approval_name}-prod");
+    eventually(
+        &format!("{approval_ref} in Backstage's catalog"),
+        Duration::from_secs(60),
+        || entity(&http, &bs, &approval_ref),
+    )
+    .await;
+
     // --- 5. a dry run ------------------------------------------------------------------
     clock.step("5. a template dry-run runs paved:estimate and returns its cost and decision");
     let (_, before) = http
@@ -939,6 +1008,18 @@ catalog:
     let paved_log = std::fs::read_to_string(&paved.log).unwrap();
     let backstage_log = std::fs::read_to_string(peer.log()).unwrap_or_default();
     assert!(paved_log.contains("catalog removal done"));
+    // The peer has no notifications plugin: paved says so once, and does not retry there.
+    let missing = paved_log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("@backstage/plugin-notifications-backend"))
+        .count();
+    assert_eq!(missing, 1, "one WARN naming what to install");
+    assert!(
+        !paved_log
+            .lines()
+            .any(|l| l.contains("will retry") && l.contains("backstage")),
+        "no retries against a Backstage without notifications"
+    );
     assert!(!paved_log.contains(&password), "a password in paved's log");
     assert!(
         !backstage_log.contains(&password),

@@ -472,6 +472,7 @@ async fn notifications_reach_backstage_and_the_webhook_with_retries() {
     let db = TestDb::new(DbEngine::Sqlite).await;
     let mut s = with_workers(settings(&db.url), 1);
     notify_to(&mut s, &rec);
+    s.backstage.app_url = Some("https://backstage.example.com".into());
     // Every order needs a lead; team-a's budget is spent, so a platform-admin too.
     s.policies.data = json!({"guardrails": {"approval": {"above_monthly": 1}}});
     s.cost.budgets = [("group:default/team-a".to_owned(), 1.0)].into();
@@ -585,6 +586,26 @@ async fn notifications_reach_backstage_and_the_webhook_with_retries() {
         db_url: db.url.clone(),
         requests: vec![], // all this test's database holds
     };
+    // Done: the requester hears it, linked to the entity's page in the Backstage app.
+    let done = eventually("the done notice", || async {
+        rec.notifications("request-succeeded").pop()
+    })
+    .await;
+    let entity = paved::db::entities::request::Entity::find_by_id(id.clone())
+        .one(&conn)
+        .await
+        .unwrap()
+        .and_then(|r| r.spec)
+        .and_then(|s| {
+            s.pointer("/resource/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap();
+    assert_eq!(
+        done.body["payload"]["link"],
+        format!("https://backstage.example.com/catalog/default/resource/{entity}")
+    );
 
     // A rejection.
     let (_, second) = common::kit::order_as(
@@ -690,6 +711,100 @@ async fn notifications_reach_backstage_and_the_webhook_with_retries() {
             c.body
         );
     }
+    app.stop().await;
+}
+
+/// A Backstage without the notifications plugin answers its route with 404: paved notices it
+/// on the first delivery, stops sending there (no retries), and the webhook still gets
+/// everything, the requester's "done" notice included.
+#[tokio::test]
+async fn a_backstage_without_notifications_is_detected_once() {
+    use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+    type Seen = Arc<std::sync::Mutex<(usize, Vec<Value>)>>;
+    let seen: Seen = Arc::default();
+    async fn hook(State(seen): State<Seen>, Json(body): Json<Value>) -> StatusCode {
+        seen.lock().unwrap().1.push(body);
+        StatusCode::OK
+    }
+    async fn missing(State(seen): State<Seen>) -> StatusCode {
+        seen.lock().unwrap().0 += 1;
+        StatusCode::NOT_FOUND
+    }
+    let router = Router::new()
+        .route("/hook", post(hook))
+        .route("/api/notifications/notifications", post(missing))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    let mut s = with_workers(settings(&db.url), 1);
+    s.backstage.base_url = Some(url.clone());
+    s.backstage.token = Some("backstage-static-token".into());
+    s.notifications.webhook_url = Some(format!("{url}/hook"));
+    s.notifications.retry_base_ms = 20;
+    s.notifications.poll_seconds = 1;
+    let app = TestApp::spawn(s).await;
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![],
+    };
+    let conn = db_of(&db.url).await;
+    let names = [unique(), unique()];
+    for n in &names {
+        let id = order(
+            &app,
+            "redis-cache",
+            json!({"name": n, "owner": "team-a", "cost_center": "ENG-1234"}),
+        )
+        .await;
+        assert_eq!(wait_final(&app, &id).await["status"], "succeeded");
+    }
+    let done = eventually("both done notices on the webhook", || async {
+        let hooks: Vec<Value> = seen
+            .lock()
+            .unwrap()
+            .1
+            .iter()
+            .filter(|h| h["topic"] == "request-succeeded")
+            .cloned()
+            .collect();
+        (hooks.len() == 2).then_some(hooks)
+    })
+    .await;
+    assert_eq!(
+        done[0]["recipients"],
+        json!(["group:default/team-a", "user:default/alice"]),
+        "the team and the requester hear it is done"
+    );
+    assert_eq!(
+        done[0]["payload"]["link"],
+        format!("/catalog/default/resource/{}-dev", names[0]),
+        "{}",
+        done[0]
+    );
+    let rows = paved::db::entities::notification::Entity::find()
+        .filter(paved::db::entities::notification::Column::Channel.eq("backstage"))
+        .all(&conn)
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        assert_eq!((r.status.as_str(), r.attempts), ("failed", 1), "{r:?}");
+        assert!(
+            r.last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("@backstage/plugin-notifications-backend"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        seen.lock().unwrap().0,
+        1,
+        "one 404 says it: no retry, nothing sent there after"
+    );
     app.stop().await;
 }
 

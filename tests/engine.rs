@@ -741,6 +741,102 @@ async fn the_template_steps_provision_then_wait_for_the_resource() {
     app.stop().await;
 }
 
+/// A task never shows success for a request that has not succeeded: past the wait bound, a
+/// request awaiting approval fails the step (saying who may approve and where the requester is
+/// told), and one still provisioning answers `final: false` until the template's last call,
+/// which fails too. (`wait_seconds: 0`: every call is at its bound, no clock involved.)
+#[tokio::test]
+async fn a_wait_past_its_bound_never_answers_success() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    // No workers: an approved request stays pending, as one still being provisioned.
+    let mut s = with_workers(settings(&db.url), 0);
+    s.backstage.wait_seconds = 0;
+    s.backstage.app_url = Some("https://backstage.example.com/".into());
+    s.policies.data = json!({"guardrails": {"approval": {"above_monthly": 0}}});
+    let app = TestApp::spawn(s).await;
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![],
+    };
+    let wait = |input: Value| {
+        let url = app.url("/api/paved/.backstage/actions/v1/actions/paved%3Await/invoke");
+        let client = app.client.clone();
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth("alice-token")
+                .json(&input)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let reason = r.status().canonical_reason().map(str::to_owned);
+            (status, reason, r.json::<Value>().await.unwrap())
+        }
+    };
+    let n = name();
+    let id = order(
+        &app,
+        "redis-cache",
+        json!({"name": n, "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let (_, r) = app.get_json(&format!("/requests/{id}")).await;
+    assert_eq!(r["status"], "awaiting_approval", "{r}");
+
+    // Even on the first of three calls: approvals outlast a task.
+    let (status, _, body) = wait(json!({"requestId": id, "attempt": 1, "attempts": 3})).await;
+    assert_eq!(status, 409, "a failed step, never an output: {body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message
+            .contains("waits for approval by a lead of group:default/team-a (or a platform-admin)"),
+        "who may approve: {message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "https://backstage.example.com/catalog/default/resource/{n}-dev"
+        )),
+        "where it will be: {message}"
+    );
+    assert!(
+        message.contains("No notification channel is configured"),
+        "says plainly nobody is notified here: {message}"
+    );
+    assert!(
+        body.get("output").is_none(),
+        "no entity link, no resource id: {body}"
+    );
+
+    // Approved but not provisioned yet: not final before the last call, an error on it.
+    let (st, _) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/requests/{id}/approve"),
+        Some("lena-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (status, _, body) = wait(json!({"requestId": id, "attempt": 1, "attempts": 3})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output"]["final"], false, "{body}");
+    assert_eq!(body["output"]["entityRef"], "", "{body}");
+    let (status, _, body) = wait(json!({"requestId": id, "attempt": 3, "attempts": 3})).await;
+    assert_eq!(status, 503, "the last call fails the task: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is still pending"),
+        "{body}"
+    );
+    // A single call (no attempts given) is its own last one.
+    let (status, _, _) = wait(json!({"requestId": id})).await;
+    assert_eq!(status, 503);
+    app.stop().await;
+}
+
 /// `paved:update` and `paved:destroy`, as a day-2 template calls them.
 #[tokio::test]
 async fn templates_change_and_destroy_resources_through_actions() {

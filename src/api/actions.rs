@@ -91,18 +91,23 @@ fn list_body(plugin_id: &str) -> Value {
         {
             "id": format!("{plugin_id}:wait"), "pluginId": plugin_id, "name": "wait",
             "title": "Wait for a request",
-            "description": "Waits (bounded, well under Backstage's 5-minute limit) until the request succeeds, and fails the step with paved's reason if it fails, is rejected or is cancelled. Answers final=false when still running at the bound; repeat the step then.",
+            "description": "Waits (bounded by backstage.wait_seconds, well under Backstage's 5-minute limit) until the request succeeds, and fails the step with paved's reason if it fails, is rejected or is cancelled. At the bound it fails the step when the request awaits approval (saying who may approve it and where the requester is told), and when it is still provisioning on the last of `attempts` calls; earlier calls answer final=false. Repeat it with `each: [1, 2, 3]` and `attempt: ${{ each.value }}`, `attempts: 3`.",
             "attributes": {"readOnly": true, "destructive": false, "idempotent": true},
             "schema": {
                 "input": {"$schema": draft, "type": "object", "required": ["requestId"], "additionalProperties": false,
-                          "properties": {"requestId": {"type": "string", "description": "e.g. ${{ steps.provision.output.requestId }}"}}},
+                          "properties": {
+                              "requestId": {"type": "string", "description": "e.g. ${{ steps.provision.output.requestId }}"},
+                              "attempt": {"type": "integer", "minimum": 1, "description": "This call's number, e.g. ${{ each.value }} (default 1)"},
+                              "attempts": {"type": "integer", "minimum": 1, "description": "How many calls the template makes (default 1)"}
+                          }},
                 "output": {"$schema": draft, "type": "object", "properties": {
                     "requestId": {"type": "string"},
                     "status": {"type": "string"},
                     "final": {"type": "boolean"},
                     "resourceId": {"type": "string"},
                     "entityRef": {"type": "string"},
-                    "requestUrl": {"type": "string"}
+                    "entityUrl": {"type": "string", "description": "The entity's page in the Backstage app (empty without backstage.app_url)"},
+                    "requestUrl": {"type": "string", "description": "paved's API route of the request (JSON, needs a token)"}
                 }, "required": ["requestId", "status", "final", "requestUrl"]}
             },
             "examples": []
@@ -418,9 +423,23 @@ fn estimate_output(r: &super::guardrails::EstimateResponse) -> Value {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct WaitInput {
     request_id: String,
+    /// This call's number among `attempts` (a template's `each: [1, 2, 3]`): before the last
+    /// one a request still being provisioned answers `final: false`; the last one fails.
+    #[serde(default = "one")]
+    attempt: u32,
+    #[serde(default = "one")]
+    attempts: u32,
 }
 
-/// Polls the stored request until it is final or the bound passes.
+fn one() -> u32 {
+    1
+}
+
+/// Polls the stored request until it is final or the bound passes. A task never shows success
+/// for a request that has not succeeded: at the bound, a request awaiting approval fails the
+/// step saying who may approve and where the requester hears of it (approvals take longer than
+/// Backstage lets a task's calls run); one still provisioning answers `final: false` until the
+/// last attempt, which fails the same way.
 async fn wait(
     state: &AppState,
     principal: &Principal,
@@ -432,8 +451,10 @@ async fn wait(
         ApiError::input(format!("invalid input for paved:wait: {path}: {rule}"))
     })?;
     if input.request_id == DRY_RUN_REQUEST_ID {
+        // Every key a real answer has, so a template's `| last` over them renders in a dry-run.
         return Ok(Json(json!({"output": {
             "requestId": DRY_RUN_REQUEST_ID, "status": "dry-run", "final": true, "requestUrl": "",
+            "resourceId": "", "entityRef": "", "entityUrl": "",
         }})));
     }
     let deadline = tokio::time::Instant::now()
@@ -461,15 +482,21 @@ async fn wait(
         let url = format!("{base}/v1/requests/{}", r.id);
         match r.status {
             RequestStatus::Succeeded => {
-                let entity = match &r.resource_id {
+                let name = match &r.resource_id {
                     Some(id) => crate::provisioning::resources::get(state.db(), id)
                         .await?
-                        .map(|res| format!("resource:default/{}", res.name)),
+                        .map(|res| res.name),
                     None => None,
                 };
+                let page = name
+                    .as_deref()
+                    .and_then(|n| state.settings().entity_page_url(n));
                 return Ok(Json(json!({"output": {
                     "requestId": r.id, "status": r.status, "final": true,
-                    "resourceId": r.resource_id, "entityRef": entity, "requestUrl": url,
+                    "resourceId": r.resource_id.clone().unwrap_or_default(),
+                    "entityRef": name.map(|n| format!("resource:default/{n}")).unwrap_or_default(),
+                    "entityUrl": page.unwrap_or_default(),
+                    "requestUrl": url,
                 }})));
             }
             RequestStatus::Failed
@@ -488,12 +515,105 @@ async fn wait(
                 .with_detail("requestId", &r.id)
                 .with_reason_phrase(&format!("Request {}: {reason}", r.status.as_str())));
             }
+            RequestStatus::AwaitingApproval if tokio::time::Instant::now() >= deadline => {
+                return Err(awaiting_approval(state, &r, &url).await?);
+            }
             _ if tokio::time::Instant::now() >= deadline => {
-                return Ok(Json(
-                    json!({"output": {"requestId": r.id, "status": r.status, "final": false, "requestUrl": url}}),
-                ));
+                if input.attempt < input.attempts {
+                    return Ok(Json(
+                        json!({"output": {"requestId": r.id, "status": r.status, "final": false,
+                                          "resourceId": "", "entityRef": "", "entityUrl": "", "requestUrl": url}}),
+                    ));
+                }
+                let told = where_told(state, &r);
+                return Err(ApiError::unavailable(format!(
+                    "request {} is still {} after this task's last wait; paved finishes it in the background. {told} Request: {url}",
+                    r.id,
+                    r.status.as_str()
+                ))
+                .with_detail("requestId", &r.id)
+                .with_reason_phrase(&format!(
+                    "Still provisioning; {}",
+                    where_told_short(state)
+                )));
             }
             _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
         }
+    }
+}
+
+/// The step's error for a request that still waits for a person: who may approve it (role and
+/// team), and where the requester hears of the outcome.
+async fn awaiting_approval(
+    state: &AppState,
+    r: &crate::provisioning::requests::Request,
+    url: &str,
+) -> Result<ApiError, ApiError> {
+    let approvals = crate::provisioning::approvals::list(state.db(), &r.id).await?;
+    let mut who: Vec<String> = approvals
+        .iter()
+        .filter(|a| a.status == "pending")
+        .map(|a| approver(&a.required_role, &r.owner))
+        .collect();
+    who.dedup();
+    let who = if who.is_empty() {
+        "an approver".to_owned()
+    } else {
+        who.join(" and ")
+    };
+    let reasons: Vec<&str> = approvals
+        .iter()
+        .filter(|a| a.status == "pending")
+        .map(|a| a.reason.as_str())
+        .collect();
+    let told = where_told(state, r);
+    Ok(ApiError::conflict(format!(
+        "request {} waits for approval by {who}{}. Nothing is provisioned until then, and this task stops waiting; the request stays open and paved provisions it once approved. {told} Request: {url}",
+        r.id,
+        if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join("; ")) },
+    ))
+    .with_detail("requestId", &r.id)
+    .with_detail("status", r.status.as_str())
+    .with_reason_phrase(&format!(
+        "Waits for approval by {who}; {}",
+        where_told_short(state)
+    )))
+}
+
+/// Who may decide an approval that asks for `role` on `owner`'s request (as `access::may_decide`).
+fn approver(role: &str, owner: &str) -> String {
+    match role {
+        "platform-admin" => "a platform-admin".to_owned(),
+        "lead" => format!("a lead of {owner} (or a platform-admin)"),
+        other => format!("a {other} (or a platform-admin)"),
+    }
+}
+
+/// Where the requester learns that the request finished, as configuration says.
+fn where_told(state: &AppState, r: &crate::provisioning::requests::Request) -> String {
+    let name = r
+        .spec
+        .as_ref()
+        .and_then(|s| s.pointer("/resource/name"))
+        .and_then(Value::as_str);
+    let catalog = match (name, name.and_then(|n| state.settings().entity_page_url(n))) {
+        (_, Some(page)) => format!(" and it appears in the catalog at {page}"),
+        (Some(n), None) => format!(" and it appears in the catalog as resource:default/{n}"),
+        (None, None) => String::new(),
+    };
+    if state.notifier().is_enabled() {
+        format!("When it is done, {} is notified{catalog}.", r.requester)
+    } else {
+        format!(
+            "No notification channel is configured, so nobody is told when it is done: follow the request{catalog}."
+        )
+    }
+}
+
+fn where_told_short(state: &AppState) -> &'static str {
+    if state.notifier().is_enabled() {
+        "you will be notified when it is done"
+    } else {
+        "follow the request in paved (no notifications configured)"
     }
 }

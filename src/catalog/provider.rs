@@ -88,13 +88,19 @@ pub fn resource_entity(r: &resource::Model, base_url: &str, drift: Option<&str>)
             "labels": labels,
             "tags": ["paved", r.resource_type.to_ascii_lowercase(), r.environment.to_ascii_lowercase()],
             "annotations": annotations,
-            "links": [
-                {"url": format!("{base_url}/v1/requests/{}", r.request_id), "title": "Provisioning request"},
-                {"url": format!("{base_url}/v1/resources/{}/credentials", r.id), "title": "Credentials (owning team only)"},
-            ],
+            "links": api_links(r, base_url),
         },
         "spec": spec,
     })
+}
+
+/// Links to paved's API, labelled as such: JSON routes that need a token (a browser opens them
+/// as 401), for API clients and `paved` itself. What a person opens is the entity page itself.
+fn api_links(r: &resource::Model, base_url: &str) -> Value {
+    json!([
+        {"url": format!("{base_url}/v1/requests/{}", r.request_id), "title": "Provisioning request (paved API, JSON; needs a token)"},
+        {"url": format!("{base_url}/v1/resources/{}/credentials", r.id), "title": "Credentials (paved API, JSON; owning team only)"},
+    ])
 }
 
 /// The parts of a composite resource as (id, driver); empty for a single-part one, which is
@@ -190,10 +196,7 @@ fn part_entity(r: &resource::Model, part_id: &str, driver: &str, base_url: &str)
             "labels": {"paved.dev/offering": r.offering, "paved.dev/environment": r.environment},
             "tags": ["paved", kind.to_ascii_lowercase(), r.environment.to_ascii_lowercase()],
             "annotations": annotations,
-            "links": [
-                {"url": format!("{base_url}/v1/requests/{}", r.request_id), "title": "Provisioning request"},
-                {"url": format!("{base_url}/v1/resources/{}/credentials", r.id), "title": "Credentials (owning team only)"},
-            ],
+            "links": api_links(r, base_url),
         },
         "spec": spec,
     })
@@ -246,6 +249,44 @@ pub fn push_yaml(out: &mut String, v: &Value) {
 mod tests {
     use super::*;
     use crate::catalog::is_valid_entity_name;
+
+    #[test]
+    fn api_links_are_labelled_as_api_links_and_carry_no_secret() {
+        let now = chrono::Utc::now();
+        let r = resource::Model {
+            id: "r1".into(),
+            entity_name: "orders-db-dev".into(),
+            offering: "postgres-database".into(),
+            offering_version: "1".into(),
+            resource_type: "database".into(),
+            environment: "dev".into(),
+            owner: "group:default/team-a".into(),
+            system: None,
+            component: None,
+            status: "ready".into(),
+            desired: json!({}),
+            outputs: json!({"password": "s3cret"}),
+            monthly_cost_cents: None,
+            expires_at: None,
+            request_id: "q1".into(),
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            catalog_bucket: 0,
+        };
+        let e = resource_entity(&r, "https://paved.example/api/paved", None);
+        let links = e["metadata"]["links"].as_array().unwrap();
+        assert_eq!(links.len(), 2);
+        for l in links {
+            let (url, title) = (l["url"].as_str().unwrap(), l["title"].as_str().unwrap());
+            assert!(
+                url.starts_with("https://paved.example/api/paved/v1/"),
+                "{url}"
+            );
+            assert!(title.contains("paved API, JSON"), "{title}");
+        }
+        assert!(!e.to_string().contains("s3cret"));
+    }
 
     #[test]
     fn part_names_are_the_resource_name_and_part_id_within_63_characters() {

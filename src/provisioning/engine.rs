@@ -910,14 +910,49 @@ impl Engine {
             .filter(request::Column::Status.eq(RequestStatus::Running.as_str()))
             .exec(&self.db)
             .await?;
-        if done.rows_affected > 0
+        if done.rows_affected == 1
             && let Some(req) = request::Entity::find_by_id(request_id.to_owned())
                 .one(&self.db)
                 .await?
         {
             finished(&req, "succeeded", now);
+            self.notify_succeeded(&req).await;
         }
         Ok(())
+    }
+
+    /// The requester and the owning team hear that it is done: a task that stopped waiting
+    /// (an approval outlasted it) told them they would.
+    async fn notify_succeeded(&self, req: &request::Model) {
+        use crate::notifications::{Notification, Severity, Topic};
+        let mut recipients = vec![req.owner.clone()];
+        if req.requester.starts_with("user:") {
+            recipients.push(req.requester.clone());
+        }
+        let what = spec_name(req).unwrap_or_else(|| req.offering.clone());
+        // A live resource's page in Backstage (relative links resolve against the app); a
+        // deletion leaves none, so the request.
+        let link = match (req.operation.as_str(), spec_name(req)) {
+            ("delete", _) | (_, None) => self.notifier.request_link(&req.id),
+            (_, Some(n)) => self.notifier.entity_link(&n),
+        };
+        self.notifier
+            .send(
+                &self.db,
+                Notification {
+                    topic: Topic::RequestSucceeded,
+                    recipients,
+                    title: format!("{} of {what} done", capitalized(&req.operation)),
+                    description: format!(
+                        "paved finished the {} of {what} ({}). Request {}.",
+                        req.operation, req.offering, req.id
+                    ),
+                    link: Some(link),
+                    severity: Severity::Normal,
+                    scope: Some(format!("paved:request:{}", req.id)),
+                },
+            )
+            .await;
     }
 
     /// Creates the resource row once per request (a rerun finds it through the request).
