@@ -491,7 +491,8 @@ const ROWS: &[(&str, [u16; 6])] = &[
 const ACTION_ROWS: &[(&str, [u16; 6])] = &[
     ("estimate", [200, 200, 200, 200, 200, 200]),
     ("provision", [200, 200, 403, 200, 200, 403]),
-    ("wait", [404, 200, 404, 200, 200, 404]),
+    // 409 once authorized: the request waits for approval, which the task must not hide.
+    ("wait", [404, 409, 404, 409, 409, 404]),
     ("destroy", [404, 200, 404, 200, 200, 404]),
     ("update", [404, 200, 404, 200, 200, 404]),
     ("extend-ttl", [404, 409, 404, 409, 409, 404]),
