@@ -716,3 +716,70 @@ fn config_check_prints_the_effective_configuration_with_secrets_masked() {
     assert_eq!(bad.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("auth.allow_anonymous"), "{stderr}");
 }
+
+#[test]
+fn a_first_start_on_an_empty_postgres_database_is_clean_and_ready_means_ready() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(common::TestDb::new(common::Engine::Postgres));
+    let tokens = format!(
+        "[{{subject: ops, sha256: {}, roles: [platform-admin]}}]",
+        common::sha256_hex("ops-token")
+    );
+    let server = Server::start(|c| {
+        c.env("PAVED_DATABASE__URL", &db.url)
+            .env("PAVED_LOG__FORMAT", "json")
+            .env("PAVED_AUTH__ALLOW_ANONYMOUS", "false")
+            .env("PAVED_AUTH__STATIC_TOKENS", &tokens)
+            // Workers and day-2 schedules on: they wait for the schema too.
+            .env("PAVED_ENGINE__WORKERS", "2")
+            .env("PAVED_SCHEDULES__CHECK_SECONDS", "1")
+            .env("PAVED_TTL__REAPER_INTERVAL_SECONDS", "1")
+            // Their warnings about shared targets are intended (tests/tenancy.rs).
+            .env("PAVED_DRIVERS__POSTGRES__TARGETS", "{}")
+            .env("PAVED_DRIVERS__REDIS__TARGETS", "{}");
+    });
+    // Probed often while it starts, as a load balancer would.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(TcpStream::connect(("127.0.0.1", server.port)).is_ok()
+        && server.get("/.backstage/health/v1/readiness").0 == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "paved serve did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A few rounds of the background work on the new schema.
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal("TERM");
+    let (code, out, err) = server.wait();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let noisy: Vec<&Value> = lines
+        .iter()
+        .filter(|l| matches!(l["level"].as_str(), Some("WARN" | "ERROR")))
+        .collect();
+    assert!(
+        noisy.is_empty(),
+        "warnings or errors on a clean start: {noisy:#?}"
+    );
+    assert!(err.trim().is_empty(), "stderr: {err}");
+
+    // Each probe's response is logged after its handler: none said 200 before the key was in.
+    let key_loaded = lines
+        .iter()
+        .position(|l| l["message"] == "signing Backstage tokens with key")
+        .expect("the signing key was loaded");
+    let first_ready = lines
+        .iter()
+        .position(|l| l["span"]["path"] == "/.backstage/health/v1/readiness" && l["status"] == 200)
+        .expect("readiness answered 200");
+    assert!(
+        key_loaded < first_ready,
+        "readiness answered 200 before the signing key was loaded"
+    );
+    drop(db);
+}

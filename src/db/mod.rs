@@ -32,16 +32,22 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     Database::connect(opts).await
 }
 
-/// Applies every pending migration; returns how many ran.
+/// Applies every pending migration; returns how many ran. The only place paved creates
+/// tables, sea-orm's bookkeeping table included.
 pub async fn migrate(db: &DatabaseConnection) -> Result<usize, DbErr> {
-    let pending = Migrator::get_pending_migrations(db).await?.len();
+    let pending = Migrator::get_pending_migrations_read_only(db).await?.len();
     Migrator::up(db, None).await?;
     Ok(pending)
 }
 
-/// True when the schema is current (readiness).
+/// True when every migration is recorded (readiness and everything waiting for the schema).
+/// Reads the bookkeeping table only, a missing one meaning "not current": sea-orm's
+/// `get_pending_migrations` creates that table, and doing so beside a running migration
+/// collides with it on PostgreSQL (`pg_type_typname_nsp_index`).
 pub async fn schema_is_current(db: &DatabaseConnection) -> Result<bool, DbErr> {
-    Ok(Migrator::get_pending_migrations(db).await?.is_empty())
+    Ok(Migrator::get_pending_migrations_read_only(db)
+        .await?
+        .is_empty())
 }
 
 /// Hides the password of a database URL (or of any `scheme://user:password@` inside a text)
