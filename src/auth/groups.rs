@@ -71,8 +71,7 @@ impl CatalogGroups {
         let groups = loop {
             match self.fetch(user).await {
                 Ok(groups) => break groups,
-                // A timed-out call already waited long enough.
-                Err(Failure { message, timed_out }) if timed_out || attempt == ATTEMPTS => {
+                Err(Failure { message, retry }) if !retry || attempt == ATTEMPTS => {
                     tracing::warn!(user, error = %message, attempts = attempt, "cannot read the user's teams from Backstage's catalog");
                     return Err(format!(
                         "cannot read {user}'s teams from Backstage's catalog ({message}); try again shortly"
@@ -95,7 +94,10 @@ impl CatalogGroups {
     }
 
     async fn fetch(&self, user: &str) -> Result<BTreeSet<String>, Failure> {
-        let r = EntityRef::parse(user, "user").map_err(Failure::other)?;
+        let r = EntityRef::parse(user, "user").map_err(|e| Failure {
+            message: e,
+            retry: false,
+        })?;
         let url = format!(
             "{}/api/catalog/entities/by-name/{}/{}/{}",
             self.base_url,
@@ -115,7 +117,8 @@ impl CatalogGroups {
             .send()
             .await
             .map_err(|e| Failure {
-                timed_out: e.is_timeout(),
+                // A timed-out call already waited long enough.
+                retry: !e.is_timeout(),
                 message: e.to_string(),
             })?;
         if res.status() == reqwest::StatusCode::NOT_FOUND {
@@ -135,14 +138,15 @@ const ATTEMPTS: u32 = 3;
 
 struct Failure {
     message: String,
-    timed_out: bool,
+    /// Worth another try (the catalog or paved's key may be back a moment later).
+    retry: bool,
 }
 
 impl Failure {
     fn other(message: impl ToString) -> Self {
         Self {
             message: message.to_string(),
-            timed_out: false,
+            retry: true,
         }
     }
 }
