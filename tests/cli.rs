@@ -719,14 +719,27 @@ fn config_check_prints_the_effective_configuration_with_secrets_masked() {
 
 #[test]
 fn a_first_start_on_an_empty_postgres_database_is_clean_and_ready_means_ready() {
+    first_start_on_empty_postgres(true);
+}
+
+#[test]
+fn a_first_start_waiting_for_paved_migrate_is_clean_too() {
+    first_start_on_empty_postgres(false);
+}
+
+/// `paved serve` on a new database, migrating itself or waiting for `paved migrate` (run
+/// while readiness is probed): no warning or error, and ready only once the signing key is in.
+fn first_start_on_empty_postgres(migrate_on_start: bool) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(common::TestDb::new(common::Engine::Postgres));
     let tokens = format!(
         "[{{subject: ops, sha256: {}, roles: [platform-admin]}}]",
         common::sha256_hex("ops-token")
     );
+    let key = common::secrets_key_for(&db.url);
     let server = Server::start(|c| {
         c.env("PAVED_DATABASE__URL", &db.url)
+            .env("PAVED_SECRETS__KEY", &key)
             .env("PAVED_LOG__FORMAT", "json")
             .env("PAVED_AUTH__ALLOW_ANONYMOUS", "false")
             .env("PAVED_AUTH__STATIC_TOKENS", &tokens)
@@ -736,9 +749,25 @@ fn a_first_start_on_an_empty_postgres_database_is_clean_and_ready_means_ready() 
             .env("PAVED_TTL__REAPER_INTERVAL_SECONDS", "1")
             // Their warnings about shared targets are intended (tests/tenancy.rs).
             .env("PAVED_DRIVERS__POSTGRES__TARGETS", "{}")
-            .env("PAVED_DRIVERS__REDIS__TARGETS", "{}");
+            .env("PAVED_DRIVERS__REDIS__TARGETS", "{}")
+            .env(
+                "PAVED_DATABASE__MIGRATE_ON_START",
+                migrate_on_start.to_string(),
+            );
     });
-    // Probed often while it starts, as a load balancer would.
+    let migrate = (!migrate_on_start).then(|| {
+        paved()
+            .arg("migrate")
+            .env("PAVED_DATABASE__URL", &db.url)
+            .env("PAVED_SECRETS__KEY", &key)
+            .env("PAVED_LOG__FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    });
+    // Probed often while it starts, as a load balancer would (not so often that its log
+    // fills the pipe this test reads only at the end).
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(TcpStream::connect(("127.0.0.1", server.port)).is_ok()
         && server.get("/.backstage/health/v1/readiness").0 == 200)
@@ -747,7 +776,15 @@ fn a_first_start_on_an_empty_postgres_database_is_clean_and_ready_means_ready() 
             Instant::now() < deadline,
             "paved serve did not become ready"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    if let Some(m) = migrate {
+        let out = m.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // A few rounds of the background work on the new schema.
     std::thread::sleep(Duration::from_millis(1500));
