@@ -189,22 +189,35 @@ impl AppState {
         r
     }
 
-    /// Ok when paved can serve: not shutting down, schema current, database answering.
+    /// Whether the schema is current, asking the database until it is (someone may run
+    /// `paved migrate` meanwhile). Never creates anything, so it cannot race the migrations.
+    async fn schema_current(&self) -> Result<bool, sea_orm::DbErr> {
+        if self.schema_ready() {
+            return Ok(true);
+        }
+        let current = db::schema_is_current(self.db()).await?;
+        if current {
+            self.0.schema_ready.store(true, Ordering::Release);
+        }
+        Ok(current)
+    }
+
+    /// Ok when paved can serve every request: not shutting down, schema current, secrets key
+    /// verified, signing key loaded (when paved signs its own tokens: without it, its calls to
+    /// Backstage, users' teams included, are refused) and the database answering. Templates and
+    /// policies are loaded before the listener exists.
     pub async fn readiness(&self) -> Result<(), String> {
         if self.0.shutting_down.load(Ordering::Acquire) {
             return Err("paved is shutting down".into());
         }
-        if !self.schema_ready() {
-            // Someone may have run `paved migrate` meanwhile (migrate_on_start: false).
-            match db::schema_is_current(self.db()).await {
-                Ok(true) => self.0.schema_ready.store(true, Ordering::Release),
-                Ok(false) => return Err("database migrations are pending".into()),
-                Err(e) => {
-                    return Err(format!(
-                        "database unavailable: {}",
-                        db::redact(&e.to_string())
-                    ));
-                }
+        match self.schema_current().await {
+            Ok(true) => {}
+            Ok(false) => return Err("database migrations are pending".into()),
+            Err(e) => {
+                return Err(format!(
+                    "database unavailable: {}",
+                    db::redact(&e.to_string())
+                ));
             }
         }
         if !self.secrets_verified() {
@@ -215,6 +228,11 @@ impl AppState {
                 Err(crate::provisioning::secrets::KeyCheckError::Mismatch(m)) => return Err(m),
                 Err(e) => return Err(db::redact(&e.to_string())),
             }
+        }
+        if let Outgoing::Signed(signer) = self.outgoing()
+            && !signer.has_key()
+        {
+            return Err("paved's signing key for calls to Backstage is not loaded yet".into());
         }
         match tokio::time::timeout(Duration::from_secs(2), self.db().ping()).await {
             Ok(Ok(())) => Ok(()),
@@ -411,8 +429,14 @@ impl Application {
                     let stopped = async move {
                         let _ = stopping.wait_for(|s| *s).await;
                     };
+                    // Jobs live in tables the migrations make; nothing is sealed with a key
+                    // the database has not confirmed.
+                    let settled = async {
+                        wait_for_schema(&st).await;
+                        wait_for_secrets(&st).await;
+                    };
                     tokio::select! {
-                        _ = wait_for_secrets(&st) => engine.work(name, stop).await,
+                        _ = settled => engine.work(name, stop).await,
                         _ = stopped => {}
                     }
                 });
@@ -634,12 +658,9 @@ fn day2_schedules(state: &AppState) -> Vec<crate::schedule::Schedule> {
 
 /// Returns once the schema is current (migrated here, or by `paved migrate` elsewhere).
 async fn wait_for_schema(state: &AppState) {
-    while !state.schema_ready() {
-        if let Ok(true) = db::schema_is_current(state.db()).await {
-            state.0.schema_ready.store(true, Ordering::Release);
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    // Migrating here sets the flag; otherwise ask the database, as readiness does.
+    while !matches!(state.schema_current().await, Ok(true)) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -665,16 +686,15 @@ async fn migrate_until_done(state: AppState) {
 /// Loads paved's signing key once the schema is there, and rotates it on schedule. Checked
 /// every minute, so a key another replica made is picked up soon after.
 async fn keep_signing_keys(state: AppState, signer: Arc<Signer>) {
+    // Its table may be new, and a key is sealed with `secrets.key`: both must be settled.
+    wait_for_schema(&state).await;
+    wait_for_secrets(&state).await;
     loop {
-        let next = if !state.schema_ready() || !state.secrets_verified() {
-            Duration::from_millis(200)
-        } else {
-            match signer.rotate_if_due(state.db(), state.secrets()).await {
-                Ok(()) => Duration::from_secs(60),
-                Err(e) => {
-                    tracing::error!(error = %db::redact(&e.to_string()), "cannot load or rotate the signing key; retrying");
-                    Duration::from_secs(5)
-                }
+        let next = match signer.rotate_if_due(state.db(), state.secrets()).await {
+            Ok(()) => Duration::from_secs(60),
+            Err(e) => {
+                tracing::error!(error = %db::redact(&e.to_string()), "cannot load or rotate the signing key; retrying");
+                Duration::from_secs(5)
             }
         };
         tokio::time::sleep(next).await;

@@ -716,3 +716,107 @@ fn config_check_prints_the_effective_configuration_with_secrets_masked() {
     assert_eq!(bad.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("auth.allow_anonymous"), "{stderr}");
 }
+
+#[test]
+fn a_first_start_on_an_empty_postgres_database_is_clean_and_ready_means_ready() {
+    first_start_on_empty_postgres(true);
+}
+
+#[test]
+fn a_first_start_waiting_for_paved_migrate_is_clean_too() {
+    first_start_on_empty_postgres(false);
+}
+
+/// `paved serve` on a new database, migrating itself or waiting for `paved migrate` (run
+/// while readiness is probed): no warning or error, and ready only once the signing key is in.
+fn first_start_on_empty_postgres(migrate_on_start: bool) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(common::TestDb::new(common::Engine::Postgres));
+    let tokens = format!(
+        "[{{subject: ops, sha256: {}, roles: [platform-admin]}}]",
+        common::sha256_hex("ops-token")
+    );
+    let key = common::secrets_key_for(&db.url);
+    let server = Server::start(|c| {
+        c.env("PAVED_DATABASE__URL", &db.url)
+            .env("PAVED_SECRETS__KEY", &key)
+            .env("PAVED_LOG__FORMAT", "json")
+            .env("PAVED_AUTH__ALLOW_ANONYMOUS", "false")
+            .env("PAVED_AUTH__STATIC_TOKENS", &tokens)
+            // Workers and day-2 schedules on: they wait for the schema too.
+            .env("PAVED_ENGINE__WORKERS", "2")
+            .env("PAVED_SCHEDULES__CHECK_SECONDS", "1")
+            .env("PAVED_TTL__REAPER_INTERVAL_SECONDS", "1")
+            // Their warnings about shared targets are intended (tests/tenancy.rs).
+            .env("PAVED_DRIVERS__POSTGRES__TARGETS", "{}")
+            .env("PAVED_DRIVERS__REDIS__TARGETS", "{}")
+            .env(
+                "PAVED_DATABASE__MIGRATE_ON_START",
+                migrate_on_start.to_string(),
+            );
+    });
+    let migrate = (!migrate_on_start).then(|| {
+        paved()
+            .arg("migrate")
+            .env("PAVED_DATABASE__URL", &db.url)
+            .env("PAVED_SECRETS__KEY", &key)
+            .env("PAVED_LOG__FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    });
+    // Probed often while it starts, as a load balancer would (not so often that its log
+    // fills the pipe this test reads only at the end).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(TcpStream::connect(("127.0.0.1", server.port)).is_ok()
+        && server.get("/.backstage/health/v1/readiness").0 == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "paved serve did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    if let Some(m) = migrate {
+        let out = m.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A few rounds of the background work on the new schema.
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal("TERM");
+    let (code, out, err) = server.wait();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let noisy: Vec<&Value> = lines
+        .iter()
+        .filter(|l| matches!(l["level"].as_str(), Some("WARN" | "ERROR")))
+        .collect();
+    assert!(
+        noisy.is_empty(),
+        "warnings or errors on a clean start: {noisy:#?}"
+    );
+    assert!(err.trim().is_empty(), "stderr: {err}");
+
+    // Each probe's response is logged after its handler: none said 200 before the key was in.
+    let key_loaded = lines
+        .iter()
+        .position(|l| l["message"] == "signing Backstage tokens with key")
+        .expect("the signing key was loaded");
+    let first_ready = lines
+        .iter()
+        .position(|l| l["span"]["path"] == "/.backstage/health/v1/readiness" && l["status"] == 200)
+        .expect("readiness answered 200");
+    assert!(
+        key_loaded < first_ready,
+        "readiness answered 200 before the signing key was loaded"
+    );
+    drop(db);
+}

@@ -14,8 +14,8 @@ pub async fn liveness() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// 200 once the schema is current and the database answers; 503 (with the reason) before
-/// that and while shutting down.
+/// 200 once paved can serve every request (see [`AppState::readiness`]); 503 (with the
+/// reason) before that and while shutting down.
 pub async fn readiness(State(state): State<AppState>) -> Response {
     match state.readiness().await {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),

@@ -25,6 +25,7 @@ use axum::{
 };
 use tower::ServiceBuilder;
 use tower_http::{
+    classify::ServerErrorsFailureClass,
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::{DefaultOnResponse, TraceLayer},
@@ -296,7 +297,14 @@ pub fn router(state: AppState) -> Router {
                                 .unwrap_or("-");
                             tracing::info_span!("http", request_id = %id, method = %req.method(), path = %req.uri().path())
                         })
-                        .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Millis)),
+                        .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Millis))
+                        // A 503 (starting, draining, a dependency down) is expected and
+                        // already logged above with its status, not an error.
+                        .on_failure(|class: ServerErrorsFailureClass, _: std::time::Duration, _: &tracing::Span| {
+                            if !matches!(class, ServerErrorsFailureClass::StatusCode(s) if s == axum::http::StatusCode::SERVICE_UNAVAILABLE) {
+                                tracing::error!(classification = %class, "response failed");
+                            }
+                        }),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(http_metrics::record))

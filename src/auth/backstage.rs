@@ -28,6 +28,18 @@ const LIMITED_USER: &str = "vnd.backstage.limited-user";
 #[error("{0}")]
 pub struct Refused(pub String);
 
+/// Why a Backstage token gives no caller.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The token is not acceptable (401).
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The token is fine but the caller's teams could not be read (503): answering with
+    /// fewer teams than the user has would refuse what they may do, or hide their resources.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 #[derive(Deserialize)]
 struct PluginClaims {
     sub: String,
@@ -103,10 +115,10 @@ impl BackstageTokens {
         self.jwks.fetches.load(Ordering::Relaxed)
     }
 
-    async fn catalog_groups(&self, user: &str) -> BTreeSet<String> {
+    async fn catalog_groups(&self, user: &str) -> Result<BTreeSet<String>, VerifyError> {
         match &self.catalog_groups {
-            Some(g) => g.of(user).await,
-            None => BTreeSet::new(),
+            Some(g) => g.of(user).await.map_err(VerifyError::Unavailable),
+            None => Ok(BTreeSet::new()),
         }
     }
 
@@ -120,7 +132,7 @@ impl BackstageTokens {
 
     /// Verifies a plugin or user token. Returns the acting user (from `obo` for plugin
     /// tokens) or, for a plugin token without `obo`, the calling plugin as `plugin:<id>`.
-    pub async fn verify(&self, token: &str, auth: &AuthSettings) -> Result<Principal, Refused> {
+    pub async fn verify(&self, token: &str, auth: &AuthSettings) -> Result<Principal, VerifyError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Refused(format!("malformed token: {e}")))?;
         match header.typ.as_deref() {
@@ -137,12 +149,13 @@ impl BackstageTokens {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
                 {
-                    return Err(Refused("plugin token has an invalid subject".into()));
+                    return Err(Refused("plugin token has an invalid subject".into()).into());
                 }
                 if !self.allowed_callers.contains(&caller) {
                     return Err(Refused(format!(
                         "calling plugin {caller:?} is not allowed (auth.backstage_callers)"
-                    )));
+                    ))
+                    .into());
                 }
                 let url = format!(
                     "{}/api/{caller}/.backstage/auth/v1/jwks.json",
@@ -156,11 +169,11 @@ impl BackstageTokens {
                         let obo_header = jsonwebtoken::decode_header(&obo)
                             .map_err(|e| Refused(format!("malformed obo token: {e}")))?;
                         if obo_header.typ.as_deref() != Some(LIMITED_USER) {
-                            return Err(Refused("obo must be a limited user token".into()));
+                            return Err(Refused("obo must be a limited user token".into()).into());
                         }
                         let url = format!("{}/api/auth/.well-known/jwks.json", self.base_url);
                         let user: UserClaims = self.check(&obo, &obo_header, &url, None).await?;
-                        let teams = self.catalog_groups(&user.sub).await;
+                        let teams = self.catalog_groups(&user.sub).await?;
                         let mut p = principal_for(&user.sub, &[], teams, auth);
                         p.via = Some(format!("plugin:{caller}"));
                         Ok(p)
@@ -176,13 +189,14 @@ impl BackstageTokens {
             Some(USER) => {
                 let url = format!("{}/api/auth/.well-known/jwks.json", self.base_url);
                 let user: UserClaims = self.check(token, &header, &url, Some("backstage")).await?;
-                let teams = self.catalog_groups(&user.sub).await;
+                let teams = self.catalog_groups(&user.sub).await?;
                 Ok(principal_for(&user.sub, &user.ent, teams, auth))
             }
             Some(LIMITED_USER) => Err(Refused(
                 "a limited user token is only valid inside a plugin token".into(),
-            )),
-            other => Err(Refused(format!("unsupported token type {other:?}"))),
+            )
+            .into()),
+            other => Err(Refused(format!("unsupported token type {other:?}")).into()),
         }
     }
 

@@ -56,39 +56,48 @@ impl CatalogGroups {
         }
     }
 
-    /// The group refs `user` (a `user:` entity ref) is a member of. A catalog that cannot be
-    /// reached gives the last known answer, or none: paved then falls back to the token's
-    /// claims and `auth.groups`, which only ever narrows what the user may do.
-    pub async fn of(&self, user: &str) -> BTreeSet<String> {
+    /// The group refs `user` (a `user:` entity ref) is a member of. A failed lookup is tried
+    /// again twice, then is an error (the caller answers 503): taking it as "no teams" would
+    /// hide the user's resources and refuse their decisions, and a stale answer would keep a
+    /// membership the catalog may have removed.
+    pub async fn of(&self, user: &str) -> Result<BTreeSet<String>, String> {
         if let Some((at, groups)) = self.cache.lock().await.get(user)
             && at.elapsed() < self.ttl
         {
-            return groups.clone();
+            return Ok(groups.clone());
         }
-        match self.fetch(user).await {
-            Ok(groups) => {
-                let mut cache = self.cache.lock().await;
-                // Bounded: a flood of distinct users must not grow memory without end.
-                if cache.len() > 10_000 {
-                    cache.retain(|_, (at, _)| at.elapsed() < self.ttl);
+        let mut pause = Duration::from_millis(100);
+        let mut attempt = 1;
+        let groups = loop {
+            match self.fetch(user).await {
+                Ok(groups) => break groups,
+                Err(Failure { message, retry }) if !retry || attempt == ATTEMPTS => {
+                    tracing::warn!(user, error = %message, attempts = attempt, "cannot read the user's teams from Backstage's catalog");
+                    return Err(format!(
+                        "cannot read {user}'s teams from Backstage's catalog ({message}); try again shortly"
+                    ));
                 }
-                cache.insert(user.to_owned(), (Instant::now(), groups.clone()));
-                groups
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 3;
+                    attempt += 1;
+                }
             }
-            Err(e) => {
-                tracing::warn!(user, error = %e, "cannot read the user's groups from Backstage's catalog");
-                self.cache
-                    .lock()
-                    .await
-                    .get(user)
-                    .map(|(_, g)| g.clone())
-                    .unwrap_or_default()
-            }
+        };
+        let mut cache = self.cache.lock().await;
+        // Bounded: a flood of distinct users must not grow memory without end.
+        if cache.len() > 10_000 {
+            cache.retain(|_, (at, _)| at.elapsed() < self.ttl);
         }
+        cache.insert(user.to_owned(), (Instant::now(), groups.clone()));
+        Ok(groups)
     }
 
-    async fn fetch(&self, user: &str) -> Result<BTreeSet<String>, String> {
-        let r = EntityRef::parse(user, "user")?;
+    async fn fetch(&self, user: &str) -> Result<BTreeSet<String>, Failure> {
+        let r = EntityRef::parse(user, "user").map_err(|e| Failure {
+            message: e,
+            retry: false,
+        })?;
         let url = format!(
             "{}/api/catalog/entities/by-name/{}/{}/{}",
             self.base_url,
@@ -96,20 +105,49 @@ impl CatalogGroups {
             r.namespace(),
             r.name()
         );
-        let mut req = self.http.get(&url);
-        if let Some(token) = self.outgoing.bearer_for("catalog") {
-            req = req.bearer_auth(token);
-        }
-        let res = req.send().await.map_err(|e| e.to_string())?;
+        // Unsigned, the catalog would answer 401: no point asking before the key is loaded.
+        let token = self
+            .outgoing
+            .bearer_for("catalog")
+            .ok_or_else(|| Failure::other("paved's signing key is not loaded yet"))?;
+        let res = self
+            .http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| Failure {
+                // A timed-out call already waited long enough.
+                retry: !e.is_timeout(),
+                message: e.to_string(),
+            })?;
         if res.status() == reqwest::StatusCode::NOT_FOUND {
             // No User entity (e.g. the guest user): no catalog groups.
             return Ok(BTreeSet::new());
         }
         if !res.status().is_success() {
-            return Err(format!("{} from {url}", res.status()));
+            return Err(Failure::other(format!("{} from {url}", res.status())));
         }
-        let entity: UserEntity = res.json().await.map_err(|e| e.to_string())?;
+        let entity: UserEntity = res.json().await.map_err(Failure::other)?;
         Ok(member_of(&entity, r.namespace()))
+    }
+}
+
+/// Tries of one lookup before it fails.
+const ATTEMPTS: u32 = 3;
+
+struct Failure {
+    message: String,
+    /// Worth another try (the catalog or paved's key may be back a moment later).
+    retry: bool,
+}
+
+impl Failure {
+    fn other(message: impl ToString) -> Self {
+        Self {
+            message: message.to_string(),
+            retry: true,
+        }
     }
 }
 

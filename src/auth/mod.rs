@@ -172,9 +172,12 @@ impl FromRequestParts<AppState> for Principal {
             let mut p = verifier
                 .verify(token, &state.settings().auth)
                 .await
-                .map_err(|e| {
-                    tracing::info!(reason = %e, "Backstage token refused");
-                    ApiError::new(ErrorName::Authentication, e.to_string())
+                .map_err(|e| match e {
+                    backstage::VerifyError::Refused(e) => {
+                        tracing::info!(reason = %e, "Backstage token refused");
+                        ApiError::new(ErrorName::Authentication, e.to_string())
+                    }
+                    backstage::VerifyError::Unavailable(m) => ApiError::unavailable(m),
                 })?;
             if p.via.is_none() && p.subject.starts_with("plugin:") {
                 grant_plugin(&mut p, &state.settings().auth);

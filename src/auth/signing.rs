@@ -53,6 +53,11 @@ impl Signer {
         }
     }
 
+    /// Whether a key is loaded: until then paved cannot call Backstage (readiness waits).
+    pub fn has_key(&self) -> bool {
+        self.current.read().expect("signer lock poisoned").is_some()
+    }
+
     /// A token for a call to Backstage plugin `audience` (e.g. `catalog`), or `None` before
     /// the first key was loaded (the database may still be coming up).
     pub fn token_for(&self, audience: &str) -> Option<String> {

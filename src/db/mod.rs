@@ -5,7 +5,10 @@ pub mod migrations;
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 
 pub use migrations::Migrator;
@@ -32,16 +35,40 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     Database::connect(opts).await
 }
 
-/// Applies every pending migration; returns how many ran.
+/// Applies every pending migration; returns how many ran. The only place paved creates
+/// tables, sea-orm's bookkeeping table included.
 pub async fn migrate(db: &DatabaseConnection) -> Result<usize, DbErr> {
-    let pending = Migrator::get_pending_migrations(db).await?.len();
-    Migrator::up(db, None).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        // Replicas starting together on a new database: one migrates, the others wait for it
+        // and find nothing pending (else their CREATE TABLEs collide). One transaction, so a
+        // failed migration leaves the schema as it was.
+        let txn = db.begin().await?;
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(7077001)")
+            .await?;
+        let pending = Migrator::get_pending_migrations_read_only(&txn)
+            .await?
+            .len();
+        if pending > 0 {
+            Migrator::up(&txn, None).await?;
+        }
+        txn.commit().await?;
+        return Ok(pending);
+    }
+    let pending = Migrator::get_pending_migrations_read_only(db).await?.len();
+    if pending > 0 {
+        Migrator::up(db, None).await?;
+    }
     Ok(pending)
 }
 
-/// True when the schema is current (readiness).
+/// True when every migration is recorded (readiness and everything waiting for the schema).
+/// Reads the bookkeeping table only, a missing one meaning "not current": sea-orm's
+/// `get_pending_migrations` creates that table, and doing so beside a running migration
+/// collides with it on PostgreSQL (`pg_type_typname_nsp_index`).
 pub async fn schema_is_current(db: &DatabaseConnection) -> Result<bool, DbErr> {
-    Ok(Migrator::get_pending_migrations(db).await?.is_empty())
+    Ok(Migrator::get_pending_migrations_read_only(db)
+        .await?
+        .is_empty())
 }
 
 /// Hides the password of a database URL (or of any `scheme://user:password@` inside a text)
