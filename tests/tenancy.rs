@@ -1092,6 +1092,16 @@ async fn a_colliding_create_leaves_nothing_and_can_be_deleted() {
     assert_eq!(roles, 0, "no role was created");
     let (status, _) = credentials(&app, "team-a", &rid).await;
     assert_eq!(status, 404);
+    // Ordering the name again says which resource holds it and how to free it.
+    let (again, _) = ordered(&app, "team-a", "postgres-database", pg_values(&n, "team-a")).await;
+    assert_eq!(again["status"], "failed", "{again}");
+    let why = again["error"].as_str().unwrap_or("");
+    assert!(
+        why.contains(&format!("resource {rid}"))
+            && why.contains("whose create failed")
+            && why.contains(&format!("paved resource delete {rid}")),
+        "{again}"
+    );
     let deleted = requested(&app, "team-a", "DELETE", &format!("/resources/{rid}"), None).await;
     assert_eq!(deleted["status"], "succeeded", "{deleted}");
     let owner: String = sqlx::query("SELECT r.rolname::text AS o FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1")

@@ -1007,10 +1007,7 @@ impl Engine {
         match resource::Entity::insert(row).exec(&self.db).await {
             Ok(_) => {}
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Err(Stop::Permanent(format!(
-                    "a resource named {} already exists",
-                    r.name
-                )));
+                return Err(Stop::Permanent(self.name_taken(&r.name, &r.owner).await));
             }
             Err(e) => return Err(e.into()),
         }
@@ -1020,6 +1017,40 @@ impl Engine {
             .exec(&self.db)
             .await?;
         Ok(id)
+    }
+
+    /// Why a name is taken and, for the team's own resource, how to free it. Another team's
+    /// resource is not named (the requester may not see it).
+    async fn name_taken(&self, name: &str, owner: &str) -> String {
+        let existing = resource::Entity::find()
+            .filter(resource::Column::EntityName.eq(name))
+            .filter(resource::Column::DeletedAt.is_null())
+            .one(&self.db)
+            .await
+            .ok()
+            .flatten();
+        match existing {
+            Some(e) if e.owner == owner => {
+                let how = format!(
+                    "delete it to free the name (`paved resource delete {id}` or DELETE /api/paved/v1/resources/{id})",
+                    id = e.id
+                );
+                if e.status == "failed" {
+                    format!(
+                        "a resource named {name} already exists: resource {} of {owner}, whose create failed; {how} (deleting it touches nothing that is not paved's)",
+                        e.id
+                    )
+                } else {
+                    format!(
+                        "a resource named {name} already exists: resource {} of {owner} ({}); choose another name or {how}",
+                        e.id, e.status
+                    )
+                }
+            }
+            _ => format!(
+                "a resource named {name} already exists (another team's); choose another name"
+            ),
+        }
     }
 
     /// The part's password: generated and sealed once, so a rerun applies the same one.
