@@ -202,6 +202,12 @@ impl AppState {
         Ok(current)
     }
 
+    /// SIGTERM (or the test's stop) arrived: long calls answer now instead of holding the
+    /// shutdown for the whole grace period.
+    pub fn shutting_down(&self) -> bool {
+        self.0.shutting_down.load(Ordering::Acquire)
+    }
+
     /// Ok when paved can serve every request: not shutting down, schema current, secrets key
     /// verified, signing key loaded (when paved signs its own tokens: without it, its calls to
     /// Backstage, users' teams included, are refused) and the database answering. Templates and

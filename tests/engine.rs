@@ -1168,3 +1168,50 @@ async fn the_catalog_is_asked_to_refresh_and_backstage_down_fails_nothing() {
     assert_eq!(wait_final(&app, &id).await["status"], "succeeded");
     app.stop().await;
 }
+
+/// A rolling deploy stops a replica while a task's `paved:wait` is open on it: the wait answers
+/// at once (not after its 200 s bound, not cut off by the grace period), saying the request is
+/// not final, so the template's next call reaches a replica that stays.
+#[tokio::test]
+async fn an_open_wait_answers_when_paved_is_told_to_stop() {
+    let db = TestDb::new(DbEngine::Sqlite).await;
+    // No workers: the request stays pending.
+    let mut s = with_workers(settings(&db.url), 0);
+    s.backstage.wait_seconds = 200;
+    s.server.shutdown_grace_seconds = 120;
+    let app = TestApp::spawn(s).await;
+    let id = order(
+        &app,
+        "redis-cache",
+        json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let url = app.url("/api/paved/.backstage/actions/v1/actions/paved%3Await/invoke");
+    let client = app.client.clone();
+    let waiting = tokio::spawn(async move {
+        let r = client
+            .post(url)
+            .bearer_auth("alice-token")
+            .json(&json!({"requestId": id, "attempt": 1, "attempts": 3}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    // Let the call reach paved's wait loop (it holds for up to 200 s from there).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiting.is_finished(), "the wait holds until its bound");
+    let stopping = tokio::spawn(app.stop());
+    // Bounded far below the wait's 200 s and the 120 s grace: it answers because of the stop.
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the open wait answered when paved was told to stop")
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output"]["final"], false, "{body}");
+    assert_eq!(body["output"]["status"], "pending", "{body}");
+    tokio::time::timeout(Duration::from_secs(30), stopping)
+        .await
+        .expect("paved stops once nothing is in flight")
+        .unwrap();
+}

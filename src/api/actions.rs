@@ -464,6 +464,9 @@ async fn wait(
         state.settings().public_url(),
         state.settings().plugin_base_path()
     );
+    // A replica going away (rolling deploy) answers an open wait at once, as if its bound had
+    // passed, so the template's next call reaches a replica that stays.
+    let bound_passed = || tokio::time::Instant::now() >= deadline || state.shutting_down();
     loop {
         let absent = || format!("no request with id {:?}", input.request_id);
         let r = requests::get(state.db(), &input.request_id)
@@ -515,10 +518,10 @@ async fn wait(
                 .with_detail("requestId", &r.id)
                 .with_reason_phrase(&format!("Request {}: {reason}", r.status.as_str())));
             }
-            RequestStatus::AwaitingApproval if tokio::time::Instant::now() >= deadline => {
+            RequestStatus::AwaitingApproval if bound_passed() => {
                 return Err(awaiting_approval(state, &r, &url).await?);
             }
-            _ if tokio::time::Instant::now() >= deadline => {
+            _ if bound_passed() => {
                 if input.attempt < input.attempts {
                     return Ok(Json(
                         json!({"output": {"requestId": r.id, "status": r.status, "final": false,
