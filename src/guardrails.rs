@@ -209,14 +209,7 @@ const ORDER_LOCK_CLASS: i32 = 0x7061_7665;
 
 impl TeamLock {
     pub async fn acquire(db: &DatabaseConnection, team: &str) -> Result<Self, DbErr> {
-        let lock = {
-            let mut locks = LOCAL_LOCKS.lock().expect("team locks poisoned");
-            // Forget teams nobody holds or waits for, so the map stays as small as the
-            // number of teams ordering right now.
-            locks.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
-            locks.entry(team.to_owned()).or_default().clone()
-        };
-        let local = lock.lock_owned().await;
+        let local = LOCAL_LOCKS.lock(team).await;
         if db.get_database_backend() != DbBackend::Postgres {
             return Ok(Self::Local(local));
         }
@@ -248,9 +241,7 @@ impl TeamLock {
     }
 }
 
-type LocalLocks =
-    std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>;
-static LOCAL_LOCKS: std::sync::LazyLock<LocalLocks> = std::sync::LazyLock::new(Default::default);
+static LOCAL_LOCKS: crate::keyed_locks::KeyedLocks = crate::keyed_locks::KeyedLocks::new();
 
 /// The document every policy sees as `input` (documented in policies/README.md).
 pub fn policy_input(

@@ -19,6 +19,7 @@ pub mod cost;
 pub mod db;
 pub mod error;
 pub mod guardrails;
+pub mod keyed_locks;
 pub mod notifications;
 pub mod policy;
 pub mod provisioning;

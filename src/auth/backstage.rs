@@ -100,7 +100,7 @@ impl BackstageTokens {
                 refetch_every: secs(auth.jwks_refetch_seconds),
                 max_age: secs(auth.jwks_max_age_seconds),
                 entries: Mutex::new(HashMap::new()),
-                fetch_locks: Mutex::new(HashMap::new()),
+                fetch_locks: crate::keyed_locks::KeyedLocks::new(),
                 fetches: AtomicU64::new(0),
             }),
             clock,
@@ -304,7 +304,8 @@ struct Jwks {
     refetch_every: chrono::Duration,
     max_age: chrono::Duration,
     entries: Mutex<HashMap<String, Entry>>,
-    fetch_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One fetch at a time per URL.
+    fetch_locks: crate::keyed_locks::KeyedLocks,
     fetches: AtomicU64,
 }
 
@@ -335,8 +336,7 @@ impl Jwks {
             Lookup::Found(j) => j,
             Lookup::Refused(r) => return Err(r),
             Lookup::Fetch => {
-                let lock = this.fetch_lock(url);
-                let guard = lock.lock_owned().await;
+                let guard = this.fetch_locks.lock(url).await;
                 // Whoever held the lock may just have fetched what we need (or failed to).
                 match this.lookup(url, kid, false) {
                     Lookup::Found(j) => j,
@@ -405,15 +405,6 @@ impl Jwks {
                 None => format!("cannot verify: Backstage keys from {url} are out of date"),
             })),
         }
-    }
-
-    fn fetch_lock(&self, url: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.fetch_locks
-            .lock()
-            .expect("jwks lock poisoned")
-            .entry(url.to_owned())
-            .or_default()
-            .clone()
     }
 
     async fn fetch(&self, url: &str) -> Result<JwkSet, String> {

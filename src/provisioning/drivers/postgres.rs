@@ -135,7 +135,7 @@ pub struct PostgresDriver {
     /// (environment, read-only) → pool on the target's maintenance database.
     pools: Mutex<BTreeMap<(String, bool), PgPool>>,
     /// Runs of one database in this process take turns here, without asking the server.
-    local_locks: std::sync::Mutex<BTreeMap<String, std::sync::Arc<Mutex<()>>>>,
+    local_locks: crate::keyed_locks::KeyedLocks,
 }
 
 impl PostgresDriver {
@@ -146,7 +146,7 @@ impl PostgresDriver {
             lock_timeout_ms: DEFAULT_LOCK_TIMEOUT_MS,
             statement_timeout_ms: DEFAULT_STATEMENT_TIMEOUT_MS,
             pools: Mutex::new(BTreeMap::new()),
-            local_locks: std::sync::Mutex::new(BTreeMap::new()),
+            local_locks: crate::keyed_locks::KeyedLocks::new(),
         }
     }
 
@@ -255,14 +255,6 @@ impl PostgresDriver {
         }
     }
 
-    fn local_lock(&self, env: &str, database: &str) -> std::sync::Arc<Mutex<()>> {
-        let mut locks = self.local_locks.lock().unwrap_or_else(|e| e.into_inner());
-        locks
-            .entry(format!("{env}/{database}"))
-            .or_default()
-            .clone()
-    }
-
     /// Creates (or converges) the role with `password`, the database, its grants and extensions.
     /// Two runs for the same database take turns: in this process on a local lock, across
     /// replicas on a *tried* advisory lock. When another paved session holds it, the step is
@@ -276,8 +268,10 @@ impl PostgresDriver {
         password: &str,
         tag: &str,
     ) -> Result<Applied, DriverError> {
-        let local = self.local_lock(&spec.environment, spec.database.as_str());
-        let _turn = local.lock().await;
+        let _turn = self
+            .local_locks
+            .lock(&format!("{}/{}", spec.environment, spec.database.as_str()))
+            .await;
         let pool = self.admin(&spec.environment).await?;
         let mut conn = pool.acquire().await.map_err(classify)?;
         let locked = try_lock(&mut conn, spec.database.as_str()).await?;
