@@ -77,9 +77,6 @@ impl AppState {
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.0.clock.now()
     }
-    pub fn clock(&self) -> &Clock {
-        &self.0.clock
-    }
     pub fn metrics(&self) -> &PrometheusHandle {
         &self.0.metrics
     }
@@ -707,15 +704,10 @@ async fn keep_signing_keys(state: AppState, signer: Arc<Signer>) {
     }
 }
 
-/// [`secret_box`] for tools and tests outside the crate.
-pub fn secret_box_for(settings: &Settings) -> anyhow::Result<SecretBox> {
-    secret_box(settings)
-}
-
 /// The credentials keys: `secrets.key` (or, on the embedded SQLite default, a key generated
 /// once and kept in `.paved/secrets.key`; config validation refuses the rest without one) and
 /// `secrets.previous_keys` for reading what older keys sealed.
-pub(crate) fn secret_box(settings: &Settings) -> anyhow::Result<SecretBox> {
+pub fn secret_box(settings: &Settings) -> anyhow::Result<SecretBox> {
     let current = match &settings.secrets.key {
         Some(k) => SecretBox::from_base64(k).map_err(|e| anyhow::anyhow!("secrets.key: {e}"))?,
         None => {

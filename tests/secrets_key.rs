@@ -288,7 +288,7 @@ async fn a_wrong_key_found_after_start_stops_paved_before_anything_is_sealed() {
         s.secrets.key = Some(a.clone());
         let conn = paved::db::connect(&s.database).await.unwrap();
         paved::db::migrate(&conn).await.unwrap();
-        paved::app::check_secrets_key(&conn, &paved::app::secret_box_for(&s).unwrap())
+        paved::app::check_secrets_key(&conn, &paved::app::secret_box(&s).unwrap())
             .await
             .unwrap();
         conn.close().await.unwrap();

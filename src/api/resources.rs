@@ -288,7 +288,7 @@ pub async fn update_resource(
 
 /// The resource row, when `principal` may do `act(resource)` to it; an invisible one answers
 /// 404 exactly like an absent one.
-async fn authorized(
+pub(super) async fn authorized(
     state: &AppState,
     principal: &Principal,
     id: &str,
