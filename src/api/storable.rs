@@ -63,8 +63,9 @@ pub async fn refuse_unstorable(req: Request, next: Next) -> Response {
         Err(e) => return unreadable(e),
     };
     // Only JSON is inspected: a body that does not parse is the handler's to refuse (it says
-    // where the syntax broke). JSON spells NUL `\u0000`; a raw NUL byte is not valid JSON.
-    if !bytes.is_empty()
+    // where the syntax broke). JSON spells NUL `\u0000` (a raw NUL byte is not valid JSON),
+    // so a body without that escape is not parsed here a second time.
+    if bytes.windows(6).any(|w| w == b"\\u0000")
         && let Ok(doc) = serde_json::from_slice::<Value>(&bytes)
     {
         let mut pointer = String::new();
@@ -108,30 +109,10 @@ fn non_utf8_param(parts: &axum::http::request::Parts) -> Option<String> {
         .zip(parts.uri.path().split('/').rev())
         .find_map(|(t, raw)| {
             let name = t.strip_prefix('{')?.strip_suffix('}')?;
-            std::str::from_utf8(&percent_decode(raw))
+            std::str::from_utf8(&percent_encoding::percent_decode_str(raw).collect::<Vec<u8>>())
                 .is_err()
                 .then(|| name.to_owned())
         })
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// Every string or object key holding a NUL, as the JSON pointer of its field.
