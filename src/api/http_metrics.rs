@@ -75,32 +75,10 @@ pub async fn render(State(state): State<AppState>, mut parts: Parts) -> Response
 /// Whether the request carries the configured scrape token (compared by hash, in constant
 /// time, like static tokens).
 fn is_scraper(state: &AppState, parts: &Parts) -> bool {
-    use sha2::Digest;
-    let Some(expected) = &state.settings().server.metrics_token_sha256 else {
-        return false;
-    };
-    let Some(token) = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-    else {
-        return false;
-    };
-    let digest: String = sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    expected.len() == digest.len()
-        && expected
-            .bytes()
-            .zip(digest.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    let expected = state.settings().server.metrics_token_sha256.as_deref();
+    expected
+        .zip(crate::auth::bearer(&parts.headers))
+        .is_some_and(|(hash, token)| crate::auth::matches_hash(token, hash))
 }
 
 async fn metrics_text(state: &AppState) -> impl IntoResponse {

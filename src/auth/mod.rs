@@ -106,10 +106,7 @@ impl StaticTokens {
     }
 
     fn find(&self, token: &str) -> Option<&Principal> {
-        let digest: String = Sha256::digest(token.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = sha256_hex(token);
         // Compare every entry (no early exit on the hash) so timing says nothing about which.
         let mut found = None;
         for (hash, p) in &self.0 {
@@ -121,8 +118,35 @@ impl StaticTokens {
     }
 }
 
+fn sha256_hex(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether `token` is the one whose SHA-256 (lower-case hex) is configured, compared in
+/// constant time: configuration holds only hashes of tokens.
+pub fn matches_hash(token: &str, sha256: &str) -> bool {
+    constant_time_eq(sha256.as_bytes(), sha256_hex(token).as_bytes())
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if the request has one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// Extracts the caller. A token that is presented but unknown is refused (401), never
@@ -138,7 +162,10 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(p.clone());
         }
-        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+        if !parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
             if state.settings().anonymous_allowed() {
                 return Ok(Principal::anonymous());
             }
@@ -146,22 +173,13 @@ impl FromRequestParts<AppState> for Principal {
                 ErrorName::Authentication,
                 "Missing credentials",
             ));
-        };
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorName::Authentication,
-                    "Authorization must be `Bearer <token>`",
-                )
-            })?;
+        }
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::new(
+                ErrorName::Authentication,
+                "Authorization must be `Bearer <token>`",
+            )
+        })?;
         if backstage::BackstageTokens::claims_to_be_backstage(token) {
             let Some(verifier) = state.backstage_tokens() else {
                 return Err(ApiError::new(
