@@ -619,7 +619,7 @@ impl Settings {
             .as_object()
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
-        // (dotted key, variable, raw value, typed as a scalar yet)
+        // (dotted key, variable) for error messages; (path, raw value) to apply.
         let mut env_keys: Vec<(String, String)> = Vec::new();
         let mut overrides: Vec<(Vec<String>, String)> = Vec::new();
         for (name, raw) in env {
