@@ -12,8 +12,7 @@ use serde_json::Value;
 
 use crate::db::entities::{audit_event, request, resource};
 
-/// The engine acts as this principal.
-pub const ENGINE: &str = "paved:engine";
+pub use crate::vocab::actor::ENGINE;
 
 /// Records one event. Failing to audit is logged, never hidden, but does not undo the change
 /// it describes (which already happened).

@@ -13,13 +13,11 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod client;
-pub mod clock;
 pub mod config;
 pub mod cost;
 pub mod db;
 pub mod error;
 pub mod guardrails;
-pub mod keyed_locks;
 pub mod notifications;
 pub mod policy;
 pub mod provisioning;
@@ -27,3 +25,7 @@ pub mod reports;
 pub mod schedule;
 pub mod telemetry;
 pub mod templates;
+pub mod vocab;
+
+// Old homes of the shared words, until every path names `vocab`.
+pub use vocab::{clock, keyed_locks};

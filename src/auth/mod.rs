@@ -8,8 +8,6 @@ pub mod backstage;
 pub mod groups;
 pub mod signing;
 
-use std::collections::BTreeSet;
-
 use axum::{extract::FromRequestParts, http::request::Parts};
 use sha2::{Digest, Sha256};
 
@@ -20,44 +18,7 @@ use crate::{
     error::{ApiError, ErrorName},
 };
 
-pub const ROLES: &[&str] = &["developer", "lead", "platform-admin"];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// Entity ref (`user:default/jane`), or `anonymous`.
-    pub subject: String,
-    pub roles: BTreeSet<String>,
-    pub groups: BTreeSet<String>,
-    /// The plugin that called on the subject's behalf (`plugin:scaffolder`), if any.
-    pub via: Option<String>,
-}
-
-impl Principal {
-    pub fn anonymous() -> Self {
-        Self {
-            subject: "anonymous".into(),
-            roles: BTreeSet::new(),
-            groups: BTreeSet::new(),
-            via: None,
-        }
-    }
-
-    pub fn is_anonymous(&self) -> bool {
-        self.subject == "anonymous"
-    }
-
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.contains(role)
-    }
-
-    pub fn is_admin(&self) -> bool {
-        self.has_role("platform-admin")
-    }
-
-    pub fn member_of(&self, team: &str) -> bool {
-        self.groups.contains(team)
-    }
-}
+pub use crate::vocab::principal::{Principal, ROLES};
 
 /// A plugin calling without a user has exactly what configuration grants its subject
 /// (`auth.roles` and `auth.groups` by `plugin:<id>`), nothing by default.

@@ -1,13 +1,14 @@
 //! Backstage catalog vocabulary (entity references and naming rules), the catalog provider
 //! that publishes `Resource` entities, catalog refresh, and registering paved's location.
 
-mod entity_ref;
 pub mod pages;
 pub mod provider;
 pub mod refresh;
 pub mod register;
 
-pub use entity_ref::{EntityRef, is_valid_entity_name, is_valid_namespace, is_valid_tag};
+pub use crate::vocab::entity_ref::{
+    EntityRef, is_valid_entity_name, is_valid_namespace, is_valid_tag,
+};
 
 use crate::config::Settings;
 

@@ -30,18 +30,7 @@ use tokio::sync::Mutex;
 use super::{provider, refresh::location_entity_name};
 use crate::{config::Settings, db::entities::resource, templates::Catalog};
 
-/// How many hash buckets resources are spread over; `catalog.pages` is at most this.
-pub const BUCKETS: u32 = 4096;
-
-/// The bucket of a resource: the low 12 bits of the first two bytes of sha256(id).
-pub fn bucket_of(resource_id: &str) -> i32 {
-    let d = Sha256::digest(resource_id.as_bytes());
-    (((u32::from(d[0]) & 0x0f) << 8) | u32::from(d[1])) as i32
-}
-
-/// [`bucket_of`] as a PostgreSQL expression over the `id` column (backfill, benchmarks).
-pub const POSTGRES_BUCKET_SQL: &str = "(((get_byte(sha256(convert_to(id, 'UTF8')), 0) & 15) << 8) \
-     | get_byte(sha256(convert_to(id, 'UTF8')), 1))";
+pub use crate::vocab::bucket::{BUCKETS, POSTGRES_BUCKET_SQL, bucket_of};
 
 /// How far behind the newest change seen a late commit may land and still be noticed: rows
 /// are written with the writer's clock inside transactions, so a row can become visible after

@@ -21,8 +21,7 @@ use crate::{
     templates::RenderedSpec,
 };
 
-/// Scheduled drift scans act as this principal.
-pub const DRIFT: &str = "system:drift";
+pub use crate::vocab::actor::DRIFT;
 
 /// Fields whose actual value cannot become the desired one: something is missing.
 const NOT_ACCEPTABLE: &[&str] = &["exists", "role"];

@@ -18,8 +18,7 @@ use crate::{
     templates::FieldError,
 };
 
-/// The reaper acts as this principal (audit actor, requester of its delete requests).
-pub const REAPER: &str = "system:reaper";
+pub use crate::vocab::actor::REAPER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExtendError {

@@ -5,7 +5,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -16,69 +16,7 @@ use crate::{
     templates::{FieldError, Offering, RenderError, RenderedSpec, Renderer, ValidValues},
 };
 
-/// Where a request stands. Stored as its snake_case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestStatus {
-    /// Stored and waiting for the provisioning engine.
-    Pending,
-    AwaitingApproval,
-    Running,
-    Succeeded,
-    Failed,
-    Denied,
-    Rejected,
-    Cancelled,
-}
-
-impl RequestStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::AwaitingApproval => "awaiting_approval",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Denied => "denied",
-            Self::Rejected => "rejected",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::AwaitingApproval,
-            Self::Running,
-            Self::Succeeded,
-            Self::Failed,
-            Self::Denied,
-            Self::Rejected,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
-}
-
-/// What a request does to its resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    Create,
-    Update,
-    Delete,
-}
-
-impl Operation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Delete => "delete",
-        }
-    }
-}
+pub use crate::vocab::status::{Operation, RequestStatus};
 
 /// A client-chosen key that makes a create safe to retry (Backstage re-runs steps on task
 /// recovery and passes `${{ context.task.id }}`).
