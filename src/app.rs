@@ -27,7 +27,7 @@ use crate::{
     clock::Clock,
     config::Settings,
     cost::PriceBook,
-    db, guardrails,
+    db,
     policy::PolicySet,
     provisioning::{drivers::Drivers, engine::Engine, secrets::SecretBox},
     telemetry,
@@ -106,8 +106,11 @@ impl AppState {
     }
 
     /// What the guardrails need, borrowed from the state.
-    pub fn guardrail_inputs<'a>(&'a self, policies: &'a PolicySet) -> guardrails::Inputs<'a> {
-        guardrails::Inputs {
+    pub fn guardrail_inputs<'a>(
+        &'a self,
+        policies: &'a PolicySet,
+    ) -> crate::usecases::assess::Inputs<'a> {
+        crate::usecases::assess::Inputs {
             db: self.db(),
             renderer: self.templates().renderer(),
             pricebook: self.pricebook(),

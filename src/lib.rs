@@ -25,6 +25,7 @@ pub mod reports;
 pub mod schedule;
 pub mod telemetry;
 pub mod templates;
+pub mod usecases;
 pub mod vocab;
 
 // Old homes of the shared words, until every path names `vocab`.

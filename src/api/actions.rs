@@ -11,14 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::ApiJson;
+use crate::usecases::place::{self as order, Placed};
 use crate::{
-    app::AppState,
-    auth::Principal,
-    error::ApiError,
-    provisioning::{
-        order::{self, Placed},
-        requests::IdempotencyKey,
-    },
+    app::AppState, auth::Principal, error::ApiError, provisioning::requests::IdempotencyKey,
 };
 
 /// The request id a template dry-run hands `paved:wait`: Backstage's scaffolder runs read-only

@@ -9,6 +9,7 @@ use axum::{
 use serde::Deserialize;
 
 use super::resources::authorized;
+use crate::usecases::place::{self as order, Placed};
 use crate::{
     access::Act,
     app::AppState,
@@ -16,7 +17,6 @@ use crate::{
     error::{ApiError, ErrorEnvelope, ErrorName},
     provisioning::{
         drift::{self, DriftError, DriftReport},
-        order::{self, Placed},
         requests::{self, Request},
     },
 };

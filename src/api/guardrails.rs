@@ -50,7 +50,7 @@ pub(crate) async fn assess(
 ) -> Result<EstimateResponse, ApiError> {
     let o = super::requests::offering(state, offering)?;
     let policies = state.policies();
-    let assessment = guardrails::assess(
+    let assessment = crate::usecases::assess::assess(
         &state.guardrail_inputs(&policies),
         &o,
         values,
@@ -240,14 +240,7 @@ pub async fn spend(
     authorize_team(&principal, Act::Read, &team)?;
     let book = state.pricebook();
     Ok(Json(
-        cost::team_spend(
-            state.db(),
-            &team,
-            &book.currency,
-            book.hours_per_month,
-            state.now(),
-        )
-        .await?,
+        crate::usecases::spend::team_spend(state.db(), &team, book, state.now()).await?,
     ))
 }
 
@@ -286,15 +279,8 @@ pub async fn resource_cost(
     Path(id): Path<String>,
 ) -> Result<Json<cost::ResourceCost>, ApiError> {
     let book = state.pricebook();
-    cost::resource_cost(
-        state.db(),
-        &id,
-        &book.currency,
-        book.hours_per_month,
-        state.now(),
-    )
-    .await?
-    .filter(|c| access::may_see(&principal, Target::Resource { owner: &c.owner }))
-    .map(Json)
-    .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))
+    crate::usecases::spend::resource_cost(state.db(), &principal, &id, book, state.now())
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no resource with id {id:?}")))
 }

@@ -132,13 +132,13 @@ fn input_error(field: &str, rule: &str, message: String) -> ApiError {
         ("kind" = String, Path, description = "resource, group, component or system"),
         ("name" = String, Path, description = "Entity name"),
         ("intervals" = String, Path, description = "e.g. R2/P30D/2026-11-24 (percent-encoded)")),
-    responses((status = 200, body = crate::cost::insights::Cost), (status = 400, body = ErrorEnvelope),
+    responses((status = 200, body = crate::reports::cost_insights::Cost), (status = 400, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn entity_cost(
     State(state): State<AppState>,
     principal: Principal,
     Path((namespace, kind, name, intervals)): Path<(String, String, String, String)>,
-) -> Result<Json<crate::cost::insights::Cost>, ApiError> {
+) -> Result<Json<crate::reports::cost_insights::Cost>, ApiError> {
     entity_cost_of(&state, &principal, &namespace, &kind, &name, &intervals).await
 }
 
@@ -147,7 +147,7 @@ pub async fn entity_cost_split(
     State(state): State<AppState>,
     principal: Principal,
     Path((namespace, kind, name, r, p, d)): Path<(String, String, String, String, String, String)>,
-) -> Result<Json<crate::cost::insights::Cost>, ApiError> {
+) -> Result<Json<crate::reports::cost_insights::Cost>, ApiError> {
     entity_cost_of(
         &state,
         &principal,
@@ -166,8 +166,8 @@ async fn entity_cost_of(
     kind: &str,
     name: &str,
     intervals: &str,
-) -> Result<Json<crate::cost::insights::Cost>, ApiError> {
-    use crate::cost::insights;
+) -> Result<Json<crate::reports::cost_insights::Cost>, ApiError> {
+    use crate::reports::cost_insights as insights;
     let kind = kind.to_ascii_lowercase();
     if !["resource", "group", "component", "system"].contains(&kind.as_str()) {
         return Err(input_error(

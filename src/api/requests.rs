@@ -10,17 +10,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::extract::{ApiJson, ApiQuery};
+use crate::usecases::{
+    assess::AssessError,
+    place::{self as order, PlaceError, Placed},
+};
 use crate::{
     access::{Act, Target},
     app::AppState,
     auth::Principal,
     catalog::EntityRef,
     error::{ApiError, ErrorEnvelope, ErrorName},
-    guardrails::AssessError,
     policy::Violation,
     provisioning::{
         approvals::{self, DecideError},
-        order::{self, PlaceError, Placed},
         requests::{self, CreateError, IdempotencyKey, ListFilter, Request, RequestStatus},
     },
     templates::FieldError,

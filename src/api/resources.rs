@@ -247,7 +247,7 @@ pub async fn update_resource(
     id: &str,
     values: &Value,
 ) -> Result<crate::provisioning::requests::Request, ApiError> {
-    use crate::provisioning::order::{self, Placed};
+    use crate::usecases::place::{self as order, Placed};
     let res = authorized(state, principal, id, |_| Act::Change).await?;
     if res.deleted_at.is_some() || res.status != "ready" {
         return Err(ApiError::conflict(format!(

@@ -1,17 +1,14 @@
 //! Cost: a price book (YAML) and each offering's formula give an estimate with line items,
 //! monthly/annual totals, the cost over a TTL, and recommendations with their savings.
 
-pub mod insights;
 mod spend;
 
 use std::{collections::BTreeMap, path::Path};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-pub use spend::{
-    ResourceCost, TeamSpend, current_monthly_of, ordered_monthly, resource_cost, team_spend,
-};
+pub use spend::{Billed, ResourceCost, TeamSpend, current_monthly_of, resource_cost, team_spend};
 
 use crate::templates::{Context, Offering, RenderedSpec, Renderer, ValidValues};
 
@@ -96,46 +93,7 @@ pub struct Recommendation {
     pub saving_monthly: f64,
 }
 
-/// `cost:` in offering.yaml.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CostModel {
-    #[serde(default)]
-    pub items: Vec<CostItem>,
-    /// Factors applied to one part's subtotal (shown as their own line, e.g. multi-AZ ×2).
-    #[serde(default)]
-    pub multipliers: Vec<CostMultiplier>,
-    #[serde(default)]
-    pub recommendations: Vec<RecommendationRule>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CostItem {
-    pub part: String,
-    pub label: String,
-    /// An expression giving the monthly price; reads `part`, `prices`, `parameters`, `preset`.
-    pub monthly: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CostMultiplier {
-    pub part: String,
-    pub label: String,
-    pub factor: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecommendationRule {
-    pub id: String,
-    /// A boolean expression over the order.
-    pub when: String,
-    pub message: String,
-    /// Form values to change; each may be an expression.
-    pub set: Map<String, Value>,
-}
+pub use crate::templates::cost_model::{CostItem, CostModel, CostMultiplier, RecommendationRule};
 
 fn cents(x: f64) -> f64 {
     (x * 100.0).round() / 100.0

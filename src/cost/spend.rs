@@ -1,11 +1,24 @@
 //! A team's spend: its active resources, prorated for those with a TTL, and a forecast to the
-//! end of the month.
+//! end of the month. Pure arithmetic over what a resource is billed for; `db::spend` reads
+//! those rows.
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use serde::Serialize;
 
-use crate::{catalog::EntityRef, db::entities::resource};
+/// What a resource is billed by: its monthly price and when it lived.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Billed {
+    pub monthly_cost_cents: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl Billed {
+    fn monthly(&self) -> f64 {
+        self.monthly_cost_cents.unwrap_or(0) as f64 / 100.0
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -43,11 +56,10 @@ fn hours(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
     ((b - a).num_seconds().max(0) as f64) / 3600.0
 }
 
-/// Computes `team`'s spend at `now` from the resources table.
 /// What a live resource counts for in its team's monthly spend: its monthly cost, or the
 /// hours it has left when it expires within a month.
-pub fn current_monthly_of(r: &resource::Model, now: DateTime<Utc>, hours_per_month: f64) -> f64 {
-    let monthly = r.monthly_cost_cents.unwrap_or(0) as f64 / 100.0;
+pub fn current_monthly_of(r: &Billed, now: DateTime<Utc>, hours_per_month: f64) -> f64 {
+    let monthly = r.monthly();
     match r.expires_at {
         Some(e) if e <= now => 0.0,
         Some(e) => monthly * (hours(now, e) / hours_per_month).min(1.0),
@@ -55,80 +67,41 @@ pub fn current_monthly_of(r: &resource::Model, now: DateTime<Utc>, hours_per_mon
     }
 }
 
-/// The monthly cost of a team's accepted orders for new resources that are not provisioned
-/// yet, from the estimate each was accepted with.
-pub async fn ordered_monthly<C: ConnectionTrait>(db: &C, team: &EntityRef) -> Result<f64, DbErr> {
-    use crate::{db::entities::request, provisioning::requests::RequestStatus};
-    use sea_orm::QuerySelect;
-    // Only the estimates: an order's spec and values are not needed here.
-    let estimates: Vec<Option<serde_json::Value>> = request::Entity::find()
-        .select_only()
-        .column(request::Column::Estimate)
-        .filter(request::Column::Owner.eq(team.to_string()))
-        .filter(request::Column::Operation.eq("create"))
-        .filter(request::Column::Status.is_in([
-            RequestStatus::Pending.as_str(),
-            RequestStatus::AwaitingApproval.as_str(),
-            RequestStatus::Running.as_str(),
-        ]))
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(estimates
-        .iter()
-        .filter_map(|e| e.as_ref()?.get("monthly")?.as_f64())
-        .sum())
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
-pub async fn team_spend<C: ConnectionTrait>(
-    db: &C,
-    team: &EntityRef,
+/// `team`'s spend at `now` from its live (not deleted) resources.
+pub fn team_spend(
+    team: &str,
+    live: &[Billed],
     currency: &str,
     hours_per_month: f64,
     now: DateTime<Utc>,
-) -> Result<TeamSpend, DbErr> {
-    let rows = resource::Entity::find()
-        .filter(resource::Column::Owner.eq(team.to_string()))
-        .filter(resource::Column::DeletedAt.is_null())
-        .all(db)
-        .await?;
+) -> TeamSpend {
     let (month_start, month_end) = month_bounds(now);
     let (mut current, mut to_date, mut forecast) = (0.0, 0.0, 0.0);
     let mut active = 0;
-    for r in rows {
-        let monthly = r.monthly_cost_cents.unwrap_or(0) as f64 / 100.0;
+    for r in live {
         let expires = r.expires_at;
         if expires.is_some_and(|e| e <= now) {
             continue; // expired, waiting for the reaper: no longer billed
         }
         active += 1;
-        let hourly = monthly / hours_per_month;
+        let hourly = r.monthly() / hours_per_month;
         let alive_until = expires.map_or(month_end, |e| e.min(month_end));
-        current += current_monthly_of(&r, now, hours_per_month);
+        current += current_monthly_of(r, now, hours_per_month);
         let accrued = hourly * hours(r.created_at.max(month_start), now);
         to_date += accrued;
         forecast += accrued + hourly * hours(now, alive_until);
     }
-    let round = |x: f64| (x * 100.0).round() / 100.0;
-    Ok(TeamSpend {
-        team: team.to_string(),
+    TeamSpend {
+        team: team.to_owned(),
         currency: currency.to_owned(),
         current_monthly: round(current),
         month_to_date: round(to_date),
         forecast_month_end: round(forecast),
         active_resources: active,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn month_bounds_cover_december() {
-        let (s, e) = month_bounds(Utc.with_ymd_and_hms(2026, 12, 15, 10, 0, 0).unwrap());
-        assert_eq!(s, Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap());
-        assert_eq!(e, Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
     }
 }
 
@@ -148,18 +121,17 @@ pub struct ResourceCost {
     pub deleted: bool,
 }
 
-pub async fn resource_cost(
-    db: &DatabaseConnection,
+/// What resource `id` of `owner` costs at `now`.
+pub fn resource_cost(
     id: &str,
+    owner: &str,
+    r: &Billed,
     currency: &str,
     hours_per_month: f64,
     now: DateTime<Utc>,
-) -> Result<Option<ResourceCost>, DbErr> {
-    let Some(r) = resource::Entity::find_by_id(id.to_owned()).one(db).await? else {
-        return Ok(None);
-    };
+) -> ResourceCost {
     let (month_start, month_end) = month_bounds(now);
-    let monthly = r.monthly_cost_cents.unwrap_or(0) as f64 / 100.0;
+    let monthly = r.monthly();
     let hourly = monthly / hours_per_month;
     // Billing stops at deletion or expiry, whichever came first.
     let stop = [r.deleted_at, r.expires_at].into_iter().flatten().min();
@@ -167,15 +139,26 @@ pub async fn resource_cost(
     let to_date = hourly * hours(r.created_at.max(month_start), until_now);
     let until_end = stop.map_or(month_end, |s| s.min(month_end));
     let forecast = to_date + hourly * hours(now, until_end);
-    let round = |x: f64| (x * 100.0).round() / 100.0;
-    Ok(Some(ResourceCost {
-        resource_id: r.id,
-        owner: r.owner,
+    ResourceCost {
+        resource_id: id.to_owned(),
+        owner: owner.to_owned(),
         currency: currency.to_owned(),
         monthly,
         month_to_date: round(to_date),
         forecast_month_end: round(forecast),
         expires_at: r.expires_at,
         deleted: r.deleted_at.is_some(),
-    }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_bounds_cover_december() {
+        let (s, e) = month_bounds(Utc.with_ymd_and_hms(2026, 12, 15, 10, 0, 0).unwrap());
+        assert_eq!(s, Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap());
+        assert_eq!(e, Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
+    }
 }

@@ -6,7 +6,6 @@ pub mod drift;
 pub mod drivers;
 pub mod engine;
 pub mod lifecycle;
-pub mod order;
 pub mod queue;
 pub mod requests;
 pub mod resources;

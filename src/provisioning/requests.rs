@@ -13,30 +13,10 @@ use crate::{
     catalog::EntityRef,
     db::entities::{approval, request, request_step},
     policy::{Outcome, PolicyDecision},
-    templates::{FieldError, Offering, RenderError, RenderedSpec, Renderer, ValidValues},
 };
 
+pub use crate::templates::order::{IdempotencyKey, NewRequest, PrepareError};
 pub use crate::vocab::status::{Operation, RequestStatus};
-
-/// A client-chosen key that makes a create safe to retry (Backstage re-runs steps on task
-/// recovery and passes `${{ context.task.id }}`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        if s.is_empty() || s.len() > 200 {
-            return Err("must be 1-200 characters".into());
-        }
-        if s.chars().any(|c| c.is_control()) {
-            return Err("must not contain control characters".into());
-        }
-        Ok(Self(s.to_owned()))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// A stored request as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -83,60 +63,6 @@ pub struct Step {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
-}
-
-/// Everything a create needs, already checked: values validated against the template, the
-/// plan rendered, owner parsed.
-#[derive(Debug)]
-pub struct NewRequest {
-    pub offering: String,
-    pub template_version: String,
-    /// The form values, validated, defaults applied.
-    pub values: ValidValues,
-    pub spec: RenderedSpec,
-    pub owner: EntityRef,
-    pub requester: String,
-    pub idempotency_key: Option<IdempotencyKey>,
-    /// Create, or update of `resource_id`.
-    pub operation: Operation,
-    pub resource_id: Option<String>,
-}
-
-/// Why a request could not be prepared.
-#[derive(Debug)]
-pub enum PrepareError {
-    /// The values break the template's rules (every violation listed).
-    Invalid(Vec<FieldError>),
-    /// The template itself cannot render its plan (an author's bug, not the requester's).
-    Template(RenderError),
-}
-
-impl NewRequest {
-    /// Validates `values` against the offering's form, renders its plan and checks the result.
-    pub fn prepare(
-        offering: &Offering,
-        renderer: &Renderer,
-        values: &Value,
-        requester: String,
-        idempotency_key: Option<IdempotencyKey>,
-    ) -> Result<Self, PrepareError> {
-        let valid = offering.validate(values).map_err(PrepareError::Invalid)?;
-        let mut spec = offering
-            .render(renderer, &valid)
-            .map_err(PrepareError::Template)?;
-        let owner = spec.check().map_err(PrepareError::Invalid)?;
-        Ok(Self {
-            offering: offering.name.clone(),
-            template_version: offering.version.clone(),
-            values: valid,
-            spec,
-            owner,
-            requester,
-            idempotency_key,
-            operation: Operation::Create,
-            resource_id: None,
-        })
-    }
 }
 
 /// The outcome of a create: a new request, or the one an earlier call with the same key made.

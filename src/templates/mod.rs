@@ -6,8 +6,10 @@
 //! request records the version and digest it was made from.
 
 mod backstage_schema;
+pub mod cost_model;
 mod form;
 pub mod lint;
+pub mod order;
 mod render;
 mod store;
 
@@ -44,7 +46,7 @@ pub struct OfferingSpec {
     pub parts: Vec<PartSpec>,
     /// How to price it from the price book.
     #[serde(default)]
-    pub cost: crate::cost::CostModel,
+    pub cost: cost_model::CostModel,
 }
 
 #[derive(Debug, Clone, Deserialize)]

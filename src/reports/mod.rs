@@ -3,6 +3,8 @@
 //! who adopts the platform, how often things drift, and what cleanup saves. Computed from
 //! paved's own tables, on either database engine.
 
+pub mod cost_insights;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};

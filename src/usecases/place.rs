@@ -5,10 +5,11 @@ use serde_json::Value;
 
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
-use super::requests::{self, CreateError, Created, IdempotencyKey, Request, Verdict};
+use super::assess::{self, AssessError, Inputs, TeamLock};
+use crate::provisioning::requests::{self, CreateError, Created, IdempotencyKey, Request, Verdict};
 use crate::{
     auth::Principal,
-    guardrails::{self, AssessError, Inputs, TeamLock},
+    guardrails,
     policy::Violation,
     templates::{FieldError, Offering},
 };
@@ -44,7 +45,7 @@ pub async fn place(
     requester: &Principal,
     key: Option<IdempotencyKey>,
 ) -> Result<Placed, PlaceError> {
-    let priced = match guardrails::price(inputs, offering, values, requester, key)? {
+    let priced = match assess::price(inputs, offering, values, requester, key)? {
         Ok(p) => p,
         Err(errors) => return Ok(Placed::Invalid(errors)),
     };
@@ -100,8 +101,7 @@ async fn store<C: ConnectionTrait + TransactionTrait>(
     replaces: Option<&crate::db::entities::resource::Model>,
     finish: impl FnOnce(requests::NewRequest) -> requests::NewRequest,
 ) -> Result<(Request, bool), PlaceError> {
-    let (_, decision) =
-        guardrails::decide(db, inputs, offering, &priced, requester, replaces).await?;
+    let (_, decision) = assess::decide(db, inputs, offering, &priced, requester, replaces).await?;
     let verdict = Verdict {
         estimate: serde_json::to_value(&priced.estimate).expect("estimate serializes"),
         decision,
@@ -266,8 +266,7 @@ pub async fn place_update(
     };
     let mut merged = created_with.as_object().cloned().unwrap_or_default();
     merged.extend(changes.clone());
-    let priced = match guardrails::price(inputs, offering, &Value::Object(merged), requester, None)?
-    {
+    let priced = match assess::price(inputs, offering, &Value::Object(merged), requester, None)? {
         Ok(p) => p,
         Err(errors) => return Ok(Placed::Invalid(errors)),
     };

@@ -1,0 +1,227 @@
+//! Assessing an order: the guardrails' decision over what its team spends now, read under
+//! the team's lock when the order is to be stored.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    Statement, TransactionTrait,
+};
+use serde_json::Value;
+
+use crate::{
+    config::CostSettings,
+    cost::{self, PriceBook},
+    db::{entities::budget, spend},
+    guardrails::{self, Assessment, BudgetView, Priced, RuleError, Rules, Spend},
+    notifications::Notifier,
+    policy::{PolicyDecision, PolicySet},
+    templates::{Offering, Renderer, order::IdempotencyKey},
+    vocab::{entity_ref::EntityRef, keyed_locks::KeyedLocks, principal::Principal},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssessError {
+    /// The template cannot render or price its own plan: the platform team's bug.
+    #[error("{0}")]
+    Template(String),
+    #[error("policy evaluation failed: {0}")]
+    Policy(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl From<RuleError> for AssessError {
+    fn from(e: RuleError) -> Self {
+        match e {
+            RuleError::Template(m) => Self::Template(m),
+            RuleError::Policy(m) => Self::Policy(m),
+        }
+    }
+}
+
+pub struct Inputs<'a> {
+    pub db: &'a DatabaseConnection,
+    pub renderer: &'a Renderer,
+    pub pricebook: &'a PriceBook,
+    pub policies: &'a PolicySet,
+    pub cost: &'a CostSettings,
+    /// For the provisioning job a pending request gets.
+    pub max_attempts: i32,
+    /// Tells approvers when a request waits for them.
+    pub notifier: &'a Notifier,
+    /// Who holds which role beyond developer (`auth.roles`): platform-admins to notify.
+    pub roles: &'a std::collections::BTreeMap<String, Vec<String>>,
+    /// The moment the order is assessed at (spend, prorating).
+    pub now: DateTime<Utc>,
+}
+
+impl Inputs<'_> {
+    pub fn rules(&self) -> Rules<'_> {
+        Rules {
+            renderer: self.renderer,
+            pricebook: self.pricebook,
+            policies: self.policies,
+            cost: self.cost,
+            now: self.now,
+        }
+    }
+}
+
+/// Validates, renders, prices, budgets and runs every policy over one order.
+pub async fn assess(
+    inputs: &Inputs<'_>,
+    offering: &Offering,
+    values: &Value,
+    requester: &Principal,
+    idempotency_key: Option<IdempotencyKey>,
+    replaces: Option<&crate::db::entities::resource::Model>,
+) -> Result<Assessment, AssessError> {
+    let priced = match price(inputs, offering, values, requester, idempotency_key)? {
+        Ok(p) => p,
+        Err(errors) => return Ok(Assessment::Invalid(errors)),
+    };
+    let (budget, decision) =
+        decide(inputs.db, inputs, offering, &priced, requester, replaces).await?;
+    Ok(Assessment::Decided {
+        request: Box::new(priced.request),
+        estimate: priced.estimate,
+        budget,
+        decision,
+    })
+}
+
+/// The part of an assessment that reads no database: form, plan, price.
+pub fn price(
+    inputs: &Inputs<'_>,
+    offering: &Offering,
+    values: &Value,
+    requester: &Principal,
+    idempotency_key: Option<IdempotencyKey>,
+) -> Result<Result<Priced, Vec<crate::vocab::field_error::FieldError>>, AssessError> {
+    Ok(guardrails::price(
+        &inputs.rules(),
+        offering,
+        values,
+        requester,
+        idempotency_key,
+    )?)
+}
+
+/// Budgets a priced order against what its team spends and has ordered, read through `db`,
+/// and runs every policy. An order that will be stored must be decided on the connection
+/// that holds its team's [`TeamLock`].
+pub async fn decide<C: ConnectionTrait>(
+    db: &C,
+    inputs: &Inputs<'_>,
+    offering: &Offering,
+    priced: &Priced,
+    requester: &Principal,
+    replaces: Option<&crate::db::entities::resource::Model>,
+) -> Result<(BudgetView, PolicyDecision), AssessError> {
+    let spend = spend_of(db, inputs, &priced.request.owner, replaces).await?;
+    Ok(guardrails::decide(
+        &inputs.rules(),
+        offering,
+        priced,
+        requester,
+        spend,
+    )?)
+}
+
+async fn spend_of<C: ConnectionTrait>(
+    db: &C,
+    inputs: &Inputs<'_>,
+    team: &EntityRef,
+    replaces: Option<&crate::db::entities::resource::Model>,
+) -> Result<Spend, DbErr> {
+    let owner = team.to_string();
+    let limit = match budget::Entity::find_by_id(owner.clone()).one(db).await? {
+        Some(b) => Some(b.monthly_limit_cents as f64 / 100.0),
+        None => guardrails::configured_budget(inputs.cost, team),
+    };
+    let hours_per_month = inputs.pricebook.hours_per_month;
+    let live = spend::live_of_team(db, &owner).await?;
+    let current = cost::team_spend(
+        &owner,
+        &live,
+        &inputs.pricebook.currency,
+        hours_per_month,
+        inputs.now,
+    );
+    // Only a resource of this team is in its spend (an update never changes the owner).
+    let replaced = replaces
+        .filter(|r| r.owner == owner && r.deleted_at.is_none())
+        .map_or(0.0, |r| {
+            cost::current_monthly_of(&spend::billed(r), inputs.now, hours_per_month)
+        });
+    Ok(Spend {
+        limit,
+        current_monthly: current.current_monthly,
+        ordered_monthly: spend::ordered_monthly(db, &owner).await?,
+        replaced_monthly: replaced,
+    })
+}
+
+/// Serializes the orders of one team, from reading its spend to storing the order, so two
+/// concurrent orders cannot each fit under a budget that holds only one of them.
+///
+/// In this process, a per-team lock comes first, so a burst of one team's orders waits in
+/// memory, not each on a pooled database connection that other callers need.
+///
+/// PostgreSQL (several replicas may share the database): then a transaction holding a
+/// transaction-scoped advisory lock keyed on the team; the budget is read and the order
+/// inserted inside it, and the lock ends with the commit, so the next order of the team, on
+/// any replica, reads a spend that includes this one. Other teams are not delayed.
+///
+/// SQLite: the in-process lock is all. SQLite is the single-replica embedded default (a file
+/// only one paved serves), so the process is the whole world; a write transaction taken up
+/// front (`BEGIN IMMEDIATE`) would serialize every team's orders with every other write
+/// (workers, audit) and turn contention into `SQLITE_BUSY` after the busy timeout. The reads
+/// and the insert use the pool as usual: the insert commits before the lock is released.
+pub enum TeamLock {
+    Postgres {
+        txn: DatabaseTransaction,
+        _local: tokio::sync::OwnedMutexGuard<()>,
+    },
+    Local(tokio::sync::OwnedMutexGuard<()>),
+}
+
+/// Class id of paved's advisory locks on its own database (the two-key form keeps them apart
+/// from any other user of advisory locks there): "pave" in ASCII.
+const ORDER_LOCK_CLASS: i32 = 0x7061_7665;
+
+impl TeamLock {
+    pub async fn acquire(db: &DatabaseConnection, team: &str) -> Result<Self, DbErr> {
+        let local = LOCAL_LOCKS.lock(team).await;
+        if db.get_database_backend() != DbBackend::Postgres {
+            return Ok(Self::Local(local));
+        }
+        let txn = db.begin().await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            [ORDER_LOCK_CLASS.into(), team.into()],
+        ))
+        .await?;
+        Ok(Self::Postgres { txn, _local: local })
+    }
+
+    /// The transaction to read and store through, where there is one.
+    pub fn transaction(&self) -> Option<&DatabaseTransaction> {
+        match self {
+            Self::Postgres { txn, .. } => Some(txn),
+            Self::Local(_) => None,
+        }
+    }
+
+    /// Ends the lock: commits what was stored under it when `commit`, else rolls it back.
+    pub async fn release(self, commit: bool) -> Result<(), DbErr> {
+        match self {
+            Self::Postgres { txn, .. } if commit => txn.commit().await,
+            Self::Postgres { txn, .. } => txn.rollback().await,
+            Self::Local(_) => Ok(()),
+        }
+    }
+}
+
+static LOCAL_LOCKS: KeyedLocks = KeyedLocks::new();
