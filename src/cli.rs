@@ -137,6 +137,9 @@ pub enum CatalogCommand {
 pub enum ConfigCommand {
     /// Print the effective configuration (secrets masked) or the problem with it (exit 2).
     Check,
+    /// Print the JSON Schema (draft 2020-12) of the configuration file, as committed in
+    /// config/paved.schema.json; it needs no configuration.
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,6 +229,12 @@ pub fn run(cli: Cli) -> ExitCode {
             resource(&settings, &server, token, command)
         }
         Command::Config {
+            command: ConfigCommand::Schema,
+        } => {
+            println!("{}", config_schema_json());
+            ExitCode::SUCCESS
+        }
+        Command::Config {
             command: ConfigCommand::Check,
         } => {
             let settings = match load_settings(&cli.config) {
@@ -309,6 +318,11 @@ pub fn openapi_json() -> String {
     crate::api::openapi()
         .to_pretty_json()
         .expect("OpenAPI document serializes")
+}
+
+/// The configuration's JSON Schema, generated from [`Settings`] and its doc comments.
+pub fn config_schema_json() -> String {
+    serde_json::to_string_pretty(&schemars::schema_for!(Settings)).expect("schema serializes")
 }
 
 fn lint(dir: &std::path::Path, pricebook: &std::path::Path) -> ExitCode {

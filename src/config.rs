@@ -13,6 +13,7 @@ use std::{
     str::FromStr,
 };
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -25,8 +26,10 @@ fn not_a_setting(name: &str) -> bool {
     matches!(name, CONFIG_ENV | "PAVED_URL" | "PAVED_TOKEN") || name.starts_with("PAVED_TEST_")
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// paved's configuration file; every key can also be set by `PAVED_<SECTION>__<KEY>`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schemars(title = "paved configuration")]
 pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
@@ -49,7 +52,7 @@ pub struct Settings {
 }
 
 /// Platform metrics.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportsSettings {
     /// The window of the platform gauges on `/metrics`, and the API's default window.
@@ -65,7 +68,7 @@ impl Default for ReportsSettings {
 }
 
 /// Unused-resource detection from the drivers' usage readings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct UnusedSettings {
     /// How often every ready resource's usage is read (0 turns sampling and unused alerts off).
@@ -85,7 +88,7 @@ impl Default for UnusedSettings {
 
 /// Drift detection: scheduled scans of every ready resource (on-demand checks go through the
 /// API).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriftSettings {
     /// How often every ready resource is compared with its actual state (0 turns scans off).
@@ -103,7 +106,7 @@ impl Default for DriftSettings {
 /// How background schedules (reaper, expiry warnings, drift scan, usage sampling) share the
 /// work between replicas: each schedule has a lease row in the database; the replica that takes
 /// it runs the schedule, the others skip that round.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulesSettings {
     /// How often each replica checks whether a schedule is due.
@@ -123,7 +126,7 @@ impl Default for SchedulesSettings {
 }
 
 /// Time-to-live of ephemeral resources: the reaper and the warnings before expiry.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TtlSettings {
     /// How often expired resources are deleted (0 turns the reaper off).
@@ -142,7 +145,7 @@ impl Default for TtlSettings {
 }
 
 /// Where paved tells people about things: Backstage's notifications API and/or a webhook.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationsSettings {
     /// Send to Backstage's notifications backend (needs `backstage.base_url`; authenticates
@@ -150,14 +153,17 @@ pub struct NotificationsSettings {
     pub backstage: bool,
     /// Also POST every notification as JSON to this URL.
     #[serde(deserialize_with = "opt_string")]
+    #[schemars(schema_with = "opt_string_schema")]
     pub webhook_url: Option<String>,
     /// Bearer token for the webhook.
     #[serde(deserialize_with = "opt_string")]
+    #[schemars(schema_with = "opt_string_schema")]
     pub webhook_token: Option<String>,
     /// Delivery attempts per notification and channel before it is given up.
     pub max_attempts: i32,
     /// First retry delay; doubles per attempt up to `retry_max_seconds`.
     pub retry_base_ms: u64,
+    /// The longest delay between two attempts.
     pub retry_max_seconds: u64,
     /// Fallback polling for due deliveries; new notifications wake the sender at once.
     pub poll_seconds: u64,
@@ -177,7 +183,7 @@ impl Default for NotificationsSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CatalogSettings {
     /// Serve the catalog documents without a token: Backstage's URL reader sends none.
@@ -199,7 +205,7 @@ impl Default for CatalogSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSettings {
     /// Workers in this process (0: this replica only serves the API).
@@ -212,6 +218,7 @@ pub struct EngineSettings {
     pub max_attempts: i32,
     /// First retry delay; doubles per attempt up to `retry_max_seconds`.
     pub retry_base_ms: u64,
+    /// The longest delay between two attempts.
     pub retry_max_seconds: u64,
 }
 
@@ -228,7 +235,7 @@ impl Default for EngineSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriversSettings {
     pub postgres: PostgresDriverSettings,
@@ -265,7 +272,7 @@ impl Default for RedisDriverSettings {
 }
 
 // Each key has its default on its own: setting one (a timeout) keeps the others.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresDriverSettings {
     /// Admin connection URL of the cluster serving each environment.
@@ -286,34 +293,37 @@ fn default_statement_timeout_ms() -> u64 {
     crate::provisioning::drivers::postgres::DEFAULT_STATEMENT_TIMEOUT_MS
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisDriverSettings {
     /// Redis URL (with an admin user) serving each environment.
     pub targets: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretsSettings {
     /// Base64 of 32 random bytes (`openssl rand -base64 32`) sealing credentials at rest.
     /// Required unless paved runs on its embedded default (SQLite), which keeps a generated
     /// key in `.paved/secrets.key`.
     #[serde(deserialize_with = "opt_string")]
+    #[schemars(schema_with = "opt_string_schema")]
     pub key: Option<String>,
     /// Keys that only open what they sealed before a rotation (`paved secrets reseal` moves
     /// it to `key`); nothing is sealed with them.
     #[serde(deserialize_with = "secret_list")]
+    #[schemars(schema_with = "secret_list_schema")]
     pub previous_keys: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoliciesSettings {
     /// Folder of `.rego` policies and their `.yaml` data.
     pub dir: PathBuf,
     /// Data merged over the folder's data (thresholds without editing files), e.g.
     /// `{guardrails: {approval: {above_monthly: 2000}}}`.
+    #[schemars(with = "Map<String, Value>")]
     pub data: Value,
 }
 
@@ -326,7 +336,7 @@ impl Default for PoliciesSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CostSettings {
     /// The price book offerings' cost formulas read.
@@ -344,7 +354,7 @@ impl Default for CostSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     /// Tokens for API clients and CI. Only the SHA-256 of each token is configured.
@@ -394,7 +404,7 @@ impl Default for AuthSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticToken {
     /// Entity ref the token acts as, e.g. `user:default/ci-bot`.
@@ -409,15 +419,17 @@ pub struct StaticToken {
     pub groups: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     /// Address the HTTP server binds to.
     #[serde(deserialize_with = "from_display")]
+    #[schemars(with = "String")]
     pub listen: SocketAddr,
     /// URL under which users and Backstage reach paved (links, catalog locations). Defaults to
     /// `http://<listen>`.
     #[serde(deserialize_with = "opt_string")]
+    #[schemars(schema_with = "opt_string_schema")]
     pub public_url: Option<String>,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
@@ -427,6 +439,7 @@ pub struct ServerSettings {
     /// Bearer`). The metrics carry every team's costs: without this token only platform-admins
     /// read them.
     #[serde(deserialize_with = "opt_string")]
+    #[schemars(schema_with = "opt_string_schema")]
     pub metrics_token_sha256: Option<String>,
 }
 
@@ -442,12 +455,14 @@ impl Default for ServerSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
     /// `sqlite://paved.db?mode=rwc` (embedded default) or `postgres://user@host/db`.
     #[serde(deserialize_with = "string")]
+    #[schemars(schema_with = "string_schema")]
     pub url: String,
+    /// Connections in paved's own database pool.
     pub max_connections: u32,
     /// Apply pending migrations when `serve` starts. Turn off where migrations run as a separate
     /// job (`paved migrate`); readiness then stays 503 until the schema is current.
@@ -464,7 +479,7 @@ impl Default for DatabaseSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemplatesSettings {
     /// Folder with one sub-folder per offering (`template.yaml` + `offering.yaml`).
@@ -482,7 +497,7 @@ impl Default for TemplatesSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -490,12 +505,14 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
+    /// `human` (coloured only on a terminal) or `json`, one object per line.
     pub format: LogFormat,
     /// A tracing filter such as `info` or `paved=debug,sqlx=warn`. `RUST_LOG` wins when set.
     #[serde(deserialize_with = "string")]
+    #[schemars(schema_with = "string_schema")]
     pub level: String,
 }
 
@@ -508,24 +525,28 @@ impl Default for LogSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackstageSettings {
     /// Backstage backend base URL, e.g. `http://localhost:7007` (catalog refresh, JWKS).
     #[serde(deserialize_with = "opt_string")]
+    #[schemars(schema_with = "opt_string_schema")]
     pub base_url: Option<String>,
     /// The Backstage app (frontend) URL people open, e.g. `https://backstage.example.com`;
     /// distinct from `base_url`, the backend. Links meant for a browser (entity pages) use it:
     /// paved's API routes answer a browser 401 once anonymous access is off.
     #[serde(deserialize_with = "opt_string")]
+    #[schemars(schema_with = "opt_string_schema")]
     pub app_url: Option<String>,
     /// The plugin id Backstage's discovery maps to paved; every path lives under `/api/<id>`.
     #[serde(deserialize_with = "string")]
+    #[schemars(schema_with = "string_schema")]
     pub plugin_id: String,
     /// A static externalAccess token for paved's calls to Backstage (catalog refresh,
     /// user groups, locations). Unset (the default): paved signs its own plugin tokens and
     /// publishes their keys at `/api/<plugin_id>/.backstage/auth/v1/jwks.json`.
     #[serde(deserialize_with = "opt_string")]
+    #[schemars(schema_with = "opt_string_schema")]
     pub token: Option<String>,
     /// How often paved makes a new signing key; the old one stays published until the
     /// tokens it signed have expired.
@@ -1126,6 +1147,19 @@ fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
             kind(&other)
         ))),
     }
+}
+
+// What `string`, `opt_string` and `secret_list` accept, for the configuration's JSON Schema.
+fn string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["string", "number", "boolean"] })
+}
+
+fn opt_string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["string", "number", "boolean", "null"] })
+}
+
+fn secret_list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["array", "string", "null"], "items": { "type": "string" } })
 }
 
 fn from_display<'de, D, T>(d: D) -> Result<T, D::Error>

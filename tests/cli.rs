@@ -718,6 +718,111 @@ fn config_check_prints_the_effective_configuration_with_secrets_masked() {
 }
 
 #[test]
+fn config_schema_is_committed_current_and_agrees_with_what_paved_accepts() {
+    let committed = std::fs::read_to_string(common::repo_path("config/paved.schema.json")).unwrap();
+    let out = paved().args(["config", "schema"]).output().unwrap();
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(generated.trim_end(), paved::cli::config_schema_json());
+    assert!(
+        committed.trim_end() == generated.trim_end(),
+        "config/paved.schema.json differs from what the code describes; regenerate it with:\n  cargo run -q -- config schema > config/paved.schema.json"
+    );
+    let schema: Value = serde_json::from_str(&generated).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    jsonschema::meta::validate(&schema).expect("a valid draft 2020-12 schema");
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let problems = |v: &Value| -> Vec<String> {
+        validator
+            .iter_errors(v)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect()
+    };
+    // An editor shows each key's doc comment and default.
+    let listen = &schema["$defs"]["ServerSettings"]["properties"]["listen"];
+    assert_eq!(listen["description"], "Address the HTTP server binds to.");
+    assert_eq!(listen["default"], "127.0.0.1:7077");
+    for (name, def) in schema["$defs"].as_object().unwrap() {
+        for (key, prop) in def["properties"].as_object().into_iter().flatten() {
+            assert!(
+                prop.get("description").is_some() || prop.get("$ref").is_some(),
+                "{name}.{key} has no doc comment, so the schema does not describe it"
+            );
+        }
+    }
+
+    // The embedded default and the example file are valid, for the schema and for paved.
+    let defaults = serde_json::to_value(paved::config::Settings::default()).unwrap();
+    assert_eq!(problems(&defaults), Vec::<String>::new());
+    let example_path = common::repo_path("config/paved.example.yaml");
+    let example: Value =
+        yaml_serde::from_str(&std::fs::read_to_string(&example_path).unwrap()).unwrap();
+    assert_eq!(problems(&example), Vec::<String>::new());
+    let check = paved()
+        .args([
+            "--config",
+            example_path.to_str().unwrap(),
+            "config",
+            "check",
+        ])
+        .env(
+            "PAVED_SECRETS__KEY",
+            paved::provisioning::secrets::SecretBox::generate_key(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // What the lenient deserializers take (a number as text, one key as a list of one) the
+    // schema takes too; what paved refuses for its type or name, the schema refuses.
+    let dir = tempfile::tempdir().unwrap();
+    let load = |v: &Value| {
+        let f = dir.path().join("paved.yaml");
+        std::fs::write(&f, v.to_string()).unwrap();
+        paved::config::Settings::load(Some(&f), Vec::new())
+    };
+    let lenient = json!({
+        "backstage": {"plugin_id": 123, "token": 42},
+        "secrets": {"previous_keys": paved::provisioning::secrets::SecretBox::generate_key()},
+        "server": {"public_url": ""},
+    });
+    assert_eq!(problems(&lenient), Vec::<String>::new());
+    load(&lenient).unwrap();
+    for (bad, path) in [
+        (json!({"databse": {"url": "sqlite://x.db"}}), ""),
+        (json!({"server": {"listn": "127.0.0.1:1"}}), "/server"),
+        (
+            json!({"server": {"body_limit_bytes": "big"}}),
+            "/server/body_limit_bytes",
+        ),
+        (json!({"log": {"format": "xml"}}), "/log/format"),
+        (json!({"engine": {"workers": -1}}), "/engine/workers"),
+        (
+            json!({"secrets": {"previous_keys": [1]}}),
+            "/secrets/previous_keys/0",
+        ),
+        (
+            json!({"auth": {"static_tokens": [{"subject": "user:default/ci"}]}}),
+            "/auth/static_tokens/0",
+        ),
+    ] {
+        let found = problems(&bad);
+        assert!(
+            found.iter().any(|p| p.starts_with(&format!("{path}: "))),
+            "{bad}: {found:?}"
+        );
+        assert!(load(&bad).is_err(), "paved accepts {bad}");
+    }
+}
+
+#[test]
 fn a_first_start_on_an_empty_postgres_database_is_clean_and_ready_means_ready() {
     first_start_on_empty_postgres(true);
 }
