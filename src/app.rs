@@ -418,7 +418,7 @@ impl Application {
                 state.0.wake.clone(),
             );
             if let Some(r) = &state.0.refresher {
-                engine = engine.with_refresher(r.clone());
+                engine = engine.with_catalog(Arc::new(r.clone()));
             }
             engine = engine.with_notifier(state.0.notifier.clone());
             let engine = Arc::new(engine);

@@ -235,70 +235,9 @@ impl Default for EngineSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct DriversSettings {
-    pub postgres: PostgresDriverSettings,
-    pub redis: RedisDriverSettings,
-}
-
-/// dev, staging and prod, all on `url`.
-fn local_targets(url: &str) -> std::collections::BTreeMap<String, String> {
-    ["dev", "staging", "prod"]
-        .iter()
-        .map(|e| (e.to_string(), url.to_owned()))
-        .collect()
-}
-
-impl Default for PostgresDriverSettings {
-    fn default() -> Self {
-        Self {
-            targets: local_targets("postgres://postgres@127.0.0.1:5432/postgres"),
-            extensions: ["pgcrypto", "citext", "uuid-ossp", "pg_trgm", "hstore"]
-                .map(String::from)
-                .to_vec(),
-            lock_timeout_ms: default_lock_timeout_ms(),
-            statement_timeout_ms: default_statement_timeout_ms(),
-        }
-    }
-}
-
-impl Default for RedisDriverSettings {
-    fn default() -> Self {
-        Self {
-            targets: local_targets("redis://127.0.0.1:6379"),
-        }
-    }
-}
-
-// Each key has its default on its own: setting one (a timeout) keeps the others.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct PostgresDriverSettings {
-    /// Admin connection URL of the cluster serving each environment.
-    pub targets: std::collections::BTreeMap<String, String>,
-    /// Extensions offerings may ask for.
-    pub extensions: Vec<String>,
-    /// Every statement paved sends to a target waits at most this long for a lock…
-    pub lock_timeout_ms: u64,
-    /// …and runs at most this long; then the step is retried later.
-    pub statement_timeout_ms: u64,
-}
-
-fn default_lock_timeout_ms() -> u64 {
-    crate::provisioning::drivers::postgres::DEFAULT_LOCK_TIMEOUT_MS
-}
-
-fn default_statement_timeout_ms() -> u64 {
-    crate::provisioning::drivers::postgres::DEFAULT_STATEMENT_TIMEOUT_MS
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisDriverSettings {
-    /// Redis URL (with an admin user) serving each environment.
-    pub targets: std::collections::BTreeMap<String, String>,
-}
+pub use crate::provisioning::drivers::settings::{
+    DriversSettings, PostgresDriverSettings, RedisDriverSettings,
+};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -984,9 +923,9 @@ impl Settings {
 }
 
 fn check_http_url(v: &str) -> Result<(), String> {
-    let uri = axum::http::Uri::from_str(v).map_err(|e| format!("not a URL: {e}"))?;
-    match (uri.scheme_str(), uri.host()) {
-        (Some("http" | "https"), Some(_)) => Ok(()),
+    let url = url::Url::parse(v).map_err(|e| format!("not a URL: {e}"))?;
+    match (url.scheme(), url.host_str()) {
+        ("http" | "https", Some(_)) => Ok(()),
         _ => Err("must be an absolute http:// or https:// URL".into()),
     }
 }

@@ -33,7 +33,6 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("use cases", &["usecases", "provisioning::approvals"]),
     ("provisioning", &["provisioning"]),
-    ("drivers", &["provisioning::drivers"]),
     ("side effects", &["audit", "notifications"]),
     ("persistence", &["db"]),
     ("telemetry", &["telemetry"]),
@@ -42,6 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("domain: offerings and policy", &["templates", "policy"]),
     ("authorization", &["access"]),
     ("configuration", &["config"]),
+    ("drivers", &["provisioning::drivers"]),
     ("shared words", &["vocab"]),
 ];
 

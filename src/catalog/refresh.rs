@@ -250,3 +250,24 @@ mod tests {
         );
     }
 }
+
+/// The engine's catalog: a published resource's entity is refreshed, a removed resource's
+/// entities (its own and its parts') are deleted.
+impl crate::provisioning::catalog_sink::CatalogSink for Refresher {
+    fn published(&self, resource_name: &str, resource_id: &str) {
+        self.refresh(
+            format!("resource:default/{resource_name}"),
+            resource_id.to_owned(),
+        );
+    }
+
+    fn removed(&self, resource_name: &str, resource_id: &str, part_ids: &[&str]) {
+        let mut refs = vec![format!("resource:default/{resource_name}")];
+        refs.extend(super::provider::part_entity_refs(
+            resource_name,
+            resource_id,
+            part_ids,
+        ));
+        self.remove(refs, resource_id.to_owned());
+    }
+}

@@ -69,8 +69,8 @@ pub struct Engine {
     wake: Arc<Notify>,
     /// Test hook: pretend the worker dies right after this step succeeds.
     die_after_step: Option<String>,
-    /// Tells Backstage's catalog about published changes, when configured.
-    refresher: Option<crate::catalog::refresh::Refresher>,
+    /// Told about published and removed resources, when configured.
+    catalog: Option<Arc<dyn super::catalog_sink::CatalogSink>>,
     /// Tells requesters and owners when a request fails.
     notifier: crate::notifications::Notifier,
 }
@@ -90,7 +90,7 @@ impl Engine {
             settings,
             wake,
             die_after_step: None,
-            refresher: None,
+            catalog: None,
             notifier: crate::notifications::Notifier::disabled(),
         }
     }
@@ -101,32 +101,23 @@ impl Engine {
         self
     }
 
-    /// Refresh the Backstage catalog entity after each publish / unpublish.
-    pub fn with_refresher(mut self, r: crate::catalog::refresh::Refresher) -> Self {
-        self.refresher = Some(r);
+    /// Tell `sink` (Backstage's catalog) after each publish / unpublish.
+    pub fn with_catalog(mut self, sink: Arc<dyn super::catalog_sink::CatalogSink>) -> Self {
+        self.catalog = Some(sink);
         self
     }
 
     fn refresh_catalog(&self, spec: &RenderedSpec, resource_id: &str) {
-        if let Some(r) = &self.refresher {
-            r.refresh(
-                format!("resource:default/{}", spec.resource.name),
-                resource_id.to_owned(),
-            );
+        if let Some(c) = &self.catalog {
+            c.published(&spec.resource.name, resource_id);
         }
     }
 
-    /// Removes a deleted resource's entities (and its parts') from Backstage's catalog.
+    /// A deleted resource's entities (and its parts') leave the catalog.
     fn remove_from_catalog(&self, spec: &RenderedSpec, resource_id: &str) {
-        if let Some(r) = &self.refresher {
+        if let Some(c) = &self.catalog {
             let part_ids: Vec<&str> = spec.parts.iter().map(|p| p.id.as_str()).collect();
-            let mut refs = vec![format!("resource:default/{}", spec.resource.name)];
-            refs.extend(crate::catalog::provider::part_entity_refs(
-                &spec.resource.name,
-                resource_id,
-                &part_ids,
-            ));
-            r.remove(refs, resource_id.to_owned());
+            c.removed(&spec.resource.name, resource_id, &part_ids);
         }
     }
 
@@ -1002,7 +993,7 @@ impl Engine {
             created_at: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),
-            catalog_bucket: Set(crate::catalog::pages::bucket_of(&id)),
+            catalog_bucket: Set(crate::vocab::bucket::bucket_of(&id)),
         };
         match resource::Entity::insert(row).exec(&self.db).await {
             Ok(_) => {}

@@ -2,6 +2,7 @@
 //! talk to real systems.
 
 pub mod approvals;
+pub mod catalog_sink;
 pub mod drift;
 pub mod drivers;
 pub mod engine;

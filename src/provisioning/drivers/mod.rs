@@ -4,6 +4,7 @@
 
 pub mod postgres;
 pub mod redis;
+pub mod settings;
 
 use serde_json::Value;
 
@@ -123,7 +124,7 @@ impl PartSpec {
 /// Logs, once at start-up and in the background, what makes a target unsafe for tenants (see
 /// [`Drivers::target_warnings`]); an unreachable target is reported, never fatal.
 /// `own_database` is paved's database URL, named as such when it lives on a target.
-pub fn warn_about_targets(settings: &crate::config::DriversSettings, own_database: &str) {
+pub fn warn_about_targets(settings: &settings::DriversSettings, own_database: &str) {
     let drivers = Drivers::from_settings(settings);
     let own = own_database.to_owned();
     tokio::spawn(async move {
@@ -151,7 +152,7 @@ impl Drivers {
         out
     }
 
-    pub fn from_settings(s: &crate::config::DriversSettings) -> Self {
+    pub fn from_settings(s: &settings::DriversSettings) -> Self {
         Self {
             postgres: postgres::PostgresDriver::new(
                 s.postgres.targets.clone(),

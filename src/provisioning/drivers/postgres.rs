@@ -135,7 +135,7 @@ pub struct PostgresDriver {
     /// (environment, read-only) → pool on the target's maintenance database.
     pools: Mutex<BTreeMap<(String, bool), PgPool>>,
     /// Runs of one database in this process take turns here, without asking the server.
-    local_locks: crate::keyed_locks::KeyedLocks,
+    local_locks: crate::vocab::keyed_locks::KeyedLocks,
 }
 
 impl PostgresDriver {
@@ -146,7 +146,7 @@ impl PostgresDriver {
             lock_timeout_ms: DEFAULT_LOCK_TIMEOUT_MS,
             statement_timeout_ms: DEFAULT_STATEMENT_TIMEOUT_MS,
             pools: Mutex::new(BTreeMap::new()),
-            local_locks: crate::keyed_locks::KeyedLocks::new(),
+            local_locks: crate::vocab::keyed_locks::KeyedLocks::new(),
         }
     }
 
@@ -185,7 +185,7 @@ impl PostgresDriver {
             .map_err(|e| {
                 DriverError::Permanent(format!(
                     "postgres target for {env}: {}",
-                    crate::db::redact(&e.to_string())
+                    crate::vocab::redact::redact(&e.to_string())
                 ))
             })?
             .application_name(if read_only { "paved-observer" } else { "paved" })
@@ -315,7 +315,7 @@ impl PostgresDriver {
         let opts: PgConnectOptions = self
             .target(&spec.environment)?
             .parse()
-            .map_err(|e: sqlx::Error| DriverError::Permanent(crate::db::redact(&e.to_string())))?;
+            .map_err(|e: sqlx::Error| DriverError::Permanent(crate::vocab::redact::redact(&e.to_string())))?;
         Ok(Applied {
             outputs: json!({
                 "host": opts.get_host(),
@@ -479,7 +479,7 @@ impl PostgresDriver {
             .await
         {
             Ok(c) => c,
-            Err(e) => return (json!({"unreadable": crate::db::redact(&e.to_string())}), 0),
+            Err(e) => return (json!({"unreadable": crate::vocab::redact::redact(&e.to_string())}), 0),
         };
         // Connecting commits one transaction (backend start-up); the read is rolled back (one
         // rollback). Both show in pg_stat_database, hence `self_transactions` = 2.
@@ -608,7 +608,7 @@ impl PostgresDriver {
                 .parse::<PgConnectOptions>()
                 .ok()
                 .map(|o| (o.get_host().to_owned(), o.get_port()));
-            let where_ = format!("postgres target {env} ({})", crate::db::redact(url));
+            let where_ = format!("postgres target {env} ({})", crate::vocab::redact::redact(url));
             let pool = match self.observer(env).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -844,7 +844,7 @@ async fn exec(conn: &mut PgConnection, sql: &str) -> Result<(), DriverError> {
 }
 
 fn transient(e: sqlx::Error) -> DriverError {
-    DriverError::Transient(crate::db::redact(&e.to_string()))
+    DriverError::Transient(crate::vocab::redact::redact(&e.to_string()))
 }
 
 /// Sorts a database error: duplicates are conflicts (converge), connection trouble is
