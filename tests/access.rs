@@ -678,7 +678,7 @@ async fn lists_show_each_persona_only_what_it_may_see() {
             "{}: {resources}",
             persona
         );
-        let targets: Vec<&str> = audit
+        let targets: Vec<&str> = audit["items"]
             .as_array()
             .unwrap()
             .iter()
