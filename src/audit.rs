@@ -102,13 +102,16 @@ pub struct AuditFilter {
     pub event_type: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// Only events older than this one (ids grow with time: the keyset of the newest-first
+    /// order, which events recorded meanwhile never shift).
+    pub before: Option<i64>,
     pub limit: u64,
     /// Only events concerning these teams, or done by (or for) `visible_to_subject`.
     pub teams: Option<std::collections::BTreeSet<String>>,
     pub visible_to_subject: Option<String>,
 }
 
-/// Newest first.
+/// Newest first, at most `limit`.
 pub async fn list<C: ConnectionTrait>(conn: &C, f: &AuditFilter) -> Result<Vec<AuditEvent>, DbErr> {
     let mut q = audit_event::Entity::find().order_by_desc(audit_event::Column::Id);
     if let Some(a) = &f.actor {
@@ -125,6 +128,9 @@ pub async fn list<C: ConnectionTrait>(conn: &C, f: &AuditFilter) -> Result<Vec<A
     }
     if let Some(u) = f.until {
         q = q.filter(audit_event::Column::At.lt(u));
+    }
+    if let Some(b) = f.before {
+        q = q.filter(audit_event::Column::Id.lt(b));
     }
     if let Some(teams) = &f.teams {
         let mut visible =

@@ -384,8 +384,8 @@ fn resource(
                 }
             }
             ResourceCommand::List => {
-                let list = client.get("/resources").await?;
-                for r in list.as_array().into_iter().flatten() {
+                // All of them: a team with more resources than one page still sees every one.
+                for r in client.get_all("/resources").await? {
                     let cost = r["monthlyCost"]
                         .as_f64()
                         .map(|c| format!("{c:.2}/month"))

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::api::page::MAX_LIMIT;
+
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -29,6 +31,28 @@ impl Client {
     /// GET a path of the API; a refusal becomes paved's own message.
     pub async fn get(&self, path: &str) -> Result<Value, String> {
         self.send(reqwest::Method::GET, path, None).await
+    }
+
+    /// Every item of a list, following `nextCursor` page by page (`path` may carry filters).
+    pub async fn get_all(&self, path: &str) -> Result<Vec<Value>, String> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let page_path = match &cursor {
+                Some(c) => format!("{path}{sep}limit={MAX_LIMIT}&cursor={}", segment(c)),
+                None => format!("{path}{sep}limit={MAX_LIMIT}"),
+            };
+            let mut page = self.get(&page_path).await?;
+            match page["items"].take() {
+                Value::Array(found) => items.extend(found),
+                _ => return Err(format!("GET {path}: the answer is not a list page")),
+            }
+            match page["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return Ok(items),
+            }
+        }
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {

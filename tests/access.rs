@@ -647,7 +647,7 @@ async fn lists_show_each_persona_only_what_it_may_see() {
     let own = own["id"].as_str().unwrap().to_owned();
 
     let ids = |v: &Value, key: &str| -> BTreeSet<String> {
-        let items = v.get("items").unwrap_or(v);
+        let items = &v["items"];
         items
             .as_array()
             .unwrap()
@@ -678,7 +678,7 @@ async fn lists_show_each_persona_only_what_it_may_see() {
             "{}: {resources}",
             persona
         );
-        let targets: Vec<&str> = audit
+        let targets: Vec<&str> = audit["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -685,3 +685,263 @@ async fn poll_until(app: &TestApp, ok: impl Fn(&Value) -> bool) -> Value {
     }
     panic!("templates were not reloaded within 10 s");
 }
+
+/// Every list of the API document pages the same way: walked with a small `limit`, following
+/// `nextCursor` returns each item exactly once (even with items added mid-walk) and ends
+/// without a cursor; `limit` out of its documented range and a cursor that is not one are 400s
+/// naming the field. A list route added to the document without a row here fails the test.
+async fn lists_page_alike(engine: Engine) {
+    use paved::db::entities::{approval, request_log, resource};
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+
+    let doc = serde_json::to_value(paved::api::openapi()).unwrap();
+    let db = TestDb::new(engine).await;
+    let app = TestApp::spawn(settings(&db.url)).await;
+    let conn = common::kit::db_of(&db.url).await;
+
+    // Fixtures: three of everything, so a page of two never holds a whole list.
+    let order = |name: String| {
+        let app = &app;
+        async move {
+            let (status, r) = app
+                .post_json(
+                    "/requests",
+                    &json!({"offering": "postgres-database", "values": postgres_values(&name)}),
+                )
+                .await;
+            assert_eq!(status, 201, "{r}");
+            r["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut request_ids = Vec::new();
+    for i in 0..3 {
+        request_ids.push(order(format!("pages-{i}")).await);
+    }
+    let rid = request_ids[0].clone();
+    let now = chrono::Utc::now();
+    let add_approval = |n: usize| approval::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        request_id: Set(rid.clone()),
+        required_role: Set("lead".into()),
+        reason: Set(format!("rule {n}")),
+        status: Set("pending".into()),
+        decided_by: Set(None),
+        decision_reason: Set(None),
+        decided_at: Set(None),
+        created_at: Set(now),
+    };
+    let add_log = |n: usize| request_log::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        request_id: Set(rid.clone()),
+        step: Set(None),
+        level: Set("info".into()),
+        message: Set(format!("line {n}")),
+        at: Set(now),
+    };
+    let add_resource = |n: usize| {
+        let id = uuid::Uuid::now_v7().to_string();
+        resource::ActiveModel {
+            catalog_bucket: Set(paved::catalog::pages::bucket_of(&id)),
+            id: Set(id),
+            entity_name: Set(format!("pages-res-{n}")),
+            offering: Set("postgres-database".into()),
+            offering_version: Set("1".into()),
+            resource_type: Set("database".into()),
+            environment: Set("dev".into()),
+            owner: Set("group:default/team-a".into()),
+            system: Set(None),
+            component: Set(None),
+            status: Set("ready".into()),
+            desired: Set(json!({})),
+            outputs: Set(json!({})),
+            monthly_cost_cents: Set(None),
+            expires_at: Set(None),
+            request_id: Set(rid.clone()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+        }
+    };
+    for n in 0..3 {
+        approval::Entity::insert(add_approval(n))
+            .exec(&conn)
+            .await
+            .unwrap();
+        request_log::Entity::insert(add_log(n))
+            .exec(&conn)
+            .await
+            .unwrap();
+        resource::Entity::insert(add_resource(n))
+            .exec(&conn)
+            .await
+            .unwrap();
+    }
+
+    // The document's list routes: GET operations answering `{items, nextCursor}`.
+    let schema_of = |s: &Value| -> Value {
+        match s["$ref"].as_str() {
+            Some(r) => doc["components"]["schemas"][r.rsplit('/').next().unwrap()].clone(),
+            None => s.clone(),
+        }
+    };
+    let mut lists = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let Some(get) = ops.get("get") else { continue };
+        let body = schema_of(&get["responses"]["200"]["content"]["application/json"]["schema"]);
+        assert_ne!(body["type"], "array", "GET {path} answers a bare array");
+        if body["properties"]["items"]["type"] != "array" {
+            continue;
+        }
+        assert_eq!(
+            body["properties"]["nextCursor"]["type"], "string",
+            "GET {path}: {body}"
+        );
+        assert!(
+            !body["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("nextCursor")),
+            "GET {path}: nextCursor is absent on the last page"
+        );
+        let param = |name: &str| {
+            get["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("GET {path} documents no {name}"))
+                .clone()
+        };
+        let limit = param("limit");
+        assert_eq!(limit["schema"]["minimum"], 1, "GET {path}");
+        let max = limit["schema"]["maximum"].as_u64().unwrap();
+        assert_eq!(max, paved::api::page::MAX_LIMIT, "GET {path}");
+        let text = limit["description"].as_str().unwrap();
+        assert!(
+            text.contains(&format!("1 to {max}"))
+                && text.contains(&format!("default {}", paved::api::page::DEFAULT_LIMIT)),
+            "GET {path}: {text}"
+        );
+        param("cursor");
+        lists.push(path.clone());
+    }
+    // Each list route, as a URL of the fixtures above, and how to add to it mid-walk.
+    let mut walked = Vec::new();
+    let cursor_of_another = {
+        let (_, p) = app.get_json("/offerings?limit=1").await;
+        p["nextCursor"].as_str().unwrap().to_owned()
+    };
+    for path in &lists {
+        let url = match path.as_str() {
+            "/v1/offerings" | "/v1/policies" | "/v1/requests" | "/v1/resources" | "/v1/audit" => {
+                path.trim_start_matches("/v1").to_owned()
+            }
+            "/v1/requests/{id}/approvals" | "/v1/requests/{id}/logs" => {
+                path.trim_start_matches("/v1").replace("{id}", &rid)
+            }
+            other => panic!("list route {other} has no fixture in this test: add one"),
+        };
+        let all = |v: &Value| v["items"].as_array().unwrap().clone();
+        let (status, full) = app.get_json(&format!("{url}?limit=500")).await;
+        assert_eq!(status, 200, "{url}: {full}");
+        assert!(full.get("nextCursor").is_none(), "{url}: {full}");
+        let before = all(&full);
+        assert!(before.len() > 2, "{url}: fewer items than two pages");
+
+        let mut seen: Vec<String> = Vec::new();
+        let mut next = format!("{url}?limit=2");
+        let mut pages = 0;
+        loop {
+            let (status, page) = app.get_json(&next).await;
+            assert_eq!(status, 200, "{next}: {page}");
+            let items = all(&page);
+            assert!(items.len() <= 2, "{next}: more than limit");
+            seen.extend(items.iter().map(Value::to_string));
+            pages += 1;
+            if pages == 1 {
+                // Something new arrives while the caller walks.
+                match path.as_str() {
+                    "/v1/requests" | "/v1/audit" => {
+                        order(format!("pages-late-{}", walked.len())).await;
+                    }
+                    "/v1/resources" => {
+                        resource::Entity::insert(add_resource(10))
+                            .exec(&conn)
+                            .await
+                            .unwrap();
+                    }
+                    "/v1/requests/{id}/approvals" => {
+                        approval::Entity::insert(add_approval(10))
+                            .exec(&conn)
+                            .await
+                            .unwrap();
+                    }
+                    "/v1/requests/{id}/logs" => {
+                        request_log::Entity::insert(add_log(10))
+                            .exec(&conn)
+                            .await
+                            .unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            match page["nextCursor"].as_str() {
+                Some(c) => {
+                    assert_eq!(items.len(), 2, "{next}: a short page that is not the last");
+                    next = format!("{url}?limit=2&cursor={c}");
+                }
+                None => break,
+            }
+            assert!(pages < 20, "{url}: the walk does not end");
+        }
+        assert!(pages >= 2, "{url}: one page only");
+        for item in &before {
+            let item = item.to_string();
+            assert_eq!(
+                seen.iter().filter(|s| **s == item).count(),
+                1,
+                "{url}: {item} not returned exactly once"
+            );
+        }
+        let unique: std::collections::BTreeSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "{url}: an item came twice");
+
+        // Bad paging input names the field and the rule.
+        let garbage = "not-a-cursor".to_owned();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        for (query, field, rule) in [
+            ("limit=0".to_owned(), "limit", "range"),
+            (
+                format!("limit={}", paved::api::page::MAX_LIMIT + 1),
+                "limit",
+                "range",
+            ),
+            ("limit=two".to_owned(), "limit", "range"),
+            (format!("cursor={garbage}"), "cursor", "format"),
+            (format!("cursor={cursor_of_another}"), "cursor", "format"),
+        ] {
+            if path == "/v1/offerings" && query.ends_with(&cursor_of_another) {
+                continue; // that one is this list's own
+            }
+            let (status, err) = app.get_json(&format!("{url}{sep}{query}")).await;
+            assert_eq!(status, 400, "{url}?{query}: {err}");
+            let msg = err["error"]["message"].as_str().unwrap();
+            assert!(msg.contains(field), "{url}?{query}: {msg}");
+            assert_eq!(err["error"]["errors"][0]["field"], field, "{url}?{query}");
+            assert_eq!(err["error"]["errors"][0]["rule"], rule, "{url}?{query}");
+        }
+        walked.push(path.clone());
+    }
+    assert_eq!(walked.len(), 7, "every list was walked: {walked:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn lists_page_alike_sqlite() {
+    lists_page_alike(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn lists_page_alike_postgres() {
+    lists_page_alike(Engine::Postgres).await;
+}

@@ -170,8 +170,8 @@ async fn backstage_tokens_are_accepted_or_refused_as_they_should() {
         .json()
         .await
         .unwrap();
-    assert_eq!(audit[0]["actor"], "plugin:scaffolder");
-    assert_eq!(audit[0]["onBehalfOf"], "user:development/guest");
+    assert_eq!(audit["items"][0]["actor"], "plugin:scaffolder");
+    assert_eq!(audit["items"][0]["onBehalfOf"], "user:development/guest");
 
     let refused = [
         (

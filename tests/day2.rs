@@ -188,7 +188,7 @@ async fn ephemeral_environments_warn_extend_and_are_reaped_through_a_delete_requ
         None,
     )
     .await;
-    assert_eq!(audit[0]["actor"], "user:default/alice", "{audit}");
+    assert_eq!(audit["items"][0]["actor"], "user:default/alice", "{audit}");
 
     // The same through Backstage's Actions Registry.
     let invoke = |input: Value| {
@@ -1066,7 +1066,7 @@ async fn postgres_drift_is_found_accepted_and_reverted_through_an_update() {
         None,
     )
     .await;
-    let types: Vec<&str> = audit
+    let types: Vec<&str> = audit["items"]
         .as_array()
         .unwrap()
         .iter()

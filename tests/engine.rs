@@ -86,7 +86,11 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
         .await
         .unwrap();
     assert!(
-        theirs.as_array().unwrap().iter().all(|r| r["id"] != rid),
+        theirs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["id"] != rid),
         "{theirs}"
     );
     let ours: Value = app
@@ -99,7 +103,13 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
         .json()
         .await
         .unwrap();
-    assert!(ours.as_array().unwrap().iter().any(|r| r["id"] == rid));
+    assert!(
+        ours["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == rid)
+    );
     assert_eq!(res["monthlyCost"], 42.75);
     assert!(
         !res.to_string().contains("password"),
@@ -129,7 +139,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     drop(conn);
 
     let (_, logs) = app.get_json(&format!("/requests/{id}/logs")).await;
-    let lines: Vec<&str> = logs
+    let lines: Vec<&str> = logs["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -236,7 +246,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     assert_eq!(wait_final(&app, &again).await["status"], "succeeded");
 
     let (_, trail) = app.get_json(&format!("/audit?target=resource:{rid}")).await;
-    let mut kinds: Vec<(&str, &str)> = trail
+    let mut kinds: Vec<(&str, &str)> = trail["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -257,7 +267,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
         ]
     );
     let (_, trail) = app.get_json(&format!("/audit?target=request:{id}")).await;
-    let kinds: Vec<&str> = trail
+    let kinds: Vec<&str> = trail["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -271,7 +281,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     let (_, reads) = app
         .get_json("/audit?type=credentials.read&actor=user:default/alice")
         .await;
-    assert_eq!(reads.as_array().unwrap().len(), 1);
+    assert_eq!(reads["items"].as_array().unwrap().len(), 1);
     let r = app.client.delete(app.api("/audit")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     app.stop().await;
@@ -488,7 +498,7 @@ async fn a_worker_that_dies_mid_provision_is_replaced_and_nothing_runs_twice() {
         "not run twice"
     );
     let (_, logs) = app.get_json(&format!("/requests/{id}/logs")).await;
-    let starts = logs
+    let starts = logs["items"]
         .as_array()
         .unwrap()
         .iter()

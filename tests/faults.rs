@@ -134,7 +134,7 @@ async fn redis_down_fails_redis_orders_with_a_clear_reason_and_nothing_else() {
     assert!(!reason.contains("panic"), "{reason}");
     // It was retried before giving up.
     let (_, logs) = app.get_json(&format!("/requests/{cache}/logs")).await;
-    let retries = logs
+    let retries = logs["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -321,11 +321,7 @@ async fn paved_killed_mid_request_loses_nothing_and_provisions_each_request_once
     }
     // One resource per request, and one database per resource on the server.
     let resources = get_json(&http, &format!("{base}/resources?limit=100")).await;
-    let resources = resources
-        .as_array()
-        .or_else(|| resources["items"].as_array())
-        .cloned()
-        .unwrap();
+    let resources = resources["items"].as_array().cloned().unwrap();
     for n in &names {
         let matching = resources
             .iter()

@@ -173,8 +173,8 @@ async fn approvals_flow(engine: Engine) {
         None,
     )
     .await;
-    assert_eq!(approvals[0]["requiredRole"], "lead");
-    assert_eq!(approvals[0]["status"], "pending");
+    assert_eq!(approvals["items"][0]["requiredRole"], "lead");
+    assert_eq!(approvals["items"][0]["status"], "pending");
 
     for (who, status, name) in [
         // The anonymous caller and a lead of another team cannot see it: it is not there.
@@ -208,9 +208,9 @@ async fn approvals_flow(engine: Engine) {
         None,
     )
     .await;
-    assert_eq!(approvals[0]["status"], "approved");
-    assert_eq!(approvals[0]["decidedBy"], "user:default/bob");
-    assert_eq!(approvals[0]["decisionReason"], "launch week");
+    assert_eq!(approvals["items"][0]["status"], "approved");
+    assert_eq!(approvals["items"][0]["decidedBy"], "user:default/bob");
+    assert_eq!(approvals["items"][0]["decisionReason"], "launch week");
     let (s, _) = call(
         &app,
         "POST",
@@ -603,7 +603,7 @@ async fn policies_are_listed_evaluated_and_a_broken_one_stops_startup() {
     let db = TestDb::new(Engine::Sqlite).await;
     let app = TestApp::spawn(settings(&db.url)).await;
     let (_, list) = call(&app, "GET", "/policies", None, None).await;
-    let pkgs: Vec<&str> = list
+    let pkgs: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -217,7 +217,7 @@ async fn roles_by_endpoint() {
         ("admin", true),
     ] {
         let (_, list) = api.call("GET", "/resources", Some(token), None).await;
-        let found = list
+        let found = list["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -260,7 +260,7 @@ async fn roles_by_endpoint() {
                 .call("GET", &format!("/audit?target={target}"), Some(token), None)
                 .await;
             assert_eq!(status, 200);
-            events
+            events["items"]
                 .as_array()
                 .unwrap()
                 .iter()

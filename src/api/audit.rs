@@ -5,7 +5,7 @@ use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::extract::ApiQuery;
+use super::page::{Page, PageParams, Paged};
 use crate::{
     app::AppState,
     audit::{self, AuditEvent, AuditFilter},
@@ -28,24 +28,17 @@ pub struct AuditQuery {
     pub since: Option<DateTime<Utc>>,
     /// RFC 3339 time, exclusive.
     pub until: Option<DateTime<Utc>>,
-    /// 1-1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u64>,
 }
 
 /// Audit events, newest first. Platform-admins see every event; others see the events of
 /// their teams' requests and resources and the events they caused themselves.
-#[utoipa::path(get, path = "/v1/audit", operation_id = "listAuditEvents", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = Vec<AuditEvent>), (status = 400, body = ErrorEnvelope)))]
+#[utoipa::path(get, path = "/v1/audit", operation_id = "listAuditEvents", tag = "audit", params(AuditQuery, PageParams),
+    responses((status = 200, body = Page<AuditEvent>), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
-    ApiQuery(q): ApiQuery<AuditQuery>,
-) -> Result<Json<Vec<AuditEvent>>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::input("limit: must be between 1 and 1000"));
-    }
+    Paged { filter: q, paging }: Paged<AuditQuery>,
+) -> Result<Json<Page<AuditEvent>>, ApiError> {
     super::storable::time_filter("since", q.since)?;
     super::storable::time_filter("until", q.until)?;
     let filter = AuditFilter {
@@ -54,10 +47,14 @@ pub async fn list(
         event_type: q.event_type,
         since: q.since,
         until: q.until,
-        limit,
+        before: paging.after_number("audit")?,
+        limit: paging.fetch(),
         // Developers and leads see their teams' trail and what they did themselves.
         teams: crate::access::Scope::of(&who).teams().cloned(),
         visible_to_subject: Some(who.subject.clone()),
     };
-    Ok(Json(audit::list(state.db(), &filter).await?))
+    let rows = audit::list(state.db(), &filter).await?;
+    Ok(Json(Page::from_rows(rows, &paging, "audit", |e| {
+        e.id.to_string()
+    })))
 }

@@ -8,7 +8,10 @@ use sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::extract::ApiJson;
+use super::{
+    extract::ApiJson,
+    page::{NoFilter, Page, PageParams, Paged},
+};
 use crate::{
     access::{self, Act, Target},
     app::AppState,
@@ -244,11 +247,20 @@ pub async fn spend(
     ))
 }
 
-/// The loaded policies and what each decides.
+/// The loaded policies and what each decides, by file name.
 #[utoipa::path(get, path = "/v1/policies", operation_id = "listPolicies", tag = "guardrails",
-    responses((status = 200, body = Vec<PolicyInfo>)))]
-pub async fn policies(State(state): State<AppState>) -> Json<Vec<PolicyInfo>> {
-    Json(state.policies().policies().to_vec())
+    params(PageParams),
+    responses((status = 200, body = Page<PolicyInfo>), (status = 400, body = ErrorEnvelope)))]
+pub async fn policies(
+    State(state): State<AppState>,
+    Paged { paging, .. }: Paged<NoFilter>,
+) -> Result<Json<Page<PolicyInfo>>, ApiError> {
+    let mut all = state.policies().policies().to_vec();
+    // The cursor compares file names as strings: sort the same way.
+    all.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(Json(Page::of_sorted(all, &paging, "policies", |p| {
+        p.file.clone()
+    })?))
 }
 
 /// Run every policy over an input document (as paved builds it for requests).

@@ -11,6 +11,7 @@ mod health;
 mod http_metrics;
 mod keys;
 mod offerings;
+pub mod page;
 mod reports;
 mod requests;
 mod resources;

@@ -7,6 +7,7 @@ use axum::{
 use serde::Serialize;
 use serde_json::Value;
 
+use super::page::{NoFilter, Page, PageParams, Paged};
 use crate::{
     app::AppState,
     error::{ApiError, ErrorEnvelope},
@@ -29,10 +30,16 @@ pub struct OfferingSummary {
     pub template_ref: String,
 }
 
+/// A page of offerings: the list shape of every list (`items`, `nextCursor`), and the
+/// templates that failed to load, on every page (they are not items: they cannot be ordered).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OfferingList {
     pub items: Vec<OfferingSummary>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    pub next_cursor: Option<String>,
     /// Templates that failed to load and are not offered until fixed.
     pub problems: Vec<LoadProblem>,
 }
@@ -66,15 +73,27 @@ fn summary(o: &Offering) -> OfferingSummary {
     }
 }
 
-/// List the offerings developers can order.
+/// List the offerings developers can order, by name.
 #[utoipa::path(get, path = "/v1/offerings", operation_id = "listOfferings", tag = "offerings",
-    responses((status = 200, body = OfferingList)))]
-pub async fn list(State(state): State<AppState>) -> Json<OfferingList> {
+    params(PageParams),
+    responses((status = 200, body = OfferingList), (status = 400, body = ErrorEnvelope)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Paged { paging, .. }: Paged<NoFilter>,
+) -> Result<Json<OfferingList>, ApiError> {
     let catalog = state.templates().snapshot();
-    Json(OfferingList {
-        items: catalog.offerings.values().map(|o| summary(o)).collect(),
+    // The catalog is a map by name: already in list order.
+    let page = Page::of_sorted(
+        catalog.offerings.values().map(|o| summary(o)),
+        &paging,
+        "offerings",
+        |o| o.name.clone(),
+    )?;
+    Ok(Json(OfferingList {
+        items: page.items,
+        next_cursor: page.next_cursor,
         problems: catalog.problems.clone(),
-    })
+    }))
 }
 
 /// One offering with its form (parameter schema), presets and limits.

@@ -6,10 +6,13 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::extract::{ApiJson, ApiQuery};
+use super::{
+    extract::ApiJson,
+    page::{NoFilter, Page, PageParams, Paged},
+};
 use crate::usecases::{
     assess::AssessError,
     place::{self as order, PlaceError, Placed},
@@ -286,17 +289,23 @@ async fn decide(
     }
 }
 
-/// The approvals a request waits for (or waited for), with who decided.
+/// The approvals a request waits for (or waited for), with who decided, in the order they
+/// were asked for.
 #[utoipa::path(get, path = "/v1/requests/{id}/approvals", operation_id = "listApprovals", tag = "requests",
-    params(("id" = String, Path, description = "Request id")),
-    responses((status = 200, body = Vec<approvals::Approval>), (status = 404, body = ErrorEnvelope)))]
+    params(("id" = String, Path, description = "Request id"), PageParams),
+    responses((status = 200, body = Page<approvals::Approval>), (status = 404, body = ErrorEnvelope)))]
 pub async fn list_approvals(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Vec<approvals::Approval>>, ApiError> {
+    Paged { paging, .. }: Paged<NoFilter>,
+) -> Result<Json<Page<approvals::Approval>>, ApiError> {
+    let after = paging.after_uuid("approvals")?;
     authorized(&state, &principal, &id, |_| Act::Read).await?;
-    Ok(Json(approvals::list(state.db(), &id).await?))
+    let rows = approvals::list_page(state.db(), &id, after.as_deref(), paging.fetch()).await?;
+    Ok(Json(Page::from_rows(rows, &paging, "approvals", |a| {
+        a.id.clone()
+    })))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -307,33 +316,16 @@ pub struct ListQuery {
     pub owner: Option<String>,
     pub status: Option<String>,
     pub offering: Option<String>,
-    /// Page size, 1-500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u64>,
-    /// `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestList {
-    pub items: Vec<Request>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// List requests, newest first.
-#[utoipa::path(get, path = "/v1/requests", operation_id = "listRequests", tag = "requests", params(ListQuery),
-    responses((status = 200, body = RequestList), (status = 400, body = ErrorEnvelope)))]
+#[utoipa::path(get, path = "/v1/requests", operation_id = "listRequests", tag = "requests", params(ListQuery, PageParams),
+    responses((status = 200, body = Page<Request>), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<RequestList>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::input("limit: must be between 1 and 500"));
-    }
+    Paged { filter: q, paging }: Paged<ListQuery>,
+) -> Result<Json<Page<Request>>, ApiError> {
     let status = q
         .status
         .as_deref()
@@ -351,12 +343,14 @@ pub async fn list(
         owner,
         status,
         offering: q.offering,
-        before: q.cursor,
+        before: paging.after_uuid("requests")?,
         visible: crate::access::Scope::of(&principal),
-        limit,
+        limit: paging.fetch(),
     };
-    let (items, next_cursor) = requests::list(state.db(), &filter).await?;
-    Ok(Json(RequestList { items, next_cursor }))
+    let rows = requests::list(state.db(), &filter).await?;
+    Ok(Json(Page::from_rows(rows, &paging, "requests", |r| {
+        r.id.clone()
+    })))
 }
 
 /// One request with its steps.
@@ -382,26 +376,34 @@ pub struct LogLine {
     pub message: String,
 }
 
-/// What the engine wrote while running the request, oldest first.
+/// What the engine wrote while running the request, oldest first (a walk started early also
+/// gets the lines written meanwhile).
 #[utoipa::path(get, path = "/v1/requests/{id}/logs", operation_id = "getRequestLogs", tag = "requests",
-    params(("id" = String, Path, description = "Request id")),
-    responses((status = 200, body = Vec<LogLine>), (status = 404, body = ErrorEnvelope)))]
+    params(("id" = String, Path, description = "Request id"), PageParams),
+    responses((status = 200, body = Page<LogLine>), (status = 404, body = ErrorEnvelope)))]
 pub async fn logs(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Vec<LogLine>>, ApiError> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    Paged { paging, .. }: Paged<NoFilter>,
+) -> Result<Json<Page<LogLine>>, ApiError> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
     use crate::db::entities::request_log;
+    let after = paging.after_number("logs")?;
     authorized(&state, &principal, &id, |_| Act::Read).await?;
-    let rows = request_log::Entity::find()
+    let mut q = request_log::Entity::find()
         .filter(request_log::Column::RequestId.eq(id))
-        .order_by_asc(request_log::Column::Id)
-        .all(state.db())
-        .await?;
-    Ok(Json(
-        rows.into_iter()
+        .order_by_asc(request_log::Column::Id);
+    if let Some(after) = after {
+        q = q.filter(request_log::Column::Id.gt(after));
+    }
+    let rows = q.limit(paging.fetch()).all(state.db()).await?;
+    let page = Page::from_rows(rows, &paging, "logs", |r| r.id.to_string());
+    Ok(Json(Page {
+        items: page
+            .items
+            .into_iter()
             .map(|r| LogLine {
                 at: r.at,
                 step: r.step,
@@ -409,7 +411,8 @@ pub async fn logs(
                 message: r.message,
             })
             .collect(),
-    ))
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Cancel a request that has not finished: at once while pending or awaiting approval,

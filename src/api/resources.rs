@@ -7,7 +7,10 @@ use axum::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::extract::ApiQuery;
+use super::{
+    extract::ApiQuery,
+    page::{Page, PageParams, Paged},
+};
 use crate::{
     access::{self, Act, Scope, Target},
     app::AppState,
@@ -26,23 +29,17 @@ use crate::{
 pub struct ResourceQuery {
     /// Owner group ref or name.
     pub owner: Option<String>,
-    /// 1-500 (default 100).
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u64>,
 }
 
 /// Active resources, newest first.
-#[utoipa::path(get, path = "/v1/resources", operation_id = "listResources", tag = "resources", params(ResourceQuery),
-    responses((status = 200, body = Vec<Resource>), (status = 400, body = ErrorEnvelope)))]
+#[utoipa::path(get, path = "/v1/resources", operation_id = "listResources", tag = "resources", params(ResourceQuery, PageParams),
+    responses((status = 200, body = Page<Resource>), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    ApiQuery(q): ApiQuery<ResourceQuery>,
-) -> Result<Json<Vec<Resource>>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::input("limit: must be between 1 and 500"));
-    }
+    Paged { filter: q, paging }: Paged<ResourceQuery>,
+) -> Result<Json<Page<Resource>>, ApiError> {
+    let before = paging.after_uuid("resources")?;
     let owner = q
         .owner
         .as_deref()
@@ -52,15 +49,17 @@ pub async fn list(
                 .map_err(|e| ApiError::input(format!("owner: {e}")))
         })
         .transpose()?;
-    Ok(Json(
-        resources::list_visible(
-            state.db(),
-            owner.as_deref(),
-            Scope::of(&principal).teams(),
-            limit,
-        )
-        .await?,
-    ))
+    let rows = resources::list_visible(
+        state.db(),
+        owner.as_deref(),
+        Scope::of(&principal).teams(),
+        before.as_deref(),
+        paging.fetch(),
+    )
+    .await?;
+    Ok(Json(Page::from_rows(rows, &paging, "resources", |r| {
+        r.id.clone()
+    })))
 }
 
 /// One resource.

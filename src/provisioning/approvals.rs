@@ -48,22 +48,49 @@ pub enum DecideError {
     Db(#[from] DbErr),
 }
 
-pub async fn list(db: &DatabaseConnection, request_id: &str) -> Result<Vec<Approval>, DbErr> {
-    Ok(approval::Entity::find()
+/// One page of a request's approvals in the order they were asked for (ids are
+/// time-ordered): at most `limit`, after the approval `after` when given.
+pub async fn list_page(
+    db: &DatabaseConnection,
+    request_id: &str,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Approval>, DbErr> {
+    use sea_orm::QuerySelect;
+    let mut q = approval::Entity::find()
         .filter(approval::Column::RequestId.eq(request_id))
-        .order_by_asc(approval::Column::CreatedAt)
+        .order_by_asc(approval::Column::Id);
+    if let Some(after) = after {
+        q = q.filter(approval::Column::Id.gt(after));
+    }
+    Ok(q.limit(limit)
         .all(db)
         .await?
         .into_iter()
-        .map(|a| Approval {
-            id: a.id,
-            required_role: a.required_role,
-            reason: a.reason,
-            status: a.status,
-            decided_by: a.decided_by,
-            decision_reason: a.decision_reason,
-            decided_at: a.decided_at,
-        })
+        .map(to_api)
+        .collect())
+}
+
+fn to_api(a: approval::Model) -> Approval {
+    Approval {
+        id: a.id,
+        required_role: a.required_role,
+        reason: a.reason,
+        status: a.status,
+        decided_by: a.decided_by,
+        decision_reason: a.decision_reason,
+        decided_at: a.decided_at,
+    }
+}
+
+pub async fn list(db: &DatabaseConnection, request_id: &str) -> Result<Vec<Approval>, DbErr> {
+    Ok(approval::Entity::find()
+        .filter(approval::Column::RequestId.eq(request_id))
+        .order_by_asc(approval::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_api)
         .collect())
 }
 

@@ -280,11 +280,9 @@ pub struct ListFilter {
     pub limit: u64,
 }
 
-/// Newest first. Returns the page and the cursor for the next one.
-pub async fn list(
-    db: &DatabaseConnection,
-    f: &ListFilter,
-) -> Result<(Vec<Request>, Option<String>), DbErr> {
+/// Newest first, at most `limit`, older than `before` when given (ids are time-ordered, so
+/// the id is the keyset: requests created meanwhile sort before it and never shift a page).
+pub async fn list(db: &DatabaseConnection, f: &ListFilter) -> Result<Vec<Request>, DbErr> {
     let mut q = request::Entity::find().order_by_desc(request::Column::Id);
     if let Some(o) = &f.owner {
         q = q.filter(request::Column::Owner.eq(o.to_string()));
@@ -305,14 +303,12 @@ pub async fn list(
     if let Some(b) = &f.before {
         q = q.filter(request::Column::Id.lt(b.as_str()));
     }
-    let mut rows = q.limit(f.limit + 1).all(db).await?;
-    let next = if rows.len() as u64 > f.limit {
-        rows.truncate(f.limit as usize);
-        rows.last().map(|r| r.id.clone())
-    } else {
-        None
-    };
-    Ok((rows.into_iter().map(|m| to_api(m, vec![])).collect(), next))
+    Ok(q.limit(f.limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| to_api(m, vec![]))
+        .collect())
 }
 
 fn to_api(m: request::Model, steps: Vec<Step>) -> Request {

@@ -77,16 +77,22 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Resource>, 
         .map(to_api))
 }
 
-/// Active resources, newest first, optionally of one owner and only of `visible` owners.
+/// Active resources, newest first, optionally of one owner and only of `visible` owners: at
+/// most `limit`, older than `before` when given (ids are time-ordered, so the id is the
+/// keyset and resources created meanwhile never shift a page).
 pub async fn list_visible(
     db: &DatabaseConnection,
     owner: Option<&str>,
     visible: Option<&std::collections::BTreeSet<String>>,
+    before: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Resource>, DbErr> {
     let mut q = resource::Entity::find()
         .filter(resource::Column::DeletedAt.is_null())
         .order_by_desc(resource::Column::Id);
+    if let Some(b) = before {
+        q = q.filter(resource::Column::Id.lt(b));
+    }
     if let Some(o) = owner {
         q = q.filter(resource::Column::Owner.eq(o));
     }
