@@ -16,7 +16,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::auth::Principal;
+use crate::vocab::principal::Principal;
 
 /// Whose requests and resources a caller may see.
 #[derive(Debug, Clone, PartialEq, Eq)]

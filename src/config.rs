@@ -735,11 +735,11 @@ impl Settings {
             }
         }
         for (i, k) in self.secrets.previous_keys.iter().enumerate() {
-            crate::provisioning::secrets::SecretBox::from_base64(k)
+            crate::vocab::secret_box::SecretBox::from_base64(k)
                 .map_err(|m| err(&format!("secrets.previous_keys[{i}]"), m))?;
         }
         if let Some(k) = &self.secrets.key {
-            crate::provisioning::secrets::SecretBox::from_base64(k)
+            crate::vocab::secret_box::SecretBox::from_base64(k)
                 .map_err(|m| err("secrets.key", m))?
                 .with_previous(&self.secrets.previous_keys)
                 .map_err(|(i, m)| err(&format!("secrets.previous_keys[{i}]"), m))?;
@@ -749,12 +749,12 @@ impl Settings {
                 "is required outside the embedded SQLite default (generate one with `openssl rand -base64 32`)".into(),
             ));
         }
-        if !(1..=crate::catalog::pages::BUCKETS).contains(&self.catalog.pages) {
+        if !(1..=crate::vocab::bucket::BUCKETS).contains(&self.catalog.pages) {
             return Err(err(
                 "catalog.pages",
                 format!(
                     "must be between 1 and {} (got {})",
-                    crate::catalog::pages::BUCKETS,
+                    crate::vocab::bucket::BUCKETS,
                     self.catalog.pages
                 ),
             ));
@@ -838,7 +838,7 @@ impl Settings {
             return Err(err("policies.data", "must be a mapping".into()));
         }
         for (team, amount) in &self.cost.budgets {
-            crate::catalog::EntityRef::parse(team, "group")
+            crate::vocab::entity_ref::EntityRef::parse(team, "group")
                 .map_err(|e| err(&format!("cost.budgets.{team}"), e))?;
             if !(amount.is_finite() && *amount >= 0.0) {
                 return Err(err(
@@ -851,11 +851,14 @@ impl Settings {
             .auth
             .roles
             .keys()
-            .find(|r| !crate::auth::ROLES.contains(&r.as_str()))
+            .find(|r| !crate::vocab::principal::ROLES.contains(&r.as_str()))
         {
             return Err(err(
                 &format!("auth.roles.{r}"),
-                format!("unknown role (known: {})", crate::auth::ROLES.join(", ")),
+                format!(
+                    "unknown role (known: {})",
+                    crate::vocab::principal::ROLES.join(", ")
+                ),
             ));
         }
         if let Some(h) = &self.server.metrics_token_sha256
@@ -868,7 +871,7 @@ impl Settings {
         }
         for (i, t) in self.auth.static_tokens.iter().enumerate() {
             let key = |k: &str| format!("auth.static_tokens[{i}].{k}");
-            crate::catalog::EntityRef::parse(&t.subject, "user")
+            crate::vocab::entity_ref::EntityRef::parse(&t.subject, "user")
                 .map_err(|e| err(&key("subject"), e))?;
             if !is_sha256_hex(&t.sha256) {
                 return Err(err(
@@ -879,18 +882,19 @@ impl Settings {
             if let Some(r) = t
                 .roles
                 .iter()
-                .find(|r| !crate::auth::ROLES.contains(&r.as_str()))
+                .find(|r| !crate::vocab::principal::ROLES.contains(&r.as_str()))
             {
                 return Err(err(
                     &key("roles"),
                     format!(
                         "unknown role {r:?} (known: {})",
-                        crate::auth::ROLES.join(", ")
+                        crate::vocab::principal::ROLES.join(", ")
                     ),
                 ));
             }
             for g in &t.groups {
-                crate::catalog::EntityRef::parse(g, "group").map_err(|e| err(&key("groups"), e))?;
+                crate::vocab::entity_ref::EntityRef::parse(g, "group")
+                    .map_err(|e| err(&key("groups"), e))?;
             }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
@@ -1246,8 +1250,8 @@ mod tests {
 
     #[test]
     fn previous_secrets_keys_are_checked_by_index_and_never_echoed() {
-        let key = crate::provisioning::secrets::SecretBox::generate_key();
-        let old = crate::provisioning::secrets::SecretBox::generate_key();
+        let key = crate::vocab::secret_box::SecretBox::generate_key();
+        let old = crate::vocab::secret_box::SecretBox::generate_key();
         let s = Settings::load(
             None,
             env(&[

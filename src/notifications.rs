@@ -304,7 +304,7 @@ impl Sender {
             let delivered = match self.deliver_due().await {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!(error = %crate::db::redact(&e.to_string()), "cannot read the notification outbox");
+                    tracing::warn!(error = %crate::vocab::redact::redact(&e.to_string()), "cannot read the notification outbox");
                     0
                 }
             };
@@ -446,7 +446,7 @@ impl Sender {
         let res = req
             .send()
             .await
-            .map_err(|e| Failure::Retry(crate::db::redact(&e.to_string())))?;
+            .map_err(|e| Failure::Retry(crate::vocab::redact::redact(&e.to_string())))?;
         if res.status().is_success() {
             Ok(())
         } else if res.status() == reqwest::StatusCode::NOT_FOUND

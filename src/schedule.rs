@@ -156,7 +156,7 @@ pub async fn run(
             }
             Ok(false) => {}
             Err(e) => {
-                tracing::warn!(schedule = schedule.name, error = %crate::db::redact(&e.to_string()), "cannot check the schedule")
+                tracing::warn!(schedule = schedule.name, error = %crate::vocab::redact::redact(&e.to_string()), "cannot check the schedule")
             }
         }
         tokio::select! {

@@ -62,7 +62,28 @@ const FORBIDDEN: &[(&[&str], &[&str])] = &[
 
 /// Edges that still point the wrong way, as `from -> to` of module paths (as assigned to
 /// rows). Cutting one means deleting its line here.
-const KNOWN_DEBT: &[&str] = &[];
+const KNOWN_DEBT: &[&str] = &[
+    // AppState lives in app.rs; it moves to api/state.rs
+    "api -> app",
+    // the audit record takes Principal through auth; vocab has it
+    "audit -> auth",
+    // the Principal extractor is in auth; it moves to api/extract.rs
+    "auth -> app",
+    // the Principal extractor answers ApiError; it moves to api/extract.rs
+    "auth -> error",
+    // delivery calls Backstage with auth::signing::Outgoing; the channel moves up with the Backstage adapters
+    "notifications -> auth",
+    // secrets.rs reads the signing keys' sealing context from auth::signing
+    "provisioning -> auth",
+    // requests.rs names EntityRef through catalog; vocab has it
+    "provisioning -> catalog",
+    // approvals take Principal through auth; vocab has it
+    "provisioning::approvals -> auth",
+    // place.rs takes Principal through auth; vocab has it
+    "usecases -> auth",
+    // place.rs parses EntityRef through catalog; vocab has it
+    "usecases -> catalog",
+];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::signing::Outgoing;
-use crate::catalog::EntityRef;
+use crate::vocab::entity_ref::EntityRef;
 
 #[derive(Deserialize)]
 struct UserEntity {

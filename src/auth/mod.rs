@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     app::AppState,
-    catalog::EntityRef,
     config::StaticToken,
     error::{ApiError, ErrorName},
+    vocab::entity_ref::EntityRef,
 };
 
 pub use crate::vocab::principal::{Principal, ROLES};

@@ -248,7 +248,7 @@ pub fn push_yaml(out: &mut String, v: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::is_valid_entity_name;
+    use crate::vocab::entity_ref::is_valid_entity_name;
 
     #[test]
     fn api_links_are_labelled_as_api_links_and_carry_no_secret() {

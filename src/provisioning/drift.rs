@@ -15,13 +15,13 @@ use serde_json::{Map, Value, json};
 use super::drivers::{Difference, DriverError, Drivers};
 use crate::{
     audit,
-    auth::Principal,
     db::entities::{drift_finding, drift_state, resource},
     notifications::{self, Notification, Notifier, Severity, Topic},
     templates::RenderedSpec,
+    vocab::principal::Principal,
 };
 
-pub use crate::vocab::actor::DRIFT;
+use crate::vocab::actor::DRIFT;
 
 /// Fields whose actual value cannot become the desired one: something is missing.
 const NOT_ACCEPTABLE: &[&str] = &["exists", "role"];

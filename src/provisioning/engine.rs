@@ -23,14 +23,17 @@ use uuid::Uuid;
 use super::{
     drivers::{DriverError, Drivers, PartSpec, generate_password},
     queue,
-    requests::RequestStatus,
-    secrets::{Sealed, SecretBox},
 };
 use crate::{
     audit,
     config::EngineSettings,
     db::entities::{job, request, request_log, request_step, resource, secret},
     templates::RenderedSpec,
+    vocab::{
+        actor,
+        secret_box::{Sealed, SecretBox},
+        status::RequestStatus,
+    },
 };
 
 /// Why a run stopped.
@@ -151,7 +154,7 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(worker = %name, error = %crate::db::redact(&e.to_string()), "cannot claim jobs; retrying");
+                    tracing::warn!(worker = %name, error = %crate::vocab::redact::redact(&e.to_string()), "cannot claim jobs; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -300,7 +303,7 @@ impl Engine {
         let target = format!("request:{request_id}");
         audit::record(
             &self.db,
-            audit::ENGINE,
+            actor::ENGINE,
             "request.failed",
             &target,
             "failed",
@@ -467,7 +470,7 @@ impl Engine {
                     let target = format!("request:{request_id}");
                     audit::record(
                         &self.db,
-                        audit::ENGINE,
+                        actor::ENGINE,
                         "step.succeeded",
                         &target,
                         &name,
@@ -495,7 +498,7 @@ impl Engine {
                     let details = Some(json!({"step": name, "error": text}));
                     audit::record(
                         &self.db,
-                        audit::ENGINE,
+                        actor::ENGINE,
                         &format!("step.{status}"),
                         &target,
                         status,
@@ -594,7 +597,7 @@ impl Engine {
                     .await?;
                 audit::record(
                     &self.db,
-                    audit::ENGINE,
+                    actor::ENGINE,
                     "resource.deleted",
                     &format!("resource:{res_id}"),
                     "deleted",
@@ -640,7 +643,7 @@ impl Engine {
                 };
                 audit::record(
                     &self.db,
-                    audit::ENGINE,
+                    actor::ENGINE,
                     event,
                     &format!("resource:{res_id}"),
                     "ready",

@@ -12,13 +12,13 @@ use serde_json::json;
 use super::requests;
 use crate::{
     audit,
-    auth::Principal,
     db::entities::{resource, resource_notice},
     notifications::{self, Notification, Notifier, Severity, Topic},
-    templates::FieldError,
+    vocab::field_error::FieldError,
+    vocab::principal::Principal,
 };
 
-pub use crate::vocab::actor::REAPER;
+use crate::vocab::actor::REAPER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExtendError {

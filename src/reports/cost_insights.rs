@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    catalog::EntityRef,
     db::entities::{request, resource},
+    vocab::entity_ref::EntityRef,
 };
 
 /// An ISO 8601 repeating interval as Cost Insights sends it, e.g. `R2/P30D/2026-11-24`: `R`

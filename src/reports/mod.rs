@@ -273,7 +273,7 @@ pub async fn platform(
     let ids: Vec<String> = deleted.iter().map(|r| r.id.clone()).collect();
     let reaped: std::collections::BTreeSet<String> = request::Entity::find()
         .filter(request::Column::Operation.eq("delete"))
-        .filter(request::Column::Requester.eq(crate::provisioning::lifecycle::REAPER))
+        .filter(request::Column::Requester.eq(crate::vocab::actor::REAPER))
         .filter(request::Column::ResourceId.is_in(ids.clone()))
         .all(db)
         .await?

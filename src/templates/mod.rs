@@ -5,10 +5,9 @@
 //! it becomes, size presets, the parts and their drivers). Both are versioned together; a
 //! request records the version and digest it was made from.
 
-mod backstage_schema;
+pub mod backstage_schema;
 pub mod cost_model;
 mod form;
-pub mod lint;
 pub mod order;
 mod render;
 mod store;
@@ -23,7 +22,7 @@ pub use form::{FieldError, Form, ValidValues};
 pub use render::{Context, RenderError, Renderer};
 pub use store::{Catalog, LoadProblem, TemplateStore};
 
-use crate::catalog::{EntityRef, is_valid_entity_name};
+use crate::vocab::entity_ref::{EntityRef, is_valid_entity_name};
 
 pub const TEMPLATE_FILE: &str = "template.yaml";
 pub const OFFERING_FILE: &str = "offering.yaml";

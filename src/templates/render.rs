@@ -16,7 +16,7 @@ use minijinja::{
 };
 use serde_json::{Map, Value};
 
-use crate::catalog::EntityRef;
+use crate::vocab::entity_ref::EntityRef;
 
 /// A rendering failure, naming where in the spec it happened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,7 +23,7 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub deleted_at: Option<DateTimeUtc>,
-    /// `catalog::pages::bucket_of(id)`: which catalog page publishes this resource.
+    /// `vocab::bucket::bucket_of(id)`: which catalog page publishes this resource.
     pub catalog_bucket: i32,
 }
 

@@ -312,10 +312,12 @@ impl PostgresDriver {
             let _ = c.close().await;
             done?;
         }
-        let opts: PgConnectOptions = self
-            .target(&spec.environment)?
-            .parse()
-            .map_err(|e: sqlx::Error| DriverError::Permanent(crate::vocab::redact::redact(&e.to_string())))?;
+        let opts: PgConnectOptions =
+            self.target(&spec.environment)?
+                .parse()
+                .map_err(|e: sqlx::Error| {
+                    DriverError::Permanent(crate::vocab::redact::redact(&e.to_string()))
+                })?;
         Ok(Applied {
             outputs: json!({
                 "host": opts.get_host(),
@@ -479,7 +481,12 @@ impl PostgresDriver {
             .await
         {
             Ok(c) => c,
-            Err(e) => return (json!({"unreadable": crate::vocab::redact::redact(&e.to_string())}), 0),
+            Err(e) => {
+                return (
+                    json!({"unreadable": crate::vocab::redact::redact(&e.to_string())}),
+                    0,
+                );
+            }
         };
         // Connecting commits one transaction (backend start-up); the read is rolled back (one
         // rollback). Both show in pg_stat_database, hence `self_transactions` = 2.
@@ -608,7 +615,10 @@ impl PostgresDriver {
                 .parse::<PgConnectOptions>()
                 .ok()
                 .map(|o| (o.get_host().to_owned(), o.get_port()));
-            let where_ = format!("postgres target {env} ({})", crate::vocab::redact::redact(url));
+            let where_ = format!(
+                "postgres target {env} ({})",
+                crate::vocab::redact::redact(url)
+            );
             let pool = match self.observer(env).await {
                 Ok(p) => p,
                 Err(e) => {

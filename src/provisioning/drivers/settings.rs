@@ -68,4 +68,3 @@ pub struct RedisDriverSettings {
     /// Redis URL (with an admin user) serving each environment.
     pub targets: std::collections::BTreeMap<String, String>,
 }
-

@@ -8,9 +8,9 @@ use std::{
 
 use serde_json::Value;
 
-use super::{OFFERING_FILE, Offering, Renderer, SpecForCheck, TEMPLATE_FILE};
-use crate::catalog::{is_valid_entity_name, is_valid_tag};
 use crate::cost::{self, PriceBook};
+use crate::templates::{OFFERING_FILE, Offering, Renderer, SpecForCheck, TEMPLATE_FILE};
+use crate::vocab::entity_ref::{is_valid_entity_name, is_valid_tag};
 
 /// The `paved:*` actions templates may call (the Actions Registry serves these ids).
 pub const PAVED_ACTIONS: &[&str] = &[
@@ -173,7 +173,7 @@ pub fn lint_offering(folder: &Path, pricebook: Option<&PriceBook>) -> Vec<Findin
     if str_at("/kind") != Some("Template") {
         out.push(template.at(&["kind"], "kind must be Template"));
     }
-    for problem in super::backstage_schema::check_template(&tv) {
+    for problem in crate::templates::backstage_schema::check_template(&tv) {
         out.push(template.at(&[problem.needle.as_str()], problem.message));
     }
     let name = str_at("/metadata/name").unwrap_or_default();
@@ -373,7 +373,7 @@ fn lint_loaded(
 
 fn check_presets(
     o: &Offering,
-    p: &super::Presets,
+    p: &crate::templates::Presets,
     template: &Source,
     offering: &Source,
     out: &mut Vec<Finding>,

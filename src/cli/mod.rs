@@ -1,10 +1,12 @@
 //! The `paved` command line.
 
+mod lint;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use crate::{app, config::Settings, db, telemetry, templates};
+use crate::{app, config::Settings, db, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -333,7 +335,7 @@ fn lint(dir: &std::path::Path, pricebook: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let findings = templates::lint::lint_dir(dir, Some(&book));
+    let findings = lint::lint_dir(dir, Some(&book));
     for f in &findings {
         eprintln!("{f}");
     }
