@@ -237,20 +237,6 @@ impl Refresher {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn location_ref_is_backstages() {
-        // Backstage 1.55 answered this ref for this target (dry-run of POST /locations).
-        assert_eq!(
-            location_entity_ref("http://127.0.0.1:7177/api/paved/catalog/entities.yaml"),
-            "location:default/generated-e4b223fe80c2d1f0c4dbc9ebb48f56c0f2858432"
-        );
-    }
-}
-
 /// The engine's catalog: a published resource's entity is refreshed, a removed resource's
 /// entities (its own and its parts') are deleted.
 impl crate::provisioning::catalog_sink::CatalogSink for Refresher {
@@ -269,5 +255,19 @@ impl crate::provisioning::catalog_sink::CatalogSink for Refresher {
             part_ids,
         ));
         self.remove(refs, resource_id.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_ref_is_backstages() {
+        // Backstage 1.55 answered this ref for this target (dry-run of POST /locations).
+        assert_eq!(
+            location_entity_ref("http://127.0.0.1:7177/api/paved/catalog/entities.yaml"),
+            "location:default/generated-e4b223fe80c2d1f0c4dbc9ebb48f56c0f2858432"
+        );
     }
 }
