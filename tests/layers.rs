@@ -375,3 +375,24 @@ fn the_import_reader_sees_groups_and_inline_paths() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// ARCHITECTURE.md shows the same rows, in the same order, as the table this test enforces.
+#[test]
+fn architecture_md_shows_the_layers_this_test_enforces() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .unwrap();
+    let section = doc
+        .split("## Layers")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("ARCHITECTURE.md has a Layers section");
+    let rows: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(" |").next())
+        .filter(|r| !r.starts_with("row (") && !r.starts_with("---"))
+        .collect();
+    let want: Vec<&str> = LAYERS.iter().map(|(name, _)| *name).collect();
+    assert_eq!(rows, want, "ARCHITECTURE.md's layer table is out of date");
+}
