@@ -9,11 +9,10 @@
 //! carry no cost (the unit's cost covers them; summing costs over entities stays right) and have
 //! no lifecycle of their own: they appear and disappear with the unit.
 
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::{db::entities::resource, templates::Catalog};
+use crate::db::entities::resource;
 
 /// The annotations a resource's entities share: what they are and where they come from.
 /// (`backstage.io/managed-by-location` and `-origin-location` are the catalog's to set, from
@@ -207,35 +206,6 @@ pub fn resource_entities(r: &resource::Model, base_url: &str, drift: Option<&str
     let mut out = vec![resource_entity(r, base_url, drift)];
     for (id, driver) in composite_parts(r) {
         out.push(part_entity(r, &id, &driver, base_url));
-    }
-    out
-}
-
-/// Live resources, oldest first (a stable order keeps the document's ETag stable).
-pub async fn live_resources(db: &DatabaseConnection) -> Result<Vec<resource::Model>, DbErr> {
-    resource::Entity::find()
-        .filter(resource::Column::DeletedAt.is_null())
-        .order_by_asc(resource::Column::Id)
-        .all(db)
-        .await
-}
-
-/// All entities as one multi-document YAML stream: the offerings' Templates, then resources
-/// (with their drift status by resource id).
-pub fn document(
-    resources: &[resource::Model],
-    templates: &Catalog,
-    base_url: &str,
-    drift: &std::collections::BTreeMap<String, String>,
-) -> String {
-    let mut out = String::new();
-    for o in templates.offerings.values() {
-        push_yaml(&mut out, &o.template);
-    }
-    for r in resources {
-        for e in resource_entities(r, base_url, drift.get(&r.id).map(String::as_str)) {
-            push_yaml(&mut out, &e);
-        }
     }
     out
 }
