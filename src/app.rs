@@ -232,7 +232,7 @@ impl AppState {
                 Err(e) => return Err(db::redact(&e.to_string())),
             }
         }
-        if let Outgoing::Signed(signer) = self.outgoing()
+        if let Some(signer) = self.outgoing().signer()
             && !signer.has_key()
         {
             return Err("paved's signing key for calls to Backstage is not loaded yet".into());
@@ -301,13 +301,14 @@ impl Application {
                 false
             }
         };
-        let outgoing = match &settings.backstage.token {
-            Some(t) => Outgoing::Static(t.as_str().into()),
-            None => Outgoing::Signed(Arc::new(Signer::new(
-                &settings.backstage.plugin_id,
-                Duration::from_secs(settings.backstage.key_rotation_hours * 3600),
-            ))),
-        };
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;
+        if settings.server.public_url.is_none() {
+            // Links and catalog locations need the real port (listen may say 0).
+            settings.server.public_url = Some(format!("http://{}", listener.local_addr()?));
+        }
+        let outgoing = Outgoing::from_settings(&settings);
         let backstage_tokens = settings.backstage.base_url.as_deref().map(|url| {
             crate::auth::backstage::BackstageTokens::new(
                 url,
@@ -317,13 +318,6 @@ impl Application {
                 clock.clone(),
             )
         });
-        let listener = TcpListener::bind(settings.server.listen)
-            .await
-            .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;
-        if settings.server.public_url.is_none() {
-            // Links and catalog locations need the real port (listen may say 0).
-            settings.server.public_url = Some(format!("http://{}", listener.local_addr()?));
-        }
         let catalog_pages = crate::catalog::pages::PageCache::new(
             crate::catalog::pages::Layout::from_settings(&settings),
         );
@@ -401,8 +395,29 @@ impl Application {
             settings.templates.reload_interval_seconds,
         )));
         background.spawn(reload_policies_on_hangup(state.clone()));
-        if let Outgoing::Signed(signer) = state.outgoing() {
+        if let Some(signer) = state.outgoing().signer() {
             background.spawn(keep_signing_keys(state.clone(), signer.clone()));
+        }
+        if settings.backstage.base_url.is_some() {
+            let b = &settings.backstage;
+            match state.outgoing() {
+                Outgoing::External(_, claims) => tracing::info!(
+                    mode = "external-jwks",
+                    jwks_url = %settings.jwks_url(),
+                    issuer = %claims.issuer,
+                    audience = %claims.audience,
+                    subject = %claims.subject,
+                    "calling Backstage with external-access tokens (its app-config needs a backend.auth.externalAccess entry of type jwks with these options)"
+                ),
+                Outgoing::Static(_) => {
+                    tracing::info!(mode = "static", "calling Backstage with backstage.token")
+                }
+                Outgoing::Plugin(_) => tracing::info!(
+                    mode = "plugin",
+                    plugin_id = %b.plugin_id,
+                    "calling Backstage with plugin tokens (relies on Backstage finding paved's keys through discovery)"
+                ),
+            }
         }
         let (workers_stop, workers_stop_rx) = tokio::sync::watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
