@@ -362,8 +362,9 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
-    /// (up to `server.shutdown_grace_seconds`) and returns.
+    /// Serves until `shutdown` resolves, then at once turns readiness 503, stops accepting and
+    /// stops the workers claiming jobs; returns as soon as the in-flight requests and each
+    /// worker's step in progress are done (at the latest after `server.shutdown_grace_seconds`).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -419,7 +420,11 @@ impl Application {
                 ),
             }
         }
-        let (workers_stop, workers_stop_rx) = tokio::sync::watch::channel(false);
+        // One stop signal for the server and every background loop: on SIGTERM workers stop
+        // claiming at once, not after the HTTP server drained.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let workers_stop_rx = stop_rx.clone();
         let mut workers = tokio::task::JoinSet::new();
         if settings.engine.workers > 0 {
             let mut engine = Engine::new(
@@ -502,8 +507,8 @@ impl Application {
             });
         }
 
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signal_state = state.clone();
+        let signal_stop = stop_tx.clone();
         let mut fatal_seen = fatal_rx.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -516,7 +521,7 @@ impl Application {
                 } => tracing::error!("stopping: the secrets key does not fit the stored secrets"),
             }
             signal_state.0.shutting_down.store(true, Ordering::Release);
-            let _ = stop_tx.send(true);
+            let _ = signal_stop.send(true);
         });
 
         let app = crate::api::router(state.clone());
@@ -526,20 +531,26 @@ impl Application {
         });
         let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
         let mut deadline_rx = stop_rx;
+        // Everything in flight: the server's open calls (an open `paved:wait` answers at once
+        // when stopping), and each worker's step in progress (the job then goes back to the
+        // queue for another replica).
+        let drained = async {
+            let served = server.into_future().await;
+            // Also when the server failed: nothing else stops the workers then.
+            let _ = stop_tx.send(true);
+            while workers.join_next().await.is_some() {}
+            served
+        };
         tokio::select! {
-            res = server.into_future() => res.context("HTTP server failed")?,
+            served = drained => {
+                served.context("HTTP server failed")?;
+                tracing::info!("shutdown: nothing in flight; exiting");
+            }
             _ = async {
                 let _ = deadline_rx.wait_for(|stop| *stop).await;
                 tokio::time::sleep(grace).await;
-            } => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time; exiting anyway"),
+            } => tracing::warn!(grace_seconds = grace.as_secs(), "shutdown: work still in flight after the grace period; exiting anyway (an unfinished job runs again once its lease expires)"),
         }
-        // Workers finish the step they are in; an unfinished job is picked up again after
-        // its lease expires.
-        let _ = workers_stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(10), async {
-            while workers.join_next().await.is_some() {}
-        })
-        .await;
         workers.abort_all();
         background.abort_all();
         state.db().clone().close().await.ok();
