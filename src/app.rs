@@ -524,10 +524,21 @@ impl Application {
             let _ = signal_stop.send(true);
         });
 
-        let app = crate::api::router(state.clone());
+        let traffic = Arc::new(Traffic::default());
+        let app = crate::api::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+            (state.clone(), traffic.clone()),
+            count_and_close_when_stopping,
+        ));
+        let listener = DrainingListener {
+            addr: self.listener.local_addr()?,
+            inner: Some(self.listener),
+            stop: stop_rx.clone(),
+            traffic: traffic.clone(),
+        };
         let mut graceful_rx = stop_rx.clone();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = graceful_rx.wait_for(|stop| *stop).await;
+            traffic.drained().await;
         });
         let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
         let mut deadline_rx = stop_rx;
@@ -862,4 +873,182 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// How long the open connections must have carried no request before a stopping paved closes
+/// them. HTTP/1.1 gives a server no safe moment to close a kept-alive connection: a client may
+/// be sending on it just then, and Backstage's fetch fails the task step ("fetch failed").
+/// Node's fetch drops a connection idle for 4 s, so after 5 s quiet none of Backstage's is
+/// reused; the others got `Connection: close` on their last response.
+const IDLE_BEFORE_CLOSE: Duration = Duration::from_secs(5);
+
+/// What the HTTP server has open, for a shutdown that cuts off no call.
+#[derive(Default)]
+struct Traffic {
+    connections: std::sync::atomic::AtomicUsize,
+    requests: std::sync::atomic::AtomicUsize,
+    /// Bumped whenever a request starts or ends: "quiet" means it did not move.
+    activity: std::sync::atomic::AtomicU64,
+}
+
+impl Traffic {
+    /// Returns once no connection is open, or the open ones carried nothing for
+    /// [`IDLE_BEFORE_CLOSE`] (the server then closes them).
+    async fn drained(&self) {
+        let mut quiet_since = tokio::time::Instant::now();
+        let mut seen = self.activity.load(Ordering::Acquire);
+        loop {
+            if self.connections.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            let now = self.activity.load(Ordering::Acquire);
+            if now != seen || self.requests.load(Ordering::Acquire) > 0 {
+                (seen, quiet_since) = (now, tokio::time::Instant::now());
+            } else if quiet_since.elapsed() >= IDLE_BEFORE_CLOSE {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Counts requests in flight and, once paved is stopping, answers each with
+/// `Connection: close`, so the client opens its next call elsewhere instead of on a connection
+/// paved is about to close.
+async fn count_and_close_when_stopping(
+    axum::extract::State((state, traffic)): axum::extract::State<(AppState, Arc<Traffic>)>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    traffic.requests.fetch_add(1, Ordering::AcqRel);
+    traffic.activity.fetch_add(1, Ordering::AcqRel);
+    let mut res = next.run(req).await;
+    traffic.requests.fetch_sub(1, Ordering::AcqRel);
+    traffic.activity.fetch_add(1, Ordering::AcqRel);
+    if state.shutting_down() {
+        res.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    res
+}
+
+/// The server's listener: closed the moment paved is told to stop (new connections are
+/// refused, so a load balancer or client goes to another replica at once), while the
+/// connections already open keep being served until [`Traffic::drained`].
+struct DrainingListener {
+    inner: Option<TcpListener>,
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Receiver<bool>,
+    traffic: Arc<Traffic>,
+}
+
+impl axum::serve::Listener for DrainingListener {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Some(listener) = &self.inner else {
+                return std::future::pending().await;
+            };
+            let accepted = if *self.stop.borrow() {
+                // Connections the kernel already queued are served, not reset.
+                match tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+                    Ok(accepted) => accepted,
+                    Err(_) => {
+                        self.inner = None;
+                        continue;
+                    }
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    accepted = listener.accept() => accepted,
+                    _ = async {
+                        let _ = self.stop.wait_for(|stop| *stop).await;
+                    } => continue,
+                }
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    self.traffic.connections.fetch_add(1, Ordering::AcqRel);
+                    let traffic = self.traffic.clone();
+                    return (Counted { stream, traffic }, addr);
+                }
+                // As axum's own listener: a connection that failed while queued is nothing;
+                // anything else (out of file descriptors) deserves a pause.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionRefused
+                    ) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "accept failed; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
+/// A connection the server counts while it is open.
+struct Counted {
+    stream: tokio::net::TcpStream,
+    traffic: Arc<Traffic>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.traffic.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
 }
