@@ -235,7 +235,7 @@ impl AppState {
                 Err(e) => return Err(db::redact(&e.to_string())),
             }
         }
-        if let Outgoing::Signed(signer) = self.outgoing()
+        if let Some(signer) = self.outgoing().signer()
             && !signer.has_key()
         {
             return Err("paved's signing key for calls to Backstage is not loaded yet".into());
@@ -304,13 +304,14 @@ impl Application {
                 false
             }
         };
-        let outgoing = match &settings.backstage.token {
-            Some(t) => Outgoing::Static(t.as_str().into()),
-            None => Outgoing::Signed(Arc::new(Signer::new(
-                &settings.backstage.plugin_id,
-                Duration::from_secs(settings.backstage.key_rotation_hours * 3600),
-            ))),
-        };
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;
+        if settings.server.public_url.is_none() {
+            // Links and catalog locations need the real port (listen may say 0).
+            settings.server.public_url = Some(format!("http://{}", listener.local_addr()?));
+        }
+        let outgoing = Outgoing::from_settings(&settings);
         let backstage_tokens = settings.backstage.base_url.as_deref().map(|url| {
             crate::auth::backstage::BackstageTokens::new(
                 url,
@@ -320,13 +321,6 @@ impl Application {
                 clock.clone(),
             )
         });
-        let listener = TcpListener::bind(settings.server.listen)
-            .await
-            .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;
-        if settings.server.public_url.is_none() {
-            // Links and catalog locations need the real port (listen may say 0).
-            settings.server.public_url = Some(format!("http://{}", listener.local_addr()?));
-        }
         let catalog_pages = crate::catalog::pages::PageCache::new(
             crate::catalog::pages::Layout::from_settings(&settings),
         );
@@ -371,8 +365,9 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
-    /// (up to `server.shutdown_grace_seconds`) and returns.
+    /// Serves until `shutdown` resolves, then at once turns readiness 503, stops accepting and
+    /// stops the workers claiming jobs; returns as soon as the in-flight requests and each
+    /// worker's step in progress are done (at the latest after `server.shutdown_grace_seconds`).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -404,10 +399,35 @@ impl Application {
             settings.templates.reload_interval_seconds,
         )));
         background.spawn(reload_policies_on_hangup(state.clone()));
-        if let Outgoing::Signed(signer) = state.outgoing() {
+        if let Some(signer) = state.outgoing().signer() {
             background.spawn(keep_signing_keys(state.clone(), signer.clone()));
         }
-        let (workers_stop, workers_stop_rx) = tokio::sync::watch::channel(false);
+        if settings.backstage.base_url.is_some() {
+            let b = &settings.backstage;
+            match state.outgoing() {
+                Outgoing::External(_, claims) => tracing::info!(
+                    mode = "external-jwks",
+                    jwks_url = %settings.jwks_url(),
+                    issuer = %claims.issuer,
+                    audience = %claims.audience,
+                    subject = %claims.subject,
+                    "calling Backstage with external-access tokens (its app-config needs a backend.auth.externalAccess entry of type jwks with these options)"
+                ),
+                Outgoing::Static(_) => {
+                    tracing::info!(mode = "static", "calling Backstage with backstage.token")
+                }
+                Outgoing::Plugin(_) => tracing::info!(
+                    mode = "plugin",
+                    plugin_id = %b.plugin_id,
+                    "calling Backstage with plugin tokens (relies on Backstage finding paved's keys through discovery)"
+                ),
+            }
+        }
+        // One stop signal for the server and every background loop: on SIGTERM workers stop
+        // claiming at once, not after the HTTP server drained.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let workers_stop_rx = stop_rx.clone();
         let mut workers = tokio::task::JoinSet::new();
         if settings.engine.workers > 0 {
             let mut engine = Engine::new(
@@ -490,8 +510,8 @@ impl Application {
             });
         }
 
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signal_state = state.clone();
+        let signal_stop = stop_tx.clone();
         let mut fatal_seen = fatal_rx.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -504,30 +524,47 @@ impl Application {
                 } => tracing::error!("stopping: the secrets key does not fit the stored secrets"),
             }
             signal_state.0.shutting_down.store(true, Ordering::Release);
-            let _ = stop_tx.send(true);
+            let _ = signal_stop.send(true);
         });
 
-        let app = crate::api::router(state.clone());
+        let traffic = Arc::new(Traffic::default());
+        let app = crate::api::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+            (state.clone(), traffic.clone()),
+            count_and_close_when_stopping,
+        ));
+        let listener = DrainingListener {
+            addr: self.listener.local_addr()?,
+            inner: Some(self.listener),
+            stop: stop_rx.clone(),
+            traffic: traffic.clone(),
+        };
         let mut graceful_rx = stop_rx.clone();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = graceful_rx.wait_for(|stop| *stop).await;
+            traffic.drained().await;
         });
         let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
         let mut deadline_rx = stop_rx;
+        // Everything in flight: the server's open calls (an open `paved:wait` answers at once
+        // when stopping), and each worker's step in progress (the job then goes back to the
+        // queue for another replica).
+        let drained = async {
+            let served = server.into_future().await;
+            // Also when the server failed: nothing else stops the workers then.
+            let _ = stop_tx.send(true);
+            while workers.join_next().await.is_some() {}
+            served
+        };
         tokio::select! {
-            res = server.into_future() => res.context("HTTP server failed")?,
+            served = drained => {
+                served.context("HTTP server failed")?;
+                tracing::info!("shutdown: nothing in flight; exiting");
+            }
             _ = async {
                 let _ = deadline_rx.wait_for(|stop| *stop).await;
                 tokio::time::sleep(grace).await;
-            } => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time; exiting anyway"),
+            } => tracing::warn!(grace_seconds = grace.as_secs(), "shutdown: work still in flight after the grace period; exiting anyway (an unfinished job runs again once its lease expires)"),
         }
-        // Workers finish the step they are in; an unfinished job is picked up again after
-        // its lease expires.
-        let _ = workers_stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(10), async {
-            while workers.join_next().await.is_some() {}
-        })
-        .await;
         workers.abort_all();
         background.abort_all();
         state.db().clone().close().await.ok();
@@ -839,4 +876,182 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// How long the open connections must have carried no request before a stopping paved closes
+/// them. HTTP/1.1 gives a server no safe moment to close a kept-alive connection: a client may
+/// be sending on it just then, and Backstage's fetch fails the task step ("fetch failed").
+/// Node's fetch drops a connection idle for 4 s, so after 5 s quiet none of Backstage's is
+/// reused; the others got `Connection: close` on their last response.
+const IDLE_BEFORE_CLOSE: Duration = Duration::from_secs(5);
+
+/// What the HTTP server has open, for a shutdown that cuts off no call.
+#[derive(Default)]
+struct Traffic {
+    connections: std::sync::atomic::AtomicUsize,
+    requests: std::sync::atomic::AtomicUsize,
+    /// Bumped whenever a request starts or ends: "quiet" means it did not move.
+    activity: std::sync::atomic::AtomicU64,
+}
+
+impl Traffic {
+    /// Returns once no connection is open, or the open ones carried nothing for
+    /// [`IDLE_BEFORE_CLOSE`] (the server then closes them).
+    async fn drained(&self) {
+        let mut quiet_since = tokio::time::Instant::now();
+        let mut seen = self.activity.load(Ordering::Acquire);
+        loop {
+            if self.connections.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            let now = self.activity.load(Ordering::Acquire);
+            if now != seen || self.requests.load(Ordering::Acquire) > 0 {
+                (seen, quiet_since) = (now, tokio::time::Instant::now());
+            } else if quiet_since.elapsed() >= IDLE_BEFORE_CLOSE {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Counts requests in flight and, once paved is stopping, answers each with
+/// `Connection: close`, so the client opens its next call elsewhere instead of on a connection
+/// paved is about to close.
+async fn count_and_close_when_stopping(
+    axum::extract::State((state, traffic)): axum::extract::State<(AppState, Arc<Traffic>)>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    traffic.requests.fetch_add(1, Ordering::AcqRel);
+    traffic.activity.fetch_add(1, Ordering::AcqRel);
+    let mut res = next.run(req).await;
+    traffic.requests.fetch_sub(1, Ordering::AcqRel);
+    traffic.activity.fetch_add(1, Ordering::AcqRel);
+    if state.shutting_down() {
+        res.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    res
+}
+
+/// The server's listener: closed the moment paved is told to stop (new connections are
+/// refused, so a load balancer or client goes to another replica at once), while the
+/// connections already open keep being served until [`Traffic::drained`].
+struct DrainingListener {
+    inner: Option<TcpListener>,
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Receiver<bool>,
+    traffic: Arc<Traffic>,
+}
+
+impl axum::serve::Listener for DrainingListener {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Some(listener) = &self.inner else {
+                return std::future::pending().await;
+            };
+            let accepted = if *self.stop.borrow() {
+                // Connections the kernel already queued are served, not reset.
+                match tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+                    Ok(accepted) => accepted,
+                    Err(_) => {
+                        self.inner = None;
+                        continue;
+                    }
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    accepted = listener.accept() => accepted,
+                    _ = async {
+                        let _ = self.stop.wait_for(|stop| *stop).await;
+                    } => continue,
+                }
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    self.traffic.connections.fetch_add(1, Ordering::AcqRel);
+                    let traffic = self.traffic.clone();
+                    return (Counted { stream, traffic }, addr);
+                }
+                // As axum's own listener: a connection that failed while queued is nothing;
+                // anything else (out of file descriptors) deserves a pause.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionRefused
+                    ) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "accept failed; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
+/// A connection the server counts while it is open.
+struct Counted {
+    stream: tokio::net::TcpStream,
+    traffic: Arc<Traffic>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.traffic.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
 }

@@ -481,12 +481,23 @@ pub struct BackstageSettings {
     #[serde(deserialize_with = "string")]
     #[schemars(schema_with = "string_schema")]
     pub plugin_id: String,
-    /// A static externalAccess token for paved's calls to Backstage (catalog refresh,
-    /// user groups, locations). Unset (the default): paved signs its own plugin tokens and
-    /// publishes their keys at `/api/<plugin_id>/.backstage/auth/v1/jwks.json`.
+    /// How paved authenticates its calls to Backstage (catalog refresh, users' groups,
+    /// locations, notifications). Unset: `static` when `token` is set, else `external-jwks`.
+    pub auth: Option<BackstageAuth>,
+    /// A static externalAccess token (`auth: static`).
     #[serde(deserialize_with = "opt_string")]
     #[schemars(schema_with = "opt_string_schema")]
     pub token: Option<String>,
+    /// `iss` of the tokens paved signs for `auth: external-jwks`; the jwks entry's `issuer`.
+    #[serde(deserialize_with = "string")]
+    pub issuer: String,
+    /// `aud` of those tokens; the jwks entry's `audience`. Unset: `backstage.base_url`.
+    #[serde(deserialize_with = "opt_string")]
+    pub audience: Option<String>,
+    /// `sub` of those tokens: Backstage sees paved as principal `external:<subject>` (or
+    /// `external:<subjectPrefix>:<subject>`), which permission policies can name.
+    #[serde(deserialize_with = "string")]
+    pub subject: String,
     /// How often paved makes a new signing key; the old one stays published until the
     /// tokens it signed have expired.
     pub key_rotation_hours: u64,
@@ -502,8 +513,36 @@ impl Default for BackstageSettings {
             app_url: None,
             plugin_id: "paved".into(),
             wait_seconds: 240,
+            auth: None,
             token: None,
+            issuer: "paved".into(),
+            audience: None,
+            subject: "paved".into(),
             key_rotation_hours: 24,
+        }
+    }
+}
+
+/// How paved authenticates its calls to Backstage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackstageAuth {
+    /// Plain JWTs paved signs, which a `backend.auth.externalAccess` entry of `type: jwks`
+    /// verifies against paved's JWKS: the way Backstage documents for external services.
+    ExternalJwks,
+    /// `backstage.token`, listed in Backstage as an externalAccess entry of `type: static`.
+    Static,
+    /// Backstage plugin tokens paved signs as plugin `<plugin_id>`. Relies on Backstage
+    /// fetching plugin keys through discovery, which its docs reserve for its own backends.
+    Plugin,
+}
+
+impl BackstageAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackstageAuth::ExternalJwks => "external-jwks",
+            BackstageAuth::Static => "static",
+            BackstageAuth::Plugin => "plugin",
         }
     }
 }
@@ -765,6 +804,48 @@ impl Settings {
                 "must be at least 1".into(),
             ));
         }
+        let b = &self.backstage;
+        match (self.backstage_auth(), &b.token) {
+            (BackstageAuth::Static, None) => {
+                return Err(err(
+                    "backstage.token",
+                    "is required with backstage.auth: static".into(),
+                ));
+            }
+            (mode @ (BackstageAuth::ExternalJwks | BackstageAuth::Plugin), Some(_)) => {
+                return Err(err(
+                    "backstage.token",
+                    format!(
+                        "is only used with backstage.auth: static (backstage.auth is {}): unset one of them",
+                        mode.as_str()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        for (key, value) in [
+            ("backstage.issuer", Some(b.issuer.as_str())),
+            ("backstage.audience", b.audience.as_deref()),
+            ("backstage.subject", Some(b.subject.as_str())),
+        ] {
+            if let Some(v) = value
+                && (v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == ','))
+            {
+                // Backstage splits its jwks options on spaces and commas.
+                return Err(err(
+                    key,
+                    "must be non-empty, without spaces or commas (Backstage splits its jwks options on them)".into(),
+                ));
+            }
+        }
+        if b.audience.as_deref() == Some("backstage") {
+            // Backstage reads a token with `aud: backstage` as one of its user tokens and
+            // never offers it to the externalAccess entries.
+            return Err(err(
+                "backstage.audience",
+                "must not be \"backstage\" (Backstage's user-token audience)".into(),
+            ));
+        }
         if self.auth.catalog_groups_ttl_seconds > 86_400 {
             return Err(err(
                 "auth.catalog_groups_ttl_seconds",
@@ -900,6 +981,36 @@ impl Settings {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| err("log.level", format!("not a valid log filter: {e}")))?;
         Ok(())
+    }
+
+    /// How paved calls Backstage: `backstage.auth`, or its default.
+    pub fn backstage_auth(&self) -> BackstageAuth {
+        self.backstage
+            .auth
+            .unwrap_or(if self.backstage.token.is_some() {
+                BackstageAuth::Static
+            } else {
+                BackstageAuth::ExternalJwks
+            })
+    }
+
+    /// Where paved publishes its token keys (the jwks entry's `url`).
+    pub fn jwks_url(&self) -> String {
+        format!(
+            "{}{}/.backstage/auth/v1/jwks.json",
+            self.public_url(),
+            self.plugin_base_path()
+        )
+    }
+
+    /// `aud` of paved's external-access tokens (None: no Backstage to call).
+    pub fn backstage_audience(&self) -> Option<String> {
+        self.backstage.audience.clone().or_else(|| {
+            self.backstage
+                .base_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned())
+        })
     }
 
     /// `/api/<plugin id>`: the base path Backstage discovery expects.
@@ -1245,6 +1356,61 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains(key), "{var}={value}: {text}");
             assert!(text.contains(var), "{var}={value}: {text}");
+        }
+    }
+
+    #[test]
+    fn backstage_auth_defaults_by_token_and_refuses_what_backstage_would() {
+        let mode =
+            |vars: &[(&str, &str)]| Settings::load(None, env(vars)).map(|s| s.backstage_auth());
+        assert_eq!(mode(&[]).unwrap(), BackstageAuth::ExternalJwks);
+        assert_eq!(
+            mode(&[("PAVED_BACKSTAGE__TOKEN", "t0k3n")]).unwrap(),
+            BackstageAuth::Static
+        );
+        assert_eq!(
+            mode(&[("PAVED_BACKSTAGE__AUTH", "plugin")]).unwrap(),
+            BackstageAuth::Plugin
+        );
+        let s = Settings::load(
+            None,
+            env(&[(
+                "PAVED_BACKSTAGE__BASE_URL",
+                "http://backstage.internal:7007/",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.backstage.issuer.as_str(),
+                s.backstage_audience().as_deref()
+            ),
+            ("paved", Some("http://backstage.internal:7007"))
+        );
+        for (vars, rule) in [
+            (
+                &[("PAVED_BACKSTAGE__AUTH", "static")][..],
+                "backstage.token: is required with backstage.auth: static",
+            ),
+            (
+                &[
+                    ("PAVED_BACKSTAGE__AUTH", "external-jwks"),
+                    ("PAVED_BACKSTAGE__TOKEN", "t"),
+                ],
+                "backstage.token: is only used with backstage.auth: static",
+            ),
+            (
+                &[("PAVED_BACKSTAGE__AUDIENCE", "backstage")],
+                "backstage.audience: must not be \"backstage\"",
+            ),
+            (
+                &[("PAVED_BACKSTAGE__ISSUER", "paved, other")],
+                "backstage.issuer: must be non-empty, without spaces or commas",
+            ),
+            (&[("PAVED_BACKSTAGE__AUTH", "oauth")], "backstage.auth"),
+        ] {
+            let text = mode(vars).unwrap_err().to_string();
+            assert!(text.contains(rule), "{vars:?}: {text}");
         }
     }
 

@@ -339,6 +339,8 @@ async fn a_users_teams_come_from_the_catalog_asked_with_a_token_paved_signed() {
     let db = TestDb::new(DbEngine::Sqlite).await;
     let mut s = settings(&db.url);
     s.backstage.base_url = Some(backstage);
+    // The plugin-token mode (the default signs external-access tokens; see backstage_e2e.rs).
+    s.backstage.auth = Some(paved::config::BackstageAuth::Plugin);
     s.auth.allow_anonymous = Some(false);
     s.auth.catalog_groups_ttl_seconds = 1;
     let app = TestApp::spawn(s).await;

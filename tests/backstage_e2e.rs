@@ -2,8 +2,10 @@
 //! Backstage 1.55 with catalog, scaffolder, guest auth and allow-all permissions, on the local
 //! PostgreSQL), end to end as a developer and a platform team see it.
 //!
-//! One test function runs the scenarios in order against one Backstage and one `paved serve`,
-//! printing a line per step (`cargo nextest run --test backstage_e2e --no-capture` shows them).
+//! One test function runs the scenarios in order against one Backstage and one `paved serve`
+//! that calls Backstage the documented way (an externalAccess entry of type jwks), printing a
+//! line per step (`cargo nextest run --test backstage_e2e --no-capture` shows them). A second
+//! one restarts two replicas behind one address while scaffolder tasks wait on them.
 //! It needs node and npm (Node.js 20 or 22), and fails, rather than skips, without them.
 //! Everything it starts or creates is stopped and removed again, also when it fails: paved and
 //! Backstage by pid, Backstage's databases (`scripts/backstage-peer stop`), paved's database,
@@ -24,11 +26,35 @@ use serde_json::{Value, json};
 /// The peer's static externalAccess token: what this test itself uses to call Backstage.
 const BACKSTAGE_TOKEN: &str = "test-static-token-0123456789";
 
+/// A static externalAccess token the overlay lists for paved's `backstage.auth: static` check.
+const PAVED_STATIC_TOKEN: &str = "paved-static-token-7c1d9e0b4a";
+
 /// How paved authenticates to Backstage (catalog refresh, users' groups, location
-/// registration): with no `backstage.token`, paved signs its own plugin tokens and Backstage
-/// fetches their keys through discovery. Everything paved does in Backstage below proves it.
+/// registration, deletes): the documented way, plain JWTs paved signs, which the overlay's
+/// `backend.auth.externalAccess` entry of `type: jwks` verifies against paved's JWKS. Nothing
+/// else in Backstage accepts such a token, so everything paved does in Backstage below proves it.
 fn paved_outgoing_auth_env() -> Vec<(&'static str, String)> {
-    vec![]
+    vec![("PAVED_BACKSTAGE__AUTH", "external-jwks".into())]
+}
+
+/// The overlay's `backend.auth.externalAccess`: the test's own static token, one for paved's
+/// static mode, and the jwks entry for paved's tokens (its JWKS at `paved_base`, the audience
+/// paved defaults to: `backstage.base_url`). Backstage replaces lists, so all three are here.
+fn external_access(paved_base: &str, backstage_port: u16) -> String {
+    format!(
+        r#"    externalAccess:
+      - type: static
+        options: {{ token: {BACKSTAGE_TOKEN}, subject: integration-tests }}
+      - type: static
+        options: {{ token: {PAVED_STATIC_TOKEN}, subject: paved-static }}
+      - type: jwks
+        options:
+          url: {paved_base}/api/paved/.backstage/auth/v1/jwks.json
+          issuer: paved
+          algorithm: ES256
+          audience: http://localhost:{backstage_port}
+"#
+    )
 }
 
 /// A platform admin's static token for paved's own API (deleting, reading credentials).
@@ -117,6 +143,91 @@ impl Paved {
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// SIGTERM, as a rolling deploy sends it, then waits for the exit (bounded only so a hung
+    /// process fails the test instead of hanging it; far beyond the grace period).
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "paved did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `paved serve` on `port` with `env`, logging to `log`; returns once it is ready.
+async fn serve_on(http: &Http, port: u16, env: &[(&'static str, String)], log: PathBuf) -> Paved {
+    let file = std::fs::File::create(&log).unwrap();
+    let child = paved_command(env)
+        .arg("serve")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("paved starts");
+    let mut paved = Paved { child, port, log };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = paved.child.try_wait() {
+            panic!(
+                "paved on :{port} exited ({status}):\n{}",
+                tail(&paved.log, 20)
+            );
+        }
+        let url = format!("{}/.backstage/health/v1/readiness", paved.base());
+        if let Ok(r) = http.0.get(&url).send().await
+            && r.status() == 200
+        {
+            return paved;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "paved on :{port} did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One address for several replicas, as a load balancer gives them: each connection goes to
+/// the next replica in turn, or to another when that one refuses it (it is restarting). No
+/// health checks: a replica that stopped listening is skipped, nothing more.
+async fn front(replicas: Vec<u16>) -> u16 {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let turn = std::sync::Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let (replicas, first) = (replicas.clone(), turn.fetch_add(1, Ordering::Relaxed));
+            tokio::spawn(async move {
+                // Both down at once does not happen here (one restart at a time); retry a
+                // while anyway rather than drop the connection on a slow start.
+                for round in 0..100 {
+                    for i in 0..replicas.len() {
+                        let p = replicas[(first + i) % replicas.len()];
+                        if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", p)).await
+                        {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                            return;
+                        }
+                    }
+                    if round == 99 {
+                        eprintln!("front :{port}: no replica accepted a connection");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        }
+    });
+    port
 }
 
 impl Drop for Paved {
@@ -312,13 +423,13 @@ async fn start_both(
     http: &Http,
     db_url: &str,
     logs: &Path,
-    overlay: impl Fn(u16) -> String,
+    overlay: impl Fn(u16, u16) -> String,
 ) -> (Paved, Peer) {
     for attempt in 1..=3 {
         let backstage_port = common::free_port();
         let paved = start_paved(http, backstage_port, db_url, logs).await;
         let file = logs.join(format!("backstage-{backstage_port}.yaml"));
-        std::fs::write(&file, overlay(paved.port)).unwrap();
+        std::fs::write(&file, overlay(paved.port, backstage_port)).unwrap();
         // Guard first: a failed start leaves databases that `stop` drops.
         let peer = Peer {
             port: backstage_port,
@@ -488,11 +599,13 @@ async fn paved_works_inside_a_real_backstage() {
         db_url: db.url.clone(),
         requests: vec![], // everything paved provisioned in this run
     };
-    let overlay = |paved_port: u16| {
+    let overlay = |paved_port: u16, backstage_port: u16| {
+        let auth = external_access(&format!("http://127.0.0.1:{paved_port}"), backstage_port);
         format!(
             r#"# Written by tests/backstage_e2e.rs: paved as plugin `paved` on its test port.
 backend:
-  reading:
+  auth:
+{auth}  reading:
     allow:
       - host: 127.0.0.1:{paved_port}
         paths: [/api/paved/catalog/]
@@ -583,6 +696,45 @@ catalog:
         "registering twice is success"
     );
     assert_eq!(locations(http.clone(), bs.clone()).await, 1);
+
+    clock.step("auth: Backstage accepts paved's static and plugin tokens too, and refuses a jwks token for another audience");
+    // `register --dry-run` makes Backstage read paved's document with paved's credentials.
+    let dry_run_as = |extra: &[(&'static str, &str)]| {
+        let mut env = paved_env(paved.port, peer.port, &db.url);
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        paved_command(&env)
+            .args(["catalog", "register", "--dry-run"])
+            .output()
+            .unwrap()
+    };
+    for (mode, extra) in [
+        (
+            "static",
+            vec![
+                ("PAVED_BACKSTAGE__AUTH", "static"),
+                ("PAVED_BACKSTAGE__TOKEN", PAVED_STATIC_TOKEN),
+            ],
+        ),
+        // Backstage finds the plugin keys through discovery: the same JWKS, served by paved.
+        ("plugin", vec![("PAVED_BACKSTAGE__AUTH", "plugin")]),
+    ] {
+        let out = dry_run_as(&extra);
+        assert!(
+            out.status.success(),
+            "backstage.auth: {mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = dry_run_as(&[(
+        "PAVED_BACKSTAGE__AUDIENCE",
+        "https://another-backstage.example",
+    )]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Backstage refused paved's credentials (401)") && err.contains("type: jwks"),
+        "{err}"
+    );
 
     // --- 1. templates and actions ------------------------------------------------------
     clock.step("1. the bundled templates load into Backstage's catalog without errors");
@@ -1029,6 +1181,236 @@ catalog:
 
     clock.step("done; stopping paved and Backstage, dropping what was created");
     drop(paved);
+    drop(peer);
+    let _ = std::fs::remove_dir_all(&logs);
+}
+
+/// A rolling deploy: two `paved serve` replicas on one PostgreSQL behind one address, a real
+/// Backstage pointed at that address, and scaffolder tasks on the bundled postgres-database
+/// template waiting in `paved:wait` while the replicas are restarted one at a time (SIGTERM,
+/// exit, start again). No task fails, every request is provisioned once, and each replica
+/// exited because nothing was in flight any more, not because its grace period ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_replicas_one_at_a_time_fails_no_task() {
+    let clock = Clock(Instant::now());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = Http(
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "backstage-restarts-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&logs).unwrap();
+    require_node();
+    run(
+        Command::new(repo_path("scripts/backstage-peer")).arg("install"),
+        "scripts/backstage-peer install",
+    );
+
+    let db = TestDb::new(DbEngine::Postgres).await;
+    let _provisioned = common::Teardown {
+        db_url: db.url.clone(),
+        requests: vec![],
+    };
+    let ports = [common::free_port(), common::free_port()];
+    let front_port = front(ports.to_vec()).await;
+    let front_url = format!("http://127.0.0.1:{front_port}");
+    let backstage_port = common::free_port();
+    let env = |port: u16| {
+        let mut env = paved_env(port, backstage_port, &db.url);
+        env.extend([
+            // Links, catalog locations and the JWKS Backstage fetches: the shared address.
+            ("PAVED_SERVER__PUBLIC_URL", front_url.clone()),
+            // Far beyond what a stop should take: reaching it is a failure, seen in the log.
+            ("PAVED_SERVER__SHUTDOWN_GRACE_SECONDS", "120".into()),
+            // One worker each, so the tasks' jobs queue up and their waits stay open a while.
+            ("PAVED_ENGINE__WORKERS", "1".into()),
+            ("PAVED_BACKSTAGE__WAIT_SECONDS", "20".into()),
+        ]);
+        env
+    };
+    let mut generation = 0;
+    let mut log_for = |port: u16| {
+        generation += 1;
+        logs.join(format!("paved-{port}-{generation}.log"))
+    };
+    // One after the other: the first applies the migrations.
+    let mut replicas = Vec::new();
+    for port in ports {
+        let log = log_for(port);
+        replicas.push(serve_on(&http, port, &env(port), log).await);
+    }
+
+    let overlay = logs.join("backstage.yaml");
+    std::fs::write(
+        &overlay,
+        format!(
+            r#"# Written by tests/backstage_e2e.rs: paved's replicas behind one address.
+backend:
+  auth:
+{auth}  reading:
+    allow:
+      - host: 127.0.0.1:{front_port}
+        paths: [/api/paved/catalog/]
+discovery:
+  endpoints:
+    - target: {front_url}/api/{{{{pluginId}}}}
+      plugins: [paved]
+"#,
+            auth = external_access(&front_url, backstage_port)
+        ),
+    )
+    .unwrap();
+    let peer = Peer {
+        port: backstage_port,
+    };
+    run(
+        &mut Peer::script(
+            backstage_port,
+            &["start", "--config", overlay.to_str().unwrap()],
+        ),
+        "scripts/backstage-peer start",
+    );
+    let bs = format!("http://localhost:{backstage_port}");
+    clock.step(&format!(
+        "setup: replicas on :{} and :{} behind :{front_port}, Backstage on :{backstage_port}",
+        ports[0], ports[1]
+    ));
+    run(
+        paved_command(&env(ports[0])).args(["catalog", "register"]),
+        "paved catalog register",
+    );
+    eventually(
+        "template postgres-database in Backstage's catalog",
+        Duration::from_secs(60),
+        || entity(&http, &bs, "template:default/postgres-database"),
+    )
+    .await;
+
+    clock.step("tasks: a guest orders several databases through the scaffolder");
+    let (code, guest) = http
+        .get(&format!("{bs}/api/auth/guest/refresh"), None)
+        .await;
+    assert_eq!(code, 200, "{guest}");
+    let user_token = guest["backstageIdentity"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let name = format!("roll-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let id = start_task(
+            &http,
+            &bs,
+            &user_token,
+            "postgres-database",
+            json!({"name": name, "environment": "dev", "size": "small", "owner": TEAM, "cost_center": "ENG-1234"}),
+        )
+        .await;
+        tasks.push((id, name));
+    }
+    let api = format!("{front_url}/api/paved/v1");
+    // Restart once the tasks are in paved: their provisioning and waits are under way.
+    eventually(
+        "the tasks' requests reach paved",
+        Duration::from_secs(60),
+        || {
+            let (http, url) = (http.clone(), format!("{api}/requests"));
+            async move {
+                let (_, r) = http.get(&url, Some(ADMIN_TOKEN)).await;
+                (r["items"].as_array().map_or(0, Vec::len) >= 2).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let mut stopped = Vec::new();
+    for i in 0..replicas.len() {
+        let port = ports[i];
+        clock.step(&format!(
+            "restart: SIGTERM to the replica on :{port}, wait for its exit"
+        ));
+        let status = replicas[i].terminate();
+        assert!(
+            status.success(),
+            "replica :{port} exited with {status}:\n{}",
+            tail(&replicas[i].log, 30)
+        );
+        stopped.push(replicas[i].log.clone());
+        clock.step(&format!(
+            "restart: ... exited; starting it again on :{port}"
+        ));
+        let log = log_for(port);
+        replicas[i] = serve_on(&http, port, &env(port), log).await;
+    }
+
+    clock.step("tasks: every one completes");
+    for (task, name) in &tasks {
+        let (status, events) = finished_task(&http, &bs, &user_token, task).await;
+        assert_eq!(
+            status,
+            "completed",
+            "task for {name}: {}",
+            task_text(&events)
+        );
+    }
+
+    clock.step("requests: one per task, succeeded, every step run once, one database each");
+    let (code, listed) = http
+        .get(&format!("{api}/requests?limit=100"), Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(code, 200, "{listed}");
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), tasks.len(), "{listed}");
+    for (task, name) in &tasks {
+        let ours: Vec<&Value> = items
+            .iter()
+            .filter(|r| r["idempotencyKey"] == task.as_str())
+            .collect();
+        assert_eq!(ours.len(), 1, "one request for task {task}: {listed}");
+        let id = ours[0]["id"].as_str().unwrap();
+        let (_, req) = http
+            .get(&format!("{api}/requests/{id}"), Some(ADMIN_TOKEN))
+            .await;
+        assert_eq!(req["status"], "succeeded", "{req}");
+        for step in req["steps"].as_array().unwrap() {
+            assert_eq!(step["status"], "succeeded", "{req}");
+            assert_eq!(step["attempts"], 1, "each step ran once: {req}");
+        }
+        let database = format!("{}_dev", name.replace('-', "_"));
+        assert!(database_exists(&database).await, "database {database}");
+    }
+
+    clock.step("logs: each stopped replica exited once nothing was in flight");
+    for log in &stopped {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(
+            text.contains("shutdown: nothing in flight; exiting"),
+            "{}: {}",
+            log.display(),
+            tail(log, 30)
+        );
+        assert!(
+            !text.contains("after the grace period"),
+            "{}",
+            log.display()
+        );
+        let handed = text
+            .lines()
+            .filter(|l| l.contains("job handed back"))
+            .count();
+        clock.step(&format!(
+            "logs: ... {} (jobs handed back: {handed})",
+            log.display()
+        ));
+    }
+
+    clock.step("done; stopping the replicas and Backstage, dropping what was created");
+    drop(replicas);
     drop(peer);
     let _ = std::fs::remove_dir_all(&logs);
 }

@@ -1,8 +1,14 @@
-//! Paved's own ES256 keys and the plugin tokens it signs for calls to Backstage
-//! (docs/backstage-protocol.md §4.4 D, verified on the wire in backstage-live.md §5):
-//! header `{typ: vnd.backstage.plugin, alg: ES256, kid}`, claims `{sub: <paved's plugin id>,
-//! aud: <target plugin>, iat, exp}`. Backstage verifies them against the JWKS paved serves at
-//! `/api/<plugin id>/.backstage/auth/v1/jwks.json`, found through discovery.
+//! Paved's own ES256 keys and the tokens it signs with them for calls to Backstage. The keys
+//! are published at `/api/<plugin id>/.backstage/auth/v1/jwks.json` and sign either:
+//!
+//! - external-access tokens (`backstage.auth: external-jwks`, the way Backstage documents for
+//!   services outside it): header `{alg: ES256, kid, typ: JWT}`, claims `{iss, aud, sub, iat,
+//!   exp}`, verified by a `backend.auth.externalAccess` entry of `type: jwks` (Backstage's
+//!   `jwksTokenHandler`: `jose.jwtVerify` with the entry's `algorithm`, `issuer`, `audience`);
+//! - plugin tokens (`backstage.auth: plugin`, docs/backstage-protocol.md §4.4 D, verified on the
+//!   wire in backstage-live.md §5): header `{typ: vnd.backstage.plugin, alg: ES256, kid}`,
+//!   claims `{sub: <paved's plugin id>, aud: <target plugin>, iat, exp}`, which Backstage checks
+//!   against the JWKS it finds through discovery.
 //!
 //! Keys live in the database (private half sealed with `secrets.key`) so every replica signs
 //! with keys the others publish. A new key is made every `backstage.key_rotation_hours`; old
@@ -58,18 +64,44 @@ impl Signer {
         self.current.read().expect("signer lock poisoned").is_some()
     }
 
-    /// A token for a call to Backstage plugin `audience` (e.g. `catalog`), or `None` before
-    /// the first key was loaded (the database may still be coming up).
+    /// A plugin token for a call to Backstage plugin `audience` (e.g. `catalog`), or `None`
+    /// before the first key was loaded (the database may still be coming up).
     pub fn token_for(&self, audience: &str) -> Option<String> {
-        let key = self.current.read().expect("signer lock poisoned").clone()?;
         let now = Utc::now().timestamp();
-        let header = json!({"typ": "vnd.backstage.plugin", "alg": "ES256", "kid": key.kid});
-        let claims = json!({
-            "sub": self.plugin_id,
-            "aud": audience,
-            "iat": now,
-            "exp": now + TOKEN_LIFETIME.as_secs() as i64,
-        });
+        self.sign(
+            Some("vnd.backstage.plugin"),
+            json!({
+                "sub": self.plugin_id,
+                "aud": audience,
+                "iat": now,
+                "exp": now + TOKEN_LIFETIME.as_secs() as i64,
+            }),
+        )
+    }
+
+    /// An external-access token for a `type: jwks` entry, or `None` before the first key was
+    /// loaded. `typ` is plain JWT: Backstage offers a token to its externalAccess entries only
+    /// when it is neither a plugin nor a user token (`typ` vnd.backstage.*, or `aud: backstage`).
+    pub fn external_token(&self, claims: &ExternalClaims) -> Option<String> {
+        let now = Utc::now().timestamp();
+        self.sign(
+            Some("JWT"),
+            json!({
+                "iss": claims.issuer,
+                "aud": claims.audience,
+                "sub": claims.subject,
+                "iat": now,
+                "exp": now + TOKEN_LIFETIME.as_secs() as i64,
+            }),
+        )
+    }
+
+    fn sign(&self, typ: Option<&str>, claims: Value) -> Option<String> {
+        let key = self.current.read().expect("signer lock poisoned").clone()?;
+        let mut header = json!({"alg": "ES256", "kid": key.kid});
+        if let Some(t) = typ {
+            header["typ"] = json!(t);
+        }
         let signing_input = format!(
             "{}.{}",
             B64.encode(header.to_string()),
@@ -190,21 +222,65 @@ pub fn sealed_context(kid: &str) -> String {
     format!("signing-key:{kid}")
 }
 
-/// How paved authenticates its own calls to Backstage.
+/// The claims of paved's external-access tokens (`backstage.issuer`, `.audience`, `.subject`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalClaims {
+    pub issuer: String,
+    pub audience: String,
+    pub subject: String,
+}
+
+/// How paved authenticates its own calls to Backstage (`backstage.auth`).
 #[derive(Clone)]
 pub enum Outgoing {
     /// A static `backend.auth.externalAccess` token from `backstage.token`.
     Static(Arc<str>),
-    /// Plugin tokens paved signs itself (the default).
-    Signed(Arc<Signer>),
+    /// Tokens for an externalAccess entry of `type: jwks` (the default).
+    External(Arc<Signer>, Arc<ExternalClaims>),
+    /// Backstage plugin tokens paved signs as its plugin id.
+    Plugin(Arc<Signer>),
 }
 
 impl Outgoing {
-    /// The bearer token for a call to Backstage plugin `audience`.
+    /// The mode `settings` asks for; signing modes start without a key (see
+    /// [`Signer::rotate_if_due`]).
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        use crate::config::BackstageAuth;
+        let signer = || {
+            Arc::new(Signer::new(
+                &settings.backstage.plugin_id,
+                Duration::from_secs(settings.backstage.key_rotation_hours * 3600),
+            ))
+        };
+        match (settings.backstage_auth(), &settings.backstage.token) {
+            (BackstageAuth::Static, Some(t)) => Outgoing::Static(t.as_str().into()),
+            (BackstageAuth::Plugin, _) => Outgoing::Plugin(signer()),
+            // Static without a token does not pass config validation.
+            _ => Outgoing::External(
+                signer(),
+                Arc::new(ExternalClaims {
+                    issuer: settings.backstage.issuer.clone(),
+                    audience: settings.backstage_audience().unwrap_or_default(),
+                    subject: settings.backstage.subject.clone(),
+                }),
+            ),
+        }
+    }
+
+    /// The bearer token for a call to Backstage plugin `audience` (only plugin tokens name it).
     pub fn bearer_for(&self, audience: &str) -> Option<String> {
         match self {
             Outgoing::Static(t) => Some(t.to_string()),
-            Outgoing::Signed(s) => s.token_for(audience),
+            Outgoing::External(s, claims) => s.external_token(claims),
+            Outgoing::Plugin(s) => s.token_for(audience),
+        }
+    }
+
+    /// The key holder, when paved signs its tokens itself.
+    pub fn signer(&self) -> Option<&Arc<Signer>> {
+        match self {
+            Outgoing::Static(_) => None,
+            Outgoing::External(s, _) | Outgoing::Plugin(s) => Some(s),
         }
     }
 }
@@ -214,22 +290,24 @@ impl std::fmt::Debug for Outgoing {
         // Never the token.
         f.write_str(match self {
             Outgoing::Static(_) => "Outgoing::Static",
-            Outgoing::Signed(_) => "Outgoing::Signed",
+            Outgoing::External(..) => "Outgoing::External",
+            Outgoing::Plugin(_) => "Outgoing::Plugin",
         })
     }
 }
 
 /// How a `paved` command outside the server (e.g. `paved catalog register`) calls Backstage:
-/// the static token when configured, otherwise a key from the database the server uses (made
+/// as the server does, with a key from the database the server uses when paved signs (made
 /// there if none exists yet; the server publishes every key in the database).
 pub async fn outgoing_for(settings: &crate::config::Settings) -> anyhow::Result<Outgoing> {
-    if let Some(t) = &settings.backstage.token {
-        return Ok(Outgoing::Static(t.as_str().into()));
-    }
+    let outgoing = Outgoing::from_settings(settings);
+    let Some(signer) = outgoing.signer() else {
+        return Ok(outgoing);
+    };
     let db = crate::db::connect(&settings.database).await?;
     if !crate::db::schema_is_current(&db).await? {
         anyhow::bail!(
-            "paved's database schema is not current: run `paved migrate` (or start paved) first, or set backstage.token"
+            "paved's database schema is not current: run `paved migrate` (or start paved) first, or set backstage.auth: static with backstage.token"
         );
     }
     let secrets = crate::app::secret_box(settings)?;
@@ -237,11 +315,7 @@ pub async fn outgoing_for(settings: &crate::config::Settings) -> anyhow::Result<
     crate::app::check_secrets_key(&db, &secrets)
         .await
         .map_err(|e| anyhow::anyhow!(crate::db::redact(&e.to_string())))?;
-    let signer = Signer::new(
-        &settings.backstage.plugin_id,
-        Duration::from_secs(settings.backstage.key_rotation_hours * 3600),
-    );
     signer.rotate_if_due(&db, &secrets).await?;
     db.close().await.ok();
-    Ok(Outgoing::Signed(Arc::new(signer)))
+    Ok(outgoing)
 }

@@ -36,11 +36,11 @@ pub enum RegisterError {
     KindNotAllowed { target: String, backstage: String },
     #[error(
         "Backstage refused paved's credentials ({status}): {backstage}\n\
-         paved signs its own plugin tokens; Backstage verifies them with the keys at\n\
-         /api/paved/.backstage/auth/v1/jwks.json, which it finds through discovery: app-config.yaml needs\n\n\
-         discovery:\n  endpoints:\n    - target: <paved's server.public_url>/api/{{{{pluginId}}}}\n      plugins: [paved]\n\n\
-         With backstage.token set instead, Backstage must list that token:\n\n\
-         backend:\n  auth:\n    externalAccess:\n      - type: static\n        options: {{ token: ${{PAVED_BACKSTAGE_TOKEN}}, subject: paved }}\n"
+         With backstage.auth: external-jwks (the default), app-config.yaml needs an entry for paved's\n\
+         keys (paved serve logs these options with its own values at start):\n\n\
+         backend:\n  auth:\n    externalAccess:\n      - type: jwks\n        options:\n          url: <server.public_url>/api/paved/.backstage/auth/v1/jwks.json\n          issuer: paved                      # backstage.issuer\n          algorithm: ES256\n          audience: <backstage.base_url>   # backstage.audience\n\n\
+         With backstage.auth: static, an entry of type static with backstage.token; with\n\
+         backstage.auth: plugin, a discovery entry that maps plugin paved to paved.\n"
     )]
     Unauthorized { status: u16, backstage: String },
     #[error("Backstage could not process {target}: {backstage}")]

@@ -47,6 +47,8 @@ enum Stop {
     Cancelled,
     /// Test hook: the worker "dies" here, leaving the job for its lease to expire.
     Died,
+    /// The process is stopping: the step in progress finished, the job goes back to the queue.
+    HandOff,
 }
 
 impl From<DbErr> for Stop {
@@ -142,7 +144,7 @@ impl Engine {
             }
             match queue::claim(&self.db, &name, self.lease()).await {
                 Ok(Some(job)) => {
-                    if self.clone().run_job(&name, job).await {
+                    if self.clone().run_job(&name, job, &stop).await {
                         return; // died (test hook)
                     }
                 }
@@ -162,7 +164,12 @@ impl Engine {
     }
 
     /// Returns true when the worker "died" (test hook).
-    async fn run_job(self: Arc<Self>, worker: &str, job: job::Model) -> bool {
+    async fn run_job(
+        self: Arc<Self>,
+        worker: &str,
+        job: job::Model,
+        stop: &watch::Receiver<bool>,
+    ) -> bool {
         let lease = self.lease();
         let (db, id, w) = (self.db.clone(), job.id.clone(), worker.to_owned());
         // Set when the lease is lost: another worker may own the job now, so this run must
@@ -192,7 +199,7 @@ impl Engine {
         let request_id = job.request_id.clone().unwrap_or_default();
         let span = tracing::info_span!("job", job = %job.id, request_id = %request_id, attempt = job.attempts);
         let outcome =
-            tracing::Instrument::instrument(self.provision(&request_id, &lost), span).await;
+            tracing::Instrument::instrument(self.provision(&request_id, &lost, stop), span).await;
         drop(heartbeat);
         if lost.load(Ordering::Acquire) {
             tracing::warn!(job = %job.id, request_id = %request_id, "lease lost; leaving the job to its new owner");
@@ -205,6 +212,10 @@ impl Engine {
                 queue::finish(&self.db, &job.id, worker).await
             }
             Err(Stop::Died) => return true,
+            Err(Stop::HandOff) => {
+                tracing::info!(job = %job.id, request_id = %request_id, "stopping: the step in progress is done; job handed back to the queue");
+                queue::hand_back(&self.db, &job.id, worker).await
+            }
             Err(Stop::Transient(e)) if job.attempts < job.max_attempts => {
                 let delay = self.backoff(job.attempts);
                 tracing::warn!(request_id = %request_id, attempt = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "transient failure; will retry");
@@ -364,7 +375,12 @@ impl Engine {
         names
     }
 
-    async fn provision(&self, request_id: &str, lease_lost: &AtomicBool) -> Result<(), Stop> {
+    async fn provision(
+        &self,
+        request_id: &str,
+        lease_lost: &AtomicBool,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), Stop> {
         let Some(req) = request::Entity::find_by_id(request_id.to_owned())
             .one(&self.db)
             .await?
@@ -433,6 +449,11 @@ impl Engine {
             }
             if lease_lost.load(Ordering::Acquire) {
                 return Err(Stop::Transient("lease lost".into()));
+            }
+            // A stopping replica starts no step: another one continues from here at once,
+            // instead of after this one's lease runs out.
+            if *stop.borrow() {
+                return Err(Stop::HandOff);
             }
             let current = request::Entity::find_by_id(request_id.to_owned())
                 .one(&self.db)

@@ -202,6 +202,35 @@ pub async fn retry_later(
     settle(db, id, worker, "queued", Some(at), Some(error)).await
 }
 
+/// Gives a running job back to the queue, due now and without counting the attempt: its
+/// worker is stopping between two steps, so the job did not fail.
+pub async fn hand_back(db: &DatabaseConnection, id: &str, worker: &str) -> Result<(), DbErr> {
+    let now = Utc::now();
+    job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::value("queued"))
+        .col_expr(job::Column::LockedBy, Expr::value(Option::<String>::None))
+        .col_expr(
+            job::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(job::Column::RunAt, Expr::value(now))
+        .col_expr(
+            job::Column::Attempts,
+            Expr::col(job::Column::Attempts).sub(1),
+        )
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .filter(job::Column::Id.eq(id))
+        .filter(job::Column::LockedBy.eq(worker))
+        .exec(db)
+        .await?;
+    // Another replica's idle workers take it now rather than at their next poll.
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        db.execute_unprepared(&format!("NOTIFY {WAKE_CHANNEL}"))
+            .await?;
+    }
+    Ok(())
+}
+
 pub async fn fail(
     db: &DatabaseConnection,
     id: &str,
