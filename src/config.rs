@@ -490,13 +490,16 @@ pub struct BackstageSettings {
     pub token: Option<String>,
     /// `iss` of the tokens paved signs for `auth: external-jwks`; the jwks entry's `issuer`.
     #[serde(deserialize_with = "string")]
+    #[schemars(schema_with = "string_schema")]
     pub issuer: String,
     /// `aud` of those tokens; the jwks entry's `audience`. Unset: `backstage.base_url`.
     #[serde(deserialize_with = "opt_string")]
+    #[schemars(schema_with = "opt_string_schema")]
     pub audience: Option<String>,
     /// `sub` of those tokens: Backstage sees paved as principal `external:<subject>` (or
     /// `external:<subjectPrefix>:<subject>`), which permission policies can name.
     #[serde(deserialize_with = "string")]
+    #[schemars(schema_with = "string_schema")]
     pub subject: String,
     /// How often paved makes a new signing key; the old one stays published until the
     /// tokens it signed have expired.
@@ -524,7 +527,7 @@ impl Default for BackstageSettings {
 }
 
 /// How paved authenticates its calls to Backstage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackstageAuth {
     /// Plain JWTs paved signs, which a `backend.auth.externalAccess` entry of `type: jwks`
