@@ -67,10 +67,6 @@ const KNOWN_DEBT: &[&str] = &[
     "api -> app",
     // the audit record takes Principal through auth; vocab has it
     "audit -> auth",
-    // the Principal extractor is in auth; it moves to api/extract.rs
-    "auth -> app",
-    // the Principal extractor answers ApiError; it moves to api/extract.rs
-    "auth -> error",
     // delivery calls Backstage with auth::signing::Outgoing; the channel moves up with the Backstage adapters
     "notifications -> auth",
     // secrets.rs reads the signing keys' sealing context from auth::signing

@@ -86,3 +86,26 @@ pub fn readable<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> (Str
     }
     (path, msg)
 }
+
+/// Extracts the caller (see `auth::Authenticator`). Already authenticated by the API's
+/// middleware: each token is verified once per request.
+impl FromRequestParts<super::state::AppState> for crate::vocab::principal::Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &super::state::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(p) = parts.extensions.get::<Self>() {
+            return Ok(p.clone());
+        }
+        state
+            .authenticator()
+            .caller(&parts.headers)
+            .await
+            .map_err(|e| match e {
+                crate::auth::AuthError::Unavailable(m) => ApiError::unavailable(m),
+                e => ApiError::new(ErrorName::Authentication, e.to_string()),
+            })
+    }
+}

@@ -15,6 +15,7 @@ pub mod page;
 mod reports;
 mod requests;
 mod resources;
+pub mod state;
 mod storable;
 
 use axum::{

@@ -8,15 +8,9 @@ pub mod backstage;
 pub mod groups;
 pub mod signing;
 
-use axum::{extract::FromRequestParts, http::request::Parts};
 use sha2::{Digest, Sha256};
 
-use crate::{
-    app::AppState,
-    config::StaticToken,
-    error::{ApiError, ErrorName},
-    vocab::entity_ref::EntityRef,
-};
+use crate::{config::StaticToken, vocab::entity_ref::EntityRef};
 
 pub use crate::vocab::principal::{Principal, ROLES};
 
@@ -110,64 +104,63 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Extracts the caller. A token that is presented but unknown is refused (401), never
-/// downgraded to anonymous.
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
+/// Why a caller could not be identified.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("Missing credentials")]
+    Missing,
+    #[error("Authorization must be `Bearer <token>`")]
+    Malformed,
+    #[error("Backstage tokens need backstage.base_url to be configured")]
+    BackstageNotConfigured,
+    /// A token that is presented but not accepted (never downgraded to anonymous).
+    #[error("{0}")]
+    Refused(String),
+    #[error("unknown or invalid token")]
+    Unknown,
+    /// Backstage could not be asked (its keys or the user's teams): try again.
+    #[error("{0}")]
+    Unavailable(String),
+}
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        // Already authenticated by the API's middleware: verify each token once.
-        if let Some(p) = parts.extensions.get::<Principal>() {
-            return Ok(p.clone());
-        }
-        if !parts
-            .headers
-            .contains_key(axum::http::header::AUTHORIZATION)
-        {
-            if state.settings().anonymous_allowed() {
-                return Ok(Principal::anonymous());
-            }
-            return Err(ApiError::new(
-                ErrorName::Authentication,
-                "Missing credentials",
-            ));
-        }
-        let token = bearer(&parts.headers).ok_or_else(|| {
-            ApiError::new(
-                ErrorName::Authentication,
-                "Authorization must be `Bearer <token>`",
-            )
-        })?;
-        if backstage::BackstageTokens::claims_to_be_backstage(token) {
-            let Some(verifier) = state.backstage_tokens() else {
-                return Err(ApiError::new(
-                    ErrorName::Authentication,
-                    "Backstage tokens need backstage.base_url to be configured",
-                ));
+/// What identifying a caller needs.
+pub struct Authenticator<'a> {
+    pub anonymous_allowed: bool,
+    pub backstage: Option<&'a backstage::BackstageTokens>,
+    pub settings: &'a crate::config::AuthSettings,
+    pub tokens: &'a StaticTokens,
+}
+
+impl Authenticator<'_> {
+    /// The caller of a request with these headers. No `Authorization` header is the anonymous
+    /// caller where that is allowed; a token that is presented but unknown is refused.
+    pub async fn caller(&self, headers: &axum::http::HeaderMap) -> Result<Principal, AuthError> {
+        if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+            return if self.anonymous_allowed {
+                Ok(Principal::anonymous())
+            } else {
+                Err(AuthError::Missing)
             };
+        }
+        let token = bearer(headers).ok_or(AuthError::Malformed)?;
+        if backstage::BackstageTokens::claims_to_be_backstage(token) {
+            let verifier = self.backstage.ok_or(AuthError::BackstageNotConfigured)?;
             let mut p = verifier
-                .verify(token, &state.settings().auth)
+                .verify(token, self.settings)
                 .await
                 .map_err(|e| match e {
                     backstage::VerifyError::Refused(e) => {
                         tracing::info!(reason = %e, "Backstage token refused");
-                        ApiError::new(ErrorName::Authentication, e.to_string())
+                        AuthError::Refused(e.to_string())
                     }
-                    backstage::VerifyError::Unavailable(m) => ApiError::unavailable(m),
+                    backstage::VerifyError::Unavailable(m) => AuthError::Unavailable(m),
                 })?;
             if p.via.is_none() && p.subject.starts_with("plugin:") {
-                grant_plugin(&mut p, &state.settings().auth);
+                grant_plugin(&mut p, self.settings);
             }
             return Ok(p);
         }
-        state
-            .tokens()
-            .find(token)
-            .cloned()
-            .ok_or_else(|| ApiError::new(ErrorName::Authentication, "unknown or invalid token"))
+        self.tokens.find(token).cloned().ok_or(AuthError::Unknown)
     }
 }
 

@@ -310,9 +310,9 @@ pub async fn outgoing_for(settings: &crate::config::Settings) -> anyhow::Result<
             "paved's database schema is not current: run `paved migrate` (or start paved) first, or set backstage.auth: static with backstage.token"
         );
     }
-    let secrets = crate::app::secret_box(settings)?;
+    let secrets = crate::provisioning::secrets::secret_box(settings)?;
     // Never seal a new signing key with a key that is not the database's.
-    crate::app::check_secrets_key(&db, &secrets)
+    crate::provisioning::secrets::check_secrets_key(&db, &secrets)
         .await
         .map_err(|e| anyhow::anyhow!(crate::db::redact(&e.to_string())))?;
     signer.rotate_if_due(&db, &secrets).await?;

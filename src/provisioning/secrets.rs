@@ -340,6 +340,64 @@ pub async fn reseal_all<C: ConnectionTrait>(
     Ok(out)
 }
 
+/// Checks the configured keys against what the database stores (and records `secrets.key`
+/// there). A wrong or changed key is an error naming the key ids needed.
+/// Ok(false): nothing contradicts the key, but the schema is not there yet to record it.
+pub async fn check_secrets_key(
+    db: &sea_orm::DatabaseConnection,
+    secrets: &SecretBox,
+) -> Result<bool, KeyCheckError> {
+    let usage = check_stored(db, secrets).await?;
+    if !usage.recorded_current {
+        return Ok(false);
+    }
+    for id in secrets.previous_key_ids() {
+        match usage.values.get(id) {
+            Some(n) => tracing::warn!(
+                key_id = id,
+                values = n,
+                "values are still sealed with a previous secrets key; run `paved secrets reseal`"
+            ),
+            None => tracing::info!(
+                key_id = id,
+                "no stored value needs this previous secrets key; it can be removed from secrets.previous_keys"
+            ),
+        }
+    }
+    tracing::info!(
+        key_id = secrets.key_id(),
+        "secrets key verified against the stored secrets"
+    );
+    Ok(true)
+}
+
+/// The credentials keys: `secrets.key` (or, on the embedded SQLite default, a key generated
+/// once and kept in `.paved/secrets.key`; config validation refuses the rest without one) and
+/// `secrets.previous_keys` for reading what older keys sealed.
+pub fn secret_box(settings: &crate::config::Settings) -> anyhow::Result<SecretBox> {
+    let current = match &settings.secrets.key {
+        Some(k) => SecretBox::from_base64(k).map_err(|e| anyhow::anyhow!("secrets.key: {e}"))?,
+        None => {
+            let path = std::path::Path::new(".paved/secrets.key");
+            if !path.exists() {
+                std::fs::create_dir_all(".paved")?;
+                std::fs::write(path, SecretBox::generate_key())?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+                }
+                tracing::warn!(path = %path.display(), "generated a local secrets key for the embedded default; set secrets.key in production");
+            }
+            let key = std::fs::read_to_string(path)?;
+            SecretBox::from_base64(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+    };
+    current
+        .with_previous(&settings.secrets.previous_keys)
+        .map_err(|(i, e)| anyhow::anyhow!("secrets.previous_keys[{i}]: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
