@@ -67,10 +67,8 @@ const KNOWN_DEBT: &[&str] = &[
     "api -> app",
     // the audit record takes Principal through auth; vocab has it
     "audit -> auth",
-    // delivery calls Backstage with auth::signing::Outgoing; the channel moves up with the Backstage adapters
+    // delivery calls Backstage with auth::signing::Outgoing: the Backstage channel belongs with the Backstage adapters, the outbox below
     "notifications -> auth",
-    // secrets.rs reads the signing keys' sealing context from auth::signing
-    "provisioning -> auth",
     // requests.rs names EntityRef through catalog; vocab has it
     "provisioning -> catalog",
     // approvals take Principal through auth; vocab has it

@@ -217,10 +217,7 @@ pub async fn published_keys<C: ConnectionTrait>(db: &C) -> Result<Value, DbErr> 
     Ok(json!({ "keys": keys }))
 }
 
-/// Sealed keys are bound to their kid, so a ciphertext moved to another row does not open.
-pub fn sealed_context(kid: &str) -> String {
-    format!("signing-key:{kid}")
-}
+pub use crate::vocab::secret_box::signing_key_context as sealed_context;
 
 /// The claims of paved's external-access tokens (`backstage.issuer`, `.audience`, `.subject`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -135,7 +135,7 @@ async fn key_use<C: ConnectionTrait>(db: &C) -> Result<(KeyUse, BTreeMap<String,
                 samples.insert(
                     id,
                     Sample {
-                        context: crate::auth::signing::sealed_context(&r.kid),
+                        context: crate::vocab::secret_box::signing_key_context(&r.kid),
                         sealed: Sealed {
                             key_id: r.key_id,
                             nonce: r.nonce,
@@ -298,7 +298,7 @@ pub async fn reseal_all<C: ConnectionTrait>(
         .all(db)
         .await?
     {
-        let context = crate::auth::signing::sealed_context(&r.kid);
+        let context = crate::vocab::secret_box::signing_key_context(&r.kid);
         let old = Sealed {
             key_id: r.key_id.clone(),
             nonce: r.nonce.clone(),

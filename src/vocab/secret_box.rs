@@ -166,3 +166,9 @@ impl SecretBox {
 pub fn secret_context(resource_id: &str, name: &str) -> String {
     format!("{resource_id}/{name}")
 }
+
+/// Where a signing key's private half is bound (its kid), so a ciphertext moved to another
+/// row does not open.
+pub fn signing_key_context(kid: &str) -> String {
+    format!("signing-key:{kid}")
+}
