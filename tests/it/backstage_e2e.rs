@@ -4,14 +4,14 @@
 //!
 //! One test function runs the scenarios in order against one Backstage and one `paved serve`
 //! that calls Backstage the documented way (an externalAccess entry of type jwks), printing a
-//! line per step (`cargo nextest run --test backstage_e2e --no-capture` shows them). A second
+//! line per step (`cargo nextest run -E 'test(/^backstage_e2e::/)' --no-capture` shows them). A second
 //! one restarts two replicas behind one address while scaffolder tasks wait on them.
 //! It needs node and npm (Node.js 20 or 22), and fails, rather than skips, without them.
 //! Everything it starts or creates is stopped and removed again, also when it fails: paved and
 //! Backstage by pid, Backstage's databases (`scripts/backstage-peer stop`), paved's database,
 //! and the PostgreSQL databases, roles and Redis users it provisioned (by ownership tag).
 
-mod common;
+use crate::common;
 
 use std::{
     collections::BTreeSet,

@@ -3,7 +3,7 @@
 //! from initdb, its own redis-server on a random port), so restarting them disturbs no other
 //! test on this machine.
 
-mod common;
+use crate::common;
 
 use std::{
     process::{Child, Command, Stdio},

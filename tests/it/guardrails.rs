@@ -1,6 +1,6 @@
 //! Policy, cost, budgets, approvals and the Actions Registry, against the real app.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 

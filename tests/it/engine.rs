@@ -1,7 +1,7 @@
 //! The provisioning engine end to end: orders become real databases and Redis users on this
 //! machine's servers; crashes and racing replicas provision each request exactly once.
 
-mod common;
+use crate::common;
 
 use std::{sync::Arc, time::Duration};
 

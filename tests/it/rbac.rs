@@ -2,7 +2,7 @@
 //! that really exist (a Redis user on this machine's Redis). Roles come from static tokens,
 //! which produce the same principal a Backstage token does.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The HTTP API against the real app, on SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use common::{Engine, TestApp, TestDb, assert_envelope, postgres_values, settings};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
 //! Objects another persona may not see answer 404 exactly as absent ones do. Routes that change
 //! state get a fresh object per persona, so each persona's answer is its own.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -2,7 +2,7 @@
 //! calls from concurrent clients (4,800 in three waves). No error, no lost order, and memory settles back near where
 //! it was once warm. On both databases paved supports.
 
-mod common;
+use crate::common;
 
 use std::{
     process::{Child, Stdio},

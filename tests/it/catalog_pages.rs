@@ -2,7 +2,7 @@
 //! `entities.yaml` holds the Templates and one Location per page, the pages partition the
 //! live resources, and a change re-renders only the page it is on.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 

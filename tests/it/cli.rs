@@ -1,7 +1,7 @@
 //! The `paved` binary as an operator runs it: configuration errors, migrate, openapi, lint,
 //! signals, logs.
 
-mod common;
+use crate::common;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -852,7 +852,7 @@ fn first_start_on_empty_postgres(migrate_on_start: bool) {
             .env("PAVED_ENGINE__WORKERS", "2")
             .env("PAVED_SCHEDULES__CHECK_SECONDS", "1")
             .env("PAVED_TTL__REAPER_INTERVAL_SECONDS", "1")
-            // Their warnings about shared targets are intended (tests/tenancy.rs).
+            // Their warnings about shared targets are intended (tests/it/tenancy.rs).
             .env("PAVED_DRIVERS__POSTGRES__TARGETS", "{}")
             .env("PAVED_DRIVERS__REDIS__TARGETS", "{}")
             .env(

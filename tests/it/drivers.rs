@@ -1,7 +1,7 @@
 //! Drivers against the real PostgreSQL and Redis on this machine. Every test uses its own
 //! uniquely named database/user/prefix and removes it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! 503, never taken as "member of no team". The catalog and Backstage's auth key set are a
 //! local stand-in.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::HashMap,

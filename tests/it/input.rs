@@ -2,7 +2,7 @@
 //! ordering team's, input PostgreSQL cannot store is refused naming the field, `/metrics` is
 //! for the scraper only.
 
-mod common;
+use crate::common;
 
 use common::{Engine, TestApp, TestDb, kit::call, settings};
 use serde_json::{Value, json};

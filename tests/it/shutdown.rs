@@ -2,7 +2,7 @@
 //! claiming jobs at once, while the HTTP server still finishes the calls in flight. The
 //! restart of two replicas under a real Backstage is in tests/backstage_e2e.rs.
 
-mod common;
+use crate::common;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},

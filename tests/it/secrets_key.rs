@@ -2,7 +2,7 @@
 //! (naming the key id the stored secrets need, never a key), rotation keeps old keys for
 //! reading, and `paved secrets reseal` moves everything to the new key.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

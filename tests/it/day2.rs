@@ -1,7 +1,7 @@
 //! Day-2 operations against the real servers: TTL (extend, warnings, reaper), schedules shared
 //! by replicas, notifications, drift, unused resources, platform metrics, cost reports.
 
-mod common;
+use crate::common;
 
 use std::{sync::Arc, time::Duration};
 

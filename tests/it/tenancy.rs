@@ -6,7 +6,7 @@
 //! paved provisions PostgreSQL here through a `LOGIN CREATEDB CREATEROLE` admin made by the
 //! test (the production set-up), never the superuser.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

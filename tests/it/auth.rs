@@ -1,7 +1,7 @@
 //! Backstage tokens: signed by test keys served from a local JWKS endpoint standing in for
 //! Backstage's (`/api/<plugin>/.backstage/auth/v1/jwks.json`, `/api/auth/.well-known/jwks.json`).
 
-mod common;
+use crate::common;
 
 use std::{
     sync::{Arc, Mutex},

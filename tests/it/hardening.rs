@@ -3,7 +3,7 @@
 //! Whatever comes in, paved answers without a 5xx, and every refusal is in Backstage's error
 //! shape with the status it claims.
 
-mod common;
+use crate::common;
 
 use common::{Engine as DbEngine, TestApp, TestDb, settings};
 use proptest::{
