@@ -8,10 +8,10 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use super::assess::{self, AssessError, Inputs, TeamLock};
 use crate::provisioning::requests::{self, CreateError, Created, IdempotencyKey, Request, Verdict};
 use crate::{
-    auth::Principal,
     guardrails,
     policy::Violation,
-    templates::{FieldError, Offering},
+    templates::Offering,
+    vocab::{entity_ref::EntityRef, field_error::FieldError, principal::Principal},
 };
 
 #[derive(Debug)]
@@ -183,7 +183,7 @@ async fn notify_approvers(inputs: &Inputs<'_>, request: &Request) {
     let mut recipients = vec![request.owner.clone()];
     if needs.iter().any(|(role, _)| role == "platform-admin") {
         for r in inputs.roles.get("platform-admin").into_iter().flatten() {
-            let r = crate::catalog::EntityRef::parse(r, "group")
+            let r = EntityRef::parse(r, "group")
                 .map(|e| e.to_string())
                 .unwrap_or_else(|_| r.clone());
             if !recipients.contains(&r) {
