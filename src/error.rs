@@ -320,15 +320,6 @@ use crate::{
 };
 
 impl ApiError {
-    /// A refusal: `absent` is what a missing target answers, and an invisible one the same.
-    pub fn refused(r: Refused, absent: impl FnOnce() -> String) -> Self {
-        match r {
-            Refused::NotFound => Self::not_found(absent()),
-            r @ Refused::Unauthenticated(_) => Self::new(ErrorName::Authentication, r.to_string()),
-            Refused::Forbidden(m) => Self::forbidden(m),
-        }
-    }
-
     /// 403 with the reason on the status line (all Backstage shows).
     fn forbidden(m: String) -> Self {
         Self::new(ErrorName::NotAllowed, m.clone()).with_reason_phrase(&m)
@@ -396,11 +387,21 @@ impl ApiError {
     }
 }
 
+/// A refusal of a visible target (an invisible one is each use case's `NotFound`).
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        match r {
+            r @ Refused::Unauthenticated(_) => Self::new(ErrorName::Authentication, r.to_string()),
+            Refused::Forbidden(m) => Self::forbidden(m),
+        }
+    }
+}
+
 impl From<DeleteError> for ApiError {
     fn from(e: DeleteError) -> Self {
         match e {
             DeleteError::NotFound { id } => Self::not_found(format!("no resource with id {id:?}")),
-            DeleteError::Refused(r) => Self::refused(r, String::new),
+            DeleteError::Refused(r) => r.into(),
             DeleteError::Protected(m) => Self::forbidden(m),
             e @ (DeleteError::AlreadyDeleted { .. } | DeleteError::Busy { .. }) => {
                 Self::conflict(e.to_string())
@@ -414,7 +415,7 @@ impl From<UpdateError> for ApiError {
     fn from(e: UpdateError) -> Self {
         match e {
             e @ UpdateError::NotFound(_) => Self::not_found(e.to_string()),
-            UpdateError::Refused(r) => Self::refused(r, String::new),
+            UpdateError::Refused(r) => r.into(),
             e @ (UpdateError::NotReady { .. }
             | UpdateError::NoDrift(_)
             | UpdateError::Busy { .. }) => Self::conflict(e.to_string()),
@@ -432,7 +433,7 @@ impl From<ExtendError> for ApiError {
     fn from(e: ExtendError) -> Self {
         match e {
             e @ ExtendError::NotFound(_) => Self::not_found(e.to_string()),
-            ExtendError::Refused(r) => Self::refused(r, String::new),
+            ExtendError::Refused(r) => r.into(),
             ExtendError::Conflict(m) => Self::conflict(m.clone()).with_reason_phrase(&m),
             ExtendError::Invalid(e) => Self::input(e.to_string())
                 .with_detail("errors", [&e])
@@ -446,7 +447,7 @@ impl From<CancelError> for ApiError {
     fn from(e: CancelError) -> Self {
         match e {
             e @ CancelError::NotFound { .. } => Self::not_found(e.to_string()),
-            CancelError::Refused(r) => Self::refused(r, String::new),
+            CancelError::Refused(r) => r.into(),
             e @ CancelError::Finished { .. } => Self::conflict(e.to_string()),
             CancelError::Db(e) => e.into(),
         }
@@ -461,7 +462,7 @@ impl From<DecideError> for ApiError {
             e @ (DecideError::OwnRequest | DecideError::NotAllowed(_)) => {
                 Self::new(ErrorName::NotAllowed, e.to_string())
             }
-            DecideError::Refused(r) => Self::refused(r, String::new),
+            DecideError::Refused(r) => r.into(),
             DecideError::Db(e) => e.into(),
         }
     }
@@ -471,7 +472,7 @@ impl From<BudgetError> for ApiError {
     fn from(e: BudgetError) -> Self {
         match e {
             e @ BudgetError::NotFound { .. } => Self::not_found(e.to_string()),
-            BudgetError::Refused(r) => Self::refused(r, String::new),
+            BudgetError::Refused(r) => r.into(),
             e @ BudgetError::InvalidLimit => Self::input(e.to_string()),
             BudgetError::Db(e) => e.into(),
         }
@@ -484,7 +485,7 @@ impl From<CredentialsError> for ApiError {
             e @ (CredentialsError::NotFound(_) | CredentialsError::NotYet(_)) => {
                 Self::not_found(e.to_string())
             }
-            CredentialsError::Refused(r) => Self::refused(r, String::new),
+            CredentialsError::Refused(r) => r.into(),
             CredentialsError::Unreadable(cause) => Self::internal(cause),
             CredentialsError::Db(e) => e.into(),
         }

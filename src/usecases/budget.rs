@@ -117,11 +117,10 @@ pub async fn set(
 /// What a team's budget and spend routes ask of `access`; another team's is not found.
 pub fn authorize(who: &Principal, act: Act<'_>, team: &EntityRef) -> Result<(), BudgetError> {
     let team = team.to_string();
-    match access::authorize(who, act, Target::Team(&team)).map_err(Refused::from) {
-        Ok(()) => Ok(()),
-        Err(Refused::NotFound) => Err(BudgetError::NotFound { team }),
-        Err(r) => Err(BudgetError::Refused(r)),
-    }
+    access::authorize(who, act, Target::Team(&team)).map_err(|d| match Refused::of(d) {
+        None => BudgetError::NotFound { team: team.clone() },
+        Some(r) => BudgetError::Refused(r),
+    })
 }
 
 async fn read(

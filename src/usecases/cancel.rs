@@ -35,10 +35,8 @@ pub async fn cancel(
         owner: &r.owner,
         requester: &r.requester,
     };
-    match access::authorize(who, Act::Cancel, target).map_err(Refused::from) {
-        Ok(()) => {}
-        Err(Refused::NotFound) => return Err(not_found()),
-        Err(refused) => return Err(CancelError::Refused(refused)),
+    if let Err(d) = access::authorize(who, Act::Cancel, target) {
+        return Err(Refused::of(d).map_or_else(not_found, CancelError::Refused));
     }
     match requests::cancel(db, id).await? {
         None => Err(not_found()),

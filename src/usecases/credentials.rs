@@ -42,9 +42,9 @@ pub async fn read(
     if let Err(d) = access::authorize(who, Act::ReadCredentials, asked) {
         // Refused attempts are on the record too.
         crate::audit::record_by(db, who, "credentials.read", &target, "denied", None).await;
-        return Err(match Refused::from(d) {
-            Refused::NotFound => CredentialsError::NotFound(id.into()),
-            r => CredentialsError::Refused(r),
+        return Err(match Refused::of(d) {
+            None => CredentialsError::NotFound(id.into()),
+            Some(r) => CredentialsError::Refused(r),
         });
     }
     let creds = engine::credentials(db, secrets, id)

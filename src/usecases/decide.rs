@@ -9,7 +9,7 @@ use sea_orm::{
 
 use super::{Ctx, Refused};
 use crate::{
-    access::{self, Act, Denied, Target},
+    access::{self, Act, Target},
     db::entities::{approval, request},
     provisioning::requests::{self, Request, RequestStatus},
     vocab::principal::Principal,
@@ -59,8 +59,8 @@ pub async fn decide(
         return Err(DecideError::NotFound(id.into()));
     }
     if who.is_anonymous() {
-        return Err(DecideError::Refused(Refused::from(
-            Denied::Unauthenticated("deciding an approval"),
+        return Err(DecideError::Refused(Refused::Unauthenticated(
+            "deciding an approval",
         )));
     }
     let decided = store(

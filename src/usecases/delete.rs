@@ -42,8 +42,8 @@ pub async fn delete(
     };
     let res = match resource_for(ctx.db, who, id, |r| act(r.environment == "prod")).await? {
         Ok(res) => res,
-        Err(Refused::NotFound) => return Err(DeleteError::NotFound { id: id.into() }),
-        Err(Refused::Forbidden(m)) => {
+        Err(None) => return Err(DeleteError::NotFound { id: id.into() }),
+        Err(Some(Refused::Forbidden(m))) => {
             // Refused only because it is production: deletion protection, not membership.
             let member = resource_for(ctx.db, who, id, |_| act(false)).await?.is_ok();
             return Err(if member {
@@ -52,7 +52,7 @@ pub async fn delete(
                 DeleteError::Refused(Refused::Forbidden(m))
             });
         }
-        Err(r) => return Err(DeleteError::Refused(r)),
+        Err(Some(r)) => return Err(DeleteError::Refused(r)),
     };
     if res.deleted_at.is_some() {
         return Err(DeleteError::AlreadyDeleted { id: id.into() });

@@ -40,8 +40,8 @@ pub async fn extend(
     let now = ctx.now;
     let res = match resource_for(ctx.db, who, resource_id, |_| Act::Change).await? {
         Ok(res) => res,
-        Err(Refused::NotFound) => return Err(ExtendError::NotFound(resource_id.into())),
-        Err(r) => return Err(ExtendError::Refused(r)),
+        Err(None) => return Err(ExtendError::NotFound(resource_id.into())),
+        Err(Some(r)) => return Err(ExtendError::Refused(r)),
     };
     let max_hours = offerings
         .get(&res.offering)

@@ -35,42 +35,42 @@ pub struct Ctx<'a> {
     pub notifier: &'a Notifier,
 }
 
-/// Why a caller may not act on a resource or request, as every use case reports it. What the
-/// caller may not see is `NotFound`, exactly like what is absent.
+/// Why a caller may not act on a target it can see. What it may not see is no refusal: each
+/// use case answers it with its own `NotFound`, exactly like what is absent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
-    #[error("not found")]
-    NotFound,
     #[error("{0} needs an authenticated caller")]
     Unauthenticated(&'static str),
     #[error("{0}")]
     Forbidden(String),
 }
 
-impl From<Denied> for Refused {
-    fn from(d: Denied) -> Self {
+impl Refused {
+    /// The refusal `access` decided; `None` when the target is invisible (not found).
+    pub fn of(d: Denied) -> Option<Self> {
         match d {
-            Denied::NotFound => Self::NotFound,
-            Denied::Unauthenticated(what) => Self::Unauthenticated(what),
-            Denied::Forbidden(m) => Self::Forbidden(m),
+            Denied::NotFound => None,
+            Denied::Unauthenticated(what) => Some(Self::Unauthenticated(what)),
+            Denied::Forbidden(m) => Some(Self::Forbidden(m)),
         }
     }
 }
 
-/// The resource row, when `who` may do `act(resource)` to it.
+/// The resource row, when `who` may do `act(resource)` to it; `Err(None)` when there is none
+/// the caller may see.
 pub(crate) async fn resource_for(
     db: &DatabaseConnection,
     who: &Principal,
     id: &str,
     act: impl FnOnce(&resource::Model) -> Act<'static>,
-) -> Result<Result<resource::Model, Refused>, DbErr> {
+) -> Result<Result<resource::Model, Option<Refused>>, DbErr> {
     let Some(res) = resource::Entity::find_by_id(id.to_owned()).one(db).await? else {
-        return Ok(Err(Refused::NotFound));
+        return Ok(Err(None));
     };
     Ok(
         access::authorize(who, act(&res), Target::Resource { owner: &res.owner })
             .map(|()| res)
-            .map_err(Refused::from),
+            .map_err(Refused::of),
     )
 }
 

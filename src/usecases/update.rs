@@ -78,8 +78,8 @@ pub async fn update(
 ) -> Result<Request, UpdateError> {
     let res = match resource_for(inputs.db, who, id, |_| Act::Change).await? {
         Ok(res) => res,
-        Err(Refused::NotFound) => return Err(UpdateError::NotFound(id.into())),
-        Err(r) => return Err(UpdateError::Refused(r)),
+        Err(None) => return Err(UpdateError::NotFound(id.into())),
+        Err(Some(r)) => return Err(UpdateError::Refused(r)),
     };
     if res.deleted_at.is_some() || res.status != "ready" {
         return Err(UpdateError::NotReady {
