@@ -444,7 +444,7 @@ async fn wait(
     principal: &Principal,
     input: &Value,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::provisioning::requests::{self, RequestStatus};
+    use crate::{provisioning::requests, vocab::status::RequestStatus};
     let input: WaitInput = serde_path_to_error::deserialize(input.clone()).map_err(|e| {
         let (path, rule) = super::extract::readable(&e);
         ApiError::input(format!("invalid input for paved:wait: {path}: {rule}"))

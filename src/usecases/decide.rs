@@ -11,8 +11,8 @@ use super::{Ctx, Refused};
 use crate::{
     access::{self, Act, Target},
     db::entities::{approval, request},
-    provisioning::requests::{self, Request, RequestStatus},
-    vocab::principal::Principal,
+    provisioning::requests::{self, Request},
+    vocab::{principal::Principal, status::RequestStatus},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

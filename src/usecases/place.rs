@@ -11,7 +11,9 @@ use crate::{
     guardrails,
     policy::Violation,
     templates::Offering,
-    vocab::{entity_ref::EntityRef, field_error::FieldError, principal::Principal},
+    vocab::{
+        entity_ref::EntityRef, field_error::FieldError, principal::Principal, status::RequestStatus,
+    },
 };
 
 #[derive(Debug)]
@@ -55,7 +57,7 @@ pub async fn place(
         audit_created(inputs, &request, requester).await;
         notify_approvers(inputs, &request).await;
     }
-    if request.status == requests::RequestStatus::Denied {
+    if request.status == RequestStatus::Denied {
         // From what was stored, so a retried key answers as the first call did.
         let deny = stored_denials(&request);
         return Ok(Placed::Denied { request, deny });
@@ -155,7 +157,7 @@ async fn audit_created(inputs: &Inputs<'_>, request: &Request, requester: &Princ
 /// asks for a platform-admin, the configured platform-admins hear of it.
 async fn notify_approvers(inputs: &Inputs<'_>, request: &Request) {
     use crate::notifications::{Notification, Severity, Topic};
-    if request.status != requests::RequestStatus::AwaitingApproval {
+    if request.status != RequestStatus::AwaitingApproval {
         return;
     }
     let needs: Vec<(String, String)> = request
@@ -310,7 +312,7 @@ pub async fn place_update(
     .await?;
     audit_created(inputs, &request, requester).await;
     notify_approvers(inputs, &request).await;
-    if request.status == requests::RequestStatus::Denied {
+    if request.status == RequestStatus::Denied {
         let deny = stored_denials(&request);
         return Ok(Placed::Denied { request, deny });
     }
