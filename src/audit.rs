@@ -164,7 +164,7 @@ pub async fn list<C: ConnectionTrait>(conn: &C, f: &AuditFilter) -> Result<Vec<A
 /// user.
 pub async fn record_by<C: ConnectionTrait>(
     conn: &C,
-    who: &crate::auth::Principal,
+    who: &crate::vocab::principal::Principal,
     event_type: &str,
     target: &str,
     outcome: &str,

@@ -288,7 +288,7 @@ pub struct ErrorObject {
     pub name: String,
     pub message: String,
     /// For schema violations: every violated rule (`field`, `rule`, `message`).
-    #[schema(value_type = Option<Vec<crate::templates::FieldError>>)]
+    #[schema(value_type = Option<Vec<crate::vocab::field_error::FieldError>>)]
     pub errors: Option<Value>,
 }
 
@@ -303,4 +303,191 @@ pub struct ErrorRequest {
 #[serde(rename_all = "camelCase")]
 pub struct ErrorResponse {
     pub status_code: u16,
+}
+
+// The one mapping from the use cases' typed errors to what the API answers. Messages and
+// statuses are part of the API: tests assert them.
+
+use crate::{
+    policy::Violation,
+    provisioning::requests::{CreateError, Request as PavedRequest},
+    usecases::{
+        Refused, assess::AssessError, budget::BudgetError, cancel::CancelError,
+        credentials::CredentialsError, decide::DecideError, delete::DeleteError,
+        extend_ttl::ExtendError, place::PlaceError, update::UpdateError,
+    },
+    vocab::field_error::FieldError,
+};
+
+impl ApiError {
+    /// 403 with the reason on the status line (all Backstage shows).
+    fn forbidden(m: String) -> Self {
+        Self::new(ErrorName::NotAllowed, m.clone()).with_reason_phrase(&m)
+    }
+
+    /// Values that break `offering`'s form: every violation in the body.
+    pub fn invalid_values(offering: &str, errors: &[FieldError]) -> Self {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Self::input(format!(
+            "values do not match the form of {offering}: {}",
+            list.join("; ")
+        ))
+        .with_detail("errors", errors)
+        .with_reason_phrase(&format!("Invalid values: {}", list.join("; ")))
+    }
+
+    /// 403 with every deny in the body and the first one on the status line.
+    pub fn policy_denied(request: &PavedRequest, deny: &[Violation]) -> Self {
+        let first = deny
+            .first()
+            .map(|v| format!("Policy {} denied: {}", v.rule, v.message))
+            .unwrap_or_else(|| "Denied by policy".into());
+        let all: Vec<String> = deny
+            .iter()
+            .map(|v| format!("{}: {}", v.rule, v.message))
+            .collect();
+        Self::new(
+            ErrorName::NotAllowed,
+            format!(
+                "request {} denied by policy: {}",
+                request.id,
+                all.join("; ")
+            ),
+        )
+        .with_detail("requestId", &request.id)
+        .with_detail("errors", deny)
+        .with_reason_phrase(&first)
+    }
+
+    /// An order of `offering` that could not be placed.
+    pub fn place(offering: &str, e: PlaceError) -> Self {
+        match e {
+            PlaceError::NotAllowed(m) => Self::forbidden(m),
+            PlaceError::Create(e @ CreateError::KeyReused { .. }) => Self::conflict(e.to_string()),
+            PlaceError::Create(CreateError::Db(e)) | PlaceError::Assess(AssessError::Db(e)) => {
+                e.into()
+            }
+            PlaceError::Assess(AssessError::Template(e)) => Self::new(
+                ErrorName::Internal,
+                format!(
+                    "template {offering} cannot render or price its provisioning spec ({e}); the platform team must fix the template"
+                ),
+            ),
+            PlaceError::Assess(e @ AssessError::Policy(_)) => {
+                Self::new(ErrorName::Internal, e.to_string())
+            }
+        }
+    }
+
+    /// A field of the input that breaks a rule, named with the rule.
+    pub fn field(e: FieldError) -> Self {
+        Self::input(e.to_string())
+            .with_reason_phrase(&format!("Invalid input: {e}"))
+            .with_detail("errors", [e])
+    }
+}
+
+/// A refusal of a visible target (an invisible one is each use case's `NotFound`).
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        match r {
+            r @ Refused::Unauthenticated(_) => Self::new(ErrorName::Authentication, r.to_string()),
+            Refused::Forbidden(m) => Self::forbidden(m),
+        }
+    }
+}
+
+impl From<DeleteError> for ApiError {
+    fn from(e: DeleteError) -> Self {
+        match e {
+            DeleteError::NotFound { id } => Self::not_found(format!("no resource with id {id:?}")),
+            DeleteError::Refused(r) => r.into(),
+            DeleteError::Protected(m) => Self::forbidden(m),
+            e @ (DeleteError::AlreadyDeleted { .. } | DeleteError::Busy { .. }) => {
+                Self::conflict(e.to_string())
+            }
+            DeleteError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<UpdateError> for ApiError {
+    fn from(e: UpdateError) -> Self {
+        match e {
+            e @ UpdateError::NotFound(_) => Self::not_found(e.to_string()),
+            UpdateError::Refused(r) => r.into(),
+            e @ (UpdateError::NotReady { .. }
+            | UpdateError::NoDrift(_)
+            | UpdateError::Busy { .. }) => Self::conflict(e.to_string()),
+            e @ UpdateError::NoOffering(_) => Self::not_found(e.to_string()),
+            UpdateError::Denied { request, deny } => Self::policy_denied(&request, &deny),
+            UpdateError::Invalid { offering, errors } => Self::invalid_values(&offering, &errors),
+            UpdateError::Place { offering, error } => Self::place(&offering, error),
+            e @ UpdateError::NoCurrentValues(_) => Self::internal(e),
+            UpdateError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<ExtendError> for ApiError {
+    fn from(e: ExtendError) -> Self {
+        match e {
+            e @ ExtendError::NotFound(_) => Self::not_found(e.to_string()),
+            ExtendError::Refused(r) => r.into(),
+            ExtendError::Conflict(m) => Self::conflict(m.clone()).with_reason_phrase(&m),
+            ExtendError::Invalid(e) => Self::input(e.to_string())
+                .with_detail("errors", [&e])
+                .with_reason_phrase(&format!("Invalid input: {e}")),
+            ExtendError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<CancelError> for ApiError {
+    fn from(e: CancelError) -> Self {
+        match e {
+            e @ CancelError::NotFound { .. } => Self::not_found(e.to_string()),
+            CancelError::Refused(r) => r.into(),
+            e @ CancelError::Finished { .. } => Self::conflict(e.to_string()),
+            CancelError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<DecideError> for ApiError {
+    fn from(e: DecideError) -> Self {
+        match e {
+            e @ DecideError::NotFound(_) => Self::not_found(e.to_string()),
+            e @ DecideError::NotAwaiting { .. } => Self::conflict(e.to_string()),
+            e @ (DecideError::OwnRequest | DecideError::NotAllowed(_)) => {
+                Self::new(ErrorName::NotAllowed, e.to_string())
+            }
+            DecideError::Refused(r) => r.into(),
+            DecideError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<BudgetError> for ApiError {
+    fn from(e: BudgetError) -> Self {
+        match e {
+            e @ BudgetError::NotFound { .. } => Self::not_found(e.to_string()),
+            BudgetError::Refused(r) => r.into(),
+            e @ BudgetError::InvalidLimit => Self::input(e.to_string()),
+            BudgetError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<CredentialsError> for ApiError {
+    fn from(e: CredentialsError) -> Self {
+        match e {
+            e @ (CredentialsError::NotFound(_) | CredentialsError::NotYet(_)) => {
+                Self::not_found(e.to_string())
+            }
+            CredentialsError::Refused(r) => r.into(),
+            CredentialsError::Unreadable(cause) => Self::internal(cause),
+            CredentialsError::Db(e) => e.into(),
+        }
+    }
 }

@@ -11,9 +11,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::ApiJson;
-use crate::usecases::place::{self as order, Placed};
 use crate::{
-    app::AppState, auth::Principal, error::ApiError, provisioning::requests::IdempotencyKey,
+    app::AppState,
+    error::ApiError,
+    provisioning::requests::IdempotencyKey,
+    usecases::{
+        self,
+        delete::DeleteError,
+        place::{self as order, Placed},
+        update::Purpose,
+    },
+    vocab::{field_error::FieldError, principal::Principal},
 };
 
 /// The request id a template dry-run hands `paved:wait`: Backstage's scaffolder runs read-only
@@ -259,7 +267,7 @@ async fn invoke(
                 Some(key),
             )
             .await
-            .map_err(|e| super::requests::place_error(&offering.name, e))?;
+            .map_err(|e| ApiError::place(&offering.name, e))?;
             match placed {
                 Placed::Accepted { request, .. } => {
                     state.wake_workers();
@@ -276,8 +284,8 @@ async fn invoke(
                         "warnings": request.decision.as_ref().and_then(|d| d.get("warn")).cloned().unwrap_or(json!([])),
                     }})))
                 }
-                Placed::Denied { request, deny } => Err(super::requests::denied(&request, &deny)),
-                Placed::Invalid(errors) => Err(super::requests::invalid(&offering.name, &errors)),
+                Placed::Denied { request, deny } => Err(ApiError::policy_denied(&request, &deny)),
+                Placed::Invalid(errors) => Err(ApiError::invalid_values(&offering.name, &errors)),
             }
         }
         "wait" => wait(state, principal, &input).await,
@@ -288,14 +296,11 @@ async fn invoke(
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
             else {
-                let e = crate::templates::FieldError {
+                return Err(ApiError::field(FieldError {
                     field: "resourceId".into(),
                     rule: "required".into(),
                     message: "is required (a non-empty string)".into(),
-                };
-                return Err(ApiError::input(e.to_string())
-                    .with_reason_phrase(&format!("Invalid input: {e}"))
-                    .with_detail("errors", [e]));
+                }));
             };
             let r = super::resources::extend_ttl(state, principal, rid, hours).await?;
             Ok(Json(json!({"output": {
@@ -306,23 +311,21 @@ async fn invoke(
         }
         "destroy" => {
             let input: DestroyInput = parse_as(id, input)?;
-            let r = match super::resources::delete_resource(
-                state,
-                principal,
-                &input.resource_id,
-                input.override_protection,
-            )
-            .await
-            {
-                Ok(r) => r,
+            let ctx = super::requests::ctx(state);
+            let (rid, overridden) = (&input.resource_id, input.override_protection);
+            let r = match usecases::delete::delete(ctx, principal, rid, overridden).await {
+                Ok(r) => {
+                    state.wake_workers();
+                    r
+                }
                 // A re-run after the deletion finished (Backstage re-runs steps on task
                 // recovery) answers with that deletion.
-                Err(e) if e.name == crate::error::ErrorName::Conflict => {
-                    crate::provisioning::requests::last_delete(state.db(), &input.resource_id)
+                Err(e @ DeleteError::AlreadyDeleted { .. }) => {
+                    crate::provisioning::requests::last_delete(state.db(), rid)
                         .await?
                         .ok_or(e)?
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             Ok(Json(json!({"output": request_output(state, &r)})))
         }
@@ -333,6 +336,7 @@ async fn invoke(
                 principal,
                 &input.resource_id,
                 &input.values,
+                Purpose::Change,
             )
             .await?;
             let mut output = request_output(state, &r);
@@ -440,7 +444,7 @@ async fn wait(
     principal: &Principal,
     input: &Value,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::provisioning::requests::{self, RequestStatus};
+    use crate::{provisioning::requests, vocab::status::RequestStatus};
     let input: WaitInput = serde_path_to_error::deserialize(input.clone()).map_err(|e| {
         let (path, rule) = super::extract::readable(&e);
         ApiError::input(format!("invalid input for paved:wait: {path}: {rule}"))

@@ -8,17 +8,17 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::resources::authorized;
-use crate::usecases::place::{self as order, Placed};
+use super::resources::{authorized, update_resource};
 use crate::{
     access::Act,
     app::AppState,
-    auth::Principal,
     error::{ApiError, ErrorEnvelope, ErrorName},
     provisioning::{
         drift::{self, DriftError, DriftReport},
-        requests::{self, Request},
+        requests::Request,
     },
+    usecases::update::Purpose,
+    vocab::principal::Principal,
 };
 
 fn drift_error(e: DriftError) -> ApiError {
@@ -96,48 +96,13 @@ pub async fn revert(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Request>), ApiError> {
+    // Read before the update authorizes; nothing of it is answered to a caller it refuses.
+    let open_findings = !drift::report(state.db(), &id).await?.findings.is_empty();
+    let purpose = Purpose::Revert { open_findings };
+    let request = update_resource(&state, &principal, &id, &serde_json::json!({}), purpose).await?;
     let res = authorized(&state, &principal, &id, |_| Act::Change).await?;
-    if res.deleted_at.is_some() || res.status != "ready" {
-        return Err(ApiError::conflict(format!(
-            "resource {id} is {}; only ready resources can be reverted",
-            res.status
-        )));
-    }
-    if drift::report(state.db(), &id).await?.findings.is_empty() {
-        return Err(ApiError::conflict(format!(
-            "resource {id} has no open drift findings; check it first (POST …/drift/check)"
-        )));
-    }
-    if let Some(open) = requests::open_for_resource(state.db(), &id).await? {
-        return Err(ApiError::conflict(format!(
-            "resource {id} is busy with request {open}; wait for it to finish"
-        )));
-    }
-    let current = requests::current_values(state.db(), &id)
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("resource {id} has no successful request")))?;
-    let offering = super::requests::offering(&state, &res.offering)?;
-    let policies = state.policies();
-    let placed = order::place_update(
-        &state.guardrail_inputs(&policies),
-        &offering,
-        &res,
-        &current,
-        &serde_json::json!({}),
-        &principal,
-    )
-    .await
-    .map_err(|e| super::requests::place_error(&offering.name, e))?;
-    match placed {
-        Placed::Accepted { request, .. } => {
-            drift::mark_reverted(state.db(), &res, &request.id, &principal, state.now()).await?;
-            state.wake_workers();
-            tracing::info!(resource_id = %id, request_id = %request.id, by = %principal.subject, "drift revert requested");
-            Ok((StatusCode::ACCEPTED, Json(request)))
-        }
-        Placed::Denied { request, deny } => Err(super::requests::denied(&request, &deny)),
-        Placed::Invalid(errors) => Err(super::requests::invalid(&offering.name, &errors)),
-    }
+    drift::mark_reverted(state.db(), &res, &request.id, &principal, state.now()).await?;
+    Ok((StatusCode::ACCEPTED, Json(request)))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]

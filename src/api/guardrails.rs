@@ -4,7 +4,6 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -15,14 +14,12 @@ use super::{
 use crate::{
     access::{self, Act, Target},
     app::AppState,
-    auth::Principal,
-    catalog::EntityRef,
     cost::{self, Estimate, TeamSpend},
-    db::entities::budget,
     error::{ApiError, ErrorEnvelope},
-    guardrails::{self, Assessment, BudgetView},
+    guardrails::{Assessment, BudgetView},
     policy::{PolicyDecision, PolicyInfo},
-    templates::FieldError,
+    usecases::budget,
+    vocab::{entity_ref::EntityRef, field_error::FieldError, principal::Principal},
 };
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -62,7 +59,7 @@ pub(crate) async fn assess(
         None,
     )
     .await
-    .map_err(|e| super::requests::place_error(&o.name, e.into()))?;
+    .map_err(|e| ApiError::place(&o.name, e.into()))?;
     Ok(match assessment {
         Assessment::Invalid(errors) => EstimateResponse {
             valid: false,
@@ -112,46 +109,7 @@ pub(crate) fn team_ref(team: &str) -> Result<EntityRef, ApiError> {
     Ok(r)
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Budget {
-    pub team: String,
-    pub currency: String,
-    /// None: no budget.
-    pub monthly_limit: Option<f64>,
-    /// `api` (set through this API), `config` (paved's configuration) or `none`.
-    pub source: String,
-    pub updated_by: Option<String>,
-}
-
-async fn load_budget(state: &AppState, team: &EntityRef) -> Result<Budget, ApiError> {
-    let currency = state.pricebook().currency.clone();
-    if let Some(b) = budget::Entity::find_by_id(team.to_string())
-        .one(state.db())
-        .await?
-    {
-        return Ok(Budget {
-            team: b.team,
-            currency,
-            monthly_limit: Some(b.monthly_limit_cents as f64 / 100.0),
-            source: "api".into(),
-            updated_by: Some(b.updated_by),
-        });
-    }
-    let configured = guardrails::configured_budget(&state.settings().cost, team);
-    Ok(Budget {
-        team: team.to_string(),
-        currency,
-        monthly_limit: configured,
-        source: if configured.is_some() {
-            "config"
-        } else {
-            "none"
-        }
-        .into(),
-        updated_by: None,
-    })
-}
+pub use crate::usecases::budget::Budget;
 
 /// A team's monthly budget.
 #[utoipa::path(get, path = "/v1/teams/{team}/budget", operation_id = "getBudget", tag = "guardrails",
@@ -163,15 +121,10 @@ pub async fn get_budget(
     Path(team): Path<String>,
 ) -> Result<Json<Budget>, ApiError> {
     let team = team_ref(&team)?;
-    authorize_team(&principal, Act::Read, &team)?;
-    Ok(Json(load_budget(&state, &team).await?))
-}
-
-/// What a team's budget and spend routes ask of `access`; another team's answers 404.
-fn authorize_team(principal: &Principal, act: Act<'_>, team: &EntityRef) -> Result<(), ApiError> {
-    let team = team.to_string();
-    access::authorize(principal, act, Target::Team(&team))
-        .map_err(|d| ApiError::denied(d, || format!("no team {team:?} known to paved")))
+    let (cost, currency) = (&state.settings().cost, &state.pricebook().currency);
+    Ok(Json(
+        budget::get(state.db(), cost, currency, &principal, &team).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -193,41 +146,18 @@ pub async fn set_budget(
     ApiJson(body): ApiJson<SetBudget>,
 ) -> Result<Json<Budget>, ApiError> {
     let team = team_ref(&team)?;
-    authorize_team(&principal, Act::SetBudget, &team)?;
-    if !(body.monthly_limit.is_finite() && body.monthly_limit >= 0.0 && body.monthly_limit < 1e12) {
-        return Err(ApiError::input(
-            "monthlyLimit: must be a non-negative amount",
-        ));
-    }
-    let row = budget::ActiveModel {
-        team: Set(team.to_string()),
-        monthly_limit_cents: Set((body.monthly_limit * 100.0).round() as i64),
-        updated_by: Set(principal.subject.clone()),
-        updated_at: Set(state.now()),
-    };
-    budget::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(budget::Column::Team)
-                .update_columns([
-                    budget::Column::MonthlyLimitCents,
-                    budget::Column::UpdatedBy,
-                    budget::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        )
-        .exec(state.db())
-        .await?;
-    tracing::info!(team = %team, monthly_limit = body.monthly_limit, by = %principal.subject, "budget set");
-    crate::audit::record_by(
+    let (cost, currency) = (&state.settings().cost, &state.pricebook().currency);
+    let limit = body.monthly_limit;
+    let set = budget::set(
         state.db(),
+        cost,
+        currency,
         &principal,
-        "budget.set",
-        &format!("team:{team}"),
-        "set",
-        Some(serde_json::json!({"monthlyLimit": body.monthly_limit})),
-    )
-    .await;
-    Ok(Json(load_budget(&state, &team).await?))
+        &team,
+        limit,
+        state.now(),
+    );
+    Ok(Json(set.await?))
 }
 
 /// A team's spend: run rate of its active resources, month to date, forecast to month end.
@@ -240,7 +170,7 @@ pub async fn spend(
     Path(team): Path<String>,
 ) -> Result<Json<TeamSpend>, ApiError> {
     let team = team_ref(&team)?;
-    authorize_team(&principal, Act::Read, &team)?;
+    budget::authorize(&principal, Act::Read, &team)?;
     let book = state.pricebook();
     Ok(Json(
         crate::usecases::spend::team_spend(state.db(), &team, book, state.now()).await?,

@@ -13,22 +13,20 @@ use super::{
     extract::ApiJson,
     page::{NoFilter, Page, PageParams, Paged},
 };
-use crate::usecases::{
-    assess::AssessError,
-    place::{self as order, PlaceError, Placed},
-};
 use crate::{
     access::{Act, Target},
     app::AppState,
-    auth::Principal,
-    catalog::EntityRef,
-    error::{ApiError, ErrorEnvelope, ErrorName},
-    policy::Violation,
+    error::{ApiError, ErrorEnvelope},
     provisioning::{
-        approvals::{self, DecideError},
-        requests::{self, CreateError, IdempotencyKey, ListFilter, Request, RequestStatus},
+        approvals,
+        requests::{self, IdempotencyKey, ListFilter, Request},
     },
-    templates::FieldError,
+    usecases::{
+        self, Ctx,
+        decide::Decision,
+        place::{self as order, Placed},
+    },
+    vocab::{entity_ref::EntityRef, principal::Principal, status::RequestStatus},
 };
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -77,7 +75,7 @@ pub async fn create(
         key,
     )
     .await
-    .map_err(|e| place_error(&offering.name, e))?;
+    .map_err(|e| ApiError::place(&offering.name, e))?;
     match placed {
         Placed::Accepted { request, new: true } => {
             state.wake_workers();
@@ -88,8 +86,8 @@ pub async fn create(
             request,
             new: false,
         } => Ok((StatusCode::OK, Json(request))),
-        Placed::Denied { request, deny } => Err(denied(&request, &deny)),
-        Placed::Invalid(errors) => Err(invalid(&offering.name, &errors)),
+        Placed::Denied { request, deny } => Err(ApiError::policy_denied(&request, &deny)),
+        Placed::Invalid(errors) => Err(ApiError::invalid_values(&offering.name, &errors)),
     }
 }
 
@@ -104,55 +102,13 @@ pub(crate) fn offering(
         .ok_or_else(|| ApiError::not_found(format!("no offering named {name:?}")))
 }
 
-pub(crate) fn invalid(offering: &str, errors: &[FieldError]) -> ApiError {
-    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    ApiError::input(format!(
-        "values do not match the form of {offering}: {}",
-        list.join("; ")
-    ))
-    .with_detail("errors", errors)
-    .with_reason_phrase(&format!("Invalid values: {}", list.join("; ")))
-}
-
-/// 403 with every deny in the body and the first one on the status line (all Backstage shows).
-pub(crate) fn denied(request: &Request, deny: &[Violation]) -> ApiError {
-    let first = deny
-        .first()
-        .map(|v| format!("Policy {} denied: {}", v.rule, v.message))
-        .unwrap_or_else(|| "Denied by policy".into());
-    let all: Vec<String> = deny
-        .iter()
-        .map(|v| format!("{}: {}", v.rule, v.message))
-        .collect();
-    ApiError::new(
-        ErrorName::NotAllowed,
-        format!(
-            "request {} denied by policy: {}",
-            request.id,
-            all.join("; ")
-        ),
-    )
-    .with_detail("requestId", &request.id)
-    .with_detail("errors", deny)
-    .with_reason_phrase(&first)
-}
-
-pub(crate) fn place_error(offering: &str, e: PlaceError) -> ApiError {
-    match e {
-        PlaceError::NotAllowed(m) => {
-            ApiError::new(ErrorName::NotAllowed, m.clone()).with_reason_phrase(&m)
-        }
-        PlaceError::Create(e @ CreateError::KeyReused { .. }) => ApiError::conflict(e.to_string()),
-        PlaceError::Create(CreateError::Db(e)) | PlaceError::Assess(AssessError::Db(e)) => e.into(),
-        PlaceError::Assess(AssessError::Template(e)) => ApiError::new(
-            ErrorName::Internal,
-            format!(
-                "template {offering} cannot render or price its provisioning spec ({e}); the platform team must fix the template"
-            ),
-        ),
-        PlaceError::Assess(e @ AssessError::Policy(_)) => {
-            ApiError::new(ErrorName::Internal, e.to_string())
-        }
+/// What the use cases that change state need, from the app's state.
+pub(crate) fn ctx(state: &AppState) -> Ctx<'_> {
+    Ctx {
+        db: state.db(),
+        now: state.now(),
+        max_attempts: state.settings().engine.max_attempts,
+        notifier: state.notifier(),
     }
 }
 
@@ -175,14 +131,7 @@ pub async fn approve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Request>, ApiError> {
-    decide(
-        &state,
-        &principal,
-        &id,
-        approvals::Decision::Approve,
-        decision_body(&body)?,
-    )
-    .await
+    decide(&state, &principal, &id, Decision::Approve, &body).await
 }
 
 /// Reject a request waiting for approval; it ends.
@@ -196,14 +145,7 @@ pub async fn reject(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Request>, ApiError> {
-    decide(
-        &state,
-        &principal,
-        &id,
-        approvals::Decision::Reject,
-        decision_body(&body)?,
-    )
-    .await
+    decide(&state, &principal, &id, Decision::Reject, &body).await
 }
 
 /// The request, when `principal` may do `act(request)` to it; an invisible one answers 404
@@ -239,54 +181,13 @@ async fn decide(
     state: &AppState,
     principal: &Principal,
     id: &str,
-    decision: approvals::Decision,
-    body: DecisionBody,
+    decision: Decision,
+    body: &[u8],
 ) -> Result<Json<Request>, ApiError> {
-    // Visibility and the caller's standing first; which approvals they may decide is checked
-    // per approval, under the request's lock, by `approvals::decide`.
-    authorized(state, principal, id, |_| Act::Read).await?;
-    if principal.is_anonymous() {
-        return Err(ApiError::denied(
-            crate::access::Denied::Unauthenticated("deciding an approval"),
-            String::new,
-        ));
-    }
-    match approvals::decide(
-        state.db(),
-        id,
-        principal,
-        decision,
-        body.reason,
-        state.settings().engine.max_attempts,
-        state.notifier(),
-    )
-    .await
-    {
-        Ok(r) => {
-            state.wake_workers();
-            tracing::info!(request_id = %r.id, decided_by = %principal.subject, status = r.status.as_str(), "approval decided");
-            let event = match decision {
-                approvals::Decision::Approve => "approval.approved",
-                approvals::Decision::Reject => "approval.rejected",
-            };
-            crate::audit::record_by(
-                state.db(),
-                principal,
-                event,
-                &format!("request:{}", r.id),
-                r.status.as_str(),
-                None,
-            )
-            .await;
-            Ok(Json(r))
-        }
-        Err(e @ DecideError::NotFound(_)) => Err(ApiError::not_found(e.to_string())),
-        Err(e @ DecideError::NotAwaiting { .. }) => Err(ApiError::conflict(e.to_string())),
-        Err(e @ (DecideError::OwnRequest | DecideError::NotAllowed(_))) => {
-            Err(ApiError::new(ErrorName::NotAllowed, e.to_string()))
-        }
-        Err(DecideError::Db(e)) => Err(e.into()),
-    }
+    let reason = decision_body(body)?.reason;
+    let r = usecases::decide::decide(ctx(state), principal, id, decision, reason).await?;
+    state.wake_workers();
+    Ok(Json(r))
 }
 
 /// The approvals a request waits for (or waited for), with who decided, in the order they
@@ -425,24 +326,7 @@ pub async fn cancel(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Request>, ApiError> {
-    authorized(&state, &principal, &id, |_| Act::Cancel).await?;
-    match requests::cancel(state.db(), &id).await? {
-        None => Err(ApiError::not_found(format!("no request with id {id:?}"))),
-        Some(Err(status)) => Err(ApiError::conflict(format!(
-            "request {id} is {status} and can no longer be cancelled"
-        ))),
-        Some(Ok(r)) => {
-            tracing::info!(request_id = %id, by = %principal.subject, "request cancelled");
-            crate::audit::record_by(
-                state.db(),
-                &principal,
-                "request.cancelled",
-                &format!("request:{id}"),
-                "cancelled",
-                None,
-            )
-            .await;
-            Ok(Json(r))
-        }
-    }
+    Ok(Json(
+        usecases::cancel::cancel(state.db(), &principal, &id).await?,
+    ))
 }

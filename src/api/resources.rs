@@ -3,6 +3,7 @@
 use axum::{
     Json,
     extract::{Path, State},
+    http::StatusCode,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -14,13 +15,17 @@ use super::{
 use crate::{
     access::{self, Act, Scope, Target},
     app::AppState,
-    auth::Principal,
-    catalog::EntityRef,
-    error::{ApiError, ErrorEnvelope, ErrorName},
+    error::{ApiError, ErrorEnvelope},
     provisioning::{
-        engine,
+        requests::Request,
         resources::{self, Resource},
     },
+    usecases::{
+        self,
+        extend_ttl::ExtendError,
+        update::{Purpose, UpdateError},
+    },
+    vocab::{entity_ref::EntityRef, field_error::FieldError, principal::Principal},
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -90,42 +95,9 @@ pub async fn credentials(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let absent = || format!("no resource with id {id:?}");
-    let res = resources::get(state.db(), &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(absent()))?;
-    if let Err(d) = access::authorize(
-        &principal,
-        Act::ReadCredentials,
-        Target::Resource { owner: &res.owner },
-    ) {
-        // Refused attempts are on the record too.
-        crate::audit::record_by(
-            state.db(),
-            &principal,
-            "credentials.read",
-            &format!("resource:{id}"),
-            "denied",
-            None,
-        )
-        .await;
-        return Err(ApiError::denied(d, absent));
-    }
-    let creds = engine::credentials(state.db(), state.secrets(), &id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(format!("resource {id} has no credentials (yet)")))?;
-    tracing::info!(resource_id = %id, reader = %principal.subject, "credentials read");
-    crate::audit::record_by(
-        state.db(),
-        &principal,
-        "credentials.read",
-        &format!("resource:{id}"),
-        "read",
-        None,
-    )
-    .await;
-    Ok(Json(creds))
+    Ok(Json(
+        usecases::credentials::read(state.db(), state.secrets(), &principal, &id).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -142,7 +114,7 @@ pub struct DeleteQuery {
 /// platform-admin with `override=true` deletes them.
 #[utoipa::path(delete, path = "/v1/resources/{id}", operation_id = "deleteResource", tag = "resources",
     params(("id" = String, Path, description = "Resource id"), DeleteQuery),
-    responses((status = 202, description = "The delete request", body = crate::provisioning::requests::Request),
+    responses((status = 202, description = "The delete request", body = Request),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 409, description = "Already deleted", body = ErrorEnvelope)))]
 pub async fn delete(
@@ -150,61 +122,12 @@ pub async fn delete(
     principal: Principal,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
-) -> Result<
-    (
-        axum::http::StatusCode,
-        Json<crate::provisioning::requests::Request>,
-    ),
-    ApiError,
-> {
-    let r = delete_resource(&state, &principal, &id, q.override_protection == Some(true)).await?;
-    Ok((axum::http::StatusCode::ACCEPTED, Json(r)))
-}
-
-/// Starts the deletion of a resource for `principal` (the REST API and `paved:destroy`).
-/// Asking again while its deletion runs returns that same request.
-pub async fn delete_resource(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-    override_protection: bool,
-) -> Result<crate::provisioning::requests::Request, ApiError> {
-    let res = authorized(state, principal, id, |r| Act::Delete {
-        production: r.environment == "prod",
-        override_protection,
-    })
-    .await?;
-    if res.deleted_at.is_some() {
-        return Err(ApiError::conflict(format!(
-            "resource {id} is already deleted"
-        )));
-    }
-    if let Some(open) = crate::provisioning::requests::open_for_resource(state.db(), id).await?
-        && res.status != "deleting"
-    {
-        return Err(ApiError::conflict(format!(
-            "resource {id} is busy with request {open}; wait for it to finish or cancel it"
-        )));
-    }
-    let r = crate::provisioning::requests::create_delete(
-        state.db(),
-        &res,
-        &principal.subject,
-        state.settings().engine.max_attempts,
-    )
-    .await?;
+) -> Result<(StatusCode, Json<Request>), ApiError> {
+    let overridden = q.override_protection == Some(true);
+    let r =
+        usecases::delete::delete(super::requests::ctx(&state), &principal, &id, overridden).await?;
     state.wake_workers();
-    tracing::info!(resource_id = %id, request_id = %r.id, by = %principal.subject, "deletion requested");
-    crate::audit::record_by(
-        state.db(),
-        principal,
-        "resource.delete_requested",
-        &format!("resource:{id}"),
-        "accepted",
-        Some(serde_json::json!({"requestId": r.id, "override": override_protection})),
-    )
-    .await;
-    Ok(r)
+    Ok((StatusCode::ACCEPTED, Json(r)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -219,7 +142,7 @@ pub struct UpdateResource {
 /// the form, cost and policies again, then converges each part.
 #[utoipa::path(patch, path = "/v1/resources/{id}", operation_id = "updateResource", tag = "resources",
     params(("id" = String, Path, description = "Resource id")), request_body = UpdateResource,
-    responses((status = 202, description = "The update request", body = crate::provisioning::requests::Request),
+    responses((status = 202, description = "The update request", body = Request),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, description = "Deleted, or busy with another request", body = ErrorEnvelope)))]
 pub async fn update(
@@ -227,62 +150,25 @@ pub async fn update(
     principal: Principal,
     Path(id): Path<String>,
     super::extract::ApiJson(body): super::extract::ApiJson<UpdateResource>,
-) -> Result<
-    (
-        axum::http::StatusCode,
-        Json<crate::provisioning::requests::Request>,
-    ),
-    ApiError,
-> {
-    let r = update_resource(&state, &principal, &id, &body.values).await?;
-    Ok((axum::http::StatusCode::ACCEPTED, Json(r)))
+) -> Result<(StatusCode, Json<Request>), ApiError> {
+    let r = update_resource(&state, &principal, &id, &body.values, Purpose::Change).await?;
+    Ok((StatusCode::ACCEPTED, Json(r)))
 }
 
-/// Starts an update of a resource for `principal` (the REST API and `paved:update`): the
-/// changed values go through the form, cost and policies again.
-pub async fn update_resource(
+/// The update use case over the app's state (the REST API, `paved:update` and drift revert).
+pub(crate) async fn update_resource(
     state: &AppState,
     principal: &Principal,
     id: &str,
     values: &Value,
-) -> Result<crate::provisioning::requests::Request, ApiError> {
-    use crate::usecases::place::{self as order, Placed};
-    let res = authorized(state, principal, id, |_| Act::Change).await?;
-    if res.deleted_at.is_some() || res.status != "ready" {
-        return Err(ApiError::conflict(format!(
-            "resource {id} is {}; only ready resources can be changed",
-            res.status
-        )));
-    }
-    if let Some(open) = crate::provisioning::requests::open_for_resource(state.db(), id).await? {
-        return Err(ApiError::conflict(format!(
-            "resource {id} is busy with request {open}; wait for it to finish"
-        )));
-    }
-    let current = crate::provisioning::requests::current_values(state.db(), id)
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("resource {id} has no successful request")))?;
-    let offering = super::requests::offering(state, &res.offering)?;
+    purpose: Purpose,
+) -> Result<Request, UpdateError> {
     let policies = state.policies();
-    let placed = order::place_update(
-        &state.guardrail_inputs(&policies),
-        &offering,
-        &res,
-        &current,
-        values,
-        principal,
-    )
-    .await
-    .map_err(|e| super::requests::place_error(&offering.name, e))?;
-    match placed {
-        Placed::Accepted { request, .. } => {
-            state.wake_workers();
-            tracing::info!(resource_id = %id, request_id = %request.id, by = %principal.subject, "update requested");
-            Ok(request)
-        }
-        Placed::Denied { request, deny } => Err(super::requests::denied(&request, &deny)),
-        Placed::Invalid(errors) => Err(super::requests::invalid(&offering.name, &errors)),
-    }
+    let inputs = state.guardrail_inputs(&policies);
+    let offerings = state.templates().snapshot();
+    let r = usecases::update::update(&inputs, &offerings, principal, id, values, purpose).await?;
+    state.wake_workers();
+    Ok(r)
 }
 
 /// The resource row, when `principal` may do `act(resource)` to it; an invisible one answers
@@ -336,14 +222,11 @@ pub async fn extend(
 /// whatever is wrong (serde's own message would not name the field of a wrong type).
 pub(crate) fn hours_of(body: &Value, allowed: &[&str]) -> Result<i64, ApiError> {
     let err = |field: &str, rule: &str, message: &str| {
-        let e = crate::templates::FieldError {
+        ApiError::field(FieldError {
             field: field.into(),
             rule: rule.into(),
             message: message.into(),
-        };
-        ApiError::input(e.to_string())
-            .with_reason_phrase(&format!("Invalid input: {e}"))
-            .with_detail("errors", [e])
+        })
     };
     let Some(map) = body.as_object() else {
         return Err(err("", "type", "the body must be a JSON object"));
@@ -359,36 +242,16 @@ pub(crate) fn hours_of(body: &Value, allowed: &[&str]) -> Result<i64, ApiError> 
     }
 }
 
-/// Shared by the REST route and the `paved:extend-ttl` action.
+/// The extension use case over the app's state (the REST route and `paved:extend-ttl`).
 pub(crate) async fn extend_ttl(
     state: &AppState,
     principal: &Principal,
     id: &str,
     hours: i64,
-) -> Result<Resource, ApiError> {
-    use crate::provisioning::lifecycle::{self, ExtendError};
-    let res = authorized(state, principal, id, |_| Act::Change).await?;
-    let max_hours = state
-        .templates()
-        .snapshot()
-        .get(&res.offering)
-        .and_then(|o| o.spec.ttl.as_ref().map(|t| t.max_hours));
-    match lifecycle::extend(state.db(), id, hours, max_hours, principal, state.now()).await {
-        Ok(updated) => {
-            tracing::info!(resource_id = %id, by = %principal.subject, hours, expires_at = ?updated.expires_at, "expiry extended");
-            state.refresh_entity(&updated.entity_name, &updated.id);
-            Ok(resources::to_api(updated))
-        }
-        Err(ExtendError::NotFound(_)) => {
-            Err(ApiError::not_found(format!("no resource with id {id:?}")))
-        }
-        Err(ExtendError::NotAllowed(m)) => {
-            Err(ApiError::new(ErrorName::NotAllowed, m.clone()).with_reason_phrase(&m))
-        }
-        Err(ExtendError::Conflict(m)) => Err(ApiError::conflict(m.clone()).with_reason_phrase(&m)),
-        Err(ExtendError::Invalid(e)) => Err(ApiError::input(e.to_string())
-            .with_detail("errors", [&e])
-            .with_reason_phrase(&format!("Invalid input: {e}"))),
-        Err(ExtendError::Db(e)) => Err(e.into()),
-    }
+) -> Result<Resource, ExtendError> {
+    let offerings = state.templates().snapshot();
+    let ctx = super::requests::ctx(state);
+    let updated = usecases::extend_ttl::extend(ctx, &offerings, principal, id, hours).await?;
+    state.refresh_entity(&updated.entity_name, &updated.id);
+    Ok(resources::to_api(updated))
 }

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr,
-    sea_query::Expr,
 };
 use serde_json::json;
 
@@ -14,121 +13,9 @@ use crate::{
     audit,
     db::entities::{resource, resource_notice},
     notifications::{self, Notification, Notifier, Severity, Topic},
-    vocab::field_error::FieldError,
-    vocab::principal::Principal,
 };
 
 use crate::vocab::actor::REAPER;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ExtendError {
-    #[error("no resource with id {0:?}")]
-    NotFound(String),
-    #[error("{0}")]
-    NotAllowed(String),
-    /// The resource cannot be extended in its state (no expiry, deleted, busy).
-    #[error("{0}")]
-    Conflict(String),
-    /// The asked extension breaks a rule (named field and rule).
-    #[error("{0}")]
-    Invalid(FieldError),
-    #[error(transparent)]
-    Db(#[from] DbErr),
-}
-
-/// Extends `resource_id`'s expiry by `hours`, counted from its current expiry (or from now if
-/// that has passed). The whole lifetime (creation to new expiry) stays within `max_hours`, the
-/// offering's maximum. Owners (members of the owning team) and platform-admins may extend.
-pub async fn extend(
-    db: &DatabaseConnection,
-    resource_id: &str,
-    hours: i64,
-    max_hours: Option<u32>,
-    who: &Principal,
-    now: DateTime<Utc>,
-) -> Result<resource::Model, ExtendError> {
-    let res = resource::Entity::find_by_id(resource_id.to_owned())
-        .one(db)
-        .await?
-        .ok_or_else(|| ExtendError::NotFound(resource_id.to_owned()))?;
-    use crate::access::{Act, Target, authorize};
-    authorize(who, Act::Change, Target::Resource { owner: &res.owner })
-        .map_err(|d| ExtendError::NotAllowed(d.to_string()))?;
-    if res.deleted_at.is_some() || res.status != "ready" {
-        return Err(ExtendError::Conflict(format!(
-            "resource {resource_id} is {}; only ready resources can be extended",
-            if res.deleted_at.is_some() {
-                "deleted"
-            } else {
-                res.status.as_str()
-            }
-        )));
-    }
-    let Some(current) = res.expires_at else {
-        return Err(ExtendError::Conflict(format!(
-            "resource {resource_id} does not expire (its offering {} has no TTL)",
-            res.offering
-        )));
-    };
-    let Some(max_hours) = max_hours else {
-        return Err(ExtendError::Conflict(format!(
-            "offering {} declares no maximum TTL (ttl.max_hours), so its resources cannot be extended",
-            res.offering
-        )));
-    };
-    let invalid = |rule: &str, message: String| {
-        ExtendError::Invalid(FieldError {
-            field: "hours".into(),
-            rule: rule.into(),
-            message,
-        })
-    };
-    if hours < 1 {
-        return Err(invalid("minimum", "must be at least 1".into()));
-    }
-    let limit = res.created_at + chrono::Duration::hours(i64::from(max_hours));
-    let from = current.max(now);
-    let remaining = ((limit - from).num_minutes() / 60).max(0);
-    if hours > i64::from(max_hours) || from + chrono::Duration::hours(hours) > limit {
-        return Err(invalid(
-            "maximum",
-            format!(
-                "must be <= {remaining}: {} allows at most {max_hours} hours from creation to expiry (until {})",
-                res.offering,
-                limit.to_rfc3339()
-            ),
-        ));
-    }
-    let new = from + chrono::Duration::hours(hours);
-    // Conditional on the expiry we read: two extensions at once cannot both extend from it.
-    let updated = resource::Entity::update_many()
-        .col_expr(resource::Column::ExpiresAt, Expr::value(new))
-        .col_expr(resource::Column::UpdatedAt, Expr::value(now))
-        .filter(resource::Column::Id.eq(resource_id))
-        .filter(resource::Column::ExpiresAt.eq(current))
-        .filter(resource::Column::Status.eq("ready"))
-        .filter(resource::Column::DeletedAt.is_null())
-        .exec(db)
-        .await?;
-    if updated.rows_affected != 1 {
-        return Err(ExtendError::Conflict(format!(
-            "resource {resource_id} changed meanwhile; read it again and retry"
-        )));
-    }
-    audit::record_by(
-        db,
-        who,
-        "resource.ttl_extended",
-        &format!("resource:{resource_id}"),
-        "extended",
-        Some(json!({"hours": hours, "from": current, "to": new, "maxExpiresAt": limit})),
-    )
-    .await;
-    resource::Entity::find_by_id(resource_id.to_owned())
-        .one(db)
-        .await?
-        .ok_or_else(|| ExtendError::NotFound(resource_id.to_owned()))
-}
 
 /// Starts a delete request for every ready resource whose expiry has passed. A resource busy
 /// with another request is left for a later round. Returns the delete requests started.

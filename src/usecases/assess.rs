@@ -3,15 +3,15 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    Statement, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
+    TransactionTrait,
 };
 use serde_json::Value;
 
 use crate::{
     config::CostSettings,
     cost::{self, PriceBook},
-    db::{entities::budget, spend},
+    db::spend,
     guardrails::{self, Assessment, BudgetView, Priced, RuleError, Rules, Spend},
     notifications::Notifier,
     policy::{PolicyDecision, PolicySet},
@@ -135,10 +135,7 @@ async fn spend_of<C: ConnectionTrait>(
     replaces: Option<&crate::db::entities::resource::Model>,
 ) -> Result<Spend, DbErr> {
     let owner = team.to_string();
-    let limit = match budget::Entity::find_by_id(owner.clone()).one(db).await? {
-        Some(b) => Some(b.monthly_limit_cents as f64 / 100.0),
-        None => guardrails::configured_budget(inputs.cost, team),
-    };
+    let (limit, _) = super::budget::limit_of(db, inputs.cost, team).await?;
     let hours_per_month = inputs.pricebook.hours_per_month;
     let live = spend::live_of_team(db, &owner).await?;
     let current = cost::team_spend(

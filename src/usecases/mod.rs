@@ -3,5 +3,179 @@
 //! records its audit event; typed errors say what went wrong, never an HTTP status.
 
 pub mod assess;
+pub mod budget;
+pub mod cancel;
+pub mod credentials;
+pub mod decide;
+pub mod delete;
+pub mod extend_ttl;
 pub mod place;
 pub mod spend;
+pub mod update;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
+
+use crate::{
+    access::{self, Act, Denied, Target},
+    db::entities::resource,
+    notifications::Notifier,
+    vocab::principal::Principal,
+};
+
+/// What the use cases that change state need besides their inputs.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub db: &'a DatabaseConnection,
+    /// The moment the use case happens at (expiry arithmetic, stored timestamps).
+    pub now: DateTime<Utc>,
+    /// For the provisioning job a started request gets.
+    pub max_attempts: i32,
+    /// Tells requesters and teams what was decided.
+    pub notifier: &'a Notifier,
+}
+
+/// Why a caller may not act on a target it can see. What it may not see is no refusal: each
+/// use case answers it with its own `NotFound`, exactly like what is absent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("{0} needs an authenticated caller")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl Refused {
+    /// The refusal `access` decided; `None` when the target is invisible (not found).
+    pub fn of(d: Denied) -> Option<Self> {
+        match d {
+            Denied::NotFound => None,
+            Denied::Unauthenticated(what) => Some(Self::Unauthenticated(what)),
+            Denied::Forbidden(m) => Some(Self::Forbidden(m)),
+        }
+    }
+}
+
+/// The resource row, when `who` may do `act(resource)` to it; `Err(None)` when there is none
+/// the caller may see.
+pub(crate) async fn resource_for(
+    db: &DatabaseConnection,
+    who: &Principal,
+    id: &str,
+    act: impl FnOnce(&resource::Model) -> Act<'static>,
+) -> Result<Result<resource::Model, Option<Refused>>, DbErr> {
+    let Some(res) = resource::Entity::find_by_id(id.to_owned()).one(db).await? else {
+        return Ok(Err(None));
+    };
+    Ok(
+        access::authorize(who, act(&res), Target::Resource { owner: &res.owner })
+            .map(|()| res)
+            .map_err(Refused::of),
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod testkit {
+    //! A migrated SQLite database in a temporary directory, and the callers tests use.
+    use std::collections::BTreeSet;
+
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection};
+
+    use crate::{db::entities::resource, vocab::principal::Principal};
+
+    pub const TEAM_A: &str = "group:default/team-a";
+
+    pub struct Db {
+        pub db: DatabaseConnection,
+        _dir: tempfile::TempDir,
+    }
+
+    pub async fn db() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::config::DatabaseSettings {
+            url: format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("paved.db").display()
+            ),
+            ..Default::default()
+        };
+        let db = crate::db::connect(&settings).await.unwrap();
+        crate::db::migrate(&db).await.unwrap();
+        Db { db, _dir: dir }
+    }
+
+    pub fn person(subject: &str, roles: &[&str], groups: &[&str]) -> Principal {
+        Principal {
+            subject: subject.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            groups: groups
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<BTreeSet<_>>(),
+            via: None,
+        }
+    }
+
+    pub fn member() -> Principal {
+        person("user:default/alice", &["developer"], &[TEAM_A])
+    }
+
+    pub fn outsider() -> Principal {
+        person(
+            "user:default/bob",
+            &["developer"],
+            &["group:default/team-b"],
+        )
+    }
+
+    pub fn admin() -> Principal {
+        person("user:default/root", &["platform-admin"], &[])
+    }
+
+    /// A ready resource of team-a in `environment`.
+    pub async fn resource(db: &DatabaseConnection, id: &str, environment: &str) -> resource::Model {
+        let now = chrono::Utc::now();
+        resource::ActiveModel {
+            id: Set(id.into()),
+            entity_name: Set(format!("db-{id}")),
+            offering: Set("postgres-database".into()),
+            offering_version: Set("1".into()),
+            resource_type: Set("database".into()),
+            environment: Set(environment.into()),
+            owner: Set(TEAM_A.into()),
+            system: Set(None),
+            component: Set(None),
+            status: Set("ready".into()),
+            desired: Set(serde_json::json!({})),
+            outputs: Set(serde_json::json!({})),
+            monthly_cost_cents: Set(None),
+            expires_at: Set(None),
+            request_id: Set("00000000-0000-0000-0000-000000000000".into()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+            catalog_bucket: Set(0),
+        }
+        .insert(db)
+        .await
+        .unwrap()
+    }
+
+    /// The audit events recorded for `target`, oldest first, as (type, actor, outcome).
+    pub async fn audit_of(db: &DatabaseConnection, target: &str) -> Vec<(String, String, String)> {
+        let mut rows = crate::audit::list(
+            db,
+            &crate::audit::AuditFilter {
+                target: Some(target.into()),
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        rows.reverse();
+        rows.into_iter()
+            .map(|e| (e.event_type, e.actor, e.outcome))
+            .collect()
+    }
+}

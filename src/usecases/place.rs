@@ -8,10 +8,12 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use super::assess::{self, AssessError, Inputs, TeamLock};
 use crate::provisioning::requests::{self, CreateError, Created, IdempotencyKey, Request, Verdict};
 use crate::{
-    auth::Principal,
     guardrails,
     policy::Violation,
-    templates::{FieldError, Offering},
+    templates::Offering,
+    vocab::{
+        entity_ref::EntityRef, field_error::FieldError, principal::Principal, status::RequestStatus,
+    },
 };
 
 #[derive(Debug)]
@@ -55,7 +57,7 @@ pub async fn place(
         audit_created(inputs, &request, requester).await;
         notify_approvers(inputs, &request).await;
     }
-    if request.status == requests::RequestStatus::Denied {
+    if request.status == RequestStatus::Denied {
         // From what was stored, so a retried key answers as the first call did.
         let deny = stored_denials(&request);
         return Ok(Placed::Denied { request, deny });
@@ -155,7 +157,7 @@ async fn audit_created(inputs: &Inputs<'_>, request: &Request, requester: &Princ
 /// asks for a platform-admin, the configured platform-admins hear of it.
 async fn notify_approvers(inputs: &Inputs<'_>, request: &Request) {
     use crate::notifications::{Notification, Severity, Topic};
-    if request.status != requests::RequestStatus::AwaitingApproval {
+    if request.status != RequestStatus::AwaitingApproval {
         return;
     }
     let needs: Vec<(String, String)> = request
@@ -183,7 +185,7 @@ async fn notify_approvers(inputs: &Inputs<'_>, request: &Request) {
     let mut recipients = vec![request.owner.clone()];
     if needs.iter().any(|(role, _)| role == "platform-admin") {
         for r in inputs.roles.get("platform-admin").into_iter().flatten() {
-            let r = crate::catalog::EntityRef::parse(r, "group")
+            let r = EntityRef::parse(r, "group")
                 .map(|e| e.to_string())
                 .unwrap_or_else(|_| r.clone());
             if !recipients.contains(&r) {
@@ -310,7 +312,7 @@ pub async fn place_update(
     .await?;
     audit_created(inputs, &request, requester).await;
     notify_approvers(inputs, &request).await;
-    if request.status == requests::RequestStatus::Denied {
+    if request.status == RequestStatus::Denied {
         let deny = stored_denials(&request);
         return Ok(Placed::Denied { request, deny });
     }

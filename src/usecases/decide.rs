@@ -1,0 +1,373 @@
+//! Deciding an approval: approve or reject a request that waits for one. The decision is
+//! stored, the requester and team are told, and the decision is audited, in this one place.
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QuerySelect, TransactionTrait,
+};
+
+use super::{Ctx, Refused};
+use crate::{
+    access::{self, Act, Target},
+    db::entities::{approval, request},
+    provisioning::requests::{self, Request},
+    vocab::{principal::Principal, status::RequestStatus},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no request with id {0:?}")]
+    NotFound(String),
+    #[error("request {id} is {status}, not awaiting approval")]
+    NotAwaiting { id: String, status: String },
+    #[error("nobody approves or rejects their own request")]
+    OwnRequest,
+    #[error("{0}")]
+    NotAllowed(String),
+    /// Refused before any approval is looked at (the anonymous caller).
+    #[error("{0}")]
+    Refused(Refused),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Records `who`'s `decision` on request `id`. Which of its approvals `who` may decide is
+/// checked per approval, under the request's lock, by [`store`].
+pub async fn decide(
+    ctx: Ctx<'_>,
+    who: &Principal,
+    id: &str,
+    decision: Decision,
+    reason: Option<String>,
+) -> Result<Request, DecideError> {
+    let r = requests::get(ctx.db, id)
+        .await?
+        .ok_or_else(|| DecideError::NotFound(id.into()))?;
+    let target = Target::Request {
+        owner: &r.owner,
+        requester: &r.requester,
+    };
+    // Visibility and the caller's standing first.
+    if access::authorize(who, Act::Read, target).is_err() {
+        return Err(DecideError::NotFound(id.into()));
+    }
+    if who.is_anonymous() {
+        return Err(DecideError::Refused(Refused::Unauthenticated(
+            "deciding an approval",
+        )));
+    }
+    let decided = store(
+        ctx.db,
+        id,
+        who,
+        decision,
+        reason,
+        ctx.max_attempts,
+        ctx.notifier,
+    )
+    .await?;
+    tracing::info!(request_id = %decided.id, decided_by = %who.subject, status = decided.status.as_str(), "approval decided");
+    let event = match decision {
+        Decision::Approve => "approval.approved",
+        Decision::Reject => "approval.rejected",
+    };
+    crate::audit::record_by(
+        ctx.db,
+        who,
+        event,
+        &format!("request:{}", decided.id),
+        decided.status.as_str(),
+        None,
+    )
+    .await;
+    Ok(decided)
+}
+
+/// Stores `who`'s decision. Approving decides every pending approval `who` may decide; once
+/// none is left the request continues (`pending`). Rejecting ends the request.
+async fn store(
+    db: &DatabaseConnection,
+    request_id: &str,
+    who: &Principal,
+    decision: Decision,
+    reason: Option<String>,
+    max_attempts: i32,
+    notifier: &crate::notifications::Notifier,
+) -> Result<Request, DecideError> {
+    // IMMEDIATE on SQLite: this transaction reads, then writes; a deferred one would fail with
+    // "database is locked" (SQLITE_BUSY_SNAPSHOT) if another connection wrote in between,
+    // instead of waiting for its turn. (PostgreSQL ignores the option and uses the row lock.)
+    let txn = db
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    let decided_in = decide_in(
+        &txn,
+        request_id,
+        who,
+        decision,
+        reason.clone(),
+        max_attempts,
+    )
+    .await;
+    match decided_in {
+        Ok(()) => txn.commit().await?,
+        Err(e) => {
+            txn.rollback().await.ok();
+            return Err(e);
+        }
+    }
+    let decided = requests::get(db, request_id)
+        .await?
+        .ok_or_else(|| DecideError::NotFound(request_id.to_owned()))?;
+    notify_decided(db, notifier, &decided, decision, who, reason.as_deref()).await;
+    Ok(decided)
+}
+
+async fn decide_in(
+    txn: &sea_orm::DatabaseTransaction,
+    request_id: &str,
+    who: &Principal,
+    decision: Decision,
+    reason: Option<String>,
+    max_attempts: i32,
+) -> Result<(), DecideError> {
+    let id = request_id.to_owned();
+    // Row lock (PostgreSQL): deciders and cancels on one request take turns, so two
+    // approvals cannot both enqueue, and a cancel is never overwritten.
+    let req = request::Entity::find_by_id(id.clone())
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| DecideError::NotFound(id.clone()))?;
+    if req.status != RequestStatus::AwaitingApproval.as_str() {
+        return Err(DecideError::NotAwaiting {
+            id,
+            status: req.status,
+        });
+    }
+    if req.requester == who.subject {
+        return Err(DecideError::OwnRequest);
+    }
+    let pending: Vec<approval::Model> = approval::Entity::find()
+        .filter(approval::Column::RequestId.eq(id.clone()))
+        .filter(approval::Column::Status.eq("pending"))
+        .all(txn)
+        .await?;
+    let target = Target::Request {
+        owner: &req.owner,
+        requester: &req.requester,
+    };
+    let decide = |a: &approval::Model| {
+        access::authorize(
+            who,
+            Act::Decide {
+                role: &a.required_role,
+            },
+            target,
+        )
+    };
+    let (mine, others): (Vec<_>, Vec<_>) = pending.iter().partition(|a| decide(a).is_ok());
+    if mine.is_empty() {
+        let why = others
+            .first()
+            .and_then(|a| decide(a).err())
+            .map_or_else(|| "nothing is left to decide".to_owned(), |d| d.to_string());
+        return Err(DecideError::NotAllowed(why));
+    }
+    let now = Utc::now();
+    let outcome = if decision == Decision::Approve {
+        "approved"
+    } else {
+        "rejected"
+    };
+    for a in mine {
+        let mut a = a.clone().into_active_model();
+        a.status = Set(outcome.into());
+        a.decided_by = Set(Some(who.subject.clone()));
+        a.decision_reason = Set(reason.clone());
+        a.decided_at = Set(Some(now));
+        a.update(txn).await?;
+    }
+    let mut r = req.into_active_model();
+    r.updated_at = Set(now);
+    match decision {
+        Decision::Reject => {
+            r.status = Set(RequestStatus::Rejected.as_str().into());
+            r.completed_at = Set(Some(now));
+            r.error = Set(Some(format!(
+                "rejected by {}{}",
+                who.subject,
+                reason
+                    .as_deref()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default()
+            )));
+        }
+        Decision::Approve if others.is_empty() => {
+            r.status = Set(RequestStatus::Pending.as_str().into());
+            crate::provisioning::queue::enqueue(
+                txn,
+                crate::provisioning::queue::PROVISION,
+                &id,
+                max_attempts,
+                serde_json::Value::Null,
+            )
+            .await?;
+        }
+        Decision::Approve => {}
+    }
+    r.update(txn).await?;
+    Ok(())
+}
+
+/// The requester and the owning team hear when a request was rejected, or approved by the
+/// last approver it waited for.
+async fn notify_decided(
+    db: &DatabaseConnection,
+    notifier: &crate::notifications::Notifier,
+    r: &Request,
+    decision: Decision,
+    who: &Principal,
+    reason: Option<&str>,
+) {
+    use crate::notifications::{Notification, Severity, Topic};
+    let (topic, verb, severity) = match (decision, r.status) {
+        (Decision::Reject, _) => (Topic::RequestRejected, "rejected", Severity::High),
+        (Decision::Approve, RequestStatus::Pending) => {
+            (Topic::RequestApproved, "approved", Severity::Normal)
+        }
+        // Still waiting for another approver: nothing to tell yet.
+        _ => return,
+    };
+    let mut recipients = vec![r.owner.clone()];
+    if r.requester.starts_with("user:") {
+        recipients.push(r.requester.clone());
+    }
+    let name = r
+        .spec
+        .as_ref()
+        .and_then(|s| s.pointer("/resource/name"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(&r.offering);
+    notifier
+        .send(
+            db,
+            Notification {
+                topic,
+                recipients,
+                title: format!("Request for {name} {verb}"),
+                description: format!(
+                    "{} {verb} the {} of {name} ({}){}.{}",
+                    who.subject,
+                    r.operation.as_str(),
+                    r.offering,
+                    reason.map(|x| format!(": {x}")).unwrap_or_default(),
+                    if verb == "approved" {
+                        " paved provisions it now."
+                    } else {
+                        ""
+                    }
+                ),
+                link: Some(notifier.request_link(&r.id)),
+                severity,
+                scope: Some(format!("paved:request:{}", r.id)),
+            },
+        )
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        notifications::Notifier,
+        usecases::testkit::{self, TEAM_A, audit_of, member, outsider, person},
+    };
+
+    /// A delete request by alice (a member of team-a) that waits for a lead's approval.
+    async fn awaiting(db: &DatabaseConnection) -> Request {
+        let res = testkit::resource(db, "r1", "dev").await;
+        let r = requests::create_delete(db, &res, "user:default/alice", 3)
+            .await
+            .unwrap();
+        request::Entity::update_many()
+            .col_expr(
+                request::Column::Status,
+                sea_orm::sea_query::Expr::value(RequestStatus::AwaitingApproval.as_str()),
+            )
+            .filter(request::Column::Id.eq(r.id.clone()))
+            .exec(db)
+            .await
+            .unwrap();
+        approval::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            request_id: Set(r.id.clone()),
+            required_role: Set("lead".into()),
+            reason: Set("deletes need a lead".into()),
+            status: Set("pending".into()),
+            decided_by: Set(None),
+            decision_reason: Set(None),
+            decided_at: Set(None),
+            created_at: Set(Utc::now()),
+        }
+        .insert(db)
+        .await
+        .unwrap();
+        r
+    }
+
+    #[tokio::test]
+    async fn a_lead_approves_and_the_decision_is_audited_once() {
+        let t = testkit::db().await;
+        let n = Notifier::disabled();
+        let ctx = Ctx {
+            db: &t.db,
+            now: Utc::now(),
+            max_attempts: 3,
+            notifier: &n,
+        };
+        let r = awaiting(&t.db).await;
+        let target = format!("request:{}", r.id);
+
+        let e = decide(ctx, &member(), &r.id, Decision::Approve, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DecideError::OwnRequest), "{e:?}");
+        let e = decide(ctx, &outsider(), &r.id, Decision::Approve, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DecideError::NotFound(_)), "{e:?}");
+        assert!(audit_of(&t.db, &target).await.is_empty());
+
+        let lead = person("user:default/lea", &["developer", "lead"], &[TEAM_A]);
+        let approved = decide(ctx, &lead, &r.id, Decision::Approve, Some("ok".into()))
+            .await
+            .unwrap();
+        assert_eq!(approved.status, RequestStatus::Pending);
+        assert_eq!(
+            audit_of(&t.db, &target).await,
+            vec![(
+                "approval.approved".into(),
+                "user:default/lea".into(),
+                "pending".into()
+            )]
+        );
+        let e = decide(ctx, &lead, &r.id, Decision::Reject, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, DecideError::NotAwaiting { status, .. } if status == "pending"),
+            "{e:?}"
+        );
+    }
+}
