@@ -68,7 +68,7 @@ fn median(v: &mut [Duration]) -> f64 {
     common::ms(common::percentiles(v)[1])
 }
 
-async fn random_ids(state: &paved::app::AppState, n: usize) -> Vec<String> {
+async fn random_ids(state: &paved::api::state::AppState, n: usize) -> Vec<String> {
     state
         .db()
         .query_all_raw(Statement::from_string(

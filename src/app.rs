@@ -32,7 +32,7 @@ use crate::{
     templates::TemplateStore,
 };
 
-pub use crate::api::state::AppState;
+use crate::api::state::AppState;
 use crate::api::state::Inner;
 
 /// A built, bound, not yet running paved.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::extract::ApiJson;
 use crate::{
-    app::AppState,
+    api::state::AppState,
     error::ApiError,
     provisioning::requests::IdempotencyKey,
     usecases::{

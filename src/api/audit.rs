@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::page::{Page, PageParams, Paged};
 use crate::{
-    app::AppState,
+    api::state::AppState,
     audit::{self, AuditEvent, AuditFilter},
     auth::Principal,
     error::{ApiError, ErrorEnvelope},

@@ -11,7 +11,7 @@ use axum::{
 use sea_orm::EntityTrait;
 
 use crate::{
-    app::AppState,
+    api::state::AppState,
     catalog::{pages::etag_of, provider},
     db::entities::resource,
     error::ApiError,

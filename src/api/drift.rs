@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::resources::{authorized, update_resource};
 use crate::{
     access::Act,
-    app::AppState,
+    api::state::AppState,
     error::{ApiError, ErrorEnvelope, ErrorName},
     provisioning::{
         drift::{self, DriftError, DriftReport},

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     access::{self, Act, Target},
-    app::AppState,
+    api::state::AppState,
     cost::{self, Estimate, TeamSpend},
     error::{ApiError, ErrorEnvelope},
     guardrails::{Assessment, BudgetView},

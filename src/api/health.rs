@@ -8,7 +8,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{app::AppState, error::KeepBody};
+use crate::{api::state::AppState, error::KeepBody};
 
 pub async fn liveness() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))

@@ -11,7 +11,7 @@ use axum::{
 };
 
 use crate::{
-    app::AppState,
+    api::state::AppState,
     error::{ApiError, ErrorName},
 };
 

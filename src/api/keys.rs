@@ -4,7 +4,7 @@
 use axum::{Json, extract::State};
 use serde_json::Value;
 
-use crate::{app::AppState, auth::signing, error::ApiError};
+use crate::{api::state::AppState, auth::signing, error::ApiError};
 
 pub async fn jwks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(signing::published_keys(state.db()).await?))

@@ -37,7 +37,7 @@ use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{app::AppState, error};
+use crate::{api::state::AppState, error};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::page::{NoFilter, Page, PageParams, Paged};
 use crate::{
-    app::AppState,
+    api::state::AppState,
     error::{ApiError, ErrorEnvelope},
     templates::{LoadProblem, Offering, TtlLimits},
 };

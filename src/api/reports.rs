@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::extract::ApiQuery;
 use crate::{
     access::{self, Act, Target},
-    app::AppState,
+    api::state::AppState,
     auth::Principal,
     error::{ApiError, ErrorEnvelope},
     provisioning::usage::{self, UnusedReport},

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     access::{Act, Target},
-    app::AppState,
+    api::state::AppState,
     error::{ApiError, ErrorEnvelope},
     provisioning::{
         approvals,

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     access::{self, Act, Scope, Target},
-    app::AppState,
+    api::state::AppState,
     error::{ApiError, ErrorEnvelope},
     provisioning::{
         requests::Request,

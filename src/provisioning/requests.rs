@@ -10,9 +10,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    catalog::EntityRef,
     db::entities::{approval, request, request_step},
     policy::{Outcome, PolicyDecision},
+    vocab::entity_ref::EntityRef,
 };
 
 pub use crate::templates::order::{IdempotencyKey, NewRequest, PrepareError};
