@@ -41,7 +41,7 @@ impl Default for RedisDriverSettings {
 }
 
 // Each key has its default on its own: setting one (a timeout) keeps the others.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresDriverSettings {
     /// Admin connection URL of the cluster serving each environment.
@@ -62,9 +62,38 @@ fn default_statement_timeout_ms() -> u64 {
     super::postgres::DEFAULT_STATEMENT_TIMEOUT_MS
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisDriverSettings {
     /// Redis URL (with an admin user) serving each environment.
     pub targets: std::collections::BTreeMap<String, String>,
+}
+
+/// Targets are admin URLs: their passwords never reach a `{:?}`.
+fn redacted(
+    targets: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<&str, String> {
+    targets
+        .iter()
+        .map(|(env, url)| (env.as_str(), crate::vocab::redact::redact(url)))
+        .collect()
+}
+
+impl std::fmt::Debug for PostgresDriverSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresDriverSettings")
+            .field("targets", &redacted(&self.targets))
+            .field("extensions", &self.extensions)
+            .field("lock_timeout_ms", &self.lock_timeout_ms)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RedisDriverSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisDriverSettings")
+            .field("targets", &redacted(&self.targets))
+            .finish()
+    }
 }

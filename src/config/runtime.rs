@@ -1,0 +1,120 @@
+//! Where paved runs: server, database, templates, logs.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address the HTTP server binds to.
+    #[serde(deserialize_with = "from_display")]
+    #[schemars(with = "String")]
+    pub listen: SocketAddr,
+    /// URL under which users and Backstage reach paved (links, catalog locations). Defaults to
+    /// `http://<listen>`.
+    #[serde(deserialize_with = "opt_string")]
+    #[schemars(schema_with = "opt_string_schema")]
+    pub public_url: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long a SIGTERM waits for in-flight requests before paved exits anyway.
+    pub shutdown_grace_seconds: u64,
+    /// Lower-case hex SHA-256 of the token Prometheus scrapes `/metrics` with (`Authorization:
+    /// Bearer`). The metrics carry every team's costs: without this token only platform-admins
+    /// read them.
+    #[serde(deserialize_with = "opt_string")]
+    #[schemars(schema_with = "opt_string_schema")]
+    pub metrics_token_sha256: Option<String>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7077)),
+            public_url: None,
+            body_limit_bytes: 1024 * 1024,
+            shutdown_grace_seconds: 30,
+            metrics_token_sha256: None,
+        }
+    }
+}
+
+#[derive(Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://paved.db?mode=rwc` (embedded default) or `postgres://user@host/db`.
+    #[serde(deserialize_with = "string")]
+    #[schemars(schema_with = "string_schema")]
+    pub url: String,
+    /// Connections in paved's own database pool.
+    pub max_connections: u32,
+    /// Apply pending migrations when `serve` starts. Turn off where migrations run as a separate
+    /// job (`paved migrate`); readiness then stays 503 until the schema is current.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://paved.db?mode=rwc".into(),
+            max_connections: 10,
+            migrate_on_start: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesSettings {
+    /// Folder with one sub-folder per offering (`template.yaml` + `offering.yaml`).
+    pub dir: PathBuf,
+    /// How often the folder is checked for changes (0 turns watching off; SIGHUP still reloads).
+    pub reload_interval_seconds: u64,
+}
+
+impl Default for TemplatesSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("templates"),
+            reload_interval_seconds: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `human` (coloured only on a terminal) or `json`, one object per line.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `paved=debug,sqlx=warn`. `RUST_LOG` wins when set.
+    #[serde(deserialize_with = "string")]
+    #[schemars(schema_with = "string_schema")]
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::fmt_masked(f, "DatabaseSettings", self, &[])
+    }
+}
