@@ -225,7 +225,12 @@ impl Application {
                 engine = engine.with_catalog(Arc::new(r.clone()));
             }
             engine = engine.with_notifier(state.0.notifier.clone());
-            let engine = Arc::new(engine);
+            let runner = Arc::new(crate::jobs::Runner::new(
+                state.db().clone(),
+                register_jobs(Arc::new(engine)),
+                (&settings.engine).into(),
+                state.0.wake.clone(),
+            ));
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into());
             for i in 0..settings.engine.workers {
                 // Unique across replicas even where HOSTNAME is unset and every PID is 1.
@@ -233,7 +238,7 @@ impl Application {
                     "{host}-{}-{i}",
                     &uuid::Uuid::new_v4().simple().to_string()[..8]
                 );
-                let (st, engine, stop) = (state.clone(), engine.clone(), workers_stop_rx.clone());
+                let (st, runner, stop) = (state.clone(), runner.clone(), workers_stop_rx.clone());
                 workers.spawn(async move {
                     let mut stopping = stop.clone();
                     let stopped = async move {
@@ -246,13 +251,13 @@ impl Application {
                         wait_for_secrets(&st).await;
                     };
                     tokio::select! {
-                        _ = settled => engine.work(name, stop).await,
+                        _ = settled => runner.work(name, stop).await,
                         _ = stopped => {}
                     }
                 });
             }
             if !settings.database.url.starts_with("sqlite:") {
-                background.spawn(crate::provisioning::queue::listen_for_jobs(
+                background.spawn(crate::jobs::storage::listen_for_jobs(
                     settings.database.url.clone(),
                     state.0.wake.clone(),
                 ));
@@ -388,6 +393,12 @@ where
 
 /// The day-2 schedules this configuration turns on (an interval of 0 turns one off). Each runs
 /// on one replica per round (see [`crate::schedule`]).
+/// Every job type this process runs, each with what its runs need: the one place a new
+/// job type is registered.
+fn register_jobs(engine: Arc<Engine>) -> crate::jobs::Registry {
+    crate::jobs::Registry::new().register::<crate::provisioning::engine::Provision>(engine)
+}
+
 fn day2_schedules(state: &AppState) -> Vec<crate::schedule::Schedule> {
     use crate::provisioning::{drift, lifecycle, usage};
     let s = state.settings();

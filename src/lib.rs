@@ -18,6 +18,7 @@ pub mod cost;
 pub mod db;
 pub mod error;
 pub mod guardrails;
+pub mod jobs;
 pub mod notifications;
 pub mod policy;
 pub mod provisioning;
