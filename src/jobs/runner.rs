@@ -21,6 +21,8 @@ pub struct RunnerSettings {
     pub poll: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// Finished jobs older than this are deleted (the table would otherwise only grow).
+    pub retention: Duration,
 }
 
 impl From<&EngineSettings> for RunnerSettings {
@@ -30,9 +32,16 @@ impl From<&EngineSettings> for RunnerSettings {
             poll: Duration::from_secs(s.poll_seconds),
             retry_base: Duration::from_millis(s.retry_base_ms),
             retry_max: Duration::from_secs(s.retry_max_seconds),
+            retention: DEFAULT_RETENTION,
         }
     }
 }
+
+/// A week of finished jobs stays readable for whoever investigates one.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often an idle runner prunes; every runner does, the deletes are idempotent.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// How one run of a job ended (what the runner wrote back).
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +83,7 @@ impl Runner {
 
     /// Claims and runs jobs until `stop` turns true (or a job abandons the runner).
     pub async fn work(&self, name: String, mut stop: watch::Receiver<bool>) {
+        let mut next_prune = tokio::time::Instant::now();
         loop {
             if *stop.borrow() {
                 return;
@@ -82,6 +92,12 @@ impl Runner {
                 Ok(Some(Outcome::Abandoned)) => return,
                 Ok(Some(_)) => {}
                 Ok(None) => {
+                    if tokio::time::Instant::now() >= next_prune {
+                        next_prune += PRUNE_EVERY;
+                        if let Err(e) = self.prune(chrono::Utc::now()).await {
+                            tracing::warn!(error = %e, "cannot prune finished jobs");
+                        }
+                    }
                     tokio::select! {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(self.settings.poll) => {}
@@ -122,6 +138,12 @@ impl Runner {
             }
         }
         Ok(out)
+    }
+
+    /// Deletes the jobs that finished more than the retention before `now`.
+    pub async fn prune(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, DbErr> {
+        let keep = chrono::Duration::from_std(self.settings.retention).unwrap_or_default();
+        storage::prune(&self.db, now - keep).await
     }
 
     fn backoff(&self, attempt: i32) -> Duration {

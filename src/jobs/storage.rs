@@ -316,3 +316,59 @@ pub async fn enqueue_unique<C: ConnectionTrait>(
     }
     Ok(inserted == 1)
 }
+
+/// Deletes finished jobs (done or failed) last touched before `before`; how many went.
+/// Queued and running jobs stay whatever their age.
+pub async fn prune(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<u64, DbErr> {
+    let res = job::Entity::delete_many()
+        .filter(job::Column::Status.is_in(["done", "failed"]))
+        .filter(job::Column::UpdatedAt.lt(before))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
+/// [`Depth`] of each job kind that has rows, by kind.
+pub async fn depth_by_kind(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, Depth)>, DbErr> {
+    use sea_orm::PaginatorTrait;
+    let kinds: Vec<String> = job::Entity::find()
+        .select_only()
+        .column(job::Column::Kind)
+        .distinct()
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut out = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        let of = || job::Entity::find().filter(job::Column::Kind.eq(kind.clone()));
+        let queued = of()
+            .filter(job::Column::Status.eq("queued"))
+            .count(db)
+            .await?;
+        let running = of()
+            .filter(job::Column::Status.eq("running"))
+            .count(db)
+            .await?;
+        let oldest = of()
+            .filter(job::Column::Status.eq("queued"))
+            .filter(job::Column::RunAt.lte(now))
+            .order_by_asc(job::Column::RunAt)
+            .one(db)
+            .await?;
+        out.push((
+            kind,
+            Depth {
+                queued,
+                running,
+                oldest_queued_age_seconds: oldest.map_or(0.0, |j| {
+                    ((now - j.run_at).num_milliseconds() as f64).max(0.0) / 1000.0
+                }),
+            },
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
