@@ -23,7 +23,6 @@ pub mod notifications;
 pub mod policy;
 pub mod provisioning;
 pub mod reports;
-pub mod schedule;
 pub mod telemetry;
 pub mod templates;
 pub mod usecases;
