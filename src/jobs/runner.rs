@@ -219,7 +219,8 @@ impl Runner {
                 }
             }
         }));
-        let span = tracing::info_span!("job", job = %job.id, kind = %job.kind, key = %job.request_id.as_deref().unwrap_or(""), attempt = job.attempts);
+        // `request_id` as before the job system: operators find a request's lines by it.
+        let span = tracing::info_span!("job", job = %job.id, kind = %job.kind, request_id = %job.request_id.as_deref().unwrap_or(""), attempt = job.attempts);
         let run = entry.run(job.payload.clone(), ctx.clone());
         let timeout = entry.timeout();
         // Its own task: a panic ends that task and is reported here as a JoinError.

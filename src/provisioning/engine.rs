@@ -941,8 +941,9 @@ impl Engine {
         match existing {
             Some(e) if e.owner == owner => {
                 let how = format!(
-                    "delete it to free the name (`paved resource delete {id}` or DELETE /api/paved/v1/resources/{id})",
-                    id = e.id
+                    "delete it to free the name (`paved resource delete {id}` or DELETE {base}/v1/resources/{id})",
+                    id = e.id,
+                    base = self.notifier.plugin_base_path()
                 );
                 if e.status == "failed" {
                     format!(
