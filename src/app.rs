@@ -10,6 +10,8 @@ use std::{
     time::Duration,
 };
 
+pub mod day2_jobs;
+
 use anyhow::Context;
 use tokio::net::TcpListener;
 
@@ -213,7 +215,9 @@ impl Application {
         let stop_tx = Arc::new(stop_tx);
         let workers_stop_rx = stop_rx.clone();
         let mut workers = tokio::task::JoinSet::new();
-        if settings.engine.workers > 0 {
+        // Provisioning runs only where workers are configured; the day-2 jobs need a runner
+        // everywhere they are on, so a replica without workers still runs one for them.
+        let engine = (settings.engine.workers > 0).then(|| {
             let mut engine = Engine::new(
                 state.db().clone(),
                 Drivers::from_settings(&settings.drivers),
@@ -224,16 +228,28 @@ impl Application {
             if let Some(r) = &state.0.refresher {
                 engine = engine.with_catalog(Arc::new(r.clone()));
             }
-            engine = engine.with_notifier(state.0.notifier.clone());
-            let engine = Arc::new(engine);
+            Arc::new(engine.with_notifier(state.0.notifier.clone()))
+        });
+        let runners = if engine.is_some() {
+            settings.engine.workers
+        } else {
+            usize::from(day2_jobs::any_enabled(&state))
+        };
+        if runners > 0 {
+            let runner = Arc::new(crate::jobs::Runner::new(
+                state.db().clone(),
+                register_jobs(&state, engine),
+                (&settings.engine).into(),
+                state.0.wake.clone(),
+            ));
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into());
-            for i in 0..settings.engine.workers {
+            for i in 0..runners {
                 // Unique across replicas even where HOSTNAME is unset and every PID is 1.
                 let name = format!(
                     "{host}-{}-{i}",
                     &uuid::Uuid::new_v4().simple().to_string()[..8]
                 );
-                let (st, engine, stop) = (state.clone(), engine.clone(), workers_stop_rx.clone());
+                let (st, runner, stop) = (state.clone(), runner.clone(), workers_stop_rx.clone());
                 workers.spawn(async move {
                     let mut stopping = stop.clone();
                     let stopped = async move {
@@ -246,21 +262,18 @@ impl Application {
                         wait_for_secrets(&st).await;
                     };
                     tokio::select! {
-                        _ = settled => engine.work(name, stop).await,
+                        _ = settled => runner.work(name, stop).await,
                         _ = stopped => {}
                     }
                 });
             }
             if !settings.database.url.starts_with("sqlite:") {
-                background.spawn(crate::provisioning::queue::listen_for_jobs(
+                background.spawn(crate::jobs::storage::listen_for_jobs(
                     settings.database.url.clone(),
                     state.0.wake.clone(),
                 ));
             }
-            tracing::info!(
-                workers = settings.engine.workers,
-                "provisioning workers started"
-            );
+            tracing::info!(workers = runners, "job runners started");
         }
 
         // Background day-2 work starts once the schema is current (its tables may be new).
@@ -272,25 +285,24 @@ impl Application {
                 sender.run(stop).await
             });
         }
-        for schedule in day2_schedules(&state) {
-            let holder = format!(
-                "{}-{}-{}",
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into()),
-                &uuid::Uuid::new_v4().simple().to_string()[..8],
-                schedule.name
-            );
-            let run = crate::schedule::run(
-                state.db().clone(),
-                holder,
-                schedule,
-                Duration::from_secs(settings.schedules.check_seconds),
-                Duration::from_secs(settings.schedules.lease_seconds),
-                workers_stop_rx.clone(),
-            );
-            let st = state.clone();
+        if day2_jobs::any_enabled(&state) {
+            // Every replica offers each period's day-2 jobs; the job id makes them one.
+            let (st, mut stop) = (state.clone(), workers_stop_rx.clone());
+            let check = Duration::from_secs(settings.schedules.check_seconds);
             background.spawn(async move {
                 wait_for_schema(&st).await;
-                run.await
+                loop {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    if day2_jobs::enqueue_due(&st, chrono::Utc::now()).await {
+                        st.wake_workers();
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(check) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
             });
         }
 
@@ -361,126 +373,14 @@ impl Application {
 }
 
 /// A schedule whose round runs `round` with the state, once the schema is current.
-fn schedule<F, Fut>(
-    state: &AppState,
-    name: &'static str,
-    every_seconds: u64,
-    round: F,
-) -> crate::schedule::Schedule
-where
-    F: Fn(AppState) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let (st, round) = (state.clone(), Arc::new(round));
-    crate::schedule::Schedule {
-        name,
-        every: Duration::from_secs(every_seconds),
-        round: Arc::new(move || {
-            let (st, round) = (st.clone(), round.clone());
-            Box::pin(async move {
-                if st.schema_ready() {
-                    round(st).await;
-                }
-            })
-        }),
+/// Every job type this process runs, each with what its runs need: the one place a new
+/// job type is registered.
+fn register_jobs(state: &AppState, engine: Option<Arc<Engine>>) -> crate::jobs::Registry {
+    let mut registry = day2_jobs::register(crate::jobs::Registry::new(), state);
+    if let Some(engine) = engine {
+        registry = registry.register::<crate::provisioning::engine::Provision>(engine);
     }
-}
-
-/// The day-2 schedules this configuration turns on (an interval of 0 turns one off). Each runs
-/// on one replica per round (see [`crate::schedule`]).
-fn day2_schedules(state: &AppState) -> Vec<crate::schedule::Schedule> {
-    use crate::provisioning::{drift, lifecycle, usage};
-    let s = state.settings();
-    let mut out = Vec::new();
-    if s.ttl.reaper_interval_seconds > 0 {
-        out.push(schedule(
-            state,
-            "ttl-reaper",
-            s.ttl.reaper_interval_seconds,
-            |st| async move {
-                let now = chrono::Utc::now();
-                match lifecycle::reap(
-                    st.db(),
-                    st.notifier(),
-                    st.settings().engine.max_attempts,
-                    now,
-                )
-                .await
-                {
-                    Ok(started) if !started.is_empty() => st.wake_workers(),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "reaper round failed"),
-                }
-                if let Err(e) = lifecycle::warn_expiring(
-                    st.db(),
-                    st.notifier(),
-                    &st.settings().ttl.warn_before_hours,
-                    now,
-                )
-                .await
-                {
-                    tracing::warn!(error = %e, "expiry warnings round failed");
-                }
-            },
-        ));
-    }
-    if s.drift.scan_interval_seconds > 0 {
-        out.push(schedule(
-            state,
-            "drift-scan",
-            s.drift.scan_interval_seconds,
-            |st| async move {
-                match drift::scan(st.db(), st.drivers(), st.notifier(), chrono::Utc::now()).await {
-                    Ok(scanned) => {
-                        for (name, id) in &scanned.changed {
-                            st.refresh_entity(name, id);
-                        }
-                        for (rid, part, n) in &scanned.self_transactions {
-                            usage::record_self_activity(
-                                st.db(),
-                                rid,
-                                &[(part.clone(), *n)],
-                                chrono::Utc::now(),
-                            )
-                            .await;
-                        }
-                        tracing::info!(
-                            checked = scanned.checked,
-                            drifted = scanned.drifted,
-                            "drift scan finished"
-                        );
-                    }
-                    Err(e) => tracing::warn!(error = %e, "drift scan failed"),
-                }
-            },
-        ));
-    }
-    if s.unused.sample_interval_seconds > 0 {
-        out.push(schedule(
-            state,
-            "usage-sample",
-            s.unused.sample_interval_seconds,
-            |st| async move {
-                let now = chrono::Utc::now();
-                if let Err(e) = usage::sample(st.db(), st.drivers(), now).await {
-                    tracing::warn!(error = %e, "usage sampling failed");
-                    return;
-                }
-                if let Err(e) = usage::notify_unused(
-                    st.db(),
-                    st.notifier(),
-                    st.settings().unused.window_hours,
-                    &st.pricebook().currency,
-                    now,
-                )
-                .await
-                {
-                    tracing::warn!(error = %e, "unused-resource alerts failed");
-                }
-            },
-        ));
-    }
-    out
+    registry
 }
 
 /// Returns once the schema is current (migrated here, or by `paved migrate` elsewhere).

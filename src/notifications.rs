@@ -138,6 +138,8 @@ pub struct Notifier {
     wake: Arc<Notify>,
     /// paved's public URL with the plugin base path, for links to its API.
     base: Arc<str>,
+    /// The plugin base path alone (`/api/<plugin id>`), for API paths named in messages.
+    plugin_base: Arc<str>,
     /// `backstage.app_url`: entity pages as absolute links (a webhook's reader has no app to
     /// resolve a relative one against).
     app: Option<Arc<str>>,
@@ -168,12 +170,19 @@ impl Notifier {
             backstage_missing: Arc::default(),
             wake: Arc::new(Notify::new()),
             base: format!("{}{}", s.public_url(), s.plugin_base_path()).into(),
+            plugin_base: s.plugin_base_path().into(),
             app: s
                 .backstage
                 .app_url
                 .as_deref()
                 .map(|a| a.trim_end_matches('/').into()),
         }
+    }
+
+    /// Where paved's API is mounted (`/api/<backstage.plugin_id>`), for messages that name
+    /// an API path.
+    pub fn plugin_base_path(&self) -> &str {
+        &self.plugin_base
     }
 
     /// A notifier with no channel: everything is dropped (tests of other capabilities).
@@ -183,6 +192,7 @@ impl Notifier {
             backstage_missing: Arc::default(),
             wake: Arc::new(Notify::new()),
             base: "".into(),
+            plugin_base: crate::config::Settings::default().plugin_base_path().into(),
             app: None,
         }
     }

@@ -70,13 +70,16 @@ fn describe() {
     );
     describe_gauge!(
         "paved_jobs_queued",
-        "Jobs waiting for a worker (database-wide: the same on every replica)"
+        "Jobs waiting for a worker, by job type (database-wide: the same on every replica)"
     );
-    describe_gauge!("paved_jobs_running", "Jobs a worker holds (database-wide)");
+    describe_gauge!(
+        "paved_jobs_running",
+        "Jobs a worker holds, by job type (database-wide)"
+    );
     describe_gauge!(
         "paved_jobs_oldest_queued_age_seconds",
         Unit::Seconds,
-        "Age of the oldest job due and waiting for a worker (database-wide; 0 when none)"
+        "Age of the oldest job due and waiting for a worker, by job type (database-wide; 0 when none)"
     );
     describe_gauge!(
         "paved_time_to_infrastructure_seconds",

@@ -91,12 +91,17 @@ async fn metrics_text(state: &AppState) -> impl IntoResponse {
             Ok(m) => crate::reports::publish_gauges(&m),
             Err(e) => tracing::warn!(error = %e, "platform metrics unavailable for this scrape"),
         }
-        match crate::provisioning::queue::depth(state.db(), state.now()).await {
-            Ok(d) => {
-                metrics::gauge!("paved_jobs_queued").set(d.queued as f64);
-                metrics::gauge!("paved_jobs_running").set(d.running as f64);
-                metrics::gauge!("paved_jobs_oldest_queued_age_seconds")
-                    .set(d.oldest_queued_age_seconds);
+        match crate::jobs::storage::depth_by_kind(state.db(), state.now()).await {
+            Ok(kinds) => {
+                // One series per job type: its queue, what runs, how long the oldest waits.
+                for (kind, d) in kinds {
+                    metrics::gauge!("paved_jobs_queued", "job" => kind.clone())
+                        .set(d.queued as f64);
+                    metrics::gauge!("paved_jobs_running", "job" => kind.clone())
+                        .set(d.running as f64);
+                    metrics::gauge!("paved_jobs_oldest_queued_age_seconds", "job" => kind)
+                        .set(d.oldest_queued_age_seconds);
+                }
             }
             Err(e) => tracing::warn!(error = %e, "queue depth unavailable for this scrape"),
         }

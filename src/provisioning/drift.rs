@@ -317,11 +317,12 @@ pub async fn check(
                     recipients: vec![res.owner.clone()],
                     title: format!("{} was changed outside paved", res.entity_name),
                     description: format!(
-                        "paved found {} difference(s) between {} ({}) and what it provisioned: {}. Revert (POST /api/paved/v1/resources/{}/drift/revert) re-applies paved's state; accept (…/drift/accept) keeps the change.",
+                        "paved found {} difference(s) between {} ({}) and what it provisioned: {}. Revert (POST {}/v1/resources/{}/drift/revert) re-applies paved's state; accept (…/drift/accept) keeps the change.",
                         found.len(),
                         res.entity_name,
                         res.environment,
                         list.join("; "),
+                        notifier.plugin_base_path(),
                         res.id
                     ),
                     link: Some(notifications::resource_link(&res.entity_name)),

@@ -3,12 +3,9 @@
 //! publish). A step that already succeeded is not run again after a crash; the ones that run
 //! again converge, because drivers are idempotent.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
 };
 
 use chrono::Utc;
@@ -20,14 +17,13 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use super::{
-    drivers::{DriverError, Drivers, PartSpec, generate_password},
-    queue,
-};
+use super::drivers::{DriverError, Drivers, PartSpec, generate_password};
+
+mod provision;
 use crate::{
     audit,
     config::EngineSettings,
-    db::entities::{job, request, request_log, request_step, resource, secret},
+    db::entities::{request, request_log, request_step, resource, secret},
     templates::RenderedSpec,
     vocab::{
         actor,
@@ -35,6 +31,7 @@ use crate::{
         status::RequestStatus,
     },
 };
+pub use provision::Provision;
 
 /// Why a run stopped.
 #[derive(Debug)]
@@ -132,124 +129,21 @@ impl Engine {
         self
     }
 
-    fn lease(&self) -> Duration {
-        Duration::from_secs(self.settings.lease_seconds)
+    /// The runner settings this engine's workers use.
+    pub fn runner_settings(&self) -> crate::jobs::RunnerSettings {
+        (&self.settings).into()
     }
 
-    /// Runs one worker until `stop` turns true.
-    pub async fn work(self: Arc<Self>, name: String, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            match queue::claim(&self.db, &name, self.lease()).await {
-                Ok(Some(job)) => {
-                    if self.clone().run_job(&name, job, &stop).await {
-                        return; // died (test hook)
-                    }
-                }
-                Ok(None) => {
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(self.settings.poll_seconds)) => {}
-                        _ = stop.changed() => {}
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(worker = %name, error = %crate::vocab::redact::redact(&e.to_string()), "cannot claim jobs; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    }
-
-    /// Returns true when the worker "died" (test hook).
-    async fn run_job(
-        self: Arc<Self>,
-        worker: &str,
-        job: job::Model,
-        stop: &watch::Receiver<bool>,
-    ) -> bool {
-        let lease = self.lease();
-        let (db, id, w) = (self.db.clone(), job.id.clone(), worker.to_owned());
-        // Set when the lease is lost: another worker may own the job now, so this run must
-        // stop before its next step instead of racing it.
-        let lost = Arc::new(AtomicBool::new(false));
-        let flag = lost.clone();
-        let heartbeat = AbortOnDrop(tokio::spawn(async move {
-            let mut last_ok = tokio::time::Instant::now();
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                match queue::heartbeat(&db, &id, &w, lease).await {
-                    Ok(true) => last_ok = tokio::time::Instant::now(),
-                    Ok(false) => {
-                        flag.store(true, Ordering::Release);
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(job = %id, error = %e, "heartbeat failed");
-                        if last_ok.elapsed() >= lease {
-                            flag.store(true, Ordering::Release);
-                            return;
-                        }
-                    }
-                }
-            }
-        }));
-        let request_id = job.request_id.clone().unwrap_or_default();
-        let span = tracing::info_span!("job", job = %job.id, request_id = %request_id, attempt = job.attempts);
-        let outcome =
-            tracing::Instrument::instrument(self.provision(&request_id, &lost, stop), span).await;
-        drop(heartbeat);
-        if lost.load(Ordering::Acquire) {
-            tracing::warn!(job = %job.id, request_id = %request_id, "lease lost; leaving the job to its new owner");
-            return false;
-        }
-        let settled = match outcome {
-            Ok(()) => queue::finish(&self.db, &job.id, worker).await,
-            Err(Stop::Cancelled) => {
-                self.clean_up_after(&request_id).await;
-                queue::finish(&self.db, &job.id, worker).await
-            }
-            Err(Stop::Died) => return true,
-            Err(Stop::HandOff) => {
-                tracing::info!(job = %job.id, request_id = %request_id, "stopping: the step in progress is done; job handed back to the queue");
-                queue::hand_back(&self.db, &job.id, worker).await
-            }
-            Err(Stop::Transient(e)) if job.attempts < job.max_attempts => {
-                let delay = self.backoff(job.attempts);
-                tracing::warn!(request_id = %request_id, attempt = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "transient failure; will retry");
-                self.log(
-                    &request_id,
-                    None,
-                    "warn",
-                    &format!(
-                        "attempt {} failed: {e}; retrying in {} ms",
-                        job.attempts,
-                        delay.as_millis()
-                    ),
-                )
-                .await;
-                queue::retry_later(&self.db, &job.id, worker, delay, e).await
-            }
-            Err(Stop::Transient(e) | Stop::Permanent(e)) => {
-                tracing::error!(request_id = %request_id, error = %e, "request failed");
-                self.fail_request(&request_id, &e).await;
-                self.clean_up_after(&request_id).await;
-                queue::fail(&self.db, &job.id, worker, e).await
-            }
-        };
-        if let Err(e) = settled {
-            tracing::error!(job = %job.id, error = %e, "could not record the job's outcome; its lease will expire and it runs again");
-        }
-        false
-    }
-
-    fn backoff(&self, attempt: i32) -> Duration {
-        // base, 2×base, 4×base, ... capped.
-        let factor = 1u64 << (attempt.clamp(1, 16) - 1);
-        Duration::from_millis(self.settings.retry_base_ms.saturating_mul(factor))
-            .min(Duration::from_secs(self.settings.retry_max_seconds))
+    /// Runs one worker taking only `provision` jobs until `stop` turns true (the app's
+    /// runners take every job type; this is for tests that drive the engine alone).
+    pub async fn work(self: Arc<Self>, name: String, stop: watch::Receiver<bool>) {
+        let runner = crate::jobs::Runner::new(
+            self.db.clone(),
+            crate::jobs::Registry::new().register::<Provision>(self.clone()),
+            self.runner_settings(),
+            self.wake.clone(),
+        );
+        runner.work(name, stop).await
     }
 
     async fn log(&self, request_id: &str, step: Option<&str>, level: &str, message: &str) {
@@ -1047,8 +941,9 @@ impl Engine {
         match existing {
             Some(e) if e.owner == owner => {
                 let how = format!(
-                    "delete it to free the name (`paved resource delete {id}` or DELETE /api/paved/v1/resources/{id})",
-                    id = e.id
+                    "delete it to free the name (`paved resource delete {id}` or DELETE {base}/v1/resources/{id})",
+                    id = e.id,
+                    base = self.notifier.plugin_base_path()
                 );
                 if e.status == "failed" {
                     format!(
@@ -1163,14 +1058,6 @@ fn finished(req: &request::Model, outcome: &'static str, at: chrono::DateTime<Ut
 
 /// Aborts the heartbeat however the run ends (a panic included), so a dead run stops renewing
 /// its lease.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The resource name a request's spec renders, if it has one.
 fn spec_name(req: &request::Model) -> Option<String> {
     req.spec

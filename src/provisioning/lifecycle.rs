@@ -153,11 +153,12 @@ pub async fn warn_expiring(
                     recipients: vec![res.owner.clone()],
                     title: format!("{} expires in {in_words}", res.entity_name),
                     description: format!(
-                        "The {} {} ({}) expires at {} and will then be deleted with everything in it. Extend it with the paved:extend-ttl action or POST /api/paved/v1/resources/{}/extend if you still need it.",
+                        "The {} {} ({}) expires at {} and will then be deleted with everything in it. Extend it with the paved:extend-ttl action or POST {}/v1/resources/{}/extend if you still need it.",
                         res.offering,
                         res.entity_name,
                         res.environment,
                         expires.to_rfc3339(),
+                        notifier.plugin_base_path(),
                         res.id
                     ),
                     link: Some(notifications::resource_link(&res.entity_name)),

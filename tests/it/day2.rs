@@ -329,128 +329,6 @@ async fn ephemeral_environments_warn_extend_and_are_reaped_through_a_delete_requ
     app.stop().await;
 }
 
-/// Two schedulers on one PostgreSQL database: of two replicas asking at the same moment,
-/// exactly one runs the round; the other skips it, and nobody runs it again before it is due.
-#[tokio::test]
-async fn one_replica_runs_each_schedule_round() {
-    use paved::schedule;
-    let db = TestDb::new(DbEngine::Postgres).await;
-    let app = TestApp::spawn(settings(&db.url)).await; // applies the migrations
-    let (a, b) = (db_of(&db.url).await, db_of(&db.url).await);
-    let every = Duration::from_secs(3600);
-    let hold = Duration::from_secs(60);
-    for round in 0..20 {
-        let name = format!("race-{round}");
-        let now = Utc::now();
-        let (x, y) = tokio::join!(
-            schedule::try_begin(&a, &name, "replica-a", every, hold, now),
-            schedule::try_begin(&b, &name, "replica-b", every, hold, now),
-        );
-        let (x, y) = (x.unwrap(), y.unwrap());
-        assert!(x ^ y, "round {round}: exactly one replica wins ({x}, {y})");
-        // Finished, but not due again within the interval.
-        let winner = if x { "replica-a" } else { "replica-b" };
-        schedule::finish(&a, &name, winner).await.unwrap();
-        assert!(
-            !schedule::try_begin(&b, &name, "replica-b", every, hold, Utc::now())
-                .await
-                .unwrap()
-        );
-        assert!(
-            !schedule::try_begin(&a, &name, "replica-a", every, hold, Utc::now())
-                .await
-                .unwrap()
-        );
-    }
-    // A holder that died: its lease runs out and the next due round goes to another replica.
-    let t0 = Utc::now();
-    assert!(
-        schedule::try_begin(
-            &a,
-            "crash",
-            "replica-a",
-            Duration::from_secs(1),
-            Duration::from_secs(5),
-            t0
-        )
-        .await
-        .unwrap()
-    );
-    let later = t0 + chrono::Duration::seconds(2);
-    assert!(
-        !schedule::try_begin(
-            &b,
-            "crash",
-            "replica-b",
-            Duration::from_secs(1),
-            Duration::from_secs(5),
-            later
-        )
-        .await
-        .unwrap(),
-        "still held"
-    );
-    let after_lease = t0 + chrono::Duration::seconds(6);
-    assert!(
-        schedule::try_begin(
-            &b,
-            "crash",
-            "replica-b",
-            Duration::from_secs(1),
-            Duration::from_secs(5),
-            after_lease
-        )
-        .await
-        .unwrap()
-    );
-
-    // Two running schedulers with a round that takes a while never overlap.
-    let running = Arc::new(std::sync::atomic::AtomicI32::new(0));
-    let overlap = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let rounds = Arc::new(std::sync::atomic::AtomicI32::new(0));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
-    for (conn, holder) in [(a.clone(), "replica-a"), (b.clone(), "replica-b")] {
-        let (running, overlap, rounds) = (running.clone(), overlap.clone(), rounds.clone());
-        let round: schedule::Round = Arc::new(move || {
-            let (running, overlap, rounds) = (running.clone(), overlap.clone(), rounds.clone());
-            Box::pin(async move {
-                if running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) != 0 {
-                    overlap.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                rounds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            })
-        });
-        tasks.push(tokio::spawn(schedule::run(
-            conn,
-            holder.into(),
-            schedule::Schedule {
-                name: "busy",
-                every: Duration::from_millis(200),
-                round,
-            },
-            Duration::from_millis(50),
-            Duration::from_secs(5),
-            stop_rx.clone(),
-        )));
-    }
-    eventually("a few rounds", || async {
-        (rounds.load(std::sync::atomic::Ordering::SeqCst) >= 5).then_some(())
-    })
-    .await;
-    stop_tx.send(true).unwrap();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    assert!(
-        !overlap.load(std::sync::atomic::Ordering::SeqCst),
-        "two replicas ran one schedule at once"
-    );
-    app.stop().await;
-}
-
 /// Removes a Redis ACL user when dropped (something a test made behind paved's back).
 struct RedisUserGuard(String);
 
@@ -1702,7 +1580,10 @@ async fn platform_metrics_measure_speed_outcomes_guardrails_drift_and_cleanup() 
         text.contains("paved_request_time_to_finish_seconds_bucket{"),
         "{text}"
     );
-    assert!(gauge(&text, "paved_jobs_queued").is_some(), "{text}");
+    assert!(
+        gauge(&text, r#"paved_jobs_queued{job="provision"}"#).is_some(),
+        "{text}"
+    );
     assert!(
         !text.contains("week=\""),
         "a label that grows every week: {text}"
@@ -1924,41 +1805,5 @@ async fn cost_insights_daily_costs_come_from_resource_history() {
     )
     .await;
     assert_eq!(st, 404, "another team's costs are not there for mallory");
-    app.stop().await;
-}
-
-/// The lease works the same on the embedded SQLite default (two connections, one file).
-#[tokio::test]
-async fn schedule_rounds_are_exclusive_on_sqlite_too() {
-    use paved::schedule;
-    let db = TestDb::new(DbEngine::Sqlite).await;
-    let app = TestApp::spawn(settings(&db.url)).await;
-    let (a, b) = (db_of(&db.url).await, db_of(&db.url).await);
-    for round in 0..10 {
-        let name = format!("race-{round}");
-        let now = Utc::now();
-        let (x, y) = tokio::join!(
-            schedule::try_begin(
-                &a,
-                &name,
-                "replica-a",
-                Duration::from_secs(60),
-                Duration::from_secs(60),
-                now
-            ),
-            schedule::try_begin(
-                &b,
-                &name,
-                "replica-b",
-                Duration::from_secs(60),
-                Duration::from_secs(60),
-                now
-            ),
-        );
-        assert!(
-            x.unwrap() ^ y.unwrap(),
-            "round {round}: exactly one replica wins"
-        );
-    }
     app.stop().await;
 }

@@ -34,6 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("use cases", &["usecases", "provisioning::approvals"]),
     ("provisioning", &["provisioning"]),
     ("side effects", &["audit", "notifications"]),
+    ("jobs", &["jobs"]),
     ("persistence", &["db"]),
     ("telemetry", &["telemetry"]),
     ("domain: guardrails", &["guardrails"]),
