@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod cost;
+pub mod day2;
 pub mod db;
 pub mod error;
 pub mod guardrails;

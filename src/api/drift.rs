@@ -12,11 +12,9 @@ use super::resources::{authorized, update_resource};
 use crate::{
     access::Act,
     api::state::AppState,
+    day2::drift::{self, DriftError, DriftReport},
     error::{ApiError, ErrorEnvelope, ErrorName},
-    provisioning::{
-        drift::{self, DriftError, DriftReport},
-        requests::Request,
-    },
+    provisioning::requests::Request,
     usecases::update::Purpose,
     vocab::principal::Principal,
 };
@@ -70,7 +68,7 @@ pub async fn check(
     )
     .await
     .map_err(drift_error)?;
-    crate::provisioning::usage::record_self_activity(
+    crate::day2::usage::record_self_activity(
         state.db(),
         &res.id,
         &checked.self_transactions,

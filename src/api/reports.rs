@@ -11,8 +11,8 @@ use crate::{
     access::{self, Act, Target},
     api::state::AppState,
     auth::Principal,
+    day2::usage::{self, UnusedReport},
     error::{ApiError, ErrorEnvelope},
-    provisioning::usage::{self, UnusedReport},
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

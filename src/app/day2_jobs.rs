@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use crate::{
+    day2::{drift, lifecycle, usage},
     jobs::{self, BackgroundJob, JobContext, JobError},
-    provisioning::{drift, lifecycle, usage},
 };
 
 /// A failed round is recorded on its job row and not retried: the next period runs it anew.

@@ -230,7 +230,7 @@ impl PageCache {
                 .all(db)
                 .await?;
             let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-            let drift = crate::provisioning::drift::statuses_of(db, &ids).await?;
+            let drift = crate::day2::drift::statuses_of(db, &ids).await?;
             let mut body = String::new();
             for r in &rows {
                 let d = drift.get(&r.id).map(String::as_str);

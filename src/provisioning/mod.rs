@@ -3,12 +3,9 @@
 
 pub mod approvals;
 pub mod catalog_sink;
-pub mod drift;
 pub mod drivers;
 pub mod engine;
-pub mod lifecycle;
 pub mod queue;
 pub mod requests;
 pub mod resources;
 pub mod secrets;
-pub mod usage;

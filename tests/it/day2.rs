@@ -110,7 +110,7 @@ async fn ephemeral_environments_warn_extend_and_are_reaped_through_a_delete_requ
     assert_eq!(h.authorization, "Bearer hook-token");
     assert_eq!(h.body["payload"], n.body["payload"]);
     // Sent once: another round (here run directly) finds nothing new to warn about.
-    let again = paved::provisioning::lifecycle::warn_expiring(
+    let again = paved::day2::lifecycle::warn_expiring(
         &conn,
         &paved::notifications::Notifier::disabled(),
         &[24.0, 1.0],
@@ -1074,7 +1074,7 @@ async fn settled_usage(
 
 #[tokio::test]
 async fn unused_resources_are_found_from_usage_and_reported_with_their_savings() {
-    use paved::provisioning::{drivers::Drivers, usage};
+    use paved::{day2::usage, provisioning::drivers::Drivers};
     let rec = Recorder::start().await;
     let db = TestDb::new(DbEngine::Sqlite).await;
     let mut s = with_workers(settings(&db.url), 1);
@@ -1419,7 +1419,7 @@ async fn platform_metrics_measure_speed_outcomes_guardrails_drift_and_cleanup() 
         .exec(&conn)
         .await
         .unwrap();
-    let reaped = paved::provisioning::lifecycle::reap(
+    let reaped = paved::day2::lifecycle::reap(
         &conn,
         &paved::notifications::Notifier::disabled(),
         3,

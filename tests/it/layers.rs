@@ -22,15 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("Backstage catalog", &["catalog"]),
     ("Backstage auth", &["auth"]),
     ("reports", &["reports"]),
-    (
-        "day-2 jobs",
-        &[
-            "provisioning::lifecycle",
-            "provisioning::drift",
-            "provisioning::usage",
-            "schedule",
-        ],
-    ),
+    ("day-2 jobs", &["day2"]),
     ("use cases", &["usecases", "provisioning::approvals"]),
     ("provisioning", &["provisioning"]),
     ("side effects", &["audit", "notifications"]),

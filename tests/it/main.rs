@@ -18,6 +18,7 @@ mod faults;
 mod guardrails;
 mod hardening;
 mod input;
+mod jobs;
 mod layers;
 mod load;
 mod rbac;

@@ -324,7 +324,7 @@ async fn a_search_path_hijack_runs_nothing_and_fools_no_check() {
     let conn = db_of(&db.url).await;
     let drivers = Drivers::from_settings(&s.drivers);
     let now = chrono::Utc::now();
-    paved::provisioning::drift::scan(
+    paved::day2::drift::scan(
         &conn,
         &drivers,
         &paved::notifications::Notifier::disabled(),
@@ -332,7 +332,7 @@ async fn a_search_path_hijack_runs_nothing_and_fools_no_check() {
     )
     .await
     .unwrap();
-    paved::provisioning::usage::sample(&conn, &drivers, now)
+    paved::day2::usage::sample(&conn, &drivers, now)
         .await
         .unwrap();
     let (_, scanned) = call(

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use super::requests;
+use crate::provisioning::requests;
 use crate::{
     audit,
     db::entities::{resource, resource_notice},

@@ -16,7 +16,7 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::json;
 
-use super::drivers::Drivers;
+use crate::provisioning::drivers::Drivers;
 use crate::{
     audit,
     db::entities::{resource, resource_notice, usage_sample},

@@ -12,7 +12,7 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::drivers::{Difference, DriverError, Drivers};
+use crate::provisioning::drivers::{Difference, DriverError, Drivers};
 use crate::{
     audit,
     db::entities::{drift_finding, drift_state, resource},
@@ -184,7 +184,7 @@ pub struct Checked {
     /// The drift status changed (the catalog entity's `paved.dev/drift` with it).
     pub status_changed: bool,
     /// Per part, transactions the observation itself committed on the tenant's database
-    /// (see [`super::drivers::Observed::self_transactions`]).
+    /// (see [`crate::provisioning::drivers::Observed::self_transactions`]).
     pub self_transactions: Vec<(String, i64)>,
 }
 
@@ -496,7 +496,7 @@ pub async fn accept(
 }
 
 /// Marks the open findings reverted by update request `request_id` (started by the caller
-/// through the normal update path, see [`super::order::place_update`]).
+/// through the normal update path, see [`crate::usecases::update`]).
 pub async fn mark_reverted(
     db: &DatabaseConnection,
     res: &resource::Model,

@@ -2,7 +2,7 @@
 //! hangs, or keeps killing its worker, and that a periodic job runs once per period however
 //! many replicas ask for it.
 
-mod common;
+use crate::common;
 
 use std::{
     sync::{
