@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use paved::catalog::pages::POSTGRES_BUCKET_SQL;
+use paved::vocab::bucket::POSTGRES_BUCKET_SQL;
 use sea_orm::{ConnectionTrait, Statement};
 
 async fn fill(conn: &sea_orm::DatabaseConnection, n: usize) {

@@ -10,12 +10,12 @@ use std::{
 };
 
 use paved::{
-    auth::Principal,
     cost::{self, PriceBook},
     guardrails::{BudgetView, policy_input},
     policy::PolicySet,
     provisioning::requests::NewRequest,
     templates::{Offering, Renderer},
+    vocab::principal::Principal,
 };
 use serde_json::json;
 

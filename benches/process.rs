@@ -40,7 +40,7 @@ async fn main() {
             )
             .env(
                 "PAVED_SECRETS__KEY",
-                paved::provisioning::secrets::SecretBox::generate_key(),
+                paved::vocab::secret_box::SecretBox::generate_key(),
             )
             .env("PAVED_LOG__LEVEL", "warn")
             .stdout(Stdio::null())

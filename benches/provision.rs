@@ -7,9 +7,8 @@
 use std::time::{Duration, Instant};
 
 use paved::{
-    app::Application,
-    config::Settings,
-    provisioning::{drivers::Drivers, secrets::SecretBox},
+    app::Application, config::Settings, provisioning::drivers::Drivers,
+    vocab::secret_box::SecretBox,
 };
 use sea_orm::sqlx::{self, Connection, postgres::PgConnection};
 use serde_json::{Value, json};

@@ -24,7 +24,6 @@ use crate::{
         StaticTokens,
         signing::{Outgoing, Signer},
     },
-    clock::Clock,
     config::Settings,
     cost::PriceBook,
     db,
@@ -32,6 +31,7 @@ use crate::{
     provisioning::{drivers::Drivers, engine::Engine},
     telemetry,
     templates::TemplateStore,
+    vocab::clock::Clock,
 };
 
 use crate::api::state::AppState;
@@ -56,7 +56,7 @@ impl Application {
         let db = db::connect(&settings.database).await.with_context(|| {
             format!(
                 "cannot open database {}",
-                db::redact(&settings.database.url)
+                crate::vocab::redact::redact(&settings.database.url)
             )
         })?;
         let templates = Arc::new(TemplateStore::open(&settings.templates.dir));
@@ -80,7 +80,7 @@ impl Application {
                 anyhow::bail!(m)
             }
             Ok(Err(e)) => {
-                tracing::warn!(error = %db::redact(&e.to_string()), "secrets key not checked yet: the database does not answer");
+                tracing::warn!(error = %crate::vocab::redact::redact(&e.to_string()), "secrets key not checked yet: the database does not answer");
                 false
             }
             Err(_) => {
@@ -162,7 +162,7 @@ impl Application {
         let settings = state.settings().clone();
         tracing::info!(
             listen = %self.local_addr(),
-            database = %db::redact(&settings.database.url),
+            database = %crate::vocab::redact::redact(&settings.database.url),
             templates = %settings.templates.dir.display(),
             "paved starting"
         );
@@ -402,7 +402,7 @@ async fn migrate_until_done(state: AppState) {
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %db::redact(&e.to_string()), retry_in_ms = delay.as_millis() as u64, "migrations failed");
+                tracing::error!(error = %crate::vocab::redact::redact(&e.to_string()), retry_in_ms = delay.as_millis() as u64, "migrations failed");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
@@ -420,7 +420,7 @@ async fn keep_signing_keys(state: AppState, signer: Arc<Signer>) {
         let next = match signer.rotate_if_due(state.db(), state.secrets()).await {
             Ok(()) => Duration::from_secs(60),
             Err(e) => {
-                tracing::error!(error = %db::redact(&e.to_string()), "cannot load or rotate the signing key; retrying");
+                tracing::error!(error = %crate::vocab::redact::redact(&e.to_string()), "cannot load or rotate the signing key; retrying");
                 Duration::from_secs(5)
             }
         };
@@ -451,7 +451,7 @@ async fn verify_secrets_until_done(
             }
             // Readiness reports it; migrations log the database being down already.
             Err(e) => {
-                tracing::debug!(error = %db::redact(&e.to_string()), "cannot check the secrets key yet; retrying");
+                tracing::debug!(error = %crate::vocab::redact::redact(&e.to_string()), "cannot check the secrets key yet; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

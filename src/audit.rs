@@ -12,8 +12,6 @@ use serde_json::Value;
 
 use crate::db::entities::{audit_event, request, resource};
 
-pub use crate::vocab::actor::ENGINE;
-
 /// Records one event. Failing to audit is logged, never hidden, but does not undo the change
 /// it describes (which already happened).
 pub async fn record<C: ConnectionTrait>(

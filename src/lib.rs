@@ -28,6 +28,3 @@ pub mod telemetry;
 pub mod templates;
 pub mod usecases;
 pub mod vocab;
-
-// Old homes of the shared words, until every path names `vocab`.
-pub use vocab::{clock, keyed_locks};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use paved::{config::Settings, provisioning::secrets::SecretBox};
+use paved::{config::Settings, vocab::secret_box::SecretBox};
 use sea_orm::sqlx::{self, Connection, postgres::PgConnection};
 
 pub fn admin_url() -> String {

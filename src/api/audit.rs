@@ -9,8 +9,8 @@ use super::page::{Page, PageParams, Paged};
 use crate::{
     api::state::AppState,
     audit::{self, AuditEvent, AuditFilter},
-    auth::Principal,
     error::{ApiError, ErrorEnvelope},
+    vocab::principal::Principal,
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

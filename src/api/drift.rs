@@ -26,7 +26,9 @@ fn drift_error(e: DriftError) -> ApiError {
             ApiError::conflict(e.to_string())
         }
         // The system being checked is unreachable or refused: not paved's internal error.
-        e @ DriftError::Driver { .. } => ApiError::unavailable(crate::db::redact(&e.to_string())),
+        e @ DriftError::Driver { .. } => {
+            ApiError::unavailable(crate::vocab::redact::redact(&e.to_string()))
+        }
         DriftError::Db(e) => e.into(),
     }
 }

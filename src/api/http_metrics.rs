@@ -53,7 +53,9 @@ pub async fn record(req: Request, next: Next) -> Response {
 pub async fn render(State(state): State<AppState>, mut parts: Parts) -> Response {
     if !is_scraper(&state, &parts) {
         use axum::extract::FromRequestParts;
-        let who = match crate::auth::Principal::from_request_parts(&mut parts, &state).await {
+        let who = match crate::vocab::principal::Principal::from_request_parts(&mut parts, &state)
+            .await
+        {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };

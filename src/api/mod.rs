@@ -336,7 +336,7 @@ async fn authenticate(
 ) -> axum::response::Response {
     use axum::extract::FromRequestParts;
     let (mut parts, body) = req.into_parts();
-    match crate::auth::Principal::from_request_parts(&mut parts, &state).await {
+    match crate::vocab::principal::Principal::from_request_parts(&mut parts, &state).await {
         Ok(principal) => {
             parts.extensions.insert(principal);
             next.run(Request::from_parts(parts, body)).await

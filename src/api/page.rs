@@ -189,7 +189,7 @@ fn bad_cursor() -> ApiError {
 }
 
 fn field_error(field: &str, rule: &str, message: &str) -> ApiError {
-    let e = crate::templates::FieldError {
+    let e = crate::vocab::field_error::FieldError {
         field: field.into(),
         rule: rule.into(),
         message: message.into(),

@@ -10,9 +10,9 @@ use super::extract::ApiQuery;
 use crate::{
     access::{self, Act, Target},
     api::state::AppState,
-    auth::Principal,
     day2::usage::{self, UnusedReport},
     error::{ApiError, ErrorEnvelope},
+    vocab::principal::Principal,
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -44,7 +44,7 @@ pub async fn unused(
         return Err(
             ApiError::input("windowHours: must be between 1 and 8760").with_detail(
                 "errors",
-                [crate::templates::FieldError {
+                [crate::vocab::field_error::FieldError {
                     field: "windowHours".into(),
                     rule: "range".into(),
                     message: "must be between 1 and 8760".into(),
@@ -92,7 +92,7 @@ pub async fn platform(
     let window = match q.window.as_deref() {
         None => chrono::Duration::hours(state.settings().reports.window_hours as i64),
         Some(w) => crate::reports::parse_window(w).map_err(|m| {
-            let e = crate::templates::FieldError {
+            let e = crate::vocab::field_error::FieldError {
                 field: "window".into(),
                 rule: "pattern".into(),
                 message: m,
@@ -107,7 +107,7 @@ pub async fn platform(
 }
 
 fn input_error(field: &str, rule: &str, message: String) -> ApiError {
-    let e = crate::templates::FieldError {
+    let e = crate::vocab::field_error::FieldError {
         field: field.into(),
         rule: rule.into(),
         message,
@@ -176,8 +176,9 @@ async fn entity_cost_of(
             format!("must be resource, group, component or system, not {kind:?}"),
         ));
     }
-    let entity = crate::catalog::EntityRef::parse(&format!("{kind}:{namespace}/{name}"), &kind)
-        .map_err(|e| input_error("name", "entityRef", e))?;
+    let entity =
+        crate::vocab::entity_ref::EntityRef::parse(&format!("{kind}:{namespace}/{name}"), &kind)
+            .map_err(|e| input_error("name", "entityRef", e))?;
     let iv = insights::Intervals::parse(intervals)
         .map_err(|e| input_error("intervals", "pattern", e))?;
     let found = insights::entity_daily_cost(

@@ -18,13 +18,14 @@ use tokio::sync::Notify;
 
 use crate::{
     auth::{StaticTokens, signing::Outgoing},
-    clock::Clock,
     config::Settings,
     cost::PriceBook,
     db,
     policy::PolicySet,
-    provisioning::{drivers::Drivers, secrets::SecretBox},
+    provisioning::drivers::Drivers,
     templates::TemplateStore,
+    vocab::clock::Clock,
+    vocab::secret_box::SecretBox,
 };
 
 /// Shared by every handler; cheap to clone.
@@ -227,7 +228,7 @@ impl AppState {
             Err(e) => {
                 return Err(format!(
                     "database unavailable: {}",
-                    db::redact(&e.to_string())
+                    crate::vocab::redact::redact(&e.to_string())
                 ));
             }
         }
@@ -237,7 +238,7 @@ impl AppState {
                 Ok(true) => {}
                 Ok(false) => return Err("database migrations are pending".into()),
                 Err(crate::provisioning::secrets::KeyCheckError::Mismatch(m)) => return Err(m),
-                Err(e) => return Err(db::redact(&e.to_string())),
+                Err(e) => return Err(crate::vocab::redact::redact(&e.to_string())),
             }
         }
         if let Some(signer) = self.outgoing().signer()
@@ -249,7 +250,7 @@ impl AppState {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!(
                 "database unavailable: {}",
-                db::redact(&e.to_string())
+                crate::vocab::redact::redact(&e.to_string())
             )),
             Err(_) => Err("database did not answer within 2 s".into()),
         }

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::{
     error::{ApiError, ErrorName},
-    templates::FieldError,
+    vocab::field_error::FieldError,
 };
 
 const RULE: &str = "no_nul";

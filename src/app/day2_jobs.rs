@@ -141,7 +141,7 @@ pub async fn enqueue_due(st: &AppState, now: chrono::DateTime<chrono::Utc>) -> b
         match r {
             Ok(q) => queued |= q,
             Err(e) => {
-                tracing::warn!(error = %crate::db::redact(&e.to_string()), "cannot queue a day-2 job")
+                tracing::warn!(error = %crate::vocab::redact::redact(&e.to_string()), "cannot queue a day-2 job")
             }
         }
     }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Principal, groups::CatalogGroups, signing::Outgoing};
-use crate::{clock::Clock, config::AuthSettings};
+use crate::{config::AuthSettings, vocab::clock::Clock};
 
 const PLUGIN: &str = "vnd.backstage.plugin";
 const USER: &str = "vnd.backstage.user";
@@ -100,7 +100,7 @@ impl BackstageTokens {
                 refetch_every: secs(auth.jwks_refetch_seconds),
                 max_age: secs(auth.jwks_max_age_seconds),
                 entries: Mutex::new(HashMap::new()),
-                fetch_locks: crate::keyed_locks::KeyedLocks::new(),
+                fetch_locks: crate::vocab::keyed_locks::KeyedLocks::new(),
                 fetches: AtomicU64::new(0),
             }),
             clock,
@@ -305,7 +305,7 @@ struct Jwks {
     max_age: chrono::Duration,
     entries: Mutex<HashMap<String, Entry>>,
     /// One fetch at a time per URL.
-    fetch_locks: crate::keyed_locks::KeyedLocks,
+    fetch_locks: crate::vocab::keyed_locks::KeyedLocks,
     fetches: AtomicU64,
 }
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{config::StaticToken, vocab::entity_ref::EntityRef};
 
-pub use crate::vocab::principal::{Principal, ROLES};
+use crate::vocab::principal::Principal;
 
 /// A plugin calling without a user has exactly what configuration grants its subject
 /// (`auth.roles` and `auth.groups` by `plugin:<id>`), nothing by default.

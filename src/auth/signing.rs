@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 use crate::{
     db::entities::signing_key,
-    provisioning::secrets::{Sealed, SecretBox},
+    vocab::secret_box::{Sealed, SecretBox},
 };
 
 /// Tokens are signed fresh for each call; a short life limits what a leaked one is worth.
@@ -311,7 +311,7 @@ pub async fn outgoing_for(settings: &crate::config::Settings) -> anyhow::Result<
     // Never seal a new signing key with a key that is not the database's.
     crate::provisioning::secrets::check_secrets_key(&db, &secrets)
         .await
-        .map_err(|e| anyhow::anyhow!(crate::db::redact(&e.to_string())))?;
+        .map_err(|e| anyhow::anyhow!(crate::vocab::redact::redact(&e.to_string())))?;
     signer.rotate_if_due(&db, &secrets).await?;
     db.close().await.ok();
     Ok(outgoing)

@@ -6,10 +6,6 @@ pub mod provider;
 pub mod refresh;
 pub mod register;
 
-pub use crate::vocab::entity_ref::{
-    EntityRef, is_valid_entity_name, is_valid_namespace, is_valid_tag,
-};
-
 use crate::config::Settings;
 
 /// The URL of paved's catalog document (the templates and the pages' locations), as

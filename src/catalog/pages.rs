@@ -30,7 +30,7 @@ use tokio::sync::Mutex;
 use super::{provider, refresh::location_entity_name};
 use crate::{config::Settings, db::entities::resource, templates::Catalog};
 
-pub use crate::vocab::bucket::{BUCKETS, POSTGRES_BUCKET_SQL, bucket_of};
+use crate::vocab::bucket::{BUCKETS, bucket_of};
 
 /// How far behind the newest change seen a late commit may land and still be noticed: rows
 /// are written with the writer's clock inside transactions, so a row can become visible after

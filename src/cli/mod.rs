@@ -268,7 +268,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Migrate => with_runtime(&cli.config, |settings| async move {
             let conn = db::connect(&settings.database).await?;
             let applied = db::migrate(&conn).await?;
-            tracing::info!(applied, database = %db::redact(&settings.database.url), "database schema is current");
+            tracing::info!(applied, database = %crate::vocab::redact::redact(&settings.database.url), "database schema is current");
             Ok(())
         }),
     }
@@ -284,7 +284,7 @@ async fn reseal(settings: &Settings) -> anyhow::Result<()> {
     let secrets = app::secret_box(settings)?;
     let done = crate::provisioning::secrets::reseal_all(&conn, &secrets)
         .await
-        .map_err(|e| anyhow::anyhow!(db::redact(&e.to_string())))?;
+        .map_err(|e| anyhow::anyhow!(crate::vocab::redact::redact(&e.to_string())))?;
     conn.close().await.ok();
     println!(
         "re-sealed {} credentials and {} signing keys with secrets.key (key id {})",

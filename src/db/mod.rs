@@ -71,5 +71,3 @@ pub async fn schema_is_current(db: &DatabaseConnection) -> Result<bool, DbErr> {
         .await?
         .is_empty())
 }
-
-pub use crate::vocab::redact::redact;

@@ -105,7 +105,7 @@ impl Runner {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(worker = %name, error = %crate::db::redact(&e.to_string()), "cannot claim jobs; retrying");
+                    tracing::warn!(worker = %name, error = %crate::vocab::redact::redact(&e.to_string()), "cannot claim jobs; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

@@ -71,11 +71,11 @@ pub async fn listen_for_jobs(url: String, wake: std::sync::Arc<tokio::sync::Noti
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %crate::db::redact(&e.to_string()), "LISTEN failed")
+                    tracing::warn!(error = %crate::vocab::redact::redact(&e.to_string()), "LISTEN failed")
                 }
             },
             Err(e) => {
-                tracing::warn!(error = %crate::db::redact(&e.to_string()), "job listener cannot connect")
+                tracing::warn!(error = %crate::vocab::redact::redact(&e.to_string()), "job listener cannot connect")
             }
         }
         tokio::time::sleep(delay).await;

@@ -17,7 +17,7 @@ use sea_orm::{
 };
 
 use crate::db::entities::{secret, secret_key, signing_key};
-pub use crate::vocab::secret_box::{Sealed, SecretBox, secret_context};
+use crate::vocab::secret_box::{Sealed, SecretBox, secret_context};
 
 const CHECK_PLAINTEXT: &[u8] = b"paved secrets.key check";
 

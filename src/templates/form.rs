@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use jsonschema::{ValidationError, Validator, error::ValidationErrorKind};
 use serde_json::{Map, Value};
 
-pub use crate::vocab::field_error::FieldError;
+use crate::vocab::field_error::FieldError;
 
 /// Values that passed the form: an object, with defaults applied. Only [`Form::validate`]
 /// makes one, so holding it proves the check ran.

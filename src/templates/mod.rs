@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-pub use form::{FieldError, Form, ValidValues};
+use crate::vocab::field_error::FieldError;
+pub use form::{Form, ValidValues};
 pub use render::{Context, RenderError, Renderer};
 pub use store::{Catalog, LoadProblem, TemplateStore};
 

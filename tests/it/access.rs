@@ -151,7 +151,7 @@ impl Ctx {
             created_at: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),
-            catalog_bucket: Set(paved::catalog::pages::bucket_of(&id)),
+            catalog_bucket: Set(paved::vocab::bucket::bucket_of(&id)),
         })
         .exec(&self.db)
         .await
@@ -169,7 +169,7 @@ impl Ctx {
             .exec(&self.db)
             .await
             .unwrap();
-        let sealed = paved::provisioning::secrets::SecretBox::from_base64(&self.key)
+        let sealed = paved::vocab::secret_box::SecretBox::from_base64(&self.key)
             .unwrap()
             .seal(
                 br#"{"cache":{"password":"x"}}"#,

@@ -741,7 +741,7 @@ async fn lists_page_alike(engine: Engine) {
     let add_resource = |n: usize| {
         let id = uuid::Uuid::now_v7().to_string();
         resource::ActiveModel {
-            catalog_bucket: Set(paved::catalog::pages::bucket_of(&id)),
+            catalog_bucket: Set(paved::vocab::bucket::bucket_of(&id)),
             id: Set(id),
             entity_name: Set(format!("pages-res-{n}")),
             offering: Set("postgres-database".into()),

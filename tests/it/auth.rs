@@ -432,7 +432,7 @@ async fn verify_with_paveds_keys(app: &TestApp, token: &str, aud: &str) -> Value
 #[tokio::test]
 async fn signing_keys_rotate_and_stay_published_until_their_tokens_expire() {
     use paved::auth::signing::{Signer, published_keys};
-    use paved::provisioning::secrets::SecretBox;
+    use paved::vocab::secret_box::SecretBox;
     for engine in [DbEngine::Sqlite, DbEngine::Postgres] {
         let (_db, conn) = common::migrated(engine).await;
         let secrets = SecretBox::from_base64(&SecretBox::generate_key()).unwrap();
@@ -570,7 +570,7 @@ fn t0() -> chrono::DateTime<chrono::Utc> {
 /// them.
 fn verifier(
     url: &str,
-    clock: &paved::clock::Clock,
+    clock: &paved::vocab::clock::Clock,
     tune: impl FnOnce(&mut paved::config::AuthSettings),
 ) -> (
     Arc<paved::auth::backstage::BackstageTokens>,
@@ -592,7 +592,7 @@ fn verifier(
 }
 
 /// A plugin token from the scaffolder without a user, issued at the clock's time.
-fn service_token(k: &Key, clock: &paved::clock::Clock) -> String {
+fn service_token(k: &Key, clock: &paved::vocab::clock::Clock) -> String {
     let iat = clock.now().timestamp();
     sign(
         k,
@@ -606,7 +606,7 @@ async fn a_valid_token_never_waits_behind_forged_kids_and_refetches_are_single_f
  {
     let good_key = key("plugin-1");
     let (backstage, url) = StandIn::start(vec![good_key.jwk.clone()]).await;
-    let clock = paved::clock::Clock::fixed(t0());
+    let clock = paved::vocab::clock::Clock::fixed(t0());
     let (tokens, auth) = verifier(&url, &clock, |a| a.jwks_refetch_seconds = 10);
     let secs = |s: i64| chrono::Duration::seconds(s);
 
@@ -695,7 +695,7 @@ async fn a_valid_token_never_waits_behind_forged_kids_and_refetches_are_single_f
 async fn a_key_removed_from_backstage_stops_verifying_within_the_max_age() {
     let (old, new) = (key("plugin-old"), key("plugin-new"));
     let (backstage, url) = StandIn::start(vec![old.jwk.clone()]).await;
-    let clock = paved::clock::Clock::fixed(t0());
+    let clock = paved::vocab::clock::Clock::fixed(t0());
     let (tokens, auth) = verifier(&url, &clock, |a| {
         a.jwks_refetch_seconds = 10;
         a.jwks_max_age_seconds = 300;
@@ -756,7 +756,7 @@ async fn a_key_removed_from_backstage_stops_verifying_within_the_max_age() {
 async fn token_times_are_checked_with_a_small_leeway_and_a_bounded_lifetime() {
     let k = key("plugin-1");
     let (_backstage, url) = StandIn::start(vec![k.jwk.clone()]).await;
-    let clock = paved::clock::Clock::fixed(t0());
+    let clock = paved::vocab::clock::Clock::fixed(t0());
     let (tokens, auth) = verifier(&url, &clock, |_| {});
     assert_eq!(auth.token_leeway_seconds, 5, "default leeway");
     assert_eq!(auth.token_max_lifetime_seconds, 3600, "default lifetime");

@@ -332,7 +332,7 @@ fn run(cmd: &mut Command, what: &str) -> std::process::Output {
 /// One sealing key for the whole run (a restarted paved must open what it sealed).
 fn secrets_key() -> String {
     static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    KEY.get_or_init(paved::provisioning::secrets::SecretBox::generate_key)
+    KEY.get_or_init(paved::vocab::secret_box::SecretBox::generate_key)
         .clone()
 }
 

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{Duration, Utc};
 use common::{Engine as DbEngine, TestApp, TestDb, settings};
 use paved::{
-    catalog::pages::{Layout, POSTGRES_BUCKET_SQL, bucket_of},
+    catalog::pages::Layout,
     db::entities::resource,
+    vocab::bucket::{POSTGRES_BUCKET_SQL, bucket_of},
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait,

@@ -31,7 +31,7 @@ impl Server {
             .env("PAVED_ENGINE__WORKERS", "0")
             .env(
                 "PAVED_SECRETS__KEY",
-                paved::provisioning::secrets::SecretBox::generate_key(),
+                paved::vocab::secret_box::SecretBox::generate_key(),
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -666,7 +666,7 @@ fn human_logs_written_to_a_pipe_carry_no_colour_escapes() {
 
 #[test]
 fn config_check_prints_the_effective_configuration_with_secrets_masked() {
-    let key = paved::provisioning::secrets::SecretBox::generate_key();
+    let key = paved::vocab::secret_box::SecretBox::generate_key();
     let out = paved()
         .args(["config", "check"])
         .env("PAVED_SECRETS__KEY", &key)
@@ -770,7 +770,7 @@ fn config_schema_is_committed_current_and_agrees_with_what_paved_accepts() {
         ])
         .env(
             "PAVED_SECRETS__KEY",
-            paved::provisioning::secrets::SecretBox::generate_key(),
+            paved::vocab::secret_box::SecretBox::generate_key(),
         )
         .output()
         .unwrap();
@@ -790,7 +790,7 @@ fn config_schema_is_committed_current_and_agrees_with_what_paved_accepts() {
     };
     let lenient = json!({
         "backstage": {"plugin_id": 123, "token": 42},
-        "secrets": {"previous_keys": paved::provisioning::secrets::SecretBox::generate_key()},
+        "secrets": {"previous_keys": paved::vocab::secret_box::SecretBox::generate_key()},
         "server": {"public_url": ""},
     });
     assert_eq!(problems(&lenient), Vec::<String>::new());

@@ -1611,7 +1611,7 @@ async fn cost_insights_daily_costs_come_from_resource_history() {
     let noon = insights_today().and_hms_opt(12, 0, 0).unwrap().and_utc();
     let app = TestApp::spawn_with_clock(
         with_workers(settings(&db.url), 1),
-        paved::clock::Clock::fixed(noon),
+        paved::vocab::clock::Clock::fixed(noon),
     )
     .await;
     let conn = db_of(&db.url).await;

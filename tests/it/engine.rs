@@ -10,7 +10,8 @@ use common::{
     kit::{call, order, unique as name, wait_final, with_workers},
     settings,
 };
-use paved::provisioning::{drivers::Drivers, engine::Engine, secrets::SecretBox};
+use paved::provisioning::{drivers::Drivers, engine::Engine};
+use paved::vocab::secret_box::SecretBox;
 use sea_orm::sqlx::{self, Connection, postgres::PgConnection};
 use serde_json::{Value, json};
 

@@ -245,7 +245,7 @@ fn serve(db_url: &str, port: u16, key: &str) -> Child {
 #[tokio::test]
 async fn paved_killed_mid_request_loses_nothing_and_provisions_each_request_once() {
     let db = TestDb::new(DbEngine::Postgres).await;
-    let key = paved::provisioning::secrets::SecretBox::generate_key();
+    let key = paved::vocab::secret_box::SecretBox::generate_key();
     let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}/api/paved/v1");
     let _ = rustls::crypto::ring::default_provider().install_default();

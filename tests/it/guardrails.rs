@@ -266,7 +266,7 @@ async fn team_budgets_and_spend() {
     let month_start =
         chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, 1, 0, 0, 0).unwrap();
     let now = month_start + chrono::Duration::hours(10);
-    let app = TestApp::spawn_with_clock(s, paved::clock::Clock::fixed(now)).await;
+    let app = TestApp::spawn_with_clock(s, paved::vocab::clock::Clock::fixed(now)).await;
 
     let (_, b) = call(
         &app,
@@ -363,7 +363,7 @@ async fn team_budgets_and_spend() {
             created_at: Set(month_start),
             updated_at: Set(month_start),
             deleted_at: Set(None),
-            catalog_bucket: Set(paved::catalog::pages::bucket_of(id)),
+            catalog_bucket: Set(paved::vocab::bucket::bucket_of(id)),
         })
         .exec(&conn)
         .await

@@ -48,7 +48,7 @@ async fn run(engine: DbEngine) {
             .env("PAVED_DATABASE__MAX_CONNECTIONS", "8")
             .env(
                 "PAVED_SECRETS__KEY",
-                paved::provisioning::secrets::SecretBox::generate_key(),
+                paved::vocab::secret_box::SecretBox::generate_key(),
             )
             // Orders are stored and queued, not provisioned: this is about the service.
             .env("PAVED_ENGINE__WORKERS", "0")

@@ -11,7 +11,7 @@ use paved::{
     app::Application,
     config::Settings,
     db::entities::{secret, secret_key, signing_key},
-    provisioning::secrets::SecretBox,
+    vocab::secret_box::SecretBox,
 };
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};

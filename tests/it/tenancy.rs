@@ -1178,7 +1178,7 @@ fn paved_serve_warns_about_its_targets_at_start_up() {
         .env("PAVED_ENGINE__WORKERS", "0")
         .env(
             "PAVED_SECRETS__KEY",
-            paved::provisioning::secrets::SecretBox::generate_key(),
+            paved::vocab::secret_box::SecretBox::generate_key(),
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

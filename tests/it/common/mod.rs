@@ -144,11 +144,14 @@ pub struct TestApp {
 impl TestApp {
     /// Starts paved with `settings`; waits until it is ready when migrations run at start.
     pub async fn spawn(settings: Settings) -> Self {
-        Self::spawn_with_clock(settings, paved::clock::Clock::system()).await
+        Self::spawn_with_clock(settings, paved::vocab::clock::Clock::system()).await
     }
 
     /// As `spawn`, reading time from `clock` (a fixed one makes cost figures exact).
-    pub async fn spawn_with_clock(mut settings: Settings, clock: paved::clock::Clock) -> Self {
+    pub async fn spawn_with_clock(
+        mut settings: Settings,
+        clock: paved::vocab::clock::Clock,
+    ) -> Self {
         // The test's own eyes: `get_json` reads as a platform-admin that takes no part in the
         // test, so a test sees every request whoever placed it.
         settings.auth.static_tokens.push(static_token(
