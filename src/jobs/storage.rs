@@ -27,21 +27,14 @@ pub async fn enqueue<C: ConnectionTrait>(
 ) -> Result<String, DbErr> {
     let now = Utc::now();
     let id = Uuid::now_v7().to_string();
-    job::Entity::insert(job::ActiveModel {
-        id: Set(id.clone()),
-        kind: Set(kind.into()),
-        request_id: Set(Some(request_id.into())),
-        payload: Set(payload),
-        status: Set("queued".into()),
-        run_at: Set(now),
-        attempts: Set(0),
-        max_attempts: Set(max_attempts),
-        locked_by: Set(None),
-        locked_until: Set(None),
-        last_error: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
+    job::Entity::insert(queued_row(
+        &id,
+        kind,
+        Some(request_id),
+        max_attempts,
+        payload,
+        now,
+    ))
     .exec(conn)
     .await?;
     // Wakes idle workers of every replica once the transaction commits.
@@ -288,28 +281,14 @@ pub async fn enqueue_unique<C: ConnectionTrait>(
     payload: Value,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let inserted = job::Entity::insert(job::ActiveModel {
-        id: Set(id.to_owned()),
-        kind: Set(kind.into()),
-        request_id: Set(None),
-        payload: Set(payload),
-        status: Set("queued".into()),
-        run_at: Set(now),
-        attempts: Set(0),
-        max_attempts: Set(max_attempts),
-        locked_by: Set(None),
-        locked_until: Set(None),
-        last_error: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .on_conflict(
-        sea_orm::sea_query::OnConflict::column(job::Column::Id)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(conn)
-    .await?;
+    let inserted = job::Entity::insert(queued_row(id, kind, None, max_attempts, payload, now))
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(job::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
     if inserted == 1 && conn.get_database_backend() == sea_orm::DbBackend::Postgres {
         conn.execute_unprepared(&format!("NOTIFY {WAKE_CHANNEL}"))
             .await?;
@@ -371,4 +350,30 @@ pub async fn depth_by_kind(
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// A job row waiting to run from `now`, as every enqueue writes it.
+fn queued_row(
+    id: &str,
+    kind: &str,
+    request_id: Option<&str>,
+    max_attempts: i32,
+    payload: Value,
+    now: DateTime<Utc>,
+) -> job::ActiveModel {
+    job::ActiveModel {
+        id: Set(id.to_owned()),
+        kind: Set(kind.into()),
+        request_id: Set(request_id.map(str::to_owned)),
+        payload: Set(payload),
+        status: Set("queued".into()),
+        run_at: Set(now),
+        attempts: Set(0),
+        max_attempts: Set(max_attempts),
+        locked_by: Set(None),
+        locked_until: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
 }
