@@ -52,7 +52,7 @@ async fn main() {
     s.templates.dir = root.join("templates");
     s.policies.dir = root.join("policies");
     s.cost.pricebook = root.join("pricing.yaml");
-    s.secrets.key = Some(SecretBox::generate_key());
+    s.secrets.key = Some(SecretBox::generate_key().into());
     s.engine.workers = 2;
     s.log.level = "warn".into();
     let app = Application::build(s.clone()).await.unwrap();

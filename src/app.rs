@@ -267,7 +267,7 @@ impl Application {
                     }
                 });
             }
-            if !settings.database.url.starts_with("sqlite:") {
+            if !settings.database.is_sqlite() {
                 background.spawn(crate::jobs::storage::listen_for_jobs(
                     settings.database.url.clone(),
                     state.0.wake.clone(),

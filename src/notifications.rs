@@ -162,7 +162,11 @@ impl Notifier {
         if let Some(url) = &s.notifications.webhook_url {
             channels.push(Channel::Webhook {
                 url: url.clone(),
-                token: s.notifications.webhook_token.clone(),
+                token: s
+                    .notifications
+                    .webhook_token
+                    .as_ref()
+                    .map(|t| t.expose().to_owned()),
             });
         }
         Self {

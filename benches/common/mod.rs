@@ -21,7 +21,7 @@ pub fn settings(db_url: &str) -> Settings {
     s.templates.dir = root.join("templates");
     s.policies.dir = root.join("policies");
     s.cost.pricebook = root.join("pricing.yaml");
-    s.secrets.key = Some(SecretBox::generate_key());
+    s.secrets.key = Some(SecretBox::generate_key().into());
     s.log.level = "warn".into();
     s
 }

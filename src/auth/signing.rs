@@ -250,7 +250,7 @@ impl Outgoing {
             ))
         };
         match (settings.backstage_auth(), &settings.backstage.token) {
-            (BackstageAuth::Static, Some(t)) => Outgoing::Static(t.as_str().into()),
+            (BackstageAuth::Static, Some(t)) => Outgoing::Static(t.expose().into()),
             (BackstageAuth::Plugin, _) => Outgoing::Plugin(signer()),
             // Static without a token does not pass config validation.
             _ => Outgoing::External(

@@ -11,14 +11,14 @@ pub struct SecretsSettings {
     /// Base64 of 32 random bytes (`openssl rand -base64 32`) sealing credentials at rest.
     /// Required unless paved runs on its embedded default (SQLite), which keeps a generated
     /// key in `.paved/secrets.key`.
-    #[serde(deserialize_with = "opt_string")]
+    #[serde(deserialize_with = "opt_secret")]
     #[schemars(schema_with = "opt_string_schema")]
-    pub key: Option<String>,
+    pub key: Option<Secret>,
     /// Keys that only open what they sealed before a rotation (`paved secrets reseal` moves
     /// it to `key`); nothing is sealed with them.
     #[serde(deserialize_with = "secret_list")]
     #[schemars(schema_with = "secret_list_schema")]
-    pub previous_keys: Vec<String>,
+    pub previous_keys: Vec<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -88,6 +88,6 @@ pub struct StaticToken {
 
 impl std::fmt::Debug for SecretsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        super::fmt_masked(f, "SecretsSettings", self, &["key", "previous_keys"])
+        super::fmt_masked(f, "SecretsSettings", self)
     }
 }

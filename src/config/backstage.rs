@@ -48,9 +48,9 @@ pub struct BackstageSettings {
     /// locations, notifications). Unset: `static` when `token` is set, else `external-jwks`.
     pub auth: Option<BackstageAuth>,
     /// A static externalAccess token (`auth: static`).
-    #[serde(deserialize_with = "opt_string")]
+    #[serde(deserialize_with = "opt_secret")]
     #[schemars(schema_with = "opt_string_schema")]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// `iss` of the tokens paved signs for `auth: external-jwks`; the jwks entry's `issuer`.
     #[serde(deserialize_with = "string")]
     #[schemars(schema_with = "string_schema")]
@@ -115,6 +115,6 @@ impl BackstageAuth {
 
 impl std::fmt::Debug for BackstageSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        super::fmt_masked(f, "BackstageSettings", self, &["token"])
+        super::fmt_masked(f, "BackstageSettings", self)
     }
 }

@@ -11,11 +11,7 @@ impl Settings {
             from_env: None,
         };
         self.check_anonymous()?;
-        let url = &self.database.url;
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
+        if self.database.backend().is_none() {
             return Err(err(
                 "database.url",
                 "must start with sqlite:, postgres:// or postgresql://".into(),
@@ -67,15 +63,15 @@ impl Settings {
             }
         }
         for (i, k) in self.secrets.previous_keys.iter().enumerate() {
-            crate::vocab::secret_box::SecretBox::from_base64(k)
+            crate::vocab::secret_box::SecretBox::from_base64(k.expose())
                 .map_err(|m| err(&format!("secrets.previous_keys[{i}]"), m))?;
         }
         if let Some(k) = &self.secrets.key {
-            crate::vocab::secret_box::SecretBox::from_base64(k)
+            crate::vocab::secret_box::SecretBox::from_base64(k.expose())
                 .map_err(|m| err("secrets.key", m))?
-                .with_previous(&self.secrets.previous_keys)
+                .with_previous(self.secrets.previous_keys.iter().map(Secret::expose))
                 .map_err(|(i, m)| err(&format!("secrets.previous_keys[{i}]"), m))?;
-        } else if !self.database.url.starts_with("sqlite:") {
+        } else if !self.database.is_sqlite() {
             return Err(err(
                 "secrets.key",
                 "is required outside the embedded SQLite default (generate one with `openssl rand -base64 32`)".into(),

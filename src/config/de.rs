@@ -5,6 +5,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::Secret;
+
 /// Deserializes a string from any scalar, so `PAVED_BACKSTAGE__PLUGIN_ID=123` is "123".
 pub(super) fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     match Value::deserialize(d)? {
@@ -26,17 +28,22 @@ pub(super) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Strin
     }
 }
 
+/// An optional secret: empty text is unset, as for `opt_string`.
+pub(super) fn opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    opt_string(d).map(|s| s.map(Secret::from))
+}
+
 /// A list of keys: one string or a list of strings. Errors never quote a value (they are keys).
-pub(super) fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(super) fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(Vec::new()),
         Value::String(s) if s.trim().is_empty() => Ok(Vec::new()),
-        Value::String(s) => Ok(vec![s]),
+        Value::String(s) => Ok(vec![s.into()]),
         Value::Array(items) => items
             .into_iter()
             .enumerate()
             .map(|(i, v)| match v {
-                Value::String(s) => Ok(s),
+                Value::String(s) => Ok(s.into()),
                 other => Err(serde::de::Error::custom(format!(
                     "item {i}: expected a base64 key, found {}",
                     kind(&other)

@@ -17,9 +17,9 @@ pub struct NotificationsSettings {
     #[schemars(schema_with = "opt_string_schema")]
     pub webhook_url: Option<String>,
     /// Bearer token for the webhook.
-    #[serde(deserialize_with = "opt_string")]
+    #[serde(deserialize_with = "opt_secret")]
     #[schemars(schema_with = "opt_string_schema")]
-    pub webhook_token: Option<String>,
+    pub webhook_token: Option<Secret>,
     /// Delivery attempts per notification and channel before it is given up.
     pub max_attempts: i32,
     /// First retry delay; doubles per attempt up to `retry_max_seconds`.
@@ -76,6 +76,6 @@ impl Default for EngineSettings {
 
 impl std::fmt::Debug for NotificationsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        super::fmt_masked(f, "NotificationsSettings", self, &["webhook_token"])
+        super::fmt_masked(f, "NotificationsSettings", self)
     }
 }

@@ -19,6 +19,7 @@ mod engine;
 mod guardrails;
 mod load;
 mod runtime;
+mod secret;
 
 pub use auth::*;
 pub use backstage::*;
@@ -28,6 +29,7 @@ pub use engine::*;
 pub use guardrails::*;
 use load::*;
 pub use runtime::*;
+pub use secret::Secret;
 
 pub const ENV_PREFIX: &str = "PAVED_";
 pub const CONFIG_ENV: &str = "PAVED_CONFIG";
@@ -87,18 +89,8 @@ impl Settings {
 
     /// The effective configuration to show a person: secret values and URL passwords masked.
     pub fn masked(&self) -> Value {
+        // Secrets serialize as `***` (see `Secret`); URLs may carry passwords of their own.
         let mut v = serde_json::to_value(self).expect("settings serialize");
-        for path in [
-            &["secrets", "key"][..],
-            &["secrets", "previous_keys"],
-            &["backstage", "token"],
-            &["notifications", "webhook_token"],
-        ] {
-            let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-            if get_path(&v, &path).is_some_and(|x| !x.is_null()) {
-                set_path(&mut v, &path, Value::String("***".into()));
-            }
-        }
         mask_url_passwords(&mut v);
         v
     }
@@ -181,22 +173,15 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Debug of a section with its secrets masked (as `paved config check` shows them), so a
-/// `{:?}` in a log line or a panic never prints a key, a token or a URL's password.
+/// Debug of a section as `paved config check` shows it ([`Secret`]s serialize masked, URL
+/// passwords are masked here), so a `{:?}` in a log line or a panic never prints a key, a
+/// token or a URL's password.
 fn fmt_masked<T: Serialize>(
     f: &mut std::fmt::Formatter<'_>,
     name: &str,
     section: &T,
-    secret_fields: &[&str],
 ) -> std::fmt::Result {
     let mut v = serde_json::to_value(section).map_err(|_| std::fmt::Error)?;
-    if let Value::Object(m) = &mut v {
-        for k in secret_fields {
-            if m.get(*k).is_some_and(|x| !x.is_null()) {
-                m.insert((*k).to_owned(), Value::String("***".into()));
-            }
-        }
-    }
     mask_url_passwords(&mut v);
     write!(f, "{name} {v}")
 }
@@ -419,7 +404,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(s.secrets.previous_keys, vec![old.clone()]);
+        assert_eq!(s.secrets.previous_keys, vec![Secret::from(old.clone())]);
         // One key without brackets is a list of one.
         let s =
             Settings::load(None, env(&[("PAVED_SECRETS__PREVIOUS_KEYS", old.as_str())])).unwrap();
@@ -582,7 +567,10 @@ mod tests {
         assert_eq!(s.plugin_base_path(), "/api/0x1f");
         assert_eq!(s.database.max_connections, 3);
         assert_eq!(s.auth.allow_anonymous, Some(false));
-        assert_eq!(s.backstage.token.as_deref(), Some("12345"));
+        assert_eq!(
+            s.backstage.token.as_ref().map(Secret::expose),
+            Some("12345")
+        );
         // One entry of a table changes that entry only; the whole table replaces it and
         // leaves the rest of its section as it was.
         let s = Settings::load(

@@ -57,6 +57,33 @@ pub struct DatabaseSettings {
     pub migrate_on_start: bool,
 }
 
+/// Which engine `database.url` names (checked once at load: nothing else parses the scheme).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseBackend {
+    /// The embedded default: one process, in-process locks.
+    Sqlite,
+    /// Shared by replicas: `FOR UPDATE SKIP LOCKED`, advisory locks, LISTEN/NOTIFY.
+    Postgres,
+}
+
+impl DatabaseSettings {
+    /// The backend of `url`; `None` for a scheme paved does not run on (refused at load).
+    pub fn backend(&self) -> Option<DatabaseBackend> {
+        let url = self.url.as_str();
+        if url.starts_with("sqlite:") {
+            Some(DatabaseBackend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(DatabaseBackend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.backend() == Some(DatabaseBackend::Sqlite)
+    }
+}
+
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
@@ -115,6 +142,6 @@ impl Default for LogSettings {
 
 impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        super::fmt_masked(f, "DatabaseSettings", self, &[])
+        super::fmt_masked(f, "DatabaseSettings", self)
     }
 }

@@ -376,7 +376,9 @@ pub async fn check_secrets_key(
 /// `secrets.previous_keys` for reading what older keys sealed.
 pub fn secret_box(settings: &crate::config::Settings) -> anyhow::Result<SecretBox> {
     let current = match &settings.secrets.key {
-        Some(k) => SecretBox::from_base64(k).map_err(|e| anyhow::anyhow!("secrets.key: {e}"))?,
+        Some(k) => {
+            SecretBox::from_base64(k.expose()).map_err(|e| anyhow::anyhow!("secrets.key: {e}"))?
+        }
         None => {
             let path = std::path::Path::new(".paved/secrets.key");
             if !path.exists() {
@@ -394,7 +396,13 @@ pub fn secret_box(settings: &crate::config::Settings) -> anyhow::Result<SecretBo
         }
     };
     current
-        .with_previous(&settings.secrets.previous_keys)
+        .with_previous(
+            settings
+                .secrets
+                .previous_keys
+                .iter()
+                .map(crate::config::Secret::expose),
+        )
         .map_err(|(i, e)| anyhow::anyhow!("secrets.previous_keys[{i}]: {e}"))
 }
 
@@ -436,7 +444,7 @@ mod tests {
         let sealed = old.seal(b"hunter2", "r/password");
         let rotated = SecretBox::from_base64(&new_key)
             .unwrap()
-            .with_previous(std::slice::from_ref(&old_key))
+            .with_previous([old_key.as_str()])
             .unwrap();
         assert_eq!(rotated.previous_key_ids(), vec![old.key_id()]);
         assert_eq!(rotated.open(&sealed, "r/password").unwrap(), b"hunter2");

@@ -70,8 +70,11 @@ impl SecretBox {
     }
 
     /// Adds keys that only open (`secrets.previous_keys`). On a bad one: its index and why.
-    pub fn with_previous(mut self, keys: &[String]) -> Result<Self, (usize, String)> {
-        for (i, k) in keys.iter().enumerate() {
+    pub fn with_previous<'a>(
+        mut self,
+        keys: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, (usize, String)> {
+        for (i, k) in keys.into_iter().enumerate() {
             let key = Key::from_base64(k).map_err(|e| (i, e))?;
             if key.id == self.current.id {
                 return Err((i, "is secrets.key itself; list only older keys".into()));

@@ -514,7 +514,7 @@ async fn ctx() -> (TestDb, Ctx) {
     s.auth.catalog_groups_ttl_seconds = 0;
     // Every order waits for a lead's approval, so deciding can be tried by everyone.
     s.policies.data = json!({"guardrails": {"approval": {"above_monthly": 0}}});
-    let key = s.secrets.key.clone().unwrap();
+    let key = s.secrets.key.clone().unwrap().expose().to_owned();
     let app = TestApp::spawn(s).await;
     let conn = paved::db::connect(&settings(&db.url).database)
         .await

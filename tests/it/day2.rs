@@ -1225,7 +1225,12 @@ async fn unused_resources_are_found_from_usage_and_reported_with_their_savings()
     let notifier = paved::notifications::Notifier::from_settings(
         &s,
         &paved::auth::signing::Outgoing::Static(
-            s.backstage.token.clone().unwrap_or_default().into(),
+            s.backstage
+                .token
+                .as_ref()
+                .map(|t| t.expose().to_owned())
+                .unwrap_or_default()
+                .into(),
         ),
     );
     assert_eq!(

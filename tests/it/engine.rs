@@ -454,7 +454,7 @@ async fn a_worker_that_dies_mid_provision_is_replaced_and_nothing_runs_twice() {
     let db = TestDb::new(DbEngine::Postgres).await;
     let mut s = with_workers(settings(&db.url), 0);
     s.engine.lease_seconds = 2;
-    let key = s.secrets.key.clone().unwrap();
+    let key = s.secrets.key.clone().unwrap().expose().to_owned();
     let app = TestApp::spawn(s.clone()).await;
     let id = order(
         &app,

@@ -39,8 +39,8 @@ async fn stored_key_ids(s: &Settings) -> BTreeSet<String> {
 
 fn with_keys(base: &Settings, key: &str, previous: &[&str]) -> Settings {
     let mut s = base.clone();
-    s.secrets.key = Some(key.to_owned());
-    s.secrets.previous_keys = previous.iter().map(|k| k.to_string()).collect();
+    s.secrets.key = Some(key.into());
+    s.secrets.previous_keys = previous.iter().map(|k| (*k).into()).collect();
     s
 }
 
@@ -285,7 +285,7 @@ async fn a_wrong_key_found_after_start_stops_paved_before_anything_is_sealed() {
     let staging_name = staging.url.rsplit_once('/').unwrap().1.to_owned();
     {
         let mut s = settings(&staging.url);
-        s.secrets.key = Some(a.clone());
+        s.secrets.key = Some(a.clone().into());
         let conn = paved::db::connect(&s.database).await.unwrap();
         paved::db::migrate(&conn).await.unwrap();
         paved::app::check_secrets_key(&conn, &paved::app::secret_box(&s).unwrap())
@@ -298,7 +298,7 @@ async fn a_wrong_key_found_after_start_stops_paved_before_anything_is_sealed() {
     let live_name = format!("{staging_name}_live");
     let url = format!("{}/{live_name}", staging.url.rsplit_once('/').unwrap().0);
     let mut s = kit::with_workers(settings(&url), 1);
-    s.secrets.key = Some(b.clone());
+    s.secrets.key = Some(b.clone().into());
     let app = Application::build(s.clone())
         .await
         .expect("starts: the database is not there to check yet");

@@ -115,7 +115,7 @@ pub fn settings(db_url: &str) -> Settings {
     s.cost.pricebook = repo_path("pricing.yaml");
     // One key per test database, so a test that restarts paved on it restarts with the same
     // key (paved refuses a key that does not open the stored secrets).
-    s.secrets.key = Some(secrets_key_for(db_url));
+    s.secrets.key = Some(secrets_key_for(db_url).into());
     // Tests that provision turn workers on themselves, with names of their own.
     s.engine.workers = 0;
     s.templates.reload_interval_seconds = 0;
