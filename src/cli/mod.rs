@@ -170,102 +170,78 @@ pub enum TemplatesCommand {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    // The two documents are the same on every machine: they need no configuration.
     match cli.command {
         Command::Openapi => {
             println!("{}", openapi_json());
-            ExitCode::SUCCESS
-        }
-        Command::Templates {
-            command: TemplatesCommand::Lint { dir },
-        } => {
-            let settings = match load_settings(&cli.config) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            lint(
-                &dir.unwrap_or(settings.templates.dir),
-                &settings.cost.pricebook,
-            )
-        }
-        Command::Policy {
-            command: PolicyCommand::Test { dir },
-        } => {
-            let settings = match load_settings(&cli.config) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            policy_test(
-                &dir.unwrap_or(settings.policies.dir),
-                &settings.policies.data,
-            )
-        }
-        Command::Catalog {
-            command: CatalogCommand::Register { url, dry_run },
-        } => {
-            let settings = match load_settings(&cli.config) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            catalog_register(&settings, url, dry_run)
-        }
-        Command::Request {
-            server,
-            token,
-            command,
-        } => {
-            let settings = match load_settings(&cli.config) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            request(&settings, &server, token, command)
-        }
-        Command::Resource {
-            server,
-            token,
-            command,
-        } => {
-            let settings = match load_settings(&cli.config) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            resource(&settings, &server, token, command)
+            return ExitCode::SUCCESS;
         }
         Command::Config {
             command: ConfigCommand::Schema,
         } => {
             println!("{}", config_schema_json());
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
+        _ => {}
+    }
+    let settings = match Settings::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("paved: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Openapi
+        | Command::Config {
+            command: ConfigCommand::Schema,
+        } => unreachable!("answered above"),
+        Command::Templates {
+            command: TemplatesCommand::Lint { dir },
+        } => lint(
+            &dir.unwrap_or(settings.templates.dir),
+            &settings.cost.pricebook,
+        ),
+        Command::Policy {
+            command: PolicyCommand::Test { dir },
+        } => policy_test(
+            &dir.unwrap_or(settings.policies.dir),
+            &settings.policies.data,
+        ),
+        Command::Catalog {
+            command: CatalogCommand::Register { url, dry_run },
+        } => catalog_register(&settings, url, dry_run),
+        Command::Request {
+            server,
+            token,
+            command,
+        } => request(&settings, &server, token, command),
+        Command::Resource {
+            server,
+            token,
+            command,
+        } => resource(&settings, &server, token, command),
         Command::Config {
             command: ConfigCommand::Check,
-        } => {
-            let settings = match load_settings(&cli.config) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            match yaml_serde::to_string(&settings.masked()) {
-                Ok(text) => {
-                    print!("{text}");
-                    eprintln!("paved: the configuration is valid");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("paved: cannot print the configuration: {e}");
-                    ExitCode::FAILURE
-                }
+        } => match yaml_serde::to_string(&settings.masked()) {
+            Ok(text) => {
+                print!("{text}");
+                eprintln!("paved: the configuration is valid");
+                ExitCode::SUCCESS
             }
-        }
-        Command::Serve => with_runtime(&cli.config, |settings| async move {
+            Err(e) => {
+                eprintln!("paved: cannot print the configuration: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve => with_runtime(settings, |settings| async move {
             let app = app::Application::build(settings).await?;
             app.run_until(app::shutdown_signal()).await
         }),
         Command::Secrets {
             command: SecretsCommand::Reseal,
-        } => with_runtime(
-            &cli.config,
-            |settings| async move { reseal(&settings).await },
-        ),
-        Command::Migrate => with_runtime(&cli.config, |settings| async move {
+        } => with_runtime(settings, |settings| async move { reseal(&settings).await }),
+        Command::Migrate => with_runtime(settings, |settings| async move {
             let conn = db::connect(&settings.database).await?;
             let applied = db::migrate(&conn).await?;
             tracing::info!(applied, database = %crate::vocab::redact::redact(&settings.database.url), "database schema is current");
@@ -574,22 +550,11 @@ fn policy_test(dir: &std::path::Path, data: &serde_json::Value) -> ExitCode {
     }
 }
 
-fn load_settings(file: &Option<PathBuf>) -> Result<Settings, ExitCode> {
-    Settings::load(file.as_deref(), std::env::vars()).map_err(|e| {
-        eprintln!("paved: {e}");
-        ExitCode::from(2)
-    })
-}
-
-fn with_runtime<F, Fut>(file: &Option<PathBuf>, f: F) -> ExitCode
+fn with_runtime<F, Fut>(settings: Settings, f: F) -> ExitCode
 where
     F: FnOnce(Settings) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let settings = match load_settings(file) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
     telemetry::init_logs(&settings.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
