@@ -182,19 +182,22 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
-/// Base path Backstage strips before reporting `request.url` ("relative to the plugin router").
-const PLUGIN_BASE: &str = "/api/paved";
-
 /// Middleware: turns every error response into Backstage's envelope, whatever produced it
-/// (handlers, extractor rejections, the router's fallbacks, body limits).
-pub async fn error_envelope(req: Request, next: Next) -> Response {
+/// (handlers, extractor rejections, the router's fallbacks, body limits). Its state is the
+/// plugin base path (`/api/<plugin id>`), which Backstage strips before reporting
+/// `request.url` ("relative to the plugin router").
+pub async fn error_envelope(
+    axum::extract::State(plugin_base): axum::extract::State<std::sync::Arc<str>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().to_string();
     let uri = req.uri();
     let full = uri
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| uri.path().to_owned());
-    let url = match full.strip_prefix(PLUGIN_BASE) {
+    let url = match full.strip_prefix(&*plugin_base) {
         Some(rest) if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') => {
             if rest.is_empty() {
                 "/".to_owned()

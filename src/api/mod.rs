@@ -310,7 +310,10 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(http_metrics::record))
-                .layer(middleware::from_fn(error::error_envelope))
+                .layer(middleware::from_fn_with_state(
+                    std::sync::Arc::<str>::from(base.as_str()),
+                    error::error_envelope,
+                ))
                 // A panicking handler answers 500 in Backstage's shape instead of dropping
                 // the connection (and is logged).
                 .layer(tower_http::catch_panic::CatchPanicLayer::custom(

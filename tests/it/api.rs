@@ -945,3 +945,27 @@ async fn lists_page_alike_sqlite() {
 async fn lists_page_alike_postgres() {
     lists_page_alike(Engine::Postgres).await;
 }
+
+/// Under another plugin id the envelope's `request.url` is still relative to the plugin
+/// router, as Backstage reports it (the base path is not `/api/paved` everywhere).
+#[tokio::test]
+async fn the_envelope_is_relative_to_the_configured_plugin_base() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let mut s = settings(&db.url);
+    s.backstage.plugin_id = "infra".into();
+    let app = TestApp::spawn(s).await;
+    let r = app
+        .client
+        .get(app.url("/api/infra/v1/nope?x=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(
+        &r.json().await.unwrap(),
+        404,
+        "NotFoundError",
+        "GET",
+        "/v1/nope?x=1",
+    );
+    app.stop().await;
+}
