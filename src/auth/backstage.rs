@@ -18,7 +18,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Principal, groups::CatalogGroups, signing::Outgoing};
-use crate::{config::AuthSettings, vocab::clock::Clock};
+use crate::{
+    config::AuthSettings,
+    vocab::{clock::Clock, principal::Role},
+};
 
 const PLUGIN: &str = "vnd.backstage.plugin";
 const USER: &str = "vnd.backstage.user";
@@ -457,10 +460,10 @@ fn principal_for(
     if let Some(extra) = auth.groups.get(user) {
         groups.extend(extra.iter().cloned());
     }
-    let mut roles: BTreeSet<String> = ["developer".to_owned()].into();
+    let mut roles: BTreeSet<Role> = [Role::Developer].into();
     for (role, refs) in &auth.roles {
         if refs.iter().any(|r| r == user || groups.contains(r)) {
-            roles.insert(role.clone());
+            roles.insert(*role);
         }
     }
     Principal {

@@ -19,7 +19,7 @@ use crate::vocab::principal::Principal;
 fn grant_plugin(p: &mut Principal, auth: &crate::config::AuthSettings) {
     for (role, refs) in &auth.roles {
         if refs.iter().any(|r| r == &p.subject) {
-            p.roles.insert(role.clone());
+            p.roles.insert(*role);
         }
     }
     if let Some(groups) = auth.groups.get(&p.subject) {
@@ -37,11 +37,6 @@ pub struct StaticTokens(Vec<(String, Principal)>);
 
 impl StaticTokens {
     pub fn new(tokens: &[StaticToken]) -> Self {
-        let norm = |r: &str, kind: &str| {
-            EntityRef::parse(r, kind)
-                .map(|e| e.to_string())
-                .unwrap_or_else(|_| r.to_owned())
-        };
         Self(
             tokens
                 .iter()
@@ -49,9 +44,9 @@ impl StaticTokens {
                     (
                         t.sha256.clone(),
                         Principal {
-                            subject: norm(&t.subject, "user"),
-                            roles: t.roles.iter().cloned().collect(),
-                            groups: t.groups.iter().map(|g| norm(g, "group")).collect(),
+                            subject: t.subject.to_string(),
+                            roles: t.roles.iter().copied().collect(),
+                            groups: t.groups.iter().map(|g| g.to_string()).collect(),
                             via: None,
                         },
                     )
@@ -175,14 +170,16 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         let tokens = StaticTokens::new(&[StaticToken {
-            subject: "alice".into(),
+            subject: EntityRef::parse("alice", "user").unwrap(),
             sha256: hash,
-            roles: vec!["lead".into()],
-            groups: vec!["team-a".into()],
+            roles: vec![crate::vocab::principal::Role::Lead],
+            groups: vec![EntityRef::parse("team-a", "group").unwrap()],
         }]);
         let p = tokens.find("s3cret-token").unwrap();
         assert_eq!(p.subject, "user:default/alice");
-        assert!(p.has_role("lead") && p.member_of("group:default/team-a"));
+        assert!(
+            p.has_role(crate::vocab::principal::Role::Lead) && p.member_of("group:default/team-a")
+        );
         assert!(tokens.find("s3cret-tokeN").is_none());
         assert!(tokens.find("").is_none());
     }

@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::*;
+use crate::vocab::{entity_ref::EntityRef, principal::Role};
 
 #[derive(Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -35,7 +36,7 @@ pub struct AuthSettings {
     pub backstage_callers: Vec<String>,
     /// Extra roles by user or group ref, e.g. `{platform-admin: [group:default/platform-team]}`.
     /// Every Backstage user is a developer.
-    pub roles: std::collections::BTreeMap<String, Vec<String>>,
+    pub roles: std::collections::BTreeMap<Role, Vec<String>>,
     /// Groups by user ref, added to those the user's token and the catalog name.
     pub groups: std::collections::BTreeMap<String, Vec<String>>,
     /// A Backstage user's groups also come from the `memberOf` relations of their `User`
@@ -75,15 +76,18 @@ impl Default for AuthSettings {
 #[serde(deny_unknown_fields)]
 pub struct StaticToken {
     /// Entity ref the token acts as, e.g. `user:default/ci-bot`.
-    pub subject: String,
+    #[serde(deserialize_with = "user_ref")]
+    #[schemars(schema_with = "ref_schema")]
+    pub subject: EntityRef,
     /// Lower-case hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
     pub sha256: String,
     /// developer, lead, platform-admin.
     #[serde(default)]
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
     /// Groups (entity refs) the subject belongs to.
-    #[serde(default)]
-    pub groups: Vec<String>,
+    #[serde(default, deserialize_with = "group_refs")]
+    #[schemars(schema_with = "refs_schema")]
+    pub groups: Vec<EntityRef>,
 }
 
 impl std::fmt::Debug for SecretsSettings {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::Secret;
+use crate::vocab::entity_ref::EntityRef;
 
 /// Deserializes a string from any scalar, so `PAVED_BACKSTAGE__PLUGIN_ID=123` is "123".
 pub(super) fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -55,6 +56,32 @@ pub(super) fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>
             kind(&other)
         ))),
     }
+}
+
+/// A user's entity ref (`jane` is `user:default/jane`), checked by Backstage's rules.
+pub(super) fn user_ref<'de, D: Deserializer<'de>>(d: D) -> Result<EntityRef, D::Error> {
+    let s = string(d)?;
+    EntityRef::parse(&s, "user").map_err(serde::de::Error::custom)
+}
+
+/// Groups' entity refs (`team-a` is `group:default/team-a`).
+pub(super) fn group_refs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<EntityRef>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            EntityRef::parse(g, "group")
+                .map_err(|e| serde::de::Error::custom(format!("item {i}: {e}")))
+        })
+        .collect()
+}
+
+pub(super) fn ref_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string" })
+}
+
+pub(super) fn refs_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "array", "items": { "type": "string" } })
 }
 
 // What `string`, `opt_string` and `secret_list` accept, for the configuration's JSON Schema.

@@ -523,6 +523,50 @@ mod tests {
         assert!(err.to_string().contains("databse"), "{err}");
     }
 
+    /// Roles and entity refs are parsed where they are read: a typo names its key and the
+    /// known roles, and a token's refs come out normalized.
+    #[test]
+    fn roles_and_refs_are_parsed_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("paved.yaml");
+        std::fs::write(&f, "auth:\n  roles:\n    leed: [group:default/x]\n").unwrap();
+        let err = Settings::load(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("auth.roles") && err.contains("platform-admin"),
+            "{err}"
+        );
+        let hash = "a".repeat(64);
+        std::fs::write(
+            &f,
+            format!(
+                "auth:\n  static_tokens:\n    - {{subject: ci, sha256: {hash}, roles: [admin]}}\n"
+            ),
+        )
+        .unwrap();
+        let err = Settings::load(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("auth.static_tokens[0].roles") && err.contains("lead"),
+            "{err}"
+        );
+        std::fs::write(
+            &f,
+            format!("auth:\n  static_tokens:\n    - {{subject: \"a b\", sha256: {hash}}}\n"),
+        )
+        .unwrap();
+        let err = Settings::load(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("auth.static_tokens[0].subject"), "{err}");
+        std::fs::write(
+            &f,
+            format!("auth:\n  static_tokens:\n    - {{subject: ci, sha256: {hash}, roles: [lead], groups: [Team-A]}}\n"),
+        )
+        .unwrap();
+        let s = Settings::load(Some(&f), env(&[])).unwrap();
+        let t = &s.auth.static_tokens[0];
+        assert_eq!(t.subject.to_string(), "user:default/ci");
+        assert_eq!(t.roles, vec![crate::vocab::principal::Role::Lead]);
+        assert_eq!(t.groups[0].to_string(), "group:default/Team-A");
+    }
+
     #[test]
     fn missing_or_broken_file_is_reported() {
         let err = Settings::load(Some(Path::new("/nonexistent/paved.yaml")), env(&[])).unwrap_err();

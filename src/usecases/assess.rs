@@ -50,7 +50,7 @@ pub struct Inputs<'a> {
     /// Tells approvers when a request waits for them.
     pub notifier: &'a Notifier,
     /// Who holds which role beyond developer (`auth.roles`): platform-admins to notify.
-    pub roles: &'a std::collections::BTreeMap<String, Vec<String>>,
+    pub roles: &'a std::collections::BTreeMap<crate::vocab::principal::Role, Vec<String>>,
     /// The moment the order is assessed at (spend, prorating).
     pub now: DateTime<Utc>,
 }

@@ -107,7 +107,7 @@ pub(crate) mod testkit {
     pub fn person(subject: &str, roles: &[&str], groups: &[&str]) -> Principal {
         Principal {
             subject: subject.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
+            roles: roles.iter().map(|r| r.parse().unwrap()).collect(),
             groups: groups
                 .iter()
                 .map(|g| g.to_string())

@@ -184,7 +184,12 @@ async fn notify_approvers(inputs: &Inputs<'_>, request: &Request) {
         .unwrap_or_default();
     let mut recipients = vec![request.owner.clone()];
     if needs.iter().any(|(role, _)| role == "platform-admin") {
-        for r in inputs.roles.get("platform-admin").into_iter().flatten() {
+        for r in inputs
+            .roles
+            .get(&crate::vocab::principal::Role::PlatformAdmin)
+            .into_iter()
+            .flatten()
+        {
             let r = EntityRef::parse(r, "group")
                 .map(|e| e.to_string())
                 .unwrap_or_else(|_| r.clone());

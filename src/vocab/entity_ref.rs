@@ -60,6 +60,13 @@ impl EntityRef {
     }
 }
 
+/// Written as its text (`user:default/jane`), so settings holding refs serialize as they read.
+impl serde::Serialize for EntityRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for EntityRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}/{}", self.kind, self.namespace, self.name)

@@ -355,7 +355,7 @@ async fn notifications_reach_backstage_and_the_webhook_with_retries() {
     s.policies.data = json!({"guardrails": {"approval": {"above_monthly": 1}}});
     s.cost.budgets = [("group:default/team-a".to_owned(), 1.0)].into();
     s.auth.roles = [(
-        "platform-admin".to_owned(),
+        paved::vocab::principal::Role::PlatformAdmin,
         vec!["group:default/platform-team".to_owned()],
     )]
     .into();

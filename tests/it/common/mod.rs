@@ -291,6 +291,8 @@ pub fn sha256_hex(secret: &str) -> String {
 /// The token `TestApp::get_json` reads with (added to every spawned app's settings).
 pub const OBSERVER_TOKEN: &str = "test-observer-token";
 
+use paved::vocab::entity_ref::EntityRef;
+
 pub fn static_token(
     subject: &str,
     secret: &str,
@@ -298,10 +300,13 @@ pub fn static_token(
     groups: &[&str],
 ) -> paved::config::StaticToken {
     paved::config::StaticToken {
-        subject: subject.into(),
+        subject: EntityRef::parse(subject, "user").expect("a user ref"),
         sha256: sha256_hex(secret),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
+        roles: roles.iter().map(|r| r.parse().expect("a role")).collect(),
+        groups: groups
+            .iter()
+            .map(|g| EntityRef::parse(g, "group").expect("a group ref"))
+            .collect(),
     }
 }
 
