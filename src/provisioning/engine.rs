@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use super::drivers::{DriverError, Drivers, PartSpec, generate_password};
+use super::drivers::{DriverError, PartSpec, Provisioner, generate_password};
 
 mod provision;
 use crate::{
@@ -65,7 +65,8 @@ impl From<DriverError> for Stop {
 
 pub struct Engine {
     db: DatabaseConnection,
-    drivers: Drivers,
+    /// The real drivers in the app; tests put a fake or a wrapper in their place.
+    drivers: Arc<dyn Provisioner>,
     secrets: Arc<SecretBox>,
     settings: EngineSettings,
     wake: Arc<Notify>,
@@ -80,7 +81,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(
         db: DatabaseConnection,
-        drivers: Drivers,
+        drivers: Arc<dyn Provisioner>,
         secrets: Arc<SecretBox>,
         settings: EngineSettings,
         wake: Arc<Notify>,
@@ -591,14 +592,14 @@ impl Engine {
                             "update" => self.provisioned_part(&res_id, part_id).await?,
                             _ => None,
                         };
-                        let replaced = before.filter(|old| !Drivers::same_identity(old, &part));
+                        let replaced = before.filter(|old| !old.same_identity(&part));
                         if let Some(old) = &replaced
-                            && !Drivers::renamable(old)
+                            && !old.renamable()
                         {
                             return Err(Stop::Permanent(format!(
                                 "{part_id}: an update cannot rename it ({} to {}); its data would be lost. Order a new resource instead",
-                                Drivers::identity(old),
-                                Drivers::identity(&part)
+                                old.identity(),
+                                part.identity()
                             )));
                         }
                         let password = self.password(&res_id, part_id).await?;
@@ -649,8 +650,8 @@ impl Engine {
                         Ok(match &replaced {
                             Some(old) => format!(
                                 "{part_id} applied; {} replaced by {} and removed",
-                                Drivers::identity(old),
-                                Drivers::identity(&part)
+                                old.identity(),
+                                part.identity()
                             ),
                             None => format!("{part_id} applied"),
                         })
@@ -765,7 +766,7 @@ impl Engine {
                 "create" => doomed.push((p.id.clone(), part)),
                 "update" => {
                     let recorded = self.provisioned_part(&res_id, &p.id).await.ok().flatten();
-                    if recorded.is_some_and(|r| !Drivers::same_identity(&r, &part)) {
+                    if recorded.is_some_and(|r| !r.same_identity(&part)) {
                         doomed.push((p.id.clone(), part));
                     }
                 }

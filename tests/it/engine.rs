@@ -472,7 +472,7 @@ async fn a_worker_that_dies_mid_provision_is_replaced_and_nothing_runs_twice() {
     let make = || {
         Engine::new(
             conn.clone(),
-            Drivers::from_settings(&s.drivers),
+            Arc::new(Drivers::from_settings(&s.drivers)),
             secrets.clone(),
             s.engine.clone(),
             Arc::new(tokio::sync::Notify::new()),
