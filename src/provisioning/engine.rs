@@ -20,6 +20,8 @@ use uuid::Uuid;
 use super::drivers::{DriverError, PartSpec, Provisioner, generate_password};
 
 mod provision;
+#[cfg(test)]
+mod tests;
 use crate::{
     audit,
     config::EngineSettings,

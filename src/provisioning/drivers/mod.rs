@@ -3,8 +3,10 @@
 //! nothing of HTTP or Backstage.
 //!
 //! The engine and the day-2 jobs see them through [`Provisioner`]: [`Drivers`] is the real
-//! set, and tests can put another in its place.
+//! set, and tests put a fake (`fake::FakeDriver`) or a wrapper in its place.
 
+#[cfg(test)]
+pub mod fake;
 pub mod postgres;
 pub mod redis;
 pub mod settings;
