@@ -44,8 +44,6 @@ enum Stop {
     Permanent(String),
     /// Cancelled between steps.
     Cancelled,
-    /// Test hook: the worker "dies" here, leaving the job for its lease to expire.
-    Died,
     /// The process is stopping: the step in progress finished, the job goes back to the queue.
     HandOff,
 }
@@ -72,8 +70,6 @@ pub struct Engine {
     secrets: Arc<SecretBox>,
     settings: EngineSettings,
     wake: Arc<Notify>,
-    /// Test hook: pretend the worker dies right after this step succeeds.
-    die_after_step: Option<String>,
     /// Told about published and removed resources, when configured.
     catalog: Option<Arc<dyn super::catalog_sink::CatalogSink>>,
     /// Tells requesters and owners when a request fails.
@@ -94,7 +90,6 @@ impl Engine {
             secrets,
             settings,
             wake,
-            die_after_step: None,
             catalog: None,
             notifier: crate::notifications::Notifier::disabled(),
         }
@@ -124,12 +119,6 @@ impl Engine {
             let part_ids: Vec<&str> = spec.parts.iter().map(|p| p.id.as_str()).collect();
             c.removed(&spec.resource.name, resource_id, &part_ids);
         }
-    }
-
-    /// For crash tests only.
-    pub fn die_after_step(mut self, step: &str) -> Self {
-        self.die_after_step = Some(step.to_owned());
-        self
     }
 
     /// The runner settings this engine's workers use.
@@ -426,9 +415,6 @@ impl Engine {
                 }
             }
             result?;
-            if self.die_after_step.as_deref() == Some(name.as_str()) {
-                return Err(Stop::Died);
-            }
         }
         // Only once every step is recorded as succeeded: a reader never sees a succeeded
         // request with a step still running. A crash before this reruns no step, only this.
