@@ -220,7 +220,7 @@ impl Application {
         let engine = (settings.engine.workers > 0).then(|| {
             let mut engine = Engine::new(
                 state.db().clone(),
-                Drivers::from_settings(&settings.drivers),
+                Arc::new(Drivers::from_settings(&settings.drivers)),
                 state.0.secrets.clone(),
                 settings.engine.clone(),
                 state.0.wake.clone(),

@@ -12,7 +12,7 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::provisioning::drivers::{Difference, DriverError, Drivers};
+use crate::provisioning::drivers::{Difference, DriverError, Provisioner};
 use crate::{
     audit,
     db::entities::{drift_finding, drift_state, resource},
@@ -192,7 +192,7 @@ pub struct Checked {
 /// `actor` is who asked (a user for on-demand checks, [`DRIFT`] for the schedule).
 pub async fn check(
     db: &DatabaseConnection,
-    drivers: &Drivers,
+    drivers: &dyn Provisioner,
     notifier: &Notifier,
     res: &resource::Model,
     actor: &str,
@@ -535,7 +535,7 @@ pub struct Scanned {
 /// the scan.
 pub async fn scan(
     db: &DatabaseConnection,
-    drivers: &Drivers,
+    drivers: &dyn Provisioner,
     notifier: &Notifier,
     now: DateTime<Utc>,
 ) -> Result<Scanned, DbErr> {

@@ -16,7 +16,7 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::json;
 
-use crate::provisioning::drivers::Drivers;
+use crate::provisioning::drivers::Provisioner;
 use crate::{
     audit,
     db::entities::{resource, resource_notice, usage_sample},
@@ -59,7 +59,7 @@ pub async fn record_self_activity(
 /// Reads the usage of every part of `res` and stores it as of `now`.
 pub async fn sample_resource(
     db: &DatabaseConnection,
-    drivers: &Drivers,
+    drivers: &dyn Provisioner,
     res: &resource::Model,
     now: DateTime<Utc>,
 ) -> Result<(), String> {
@@ -90,7 +90,7 @@ pub async fn sample_resource(
 /// One sampling round over every ready resource; returns how many were sampled.
 pub async fn sample(
     db: &DatabaseConnection,
-    drivers: &Drivers,
+    drivers: &dyn Provisioner,
     now: DateTime<Utc>,
 ) -> Result<usize, DbErr> {
     let mut n = 0;

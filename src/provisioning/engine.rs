@@ -17,9 +17,11 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use super::drivers::{DriverError, Drivers, PartSpec, generate_password};
+use super::drivers::{DriverError, PartSpec, Provisioner, generate_password};
 
 mod provision;
+#[cfg(test)]
+mod tests;
 use crate::{
     audit,
     config::EngineSettings,
@@ -42,8 +44,6 @@ enum Stop {
     Permanent(String),
     /// Cancelled between steps.
     Cancelled,
-    /// Test hook: the worker "dies" here, leaving the job for its lease to expire.
-    Died,
     /// The process is stopping: the step in progress finished, the job goes back to the queue.
     HandOff,
 }
@@ -65,12 +65,11 @@ impl From<DriverError> for Stop {
 
 pub struct Engine {
     db: DatabaseConnection,
-    drivers: Drivers,
+    /// The real drivers in the app; tests put a fake or a wrapper in their place.
+    drivers: Arc<dyn Provisioner>,
     secrets: Arc<SecretBox>,
     settings: EngineSettings,
     wake: Arc<Notify>,
-    /// Test hook: pretend the worker dies right after this step succeeds.
-    die_after_step: Option<String>,
     /// Told about published and removed resources, when configured.
     catalog: Option<Arc<dyn super::catalog_sink::CatalogSink>>,
     /// Tells requesters and owners when a request fails.
@@ -80,7 +79,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(
         db: DatabaseConnection,
-        drivers: Drivers,
+        drivers: Arc<dyn Provisioner>,
         secrets: Arc<SecretBox>,
         settings: EngineSettings,
         wake: Arc<Notify>,
@@ -91,7 +90,6 @@ impl Engine {
             secrets,
             settings,
             wake,
-            die_after_step: None,
             catalog: None,
             notifier: crate::notifications::Notifier::disabled(),
         }
@@ -121,12 +119,6 @@ impl Engine {
             let part_ids: Vec<&str> = spec.parts.iter().map(|p| p.id.as_str()).collect();
             c.removed(&spec.resource.name, resource_id, &part_ids);
         }
-    }
-
-    /// For crash tests only.
-    pub fn die_after_step(mut self, step: &str) -> Self {
-        self.die_after_step = Some(step.to_owned());
-        self
     }
 
     /// The runner settings this engine's workers use.
@@ -423,9 +415,6 @@ impl Engine {
                 }
             }
             result?;
-            if self.die_after_step.as_deref() == Some(name.as_str()) {
-                return Err(Stop::Died);
-            }
         }
         // Only once every step is recorded as succeeded: a reader never sees a succeeded
         // request with a step still running. A crash before this reruns no step, only this.
@@ -591,14 +580,14 @@ impl Engine {
                             "update" => self.provisioned_part(&res_id, part_id).await?,
                             _ => None,
                         };
-                        let replaced = before.filter(|old| !Drivers::same_identity(old, &part));
+                        let replaced = before.filter(|old| !old.same_identity(&part));
                         if let Some(old) = &replaced
-                            && !Drivers::renamable(old)
+                            && !old.renamable()
                         {
                             return Err(Stop::Permanent(format!(
                                 "{part_id}: an update cannot rename it ({} to {}); its data would be lost. Order a new resource instead",
-                                Drivers::identity(old),
-                                Drivers::identity(&part)
+                                old.identity(),
+                                part.identity()
                             )));
                         }
                         let password = self.password(&res_id, part_id).await?;
@@ -649,8 +638,8 @@ impl Engine {
                         Ok(match &replaced {
                             Some(old) => format!(
                                 "{part_id} applied; {} replaced by {} and removed",
-                                Drivers::identity(old),
-                                Drivers::identity(&part)
+                                old.identity(),
+                                part.identity()
                             ),
                             None => format!("{part_id} applied"),
                         })
@@ -765,7 +754,7 @@ impl Engine {
                 "create" => doomed.push((p.id.clone(), part)),
                 "update" => {
                     let recorded = self.provisioned_part(&res_id, &p.id).await.ok().flatten();
-                    if recorded.is_some_and(|r| !Drivers::same_identity(&r, &part)) {
+                    if recorded.is_some_and(|r| !r.same_identity(&part)) {
                         doomed.push((p.id.clone(), part));
                     }
                 }

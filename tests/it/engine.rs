@@ -7,10 +7,14 @@ use std::{sync::Arc, time::Duration};
 
 use common::{
     Engine as DbEngine, Teardown, TestApp, TestDb,
+    fake_driver::DiesAfterApply,
     kit::{call, order, unique as name, wait_final, with_workers},
     settings,
 };
-use paved::provisioning::{drivers::Drivers, engine::Engine};
+use paved::provisioning::{
+    drivers::{Drivers, Provisioner},
+    engine::Engine,
+};
 use paved::vocab::secret_box::SecretBox;
 use sea_orm::sqlx::{self, Connection, postgres::PgConnection};
 use serde_json::{Value, json};
@@ -469,26 +473,37 @@ async fn a_worker_that_dies_mid_provision_is_replaced_and_nothing_runs_twice() {
 
     let conn = paved::db::connect(&s.database).await.unwrap();
     let secrets = Arc::new(SecretBox::from_base64(&key).unwrap());
-    let make = || {
+    let make = |drivers: Arc<dyn Provisioner>| {
         Engine::new(
             conn.clone(),
-            Drivers::from_settings(&s.drivers),
+            drivers,
             secrets.clone(),
             s.engine.clone(),
             Arc::new(tokio::sync::Notify::new()),
         )
     };
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    // This worker "dies" right after creating the cache: its job stays claimed.
-    Arc::new(make().die_after_step("create cache"))
-        .work("doomed".into(), rx.clone())
-        .await;
+    // This worker "dies" right after creating the cache: its next driver call hangs, and the
+    // worker is killed there, its job still claimed.
+    let dying = Arc::new(DiesAfterApply::new(
+        Drivers::from_settings(&s.drivers),
+        "redis",
+    ));
+    let doomed = tokio::spawn(Arc::new(make(dying.clone())).work("doomed".into(), rx.clone()));
+    tokio::time::timeout(Duration::from_secs(60), dying.hung())
+        .await
+        .expect("the doomed worker reaches the step after creating the cache");
+    doomed.abort();
+    let _ = doomed.await;
     let (_, half) = app.get_json(&format!("/requests/{id}")).await;
     assert_eq!(half["status"], "running");
     assert_eq!(half["steps"][2]["status"], "succeeded");
 
     // A fresh worker takes the job over once the lease expires and finishes it.
-    let survivor = tokio::spawn(Arc::new(make()).work("survivor".into(), rx.clone()));
+    let survivor = tokio::spawn(
+        Arc::new(make(Arc::new(Drivers::from_settings(&s.drivers))))
+            .work("survivor".into(), rx.clone()),
+    );
     let done = wait_final(&app, &id).await;
     survivor.abort();
     assert_eq!(done["status"], "succeeded", "{done}");

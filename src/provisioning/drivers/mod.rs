@@ -1,10 +1,17 @@
 //! Drivers: the only code that talks to the systems paved provisions. One shape for all
 //! (apply, observe, destroy, usage; plan is what the offering rendered); a driver knows
 //! nothing of HTTP or Backstage.
+//!
+//! The engine and the day-2 jobs see them through [`Provisioner`]: [`Drivers`] is the real
+//! set, and tests put a fake (`fake::FakeDriver`) or a wrapper in its place.
 
+#[cfg(test)]
+pub mod fake;
 pub mod postgres;
 pub mod redis;
 pub mod settings;
+
+use std::{future::Future, pin::Pin};
 
 use serde_json::Value;
 
@@ -86,6 +93,31 @@ pub fn generate_password() -> String {
         .collect()
 }
 
+/// A driver call's future, boxed so callers can hold any [`Provisioner`] as `dyn`.
+pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError>> + Send + 'a>>;
+
+/// The seam between paved and the systems it provisions: everything the engine and the day-2
+/// jobs ask of drivers. [`Drivers`] is the real one; what a part *is* (its identity, whether it
+/// may be renamed) is a fact of its [`PartSpec`], the same whoever acts on it.
+pub trait Provisioner: Send + Sync {
+    /// Checks a rendered part spec for the driver named `driver` (no I/O).
+    fn parse(&self, driver: &str, spec: &Value) -> Result<PartSpec, DriverError>;
+    /// Creates or converges the part; `tag` marks what this resource owns, and nothing
+    /// untagged is ever taken over.
+    fn apply<'a>(
+        &'a self,
+        spec: &'a PartSpec,
+        password: &'a str,
+        tag: &'a str,
+    ) -> DriverFuture<'a, Applied>;
+    fn observe<'a>(&'a self, spec: &'a PartSpec) -> DriverFuture<'a, Observed>;
+    /// Observes the part and compares it with what paved provisions for `spec`.
+    fn drift<'a>(&'a self, spec: &'a PartSpec) -> DriverFuture<'a, (Observed, Vec<Difference>)>;
+    /// Removes the part, only if it carries `tag`.
+    fn destroy<'a>(&'a self, spec: &'a PartSpec, tag: &'a str) -> DriverFuture<'a, ()>;
+    fn usage<'a>(&'a self, spec: &'a PartSpec) -> DriverFuture<'a, Usage>;
+}
+
 /// Every driver paved has, chosen by the part's `driver` name.
 pub struct Drivers {
     pub postgres: postgres::PostgresDriver,
@@ -118,6 +150,34 @@ impl PartSpec {
             PartSpec::Postgres(s) => format!("PostgreSQL ({})", s.environment),
             PartSpec::Redis(s) => format!("Redis ({})", s.environment),
         }
+    }
+
+    /// The driver name an offering's part gives for it (`parse`'s `driver`).
+    pub fn driver(&self) -> &'static str {
+        match self {
+            PartSpec::Postgres(_) => "postgres",
+            PartSpec::Redis(_) => "redis",
+        }
+    }
+
+    /// What the part is on its target: `postgres dev/orders_dev`, `redis dev/paved-cache`.
+    pub fn identity(&self) -> String {
+        match self {
+            PartSpec::Postgres(s) => format!("postgres {}/{}", s.environment, s.database.as_str()),
+            PartSpec::Redis(s) => format!("redis {}/{}", s.environment, s.user),
+        }
+    }
+
+    /// Whether both specs name the same thing on the same target (then an update converges
+    /// it; otherwise the old one is replaced).
+    pub fn same_identity(&self, other: &PartSpec) -> bool {
+        self.identity() == other.identity()
+    }
+
+    /// Whether an update may replace the part by another of a new name: a Redis user and its
+    /// ephemeral keys may; a database would lose its data.
+    pub fn renamable(&self) -> bool {
+        matches!(self, PartSpec::Redis(_))
     }
 }
 
@@ -161,26 +221,6 @@ impl Drivers {
             .with_timeouts(s.postgres.lock_timeout_ms, s.postgres.statement_timeout_ms),
             redis: redis::RedisDriver::new(s.redis.targets.clone()),
         }
-    }
-
-    /// What a part is on its target: `postgres dev/orders_dev`, `redis dev/paved-cache`.
-    pub fn identity(spec: &PartSpec) -> String {
-        match spec {
-            PartSpec::Postgres(s) => format!("postgres {}/{}", s.environment, s.database.as_str()),
-            PartSpec::Redis(s) => format!("redis {}/{}", s.environment, s.user),
-        }
-    }
-
-    /// Whether both specs name the same thing on the same target (then an update converges
-    /// it; otherwise the old one is replaced).
-    pub fn same_identity(a: &PartSpec, b: &PartSpec) -> bool {
-        Self::identity(a) == Self::identity(b)
-    }
-
-    /// Whether an update may replace the part by another of a new name: a Redis user and its
-    /// ephemeral keys may; a database would lose its data.
-    pub fn renamable(spec: &PartSpec) -> bool {
-        matches!(spec, PartSpec::Redis(_))
     }
 
     pub fn parse(&self, driver: &str, spec: &Value) -> Result<PartSpec, DriverError> {
@@ -248,5 +288,37 @@ impl Drivers {
             PartSpec::Redis(s) => self.redis.usage(s).await,
         }
         .map_err(|e| e.within(&spec.server()))
+    }
+}
+
+// The inherent methods stay callable without the trait in scope (tools and tests call them).
+impl Provisioner for Drivers {
+    fn parse(&self, driver: &str, spec: &Value) -> Result<PartSpec, DriverError> {
+        Drivers::parse(self, driver, spec)
+    }
+
+    fn apply<'a>(
+        &'a self,
+        spec: &'a PartSpec,
+        password: &'a str,
+        tag: &'a str,
+    ) -> DriverFuture<'a, Applied> {
+        Box::pin(Drivers::apply(self, spec, password, tag))
+    }
+
+    fn observe<'a>(&'a self, spec: &'a PartSpec) -> DriverFuture<'a, Observed> {
+        Box::pin(Drivers::observe(self, spec))
+    }
+
+    fn drift<'a>(&'a self, spec: &'a PartSpec) -> DriverFuture<'a, (Observed, Vec<Difference>)> {
+        Box::pin(Drivers::drift(self, spec))
+    }
+
+    fn destroy<'a>(&'a self, spec: &'a PartSpec, tag: &'a str) -> DriverFuture<'a, ()> {
+        Box::pin(Drivers::destroy(self, spec, tag))
+    }
+
+    fn usage<'a>(&'a self, spec: &'a PartSpec) -> DriverFuture<'a, Usage> {
+        Box::pin(Drivers::usage(self, spec))
     }
 }

@@ -32,7 +32,6 @@ impl BackgroundJob for Provision {
                 engine.clean_up_after(request_id).await;
                 Ok(())
             }
-            Err(Stop::Died) => Err(JobError::Abandon),
             Err(Stop::HandOff) => Err(JobError::HandBack),
             Err(Stop::Transient(e)) => Err(JobError::Retry(e)),
             Err(Stop::Permanent(e)) => Err(JobError::Permanent(e)),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod fake_driver;
 pub mod kit;
 pub mod servers;
 
