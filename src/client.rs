@@ -129,7 +129,7 @@ pub async fn watch(client: &Client, id: &str) -> Result<bool, String> {
             }
         }
         let status = r["status"].as_str().unwrap_or("");
-        if ["succeeded", "failed", "rejected", "cancelled", "denied"].contains(&status) {
+        if crate::vocab::status::RequestStatus::parse(status).is_some_and(|s| s.is_final()) {
             let detail = r["error"]
                 .as_str()
                 .map(|e| format!(": {e}"))

@@ -45,6 +45,14 @@ impl RequestStatus {
         .into_iter()
         .find(|v| v.as_str() == s)
     }
+
+    /// Nothing will change this request any more (the engine, a decision or a cancel).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Denied | Self::Rejected | Self::Cancelled
+        )
+    }
 }
 
 /// What a request does to its resource.

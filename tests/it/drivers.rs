@@ -59,10 +59,7 @@ impl Drop for Cleanup {
 const TAG: &str = "paved:test";
 
 fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
+    crate::common::kit::unique_with(&format!("{prefix}_"))
 }
 
 async fn connect_as(

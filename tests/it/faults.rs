@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::kit::wait_final_within as wait_final;
 use common::{
     Engine as DbEngine, Teardown, TestApp, TestDb,
     servers::{PrivatePostgres, PrivateRedis},
@@ -18,30 +19,11 @@ use common::{
 use serde_json::{Value, json};
 
 fn name() -> String {
-    format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    common::kit::unique_with("f")
 }
 
 async fn order(app: &TestApp, offering: &str, values: Value) -> String {
-    let (status, r) = app
-        .post_json(
-            "/requests",
-            &json!({"offering": offering, "values": values}),
-        )
-        .await;
-    assert_eq!(status, 201, "{r}");
-    r["id"].as_str().unwrap().to_owned()
-}
-
-async fn wait_final(app: &TestApp, id: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let (_, r) = app.get_json(&format!("/requests/{id}")).await;
-        if ["succeeded", "failed", "cancelled"].contains(&r["status"].as_str().unwrap_or("")) {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "request {id} not final: {r}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.caller(None).order(offering, values).await.created_id()
 }
 
 fn pg_values(n: &str) -> Value {

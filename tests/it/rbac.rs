@@ -4,8 +4,7 @@
 
 use crate::common;
 
-use std::time::Duration;
-
+use common::kit::unique_with as unique;
 use common::{Engine as DbEngine, Teardown, TestApp, TestDb, settings, static_token};
 use serde_json::{Value, json};
 
@@ -29,22 +28,7 @@ impl Api<'_> {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let app = self.0;
-        let mut req = app.client.request(method.parse().unwrap(), app.api(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let body = r.json().await.unwrap_or(Value::Null);
-        if status >= 400 {
-            // Every refusal in Backstage's error shape.
-            assert!(body["error"]["name"].is_string(), "{method} {path}: {body}");
-        }
-        (status, body)
+        common::kit::call(self.0, method, path, token, body).await
     }
 
     /// Calls `path` as every caller and compares the statuses with `expected` (read-only
@@ -74,26 +58,8 @@ impl Api<'_> {
     }
 
     async fn wait_final(&self, id: &str) -> Value {
-        for _ in 0..300 {
-            let (_, r) = self
-                .call("GET", &format!("/requests/{id}"), Some("admin"), None)
-                .await;
-            if ["succeeded", "failed", "cancelled", "rejected"]
-                .contains(&r["status"].as_str().unwrap_or(""))
-            {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("request {id} did not finish within 30 s");
+        common::kit::wait_final(self.0, id).await
     }
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
 }
 
 #[tokio::test]

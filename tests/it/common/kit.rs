@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use paved::config::Settings;
+use paved::{config::Settings, vocab::status::RequestStatus};
 use serde_json::{Value, json};
 
 use super::TestApp;
@@ -29,41 +29,162 @@ pub fn with_workers(mut s: Settings, workers: usize) -> Settings {
 
 /// A short unique name (offerings build database and key names from it).
 pub fn unique() -> String {
-    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    unique_with("t")
 }
 
 /// Orders as `token`; returns (status, body).
 pub async fn order_as(app: &TestApp, token: &str, offering: &str, values: Value) -> (u16, Value) {
-    let r = app
-        .client
-        .post(app.api("/requests"))
-        .bearer_auth(token)
-        .json(&json!({"offering": offering, "values": values}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    app.as_(token).order(offering, values).await.pair()
 }
 
 /// Orders as alice and expects the request to be stored; returns its id.
 pub async fn order(app: &TestApp, offering: &str, values: Value) -> String {
-    let (status, body) = order_as(app, "alice-token", offering, values).await;
-    assert!(status == 201, "{status}: {body}");
-    body["id"].as_str().unwrap().to_owned()
+    let r = app.as_("alice-token").order(offering, values).await;
+    assert!(r.status == 201, "{}: {}", r.status, r.body);
+    r.body["id"].as_str().unwrap().to_owned()
 }
 
+/// Waits (at most 30 s) until the request is final; returns it as the observer reads it.
 pub async fn wait_final(app: &TestApp, id: &str) -> Value {
-    for _ in 0..300 {
+    wait_final_within(app, id, Duration::from_secs(30)).await
+}
+
+/// As `wait_final`, for orders against servers that answer slowly on purpose.
+pub async fn wait_final_within(app: &TestApp, id: &str, within: Duration) -> Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
         let (_, r) = app.get_json(&format!("/requests/{id}")).await;
-        if ["succeeded", "failed", "cancelled", "rejected", "denied"]
-            .contains(&r["status"].as_str().unwrap_or(""))
-        {
+        // Final as the crate itself decides it, not as a list of strings kept here.
+        if RequestStatus::parse(r["status"].as_str().unwrap_or("")).is_some_and(|s| s.is_final()) {
             return r;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "request {id} not final within {within:?}: {r}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("request {id} did not finish within 30 s");
+}
+
+/// What a call answered. An error status always comes in Backstage's envelope: every call
+/// through [`Caller`] checks that, so no test has to remember to.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Response {
+    pub fn pair(self) -> (u16, Value) {
+        (self.status, self.body)
+    }
+
+    /// The request id of a stored order (asserting it was stored).
+    pub fn created_id(&self) -> String {
+        assert_eq!(self.status, 201, "{}", self.body);
+        self.body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Someone calling paved's API: `app.as_("alice-token")` or `app.anonymous()`.
+pub struct Caller<'a> {
+    app: &'a TestApp,
+    token: Option<&'a str>,
+}
+
+impl TestApp {
+    pub fn as_<'a>(&'a self, token: &'a str) -> Caller<'a> {
+        Caller {
+            app: self,
+            token: Some(token),
+        }
+    }
+
+    pub fn anonymous(&self) -> Caller<'_> {
+        Caller {
+            app: self,
+            token: None,
+        }
+    }
+
+    /// As `as_` for a token that may be absent.
+    pub fn caller<'a>(&'a self, token: Option<&'a str>) -> Caller<'a> {
+        Caller { app: self, token }
+    }
+}
+
+impl Caller<'_> {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut r = self.app.client.request(method.clone(), self.app.api(path));
+        if let Some(t) = self.token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.json().await.unwrap_or(Value::Null);
+        if status >= 400 {
+            assert!(
+                body["error"]["name"].is_string() && body["response"]["statusCode"] == status,
+                "{method} {path}: {status} not in Backstage's error shape: {body}"
+            );
+        }
+        Response { status, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// `POST /requests` of a create.
+    pub async fn order(&self, offering: &str, values: Value) -> Response {
+        self.post(
+            "/requests",
+            &json!({"offering": offering, "values": values}),
+        )
+        .await
+    }
+
+    pub async fn request(&self, id: &str) -> Response {
+        self.get(&format!("/requests/{id}")).await
+    }
+
+    pub async fn resource(&self, id: &str) -> Response {
+        self.get(&format!("/resources/{id}")).await
+    }
+
+    pub async fn approve(&self, id: &str) -> Response {
+        self.post(&format!("/requests/{id}/approve"), &json!({}))
+            .await
+    }
+
+    pub async fn cancel(&self, id: &str) -> Response {
+        self.post(&format!("/requests/{id}/cancel"), &json!({}))
+            .await
+    }
+
+    pub async fn delete_resource(&self, id: &str) -> Response {
+        self.delete(&format!("/resources/{id}")).await
+    }
+
+    pub async fn credentials(&self, id: &str) -> Response {
+        self.get(&format!("/resources/{id}/credentials")).await
+    }
 }
 
 /// Calls `probe` until it returns Some (at most ~30 s), for state that settles in the
@@ -82,7 +203,7 @@ where
     panic!("{what}: not reached within 30 s");
 }
 
-/// A request with a token.
+/// A request with a token (the error envelope checked, see [`Caller::send`]).
 pub async fn call<M>(
     app: &TestApp,
     method: M,
@@ -94,18 +215,18 @@ where
     M: TryInto<reqwest::Method>,
     M::Error: std::fmt::Debug,
 {
-    let mut r = app
-        .client
-        .request(method.try_into().unwrap(), app.api(path));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    app.caller(token)
+        .send(method.try_into().unwrap(), path, body.as_ref())
+        .await
+        .pair()
+}
+
+/// A short unique name with `prefix` (offerings build database and key names from it).
+pub fn unique_with(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }
 
 /// One call the stand-in received.
