@@ -339,6 +339,34 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_resource_document_shows_its_drift_and_is_gone_once_deleted() {
+        use crate::db::entities::{drift_state::DriftStatus, resource};
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
+
+        let t = crate::usecases::testkit::db().await;
+        let cache = PageCache::new(Layout::new("http://x/api/paved", 4));
+        assert!(cache.resource(&t.db, "r1").await.unwrap().is_none());
+        let res = crate::usecases::testkit::resource(&t.db, "r1", "dev").await;
+        let doc = cache.resource(&t.db, "r1").await.unwrap().unwrap();
+        let body = std::str::from_utf8(&doc.body).unwrap().to_owned();
+        assert!(body.contains("name: db-r1"), "{body}");
+        assert!(!body.contains("paved.dev/drift"), "never checked: {body}");
+        assert_eq!(doc.etag, etag_of(&body));
+
+        crate::db::drift::set_state(&t.db, "r1", DriftStatus::Detected, Utc::now())
+            .await
+            .unwrap();
+        let doc = cache.resource(&t.db, "r1").await.unwrap().unwrap();
+        let body = std::str::from_utf8(&doc.body).unwrap();
+        assert!(body.contains("paved.dev/drift: detected"), "{body}");
+
+        let mut gone: resource::ActiveModel = res.into_active_model();
+        gone.deleted_at = Set(Some(Utc::now()));
+        gone.update(&t.db).await.unwrap();
+        assert!(cache.resource(&t.db, "r1").await.unwrap().is_none());
+    }
+
     #[test]
     fn page_locations_are_named_as_backstage_names_a_url_location() {
         let l = Layout::new("http://127.0.0.1:7177/api/paved/", 64);

@@ -516,3 +516,101 @@ pub async fn scan(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usecases::testkit;
+
+    async fn with_findings(t: &testkit::Db) -> Vec<drift_finding::Model> {
+        testkit::resource(&t.db, "r1", "dev").await;
+        let now = Utc::now();
+        for (field, actual) in [("connection_limit", json!(50)), ("exists", json!(false))] {
+            let f = NewFinding {
+                resource_id: "r1",
+                part: "database",
+                field,
+                expected: &json!(null),
+                actual: &actual,
+            };
+            db::drift::open_finding(&t.db, f, now).await.unwrap();
+        }
+        db::drift::set_state(&t.db, "r1", DriftStatus::Detected, now)
+            .await
+            .unwrap();
+        db::drift::open_findings(&t.db, "r1").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn another_teams_drift_is_not_found() {
+        let t = testkit::db().await;
+        with_findings(&t).await;
+        let who = testkit::outsider();
+        let e = report_for(&t.db, &who, "r1").await.unwrap_err();
+        assert!(matches!(e, DriftError::NotFound(id) if id == "r1"));
+        let e = accept(&t.db, &who, "r1", None, Utc::now())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DriftError::NotFound(_)), "{e}");
+        let mine = report_for(&t.db, &testkit::member(), "r1").await.unwrap();
+        assert_eq!((mine.status.as_str(), mine.findings.len()), ("detected", 2));
+    }
+
+    #[tokio::test]
+    async fn a_missing_object_or_an_unknown_finding_cannot_be_accepted() {
+        let t = testkit::db().await;
+        let open = with_findings(&t).await;
+        let who = testkit::member();
+        let e = accept(&t.db, &who, "r1", None, Utc::now())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("database.exists: a missing database or user cannot be accepted"),
+            "{e}"
+        );
+        let e = accept(&t.db, &who, "r1", Some(&[open[0].id, 999]), Utc::now())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ids: finding 999 is not an open finding of resource r1"
+        );
+        assert_eq!(
+            db::drift::open_findings(&t.db, "r1").await.unwrap().len(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn an_accepted_value_becomes_expected_and_is_audited() {
+        let t = testkit::db().await;
+        let open = with_findings(&t).await;
+        let who = testkit::member();
+        let done = accept(&t.db, &who, "r1", Some(&[open[0].id]), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(done.entity_name, "db-r1");
+        // One finding is left open, so the resource still drifts.
+        assert_eq!(done.report.status, "detected");
+        assert_eq!(done.report.findings.len(), 1);
+        assert_eq!(done.report.history[0].status, "accepted");
+        assert_eq!(
+            done.report.history[0].resolved_by.as_deref(),
+            Some(who.subject.as_str())
+        );
+        let res = db::catalog::live(&t.db, "r1").await.unwrap().unwrap();
+        assert_eq!(
+            accepted(&res.desired)["database"]["connection_limit"],
+            json!(50)
+        );
+        assert_eq!(
+            testkit::audit_of(&t.db, "resource:r1").await,
+            [(
+                "drift.accepted".to_owned(),
+                who.subject.clone(),
+                "accepted".to_owned()
+            )]
+        );
+    }
+}

@@ -363,3 +363,86 @@ pub async fn notify_unused(
     }
     Ok(told)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+
+    fn at(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap() + Duration::hours(h)
+    }
+
+    fn sample(h: i64, counter: i64) -> Sample {
+        Sample {
+            kind: SampleKind::Sample,
+            at: at(h),
+            active: 0,
+            counter,
+            idle_seconds: None,
+        }
+    }
+
+    fn own(h: i64, counter: i64) -> Sample {
+        Sample {
+            kind: SampleKind::OwnActivity,
+            ..sample(h, counter)
+        }
+    }
+
+    #[test]
+    fn without_a_reading_before_and_inside_the_window_nothing_is_known() {
+        let start = at(10);
+        assert!(matches!(
+            verdict(&[sample(11, 5), sample(12, 5)], "postgres", start),
+            Verdict::NotEnoughData
+        ));
+        assert!(matches!(
+            verdict(&[sample(9, 5)], "postgres", start),
+            Verdict::NotEnoughData
+        ));
+    }
+
+    #[test]
+    fn paved_own_transactions_do_not_count_as_use() {
+        let start = at(10);
+        // Three transactions inside the window, all of them a drift check's.
+        let rows = [sample(9, 100), own(11, 3), sample(12, 103)];
+        match verdict(&rows, "postgres", start) {
+            Verdict::Unused { reason, .. } => {
+                assert_eq!(reason, "no connections and no transactions");
+            }
+            _ => panic!("expected unused"),
+        }
+        // One more than paved caused: someone used it.
+        let rows = [sample(9, 100), own(11, 3), sample(12, 104)];
+        assert!(matches!(verdict(&rows, "postgres", start), Verdict::Used));
+        // A counter that went down was reset: no evidence it is unused.
+        let rows = [sample(9, 100), sample(12, 2)];
+        assert!(matches!(verdict(&rows, "postgres", start), Verdict::Used));
+    }
+
+    #[test]
+    fn a_connection_or_a_touched_key_is_use() {
+        let start = at(10);
+        let mut active = sample(11, 0);
+        active.active = 1;
+        assert!(matches!(
+            verdict(&[sample(9, 0), active, sample(12, 0)], "redis", start),
+            Verdict::Used
+        ));
+        // Idle for less than the time between the readings: a key was touched.
+        let mut touched = sample(12, 0);
+        touched.idle_seconds = Some(60);
+        assert!(matches!(
+            verdict(&[sample(9, 0), touched.clone()], "redis", start),
+            Verdict::Used
+        ));
+        touched.idle_seconds = Some(4 * 3600);
+        assert!(matches!(
+            verdict(&[sample(9, 0), touched], "redis", start),
+            Verdict::Unused { .. }
+        ));
+    }
+}

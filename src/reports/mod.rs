@@ -531,4 +531,49 @@ mod tests {
             assert!(parse_window(bad).is_err(), "{bad:?}");
         }
     }
+
+    #[tokio::test]
+    async fn platform_metrics_are_for_those_who_see_every_team() {
+        let t = crate::usecases::testkit::db().await;
+        let now = Utc::now();
+        let member = crate::usecases::testkit::member();
+        let e = platform_for(&t.db, &member, None, 24, now, "EUR")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ReportError::Refused(_)), "{e}");
+        let admin = crate::usecases::testkit::admin();
+        let e = platform_for(&t.db, &admin, Some("5y"), 24, now, "EUR")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ReportError::Invalid(f) if f.field == "window"),
+            "{e}"
+        );
+        crate::usecases::testkit::resource(&t.db, "r1", "dev").await;
+        let m = platform_for(&t.db, &admin, Some("7d"), 24, now, "EUR")
+            .await
+            .unwrap();
+        assert_eq!((m.from, m.resources.active), (now - Duration::days(7), 1));
+    }
+
+    #[tokio::test]
+    async fn another_teams_unused_resources_are_not_found_and_the_window_has_a_range() {
+        let t = crate::usecases::testkit::db().await;
+        let now = Utc::now();
+        let team = crate::usecases::testkit::TEAM_A;
+        let outsider = crate::usecases::testkit::outsider();
+        let e = unused_of_team(&t.db, &outsider, team, 24, "EUR", now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), format!("no team {team:?} known to paved"));
+        let member = crate::usecases::testkit::member();
+        let e = unused_of_team(&t.db, &member, team, 0, "EUR", now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "windowHours: must be between 1 and 8760");
+        let r = unused_of_team(&t.db, &member, team, 24, "EUR", now)
+            .await
+            .unwrap();
+        assert_eq!((r.resources.len(), r.not_enough_data), (0, 0));
+    }
 }
