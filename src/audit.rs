@@ -202,7 +202,7 @@ pub async fn record_by<C: ConnectionTrait>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usecases::testkit;
+    use crate::db::testdb;
 
     #[test]
     fn targets_are_stored_as_kind_and_id_and_read_back_so() {
@@ -226,8 +226,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_is_shown_to_the_team_owning_its_target() {
-        let t = testkit::db().await;
-        let res = testkit::resource(&t.db, "res-1", "dev").await;
+        let t = testdb::db().await;
+        let res = testdb::resource(&t.db, "res-1").await;
         record(
             &t.db,
             "paved:engine",
@@ -260,7 +260,7 @@ mod tests {
             &t.db,
             &AuditFilter {
                 limit: 10,
-                teams: Some([testkit::TEAM_A.to_owned()].into()),
+                teams: Some([testdb::TEAM_A.to_owned()].into()),
                 ..Default::default()
             },
         )
@@ -268,7 +268,7 @@ mod tests {
         .unwrap();
         assert_eq!(mine.len(), 1, "{mine:?}");
         assert_eq!(mine[0].target, "resource:res-1");
-        assert_eq!(mine[0].team.as_deref(), Some(testkit::TEAM_A));
+        assert_eq!(mine[0].team.as_deref(), Some(testdb::TEAM_A));
 
         let all = list(
             &t.db,
@@ -283,7 +283,7 @@ mod tests {
         // Newest first; a target that names nothing paved has concerns no team.
         assert_eq!(
             teams,
-            [None, Some("group:default/team-b"), Some(testkit::TEAM_A)]
+            [None, Some("group:default/team-b"), Some(testdb::TEAM_A)]
         );
     }
 }

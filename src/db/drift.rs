@@ -237,7 +237,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::usecases::testkit;
+    use crate::db::testdb;
 
     fn finding<'a>(field: &'a str, actual: &'a Value) -> NewFinding<'a> {
         NewFinding {
@@ -251,7 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_finding_leaves_the_open_ones_and_keeps_what_closed_it() {
-        let t = testkit::db().await;
+        let t = testdb::db().await;
         let now = Utc::now();
         let (one, two) = (json!(1), json!(2));
         open_finding(&t.db, finding("connection_limit", &one), now)
@@ -292,8 +292,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_changed_state_touches_the_resource_and_an_unchanged_one_does_not() {
-        let t = testkit::db().await;
-        let res = testkit::resource(&t.db, "r1", "dev").await;
+        let t = testdb::db().await;
+        let res = testdb::resource(&t.db, "r1").await;
         let later = res.updated_at + chrono::Duration::minutes(5);
         assert!(
             set_state(&t.db, "r1", DriftStatus::Detected, later)
@@ -338,7 +338,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_stored_status_is_an_error() {
-        let t = testkit::db().await;
+        let t = testdb::db().await;
         t.db.execute_unprepared(
             "INSERT INTO drift_findings (resource_id, part, field, status, detected_at, last_seen_at) \
              VALUES ('r1', 'database', 'x', 'bogus', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",

@@ -11,6 +11,8 @@ pub mod drift;
 pub mod notices;
 pub mod reports;
 pub mod signing_keys;
+#[cfg(test)]
+pub mod testdb;
 pub mod usage;
 
 use std::time::Duration;

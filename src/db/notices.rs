@@ -55,13 +55,13 @@ pub async fn noticed_among<C: ConnectionTrait>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usecases::testkit;
+    use crate::db::testdb;
 
     #[tokio::test]
     async fn a_notice_is_recorded_once_per_resource_kind_and_key() {
-        let t = testkit::db().await;
-        testkit::resource(&t.db, "r1", "dev").await;
-        testkit::resource(&t.db, "r2", "dev").await;
+        let t = testdb::db().await;
+        testdb::resource(&t.db, "r1").await;
+        testdb::resource(&t.db, "r2").await;
         let now = Utc::now();
         assert!(
             first_time(&t.db, "r1", NoticeKind::Unused, "never", now)
