@@ -1,16 +1,69 @@
 //! The audit trail: every state change as an append-only event (actor, on-behalf-of, time,
 //! target, outcome). Nothing in paved updates or deletes these rows.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::db::entities::{audit_event, request, resource};
+use crate::db::{self, audit::NewEvent, entities::audit_event};
+
+/// Read by `list`; lives with the queries that apply it.
+pub use crate::db::audit::AuditFilter;
+
+/// What an event concerns. Stored as `<kind>:<id>` (`request:<id>`, `resource:<id>`,
+/// `team:<group ref>`), which is also what `GET /v1/audit?target=` matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Request(String),
+    Resource(String),
+    Team(String),
+    /// Anything else, stored as given.
+    Other(String),
+}
+
+impl Target {
+    pub fn request(id: impl Into<String>) -> Self {
+        Self::Request(id.into())
+    }
+    pub fn resource(id: impl Into<String>) -> Self {
+        Self::Resource(id.into())
+    }
+    pub fn team(team: impl Into<String>) -> Self {
+        Self::Team(team.into())
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Request(id) => write!(f, "request:{id}"),
+            Self::Resource(id) => write!(f, "resource:{id}"),
+            Self::Team(t) => write!(f, "team:{t}"),
+            Self::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The stored form read back, for callers that still format their targets by hand.
+impl From<&str> for Target {
+    fn from(s: &str) -> Self {
+        match s.split_once(':') {
+            Some(("request", id)) => Self::request(id),
+            Some(("resource", id)) => Self::resource(id),
+            Some(("team", t)) => Self::team(t),
+            _ => Self::Other(s.to_owned()),
+        }
+    }
+}
+
+impl From<&String> for Target {
+    fn from(s: &String) -> Self {
+        Self::from(s.as_str())
+    }
+}
 
 /// Records one event. Failing to audit is logged, never hidden, but does not undo the change
 /// it describes (which already happened).
@@ -18,11 +71,20 @@ pub async fn record<C: ConnectionTrait>(
     conn: &C,
     actor: &str,
     event_type: &str,
-    target: &str,
+    target: impl Into<Target>,
     outcome: &str,
     details: Option<Value>,
 ) {
-    insert(conn, actor, None, event_type, target, outcome, details).await;
+    insert(
+        conn,
+        actor,
+        None,
+        event_type,
+        target.into(),
+        outcome,
+        details,
+    )
+    .await;
 }
 
 async fn insert<C: ConnectionTrait>(
@@ -30,45 +92,38 @@ async fn insert<C: ConnectionTrait>(
     actor: &str,
     on_behalf_of: Option<String>,
     event_type: &str,
-    target: &str,
+    target: Target,
     outcome: &str,
     details: Option<Value>,
 ) {
-    let team = team_of(conn, target).await;
-    let row = audit_event::ActiveModel {
-        id: NotSet,
-        team: Set(team),
-        at: Set(Utc::now()),
-        actor: Set(actor.into()),
-        on_behalf_of: Set(on_behalf_of),
-        event_type: Set(event_type.into()),
-        target: Set(target.into()),
-        outcome: Set(outcome.into()),
-        details: Set(details),
+    let team = team_of(conn, &target).await;
+    let target = target.to_string();
+    let row = NewEvent {
+        at: Utc::now(),
+        actor,
+        on_behalf_of,
+        event_type,
+        target: target.clone(),
+        outcome,
+        details,
+        team,
     };
-    if let Err(e) = audit_event::Entity::insert(row).exec(conn).await {
+    if let Err(e) = db::audit::append(conn, row).await {
         tracing::error!(error = %e, event_type, target, "could not record an audit event");
     }
 }
 
 /// The team an event's target belongs to, so a team's trail can be shown to its members
 /// without joining every read against requests and resources.
-async fn team_of<C: ConnectionTrait>(conn: &C, target: &str) -> Option<String> {
-    let (kind, id) = target.split_once(':')?;
-    let found = match kind {
-        "team" => return Some(id.to_owned()),
-        "request" => request::Entity::find_by_id(id.to_owned())
-            .one(conn)
-            .await
-            .map(|r| r.map(|r| r.owner)),
-        "resource" => resource::Entity::find_by_id(id.to_owned())
-            .one(conn)
-            .await
-            .map(|r| r.map(|r| r.owner)),
-        _ => return None,
+async fn team_of<C: ConnectionTrait>(conn: &C, target: &Target) -> Option<String> {
+    let found = match target {
+        Target::Team(t) => return Some(t.clone()),
+        Target::Request(id) => db::audit::owner_of_request(conn, id).await,
+        Target::Resource(id) => db::audit::owner_of_resource(conn, id).await,
+        Target::Other(_) => return None,
     };
     found.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, target, "could not look up the team of an audit target");
+        tracing::warn!(error = %e, %target, "could not look up the team of an audit target");
         None
     })
 }
@@ -93,58 +148,9 @@ pub struct AuditEvent {
     pub team: Option<String>,
 }
 
-#[derive(Debug, Default, Clone)]
-pub struct AuditFilter {
-    pub actor: Option<String>,
-    pub target: Option<String>,
-    pub event_type: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    /// Only events older than this one (ids grow with time: the keyset of the newest-first
-    /// order, which events recorded meanwhile never shift).
-    pub before: Option<i64>,
-    pub limit: u64,
-    /// Only events concerning these teams, or done by (or for) `visible_to_subject`.
-    pub teams: Option<std::collections::BTreeSet<String>>,
-    pub visible_to_subject: Option<String>,
-}
-
-/// Newest first, at most `limit`.
-pub async fn list<C: ConnectionTrait>(conn: &C, f: &AuditFilter) -> Result<Vec<AuditEvent>, DbErr> {
-    let mut q = audit_event::Entity::find().order_by_desc(audit_event::Column::Id);
-    if let Some(a) = &f.actor {
-        q = q.filter(audit_event::Column::Actor.eq(a.as_str()));
-    }
-    if let Some(t) = &f.target {
-        q = q.filter(audit_event::Column::Target.eq(t.as_str()));
-    }
-    if let Some(t) = &f.event_type {
-        q = q.filter(audit_event::Column::EventType.eq(t.as_str()));
-    }
-    if let Some(s) = f.since {
-        q = q.filter(audit_event::Column::At.gte(s));
-    }
-    if let Some(u) = f.until {
-        q = q.filter(audit_event::Column::At.lt(u));
-    }
-    if let Some(b) = f.before {
-        q = q.filter(audit_event::Column::Id.lt(b));
-    }
-    if let Some(teams) = &f.teams {
-        let mut visible =
-            Condition::any().add(audit_event::Column::Team.is_in(teams.iter().cloned()));
-        if let Some(me) = &f.visible_to_subject {
-            visible = visible
-                .add(audit_event::Column::Actor.eq(me.as_str()))
-                .add(audit_event::Column::OnBehalfOf.eq(me.as_str()));
-        }
-        q = q.filter(visible);
-    }
-    Ok(q.limit(f.limit)
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|m| AuditEvent {
+impl From<audit_event::Model> for AuditEvent {
+    fn from(m: audit_event::Model) -> Self {
+        Self {
             id: m.id,
             at: m.at,
             actor: m.actor,
@@ -154,7 +160,16 @@ pub async fn list<C: ConnectionTrait>(conn: &C, f: &AuditFilter) -> Result<Vec<A
             outcome: m.outcome,
             details: m.details,
             team: m.team,
-        })
+        }
+    }
+}
+
+/// Newest first, at most `limit`.
+pub async fn list<C: ConnectionTrait>(conn: &C, f: &AuditFilter) -> Result<Vec<AuditEvent>, DbErr> {
+    Ok(db::audit::list(conn, f)
+        .await?
+        .into_iter()
+        .map(AuditEvent::from)
         .collect())
 }
 
@@ -164,7 +179,7 @@ pub async fn record_by<C: ConnectionTrait>(
     conn: &C,
     who: &crate::vocab::principal::Principal,
     event_type: &str,
-    target: &str,
+    target: impl Into<Target>,
     outcome: &str,
     details: Option<Value>,
 ) {
@@ -177,9 +192,98 @@ pub async fn record_by<C: ConnectionTrait>(
         actor,
         on_behalf_of,
         event_type,
-        target,
+        target.into(),
         outcome,
         details,
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testdb;
+
+    #[test]
+    fn targets_are_stored_as_kind_and_id_and_read_back_so() {
+        for t in [
+            Target::request("r-1"),
+            Target::resource("x-2"),
+            Target::team("group:default/team-a"),
+        ] {
+            assert_eq!(Target::from(t.to_string().as_str()), t);
+        }
+        assert_eq!(
+            Target::team("group:default/t").to_string(),
+            "team:group:default/t"
+        );
+        assert_eq!(
+            Target::from("policy:p"),
+            Target::Other("policy:p".into()),
+            "an unknown kind is kept as given, without a team"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_is_shown_to_the_team_owning_its_target() {
+        let t = testdb::db().await;
+        let res = testdb::resource(&t.db, "res-1").await;
+        record(
+            &t.db,
+            "paved:engine",
+            "resource.created",
+            Target::resource(&res.id),
+            "ready",
+            None,
+        )
+        .await;
+        record(
+            &t.db,
+            "paved:engine",
+            "budget.set",
+            Target::team("group:default/team-b"),
+            "set",
+            None,
+        )
+        .await;
+        record(
+            &t.db,
+            "paved:engine",
+            "other",
+            Target::resource("missing"),
+            "x",
+            None,
+        )
+        .await;
+
+        let mine = list(
+            &t.db,
+            &AuditFilter {
+                limit: 10,
+                teams: Some([testdb::TEAM_A.to_owned()].into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        assert_eq!(mine[0].target, "resource:res-1");
+        assert_eq!(mine[0].team.as_deref(), Some(testdb::TEAM_A));
+
+        let all = list(
+            &t.db,
+            &AuditFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let teams: Vec<Option<&str>> = all.iter().map(|e| e.team.as_deref()).collect();
+        // Newest first; a target that names nothing paved has concerns no team.
+        assert_eq!(
+            teams,
+            [None, Some("group:default/team-b"), Some(testdb::TEAM_A)]
+        );
+    }
 }

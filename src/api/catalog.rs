@@ -3,18 +3,11 @@
 //! holds the Templates and one Location per page; each page is re-serialized only when a
 //! resource on it changed (`catalog::pages`).
 
+use crate::{api::state::AppState, error::ApiError};
 use axum::{
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-};
-use sea_orm::EntityTrait;
-
-use crate::{
-    api::state::AppState,
-    catalog::{pages::etag_of, provider},
-    db::entities::resource,
-    error::ApiError,
 };
 
 fn yaml(etag: &str, body: impl Into<axum::body::Body>) -> Response {
@@ -41,10 +34,6 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> Option<Response> {
         }
         res
     })
-}
-
-fn base_url(state: &AppState) -> String {
-    state.catalog_pages().layout().base_url().to_owned()
 }
 
 /// The registered document: every offering's Template and one Location per page.
@@ -99,22 +88,13 @@ pub async fn one(
             "no catalog document {file:?} (expected <resource id>.yaml)"
         ))
     })?;
-    let r = resource::Entity::find_by_id(id.to_owned())
-        .one(state.db())
+    let doc = state
+        .catalog_pages()
+        .resource(state.db(), id)
         .await?
-        .filter(|r| r.deleted_at.is_none())
         .ok_or_else(|| ApiError::not_found(format!("no live resource with id {id:?}")))?;
-    let drift = crate::db::entities::drift_state::Entity::find_by_id(r.id.clone())
-        .one(state.db())
-        .await?
-        .map(|d| d.status);
-    let mut body = String::new();
-    for e in provider::resource_entities(&r, &base_url(&state), drift.as_deref()) {
-        provider::push_yaml(&mut body, &e);
-    }
-    let etag = etag_of(&body);
-    if let Some(res) = not_modified(&headers, &etag) {
+    if let Some(res) = not_modified(&headers, &doc.etag) {
         return Ok(res);
     }
-    Ok(yaml(&etag, body))
+    Ok(yaml(&doc.etag, doc.body))
 }

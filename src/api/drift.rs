@@ -8,28 +8,28 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::resources::{authorized, update_resource};
 use crate::{
-    access::Act,
     api::state::AppState,
     day2::drift::{self, DriftError, DriftReport},
-    error::{ApiError, ErrorEnvelope, ErrorName},
+    error::{ApiError, ErrorEnvelope},
     provisioning::requests::Request,
-    usecases::update::Purpose,
     vocab::principal::Principal,
 };
 
-fn drift_error(e: DriftError) -> ApiError {
-    match e {
-        DriftError::NotAllowed(m) => ApiError::new(ErrorName::NotAllowed, m),
-        e @ (DriftError::NotReady { .. } | DriftError::Conflict(_)) => {
-            ApiError::conflict(e.to_string())
+impl From<DriftError> for ApiError {
+    fn from(e: DriftError) -> Self {
+        match e {
+            e @ DriftError::NotFound(_) => ApiError::not_found(e.to_string()),
+            DriftError::Refused(r) => r.into(),
+            e @ (DriftError::NotReady { .. } | DriftError::Conflict(_)) => {
+                ApiError::conflict(e.to_string())
+            }
+            // The system being checked is unreachable or refused: not paved's internal error.
+            e @ DriftError::Driver { .. } => {
+                ApiError::unavailable(crate::vocab::redact::redact(&e.to_string()))
+            }
+            DriftError::Db(e) => e.into(),
         }
-        // The system being checked is unreachable or refused: not paved's internal error.
-        e @ DriftError::Driver { .. } => {
-            ApiError::unavailable(crate::vocab::redact::redact(&e.to_string()))
-        }
-        DriftError::Db(e) => e.into(),
     }
 }
 
@@ -43,8 +43,7 @@ pub async fn get(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<DriftReport>, ApiError> {
-    authorized(&state, &principal, &id, |_| Act::Read).await?;
-    Ok(Json(drift::report(state.db(), &id).await?))
+    Ok(Json(drift::report_for(state.db(), &principal, &id).await?))
 }
 
 /// Compare the resource with its actual state now (the scheduled scan does the same for every
@@ -59,26 +58,10 @@ pub async fn check(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<DriftReport>, ApiError> {
-    let res = authorized(&state, &principal, &id, |_| Act::Change).await?;
-    let checked = drift::check(
-        state.db(),
-        state.drivers(),
-        state.notifier(),
-        &res,
-        &principal.subject,
-        state.now(),
-    )
-    .await
-    .map_err(drift_error)?;
-    crate::day2::usage::record_self_activity(
-        state.db(),
-        &res.id,
-        &checked.self_transactions,
-        state.now(),
-    )
-    .await;
+    let (db, drivers, notifier) = (state.db(), state.drivers(), state.notifier());
+    let checked = drift::check_for(db, drivers, notifier, &principal, &id, state.now()).await?;
     if checked.status_changed {
-        state.refresh_entity(&res.entity_name, &res.id);
+        state.refresh_entity(&checked.entity_name, &id);
     }
     Ok(Json(checked.report))
 }
@@ -96,12 +79,11 @@ pub async fn revert(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Request>), ApiError> {
-    // Read before the update authorizes; nothing of it is answered to a caller it refuses.
-    let open_findings = !drift::report(state.db(), &id).await?.findings.is_empty();
-    let purpose = Purpose::Revert { open_findings };
-    let request = update_resource(&state, &principal, &id, &serde_json::json!({}), purpose).await?;
-    let res = authorized(&state, &principal, &id, |_| Act::Change).await?;
-    drift::mark_reverted(state.db(), &res, &request.id, &principal, state.now()).await?;
+    let policies = state.policies();
+    let offerings = state.templates().snapshot();
+    let inputs = state.guardrail_inputs(&policies);
+    let request = drift::revert(&inputs, &offerings, &principal, &id).await?;
+    state.wake_workers();
     Ok((StatusCode::ACCEPTED, Json(request)))
 }
 
@@ -126,7 +108,6 @@ pub async fn accept(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<DriftReport>, ApiError> {
-    let res = authorized(&state, &principal, &id, |_| Act::Change).await?;
     let body: AcceptDrift = if body.iter().all(u8::is_ascii_whitespace) {
         AcceptDrift::default()
     } else {
@@ -135,15 +116,8 @@ pub async fn accept(
             ApiError::input(format!("invalid request body: {}: {}", e.path(), e.inner()))
         })?
     };
-    let report = drift::accept(
-        state.db(),
-        &res,
-        body.ids.as_deref(),
-        &principal,
-        state.now(),
-    )
-    .await
-    .map_err(drift_error)?;
-    state.refresh_entity(&res.entity_name, &res.id);
-    Ok(Json(report))
+    let ids = body.ids.as_deref();
+    let accepted = drift::accept(state.db(), &principal, &id, ids, state.now()).await?;
+    state.refresh_entity(&accepted.entity_name, &id);
+    Ok(Json(accepted.report))
 }

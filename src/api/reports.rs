@@ -8,12 +8,23 @@ use serde::Deserialize;
 
 use super::extract::ApiQuery;
 use crate::{
-    access::{self, Act, Target},
     api::state::AppState,
-    day2::usage::{self, UnusedReport},
+    day2::usage::UnusedReport,
     error::{ApiError, ErrorEnvelope},
+    reports::{self, ReportError},
     vocab::principal::Principal,
 };
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::NotFound(m) => ApiError::not_found(m),
+            ReportError::Refused(r) => r.into(),
+            ReportError::Invalid(e) => ApiError::input(e.to_string()).with_detail("errors", [e]),
+            ReportError::Db(e) => e.into(),
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -35,33 +46,13 @@ pub async fn unused(
     ApiQuery(q): ApiQuery<UnusedQuery>,
 ) -> Result<Json<UnusedReport>, ApiError> {
     let team = super::guardrails::team_ref(&team)?.to_string();
-    crate::access::authorize(&principal, Act::Read, Target::Team(&team))
-        .map_err(|d| ApiError::denied(d, || format!("no team {team:?} known to paved")))?;
     let window = q
         .window_hours
         .unwrap_or(state.settings().unused.window_hours);
-    if !(1..=8760).contains(&window) {
-        return Err(
-            ApiError::input("windowHours: must be between 1 and 8760").with_detail(
-                "errors",
-                [crate::vocab::field_error::FieldError {
-                    field: "windowHours".into(),
-                    rule: "range".into(),
-                    message: "must be between 1 and 8760".into(),
-                }],
-            ),
-        );
-    }
-    Ok(Json(
-        usage::team_report(
-            state.db(),
-            &team,
-            window,
-            &state.pricebook().currency,
-            state.now(),
-        )
-        .await?,
-    ))
+    let currency = &state.pricebook().currency;
+    let report =
+        reports::unused_of_team(state.db(), &principal, &team, window, currency, state.now());
+    Ok(Json(report.await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -87,23 +78,18 @@ pub async fn platform(
     principal: Principal,
     ApiQuery(q): ApiQuery<MetricsQuery>,
 ) -> Result<Json<crate::reports::PlatformMetrics>, ApiError> {
-    crate::access::authorize(&principal, Act::ReadPlatform, Target::Platform)
-        .map_err(|d| ApiError::denied(d, String::new))?;
-    let window = match q.window.as_deref() {
-        None => chrono::Duration::hours(state.settings().reports.window_hours as i64),
-        Some(w) => crate::reports::parse_window(w).map_err(|m| {
-            let e = crate::vocab::field_error::FieldError {
-                field: "window".into(),
-                rule: "pattern".into(),
-                message: m,
-            };
-            ApiError::input(e.to_string()).with_detail("errors", [e])
-        })?,
-    };
-    Ok(Json(
-        crate::reports::platform(state.db(), window, state.now(), &state.pricebook().currency)
-            .await?,
-    ))
+    let default_hours = state.settings().reports.window_hours;
+    let currency = &state.pricebook().currency;
+    let window = q.window.as_deref();
+    let metrics = reports::platform_for(
+        state.db(),
+        &principal,
+        window,
+        default_hours,
+        state.now(),
+        currency,
+    );
+    Ok(Json(metrics.await?))
 }
 
 fn input_error(field: &str, rule: &str, message: String) -> ApiError {
@@ -181,28 +167,15 @@ async fn entity_cost_of(
             .map_err(|e| input_error("name", "entityRef", e))?;
     let iv = insights::Intervals::parse(intervals)
         .map_err(|e| input_error("intervals", "pattern", e))?;
-    let found = insights::entity_daily_cost(
+    let cost = insights::entity_cost_for(
         state.db(),
+        principal,
         &entity,
         &iv,
         state.pricebook().hours_per_month,
         state.now(),
     )
     .await?;
-    let not_found = || ApiError::not_found(format!("paved has no {entity}"));
-    let Some(found) = found else {
-        return Err(not_found());
-    };
-    // A group is a team; any other entity's cost is visible when every owner behind it is.
-    let allowed = match kind.as_str() {
-        "group" => access::may_see(principal, Target::Team(&entity.to_string())),
-        _ => found
-            .owners
-            .iter()
-            .all(|o| access::may_see(principal, Target::Resource { owner: o })),
-    };
-    if !allowed {
-        return Err(not_found());
-    }
-    Ok(Json(found.cost))
+    cost.map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("paved has no {entity}")))
 }

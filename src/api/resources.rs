@@ -13,7 +13,7 @@ use super::{
     page::{Page, PageParams, Paged},
 };
 use crate::{
-    access::{self, Act, Scope, Target},
+    access::{self, Scope, Target},
     api::state::AppState,
     error::{ApiError, ErrorEnvelope},
     provisioning::{
@@ -169,25 +169,6 @@ pub(crate) async fn update_resource(
     let r = usecases::update::update(&inputs, &offerings, principal, id, values, purpose).await?;
     state.wake_workers();
     Ok(r)
-}
-
-/// The resource row, when `principal` may do `act(resource)` to it; an invisible one answers
-/// 404 exactly like an absent one.
-pub(super) async fn authorized(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-    act: impl FnOnce(&crate::db::entities::resource::Model) -> Act<'static>,
-) -> Result<crate::db::entities::resource::Model, ApiError> {
-    use sea_orm::EntityTrait;
-    let absent = || format!("no resource with id {id:?}");
-    let res = crate::db::entities::resource::Entity::find_by_id(id.to_owned())
-        .one(state.db())
-        .await?
-        .ok_or_else(|| ApiError::not_found(absent()))?;
-    access::authorize(principal, act(&res), Target::Resource { owner: &res.owner })
-        .map_err(|d| ApiError::denied(d, absent))?;
-    Ok(res)
 }
 
 /// The body of an extension (documentation; [`hours_of`] reads it, naming field and rule).

@@ -25,11 +25,11 @@ use ring::{
     rand::SystemRandom,
     signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
 };
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ConnectionTrait, DbErr};
 use serde_json::{Value, json};
 
 use crate::{
-    db::entities::signing_key,
+    db::{self, entities::signing_key},
     vocab::secret_box::{Sealed, SecretBox},
 };
 
@@ -123,14 +123,8 @@ impl Signer {
         secrets: &SecretBox,
     ) -> Result<(), DbErr> {
         let now = Utc::now();
-        signing_key::Entity::delete_many()
-            .filter(signing_key::Column::RetireAt.lte(now))
-            .exec(db)
-            .await?;
-        let newest = signing_key::Entity::find()
-            .order_by_desc(signing_key::Column::CreatedAt)
-            .one(db)
-            .await?;
+        db::signing_keys::forget_retired(db, now).await?;
+        let newest = db::signing_keys::newest(db).await?;
         let row = match newest {
             Some(k) if now - k.created_at < self.rotate_every => k,
             _ => self.create(db, secrets, now).await?,
@@ -195,9 +189,7 @@ impl Signer {
             created_at: now,
             retire_at,
         };
-        signing_key::Entity::insert(signing_key::ActiveModel::from(row.clone()))
-            .exec(db)
-            .await?;
+        db::signing_keys::insert(db, &row).await?;
         tracing::info!(kid = %row.kid, %retire_at, "generated a new signing key");
         Ok(row)
     }
@@ -206,10 +198,7 @@ impl Signer {
 /// Every key not yet retired, read from the database so a key another replica just made is
 /// published by all of them.
 pub async fn published_keys<C: ConnectionTrait>(db: &C) -> Result<Value, DbErr> {
-    let keys: Vec<Value> = signing_key::Entity::find()
-        .filter(signing_key::Column::RetireAt.gt(Utc::now()))
-        .order_by_desc(signing_key::Column::CreatedAt)
-        .all(db)
+    let keys: Vec<Value> = db::signing_keys::published(db, Utc::now())
         .await?
         .into_iter()
         .map(|k| k.public_jwk)

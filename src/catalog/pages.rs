@@ -20,15 +20,13 @@
 use std::{collections::HashMap, ops::Range};
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ConnectionTrait, DbErr};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::{provider, refresh::location_entity_name};
-use crate::{config::Settings, db::entities::resource, templates::Catalog};
+use crate::{config::Settings, db, templates::Catalog};
 
 use crate::vocab::bucket::{BUCKETS, bucket_of};
 
@@ -213,7 +211,11 @@ impl PageCache {
 
     /// Page `page`'s body, rebuilt only when a resource on it changed since the last build.
     /// `None` for a page number outside `0..pages`.
-    pub async fn page(&self, db: &DatabaseConnection, page: u32) -> Result<Option<Cached>, DbErr> {
+    pub async fn page<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        page: u32,
+    ) -> Result<Option<Cached>, DbErr> {
         let Some(slot) = self.pages.get(page as usize) else {
             return Ok(None);
         };
@@ -222,18 +224,12 @@ impl PageCache {
         if slot.as_ref().is_none_or(|c| c.built_from != changes) {
             // Read after the change count was taken: the body holds at least those changes.
             let buckets = self.layout.buckets(page);
-            let rows = resource::Entity::find()
-                .filter(resource::Column::DeletedAt.is_null())
-                .filter(resource::Column::CatalogBucket.gte(buckets.start))
-                .filter(resource::Column::CatalogBucket.lt(buckets.end))
-                .order_by_asc(resource::Column::Id)
-                .all(db)
-                .await?;
+            let rows = db::catalog::live_in_buckets(db, buckets).await?;
             let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-            let drift = crate::day2::drift::statuses_of(db, &ids).await?;
+            let drift = db::drift::statuses_of(db, &ids).await?;
             let mut body = String::new();
             for r in &rows {
-                let d = drift.get(&r.id).map(String::as_str);
+                let d = drift.get(&r.id).map(|s| s.as_str());
                 for e in provider::resource_entities(r, self.layout.base_url(), d) {
                     provider::push_yaml(&mut body, &e);
                 }
@@ -243,45 +239,49 @@ impl PageCache {
         Ok(slot.clone())
     }
 
+    /// One live resource's entities (with its parts, for a composite), built on each call
+    /// (`catalog:register` points at it; it is read rarely). `None` when it is deleted or
+    /// absent.
+    pub async fn resource<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        id: &str,
+    ) -> Result<Option<Cached>, DbErr> {
+        let Some(r) = db::catalog::live(db, id).await? else {
+            return Ok(None);
+        };
+        let drift = db::drift::state(db, &r.id).await?.map(|d| d.status);
+        let mut body = String::new();
+        for e in provider::resource_entities(&r, self.layout.base_url(), drift.map(|d| d.as_str()))
+        {
+            provider::push_yaml(&mut body, &e);
+        }
+        Ok(Some(cached(body, String::new())))
+    }
+
     /// Reads the rows changed since the newest change seen (minus the lookback window), counts
     /// a change on the page of each row not seen in that state yet, and returns the counts.
-    async fn watch(&self, db: &DatabaseConnection) -> Result<Vec<u64>, DbErr> {
+    async fn watch<C: ConnectionTrait>(&self, db: &C) -> Result<Vec<u64>, DbErr> {
         let mut w = self.watch.lock().await;
         let since = match w.newest {
             Some(n) => Some(n),
             // Nothing seen yet: start at the newest row, without reading every row.
-            None => {
-                resource::Entity::find()
-                    .select_only()
-                    .column(resource::Column::UpdatedAt)
-                    .order_by_desc(resource::Column::UpdatedAt)
-                    .into_tuple::<DateTime<Utc>>()
-                    .one(db)
-                    .await?
-            }
+            None => db::catalog::newest_change(db).await?,
         };
-        let rows: Vec<(String, i32, DateTime<Utc>)> = match since {
+        let rows = match since {
             None => Vec::new(),
             Some(since) => {
-                resource::Entity::find()
-                    .select_only()
-                    .columns([
-                        resource::Column::Id,
-                        resource::Column::CatalogBucket,
-                        resource::Column::UpdatedAt,
-                    ])
-                    .filter(
-                        resource::Column::UpdatedAt
-                            .gte(since - Duration::seconds(LOOKBACK_SECONDS)),
-                    )
-                    .into_tuple()
-                    .all(db)
-                    .await?
+                db::catalog::changed_since(db, since - Duration::seconds(LOOKBACK_SECONDS)).await?
             }
         };
         // Before the first build every page is stale anyway: only remember what was seen.
         let count = w.started;
-        for (id, bucket, at) in rows {
+        for db::catalog::Change {
+            id,
+            bucket,
+            updated_at: at,
+        } in rows
+        {
             if w.recent.get(&id) != Some(&at) {
                 if count {
                     let page = self.layout.page_of_bucket(bucket) as usize;
@@ -337,6 +337,34 @@ mod tests {
             per_page.iter().all(|&c| (500..2000).contains(&c)),
             "{per_page:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_resource_document_shows_its_drift_and_is_gone_once_deleted() {
+        use crate::db::entities::{drift_state::DriftStatus, resource};
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
+
+        let t = crate::usecases::testkit::db().await;
+        let cache = PageCache::new(Layout::new("http://x/api/paved", 4));
+        assert!(cache.resource(&t.db, "r1").await.unwrap().is_none());
+        let res = crate::usecases::testkit::resource(&t.db, "r1", "dev").await;
+        let doc = cache.resource(&t.db, "r1").await.unwrap().unwrap();
+        let body = std::str::from_utf8(&doc.body).unwrap().to_owned();
+        assert!(body.contains("name: db-r1"), "{body}");
+        assert!(!body.contains("paved.dev/drift"), "never checked: {body}");
+        assert_eq!(doc.etag, etag_of(&body));
+
+        crate::db::drift::set_state(&t.db, "r1", DriftStatus::Detected, Utc::now())
+            .await
+            .unwrap();
+        let doc = cache.resource(&t.db, "r1").await.unwrap().unwrap();
+        let body = std::str::from_utf8(&doc.body).unwrap();
+        assert!(body.contains("paved.dev/drift: detected"), "{body}");
+
+        let mut gone: resource::ActiveModel = res.into_active_model();
+        gone.deleted_at = Set(Some(Utc::now()));
+        gone.update(&t.db).await.unwrap();
+        assert!(cache.resource(&t.db, "r1").await.unwrap().is_none());
     }
 
     #[test]

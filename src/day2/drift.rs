@@ -5,19 +5,32 @@
 //! actual value becomes the expected one).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
-};
+use sea_orm::{DatabaseConnection, DbErr};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::provisioning::drivers::{Difference, DriverError, Provisioner};
 use crate::{
-    audit,
-    db::entities::{drift_finding, drift_state, resource},
+    access::Act,
+    audit::{self, Target},
+    db::{
+        self,
+        drift::NewFinding,
+        entities::{
+            drift_finding::{self, FindingStatus},
+            drift_state::DriftStatus,
+            resource,
+        },
+    },
     notifications::{self, Notification, Notifier, Severity, Topic},
-    templates::RenderedSpec,
+    provisioning::requests::Request,
+    templates::{Catalog, RenderedSpec},
+    usecases::{
+        Refused,
+        assess::Inputs,
+        resource_for,
+        update::{self, Purpose, UpdateError},
+    },
     vocab::principal::Principal,
 };
 
@@ -25,6 +38,9 @@ use crate::vocab::actor::DRIFT;
 
 /// Fields whose actual value cannot become the desired one: something is missing.
 const NOT_ACCEPTABLE: &[&str] = &["exists", "role"];
+
+/// How many closed findings a report shows.
+const HISTORY: u64 = 50;
 
 /// One difference found, and what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -65,10 +81,12 @@ pub struct DriftReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriftError {
+    #[error("no resource with id {0:?}")]
+    NotFound(String),
+    #[error("{0}")]
+    Refused(Refused),
     #[error("resource {id} is {status}; only ready resources are checked")]
     NotReady { id: String, status: String },
-    #[error("{0}")]
-    NotAllowed(String),
     #[error("{0}")]
     Conflict(String),
     #[error("cannot observe part {part}: {error}")]
@@ -84,7 +102,7 @@ fn to_api(m: drift_finding::Model) -> Finding {
         field: m.field,
         expected: m.expected.unwrap_or(Value::Null),
         actual: m.actual.unwrap_or(Value::Null),
-        status: m.status,
+        status: m.status.as_str().to_owned(),
         detected_at: m.detected_at,
         last_seen_at: m.last_seen_at,
         resolved_at: m.resolved_at,
@@ -93,79 +111,45 @@ fn to_api(m: drift_finding::Model) -> Finding {
     }
 }
 
-async fn open_findings(
-    db: &DatabaseConnection,
-    resource_id: &str,
-) -> Result<Vec<drift_finding::Model>, DbErr> {
-    drift_finding::Entity::find()
-        .filter(drift_finding::Column::ResourceId.eq(resource_id))
-        .filter(drift_finding::Column::Status.eq("open"))
-        .order_by_asc(drift_finding::Column::Id)
-        .all(db)
-        .await
-}
-
 /// The stored drift of `resource_id`.
 pub async fn report(db: &DatabaseConnection, resource_id: &str) -> Result<DriftReport, DbErr> {
-    let state = drift_state::Entity::find_by_id(resource_id.to_owned())
-        .one(db)
-        .await?;
-    let findings = open_findings(db, resource_id)
-        .await?
-        .into_iter()
-        .map(to_api)
-        .collect();
-    let history = drift_finding::Entity::find()
-        .filter(drift_finding::Column::ResourceId.eq(resource_id))
-        .filter(drift_finding::Column::Status.ne("open"))
-        .order_by_desc(drift_finding::Column::Id)
-        .limit(50)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(to_api)
-        .collect();
+    let state = db::drift::state(db, resource_id).await?;
+    let findings = db::drift::open_findings(db, resource_id).await?;
+    let history = db::drift::closed_findings(db, resource_id, HISTORY).await?;
     Ok(DriftReport {
         resource_id: resource_id.to_owned(),
         status: state
             .as_ref()
-            .map(|s| s.status.clone())
-            .unwrap_or_else(|| "unknown".into()),
+            .map_or("unknown", |s| s.status.as_str())
+            .to_owned(),
         checked_at: state.map(|s| s.checked_at),
-        findings,
-        history,
+        findings: findings.into_iter().map(to_api).collect(),
+        history: history.into_iter().map(to_api).collect(),
     })
 }
 
-/// The drift status of many resources at once (for the catalog documents).
-pub async fn statuses(
+/// Resource `id` when `who` may do `act` to it (what it may not see is not found).
+async fn visible(
     db: &DatabaseConnection,
-) -> Result<std::collections::BTreeMap<String, String>, DbErr> {
-    Ok(drift_state::Entity::find()
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|s| (s.resource_id, s.status))
-        .collect())
+    who: &Principal,
+    id: &str,
+    act: Act<'static>,
+) -> Result<resource::Model, DriftError> {
+    match resource_for(db, who, id, |_| act).await? {
+        Ok(res) => Ok(res),
+        Err(None) => Err(DriftError::NotFound(id.into())),
+        Err(Some(r)) => Err(DriftError::Refused(r)),
+    }
 }
 
-/// The drift status of the given resources (those checked at least once), in chunks so a
-/// catalog page of thousands stays within the databases' parameter limits.
-pub async fn statuses_of(
+/// The drift of resource `id`, for a caller who may see it.
+pub async fn report_for(
     db: &DatabaseConnection,
-    resource_ids: &[String],
-) -> Result<std::collections::BTreeMap<String, String>, DbErr> {
-    let mut out = std::collections::BTreeMap::new();
-    for chunk in resource_ids.chunks(500) {
-        for s in drift_state::Entity::find()
-            .filter(drift_state::Column::ResourceId.is_in(chunk.iter().cloned()))
-            .all(db)
-            .await?
-        {
-            out.insert(s.resource_id, s.status);
-        }
-    }
-    Ok(out)
+    who: &Principal,
+    id: &str,
+) -> Result<DriftReport, DriftError> {
+    visible(db, who, id, Act::Read).await?;
+    Ok(report(db, id).await?)
 }
 
 /// Values accepted for (part, field): they are what is expected from now on.
@@ -186,6 +170,8 @@ pub struct Checked {
     /// Per part, transactions the observation itself committed on the tenant's database
     /// (see [`crate::provisioning::drivers::Observed::self_transactions`]).
     pub self_transactions: Vec<(String, i64)>,
+    /// The checked resource's catalog entity name (to refresh when the status changed).
+    pub entity_name: String,
 }
 
 /// Observes every part of `res` and records what differs from what paved provisioned.
@@ -244,38 +230,26 @@ pub async fn check(
         }
     }
 
-    let open = open_findings(db, &res.id).await?;
+    let open = db::drift::open_findings(db, &res.id).await?;
     let mut new_incidents = Vec::new();
     for (part, d) in &found {
         match open.iter().find(|f| &f.part == part && f.field == d.field) {
             Some(f) if f.actual.as_ref() == Some(&d.actual) => {
-                drift_finding::Entity::update_many()
-                    .col_expr(drift_finding::Column::LastSeenAt, Expr::value(now))
-                    .filter(drift_finding::Column::Id.eq(f.id))
-                    .exec(db)
-                    .await?;
+                db::drift::seen_again(db, f.id, now).await?;
             }
             other => {
                 if let Some(f) = other {
                     // Changed again: the old finding is superseded by a new one.
-                    close(db, f.id, "superseded", actor, None, now).await?;
+                    db::drift::close(db, f.id, FindingStatus::Superseded, actor, None, now).await?;
                 }
-                drift_finding::Entity::insert(drift_finding::ActiveModel {
-                    id: sea_orm::ActiveValue::NotSet,
-                    resource_id: Set(res.id.clone()),
-                    part: Set(part.clone()),
-                    field: Set(d.field.clone()),
-                    expected: Set(Some(d.expected.clone())),
-                    actual: Set(Some(d.actual.clone())),
-                    status: Set("open".into()),
-                    detected_at: Set(now),
-                    last_seen_at: Set(now),
-                    resolved_at: Set(None),
-                    resolved_by: Set(None),
-                    request_id: Set(None),
-                })
-                .exec(db)
-                .await?;
+                let finding = NewFinding {
+                    resource_id: &res.id,
+                    part,
+                    field: &d.field,
+                    expected: &d.expected,
+                    actual: &d.actual,
+                };
+                db::drift::open_finding(db, finding, now).await?;
                 new_incidents.push(json!({"part": part, "field": d.field, "expected": d.expected, "actual": d.actual}));
             }
         }
@@ -285,17 +259,21 @@ pub async fn check(
             .iter()
             .any(|(p, d)| *p == f.part && d.field == f.field)
         {
-            close(db, f.id, "resolved", actor, None, now).await?;
+            db::drift::close(db, f.id, FindingStatus::Resolved, actor, None, now).await?;
         }
     }
-    let status = if found.is_empty() { "none" } else { "detected" };
-    let status_changed = set_state(db, res, status, now).await?;
+    let status = if found.is_empty() {
+        DriftStatus::None
+    } else {
+        DriftStatus::Detected
+    };
+    let status_changed = db::drift::set_state(db, &res.id, status, now).await?;
     if !new_incidents.is_empty() {
         audit::record(
             db,
             actor,
             "drift.detected",
-            &format!("resource:{}", res.id),
+            Target::resource(&res.id),
             "detected",
             Some(json!({"findings": new_incidents})),
         )
@@ -336,92 +314,48 @@ pub async fn check(
         report: report(db, &res.id).await?,
         status_changed,
         self_transactions: self_tx,
+        entity_name: res.entity_name.clone(),
     })
 }
 
-async fn close(
+/// An on-demand check of resource `id` by `who` (members of the owning team and admins). What
+/// the observation itself did on the tenant's database is recorded, so it does not count as
+/// use.
+pub async fn check_for(
     db: &DatabaseConnection,
-    id: i64,
-    status: &str,
-    by: &str,
-    request_id: Option<&str>,
+    drivers: &dyn Provisioner,
+    notifier: &Notifier,
+    who: &Principal,
+    id: &str,
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    drift_finding::Entity::update_many()
-        .col_expr(drift_finding::Column::Status, Expr::value(status))
-        .col_expr(drift_finding::Column::ResolvedAt, Expr::value(now))
-        .col_expr(drift_finding::Column::ResolvedBy, Expr::value(by))
-        .col_expr(
-            drift_finding::Column::RequestId,
-            Expr::value(request_id.map(str::to_owned)),
-        )
-        .filter(drift_finding::Column::Id.eq(id))
-        .filter(drift_finding::Column::Status.eq("open"))
-        .exec(db)
-        .await?;
-    Ok(())
+) -> Result<Checked, DriftError> {
+    let res = visible(db, who, id, Act::Change).await?;
+    let checked = check(db, drivers, notifier, &res, &who.subject, now).await?;
+    super::usage::record_self_activity(db, &res.id, &checked.self_transactions, now).await;
+    Ok(checked)
 }
 
-/// Records the resource's drift status; when it changes, the resource counts as updated (the
-/// catalog documents change: `paved.dev/drift`).
-async fn set_state(
-    db: &DatabaseConnection,
-    res: &resource::Model,
-    status: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
-    let before = drift_state::Entity::find_by_id(res.id.clone())
-        .one(db)
-        .await?;
-    let changed = before.as_ref().map(|s| s.status.as_str()) != Some(status);
-    match before {
-        Some(s) => {
-            let mut a = s.into_active_model();
-            a.status = Set(status.into());
-            a.checked_at = Set(now);
-            a.update(db).await?;
-        }
-        None => {
-            drift_state::Entity::insert(drift_state::ActiveModel {
-                resource_id: Set(res.id.clone()),
-                status: Set(status.into()),
-                checked_at: Set(now),
-            })
-            .on_conflict_do_nothing_on([drift_state::Column::ResourceId])
-            .exec(db)
-            .await?;
-        }
-    }
-    if changed {
-        resource::Entity::update_many()
-            .col_expr(resource::Column::UpdatedAt, Expr::value(now))
-            .filter(resource::Column::Id.eq(res.id.clone()))
-            .exec(db)
-            .await?;
-    }
-    Ok(changed)
+/// What accepting did.
+#[derive(Debug)]
+pub struct Accepted {
+    pub report: DriftReport,
+    /// The resource's catalog entity name (its desired state changed: refresh it).
+    pub entity_name: String,
 }
 
-/// Whether the caller may resolve drift on `res`: members of the owning team and admins.
-fn may_resolve(who: &Principal, res: &resource::Model) -> Result<(), DriftError> {
-    use crate::access::{Act, Target, authorize};
-    authorize(who, Act::Change, Target::Resource { owner: &res.owner })
-        .map_err(|d| DriftError::NotAllowed(d.to_string()))
-}
-
-/// Accepts open findings (all, or those in `ids`): their actual values become the expected
-/// ones for later checks. A missing database, role or user cannot be accepted; revert it (or
-/// delete the resource). An update or revert re-applies the offering's spec and clears
-/// acceptances.
+/// Accepts open findings of resource `id` (all, or those in `ids`): their actual values become
+/// the expected ones for later checks. Members of the owning team and admins. A missing
+/// database, role or user cannot be accepted; revert it (or delete the resource). An update or
+/// revert re-applies the offering's spec and clears acceptances.
 pub async fn accept(
     db: &DatabaseConnection,
-    res: &resource::Model,
-    ids: Option<&[i64]>,
     who: &Principal,
+    id: &str,
+    ids: Option<&[i64]>,
     now: DateTime<Utc>,
-) -> Result<DriftReport, DriftError> {
-    may_resolve(who, res)?;
-    let open = open_findings(db, &res.id).await?;
+) -> Result<Accepted, DriftError> {
+    let res = visible(db, who, id, Act::Change).await?;
+    let open = db::drift::open_findings(db, &res.id).await?;
     let chosen: Vec<&drift_finding::Model> = open
         .iter()
         .filter(|f| ids.is_none_or(|ids| ids.contains(&f.id)))
@@ -468,17 +402,17 @@ pub async fn accept(
     if let Some(obj) = desired.as_object_mut() {
         obj.insert("accepted".into(), Value::Object(acc));
     }
-    resource::Entity::update_many()
-        .col_expr(resource::Column::Desired, Expr::value(desired))
-        .col_expr(resource::Column::UpdatedAt, Expr::value(now))
-        .filter(resource::Column::Id.eq(res.id.clone()))
-        .exec(db)
-        .await?;
+    db::drift::store_accepted(db, &res.id, desired, now).await?;
     for f in &chosen {
-        close(db, f.id, "accepted", &who.subject, None, now).await?;
+        db::drift::close(db, f.id, FindingStatus::Accepted, &who.subject, None, now).await?;
     }
     let left = open.len() - chosen.len();
-    set_state(db, res, if left == 0 { "none" } else { "detected" }, now).await?;
+    let status = if left == 0 {
+        DriftStatus::None
+    } else {
+        DriftStatus::Detected
+    };
+    db::drift::set_state(db, &res.id, status, now).await?;
     let accepted: Vec<Value> = chosen
         .iter()
         .map(|f| json!({"part": f.part, "field": f.field, "actual": f.actual}))
@@ -487,37 +421,56 @@ pub async fn accept(
         db,
         who,
         "drift.accepted",
-        &format!("resource:{}", res.id),
+        Target::resource(&res.id),
         "accepted",
         Some(json!({"findings": accepted})),
     )
     .await;
-    Ok(report(db, &res.id).await?)
+    Ok(Accepted {
+        report: report(db, &res.id).await?,
+        entity_name: res.entity_name,
+    })
 }
 
-/// Marks the open findings reverted by update request `request_id` (started by the caller
-/// through the normal update path, see [`crate::usecases::update`]).
-pub async fn mark_reverted(
-    db: &DatabaseConnection,
-    res: &resource::Model,
-    request_id: &str,
+/// Re-applies paved's desired state over resource `id`'s drift: an `update` with its current
+/// values, through the guardrails and steps like any update (which authorizes `who`), and
+/// marks the open findings reverted by it. The next check confirms.
+pub async fn revert(
+    inputs: &Inputs<'_>,
+    offerings: &Catalog,
     who: &Principal,
-    now: DateTime<Utc>,
-) -> Result<usize, DbErr> {
-    let open = open_findings(db, &res.id).await?;
+    id: &str,
+) -> Result<Request, UpdateError> {
+    // Read before the update authorizes; nothing of it is answered to a caller it refuses.
+    let open = db::drift::open_findings(inputs.db, id).await?;
+    let purpose = Purpose::Revert {
+        open_findings: !open.is_empty(),
+    };
+    let request = update::update(inputs, offerings, who, id, &json!({}), purpose).await?;
+    // Those open now: a check may have changed them while the update was placed.
+    let open = db::drift::open_findings(inputs.db, id).await?;
     for f in &open {
-        close(db, f.id, "reverted", &who.subject, Some(request_id), now).await?;
+        let (by, now) = (&who.subject, inputs.now);
+        db::drift::close(
+            inputs.db,
+            f.id,
+            FindingStatus::Reverted,
+            by,
+            Some(&request.id),
+            now,
+        )
+        .await?;
     }
     audit::record_by(
-        db,
+        inputs.db,
         who,
         "drift.reverted",
-        &format!("resource:{}", res.id),
+        Target::resource(id),
         "reverting",
-        Some(json!({"requestId": request_id, "findings": open.len()})),
+        Some(json!({"requestId": request.id, "findings": open.len()})),
     )
     .await;
-    Ok(open.len())
+    Ok(request)
 }
 
 /// What a scan did.
@@ -539,18 +492,13 @@ pub async fn scan(
     notifier: &Notifier,
     now: DateTime<Utc>,
 ) -> Result<Scanned, DbErr> {
-    let ready = resource::Entity::find()
-        .filter(resource::Column::DeletedAt.is_null())
-        .filter(resource::Column::Status.eq("ready"))
-        .order_by_asc(resource::Column::Id)
-        .all(db)
-        .await?;
+    let ready = db::day2::ready(db, None).await?;
     let mut out = Scanned::default();
     for res in ready {
         match check(db, drivers, notifier, &res, DRIFT, now).await {
             Ok(c) => {
                 out.checked += 1;
-                if c.report.status == "detected" {
+                if c.report.status == DriftStatus::Detected.as_str() {
                     out.drifted += 1;
                 }
                 if c.status_changed {
@@ -567,4 +515,102 @@ pub async fn scan(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usecases::testkit;
+
+    async fn with_findings(t: &testkit::Db) -> Vec<drift_finding::Model> {
+        testkit::resource(&t.db, "r1", "dev").await;
+        let now = Utc::now();
+        for (field, actual) in [("connection_limit", json!(50)), ("exists", json!(false))] {
+            let f = NewFinding {
+                resource_id: "r1",
+                part: "database",
+                field,
+                expected: &json!(null),
+                actual: &actual,
+            };
+            db::drift::open_finding(&t.db, f, now).await.unwrap();
+        }
+        db::drift::set_state(&t.db, "r1", DriftStatus::Detected, now)
+            .await
+            .unwrap();
+        db::drift::open_findings(&t.db, "r1").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn another_teams_drift_is_not_found() {
+        let t = testkit::db().await;
+        with_findings(&t).await;
+        let who = testkit::outsider();
+        let e = report_for(&t.db, &who, "r1").await.unwrap_err();
+        assert!(matches!(e, DriftError::NotFound(id) if id == "r1"));
+        let e = accept(&t.db, &who, "r1", None, Utc::now())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DriftError::NotFound(_)), "{e}");
+        let mine = report_for(&t.db, &testkit::member(), "r1").await.unwrap();
+        assert_eq!((mine.status.as_str(), mine.findings.len()), ("detected", 2));
+    }
+
+    #[tokio::test]
+    async fn a_missing_object_or_an_unknown_finding_cannot_be_accepted() {
+        let t = testkit::db().await;
+        let open = with_findings(&t).await;
+        let who = testkit::member();
+        let e = accept(&t.db, &who, "r1", None, Utc::now())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("database.exists: a missing database or user cannot be accepted"),
+            "{e}"
+        );
+        let e = accept(&t.db, &who, "r1", Some(&[open[0].id, 999]), Utc::now())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ids: finding 999 is not an open finding of resource r1"
+        );
+        assert_eq!(
+            db::drift::open_findings(&t.db, "r1").await.unwrap().len(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn an_accepted_value_becomes_expected_and_is_audited() {
+        let t = testkit::db().await;
+        let open = with_findings(&t).await;
+        let who = testkit::member();
+        let done = accept(&t.db, &who, "r1", Some(&[open[0].id]), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(done.entity_name, "db-r1");
+        // One finding is left open, so the resource still drifts.
+        assert_eq!(done.report.status, "detected");
+        assert_eq!(done.report.findings.len(), 1);
+        assert_eq!(done.report.history[0].status, "accepted");
+        assert_eq!(
+            done.report.history[0].resolved_by.as_deref(),
+            Some(who.subject.as_str())
+        );
+        let res = db::catalog::live(&t.db, "r1").await.unwrap().unwrap();
+        assert_eq!(
+            accepted(&res.desired)["database"]["connection_limit"],
+            json!(50)
+        );
+        assert_eq!(
+            testkit::audit_of(&t.db, "resource:r1").await,
+            [(
+                "drift.accepted".to_owned(),
+                who.subject.clone(),
+                "accepted".to_owned()
+            )]
+        );
+    }
 }

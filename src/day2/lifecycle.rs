@@ -3,15 +3,13 @@
 //! update), and owners are warned before expiry, once per configured offset.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr,
-};
+use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::json;
 
 use crate::provisioning::requests;
 use crate::{
-    audit,
-    db::entities::{resource, resource_notice},
+    audit::{self, Target},
+    db::{self, entities::resource_notice::NoticeKind},
     notifications::{self, Notification, Notifier, Severity, Topic},
 };
 
@@ -25,12 +23,7 @@ pub async fn reap(
     max_attempts: i32,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, DbErr> {
-    let expired = resource::Entity::find()
-        .filter(resource::Column::DeletedAt.is_null())
-        .filter(resource::Column::Status.eq("ready"))
-        .filter(resource::Column::ExpiresAt.lte(now))
-        .all(db)
-        .await?;
+    let expired = db::day2::expired(db, now).await?;
     let mut started = Vec::new();
     for res in expired {
         if let Some(open) = requests::open_for_resource(db, &res.id).await? {
@@ -38,12 +31,11 @@ pub async fn reap(
             continue;
         }
         let req = requests::create_delete(db, &res, REAPER, max_attempts).await?;
-        let target = format!("resource:{}", res.id);
         audit::record(
             db,
             REAPER,
             "resource.expired",
-            &target,
+            Target::resource(&res.id),
             "deleting",
             Some(json!({"expiredAt": res.expires_at, "requestId": req.id})),
         )
@@ -52,7 +44,7 @@ pub async fn reap(
             db,
             REAPER,
             "request.created",
-            &format!("request:{}", req.id),
+            Target::request(&req.id),
             req.status.as_str(),
             Some(json!({"offering": req.offering, "operation": req.operation, "owner": req.owner, "resourceId": res.id})),
         )
@@ -102,13 +94,7 @@ pub async fn warn_expiring(
     let Some(widest) = offsets.iter().max().copied() else {
         return Ok(0);
     };
-    let soon = resource::Entity::find()
-        .filter(resource::Column::DeletedAt.is_null())
-        .filter(resource::Column::Status.eq("ready"))
-        .filter(resource::Column::ExpiresAt.gt(now))
-        .filter(resource::Column::ExpiresAt.lte(now + chrono::Duration::seconds(widest)))
-        .all(db)
-        .await?;
+    let soon = db::day2::expiring(db, now, now + chrono::Duration::seconds(widest)).await?;
     let mut sent = 0;
     for res in soon {
         let Some(expires) = res.expires_at else {
@@ -119,28 +105,16 @@ pub async fn warn_expiring(
             continue;
         };
         // The unique index makes this once per resource, expiry and offset, across replicas.
-        let first = resource_notice::Entity::insert(resource_notice::ActiveModel {
-            id: sea_orm::ActiveValue::NotSet,
-            resource_id: Set(res.id.clone()),
-            kind: Set("expiry-warning".into()),
-            notice_key: Set(format!("{}/{offset}", expires.to_rfc3339())),
-            sent_at: Set(now),
-        })
-        .exec(db)
-        .await;
-        match first {
-            Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                continue;
-            }
-            Err(e) => return Err(e),
+        let key = format!("{}/{offset}", expires.to_rfc3339());
+        if !db::notices::first_time(db, &res.id, NoticeKind::ExpiryWarning, &key, now).await? {
+            continue;
         }
         let in_words = human_duration(left);
         audit::record(
             db,
             REAPER,
             "resource.expiry_warned",
-            &format!("resource:{}", res.id),
+            Target::resource(&res.id),
             "warned",
             Some(json!({"expiresAt": expires, "offsetSeconds": offset})),
         )

@@ -9,17 +9,18 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    SqlErr,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::provisioning::drivers::Provisioner;
 use crate::{
-    audit,
-    db::entities::{resource, resource_notice, usage_sample},
+    audit::{self, Target},
+    db::{
+        self,
+        entities::{resource, resource_notice::NoticeKind, usage_sample::SampleKind},
+        usage::{NewSample, Sample},
+    },
     notifications::{Notification, Notifier, Severity, Topic},
     templates::RenderedSpec,
 };
@@ -28,37 +29,33 @@ use crate::{
 pub const USAGE: &str = "system:usage";
 
 /// Records transactions paved itself caused on a resource's parts (e.g. a drift check).
-pub async fn record_self_activity(
-    db: &DatabaseConnection,
+pub async fn record_self_activity<C: ConnectionTrait>(
+    db: &C,
     resource_id: &str,
     parts: &[(String, i64)],
     now: DateTime<Utc>,
 ) {
-    let rows: Vec<usage_sample::ActiveModel> = parts
+    let rows: Vec<NewSample> = parts
         .iter()
         .filter(|(_, n)| *n > 0)
-        .map(|(part, n)| usage_sample::ActiveModel {
-            id: sea_orm::ActiveValue::NotSet,
-            resource_id: Set(resource_id.to_owned()),
-            part: Set(part.clone()),
-            kind: Set("self".into()),
-            at: Set(now),
-            active: Set(0),
-            counter: Set(*n),
-            idle_seconds: Set(None),
+        .map(|(part, n)| NewSample {
+            resource_id,
+            part,
+            kind: SampleKind::OwnActivity,
+            at: now,
+            active: 0,
+            counter: *n,
+            idle_seconds: None,
         })
         .collect();
-    if rows.is_empty() {
-        return;
-    }
-    if let Err(e) = usage_sample::Entity::insert_many(rows).exec(db).await {
+    if let Err(e) = db::usage::record(db, &rows).await {
         tracing::warn!(resource_id, error = %e, "could not record paved's own activity; the resource may look used");
     }
 }
 
 /// Reads the usage of every part of `res` and stores it as of `now`.
-pub async fn sample_resource(
-    db: &DatabaseConnection,
+pub async fn sample_resource<C: ConnectionTrait>(
+    db: &C,
     drivers: &dyn Provisioner,
     res: &resource::Model,
     now: DateTime<Utc>,
@@ -70,51 +67,36 @@ pub async fn sample_resource(
             .parse(&part.driver, &part.spec)
             .map_err(|e| e.to_string())?;
         let u = drivers.usage(&parsed).await.map_err(|e| e.to_string())?;
-        usage_sample::Entity::insert(usage_sample::ActiveModel {
-            id: sea_orm::ActiveValue::NotSet,
-            resource_id: Set(res.id.clone()),
-            part: Set(part.id.clone()),
-            kind: Set("sample".into()),
-            at: Set(now),
-            active: Set(u.active),
-            counter: Set(u.activity_counter),
-            idle_seconds: Set(u.idle_seconds),
-        })
-        .exec(db)
-        .await
-        .map_err(|e| e.to_string())?;
+        let sample = NewSample {
+            resource_id: &res.id,
+            part: &part.id,
+            kind: SampleKind::Sample,
+            at: now,
+            active: u.active,
+            counter: u.activity_counter,
+            idle_seconds: u.idle_seconds,
+        };
+        db::usage::record(db, &[sample])
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
 /// One sampling round over every ready resource; returns how many were sampled.
-pub async fn sample(
-    db: &DatabaseConnection,
+pub async fn sample<C: ConnectionTrait>(
+    db: &C,
     drivers: &dyn Provisioner,
     now: DateTime<Utc>,
 ) -> Result<usize, DbErr> {
     let mut n = 0;
-    for res in ready(db, None).await? {
+    for res in db::day2::ready(db, None).await? {
         match sample_resource(db, drivers, &res, now).await {
             Ok(()) => n += 1,
             Err(e) => tracing::warn!(resource_id = %res.id, error = %e, "usage sample failed"),
         }
     }
     Ok(n)
-}
-
-async fn ready(
-    db: &DatabaseConnection,
-    owner: Option<&str>,
-) -> Result<Vec<resource::Model>, DbErr> {
-    let mut q = resource::Entity::find()
-        .filter(resource::Column::DeletedAt.is_null())
-        .filter(resource::Column::Status.eq("ready"))
-        .order_by_asc(resource::Column::Id);
-    if let Some(o) = owner {
-        q = q.filter(resource::Column::Owner.eq(o));
-    }
-    q.all(db).await
 }
 
 /// A resource nobody used over the window.
@@ -162,31 +144,31 @@ enum Verdict {
     NotEnoughData,
 }
 
-async fn part_verdict(
-    db: &DatabaseConnection,
+async fn part_verdict<C: ConnectionTrait>(
+    db: &C,
     resource_id: &str,
     part: &str,
     driver: &str,
     window: chrono::Duration,
     now: DateTime<Utc>,
 ) -> Result<Verdict, DbErr> {
-    let start = now - window;
-    let rows = usage_sample::Entity::find()
-        .filter(usage_sample::Column::ResourceId.eq(resource_id))
-        .filter(usage_sample::Column::Part.eq(part))
-        .filter(usage_sample::Column::At.lte(now))
-        .order_by_asc(usage_sample::Column::At)
-        .order_by_asc(usage_sample::Column::Id)
-        .all(db)
-        .await?;
-    let samples: Vec<&usage_sample::Model> = rows.iter().filter(|r| r.kind == "sample").collect();
+    let rows = db::usage::of_part(db, resource_id, part, now).await?;
+    Ok(verdict(&rows, driver, now - window))
+}
+
+/// What a part's samples up to now (oldest first) say about the window starting at `start`.
+fn verdict(rows: &[Sample], driver: &str, start: DateTime<Utc>) -> Verdict {
+    let samples: Vec<&Sample> = rows
+        .iter()
+        .filter(|r| r.kind == SampleKind::Sample)
+        .collect();
     // The reading the window is measured from, and the ones inside it.
     let Some(base) = samples.iter().rev().find(|s| s.at <= start) else {
-        return Ok(Verdict::NotEnoughData);
+        return Verdict::NotEnoughData;
     };
-    let inside: Vec<&&usage_sample::Model> = samples.iter().filter(|s| s.at > start).collect();
+    let inside: Vec<&&Sample> = samples.iter().filter(|s| s.at > start).collect();
     let Some(last) = inside.last() else {
-        return Ok(Verdict::NotEnoughData);
+        return Verdict::NotEnoughData;
     };
     // The last activity paved ever saw, for the report.
     let mut last_activity = None;
@@ -197,14 +179,14 @@ async fn part_verdict(
         }
     }
     if inside.iter().any(|s| s.active > 0) {
-        return Ok(Verdict::Used);
+        return Verdict::Used;
     }
     let delta = last.counter - base.counter;
     let (used, reason) = match driver {
         "postgres" => {
             let own: i64 = rows
                 .iter()
-                .filter(|r| r.kind == "self" && r.at > base.at && r.at <= last.at)
+                .filter(|r| r.kind == SampleKind::OwnActivity && r.at > base.at && r.at <= last.at)
                 .map(|r| r.counter)
                 .sum();
             // A counter that went down was reset: no evidence either way, so not unused.
@@ -224,26 +206,26 @@ async fn part_verdict(
         }
     };
     if used {
-        return Ok(Verdict::Used);
+        return Verdict::Used;
     }
-    Ok(Verdict::Unused {
+    Verdict::Unused {
         idle_since: last_activity.unwrap_or(samples[0].at).max(samples[0].at),
         last_activity,
         reason,
-    })
+    }
 }
 
 /// Ready resources (of `owner`, or all) without any activity over `window` before `now`.
 /// Returns them and how many resources had too few readings to tell.
-pub async fn find_unused(
-    db: &DatabaseConnection,
+pub async fn find_unused<C: ConnectionTrait>(
+    db: &C,
     owner: Option<&str>,
     window: chrono::Duration,
     now: DateTime<Utc>,
 ) -> Result<(Vec<UnusedResource>, u64), DbErr> {
     let mut unused = Vec::new();
     let mut unknown = 0;
-    'resources: for res in ready(db, owner).await? {
+    'resources: for res in db::day2::ready(db, owner).await? {
         let Ok(spec) = serde_json::from_value::<RenderedSpec>(res.desired.clone()) else {
             continue;
         };
@@ -288,8 +270,8 @@ pub async fn find_unused(
 }
 
 /// A team's report.
-pub async fn team_report(
-    db: &DatabaseConnection,
+pub async fn team_report<C: ConnectionTrait>(
+    db: &C,
     team: &str,
     window_hours: u64,
     currency: &str,
@@ -326,25 +308,14 @@ pub async fn notify_unused(
             .last_activity
             .map(|t| t.to_rfc3339())
             .unwrap_or_else(|| "never".into());
-        let first = resource_notice::Entity::insert(resource_notice::ActiveModel {
-            id: sea_orm::ActiveValue::NotSet,
-            resource_id: Set(r.resource_id.clone()),
-            kind: Set("unused".into()),
-            notice_key: Set(key),
-            sent_at: Set(now),
-        })
-        .exec(db)
-        .await;
-        match first {
-            Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => continue,
-            Err(e) => return Err(e),
+        if !db::notices::first_time(db, &r.resource_id, NoticeKind::Unused, &key, now).await? {
+            continue;
         }
         audit::record(
             db,
             USAGE,
             "resource.unused",
-            &format!("resource:{}", r.resource_id),
+            Target::resource(&r.resource_id),
             "unused",
             Some(json!({"windowHours": window_hours, "monthlyCost": r.monthly_cost, "lastActivity": r.last_activity})),
         )
@@ -391,4 +362,87 @@ pub async fn notify_unused(
             .await;
     }
     Ok(told)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+
+    fn at(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap() + Duration::hours(h)
+    }
+
+    fn sample(h: i64, counter: i64) -> Sample {
+        Sample {
+            kind: SampleKind::Sample,
+            at: at(h),
+            active: 0,
+            counter,
+            idle_seconds: None,
+        }
+    }
+
+    fn own(h: i64, counter: i64) -> Sample {
+        Sample {
+            kind: SampleKind::OwnActivity,
+            ..sample(h, counter)
+        }
+    }
+
+    #[test]
+    fn without_a_reading_before_and_inside_the_window_nothing_is_known() {
+        let start = at(10);
+        assert!(matches!(
+            verdict(&[sample(11, 5), sample(12, 5)], "postgres", start),
+            Verdict::NotEnoughData
+        ));
+        assert!(matches!(
+            verdict(&[sample(9, 5)], "postgres", start),
+            Verdict::NotEnoughData
+        ));
+    }
+
+    #[test]
+    fn paved_own_transactions_do_not_count_as_use() {
+        let start = at(10);
+        // Three transactions inside the window, all of them a drift check's.
+        let rows = [sample(9, 100), own(11, 3), sample(12, 103)];
+        match verdict(&rows, "postgres", start) {
+            Verdict::Unused { reason, .. } => {
+                assert_eq!(reason, "no connections and no transactions");
+            }
+            _ => panic!("expected unused"),
+        }
+        // One more than paved caused: someone used it.
+        let rows = [sample(9, 100), own(11, 3), sample(12, 104)];
+        assert!(matches!(verdict(&rows, "postgres", start), Verdict::Used));
+        // A counter that went down was reset: no evidence it is unused.
+        let rows = [sample(9, 100), sample(12, 2)];
+        assert!(matches!(verdict(&rows, "postgres", start), Verdict::Used));
+    }
+
+    #[test]
+    fn a_connection_or_a_touched_key_is_use() {
+        let start = at(10);
+        let mut active = sample(11, 0);
+        active.active = 1;
+        assert!(matches!(
+            verdict(&[sample(9, 0), active, sample(12, 0)], "redis", start),
+            Verdict::Used
+        ));
+        // Idle for less than the time between the readings: a key was touched.
+        let mut touched = sample(12, 0);
+        touched.idle_seconds = Some(60);
+        assert!(matches!(
+            verdict(&[sample(9, 0), touched.clone()], "redis", start),
+            Verdict::Used
+        ));
+        touched.idle_seconds = Some(4 * 3600);
+        assert!(matches!(
+            verdict(&[sample(9, 0), touched], "redis", start),
+            Verdict::Unused { .. }
+        ));
+    }
 }

@@ -3,6 +3,17 @@
 pub mod entities;
 pub mod migrations;
 pub mod spend;
+// Day-2, reports, audit, catalog pages and signing keys.
+pub mod audit;
+pub mod catalog;
+pub mod day2;
+pub mod drift;
+pub mod notices;
+pub mod reports;
+pub mod signing_keys;
+#[cfg(test)]
+pub mod testdb;
+pub mod usage;
 
 use std::time::Duration;
 

@@ -8,13 +8,18 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    db::entities::{request, resource},
-    vocab::entity_ref::EntityRef,
+    access::{self, Target},
+    db::{
+        self,
+        entities::{request, resource},
+        reports::CostedBy,
+    },
+    vocab::{entity_ref::EntityRef, principal::Principal},
 };
 
 /// An ISO 8601 repeating interval as Cost Insights sends it, e.g. `R2/P30D/2026-11-24`: `R`
@@ -314,14 +319,13 @@ fn trendline(agg: &[DateAggregation]) -> Trendline {
 /// The resources an entity's cost is made of: a Resource by its name (every incarnation: a
 /// deleted resource gave its name back), a Group's resources, or those that depend on a
 /// Component or belong to a System.
-async fn resources_of(
-    db: &DatabaseConnection,
+async fn resources_of<C: ConnectionTrait>(
+    db: &C,
     entity: &EntityRef,
 ) -> Result<Vec<resource::Model>, DbErr> {
-    let q = resource::Entity::find().order_by_asc(resource::Column::Id);
+    let entity_ref = entity.to_string();
     let rows = match entity.kind() {
-        "resource" => q
-            .all(db)
+        "resource" => db::reports::costed_resources(db, CostedBy::All)
             .await?
             .into_iter()
             .filter(|r| {
@@ -332,21 +336,9 @@ async fn resources_of(
                                 == Some(entity.name())))
             })
             .collect(),
-        "group" => {
-            q.filter(resource::Column::Owner.eq(entity.to_string()))
-                .all(db)
-                .await?
-        }
-        "component" => {
-            q.filter(resource::Column::Component.eq(entity.to_string()))
-                .all(db)
-                .await?
-        }
-        "system" => {
-            q.filter(resource::Column::System.eq(entity.to_string()))
-                .all(db)
-                .await?
-        }
+        "group" => db::reports::costed_resources(db, CostedBy::Owner(&entity_ref)).await?,
+        "component" => db::reports::costed_resources(db, CostedBy::Component(&entity_ref)).await?,
+        "system" => db::reports::costed_resources(db, CostedBy::System(&entity_ref)).await?,
         _ => Vec::new(),
     };
     Ok(rows)
@@ -360,8 +352,8 @@ pub struct EntityCost {
 }
 
 /// The entity's daily cost over `iv`. `None`: a Resource paved never had.
-pub async fn entity_daily_cost(
-    db: &DatabaseConnection,
+pub async fn entity_daily_cost<C: ConnectionTrait>(
+    db: &C,
     entity: &EntityRef,
     iv: &Intervals,
     hours_per_month: f64,
@@ -372,13 +364,7 @@ pub async fn entity_daily_cost(
         return Ok(None);
     }
     let ids: Vec<String> = resources.iter().map(|r| r.id.clone()).collect();
-    let changes = request::Entity::find()
-        .filter(request::Column::ResourceId.is_in(ids))
-        .filter(request::Column::Status.eq("succeeded"))
-        .filter(request::Column::Operation.is_in(["create", "update"]))
-        .order_by_asc(request::Column::Id)
-        .all(db)
-        .await?;
+    let changes = db::reports::price_changes(db, &ids).await?;
     let mut total = vec![0.0; iv.days().count()];
     let mut by_offering: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut by_resource: Vec<(String, Vec<f64>)> = Vec::new();
@@ -439,6 +425,30 @@ pub async fn entity_daily_cost(
     owners.sort();
     owners.dedup();
     Ok(Some(EntityCost { cost, owners }))
+}
+
+/// The entity's daily cost over `iv`, for a caller who may see it: a group is a team; any
+/// other entity is visible when every owner of the resources behind it is. `None` when paved
+/// has no such entity or the caller may not see it (the two answer alike).
+pub async fn entity_cost_for<C: ConnectionTrait>(
+    db: &C,
+    who: &Principal,
+    entity: &EntityRef,
+    iv: &Intervals,
+    hours_per_month: f64,
+    now: DateTime<Utc>,
+) -> Result<Option<Cost>, DbErr> {
+    let Some(found) = entity_daily_cost(db, entity, iv, hours_per_month, now).await? else {
+        return Ok(None);
+    };
+    let allowed = match entity.kind() {
+        "group" => access::may_see(who, Target::Team(&entity.to_string())),
+        _ => found
+            .owners
+            .iter()
+            .all(|o| access::may_see(who, Target::Resource { owner: o })),
+    };
+    Ok(allowed.then_some(found.cost))
 }
 
 #[cfg(test)]

@@ -8,11 +8,94 @@ pub mod cost_insights;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::db::entities::{approval, drift_finding, request, resource, resource_notice};
+use crate::{
+    access::{self, Act, Target},
+    day2::usage::{self, UnusedReport},
+    db::{
+        self,
+        entities::{resource, resource_notice::NoticeKind},
+    },
+    usecases::Refused,
+    vocab::{field_error::FieldError, principal::Principal},
+};
+
+/// Why a report is not given.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Absent, or not the caller's to see (the two answer alike).
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Refused(Refused),
+    /// A parameter breaks its rule.
+    #[error("{0}")]
+    Invalid(FieldError),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+fn authorize(
+    who: &Principal,
+    act: Act<'_>,
+    target: Target<'_>,
+    absent: impl FnOnce() -> String,
+) -> Result<(), ReportError> {
+    access::authorize(who, act, target).map_err(|d| match Refused::of(d) {
+        Some(r) => ReportError::Refused(r),
+        None => ReportError::NotFound(absent()),
+    })
+}
+
+/// `team`'s unused resources over the last `window_hours` (1 to 8760), for a caller who may
+/// see the team.
+pub async fn unused_of_team<C: ConnectionTrait>(
+    db: &C,
+    who: &Principal,
+    team: &str,
+    window_hours: u64,
+    currency: &str,
+    now: DateTime<Utc>,
+) -> Result<UnusedReport, ReportError> {
+    authorize(who, Act::Read, Target::Team(team), || {
+        format!("no team {team:?} known to paved")
+    })?;
+    if !(1..=8760).contains(&window_hours) {
+        return Err(ReportError::Invalid(FieldError {
+            field: "windowHours".into(),
+            rule: "range".into(),
+            message: "must be between 1 and 8760".into(),
+        }));
+    }
+    Ok(usage::team_report(db, team, window_hours, currency, now).await?)
+}
+
+/// The platform's metrics over `window` (`30d`, `24h`, ...; `default_hours` when absent)
+/// before `now`, for callers who see every team.
+pub async fn platform_for<C: ConnectionTrait>(
+    db: &C,
+    who: &Principal,
+    window: Option<&str>,
+    default_hours: u64,
+    now: DateTime<Utc>,
+    currency: &str,
+) -> Result<PlatformMetrics, ReportError> {
+    authorize(who, Act::ReadPlatform, Target::Platform, String::new)?;
+    let window = match window {
+        None => Duration::hours(default_hours as i64),
+        Some(w) => parse_window(w).map_err(|message| {
+            ReportError::Invalid(FieldError {
+                field: "window".into(),
+                rule: "pattern".into(),
+                message,
+            })
+        })?,
+    };
+    Ok(platform(db, window, now, currency).await?)
+}
 
 /// A window like `30d`, `7d`, `24h` or `2w`: 1 hour to 366 days.
 pub fn parse_window(s: &str) -> Result<Duration, String> {
@@ -178,8 +261,8 @@ fn rules(decision: &Value, key: &str, into: &mut BTreeMap<String, u64>) {
 }
 
 /// The platform's metrics over `window` before `now`.
-pub async fn platform(
-    db: &DatabaseConnection,
+pub async fn platform<C: ConnectionTrait>(
+    db: &C,
     window: Duration,
     now: DateTime<Utc>,
     currency: &str,
@@ -187,11 +270,7 @@ pub async fn platform(
     let from = now - window;
 
     // Finished in the window: speed and outcomes.
-    let finished = request::Entity::find()
-        .filter(request::Column::CompletedAt.gte(from))
-        .filter(request::Column::CompletedAt.lte(now))
-        .all(db)
-        .await?;
+    let finished = db::reports::requests_finished_between(db, from, now).await?;
     let mut durations: Vec<f64> = finished
         .iter()
         .filter(|r| r.operation == "create" && r.status == "succeeded")
@@ -205,11 +284,7 @@ pub async fn platform(
     let (succeeded, failed) = (count("succeeded"), count("failed"));
 
     // Made in the window: policy decisions and adoption.
-    let made = request::Entity::find()
-        .filter(request::Column::CreatedAt.gte(from))
-        .filter(request::Column::CreatedAt.lte(now))
-        .all(db)
-        .await?;
+    let made = db::reports::requests_made_between(db, from, now).await?;
     let mut policy = PolicyCounts {
         denials: BTreeMap::new(),
         warnings: BTreeMap::new(),
@@ -230,20 +305,13 @@ pub async fn platform(
         }
     }
 
-    let pending = approval::Entity::find()
-        .filter(approval::Column::Status.eq("pending"))
-        .all(db)
-        .await?;
+    let pending = db::reports::pending_approvals(db).await?;
     let ages: Vec<i64> = pending
         .iter()
         .map(|a| (now - a.created_at).num_seconds().max(0))
         .collect();
 
-    let live = resource::Entity::find()
-        .filter(resource::Column::DeletedAt.is_null())
-        .filter(resource::Column::Status.ne("failed"))
-        .all(db)
-        .await?;
+    let live = db::reports::active_resources(db).await?;
     let mut groups: BTreeMap<(String, String), (u64, f64)> = BTreeMap::new();
     for r in &live {
         let g = groups
@@ -253,41 +321,15 @@ pub async fn platform(
         g.1 += r.monthly_cost_cents.unwrap_or(0) as f64 / 100.0;
     }
 
-    let detected = drift_finding::Entity::find()
-        .filter(drift_finding::Column::DetectedAt.gte(from))
-        .filter(drift_finding::Column::DetectedAt.lte(now))
-        .all(db)
-        .await?;
-    let open = drift_finding::Entity::find()
-        .filter(drift_finding::Column::Status.eq("open"))
-        .all(db)
-        .await?;
+    let detected = db::drift::detected_between(db, from, now).await?;
+    let open = db::drift::all_open(db).await?;
     let drifting: std::collections::BTreeSet<&str> =
         open.iter().map(|f| f.resource_id.as_str()).collect();
 
-    let deleted = resource::Entity::find()
-        .filter(resource::Column::DeletedAt.gte(from))
-        .filter(resource::Column::DeletedAt.lte(now))
-        .all(db)
-        .await?;
+    let deleted = db::reports::resources_deleted_between(db, from, now).await?;
     let ids: Vec<String> = deleted.iter().map(|r| r.id.clone()).collect();
-    let reaped: std::collections::BTreeSet<String> = request::Entity::find()
-        .filter(request::Column::Operation.eq("delete"))
-        .filter(request::Column::Requester.eq(crate::vocab::actor::REAPER))
-        .filter(request::Column::ResourceId.is_in(ids.clone()))
-        .all(db)
-        .await?
-        .into_iter()
-        .filter_map(|r| r.resource_id)
-        .collect();
-    let flagged: std::collections::BTreeSet<String> = resource_notice::Entity::find()
-        .filter(resource_notice::Column::Kind.eq("unused"))
-        .filter(resource_notice::Column::ResourceId.is_in(ids))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|n| n.resource_id)
-        .collect();
+    let reaped = db::reports::deleted_by(db, crate::vocab::actor::REAPER, &ids).await?;
+    let flagged = db::notices::noticed_among(db, NoticeKind::Unused, &ids).await?;
     let cost = |r: &resource::Model| r.monthly_cost_cents.unwrap_or(0) as f64 / 100.0;
     let cleaned: Vec<&resource::Model> = deleted
         .iter()
@@ -488,5 +530,50 @@ mod tests {
         ] {
             assert!(parse_window(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn platform_metrics_are_for_those_who_see_every_team() {
+        let t = crate::usecases::testkit::db().await;
+        let now = Utc::now();
+        let member = crate::usecases::testkit::member();
+        let e = platform_for(&t.db, &member, None, 24, now, "EUR")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ReportError::Refused(_)), "{e}");
+        let admin = crate::usecases::testkit::admin();
+        let e = platform_for(&t.db, &admin, Some("5y"), 24, now, "EUR")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ReportError::Invalid(f) if f.field == "window"),
+            "{e}"
+        );
+        crate::usecases::testkit::resource(&t.db, "r1", "dev").await;
+        let m = platform_for(&t.db, &admin, Some("7d"), 24, now, "EUR")
+            .await
+            .unwrap();
+        assert_eq!((m.from, m.resources.active), (now - Duration::days(7), 1));
+    }
+
+    #[tokio::test]
+    async fn another_teams_unused_resources_are_not_found_and_the_window_has_a_range() {
+        let t = crate::usecases::testkit::db().await;
+        let now = Utc::now();
+        let team = crate::usecases::testkit::TEAM_A;
+        let outsider = crate::usecases::testkit::outsider();
+        let e = unused_of_team(&t.db, &outsider, team, 24, "EUR", now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), format!("no team {team:?} known to paved"));
+        let member = crate::usecases::testkit::member();
+        let e = unused_of_team(&t.db, &member, team, 0, "EUR", now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "windowHours: must be between 1 and 8760");
+        let r = unused_of_team(&t.db, &member, team, 24, "EUR", now)
+            .await
+            .unwrap();
+        assert_eq!((r.resources.len(), r.not_enough_data), (0, 0));
     }
 }
