@@ -310,144 +310,64 @@ async fn validation_errors_name_every_field_and_rule() {
     app.stop().await;
 }
 
+/// (method, path from the server's root, content type, body, status, error name, the
+/// envelope's request.url, a word the message must hold)
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    u16,
+    &'a str,
+    &'a str,
+    &'a str,
+);
+
 #[tokio::test]
 async fn every_failure_answers_in_backstage_shape() {
     let db = TestDb::new(Engine::Sqlite).await;
     let mut s = settings(&db.url);
     s.server.body_limit_bytes = 4096;
     let app = TestApp::spawn(s).await;
-    let c = &app.client;
-
-    let r = c
-        .get(app.url("/api/paved/v1/nope?x=1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
-    assert_envelope(
-        &r.json().await.unwrap(),
-        404,
-        "NotFoundError",
-        "GET",
-        "/v1/nope?x=1",
-    );
-
-    let r = c.get(app.url("/elsewhere")).send().await.unwrap();
-    assert_envelope(
-        &r.json().await.unwrap(),
-        404,
-        "NotFoundError",
-        "GET",
-        "/elsewhere",
-    );
-
-    let r = c.delete(app.api("/offerings")).send().await.unwrap();
-    assert_eq!(r.status(), 405);
-    assert_envelope(
-        &r.json().await.unwrap(),
-        405,
-        "MethodNotAllowedError",
-        "DELETE",
-        "/v1/offerings",
-    );
-
-    let r = c
-        .post(app.api("/requests"))
-        .header("content-type", "application/json")
-        .body("{\"offering\": ")
-        .send()
-        .await
-        .unwrap();
-    let msg = assert_envelope(
-        &r.json().await.unwrap(),
-        400,
-        "InputError",
-        "POST",
-        "/v1/requests",
-    );
-    assert!(msg.contains("malformed JSON"), "{msg}");
-
-    let r = c
-        .post(app.api("/requests"))
-        .header("content-type", "application/json")
-        .body("{\"offering\": 5, \"values\": {}}")
-        .send()
-        .await
-        .unwrap();
-    let msg = assert_envelope(
-        &r.json().await.unwrap(),
-        400,
-        "InputError",
-        "POST",
-        "/v1/requests",
-    );
-    assert!(msg.contains("offering"), "{msg}");
-
-    let r = c
-        .post(app.api("/requests"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    let msg = assert_envelope(
-        &r.json().await.unwrap(),
-        400,
-        "InputError",
-        "POST",
-        "/v1/requests",
-    );
-    assert!(msg.contains("Content-Type"), "{msg}");
-
-    let big = json!({"offering": "postgres-database", "values": {"name": "x".repeat(10_000)}});
-    let r = c
-        .post(app.api("/requests"))
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
-    assert_envelope(
-        &r.json().await.unwrap(),
-        413,
-        "PayloadTooLargeError",
-        "POST",
-        "/v1/requests",
-    );
-
-    let (status, err) = app
-        .post_json("/requests", &json!({"offering": "no-such", "values": {}}))
-        .await;
-    assert_eq!(status, 404);
-    assert!(
-        assert_envelope(&err, 404, "NotFoundError", "POST", "/v1/requests").contains("no-such")
-    );
-
-    let (status, err) = app.get_json("/requests/does-not-exist").await;
-    assert_eq!(status, 404);
-    assert_envelope(
-        &err,
-        404,
-        "NotFoundError",
-        "GET",
-        "/v1/requests/does-not-exist",
-    );
-
-    let (status, err) = app
-        .post_json(
-            "/requests",
-            &json!({"offering": "redis-cache", "values": {}, "idempotencyKey": ""}),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert!(
-        assert_envelope(&err, 400, "InputError", "POST", "/v1/requests").contains("idempotencyKey")
-    );
+    let big = json!({"offering": "postgres-database", "values": {"name": "x".repeat(10_000)}})
+        .to_string();
+    let json_type = Some("application/json");
+    #[rustfmt::skip]
+    let cases: &[Case] = &[
+        ("GET", "/api/paved/v1/nope?x=1", None, "", 404, "NotFoundError", "/v1/nope?x=1", ""),
+        ("GET", "/elsewhere", None, "", 404, "NotFoundError", "/elsewhere", ""),
+        ("DELETE", "/api/paved/v1/offerings", None, "", 405, "MethodNotAllowedError", "/v1/offerings", ""),
+        ("POST", "/api/paved/v1/requests", json_type, "{\"offering\": ", 400, "InputError", "/v1/requests", "malformed JSON"),
+        ("POST", "/api/paved/v1/requests", json_type, "{\"offering\": 5, \"values\": {}}", 400, "InputError", "/v1/requests", "offering"),
+        ("POST", "/api/paved/v1/requests", None, "{}", 400, "InputError", "/v1/requests", "Content-Type"),
+        ("POST", "/api/paved/v1/requests", json_type, &big, 413, "PayloadTooLargeError", "/v1/requests", ""),
+        ("POST", "/api/paved/v1/requests", json_type, "{\"offering\": \"no-such\", \"values\": {}}", 404, "NotFoundError", "/v1/requests", "no-such"),
+        ("GET", "/api/paved/v1/requests/does-not-exist", None, "", 404, "NotFoundError", "/v1/requests/does-not-exist", ""),
+        ("POST", "/api/paved/v1/requests", json_type, "{\"offering\": \"redis-cache\", \"values\": {}, \"idempotencyKey\": \"\"}", 400, "InputError", "/v1/requests", "idempotencyKey"),
+    ];
+    for &(method, path, content_type, body, status, name, url, word) in cases {
+        let mut req = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .bearer_auth(common::OBSERVER_TOKEN);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        if !body.is_empty() {
+            req = req.body(body.to_owned());
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), status, "{method} {path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{method} {path}"
+        );
+        let msg = assert_envelope(&r.json().await.unwrap(), status, name, method, url);
+        assert!(msg.contains(word), "{method} {path}: {msg}");
+    }
     app.stop().await;
 }
 

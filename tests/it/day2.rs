@@ -329,19 +329,6 @@ async fn ephemeral_environments_warn_extend_and_are_reaped_through_a_delete_requ
     app.stop().await;
 }
 
-/// Removes a Redis ACL user when dropped (something a test made behind paved's back).
-struct RedisUserGuard(String);
-
-impl Drop for RedisUserGuard {
-    fn drop(&mut self) {
-        if let Ok(mut c) =
-            redis::Client::open("redis://127.0.0.1:6379").and_then(|c| c.get_connection())
-        {
-            let _: Result<i64, _> = redis::cmd("ACL").arg("DELUSER").arg(&self.0).query(&mut c);
-        }
-    }
-}
-
 #[tokio::test]
 async fn notifications_reach_backstage_and_the_webhook_with_retries() {
     let rec = Recorder::start().await;
@@ -518,19 +505,7 @@ async fn notifications_reach_backstage_and_the_webhook_with_retries() {
     // A failure: the Redis user the order would create exists already and is not paved's.
     let name = unique();
     let user = format!("paved-{name}-dev");
-    let mut admin = redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _guard = RedisUserGuard(user.clone());
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg(&user)
-        .arg("off")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let _foreign = common::kit::ForeignRedisUser::create(&user).await;
     let (_, third) = common::kit::order_as(
         &app,
         "alice-token",
@@ -1385,19 +1360,7 @@ async fn platform_metrics_measure_speed_outcomes_guardrails_drift_and_cleanup() 
     );
     let name = unique();
     let user = format!("paved-{name}-dev");
-    let mut admin = redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _guard = RedisUserGuard(user.clone());
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg(&user)
-        .arg("off")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let _foreign = common::kit::ForeignRedisUser::create(&user).await;
     let failing = order(&app, "redis-cache", cache(name)).await;
     assert_eq!(wait_final(&app, &failing).await["status"], "failed");
 
@@ -1405,6 +1368,11 @@ async fn platform_metrics_measure_speed_outcomes_guardrails_drift_and_cleanup() 
     let a_user = a["spec"]["parts"][0]["spec"]["key_prefix"]
         .as_str()
         .map(|p| format!("paved-{p}"))
+        .unwrap();
+    let mut admin = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
         .unwrap();
     let _: () = redis::cmd("ACL")
         .arg("SETUSER")

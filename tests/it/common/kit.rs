@@ -348,3 +348,36 @@ pub async fn db_of(url: &str) -> sea_orm::DatabaseConnection {
     db.url = url.to_owned();
     paved::db::connect(&db).await.unwrap()
 }
+
+/// A Redis ACL user made behind paved's back (disabled, so nobody can log in with it), on
+/// this machine's Redis; removed when dropped, whatever the test's outcome.
+pub struct ForeignRedisUser(pub String);
+
+impl ForeignRedisUser {
+    pub async fn create(user: &str) -> Self {
+        let mut admin = redis::Client::open("redis://127.0.0.1:6379")
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let guard = Self(user.to_owned());
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(user)
+            .arg("off")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        guard
+    }
+}
+
+impl Drop for ForeignRedisUser {
+    fn drop(&mut self) {
+        if let Ok(mut c) =
+            redis::Client::open("redis://127.0.0.1:6379").and_then(|c| c.get_connection())
+        {
+            let _: Result<i64, _> = redis::cmd("ACL").arg("DELUSER").arg(&self.0).query(&mut c);
+        }
+    }
+}
