@@ -1,63 +1,48 @@
-//! What the benchmarks share: paved's settings for a run, a throwaway PostgreSQL database,
+//! What the benchmarks share: the tests' kit (settings, a throwaway PostgreSQL database),
 //! percentiles, and the process's memory. Benchmarks print figures; they assert nothing.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
-use paved::{config::Settings, vocab::secret_box::SecretBox};
-use sea_orm::sqlx::{self, Connection, postgres::PgConnection};
+use paved::config::Settings;
+
+/// The integration tests' kit (settings, throwaway databases, private servers): benches and
+/// tests set paved up the same way.
+#[path = "../../tests/it/common/mod.rs"]
+pub mod testkit;
 
 pub fn admin_url() -> String {
-    std::env::var("PAVED_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    testkit::postgres_admin_url()
 }
 
-/// Settings for an in-process paved on `db_url`, quiet, API on a random port.
+/// The tests' settings for an in-process paved on `db_url`, quieter: benches measure, they
+/// do not read logs.
 pub fn settings(db_url: &str) -> Settings {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut s = Settings::default();
-    s.server.listen = "127.0.0.1:0".parse().unwrap();
-    s.database.url = db_url.to_owned();
-    s.templates.dir = root.join("templates");
-    s.policies.dir = root.join("policies");
-    s.cost.pricebook = root.join("pricing.yaml");
-    s.secrets.key = Some(SecretBox::generate_key().into());
+    let mut s = testkit::settings(db_url);
     s.log.level = "warn".into();
+    // paved's own default pool, not the tests' smaller one: benches measure what ships.
+    s.database.max_connections = Settings::default().database.max_connections;
     s
 }
 
-/// A PostgreSQL database for one run, dropped by [`PgDb::drop_now`].
+/// A PostgreSQL database for one run (the tests' [`testkit::TestDb`]), dropped by
+/// [`PgDb::drop_now`] or when it goes out of scope.
 pub struct PgDb {
     pub url: String,
-    name: String,
+    db: testkit::TestDb,
 }
 
 impl PgDb {
     pub async fn create() -> Self {
-        let name = format!(
-            "paved_bench_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let mut adm = PgConnection::connect(&admin_url())
-            .await
-            .expect("PostgreSQL is running");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut adm)
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
-        Self { url, name }
+        let db = testkit::TestDb::new(testkit::Engine::Postgres).await;
+        Self {
+            url: db.url.clone(),
+            db,
+        }
     }
 
     pub async fn drop_now(self) {
-        let mut adm = PgConnection::connect(&admin_url()).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut adm)
-        .await
-        .unwrap();
+        drop(self.db);
     }
 }
 
