@@ -185,6 +185,111 @@ impl Caller<'_> {
     pub async fn credentials(&self, id: &str) -> Response {
         self.get(&format!("/resources/{id}/credentials")).await
     }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Response {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Response {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn estimate(&self, offering: &str, values: Value) -> Response {
+        self.post(
+            "/estimates",
+            &json!({"offering": offering, "values": values}),
+        )
+        .await
+    }
+
+    pub async fn offerings(&self) -> Response {
+        self.get("/offerings").await
+    }
+
+    pub async fn offering(&self, name: &str) -> Response {
+        self.get(&format!("/offerings/{name}")).await
+    }
+
+    pub async fn requests(&self, query: &str) -> Response {
+        self.get(&format!("/requests{query}")).await
+    }
+
+    pub async fn approvals(&self, id: &str) -> Response {
+        self.get(&format!("/requests/{id}/approvals")).await
+    }
+
+    pub async fn reject(&self, id: &str, reason: &str) -> Response {
+        self.post(
+            &format!("/requests/{id}/reject"),
+            &json!({"reason": reason}),
+        )
+        .await
+    }
+
+    pub async fn logs(&self, id: &str) -> Response {
+        self.get(&format!("/requests/{id}/logs")).await
+    }
+
+    pub async fn resources(&self, query: &str) -> Response {
+        self.get(&format!("/resources{query}")).await
+    }
+
+    /// `PATCH /resources/{id}`: an update with new values.
+    pub async fn update_resource(&self, id: &str, values: Value) -> Response {
+        self.patch(&format!("/resources/{id}"), &json!({"values": values}))
+            .await
+    }
+
+    pub async fn cost(&self, id: &str) -> Response {
+        self.get(&format!("/resources/{id}/cost")).await
+    }
+
+    pub async fn extend(&self, id: &str, hours: i64) -> Response {
+        self.post(&format!("/resources/{id}/extend"), &json!({"hours": hours}))
+            .await
+    }
+
+    pub async fn drift(&self, id: &str) -> Response {
+        self.get(&format!("/resources/{id}/drift")).await
+    }
+
+    /// `POST /resources/{id}/drift/{check|accept|revert}`.
+    pub async fn drift_action(&self, id: &str, action: &str) -> Response {
+        self.post(&format!("/resources/{id}/drift/{action}"), &json!({}))
+            .await
+    }
+
+    pub async fn budget(&self, team: &str) -> Response {
+        self.get(&format!("/teams/{team}/budget")).await
+    }
+
+    pub async fn set_budget(&self, team: &str, monthly: f64) -> Response {
+        self.put(
+            &format!("/teams/{team}/budget"),
+            &json!({"monthlyLimit": monthly}),
+        )
+        .await
+    }
+
+    pub async fn spend(&self, team: &str) -> Response {
+        self.get(&format!("/teams/{team}/spend")).await
+    }
+
+    pub async fn unused(&self, team: &str) -> Response {
+        self.get(&format!("/teams/{team}/unused")).await
+    }
+
+    pub async fn audit(&self, query: &str) -> Response {
+        self.get(&format!("/audit{query}")).await
+    }
+
+    pub async fn policies(&self) -> Response {
+        self.get("/policies").await
+    }
+
+    pub async fn platform_metrics(&self) -> Response {
+        self.get("/metrics/platform").await
+    }
 }
 
 /// Calls `probe` until it returns Some (at most ~30 s), for state that settles in the
