@@ -3,6 +3,9 @@
 pub mod entities;
 pub mod migrations;
 pub mod spend;
+// The job system's and the notification outbox's tables.
+pub mod jobs;
+pub mod notifications;
 
 use std::time::Duration;
 
