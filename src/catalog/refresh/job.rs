@@ -107,11 +107,13 @@ mod tests {
 
     async fn setup(url: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = crate::config::DatabaseSettings::default();
-        s.url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("paved.db").display()
-        );
+        let s = crate::config::DatabaseSettings {
+            url: format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("paved.db").display()
+            ),
+            ..Default::default()
+        };
         let db = crate::db::connect(&s).await.unwrap();
         crate::db::migrate(&db).await.unwrap();
         let refresher = Refresher::new(
