@@ -110,10 +110,13 @@ impl Application {
         let catalog_pages = crate::catalog::pages::PageCache::new(
             crate::catalog::pages::Layout::from_settings(&settings),
         );
-        let notifier = crate::notifications::Notifier::from_settings(&settings, &outgoing);
+        // The job runners' wake-up: whatever queues a job in this process rings it.
+        let wake = Arc::new(Notify::new());
+        let notifier =
+            crate::notifications::backstage::notifier(&settings, &outgoing).with_wake(wake.clone());
         let drivers = Arc::new(Drivers::from_settings(&settings.drivers));
         let refresher = settings.backstage.base_url.as_deref().map(|url| {
-            crate::catalog::refresh::Refresher::new(url, outgoing.clone())
+            crate::catalog::refresh::Refresher::new(url, outgoing.clone(), db.clone(), wake.clone())
                 .with_layout(catalog_pages.layout().clone())
         });
         let state = AppState(Arc::new(Inner {
@@ -124,7 +127,7 @@ impl Application {
             pricebook,
             tokens,
             secrets,
-            wake: Arc::new(Notify::new()),
+            wake,
             backstage_tokens,
             outgoing,
             catalog_pages,
@@ -215,8 +218,9 @@ impl Application {
         let stop_tx = Arc::new(stop_tx);
         let workers_stop_rx = stop_rx.clone();
         let mut workers = tokio::task::JoinSet::new();
-        // Provisioning runs only where workers are configured; the day-2 jobs need a runner
-        // everywhere they are on, so a replica without workers still runs one for them.
+        // Provisioning runs only where workers are configured; the day-2, notification and
+        // catalog jobs need a runner wherever they are on, so a replica without workers still
+        // runs one for them.
         let engine = (settings.engine.workers > 0).then(|| {
             let mut engine = Engine::new(
                 state.db().clone(),
@@ -233,13 +237,23 @@ impl Application {
         let runners = if engine.is_some() {
             settings.engine.workers
         } else {
-            usize::from(day2_jobs::any_enabled(&state))
+            usize::from(
+                day2_jobs::any_enabled(&state)
+                    || state.0.notifier.is_enabled()
+                    || state.0.refresher.is_some(),
+            )
         };
         if runners > 0 {
+            let mut runner_settings = crate::jobs::RunnerSettings::from(&settings.engine);
+            if state.0.notifier.is_enabled() {
+                // A retried delivery is due between two wake-ups: found at the next poll.
+                let poll = Duration::from_secs(settings.notifications.poll_seconds);
+                runner_settings.poll = runner_settings.poll.min(poll);
+            }
             let runner = Arc::new(crate::jobs::Runner::new(
                 state.db().clone(),
                 register_jobs(&state, engine),
-                (&settings.engine).into(),
+                runner_settings,
                 state.0.wake.clone(),
             ));
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paved".into());
@@ -268,7 +282,7 @@ impl Application {
                 });
             }
             if !settings.database.is_sqlite() {
-                background.spawn(crate::jobs::storage::listen_for_jobs(
+                background.spawn(crate::jobs::listen_for_jobs(
                     settings.database.url.clone(),
                     state.0.wake.clone(),
                 ));
@@ -277,14 +291,6 @@ impl Application {
         }
 
         // Background day-2 work starts once the schema is current (its tables may be new).
-        if state.0.notifier.is_enabled() {
-            let sender = state.0.notifier.sender(state.db().clone(), &settings);
-            let (st, stop) = (state.clone(), workers_stop_rx.clone());
-            background.spawn(async move {
-                wait_for_schema(&st).await;
-                sender.run(stop).await
-            });
-        }
         if day2_jobs::any_enabled(&state) {
             // Every replica offers each period's day-2 jobs; the job id makes them one.
             let (st, mut stop) = (state.clone(), workers_stop_rx.clone());
@@ -372,13 +378,32 @@ impl Application {
     }
 }
 
-/// A schedule whose round runs `round` with the state, once the schema is current.
 /// Every job type this process runs, each with what its runs need: the one place a new
 /// job type is registered.
 fn register_jobs(state: &AppState, engine: Option<Arc<Engine>>) -> crate::jobs::Registry {
+    use crate::{
+        catalog::refresh::job::RefreshCatalog, notifications::deliver::DeliverNotification,
+    };
+    let s = state.settings();
     let mut registry = day2_jobs::register(crate::jobs::Registry::new(), state);
     if let Some(engine) = engine {
         registry = registry.register::<crate::provisioning::engine::Provision>(engine);
+    }
+    // Only where a channel is configured: a runner without one would spend the attempts of
+    // deliveries another replica can make.
+    if state.0.notifier.is_enabled() {
+        let delivery = Arc::new(state.0.notifier.delivery(state.db().clone()));
+        let backoff = crate::jobs::Backoff {
+            base: Duration::from_millis(s.notifications.retry_base_ms),
+            max: Duration::from_secs(s.notifications.retry_max_seconds),
+        };
+        registry = registry.register_with_backoff::<DeliverNotification>(delivery, backoff);
+    }
+    if let Some(r) = &state.0.refresher {
+        registry = registry.register_with_backoff::<RefreshCatalog>(
+            Arc::new(r.clone()),
+            crate::catalog::refresh::job::BACKOFF,
+        );
     }
     registry
 }

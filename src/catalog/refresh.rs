@@ -1,6 +1,8 @@
 //! Asks Backstage's catalog to refresh an entity right after paved changed it, so the change
-//! shows in seconds instead of at the next processing cycle (100-150 s by default). Backstage
-//! being down is never a provisioning failure: refreshes retry with backoff in the background.
+//! shows in seconds instead of at the next processing cycle (100-150 s by default). Each
+//! refresh or removal is a `refresh-catalog` job ([`job::RefreshCatalog`]): Backstage being
+//! down is never a provisioning failure, the job runner retries with backoff, and one entity
+//! has at most one job waiting (the latest change wins).
 //!
 //! Backstage refreshes only entities it already knows (`POST /api/catalog/refresh` answers 404
 //! for a new one, docs/backstage-protocol.md §6b). A new resource therefore refreshes the
@@ -11,23 +13,31 @@
 //! outright (as an entity provider's removal would be), instead of lingering as orphans until
 //! Backstage's orphan cleanup.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use reqwest::StatusCode;
+use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
+use tokio::sync::Notify;
 
 use super::pages::Layout;
 use crate::auth::signing::Outgoing;
+
+pub mod job;
+
+use job::RefreshCatalog;
 
 #[derive(Clone)]
 pub struct Refresher {
     http: reqwest::Client,
     base: String,
     auth: Outgoing,
-    attempts: u32,
     /// Where paved's catalog document and pages are, when known.
     layout: Option<Layout>,
+    /// Where the jobs go, and this process's idle runners to wake for them.
+    db: DatabaseConnection,
+    wake: Arc<Notify>,
 }
 
 /// The name Backstage gives the `Location` it creates for a registered `url` location
@@ -45,7 +55,7 @@ pub fn location_entity_ref(target: &str) -> String {
 
 /// What a removal found in the catalog.
 #[derive(Debug, PartialEq, Eq)]
-enum Removal {
+pub(crate) enum Removal {
     Deleted,
     Absent,
     /// Not paved's entity for this resource, or Backstage refused the delete: leave it to
@@ -54,8 +64,8 @@ enum Removal {
 }
 
 impl Refresher {
-    /// `base_url` is Backstage's backend.
-    pub fn new(base_url: &str, auth: Outgoing) -> Self {
+    /// `base_url` is Backstage's backend; the jobs go to `db`, and `wake` is told of each.
+    pub fn new(base_url: &str, auth: Outgoing, db: DatabaseConnection, wake: Arc<Notify>) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             http: reqwest::Client::builder()
@@ -64,8 +74,9 @@ impl Refresher {
                 .expect("HTTP client builds"),
             base: base_url.trim_end_matches('/').to_owned(),
             auth,
-            attempts: 6,
             layout: None,
+            db,
+            wake,
         }
     }
 
@@ -76,61 +87,52 @@ impl Refresher {
         self
     }
 
-    /// Refreshes `entity_ref`, an entity of resource `resource_id`, in the background (1 s,
-    /// 2 s, 4 s ... between attempts).
+    /// Refreshes `entity_ref`, an entity of resource `resource_id`, in the background.
     pub fn refresh(&self, entity_ref: String, resource_id: String) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            me.retrying(&entity_ref, "catalog refresh", || {
-                me.refresh_once(&entity_ref, &resource_id)
-            })
-            .await;
-        });
+        self.queue_in_background(vec![RefreshCatalog {
+            entity_ref,
+            resource_id,
+            remove: false,
+        }]);
     }
 
     /// Removes the entities of a deleted resource (`entity_refs`: the resource and its parts)
     /// in the background. Only entities that carry `paved.dev/resource-id: <resource_id>` are
     /// deleted; anything else is refreshed and left to the catalog.
     pub fn remove(&self, entity_refs: Vec<String>, resource_id: String) {
+        let jobs = entity_refs
+            .into_iter()
+            .map(|entity_ref| RefreshCatalog {
+                entity_ref,
+                resource_id: resource_id.clone(),
+                remove: true,
+            })
+            .collect();
+        self.queue_in_background(jobs);
+    }
+
+    /// The callers (the engine's `CatalogSink`, the API after a change) do not wait for the
+    /// database: the jobs are queued in a task of their own.
+    fn queue_in_background(&self, jobs: Vec<RefreshCatalog>) {
         let me = self.clone();
         tokio::spawn(async move {
-            for entity_ref in &entity_refs {
-                let removed = me
-                    .retrying(entity_ref, "catalog removal", || {
-                        me.remove_once(entity_ref, &resource_id)
-                    })
-                    .await;
-                if let Some(Removal::LeftToCatalog(why)) = removed {
-                    tracing::info!(entity = %entity_ref, reason = %why, "left to Backstage's orphan cleanup");
-                    me.refresh(entity_ref.clone(), resource_id.clone());
+            for j in &jobs {
+                if let Err(e) = me.queue(j).await {
+                    tracing::warn!(entity = %j.entity_ref, error = %crate::vocab::redact::redact(&e.to_string()), "cannot queue a catalog refresh; Backstage catches up at its next cycle");
                 }
             }
         });
     }
 
-    async fn retrying<T, F, Fut>(&self, entity_ref: &str, what: &str, mut f: F) -> Option<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, String>>,
-    {
-        let mut delay = Duration::from_secs(1);
-        for attempt in 1..=self.attempts {
-            match f().await {
-                Ok(v) => {
-                    tracing::debug!(entity = %entity_ref, attempt, "{what} done");
-                    return Some(v);
-                }
-                Err(e) if attempt < self.attempts => {
-                    tracing::info!(entity = %entity_ref, attempt, error = %e, "{what} failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) => {
-                    tracing::warn!(entity = %entity_ref, error = %e, "{what} gave up; Backstage will catch up at its next cycle")
-                }
-            }
-        }
-        None
+    /// Queues `j` as its entity's one waiting job (the latest change wins); false only when
+    /// two jobs of that entity are running right now (the later of them reads the catalog
+    /// after this change, or close to it: Backstage's next cycle covers the rest).
+    pub async fn queue(&self, j: &RefreshCatalog) -> Result<bool, DbErr> {
+        let queued =
+            crate::jobs::enqueue_latest(&self.db, j, &j.entity_ref, &j.resource_id, job::ATTEMPTS)
+                .await?;
+        self.wake.notify_waiters();
+        Ok(queued)
     }
 
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -147,7 +149,7 @@ impl Refresher {
             .json(&json!({"entityRef": entity_ref}))
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::vocab::redact::redact(&e.to_string()))?;
         match res.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -155,7 +157,11 @@ impl Refresher {
         }
     }
 
-    async fn refresh_once(&self, entity_ref: &str, resource_id: &str) -> Result<(), String> {
+    pub(crate) async fn refresh_once(
+        &self,
+        entity_ref: &str,
+        resource_id: &str,
+    ) -> Result<(), String> {
         if self.post_refresh(entity_ref).await? {
             return Ok(());
         }
@@ -179,7 +185,11 @@ impl Refresher {
         Ok(())
     }
 
-    async fn remove_once(&self, entity_ref: &str, resource_id: &str) -> Result<Removal, String> {
+    pub(crate) async fn remove_once(
+        &self,
+        entity_ref: &str,
+        resource_id: &str,
+    ) -> Result<Removal, String> {
         let Some((kind, rest)) = entity_ref.split_once(':') else {
             return Ok(Removal::LeftToCatalog(format!(
                 "not an entity ref: {entity_ref}"
@@ -197,7 +207,7 @@ impl Refresher {
             )))
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::vocab::redact::redact(&e.to_string()))?;
         match res.status() {
             StatusCode::NOT_FOUND => return Ok(Removal::Absent),
             s if !s.is_success() => {
@@ -224,7 +234,7 @@ impl Refresher {
             )
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::vocab::redact::redact(&e.to_string()))?;
         match res.status() {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(Removal::Deleted),
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {

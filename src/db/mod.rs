@@ -14,6 +14,9 @@ pub mod signing_keys;
 #[cfg(test)]
 pub mod testdb;
 pub mod usage;
+// The job system's and the notification outbox's tables.
+pub mod jobs;
+pub mod notifications;
 
 use std::time::Duration;
 

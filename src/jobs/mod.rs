@@ -1,7 +1,8 @@
 //! One durable job system (after crates.io's `crates_io_worker`): a job type implements
 //! [`BackgroundJob`], the app registers every type in one [`Registry`], and a [`Runner`]
 //! claims due jobs from the `jobs` table with a lease, heartbeats it, retries with exponential
-//! backoff and wakes on `NOTIFY` (polling as the fallback). This module knows no job type.
+//! backoff and wakes on `NOTIFY` (polling as the fallback). This module knows no job type; the
+//! SQL is in `db::jobs`.
 
 use std::{
     collections::HashMap,
@@ -22,6 +23,7 @@ pub mod runner;
 pub mod storage;
 
 pub use runner::{Outcome, Runner, RunnerSettings};
+pub use storage::{Depth, WAKE_CHANNEL, depth, depth_by_kind, enqueue, listen_for_jobs};
 
 /// Why a run did not succeed; the runner settles the job from it.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,10 +169,32 @@ impl<J: BackgroundJob> Erased for Typed<J> {
     }
 }
 
+/// How long a failed attempt waits before the next: `base`, 2×`base`, 4×`base` ... up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The wait after failed attempt number `attempt` (1 for the first).
+    pub fn delay(&self, attempt: i32) -> Duration {
+        let factor = 1u32 << (attempt.clamp(1, 16) - 1);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
 /// Every job type this process runs, by name.
 #[derive(Clone, Default)]
 pub struct Registry {
-    jobs: HashMap<&'static str, Arc<dyn Erased>>,
+    jobs: HashMap<&'static str, Entry>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    job: Arc<dyn Erased>,
+    /// None: the runner's own.
+    backoff: Option<Backoff>,
 }
 
 impl Registry {
@@ -179,7 +203,21 @@ impl Registry {
     }
 
     pub fn register<J: BackgroundJob>(mut self, ctx: Arc<J::Context>) -> Self {
-        self.jobs.insert(J::JOB_NAME, Arc::new(Typed::<J> { ctx }));
+        let job = Arc::new(Typed::<J> { ctx });
+        self.jobs.insert(J::JOB_NAME, Entry { job, backoff: None });
+        self
+    }
+
+    /// As [`register`](Self::register), retrying `J` on its own schedule (a setting of its own,
+    /// such as `notifications.retry_base_ms`) instead of the runner's.
+    pub fn register_with_backoff<J: BackgroundJob>(
+        mut self,
+        ctx: Arc<J::Context>,
+        backoff: Backoff,
+    ) -> Self {
+        let job = Arc::new(Typed::<J> { ctx });
+        let backoff = Some(backoff);
+        self.jobs.insert(J::JOB_NAME, Entry { job, backoff });
         self
     }
 
@@ -189,22 +227,60 @@ impl Registry {
         k
     }
 
-    fn get(&self, kind: &str) -> Option<&Arc<dyn Erased>> {
+    fn get(&self, kind: &str) -> Option<&Entry> {
         self.jobs.get(kind)
     }
 }
 
 /// Adds a job of type `J` (inside the caller's transaction when given one), so it is queued
 /// exactly when the state change that causes it commits.
-pub async fn enqueue<J: BackgroundJob, C: sea_orm::ConnectionTrait>(
+pub async fn enqueue_job<J: BackgroundJob, C: sea_orm::ConnectionTrait>(
     conn: &C,
     job: &J,
     key: &str,
     max_attempts: i32,
 ) -> Result<String, sea_orm::DbErr> {
-    let payload =
-        serde_json::to_value(job).map_err(|e| sea_orm::DbErr::Custom(format!("payload: {e}")))?;
-    storage::enqueue(conn, J::JOB_NAME, key, max_attempts, payload).await
+    storage::enqueue(conn, J::JOB_NAME, key, max_attempts, payload_of(job)?).await
+}
+
+/// Keeps one waiting job of type `J` about `about` (an entity, say), the latest `job` winning:
+/// a job already waiting under its id (`<name>:<about>`) takes this payload and runs now with
+/// all its attempts, a finished one runs again. While that one runs, a second id
+/// (`<name>:<about>:again`) holds the change, so a change made during a run is not lost to it.
+/// True when a job was queued or renewed; false only when both are running.
+pub async fn enqueue_latest<J: BackgroundJob, C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    job: &J,
+    about: &str,
+    key: &str,
+    max_attempts: i32,
+) -> Result<bool, sea_orm::DbErr> {
+    let payload = payload_of(job)?;
+    let now = chrono::Utc::now();
+    for id in [
+        format!("{}:{about}", J::JOB_NAME),
+        format!("{}:{about}:again", J::JOB_NAME),
+    ] {
+        let kind = J::JOB_NAME;
+        let queued = crate::db::jobs::enqueue_latest(
+            conn,
+            &id,
+            kind,
+            key,
+            max_attempts,
+            payload.clone(),
+            now,
+        )
+        .await?;
+        if queued {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn payload_of<J: BackgroundJob>(job: &J) -> Result<Value, sea_orm::DbErr> {
+    serde_json::to_value(job).map_err(|e| sea_orm::DbErr::Custom(format!("payload: {e}")))
 }
 
 /// Queues this period's run of a periodic job unless some replica already did: the job's id
@@ -219,9 +295,7 @@ pub async fn enqueue_periodic<J: BackgroundJob>(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<bool, sea_orm::DbErr> {
     let id = periodic_id(J::JOB_NAME, every, now);
-    let payload =
-        serde_json::to_value(job).map_err(|e| sea_orm::DbErr::Custom(format!("payload: {e}")))?;
-    storage::enqueue_unique(db, &id, J::JOB_NAME, max_attempts, payload, now).await
+    crate::db::jobs::enqueue_unique(db, &id, J::JOB_NAME, max_attempts, payload_of(job)?, now).await
 }
 
 /// `<name>@<period number>`; an `every` under a second counts as one second.

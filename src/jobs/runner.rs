@@ -12,8 +12,11 @@ use std::{
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{Notify, watch};
 
-use super::{JobContext, JobError, Registry, storage};
-use crate::{config::EngineSettings, db::entities::job};
+use super::{Backoff, JobContext, JobError, Registry};
+use crate::{
+    config::EngineSettings,
+    db::{entities::job, jobs as storage},
+};
 
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
@@ -146,13 +149,12 @@ impl Runner {
         storage::prune(&self.db, now - keep).await
     }
 
-    fn backoff(&self, attempt: i32) -> Duration {
-        // base, 2×base, 4×base, ... capped.
-        let factor = 1u32 << (attempt.clamp(1, 16) - 1);
-        self.settings
-            .retry_base
-            .saturating_mul(factor)
-            .min(self.settings.retry_max)
+    /// The runner's own backoff, for job types registered without one.
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            base: self.settings.retry_base,
+            max: self.settings.retry_max,
+        }
     }
 
     async fn run_job(
@@ -161,7 +163,7 @@ impl Runner {
         job: job::Model,
         stop: &watch::Receiver<bool>,
     ) -> Outcome {
-        let Some(entry) = self.registry.get(&job.kind).cloned() else {
+        let Some(registered) = self.registry.get(&job.kind).cloned() else {
             // claim() only takes registered kinds; this is a bug, not the job's fault.
             let e = format!("no job type {} in this runner", job.kind);
             self.settle(
@@ -170,6 +172,7 @@ impl Runner {
             );
             return Outcome::Failed(e);
         };
+        let (entry, backoff) = (registered.job, registered.backoff.unwrap_or(self.backoff()));
         let lease = self.settings.lease;
         let lost = Arc::new(AtomicBool::new(false));
         let ctx = JobContext {
@@ -263,7 +266,7 @@ impl Runner {
                 Outcome::HandedBack
             }
             Err(JobError::Retry(e)) if job.attempts < job.max_attempts => {
-                let delay = self.backoff(job.attempts);
+                let delay = backoff.delay(job.attempts);
                 tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "transient failure; will retry");
                 entry
                     .retrying(job.payload.clone(), ctx, delay, e.clone())

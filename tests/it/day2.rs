@@ -397,7 +397,10 @@ async fn notifications_reach_backstage_and_the_webhook_with_retries() {
             .one(&conn)
             .await
             .unwrap()
-            .filter(|r| r.status != "sending" && r.status != "queued")
+            .filter(|r| {
+                use paved::db::entities::notification::NotificationStatus::{Queued, Sending};
+                r.status != Sending && r.status != Queued
+            })
     })
     .await;
     assert_eq!((row.status.as_str(), row.attempts), ("sent", 3));
@@ -694,7 +697,11 @@ async fn an_unreachable_notification_service_fails_nothing() {
             .all(&conn)
             .await
             .unwrap();
-        (rows.len() == 2 && rows.iter().all(|r| r.status == "failed")).then_some(rows)
+        (rows.len() == 2
+            && rows
+                .iter()
+                .all(|r| r.status == paved::db::entities::notification::NotificationStatus::Failed))
+        .then_some(rows)
     })
     .await;
     for row in rows {
@@ -1197,7 +1204,7 @@ async fn unused_resources_are_found_from_usage_and_reported_with_their_savings()
     assert_eq!(st, 404);
 
     // The team hears it once, with the savings.
-    let notifier = paved::notifications::Notifier::from_settings(
+    let notifier = paved::notifications::backstage::notifier(
         &s,
         &paved::auth::signing::Outgoing::Static(
             s.backstage

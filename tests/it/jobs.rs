@@ -15,7 +15,7 @@ use std::{
 use chrono::Utc;
 use common::{Engine as DbEngine, migrated};
 use paved::{
-    db::entities::job,
+    db::entities::job::{self, JobStatus},
     jobs::{self, BackgroundJob, JobContext, JobError, Outcome, Registry, Runner, RunnerSettings},
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
@@ -102,8 +102,8 @@ async fn row(db: &DatabaseConnection, id: &str) -> job::Model {
 async fn a_panicking_job_fails_and_the_runner_goes_on() {
     let (_t, db) = migrated(DbEngine::Sqlite).await;
     let seen = Arc::new(Seen::default());
-    let bad = jobs::enqueue(&db, &Panics, "k1", 5).await.unwrap();
-    let good = jobs::enqueue(&db, &Counts, "k2", 5).await.unwrap();
+    let bad = jobs::enqueue_job(&db, &Panics, "k1", 5).await.unwrap();
+    let good = jobs::enqueue_job(&db, &Counts, "k2", 5).await.unwrap();
     let out = runner(&db, &seen).run_pending("w").await.unwrap();
     assert_eq!(
         out,
@@ -113,9 +113,13 @@ async fn a_panicking_job_fails_and_the_runner_goes_on() {
         ]
     );
     let bad = row(&db, &bad).await;
-    assert_eq!(bad.status, "failed", "a panic is not worth a retry");
+    assert_eq!(
+        bad.status,
+        JobStatus::Failed,
+        "a panic is not worth a retry"
+    );
     assert_eq!(bad.last_error.as_deref(), Some("the job panicked: boom"));
-    assert_eq!(row(&db, &good).await.status, "done");
+    assert_eq!(row(&db, &good).await.status, JobStatus::Done);
     assert_eq!(seen.failed.load(Ordering::SeqCst), 1);
 }
 
@@ -123,7 +127,7 @@ async fn a_panicking_job_fails_and_the_runner_goes_on() {
 async fn a_job_over_its_timeout_is_stopped_and_retried_then_fails() {
     let (_t, db) = migrated(DbEngine::Sqlite).await;
     let seen = Arc::new(Seen::default());
-    let id = jobs::enqueue(&db, &Hangs, "k", 2).await.unwrap();
+    let id = jobs::enqueue_job(&db, &Hangs, "k", 2).await.unwrap();
     let r = runner(&db, &seen);
     let out = r.run_pending("w").await.unwrap();
     assert_eq!(
@@ -141,7 +145,7 @@ async fn a_job_over_its_timeout_is_stopped_and_retried_then_fails() {
     a.update(&db).await.unwrap();
     let out = r.run_pending("w").await.unwrap();
     assert_eq!(out, vec![Outcome::Failed("timed out after 0.05 s".into())]);
-    assert_eq!(row(&db, &id).await.status, "failed");
+    assert_eq!(row(&db, &id).await.status, JobStatus::Failed);
 }
 
 /// A job whose worker died on it (its lease ran out while it was running) is taken over, but
@@ -150,13 +154,13 @@ async fn a_job_over_its_timeout_is_stopped_and_retried_then_fails() {
 async fn a_job_that_keeps_killing_its_worker_fails_after_its_attempts() {
     let (_t, db) = migrated(DbEngine::Sqlite).await;
     let seen = Arc::new(Seen::default());
-    let id = jobs::enqueue(&db, &Counts, "k", 3).await.unwrap();
+    let id = jobs::enqueue_job(&db, &Counts, "k", 3).await.unwrap();
     let dead_worker = |attempts: i32| {
         let db = db.clone();
         let id = id.clone();
         async move {
             let mut a: job::ActiveModel = row(&db, &id).await.into();
-            a.status = Set("running".into());
+            a.status = Set(JobStatus::Running);
             a.attempts = Set(attempts);
             a.locked_by = Set(Some("dead".into()));
             a.locked_until = Set(Some(Utc::now() - chrono::Duration::seconds(1)));
@@ -171,9 +175,9 @@ async fn a_job_that_keeps_killing_its_worker_fails_after_its_attempts() {
     );
     assert_eq!(seen.runs.load(Ordering::SeqCst), 1);
 
-    let id2 = jobs::enqueue(&db, &Counts, "k2", 3).await.unwrap();
+    let id2 = jobs::enqueue_job(&db, &Counts, "k2", 3).await.unwrap();
     let mut a: job::ActiveModel = row(&db, &id2).await.into();
-    a.status = Set("running".into());
+    a.status = Set(JobStatus::Running);
     a.attempts = Set(3);
     a.locked_by = Set(Some("dead".into()));
     a.locked_until = Set(Some(Utc::now() - chrono::Duration::seconds(1)));
@@ -240,10 +244,10 @@ async fn finished_jobs_past_the_retention_are_pruned() {
     let (_t, db) = migrated(DbEngine::Sqlite).await;
     let seen = Arc::new(Seen::default());
     let r = runner(&db, &seen);
-    let done = jobs::enqueue(&db, &Counts, "done", 3).await.unwrap();
-    let failed = jobs::enqueue(&db, &Panics, "failed", 3).await.unwrap();
+    let done = jobs::enqueue_job(&db, &Counts, "done", 3).await.unwrap();
+    let failed = jobs::enqueue_job(&db, &Panics, "failed", 3).await.unwrap();
     r.run_pending("w").await.unwrap();
-    let queued = jobs::enqueue(&db, &Counts, "queued", 3).await.unwrap();
+    let queued = jobs::enqueue_job(&db, &Counts, "queued", 3).await.unwrap();
     let finished_at = row(&db, &done).await.updated_at;
     // A day later nothing is past the retention yet.
     assert_eq!(
@@ -264,4 +268,146 @@ async fn finished_jobs_past_the_retention_are_pruned() {
         .collect();
     assert_eq!(left, vec![queued]);
     let _ = (done, failed);
+}
+
+/// The outbox as the old sender left it becomes jobs: every row stays, each one still waiting
+/// (queued, or being sent when the old sender stopped) gets a delivery job due when its next
+/// attempt was, with the attempts it had, and the runner delivers it. The down migration gives
+/// the outbox its scheduling columns back, rows intact.
+async fn outbox_migration_keeps_every_row(engine: DbEngine) {
+    use paved::{
+        db::{
+            Migrator,
+            entities::notification::{self, NotificationStatus},
+        },
+        notifications::{Channel, Delivered, deliver::DeliverNotification},
+    };
+    use sea_orm::{ConnectionTrait, PaginatorTrait, Statement};
+    use sea_orm_migration::MigratorTrait;
+
+    let t = common::TestDb::new(engine).await;
+    let conn = common::kit::db_of(&t.url).await;
+    let all: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let before = all
+        .iter()
+        .position(|n| n == "m20261201_000008_notification_delivery_jobs")
+        .unwrap();
+    Migrator::up(&conn, Some(before as u32)).await.unwrap();
+    let backend = conn.get_database_backend();
+    let created = Utc::now() - chrono::Duration::minutes(10);
+    let due = Utc::now() - chrono::Duration::minutes(1);
+    for (id, status, attempts) in [
+        ("n-queued", "queued", 2),
+        ("n-sending", "sending", 1),
+        ("n-sent", "sent", 1),
+        ("n-failed", "failed", 8),
+    ] {
+        let mut sql = format!(
+            "INSERT INTO notifications (id, channel, topic, recipients, payload, status, attempts, \
+             next_attempt_at, locked_until, last_error, created_at, sent_at) VALUES \
+             ('{id}', 'backstage', 'request-succeeded', '[\"user:default/alice\"]', \
+             '{{\"title\": \"{id}\"}}', '{status}', {attempts}, ?, NULL, NULL, ?, NULL)"
+        );
+        if backend == sea_orm::DbBackend::Postgres {
+            sql = sql.replacen('?', "$1", 1).replacen('?', "$2", 1);
+        }
+        conn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [due.into(), created.into()],
+        ))
+        .await
+        .unwrap();
+    }
+    Migrator::up(&conn, None).await.unwrap();
+
+    let rows = notification::Entity::find().all(&conn).await.unwrap();
+    assert_eq!(rows.len(), 4, "every outbox row stays: {rows:?}");
+    let mut waiting = job::Entity::find().all(&conn).await.unwrap();
+    waiting.sort_by(|a, b| a.id.cmp(&b.id));
+    let got: Vec<(&str, JobStatus, i32, String)> = waiting
+        .iter()
+        .map(|j| {
+            (
+                j.kind.as_str(),
+                j.status,
+                j.attempts,
+                j.payload["notification"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "deliver-notification",
+                JobStatus::Queued,
+                2,
+                "n-queued".into()
+            ),
+            (
+                "deliver-notification",
+                JobStatus::Queued,
+                1,
+                "n-sending".into()
+            ),
+        ]
+    );
+    assert!(
+        waiting
+            .iter()
+            .all(|j| (j.run_at - due).num_milliseconds().abs() < 1000),
+        "due when the next attempt was: {waiting:?}"
+    );
+
+    // A fake Backstage channel (the real one needs a Backstage): the runner delivers both.
+    struct Takes;
+    impl Channel for Takes {
+        fn name(&self) -> &'static str {
+            "backstage"
+        }
+        fn deliver<'a>(&'a self, _: &'a notification::Model) -> Delivered<'a> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+    let delivery = paved::notifications::deliver::Delivery::new(
+        conn.clone(),
+        Arc::new(vec![Arc::new(Takes) as Arc<dyn Channel>]),
+    );
+    let runner = Runner::new(
+        conn.clone(),
+        Registry::new().register::<DeliverNotification>(Arc::new(delivery)),
+        RunnerSettings::from(&paved::config::Settings::default().engine),
+        Arc::new(Notify::new()),
+    );
+    assert_eq!(
+        runner.run_pending("w").await.unwrap(),
+        vec![Outcome::Done, Outcome::Done]
+    );
+    let sent = notification::Entity::find_by_id("n-queued".to_owned())
+        .one(&conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((sent.status, sent.attempts), (NotificationStatus::Sent, 3));
+
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    assert_eq!(
+        notification::Entity::find().count(&conn).await.unwrap(),
+        4,
+        "down keeps every row too"
+    );
+}
+
+#[tokio::test]
+async fn the_outbox_migration_keeps_every_row_on_sqlite() {
+    outbox_migration_keeps_every_row(DbEngine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_outbox_migration_keeps_every_row_on_postgres() {
+    outbox_migration_keeps_every_row(DbEngine::Postgres).await;
 }

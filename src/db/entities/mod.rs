@@ -13,7 +13,6 @@ pub mod request_log;
 pub mod request_step;
 pub mod resource;
 pub mod resource_notice;
-pub mod schedule_lease;
 pub mod secret;
 pub mod secret_key;
 pub mod signing_key;
