@@ -179,10 +179,8 @@ pub(super) async fn authorized(
     id: &str,
     act: impl FnOnce(&crate::db::entities::resource::Model) -> Act<'static>,
 ) -> Result<crate::db::entities::resource::Model, ApiError> {
-    use sea_orm::EntityTrait;
     let absent = || format!("no resource with id {id:?}");
-    let res = crate::db::entities::resource::Entity::find_by_id(id.to_owned())
-        .one(state.db())
+    let res = crate::db::resources::by_id(state.db(), id)
         .await?
         .ok_or_else(|| ApiError::not_found(absent()))?;
     access::authorize(principal, act(&res), Target::Resource { owner: &res.owner })

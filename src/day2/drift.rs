@@ -18,7 +18,7 @@ use crate::{
     db::entities::{drift_finding, drift_state, resource},
     notifications::{self, Notification, Notifier, Severity, Topic},
     templates::RenderedSpec,
-    vocab::principal::Principal,
+    vocab::{principal::Principal, status::ResourceStatus},
 };
 
 use crate::vocab::actor::DRIFT;
@@ -198,13 +198,13 @@ pub async fn check(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Checked, DriftError> {
-    if res.deleted_at.is_some() || res.status != "ready" {
+    if res.deleted_at.is_some() || res.status != ResourceStatus::Ready {
         return Err(DriftError::NotReady {
             id: res.id.clone(),
             status: if res.deleted_at.is_some() {
                 "deleted".into()
             } else {
-                res.status.clone()
+                res.status.as_str().to_owned()
             },
         });
     }
