@@ -280,8 +280,8 @@ async fn invoke(
                         "requestId": request.id,
                         "status": request.status,
                         "requestUrl": format!("{base}/v1/requests/{}", request.id),
-                        "monthlyCost": request.estimate.as_ref().and_then(|e| e.get("monthly")).cloned().unwrap_or(Value::Null),
-                        "warnings": request.decision.as_ref().and_then(|d| d.get("warn")).cloned().unwrap_or(json!([])),
+                        "monthlyCost": request.estimate.as_ref().map(|e| e.monthly),
+                        "warnings": request.decision.as_ref().map_or(&[][..], |d| d.warn.as_slice()),
                     }})))
                 }
                 Placed::Denied { request, deny } => Err(ApiError::policy_denied(&request, &deny)),
@@ -340,8 +340,8 @@ async fn invoke(
             )
             .await?;
             let mut output = request_output(state, &r);
-            if let Some(m) = r.estimate.as_ref().and_then(|e| e.get("monthly")) {
-                output["monthlyCost"] = m.clone();
+            if let Some(e) = &r.estimate {
+                output["monthlyCost"] = json!(e.monthly);
             }
             Ok(Json(json!({"output": output})))
         }
@@ -554,7 +554,7 @@ async fn awaiting_approval(
     let approvals = crate::provisioning::approvals::list(state.db(), &r.id).await?;
     let mut who: Vec<String> = approvals
         .iter()
-        .filter(|a| a.status == "pending")
+        .filter(|a| a.status == crate::vocab::status::ApprovalStatus::Pending)
         .map(|a| approver(&a.required_role, &r.owner))
         .collect();
     who.dedup();
@@ -565,7 +565,7 @@ async fn awaiting_approval(
     };
     let reasons: Vec<&str> = approvals
         .iter()
-        .filter(|a| a.status == "pending")
+        .filter(|a| a.status == crate::vocab::status::ApprovalStatus::Pending)
         .map(|a| a.reason.as_str())
         .collect();
     let told = where_told(state, r);

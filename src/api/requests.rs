@@ -288,18 +288,9 @@ pub async fn logs(
     Path(id): Path<String>,
     Paged { paging, .. }: Paged<NoFilter>,
 ) -> Result<Json<Page<LogLine>>, ApiError> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-
-    use crate::db::entities::request_log;
     let after = paging.after_number("logs")?;
     authorized(&state, &principal, &id, |_| Act::Read).await?;
-    let mut q = request_log::Entity::find()
-        .filter(request_log::Column::RequestId.eq(id))
-        .order_by_asc(request_log::Column::Id);
-    if let Some(after) = after {
-        q = q.filter(request_log::Column::Id.gt(after));
-    }
-    let rows = q.limit(paging.fetch()).all(state.db()).await?;
+    let rows = crate::db::request_logs::page(state.db(), &id, after, paging.fetch()).await?;
     let page = Page::from_rows(rows, &paging, "logs", |r| r.id.to_string());
     Ok(Json(Page {
         items: page

@@ -233,7 +233,7 @@ mod tests {
             owner: "group:default/team-a".into(),
             system: None,
             component: None,
-            status: "ready".into(),
+            status: crate::vocab::status::ResourceStatus::Ready,
             desired: json!({}),
             outputs: json!({"password": "s3cret"}),
             monthly_cost_cents: None,

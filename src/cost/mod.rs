@@ -5,7 +5,7 @@ mod spend;
 
 use std::{collections::BTreeMap, path::Path};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 pub use spend::{Billed, ResourceCost, TeamSpend, current_monthly_of, resource_cost, team_spend};
@@ -49,7 +49,7 @@ impl PriceBook {
 }
 
 /// One line of an estimate.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LineItem {
     /// The part (database, cache, ...) it belongs to.
@@ -60,7 +60,7 @@ pub struct LineItem {
 }
 
 /// What it will cost.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Estimate {
     pub currency: String,
@@ -74,14 +74,14 @@ pub struct Estimate {
     pub recommendations: Vec<Recommendation>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lifetime {
     pub hours: u32,
     pub total: f64,
 }
 
 /// A cheaper variant of the same order.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Recommendation {
     pub id: String,

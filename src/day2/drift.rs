@@ -31,7 +31,7 @@ use crate::{
         resource_for,
         update::{self, Purpose, UpdateError},
     },
-    vocab::principal::Principal,
+    vocab::{principal::Principal, status::ResourceStatus},
 };
 
 use crate::vocab::actor::DRIFT;
@@ -184,13 +184,13 @@ pub async fn check(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Checked, DriftError> {
-    if res.deleted_at.is_some() || res.status != "ready" {
+    if res.deleted_at.is_some() || res.status != ResourceStatus::Ready {
         return Err(DriftError::NotReady {
             id: res.id.clone(),
             status: if res.deleted_at.is_some() {
                 "deleted".into()
             } else {
-                res.status.clone()
+                res.status.as_str().to_owned()
             },
         });
     }

@@ -1,8 +1,22 @@
 //! Persistence: one schema on SQLite (embedded default) and PostgreSQL (production, replicas).
+//!
+//! The repositories (one module per aggregate: `requests`, `steps`, `request_logs`,
+//! `resources`, `approvals`, `secrets`, `budgets`, `spend`) are the only place query
+//! builders appear. They take any `ConnectionTrait`, so a caller passes its transaction when
+//! a change and the job it causes must commit together, and return entity models or small
+//! typed structs.
 
+pub mod approvals;
+pub mod budgets;
+mod columns;
 pub mod entities;
 pub mod migrations;
+pub mod request_logs;
+pub mod requests;
+pub mod resources;
+pub mod secrets;
 pub mod spend;
+pub mod steps;
 // Day-2, reports, audit, catalog pages and signing keys.
 pub mod audit;
 pub mod catalog;
@@ -18,11 +32,11 @@ pub mod usage;
 pub mod jobs;
 pub mod notifications;
 
-use std::time::Duration;
+use std::{future::Future, pin::Pin, time::Duration};
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr,
+    Statement, TransactionError, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -84,4 +98,41 @@ pub async fn schema_is_current(db: &DatabaseConnection) -> Result<bool, DbErr> {
     Ok(Migrator::get_pending_migrations_read_only(db)
         .await?
         .is_empty())
+}
+
+/// Runs `body` in one transaction (a savepoint when `db` is itself a transaction): committed
+/// when it returns `Ok`, rolled back otherwise. The error is the one that stopped it, whether
+/// from `body` or from beginning or committing.
+pub async fn transaction<C, T, F>(db: &C, body: F) -> Result<T, DbErr>
+where
+    C: TransactionTrait,
+    T: Send,
+    F: for<'c> FnOnce(
+            &'c C::Transaction,
+        ) -> Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 'c>>
+        + Send,
+{
+    db.transaction(body).await.map_err(|e| match e {
+        TransactionError::Connection(e) | TransactionError::Transaction(e) => e,
+    })
+}
+
+/// True when `e` is a unique index refusing a second row (a race another writer won).
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// True when the schema has `table` (false on a fresh database before its migrations).
+pub async fn has_table<C: ConnectionTrait>(db: &C, table: &str) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT 1 AS x FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
+        }
+        _ => "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?",
+    };
+    Ok(db
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, [table.into()]))
+        .await?
+        .is_some())
 }

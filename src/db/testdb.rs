@@ -39,7 +39,7 @@ pub async fn resource(db: &DatabaseConnection, id: &str) -> resource::Model {
         owner: Set(TEAM_A.into()),
         system: Set(None),
         component: Set(None),
-        status: Set("ready".into()),
+        status: Set(crate::vocab::status::ResourceStatus::Ready),
         desired: Set(serde_json::json!({})),
         outputs: Set(serde_json::json!({})),
         monthly_cost_cents: Set(None),

@@ -3,10 +3,10 @@
 //! (`usecases::decide`); this is what a request waits for, as the API and actions show it.
 
 use chrono::Utc;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{DatabaseConnection, DbErr};
 use serde::Serialize;
 
-use crate::db::entities::approval;
+use crate::{db, db::entities::approval, vocab::status::ApprovalStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -15,7 +15,8 @@ pub struct Approval {
     pub required_role: String,
     /// Why the policy asked for it.
     pub reason: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: ApprovalStatus,
     pub decided_by: Option<String>,
     pub decision_reason: Option<String>,
     pub decided_at: Option<chrono::DateTime<Utc>>,
@@ -29,15 +30,7 @@ pub async fn list_page(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Approval>, DbErr> {
-    use sea_orm::QuerySelect;
-    let mut q = approval::Entity::find()
-        .filter(approval::Column::RequestId.eq(request_id))
-        .order_by_asc(approval::Column::Id);
-    if let Some(after) = after {
-        q = q.filter(approval::Column::Id.gt(after));
-    }
-    Ok(q.limit(limit)
-        .all(db)
+    Ok(db::approvals::page(db, request_id, after, limit)
         .await?
         .into_iter()
         .map(to_api)
@@ -57,10 +50,7 @@ fn to_api(a: approval::Model) -> Approval {
 }
 
 pub async fn list(db: &DatabaseConnection, request_id: &str) -> Result<Vec<Approval>, DbErr> {
-    Ok(approval::Entity::find()
-        .filter(approval::Column::RequestId.eq(request_id))
-        .order_by_asc(approval::Column::Id)
-        .all(db)
+    Ok(db::approvals::of_request(db, request_id)
         .await?
         .into_iter()
         .map(to_api)

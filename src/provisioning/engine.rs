@@ -9,10 +9,7 @@ use std::sync::{
 };
 
 use chrono::Utc;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, SqlErr, sea_query::Expr,
-};
+use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
@@ -25,12 +22,15 @@ mod tests;
 use crate::{
     audit,
     config::EngineSettings,
-    db::entities::{request, request_log, request_step, resource, secret},
+    db::{
+        self,
+        entities::{request, resource},
+    },
     templates::RenderedSpec,
     vocab::{
         actor,
         secret_box::{Sealed, SecretBox},
-        status::RequestStatus,
+        status::{Operation, RequestStatus, ResourceStatus, StepStatus},
     },
 };
 pub use provision::Provision;
@@ -139,60 +139,33 @@ impl Engine {
     }
 
     async fn log(&self, request_id: &str, step: Option<&str>, level: &str, message: &str) {
-        let row = request_log::ActiveModel {
-            id: sea_orm::ActiveValue::NotSet,
-            request_id: Set(request_id.into()),
-            step: Set(step.map(str::to_owned)),
-            level: Set(level.into()),
-            message: Set(message.into()),
-            at: Set(Utc::now()),
-        };
-        if let Err(e) = request_log::Entity::insert(row).exec(&self.db).await {
+        if let Err(e) =
+            db::request_logs::add(&self.db, request_id, step, level, message, Utc::now()).await
+        {
             tracing::warn!(error = %e, "could not record a request log line");
         }
     }
 
     async fn fail_request(&self, request_id: &str, reason: &str) {
         let now = Utc::now();
-        let r = request::Entity::update_many()
-            .col_expr(
-                request::Column::Status,
-                Expr::value(RequestStatus::Failed.as_str()),
-            )
-            .col_expr(request::Column::Error, Expr::value(reason))
-            .col_expr(request::Column::CompletedAt, Expr::value(now))
-            .col_expr(request::Column::UpdatedAt, Expr::value(now))
-            .filter(request::Column::Id.eq(request_id))
-            .filter(request::Column::Status.is_in([
-                RequestStatus::Pending.as_str(),
-                RequestStatus::Running.as_str(),
-            ]))
-            .exec(&self.db)
-            .await;
-        if let Err(e) = r {
+        if let Err(e) = db::requests::fail(&self.db, request_id, reason, now).await {
             tracing::error!(request_id, error = %e, "could not mark the request failed");
         }
-        let req = request::Entity::find_by_id(request_id.to_owned())
-            .one(&self.db)
+        let req = db::requests::by_id(&self.db, request_id)
             .await
             .ok()
             .flatten();
         if let Some(req) = &req
             // A failed update leaves a working resource; only a failed create or delete
             // leaves one in doubt.
-            && req.operation != "update"
+            && req.operation != Operation::Update
             && let Some(res) = &req.resource_id
         {
-            let _ = resource::Entity::update_many()
-                .col_expr(resource::Column::Status, Expr::value("failed"))
-                // The catalog shows the status: its page must see the change.
-                .col_expr(resource::Column::UpdatedAt, Expr::value(Utc::now()))
-                .filter(resource::Column::Id.eq(res.clone()))
-                .exec(&self.db)
-                .await;
+            let _ =
+                db::resources::set_status(&self.db, res, ResourceStatus::Failed, Utc::now()).await;
         }
         if let Some(req) = &req {
-            finished(req, "failed", now);
+            finished(req, RequestStatus::Failed, now);
             self.notify_failed(req, reason).await;
         }
         self.log(request_id, None, "error", &format!("failed: {reason}"))
@@ -203,7 +176,7 @@ impl Engine {
             actor::ENGINE,
             "request.failed",
             &target,
-            "failed",
+            RequestStatus::Failed.as_str(),
             Some(json!({"reason": reason})),
         )
         .await;
@@ -223,7 +196,7 @@ impl Engine {
                 Notification {
                     topic: Topic::RequestFailed,
                     recipients,
-                    title: format!("{} of {what} failed", capitalized(&req.operation)),
+                    title: format!("{} of {what} failed", capitalized(req.operation.as_str())),
                     description: format!(
                         "paved could not {} {what} ({}): {reason}. Request {}.",
                         req.operation, req.offering, req.id
@@ -237,15 +210,15 @@ impl Engine {
     }
 
     /// The steps of a request, from its offering's parts.
-    fn step_names(operation: &str, spec: &RenderedSpec) -> Vec<String> {
-        if operation == "delete" {
+    fn step_names(operation: Operation, spec: &RenderedSpec) -> Vec<String> {
+        if operation == Operation::Delete {
             // Parts go in reverse order: what was created last depends on what came first.
             let mut names = vec!["validate".to_owned()];
             names.extend(spec.parts.iter().rev().map(|p| format!("destroy {}", p.id)));
             names.push("unpublish".into());
             return names;
         }
-        if operation == "update" {
+        if operation == Operation::Update {
             // The resource exists: converge each part to the new spec, verify, publish.
             let mut names = vec!["validate".to_owned()];
             names.extend(spec.parts.iter().map(|p| format!("update {}", p.id)));
@@ -267,67 +240,31 @@ impl Engine {
         lease_lost: &AtomicBool,
         stop: &watch::Receiver<bool>,
     ) -> Result<(), Stop> {
-        let Some(req) = request::Entity::find_by_id(request_id.to_owned())
-            .one(&self.db)
-            .await?
-        else {
+        let Some(req) = db::requests::by_id(&self.db, request_id).await? else {
             return Err(Stop::Permanent(format!(
                 "request {request_id} does not exist"
             )));
         };
-        match RequestStatus::parse(&req.status) {
-            Some(RequestStatus::Pending | RequestStatus::Running) => {}
+        match req.status {
+            RequestStatus::Pending | RequestStatus::Running => {}
             // Cancelled, finished, or waiting for a human: nothing to do.
             _ => return Ok(()),
         }
         let spec: RenderedSpec = serde_json::from_value(req.spec.clone().unwrap_or(Value::Null))
             .map_err(|e| Stop::Permanent(format!("stored spec is unreadable: {e}")))?;
-        let now = Utc::now();
-        request::Entity::update_many()
-            .col_expr(
-                request::Column::Status,
-                Expr::value(RequestStatus::Running.as_str()),
-            )
-            .col_expr(request::Column::UpdatedAt, Expr::value(now))
-            .filter(request::Column::Id.eq(request_id))
-            .filter(request::Column::Status.eq(RequestStatus::Pending.as_str()))
-            .exec(&self.db)
-            .await?;
+        db::requests::start(&self.db, request_id, Utc::now()).await?;
 
-        let names = Self::step_names(&req.operation, &spec);
-        let existing = request_step::Entity::find()
-            .filter(request_step::Column::RequestId.eq(request_id))
-            .order_by_asc(request_step::Column::Position)
-            .all(&self.db)
-            .await?;
+        let names = Self::step_names(req.operation, &spec);
+        let existing = db::steps::of_request(&self.db, request_id).await?;
         for (i, name) in names.iter().enumerate().skip(existing.len()) {
-            let row = request_step::ActiveModel {
-                id: sea_orm::ActiveValue::NotSet,
-                request_id: Set(request_id.into()),
-                position: Set(i as i32),
-                name: Set(name.clone()),
-                status: Set("pending".into()),
-                attempts: Set(0),
-                started_at: Set(None),
-                finished_at: Set(None),
-                error: Set(None),
-            };
-            match request_step::Entity::insert(row).exec(&self.db).await {
-                Ok(_) => {}
-                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
-                Err(e) => return Err(e.into()),
-            }
+            db::steps::add(&self.db, request_id, i as i32, name).await?;
         }
-        let steps = request_step::Entity::find()
-            .filter(request_step::Column::RequestId.eq(request_id))
-            .order_by_asc(request_step::Column::Position)
-            .all(&self.db)
-            .await?;
+        let steps = db::steps::of_request(&self.db, request_id).await?;
 
         // Parsed by each driver once; every step below reads them.
         let mut parts: Vec<(String, PartSpec)> = Vec::new();
         for step in steps {
-            if step.status == "succeeded" {
+            if step.status == StepStatus::Succeeded {
                 if step.name == "validate" {
                     parts = self.parse_parts(&spec)?;
                 }
@@ -341,12 +278,8 @@ impl Engine {
             if *stop.borrow() {
                 return Err(Stop::HandOff);
             }
-            let current = request::Entity::find_by_id(request_id.to_owned())
-                .one(&self.db)
-                .await?;
-            if current.as_ref().map(|r| r.status.as_str())
-                == Some(RequestStatus::Cancelled.as_str())
-            {
+            let current = db::requests::by_id(&self.db, request_id).await?;
+            if current.as_ref().map(|r| r.status) == Some(RequestStatus::Cancelled) {
                 self.log(
                     request_id,
                     Some(&step.name),
@@ -357,21 +290,14 @@ impl Engine {
                 return Err(Stop::Cancelled);
             }
             let name = step.name.clone();
-            let mut active = step.into_active_model();
-            active.status = Set("running".into());
-            active.started_at = Set(Some(Utc::now()));
-            active.attempts = Set(active.attempts.as_ref() + 1);
-            active.error = Set(None);
-            let active = active.update(&self.db).await?;
+            let started = db::steps::start(&self.db, step, Utc::now()).await?;
             self.log(request_id, Some(&name), "info", &format!("{name}: started"))
                 .await;
             let result = self.run_step(request_id, &name, &spec, &mut parts).await;
-            let mut done = active.into_active_model();
-            done.finished_at = Set(Some(Utc::now()));
             match &result {
                 Ok(msg) => {
-                    done.status = Set("succeeded".into());
-                    done.update(&self.db).await?;
+                    db::steps::finish(&self.db, started, StepStatus::Succeeded, None, Utc::now())
+                        .await?;
                     self.log(request_id, Some(&name), "info", &format!("{name}: {msg}"))
                         .await;
                     let target = format!("request:{request_id}");
@@ -387,17 +313,20 @@ impl Engine {
                 }
                 Err(e) => {
                     let (status, text) = match e {
-                        Stop::Transient(m) => ("retrying", m.clone()),
-                        Stop::Permanent(m) => ("failed", m.clone()),
-                        _ => ("failed", "stopped".into()),
+                        Stop::Transient(m) => (StepStatus::Retrying, m.clone()),
+                        Stop::Permanent(m) => (StepStatus::Failed, m.clone()),
+                        _ => (StepStatus::Failed, "stopped".into()),
                     };
-                    done.status = Set(status.into());
-                    done.error = Set(Some(text.clone()));
-                    done.update(&self.db).await?;
+                    db::steps::finish(&self.db, started, status, Some(text.clone()), Utc::now())
+                        .await?;
                     self.log(
                         request_id,
                         Some(&name),
-                        if status == "failed" { "error" } else { "warn" },
+                        if status == StepStatus::Failed {
+                            "error"
+                        } else {
+                            "warn"
+                        },
                         &format!("{name}: {text}"),
                     )
                     .await;
@@ -408,7 +337,7 @@ impl Engine {
                         actor::ENGINE,
                         &format!("step.{status}"),
                         &target,
-                        status,
+                        status.as_str(),
                         details,
                     )
                     .await;
@@ -444,8 +373,7 @@ impl Engine {
         if parts.is_empty() && name != "validate" {
             *parts = self.parse_parts(spec)?;
         }
-        let req = request::Entity::find_by_id(request_id.to_owned())
-            .one(&self.db)
+        let req = db::requests::by_id(&self.db, request_id)
             .await?
             .ok_or_else(|| Stop::Permanent("request vanished".into()))?;
         match name {
@@ -482,29 +410,15 @@ impl Engine {
                     .resource_id
                     .clone()
                     .ok_or_else(|| Stop::Permanent("no resource to delete".into()))?;
-                let now = Utc::now();
-                secret::Entity::delete_many()
-                    .filter(secret::Column::ResourceId.eq(res_id.clone()))
-                    .exec(&self.db)
-                    .await?;
-                resource::Entity::update_many()
-                    .col_expr(resource::Column::Status, Expr::value("deleted"))
-                    // Frees the name for a new order; the API still shows the original one.
-                    .col_expr(
-                        resource::Column::EntityName,
-                        Expr::value(format!("deleted:{res_id}")),
-                    )
-                    .col_expr(resource::Column::DeletedAt, Expr::value(now))
-                    .col_expr(resource::Column::UpdatedAt, Expr::value(now))
-                    .filter(resource::Column::Id.eq(res_id.clone()))
-                    .exec(&self.db)
-                    .await?;
+                db::secrets::delete_of_resource(&self.db, &res_id).await?;
+                // Frees the name for a new order; the API still shows the original one.
+                db::resources::mark_deleted(&self.db, &res_id, Utc::now()).await?;
                 audit::record(
                     &self.db,
                     actor::ENGINE,
                     "resource.deleted",
                     &format!("resource:{res_id}"),
-                    "deleted",
+                    ResourceStatus::Deleted.as_str(),
                     Some(json!({"requestId": request_id})),
                 )
                 .await;
@@ -517,30 +431,23 @@ impl Engine {
                     .clone()
                     .ok_or_else(|| Stop::Permanent("no resource planned".into()))?;
                 let now = Utc::now();
-                let monthly = req
-                    .estimate
-                    .as_ref()
-                    .and_then(|e| e.get("monthly"))
-                    .and_then(Value::as_f64);
-                let mut res = resource::Entity::find_by_id(res_id.clone())
-                    .one(&self.db)
+                let monthly = req.estimate.as_ref().map(|e| e.monthly);
+                let res = db::resources::by_id(&self.db, &res_id)
                     .await?
-                    .ok_or_else(|| Stop::Permanent("resource vanished".into()))?
-                    .into_active_model();
-                res.status = Set("ready".into());
-                res.monthly_cost_cents = Set(monthly.map(|m| (m * 100.0).round() as i64));
-                // An update keeps the expiry it has; extending a TTL is its own operation.
-                if req.operation == "create" {
-                    res.expires_at = Set(spec
-                        .resource
-                        .ttl_hours
-                        .map(|h| now + chrono::Duration::hours(i64::from(h))));
-                }
-                res.desired = Set(serde_json::to_value(spec).unwrap_or(Value::Null));
-                res.offering_version = Set(req.template_version.clone());
-                res.updated_at = Set(now);
-                res.update(&self.db).await?;
-                let event = if req.operation == "create" {
+                    .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
+                let published = db::resources::Published {
+                    monthly_cost_cents: monthly.map(|m| (m * 100.0).round() as i64),
+                    // An update keeps the expiry it has; extending a TTL is its own operation.
+                    expires_at: (req.operation == Operation::Create).then(|| {
+                        spec.resource
+                            .ttl_hours
+                            .map(|h| now + chrono::Duration::hours(i64::from(h)))
+                    }),
+                    desired: serde_json::to_value(spec).unwrap_or(Value::Null),
+                    offering_version: req.template_version.clone(),
+                };
+                db::resources::publish(&self.db, res, published, now).await?;
+                let event = if req.operation == Operation::Create {
                     "resource.created"
                 } else {
                     "resource.updated"
@@ -550,7 +457,7 @@ impl Engine {
                     actor::ENGINE,
                     event,
                     &format!("resource:{res_id}"),
-                    "ready",
+                    ResourceStatus::Ready.as_str(),
                     Some(json!({"requestId": request_id, "name": spec.resource.name})),
                 )
                 .await;
@@ -597,8 +504,7 @@ impl Engine {
                             // resource: nobody keeps a login paved no longer hands out.
                             self.drivers.destroy(old, &tag).await?;
                         }
-                        let res = resource::Entity::find_by_id(res_id.clone())
-                            .one(&self.db)
+                        let res = db::resources::by_id(&self.db, &res_id)
                             .await?
                             .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
                         let mut outputs = res.outputs.as_object().cloned().unwrap_or_default();
@@ -619,17 +525,17 @@ impl Engine {
                             }
                         }
                         let had_credentials = action == "update"
-                            && secret::Entity::find()
-                                .filter(secret::Column::ResourceId.eq(res_id.clone()))
-                                .filter(secret::Column::Name.eq("credentials"))
-                                .one(&self.db)
+                            && db::secrets::sealed(&self.db, &res_id, CREDENTIALS)
                                 .await?
                                 .is_some();
-                        let mut active = res.into_active_model();
-                        active.outputs = Set(Value::Object(outputs));
-                        active.desired = Set(desired);
-                        active.updated_at = Set(Utc::now());
-                        active.update(&self.db).await?;
+                        db::resources::record_parts(
+                            &self.db,
+                            res,
+                            Value::Object(outputs),
+                            desired,
+                            Utc::now(),
+                        )
+                        .await?;
                         if had_credentials {
                             // The credentials endpoint hands out what exists, never a login
                             // of before the update.
@@ -667,8 +573,7 @@ impl Engine {
         res_id: &str,
         parts: &[(String, PartSpec)],
     ) -> Result<(), Stop> {
-        let res = resource::Entity::find_by_id(res_id.to_owned())
-            .one(&self.db)
+        let res = db::resources::by_id(&self.db, res_id)
             .await?
             .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
         let mut doc = Map::new();
@@ -693,10 +598,10 @@ impl Engine {
             serde_json::to_vec(&Value::Object(doc)).map_err(|e| Stop::Permanent(e.to_string()))?;
         self.store_secret(
             res_id,
-            "credentials",
+            CREDENTIALS,
             &self
                 .secrets
-                .seal(&plaintext, &format!("{res_id}/credentials")),
+                .seal(&plaintext, &format!("{res_id}/{CREDENTIALS}")),
         )
         .await
     }
@@ -707,10 +612,7 @@ impl Engine {
         res_id: &str,
         part_id: &str,
     ) -> Result<Option<PartSpec>, Stop> {
-        let Some(res) = resource::Entity::find_by_id(res_id.to_owned())
-            .one(&self.db)
-            .await?
-        else {
+        let Some(res) = db::resources::by_id(&self.db, res_id).await? else {
             return Ok(None);
         };
         let Ok(desired) = serde_json::from_value::<RenderedSpec>(res.desired) else {
@@ -730,10 +632,7 @@ impl Engine {
     /// applied but never recorded as the resource's are destroyed: the resource keeps the
     /// parts (and credentials) it had.
     async fn clean_up_after(&self, request_id: &str) {
-        let Ok(Some(req)) = request::Entity::find_by_id(request_id.to_owned())
-            .one(&self.db)
-            .await
-        else {
+        let Ok(Some(req)) = db::requests::by_id(&self.db, request_id).await else {
             return;
         };
         let Some(res_id) = req.resource_id.clone() else {
@@ -750,15 +649,15 @@ impl Engine {
             let Ok(part) = self.drivers.parse(&p.driver, &p.spec) else {
                 continue;
             };
-            match req.operation.as_str() {
-                "create" => doomed.push((p.id.clone(), part)),
-                "update" => {
+            match req.operation {
+                Operation::Create => doomed.push((p.id.clone(), part)),
+                Operation::Update => {
                     let recorded = self.provisioned_part(&res_id, &p.id).await.ok().flatten();
                     if recorded.is_some_and(|r| !r.same_identity(&part)) {
                         doomed.push((p.id.clone(), part));
                     }
                 }
-                _ => {}
+                Operation::Delete => {}
             }
         }
         if doomed.is_empty() {
@@ -777,11 +676,8 @@ impl Engine {
                 .await;
             }
         }
-        if clean && req.operation == "create" {
-            let _ = secret::Entity::delete_many()
-                .filter(secret::Column::ResourceId.eq(res_id))
-                .exec(&self.db)
-                .await;
+        if clean && req.operation == Operation::Create {
+            let _ = db::secrets::delete_of_resource(&self.db, &res_id).await;
         }
         if clean {
             self.log(
@@ -797,23 +693,10 @@ impl Engine {
     /// Marks the request succeeded (unless it was cancelled meanwhile).
     async fn complete(&self, request_id: &str) -> Result<(), DbErr> {
         let now = Utc::now();
-        let done = request::Entity::update_many()
-            .col_expr(
-                request::Column::Status,
-                Expr::value(RequestStatus::Succeeded.as_str()),
-            )
-            .col_expr(request::Column::CompletedAt, Expr::value(now))
-            .col_expr(request::Column::UpdatedAt, Expr::value(now))
-            .filter(request::Column::Id.eq(request_id))
-            .filter(request::Column::Status.eq(RequestStatus::Running.as_str()))
-            .exec(&self.db)
-            .await?;
-        if done.rows_affected == 1
-            && let Some(req) = request::Entity::find_by_id(request_id.to_owned())
-                .one(&self.db)
-                .await?
+        if db::requests::succeed(&self.db, request_id, now).await?
+            && let Some(req) = db::requests::by_id(&self.db, request_id).await?
         {
-            finished(&req, "succeeded", now);
+            finished(&req, RequestStatus::Succeeded, now);
             self.notify_succeeded(&req).await;
         }
         Ok(())
@@ -830,8 +713,8 @@ impl Engine {
         let what = spec_name(req).unwrap_or_else(|| req.offering.clone());
         // A live resource's page in Backstage (relative links resolve against the app); a
         // deletion leaves none, so the request.
-        let link = match (req.operation.as_str(), spec_name(req)) {
-            ("delete", _) | (_, None) => self.notifier.request_link(&req.id),
+        let link = match (req.operation, spec_name(req)) {
+            (Operation::Delete, _) | (_, None) => self.notifier.request_link(&req.id),
             (_, Some(n)) => self.notifier.entity_link(&n),
         };
         self.notifier
@@ -840,7 +723,7 @@ impl Engine {
                 Notification {
                     topic: Topic::RequestSucceeded,
                     recipients,
-                    title: format!("{} of {what} done", capitalized(&req.operation)),
+                    title: format!("{} of {what} done", capitalized(req.operation.as_str())),
                     description: format!(
                         "paved finished the {} of {what} ({}). Request {}.",
                         req.operation, req.offering, req.id
@@ -863,67 +746,49 @@ impl Engine {
             return Ok(id.clone());
         }
         // A run that died between inserting the resource and linking it finds it here.
-        if let Some(existing) = resource::Entity::find()
-            .filter(resource::Column::RequestId.eq(req.id.clone()))
-            .one(&self.db)
-            .await?
-        {
-            request::Entity::update_many()
-                .col_expr(
-                    request::Column::ResourceId,
-                    Expr::value(existing.id.clone()),
-                )
-                .filter(request::Column::Id.eq(req.id.clone()))
-                .exec(&self.db)
-                .await?;
+        if let Some(existing) = db::resources::by_request(&self.db, &req.id).await? {
+            db::requests::link_resource(&self.db, &req.id, &existing.id).await?;
             return Ok(existing.id);
         }
         let now = Utc::now();
         let id = Uuid::now_v7().to_string();
         let r = &spec.resource;
-        let row = resource::ActiveModel {
-            id: Set(id.clone()),
-            entity_name: Set(r.name.clone()),
-            offering: Set(req.offering.clone()),
-            offering_version: Set(req.template_version.clone()),
-            resource_type: Set(r.resource_type.clone()),
-            environment: Set(r.environment.clone()),
-            owner: Set(r.owner.clone()),
-            system: Set(r.system.clone()),
-            component: Set(r.component.clone()),
-            status: Set("provisioning".into()),
-            desired: Set(serde_json::to_value(spec).unwrap_or(Value::Null)),
-            outputs: Set(json!({})),
-            monthly_cost_cents: Set(None),
-            expires_at: Set(None),
-            request_id: Set(req.id.clone()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            deleted_at: Set(None),
-            catalog_bucket: Set(crate::vocab::bucket::bucket_of(&id)),
+        let row = resource::Model {
+            id: id.clone(),
+            entity_name: r.name.clone(),
+            offering: req.offering.clone(),
+            offering_version: req.template_version.clone(),
+            resource_type: r.resource_type.clone(),
+            environment: r.environment.clone(),
+            owner: r.owner.clone(),
+            system: r.system.clone(),
+            component: r.component.clone(),
+            status: ResourceStatus::Provisioning,
+            desired: serde_json::to_value(spec).unwrap_or(Value::Null),
+            outputs: json!({}),
+            monthly_cost_cents: None,
+            expires_at: None,
+            request_id: req.id.clone(),
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            catalog_bucket: crate::vocab::bucket::bucket_of(&id),
         };
-        match resource::Entity::insert(row).exec(&self.db).await {
+        match db::resources::insert(&self.db, row).await {
             Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(e) if db::is_unique_violation(&e) => {
                 return Err(Stop::Permanent(self.name_taken(&r.name, &r.owner).await));
             }
             Err(e) => return Err(e.into()),
         }
-        request::Entity::update_many()
-            .col_expr(request::Column::ResourceId, Expr::value(id.clone()))
-            .filter(request::Column::Id.eq(req.id.clone()))
-            .exec(&self.db)
-            .await?;
+        db::requests::link_resource(&self.db, &req.id, &id).await?;
         Ok(id)
     }
 
     /// Why a name is taken and, for the team's own resource, how to free it. Another team's
     /// resource is not named (the requester may not see it).
     async fn name_taken(&self, name: &str, owner: &str) -> String {
-        let existing = resource::Entity::find()
-            .filter(resource::Column::EntityName.eq(name))
-            .filter(resource::Column::DeletedAt.is_null())
-            .one(&self.db)
+        let existing = db::resources::live_by_name(&self.db, name)
             .await
             .ok()
             .flatten();
@@ -934,7 +799,7 @@ impl Engine {
                     id = e.id,
                     base = self.notifier.plugin_base_path()
                 );
-                if e.status == "failed" {
+                if e.status == ResourceStatus::Failed {
                     format!(
                         "a resource named {name} already exists: resource {} of {owner}, whose create failed; {how} (deleting it touches nothing that is not paved's)",
                         e.id
@@ -956,17 +821,7 @@ impl Engine {
     async fn password(&self, resource_id: &str, part: &str) -> Result<String, Stop> {
         let name = format!("{part}.password");
         let context = format!("{resource_id}/{name}");
-        if let Some(row) = secret::Entity::find()
-            .filter(secret::Column::ResourceId.eq(resource_id))
-            .filter(secret::Column::Name.eq(name.clone()))
-            .one(&self.db)
-            .await?
-        {
-            let sealed = Sealed {
-                key_id: row.key_id,
-                nonce: row.nonce,
-                ciphertext: row.ciphertext,
-            };
+        if let Some(sealed) = db::secrets::sealed(&self.db, resource_id, &name).await? {
             let bytes = self
                 .secrets
                 .open(&sealed, &context)
@@ -989,22 +844,7 @@ impl Engine {
         name: &str,
         sealed: &Sealed,
     ) -> Result<(), Stop> {
-        secret::Entity::delete_many()
-            .filter(secret::Column::ResourceId.eq(resource_id))
-            .filter(secret::Column::Name.eq(name))
-            .exec(&self.db)
-            .await?;
-        secret::Entity::insert(secret::ActiveModel {
-            id: Set(Uuid::now_v7().to_string()),
-            resource_id: Set(resource_id.into()),
-            name: Set(name.into()),
-            key_id: Set(sealed.key_id.clone()),
-            nonce: Set(sealed.nonce.clone()),
-            ciphertext: Set(sealed.ciphertext.clone()),
-            created_at: Set(Utc::now()),
-        })
-        .exec(&self.db)
-        .await?;
+        db::secrets::replace(&self.db, resource_id, name, sealed, Utc::now()).await?;
         Ok(())
     }
 }
@@ -1015,19 +855,13 @@ pub async fn credentials(
     secrets: &SecretBox,
     resource_id: &str,
 ) -> Result<Option<Value>, String> {
-    let row = secret::Entity::find()
-        .filter(secret::Column::ResourceId.eq(resource_id))
-        .filter(secret::Column::Name.eq("credentials"))
-        .one(db)
+    let sealed = db::secrets::sealed(db, resource_id, CREDENTIALS)
         .await
         .map_err(|e| e.to_string())?;
-    let Some(row) = row else { return Ok(None) };
-    let sealed = Sealed {
-        key_id: row.key_id,
-        nonce: row.nonce,
-        ciphertext: row.ciphertext,
+    let Some(sealed) = sealed else {
+        return Ok(None);
     };
-    let bytes = secrets.open(&sealed, &format!("{resource_id}/credentials"))?;
+    let bytes = secrets.open(&sealed, &format!("{resource_id}/{CREDENTIALS}"))?;
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| e.to_string())
@@ -1035,10 +869,10 @@ pub async fn credentials(
 
 /// Counted where it happens, by the replica whose worker finished it: summed over replicas,
 /// the figures are right (a database-wide gauge on each replica would count it once each).
-fn finished(req: &request::Model, outcome: &'static str, at: chrono::DateTime<Utc>) {
+fn finished(req: &request::Model, outcome: RequestStatus, at: chrono::DateTime<Utc>) {
     let labels = [
-        ("operation", req.operation.clone()),
-        ("outcome", outcome.to_owned()),
+        ("operation", req.operation.as_str().to_owned()),
+        ("outcome", outcome.as_str().to_owned()),
     ];
     metrics::counter!("paved_requests_finished_total", &labels).increment(1);
     let took = (at - req.created_at).num_milliseconds().max(0) as f64 / 1000.0;
@@ -1063,6 +897,9 @@ fn capitalized(s: &str) -> String {
         None => String::new(),
     }
 }
+
+/// The name of a resource's sealed credentials document.
+const CREDENTIALS: &str = "credentials";
 
 /// What marks a database, role or Redis user as belonging to resource `id`.
 pub fn owner_tag(resource_id: &str) -> String {

@@ -5,7 +5,6 @@ pub mod approvals;
 pub mod catalog_sink;
 pub mod drivers;
 pub mod engine;
-pub mod queue;
 pub mod requests;
 pub mod resources;
 pub mod secrets;

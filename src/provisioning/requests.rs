@@ -1,20 +1,25 @@
 //! Provisioning requests: what a developer ordered, stored before anything else happens.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    db::entities::{approval, request, request_step},
+    cost::Estimate,
+    db::{
+        self,
+        entities::{approval, request, resource},
+    },
     policy::{Outcome, PolicyDecision},
-    vocab::entity_ref::EntityRef,
+    vocab::{
+        entity_ref::EntityRef,
+        status::{ApprovalStatus, ResourceStatus, StepStatus},
+    },
 };
 
+pub use crate::db::requests::ListFilter;
 pub use crate::templates::order::{IdempotencyKey, NewRequest, PrepareError};
 pub use crate::vocab::status::{Operation, RequestStatus};
 
@@ -46,10 +51,10 @@ pub struct Request {
     pub completed_at: Option<DateTime<Utc>>,
     /// The cost estimate the request was decided with.
     #[schema(value_type = Object)]
-    pub estimate: Option<Value>,
+    pub estimate: Option<Estimate>,
     /// The policy decision it was created with (outcome, deny, warn, require_approval).
     #[schema(value_type = Object)]
-    pub decision: Option<Value>,
+    pub decision: Option<PolicyDecision>,
     /// Recorded steps, in order (filled once the engine runs the request).
     pub steps: Vec<Step>,
 }
@@ -58,7 +63,8 @@ pub struct Request {
 #[serde(rename_all = "camelCase")]
 pub struct Step {
     pub name: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: StepStatus,
     pub attempts: i32,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -85,7 +91,7 @@ pub enum CreateError {
 /// How a request starts, as the guardrails decided.
 #[derive(Debug, Clone)]
 pub struct Verdict {
-    pub estimate: Value,
+    pub estimate: Estimate,
     pub decision: PolicyDecision,
 }
 
@@ -123,78 +129,60 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
         Outcome::NeedsApproval => (RequestStatus::AwaitingApproval, None, None),
         Outcome::Allowed => (RequestStatus::Pending, None, None),
     };
-    let row = request::ActiveModel {
-        id: Set(id.clone()),
-        offering: Set(new.offering.clone()),
-        template_version: Set(new.template_version.clone()),
-        operation: Set(new.operation.as_str().into()),
-        status: Set(status.as_str().into()),
-        requester: Set(new.requester.clone()),
-        owner: Set(new.owner.to_string()),
-        idempotency_key: Set(new.idempotency_key.as_ref().map(|k| k.as_str().to_owned())),
-        parameters: Set(new.values.clone().into_value()),
-        spec: Set(Some(spec)),
-        resource_id: Set(new.resource_id.clone()),
-        error: Set(error),
-        created_at: Set(now),
-        updated_at: Set(now),
-        completed_at: Set(completed_at),
-        estimate: Set(Some(verdict.estimate.clone())),
-        decision: Set(Some(
-            serde_json::to_value(&verdict.decision).expect("decision serializes"),
-        )),
-    };
-    let approvals: Vec<approval::ActiveModel> = match verdict.decision.outcome {
+    let approvals: Vec<approval::Model> = match verdict.decision.outcome {
         Outcome::NeedsApproval => verdict
             .decision
             .require_approval
             .iter()
-            .map(|need| approval::ActiveModel {
-                id: Set(Uuid::now_v7().to_string()),
-                request_id: Set(id.clone()),
-                required_role: Set(need.role.clone()),
-                reason: Set(need.message.clone()),
-                status: Set("pending".into()),
-                decided_by: Set(None),
-                decision_reason: Set(None),
-                decided_at: Set(None),
-                created_at: Set(now),
+            .map(|need| approval::Model {
+                id: Uuid::now_v7().to_string(),
+                request_id: id.clone(),
+                required_role: need.role.clone(),
+                reason: need.message.clone(),
+                status: ApprovalStatus::Pending,
+                decided_by: None,
+                decision_reason: None,
+                decided_at: None,
+                created_at: now,
             })
             .collect(),
         _ => vec![],
     };
-    let inserted = db
-        .transaction::<_, request::Model, DbErr>(|txn| {
-            Box::pin(async move {
-                let model = request::Entity::insert(row)
-                    .exec_with_returning(txn)
-                    .await?;
-                if !approvals.is_empty() {
-                    approval::Entity::insert_many(approvals).exec(txn).await?;
-                }
-                // Stored and queued together: a pending request always has its job.
-                if model.status == RequestStatus::Pending.as_str() {
-                    super::queue::enqueue(
-                        txn,
-                        super::queue::PROVISION,
-                        &model.id,
-                        max_attempts,
-                        Value::Null,
-                    )
-                    .await?;
-                }
-                Ok(model)
-            })
+    let row = request::Model {
+        id,
+        offering: new.offering.clone(),
+        template_version: new.template_version.clone(),
+        operation: new.operation,
+        status,
+        requester: new.requester.clone(),
+        owner: new.owner.to_string(),
+        idempotency_key: new.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+        parameters: new.values.clone().into_value(),
+        spec: Some(spec),
+        resource_id: new.resource_id.clone(),
+        error,
+        created_at: now,
+        updated_at: now,
+        completed_at,
+        estimate: Some(verdict.estimate),
+        decision: Some(verdict.decision),
+    };
+    let inserted = db::transaction(db, |txn| {
+        Box::pin(async move {
+            let model = db::requests::insert(txn, row).await?;
+            db::approvals::insert(txn, approvals).await?;
+            // Stored and queued together: a pending request always has its job.
+            if model.status == RequestStatus::Pending {
+                enqueue_provision(txn, &model.id, max_attempts).await?;
+            }
+            Ok(model)
         })
-        .await
-        .map_err(|e| match e {
-            sea_orm::TransactionError::Connection(e)
-            | sea_orm::TransactionError::Transaction(e) => e,
-        });
+    })
+    .await;
     match inserted {
         Ok(model) => Ok(Created::New(to_api(model, vec![]))),
         // Two creates with one key raced; the unique index let exactly one in.
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+        Err(e) if db::is_unique_violation(&e) => {
             let key = new
                 .idempotency_key
                 .as_ref()
@@ -209,6 +197,16 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
     }
 }
 
+/// Queues request `id`'s `provision` job, in the caller's transaction.
+async fn enqueue_provision<C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+    max_attempts: i32,
+) -> Result<(), DbErr> {
+    crate::jobs::enqueue_job(conn, &super::engine::Provision, id, max_attempts).await?;
+    Ok(())
+}
+
 /// Keys are the owning team's: another team's request with the same key is not this one, and
 /// is neither returned nor named in a conflict.
 async fn find_by_key<C: ConnectionTrait>(
@@ -216,11 +214,7 @@ async fn find_by_key<C: ConnectionTrait>(
     owner: &EntityRef,
     key: &str,
 ) -> Result<Option<request::Model>, DbErr> {
-    request::Entity::find()
-        .filter(request::Column::Owner.eq(owner.to_string()))
-        .filter(request::Column::IdempotencyKey.eq(key))
-        .one(db)
-        .await
+    db::requests::by_idempotency_key(db, &owner.to_string(), key).await
 }
 
 async fn same_or_conflict<C: ConnectionTrait>(
@@ -242,7 +236,7 @@ async fn same_or_conflict<C: ConnectionTrait>(
 }
 
 pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Request>, DbErr> {
-    let Some(model) = request::Entity::find_by_id(id.to_owned()).one(db).await? else {
+    let Some(model) = db::requests::by_id(db, id).await? else {
         return Ok(None);
     };
     let steps = steps_of(db, id).await?;
@@ -250,10 +244,7 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Request>, D
 }
 
 async fn steps_of<C: ConnectionTrait>(db: &C, id: &str) -> Result<Vec<Step>, DbErr> {
-    Ok(request_step::Entity::find()
-        .filter(request_step::Column::RequestId.eq(id))
-        .order_by_asc(request_step::Column::Position)
-        .all(db)
+    Ok(db::steps::of_request(db, id)
         .await?
         .into_iter()
         .map(|s| Step {
@@ -267,44 +258,9 @@ async fn steps_of<C: ConnectionTrait>(db: &C, id: &str) -> Result<Vec<Step>, DbE
         .collect())
 }
 
-/// Filters for listing; all optional.
-#[derive(Debug, Default, Clone)]
-pub struct ListFilter {
-    pub owner: Option<EntityRef>,
-    pub status: Option<RequestStatus>,
-    pub offering: Option<String>,
-    /// Return requests older than this id (ids are time-ordered UUIDv7).
-    pub before: Option<String>,
-    /// What the caller may see (see `access`).
-    pub visible: crate::access::Scope,
-    pub limit: u64,
-}
-
-/// Newest first, at most `limit`, older than `before` when given (ids are time-ordered, so
-/// the id is the keyset: requests created meanwhile sort before it and never shift a page).
+/// Newest first, at most `limit`, older than `before` when given (see [`ListFilter`]).
 pub async fn list(db: &DatabaseConnection, f: &ListFilter) -> Result<Vec<Request>, DbErr> {
-    let mut q = request::Entity::find().order_by_desc(request::Column::Id);
-    if let Some(o) = &f.owner {
-        q = q.filter(request::Column::Owner.eq(o.to_string()));
-    }
-    if let Some(s) = f.status {
-        q = q.filter(request::Column::Status.eq(s.as_str()));
-    }
-    if let Some(o) = &f.offering {
-        q = q.filter(request::Column::Offering.eq(o.as_str()));
-    }
-    if let crate::access::Scope::Only { teams, requester } = &f.visible {
-        q = q.filter(
-            sea_orm::Condition::any()
-                .add(request::Column::Owner.is_in(teams.iter().cloned()))
-                .add(request::Column::Requester.eq(requester.as_str())),
-        );
-    }
-    if let Some(b) = &f.before {
-        q = q.filter(request::Column::Id.lt(b.as_str()));
-    }
-    Ok(q.limit(f.limit)
-        .all(db)
+    Ok(db::requests::list(db, f)
         .await?
         .into_iter()
         .map(|m| to_api(m, vec![]))
@@ -313,15 +269,11 @@ pub async fn list(db: &DatabaseConnection, f: &ListFilter) -> Result<Vec<Request
 
 fn to_api(m: request::Model, steps: Vec<Step>) -> Request {
     Request {
-        status: RequestStatus::parse(&m.status).unwrap_or(RequestStatus::Failed),
-        operation: match m.operation.as_str() {
-            "update" => Operation::Update,
-            "delete" => Operation::Delete,
-            _ => Operation::Create,
-        },
         id: m.id,
         offering: m.offering,
         template_version: m.template_version,
+        operation: m.operation,
+        status: m.status,
         requester: m.requester,
         owner: m.owner,
         idempotency_key: m.idempotency_key,
@@ -343,28 +295,11 @@ pub async fn cancel(
     db: &DatabaseConnection,
     id: &str,
 ) -> Result<Option<Result<Request, String>>, DbErr> {
-    use sea_orm::sea_query::Expr;
-    let now = Utc::now();
-    let open = [
-        RequestStatus::Pending.as_str(),
-        RequestStatus::AwaitingApproval.as_str(),
-        RequestStatus::Running.as_str(),
-    ];
-    let res = request::Entity::update_many()
-        .col_expr(
-            request::Column::Status,
-            Expr::value(RequestStatus::Cancelled.as_str()),
-        )
-        .col_expr(request::Column::CompletedAt, Expr::value(now))
-        .col_expr(request::Column::UpdatedAt, Expr::value(now))
-        .filter(request::Column::Id.eq(id))
-        .filter(request::Column::Status.is_in(open))
-        .exec(db)
-        .await?;
+    let cancelled = db::requests::cancel(db, id, Utc::now()).await?;
     let Some(r) = get(db, id).await? else {
         return Ok(None);
     };
-    Ok(Some(if res.rows_affected == 1 {
+    Ok(Some(if cancelled {
         Ok(r)
     } else {
         Err(r.status.as_str().to_owned())
@@ -376,114 +311,65 @@ pub async fn cancel(
 /// instead of a second one.
 pub async fn create_delete(
     db: &DatabaseConnection,
-    resource: &crate::db::entities::resource::Model,
+    resource: &resource::Model,
     requester: &str,
     max_attempts: i32,
 ) -> Result<Request, DbErr> {
-    use crate::db::entities::resource;
-    if let Some(open) = request::Entity::find()
-        .filter(request::Column::ResourceId.eq(resource.id.clone()))
-        .filter(request::Column::Operation.eq(Operation::Delete.as_str()))
-        .filter(request::Column::Status.is_in([
-            RequestStatus::Pending.as_str(),
-            RequestStatus::Running.as_str(),
-        ]))
-        .one(db)
-        .await?
-    {
+    if let Some(open) = db::requests::open_delete_of(db, &resource.id).await? {
         let steps = steps_of(db, &open.id).await?;
         return Ok(to_api(open, steps));
     }
     let now = Utc::now();
-    let row = request::ActiveModel {
-        id: Set(Uuid::now_v7().to_string()),
-        offering: Set(resource.offering.clone()),
-        template_version: Set(resource.offering_version.clone()),
-        operation: Set(Operation::Delete.as_str().into()),
-        status: Set(RequestStatus::Pending.as_str().into()),
-        requester: Set(requester.into()),
-        owner: Set(resource.owner.clone()),
-        idempotency_key: Set(None),
-        parameters: Set(Value::Object(Default::default())),
-        spec: Set(Some(resource.desired.clone())),
-        resource_id: Set(Some(resource.id.clone())),
-        error: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        completed_at: Set(None),
-        estimate: Set(None),
-        decision: Set(None),
+    let row = request::Model {
+        id: Uuid::now_v7().to_string(),
+        offering: resource.offering.clone(),
+        template_version: resource.offering_version.clone(),
+        operation: Operation::Delete,
+        status: RequestStatus::Pending,
+        requester: requester.into(),
+        owner: resource.owner.clone(),
+        idempotency_key: None,
+        parameters: Value::Object(Default::default()),
+        spec: Some(resource.desired.clone()),
+        resource_id: Some(resource.id.clone()),
+        error: None,
+        created_at: now,
+        updated_at: now,
+        completed_at: None,
+        estimate: None,
+        decision: None,
     };
     let resource_id = resource.id.clone();
-    let model = db
-        .transaction::<_, request::Model, DbErr>(|txn| {
-            Box::pin(async move {
-                let model = request::Entity::insert(row)
-                    .exec_with_returning(txn)
-                    .await?;
-                super::queue::enqueue(
-                    txn,
-                    super::queue::PROVISION,
-                    &model.id,
-                    max_attempts,
-                    Value::Null,
-                )
+    let model = db::transaction(db, |txn| {
+        Box::pin(async move {
+            let model = db::requests::insert(txn, row).await?;
+            enqueue_provision(txn, &model.id, max_attempts).await?;
+            db::resources::set_status(txn, &resource_id, ResourceStatus::Deleting, Utc::now())
                 .await?;
-                resource::Entity::update_many()
-                    .col_expr(
-                        resource::Column::Status,
-                        sea_orm::sea_query::Expr::value("deleting"),
-                    )
-                    // The catalog shows the status: its page must see the change.
-                    .col_expr(
-                        resource::Column::UpdatedAt,
-                        sea_orm::sea_query::Expr::value(chrono::Utc::now()),
-                    )
-                    .filter(resource::Column::Id.eq(resource_id))
-                    .exec(txn)
-                    .await?;
-                Ok(model)
-            })
+            Ok(model)
         })
-        .await
-        .map_err(|e| match e {
-            sea_orm::TransactionError::Connection(e)
-            | sea_orm::TransactionError::Transaction(e) => e,
-        })?;
+    })
+    .await?;
     Ok(to_api(model, vec![]))
 }
 
-/// An unfinished request (pending, awaiting approval or running) for `resource_id`, if any.
 /// The deletion that removed a resource, if it was deleted.
 pub async fn last_delete(
     db: &DatabaseConnection,
     resource_id: &str,
 ) -> Result<Option<Request>, DbErr> {
-    let found = request::Entity::find()
-        .filter(request::Column::ResourceId.eq(resource_id))
-        .filter(request::Column::Operation.eq("delete"))
-        .filter(request::Column::Status.eq(RequestStatus::Succeeded.as_str()))
-        .order_by_desc(request::Column::CreatedAt)
-        .one(db)
-        .await?;
-    match found {
+    match db::requests::last_delete_of(db, resource_id).await? {
         Some(m) => get(db, &m.id).await,
         None => Ok(None),
     }
 }
 
+/// An unfinished request (pending, awaiting approval or running) for `resource_id`, if any.
 pub async fn open_for_resource(
     db: &DatabaseConnection,
     resource_id: &str,
 ) -> Result<Option<String>, DbErr> {
-    Ok(request::Entity::find()
-        .filter(request::Column::ResourceId.eq(resource_id))
-        .filter(request::Column::Status.is_in([
-            RequestStatus::Pending.as_str(),
-            RequestStatus::AwaitingApproval.as_str(),
-            RequestStatus::Running.as_str(),
-        ]))
-        .one(db)
+    Ok(db::requests::open_for_resource(db, resource_id)
         .await?
         .map(|r| r.id))
 }
@@ -493,15 +379,5 @@ pub async fn current_values(
     db: &DatabaseConnection,
     resource_id: &str,
 ) -> Result<Option<Value>, DbErr> {
-    Ok(request::Entity::find()
-        .filter(request::Column::ResourceId.eq(resource_id))
-        .filter(request::Column::Status.eq(RequestStatus::Succeeded.as_str()))
-        .filter(
-            request::Column::Operation
-                .is_in([Operation::Create.as_str(), Operation::Update.as_str()]),
-        )
-        .order_by_desc(request::Column::Id)
-        .one(db)
-        .await?
-        .map(|r| r.parameters))
+    db::requests::current_values(db, resource_id).await
 }

@@ -1,13 +1,11 @@
 //! Provisioned resources as the API shows them.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{DatabaseConnection, DbErr};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::db::entities::resource;
+use crate::{db, db::entities::resource, vocab::status::ResourceStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -24,7 +22,8 @@ pub struct Resource {
     pub system: Option<String>,
     pub component: Option<String>,
     /// provisioning, ready, failed, deleting, deleted.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: ResourceStatus,
     /// Non-secret outputs per part (host, port, database, username, key prefix).
     #[schema(value_type = Object)]
     pub outputs: Value,
@@ -57,7 +56,7 @@ pub fn to_api(m: resource::Model) -> Resource {
         system: m.system,
         component: m.component,
         status: if m.deleted_at.is_some() {
-            "deleted".into()
+            ResourceStatus::Deleted
         } else {
             m.status
         },
@@ -71,10 +70,7 @@ pub fn to_api(m: resource::Model) -> Resource {
 }
 
 pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Resource>, DbErr> {
-    Ok(resource::Entity::find_by_id(id.to_owned())
-        .one(db)
-        .await?
-        .map(to_api))
+    Ok(db::resources::by_id(db, id).await?.map(to_api))
 }
 
 /// Active resources, newest first, optionally of one owner and only of `visible` owners: at
@@ -87,20 +83,7 @@ pub async fn list_visible(
     before: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Resource>, DbErr> {
-    let mut q = resource::Entity::find()
-        .filter(resource::Column::DeletedAt.is_null())
-        .order_by_desc(resource::Column::Id);
-    if let Some(b) = before {
-        q = q.filter(resource::Column::Id.lt(b));
-    }
-    if let Some(o) = owner {
-        q = q.filter(resource::Column::Owner.eq(o));
-    }
-    if let Some(v) = visible {
-        q = q.filter(resource::Column::Owner.is_in(v.iter().cloned()));
-    }
-    Ok(q.limit(limit)
-        .all(db)
+    Ok(db::resources::list_live(db, owner, visible, before, limit)
         .await?
         .into_iter()
         .map(to_api)

@@ -11,13 +11,10 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
-};
+use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::db::entities::{secret, secret_key, signing_key};
-use crate::vocab::secret_box::{Sealed, SecretBox, secret_context};
+use crate::db::{self, has_table};
+use crate::vocab::secret_box::{Sealed, SecretBox, secret_context, signing_key_context};
 
 const CHECK_PLAINTEXT: &[u8] = b"paved secrets.key check";
 
@@ -67,98 +64,47 @@ struct Sample {
     context: String,
 }
 
-async fn has_table<C: ConnectionTrait>(db: &C, table: &str) -> Result<bool, DbErr> {
-    let sql = match db.get_database_backend() {
-        sea_orm::DatabaseBackend::Postgres => format!(
-            "SELECT 1 AS x FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '{table}'"
-        ),
-        _ => format!("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = '{table}'"),
-    };
-    Ok(db
-        .query_one_raw(sea_orm::Statement::from_string(
-            db.get_database_backend(),
-            sql,
-        ))
-        .await?
-        .is_some())
-}
-
 async fn key_use<C: ConnectionTrait>(db: &C) -> Result<(KeyUse, BTreeMap<String, Sample>), DbErr> {
     let mut usage = KeyUse::default();
     let mut samples: BTreeMap<String, Sample> = BTreeMap::new();
     if has_table(db, "secrets").await? {
-        let counts: Vec<(String, i64)> = secret::Entity::find()
-            .select_only()
-            .column(secret::Column::KeyId)
-            .column_as(secret::Column::Id.count(), "n")
-            .group_by(secret::Column::KeyId)
-            .into_tuple()
-            .all(db)
-            .await?;
-        for (id, n) in counts {
+        for (id, n) in db::secrets::count_by_key(db).await? {
             *usage.values.entry(id.clone()).or_default() += n as u64;
-            if let Some(r) = secret::Entity::find()
-                .filter(secret::Column::KeyId.eq(id.clone()))
-                .one(db)
-                .await?
-            {
+            if let Some(r) = db::secrets::one_sealed_with(db, &id).await? {
+                let (resource_id, name) = r.key;
                 samples.entry(id).or_insert(Sample {
-                    context: secret_context(&r.resource_id, &r.name),
-                    sealed: Sealed {
-                        key_id: r.key_id,
-                        nonce: r.nonce,
-                        ciphertext: r.ciphertext,
-                    },
+                    context: secret_context(&resource_id, &name),
+                    sealed: r.sealed,
                 });
             }
         }
     }
     if has_table(db, "signing_keys").await? {
-        let counts: Vec<(String, i64)> = signing_key::Entity::find()
-            .select_only()
-            .column(signing_key::Column::KeyId)
-            .column_as(signing_key::Column::Kid.count(), "n")
-            .group_by(signing_key::Column::KeyId)
-            .into_tuple()
-            .all(db)
-            .await?;
-        for (id, n) in counts {
+        for (id, n) in db::secrets::signing_keys_by_key(db).await? {
             *usage.values.entry(id.clone()).or_default() += n as u64;
             if samples.contains_key(&id) {
                 continue;
             }
-            if let Some(r) = signing_key::Entity::find()
-                .filter(signing_key::Column::KeyId.eq(id.clone()))
-                .one(db)
-                .await?
-            {
+            if let Some(r) = db::secrets::one_signing_key_sealed_with(db, &id).await? {
                 samples.insert(
                     id,
                     Sample {
-                        context: crate::vocab::secret_box::signing_key_context(&r.kid),
-                        sealed: Sealed {
-                            key_id: r.key_id,
-                            nonce: r.nonce,
-                            ciphertext: r.ciphertext,
-                        },
+                        context: signing_key_context(&r.key),
+                        sealed: r.sealed,
                     },
                 );
             }
         }
     }
     if has_table(db, "secret_keys").await? {
-        for r in secret_key::Entity::find().all(db).await? {
-            usage.recorded.push(r.key_id.clone());
+        for check in db::secrets::key_checks(db).await? {
+            usage.recorded.push(check.key_id.clone());
             // The check value is the better proof: it is always there for a recorded key.
             samples.insert(
-                r.key_id.clone(),
+                check.key_id.clone(),
                 Sample {
-                    context: check_context(&r.key_id),
-                    sealed: Sealed {
-                        key_id: r.key_id,
-                        nonce: r.nonce,
-                        ciphertext: r.ciphertext,
-                    },
+                    context: check_context(&check.key_id),
+                    sealed: check,
                 },
             );
         }
@@ -217,15 +163,7 @@ pub async fn check_stored<C: ConnectionTrait>(
     if !usage.recorded.iter().any(|r| r == secrets.key_id()) {
         let check = secrets.seal(CHECK_PLAINTEXT, &check_context(secrets.key_id()));
         // Another replica may record the same key at the same time.
-        secret_key::Entity::insert(secret_key::ActiveModel {
-            key_id: sea_orm::Set(check.key_id),
-            nonce: sea_orm::Set(check.nonce),
-            ciphertext: sea_orm::Set(check.ciphertext),
-            created_at: sea_orm::Set(Utc::now()),
-        })
-        .on_conflict_do_nothing_on([secret_key::Column::KeyId])
-        .exec(db)
-        .await?;
+        db::secrets::record_key_check(db, check, Utc::now()).await?;
     }
     usage.recorded_current = true;
     Ok(usage)
@@ -255,78 +193,42 @@ pub async fn reseal_all<C: ConnectionTrait>(
     // Paged by primary key, so rows written meanwhile cannot keep the loop going.
     let mut after = String::new();
     loop {
-        let page = secret::Entity::find()
-            .filter(secret::Column::KeyId.ne(current.clone()))
-            .filter(secret::Column::Id.gt(after.clone()))
-            .order_by_asc(secret::Column::Id)
-            .limit(200)
-            .all(db)
-            .await?;
+        let page = db::secrets::page_not_sealed_with(db, &current, &after, 200).await?;
         let Some(last) = page.last() else { break };
         after = last.id.clone();
-        for r in page {
-            let context = secret_context(&r.resource_id, &r.name);
-            let old = Sealed {
-                key_id: r.key_id.clone(),
-                nonce: r.nonce.clone(),
-                ciphertext: r.ciphertext.clone(),
-            };
-            let Some(new) = secrets.reseal(&old, &context).map_err(|e| {
+        for c in page {
+            let context = secret_context(&c.resource_id, &c.name);
+            let Some(new) = secrets.reseal(&c.sealed, &context).map_err(|e| {
                 KeyCheckError::Mismatch(format!(
                     "secret {} of resource {}: {e}",
-                    r.name, r.resource_id
+                    c.name, c.resource_id
                 ))
             })?
             else {
                 continue;
             };
             // Only if the row still holds what was opened (the engine may have replaced it).
-            let done = secret::Entity::update_many()
-                .col_expr(secret::Column::KeyId, Expr::value(new.key_id))
-                .col_expr(secret::Column::Nonce, Expr::value(new.nonce))
-                .col_expr(secret::Column::Ciphertext, Expr::value(new.ciphertext))
-                .filter(secret::Column::Id.eq(r.id))
-                .filter(secret::Column::KeyId.eq(r.key_id))
-                .filter(secret::Column::Nonce.eq(r.nonce))
-                .exec(db)
-                .await?;
-            out.credentials += done.rows_affected;
+            if db::secrets::reseal(db, &c, new).await? {
+                out.credentials += 1;
+            }
         }
     }
-    for r in signing_key::Entity::find()
-        .filter(signing_key::Column::KeyId.ne(current.clone()))
-        .all(db)
-        .await?
-    {
-        let context = crate::vocab::secret_box::signing_key_context(&r.kid);
-        let old = Sealed {
-            key_id: r.key_id.clone(),
-            nonce: r.nonce.clone(),
-            ciphertext: r.ciphertext.clone(),
-        };
+    for r in db::secrets::signing_keys_not_sealed_with(db, &current).await? {
+        let context = signing_key_context(&r.key);
         let Some(new) = secrets
-            .reseal(&old, &context)
-            .map_err(|e| KeyCheckError::Mismatch(format!("signing key {}: {e}", r.kid)))?
+            .reseal(&r.sealed, &context)
+            .map_err(|e| KeyCheckError::Mismatch(format!("signing key {}: {e}", r.key)))?
         else {
             continue;
         };
-        let done = signing_key::Entity::update_many()
-            .col_expr(signing_key::Column::KeyId, Expr::value(new.key_id))
-            .col_expr(signing_key::Column::Nonce, Expr::value(new.nonce))
-            .col_expr(signing_key::Column::Ciphertext, Expr::value(new.ciphertext))
-            .filter(signing_key::Column::Kid.eq(r.kid))
-            .filter(signing_key::Column::KeyId.eq(r.key_id))
-            .filter(signing_key::Column::Nonce.eq(r.nonce))
-            .exec(db)
-            .await?;
-        out.signing_keys += done.rows_affected;
+        if db::secrets::reseal_signing_key(db, &r.key, &r.sealed, new).await? {
+            out.signing_keys += 1;
+        }
     }
     let (usage, _) = key_use(db).await?;
     for id in usage.recorded.iter().filter(|id| **id != current) {
         if !usage.values.contains_key(id) {
-            secret_key::Entity::delete_by_id(id.clone())
-                .exec(db)
-                .await?;
+            db::secrets::forget_key(db, id).await?;
             out.released.push(id.clone());
         }
     }

@@ -152,18 +152,11 @@ impl Segment {
 }
 
 /// Monthly cost per part from a stored estimate (its line items), scaled to its total.
-fn parts_of(estimate: &Value) -> Option<BTreeMap<String, f64>> {
-    let total = estimate.get("monthly")?.as_f64()?;
+fn parts_of(estimate: &crate::cost::Estimate) -> Option<BTreeMap<String, f64>> {
+    let total = estimate.monthly;
     let mut parts: BTreeMap<String, f64> = BTreeMap::new();
-    for item in estimate
-        .get("lineItems")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let part = item.get("part").and_then(Value::as_str).unwrap_or("other");
-        *parts.entry(part.to_owned()).or_default() +=
-            item.get("monthly").and_then(Value::as_f64).unwrap_or(0.0);
+    for item in &estimate.line_items {
+        *parts.entry(item.part.clone()).or_default() += item.monthly;
     }
     let sum: f64 = parts.values().sum();
     if sum > 0.0 && (sum - total).abs() > 0.005 {

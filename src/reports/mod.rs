@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
-use serde_json::Value;
 
+use crate::vocab::status::{Operation, RequestStatus};
 use crate::{
     access::{self, Act, Target},
     day2::usage::{self, UnusedReport},
@@ -247,16 +247,9 @@ fn monday(d: NaiveDate) -> NaiveDate {
     d - chrono::Days::new(u64::from(d.weekday().num_days_from_monday()))
 }
 
-fn rules(decision: &Value, key: &str, into: &mut BTreeMap<String, u64>) {
-    for v in decision
-        .get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(rule) = v.get("rule").and_then(Value::as_str) {
-            *into.entry(rule.to_owned()).or_default() += 1;
-        }
+fn rules<'a>(rules: impl Iterator<Item = &'a String>, into: &mut BTreeMap<String, u64>) {
+    for rule in rules {
+        *into.entry(rule.clone()).or_default() += 1;
     }
 }
 
@@ -273,15 +266,18 @@ pub async fn platform<C: ConnectionTrait>(
     let finished = db::reports::requests_finished_between(db, from, now).await?;
     let mut durations: Vec<f64> = finished
         .iter()
-        .filter(|r| r.operation == "create" && r.status == "succeeded")
+        .filter(|r| r.operation == Operation::Create && r.status == RequestStatus::Succeeded)
         .filter_map(|r| {
             r.completed_at
                 .map(|c| (c - r.created_at).num_milliseconds() as f64 / 1000.0)
         })
         .collect();
     durations.sort_by(|a, b| a.total_cmp(b));
-    let count = |s: &str| finished.iter().filter(|r| r.status == s).count() as u64;
-    let (succeeded, failed) = (count("succeeded"), count("failed"));
+    let count = |s: RequestStatus| finished.iter().filter(|r| r.status == s).count() as u64;
+    let (succeeded, failed) = (
+        count(RequestStatus::Succeeded),
+        count(RequestStatus::Failed),
+    );
 
     // Made in the window: policy decisions and adoption.
     let made = db::reports::requests_made_between(db, from, now).await?;
@@ -293,9 +289,10 @@ pub async fn platform<C: ConnectionTrait>(
     let mut weeks: BTreeMap<(String, NaiveDate), u64> = BTreeMap::new();
     for r in &made {
         if let Some(d) = &r.decision {
-            rules(d, "deny", &mut policy.denials);
-            rules(d, "warn", &mut policy.warnings);
-            rules(d, "requireApproval", &mut policy.approvals_required);
+            rules(d.deny.iter().map(|v| &v.rule), &mut policy.denials);
+            rules(d.warn.iter().map(|v| &v.rule), &mut policy.warnings);
+            let approvals = d.require_approval.iter().map(|v| &v.rule);
+            rules(approvals, &mut policy.approvals_required);
         }
         // Developers' orders: the reaper's deletions are not adoption.
         if !r.requester.starts_with("system:") {
@@ -350,9 +347,9 @@ pub async fn platform<C: ConnectionTrait>(
         requests: RequestOutcomes {
             succeeded,
             failed,
-            denied: count("denied"),
-            rejected: count("rejected"),
-            cancelled: count("cancelled"),
+            denied: count(RequestStatus::Denied),
+            rejected: count(RequestStatus::Rejected),
+            cancelled: count(RequestStatus::Cancelled),
             success_rate: (succeeded + failed > 0)
                 .then(|| round2(succeeded as f64 / (succeeded + failed) as f64 * 100.0) / 100.0),
         },

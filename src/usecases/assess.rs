@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
-    TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, TransactionTrait,
 };
 use serde_json::Value;
 
@@ -183,10 +182,6 @@ pub enum TeamLock {
     Local(tokio::sync::OwnedMutexGuard<()>),
 }
 
-/// Class id of paved's advisory locks on its own database (the two-key form keeps them apart
-/// from any other user of advisory locks there): "pave" in ASCII.
-const ORDER_LOCK_CLASS: i32 = 0x7061_7665;
-
 impl TeamLock {
     pub async fn acquire(db: &DatabaseConnection, team: &str) -> Result<Self, DbErr> {
         let local = LOCAL_LOCKS.lock(team).await;
@@ -194,12 +189,7 @@ impl TeamLock {
             return Ok(Self::Local(local));
         }
         let txn = db.begin().await?;
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            [ORDER_LOCK_CLASS.into(), team.into()],
-        ))
-        .await?;
+        spend::lock_team_orders(&txn, team).await?;
         Ok(Self::Postgres { txn, _local: local })
     }
 

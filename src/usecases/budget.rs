@@ -2,10 +2,7 @@
 //! platform-admins.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    sea_query::OnConflict,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::Serialize;
 use serde_json::json;
 
@@ -13,7 +10,7 @@ use super::Refused;
 use crate::{
     access::{self, Act, Target},
     config::CostSettings,
-    db::entities::budget,
+    db::{self, entities::budget},
     guardrails,
     vocab::{entity_ref::EntityRef, principal::Principal},
 };
@@ -49,12 +46,10 @@ pub async fn limit_of<C: ConnectionTrait>(
     cost: &CostSettings,
     team: &EntityRef,
 ) -> Result<(Option<f64>, Option<budget::Model>), DbErr> {
-    Ok(
-        match budget::Entity::find_by_id(team.to_string()).one(db).await? {
-            Some(b) => (Some(b.monthly_limit_cents as f64 / 100.0), Some(b)),
-            None => (guardrails::configured_budget(cost, team), None),
-        },
-    )
+    Ok(match db::budgets::of_team(db, &team.to_string()).await? {
+        Some(b) => (Some(b.monthly_limit_cents as f64 / 100.0), Some(b)),
+        None => (guardrails::configured_budget(cost, team), None),
+    })
 }
 
 /// `team`'s budget as `who` may read it.
@@ -83,24 +78,8 @@ pub async fn set(
     if !(0.0..1e12).contains(&monthly_limit) {
         return Err(BudgetError::InvalidLimit);
     }
-    let row = budget::ActiveModel {
-        team: Set(team.to_string()),
-        monthly_limit_cents: Set((monthly_limit * 100.0).round() as i64),
-        updated_by: Set(who.subject.clone()),
-        updated_at: Set(now),
-    };
-    budget::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(budget::Column::Team)
-                .update_columns([
-                    budget::Column::MonthlyLimitCents,
-                    budget::Column::UpdatedBy,
-                    budget::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        )
-        .exec(db)
-        .await?;
+    let cents = (monthly_limit * 100.0).round() as i64;
+    db::budgets::set(db, &team.to_string(), cents, &who.subject, now).await?;
     tracing::info!(team = %team, monthly_limit, by = %who.subject, "budget set");
     crate::audit::record_by(
         db,

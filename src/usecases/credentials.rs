@@ -1,13 +1,13 @@
 //! Reading a resource's credentials: members of the owning team and platform-admins. Every
 //! read, and every refused attempt, is on the audit trail.
 
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
+use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::Value;
 
 use super::Refused;
 use crate::{
     access::{self, Act, Target},
-    db::entities::resource,
+    db,
     provisioning::engine,
     vocab::{principal::Principal, secret_box::SecretBox},
 };
@@ -35,7 +35,7 @@ pub async fn read(
     id: &str,
 ) -> Result<Value, CredentialsError> {
     let target = format!("resource:{id}");
-    let Some(res) = resource::Entity::find_by_id(id.to_owned()).one(db).await? else {
+    let Some(res) = db::resources::by_id(db, id).await? else {
         return Err(CredentialsError::NotFound(id.into()));
     };
     let asked = Target::Resource { owner: &res.owner };

@@ -2,17 +2,17 @@
 //! stored, the requester and team are told, and the decision is audited, in this one place.
 
 use chrono::Utc;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QuerySelect, TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 
 use super::{Ctx, Refused};
 use crate::{
     access::{self, Act, Target},
-    db::entities::{approval, request},
+    db::{self, entities::approval, requests::Decided},
     provisioning::requests::{self, Request},
-    vocab::{principal::Principal, status::RequestStatus},
+    vocab::{
+        principal::Principal,
+        status::{ApprovalStatus, RequestStatus},
+    },
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,25 +144,19 @@ async fn decide_in(
     let id = request_id.to_owned();
     // Row lock (PostgreSQL): deciders and cancels on one request take turns, so two
     // approvals cannot both enqueue, and a cancel is never overwritten.
-    let req = request::Entity::find_by_id(id.clone())
-        .lock_exclusive()
-        .one(txn)
+    let req = db::requests::by_id_locked(txn, &id)
         .await?
         .ok_or_else(|| DecideError::NotFound(id.clone()))?;
-    if req.status != RequestStatus::AwaitingApproval.as_str() {
+    if req.status != RequestStatus::AwaitingApproval {
         return Err(DecideError::NotAwaiting {
             id,
-            status: req.status,
+            status: req.status.as_str().to_owned(),
         });
     }
     if req.requester == who.subject {
         return Err(DecideError::OwnRequest);
     }
-    let pending: Vec<approval::Model> = approval::Entity::find()
-        .filter(approval::Column::RequestId.eq(id.clone()))
-        .filter(approval::Column::Status.eq("pending"))
-        .all(txn)
-        .await?;
+    let pending: Vec<approval::Model> = db::approvals::pending_of(txn, &id).await?;
     let target = Target::Request {
         owner: &req.owner,
         requester: &req.requester,
@@ -185,48 +179,36 @@ async fn decide_in(
         return Err(DecideError::NotAllowed(why));
     }
     let now = Utc::now();
-    let outcome = if decision == Decision::Approve {
-        "approved"
-    } else {
-        "rejected"
+    let outcome = match decision {
+        Decision::Approve => ApprovalStatus::Approved,
+        Decision::Reject => ApprovalStatus::Rejected,
     };
     for a in mine {
-        let mut a = a.clone().into_active_model();
-        a.status = Set(outcome.into());
-        a.decided_by = Set(Some(who.subject.clone()));
-        a.decision_reason = Set(reason.clone());
-        a.decided_at = Set(Some(now));
-        a.update(txn).await?;
+        db::approvals::decide(txn, a.clone(), outcome, &who.subject, reason.clone(), now).await?;
     }
-    let mut r = req.into_active_model();
-    r.updated_at = Set(now);
-    match decision {
-        Decision::Reject => {
-            r.status = Set(RequestStatus::Rejected.as_str().into());
-            r.completed_at = Set(Some(now));
-            r.error = Set(Some(format!(
-                "rejected by {}{}",
-                who.subject,
-                reason
-                    .as_deref()
-                    .map(|x| format!(": {x}"))
-                    .unwrap_or_default()
-            )));
-        }
+    let decided = match decision {
+        Decision::Reject => Decided::Rejected(format!(
+            "rejected by {}{}",
+            who.subject,
+            reason
+                .as_deref()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default()
+        )),
         Decision::Approve if others.is_empty() => {
-            r.status = Set(RequestStatus::Pending.as_str().into());
-            crate::provisioning::queue::enqueue(
+            // Pending and queued in one transaction: a pending request always has its job.
+            crate::jobs::enqueue_job(
                 txn,
-                crate::provisioning::queue::PROVISION,
+                &crate::provisioning::engine::Provision,
                 &id,
                 max_attempts,
-                serde_json::Value::Null,
             )
             .await?;
+            Decided::Approved
         }
-        Decision::Approve => {}
-    }
-    r.update(txn).await?;
+        Decision::Approve => Decided::StillWaiting,
+    };
+    db::requests::decide(txn, req, decided, now).await?;
     Ok(())
 }
 
@@ -297,33 +279,48 @@ mod tests {
     /// A delete request by alice (a member of team-a) that waits for a lead's approval.
     async fn awaiting(db: &DatabaseConnection) -> Request {
         let res = testkit::resource(db, "r1", "dev").await;
-        let r = requests::create_delete(db, &res, "user:default/alice", 3)
-            .await
-            .unwrap();
-        request::Entity::update_many()
-            .col_expr(
-                request::Column::Status,
-                sea_orm::sea_query::Expr::value(RequestStatus::AwaitingApproval.as_str()),
-            )
-            .filter(request::Column::Id.eq(r.id.clone()))
-            .exec(db)
-            .await
-            .unwrap();
-        approval::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
-            request_id: Set(r.id.clone()),
-            required_role: Set("lead".into()),
-            reason: Set("deletes need a lead".into()),
-            status: Set("pending".into()),
-            decided_by: Set(None),
-            decision_reason: Set(None),
-            decided_at: Set(None),
-            created_at: Set(Utc::now()),
-        }
-        .insert(db)
+        let now = Utc::now();
+        let r = db::requests::insert(
+            db,
+            crate::db::entities::request::Model {
+                id: uuid::Uuid::now_v7().to_string(),
+                offering: res.offering.clone(),
+                template_version: res.offering_version.clone(),
+                operation: crate::vocab::status::Operation::Delete,
+                status: RequestStatus::AwaitingApproval,
+                requester: "user:default/alice".into(),
+                owner: res.owner.clone(),
+                idempotency_key: None,
+                parameters: serde_json::json!({}),
+                spec: Some(res.desired.clone()),
+                resource_id: Some(res.id.clone()),
+                error: None,
+                created_at: now,
+                updated_at: now,
+                completed_at: None,
+                estimate: None,
+                decision: None,
+            },
+        )
         .await
         .unwrap();
-        r
+        db::approvals::insert(
+            db,
+            vec![approval::Model {
+                id: uuid::Uuid::now_v7().to_string(),
+                request_id: r.id.clone(),
+                required_role: "lead".into(),
+                reason: "deletes need a lead".into(),
+                status: ApprovalStatus::Pending,
+                decided_by: None,
+                decision_reason: None,
+                decided_at: None,
+                created_at: now,
+            }],
+        )
+        .await
+        .unwrap();
+        requests::get(db, &r.id).await.unwrap().unwrap()
     }
 
     #[tokio::test]

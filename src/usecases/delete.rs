@@ -7,7 +7,7 @@ use super::{Ctx, Refused, resource_for};
 use crate::{
     access::Act,
     provisioning::requests::{self, Request},
-    vocab::principal::Principal,
+    vocab::{principal::Principal, status::ResourceStatus},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,7 @@ pub async fn delete(
         return Err(DeleteError::AlreadyDeleted { id: id.into() });
     }
     if let Some(open) = requests::open_for_resource(ctx.db, id).await?
-        && res.status != "deleting"
+        && res.status != ResourceStatus::Deleting
     {
         return Err(DeleteError::Busy {
             id: id.into(),
@@ -153,13 +153,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_resource_is_already_deleted_and_a_busy_one_names_its_request() {
-        use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
         let t = testkit::db().await;
         let n = Notifier::disabled();
         let gone = testkit::resource(&t.db, "g1", "dev").await;
-        let mut m = gone.into_active_model();
-        m.deleted_at = Set(Some(chrono::Utc::now()));
-        m.update(&t.db).await.unwrap();
+        crate::db::resources::mark_deleted(&t.db, &gone.id, chrono::Utc::now())
+            .await
+            .unwrap();
         let e = delete(ctx(&t.db, &n), &member(), "g1", false)
             .await
             .unwrap_err();
@@ -171,9 +170,14 @@ mod tests {
         let first = requests::create_delete(&t.db, &busy, "user:default/alice", 3)
             .await
             .unwrap();
-        let mut m = busy.into_active_model();
-        m.status = Set("ready".into());
-        m.update(&t.db).await.unwrap();
+        crate::db::resources::set_status(
+            &t.db,
+            &busy.id,
+            ResourceStatus::Ready,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
         let e = delete(ctx(&t.db, &n), &member(), "b1", false)
             .await
             .unwrap_err();

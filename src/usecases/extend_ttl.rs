@@ -1,14 +1,14 @@
 //! Extending an ephemeral resource's time to live, within its offering's maximum lifetime.
 
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::DbErr;
 use serde_json::json;
 
 use super::{Ctx, Refused, resource_for};
 use crate::{
     access::Act,
-    db::entities::resource,
+    db::{self, entities::resource},
     templates::Catalog,
-    vocab::{field_error::FieldError, principal::Principal},
+    vocab::{field_error::FieldError, principal::Principal, status::ResourceStatus},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -46,13 +46,13 @@ pub async fn extend(
     let max_hours = offerings
         .get(&res.offering)
         .and_then(|o| o.spec.ttl.as_ref().map(|t| t.max_hours));
-    if res.deleted_at.is_some() || res.status != "ready" {
+    if res.deleted_at.is_some() || res.status != ResourceStatus::Ready {
         return Err(ExtendError::Conflict(format!(
             "resource {resource_id} is {}; only ready resources can be extended",
             if res.deleted_at.is_some() {
-                "deleted"
+                ResourceStatus::Deleted
             } else {
-                res.status.as_str()
+                res.status
             }
         )));
     }
@@ -93,16 +93,7 @@ pub async fn extend(
     }
     let new = from + chrono::Duration::hours(hours);
     // Conditional on the expiry we read: two extensions at once cannot both extend from it.
-    let updated = resource::Entity::update_many()
-        .col_expr(resource::Column::ExpiresAt, Expr::value(new))
-        .col_expr(resource::Column::UpdatedAt, Expr::value(now))
-        .filter(resource::Column::Id.eq(resource_id))
-        .filter(resource::Column::ExpiresAt.eq(current))
-        .filter(resource::Column::Status.eq("ready"))
-        .filter(resource::Column::DeletedAt.is_null())
-        .exec(ctx.db)
-        .await?;
-    if updated.rows_affected != 1 {
+    if !db::resources::extend_expiry(ctx.db, resource_id, current, new, now).await? {
         return Err(ExtendError::Conflict(format!(
             "resource {resource_id} changed meanwhile; read it again and retry"
         )));
@@ -116,8 +107,7 @@ pub async fn extend(
         Some(json!({"hours": hours, "from": current, "to": new, "maxExpiresAt": limit})),
     )
     .await;
-    let extended = resource::Entity::find_by_id(resource_id.to_owned())
-        .one(ctx.db)
+    let extended = db::resources::by_id(ctx.db, resource_id)
         .await?
         .ok_or_else(|| ExtendError::NotFound(resource_id.to_owned()))?;
     tracing::info!(resource_id, by = %who.subject, hours, expires_at = ?extended.expires_at, "expiry extended");

@@ -14,11 +14,11 @@ pub mod spend;
 pub mod update;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::{
     access::{self, Act, Denied, Target},
-    db::entities::resource,
+    db::{self, entities::resource},
     notifications::Notifier,
     vocab::principal::Principal,
 };
@@ -64,7 +64,7 @@ pub(crate) async fn resource_for(
     id: &str,
     act: impl FnOnce(&resource::Model) -> Act<'static>,
 ) -> Result<Result<resource::Model, Option<Refused>>, DbErr> {
-    let Some(res) = resource::Entity::find_by_id(id.to_owned()).one(db).await? else {
+    let Some(res) = db::resources::by_id(db, id).await? else {
         return Ok(Err(None));
     };
     Ok(
@@ -79,9 +79,12 @@ pub(crate) mod testkit {
     //! A migrated SQLite database in a temporary directory, and the callers tests use.
     use std::collections::BTreeSet;
 
-    use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection};
+    use sea_orm::DatabaseConnection;
 
-    use crate::{db::entities::resource, vocab::principal::Principal};
+    use crate::{
+        db::entities::resource,
+        vocab::{principal::Principal, status::ResourceStatus},
+    };
 
     pub const TEAM_A: &str = "group:default/team-a";
 
@@ -132,33 +135,37 @@ pub(crate) mod testkit {
         person("user:default/root", &["platform-admin"], &[])
     }
 
+    /// A ready resource of team-a in `environment`, not stored yet.
+    pub fn resource_row(id: &str, environment: &str) -> resource::Model {
+        let now = chrono::Utc::now();
+        resource::Model {
+            id: id.into(),
+            entity_name: format!("db-{id}"),
+            offering: "postgres-database".into(),
+            offering_version: "1".into(),
+            resource_type: "database".into(),
+            environment: environment.into(),
+            owner: TEAM_A.into(),
+            system: None,
+            component: None,
+            status: ResourceStatus::Ready,
+            desired: serde_json::json!({}),
+            outputs: serde_json::json!({}),
+            monthly_cost_cents: None,
+            expires_at: None,
+            request_id: "00000000-0000-0000-0000-000000000000".into(),
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            catalog_bucket: 0,
+        }
+    }
+
     /// A ready resource of team-a in `environment`.
     pub async fn resource(db: &DatabaseConnection, id: &str, environment: &str) -> resource::Model {
-        let now = chrono::Utc::now();
-        resource::ActiveModel {
-            id: Set(id.into()),
-            entity_name: Set(format!("db-{id}")),
-            offering: Set("postgres-database".into()),
-            offering_version: Set("1".into()),
-            resource_type: Set("database".into()),
-            environment: Set(environment.into()),
-            owner: Set(TEAM_A.into()),
-            system: Set(None),
-            component: Set(None),
-            status: Set("ready".into()),
-            desired: Set(serde_json::json!({})),
-            outputs: Set(serde_json::json!({})),
-            monthly_cost_cents: Set(None),
-            expires_at: Set(None),
-            request_id: Set("00000000-0000-0000-0000-000000000000".into()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            deleted_at: Set(None),
-            catalog_bucket: Set(0),
-        }
-        .insert(db)
-        .await
-        .unwrap()
+        crate::db::resources::insert(db, resource_row(id, environment))
+            .await
+            .unwrap()
     }
 
     /// The audit events recorded for `target`, oldest first, as (type, actor, outcome).

@@ -9,7 +9,7 @@ use super::assess::{self, AssessError, Inputs, TeamLock};
 use crate::provisioning::requests::{self, CreateError, Created, IdempotencyKey, Request, Verdict};
 use crate::{
     guardrails,
-    policy::Violation,
+    policy::{ApprovalNeed, Violation},
     templates::Offering,
     vocab::{
         entity_ref::EntityRef, field_error::FieldError, principal::Principal, status::RequestStatus,
@@ -105,7 +105,7 @@ async fn store<C: ConnectionTrait + TransactionTrait>(
 ) -> Result<(Request, bool), PlaceError> {
     let (_, decision) = assess::decide(db, inputs, offering, &priced, requester, replaces).await?;
     let verdict = Verdict {
-        estimate: serde_json::to_value(&priced.estimate).expect("estimate serializes"),
+        estimate: priced.estimate,
         decision,
     };
     Ok(
@@ -137,17 +137,19 @@ async fn audit_created(inputs: &Inputs<'_>, request: &Request, requester: &Princ
     )
     .await;
     if let Some(d) = &request.decision {
-        let outcome = d
-            .get("outcome")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown");
+        // The outcome's serde name (`needs_approval`, ...), as the decision stores it.
+        let outcome = match serde_json::to_value(d.outcome) {
+            Ok(Value::String(s)) => s,
+            _ => "unknown".to_owned(),
+        };
+        let details = serde_json::to_value(d).expect("decision serializes");
         crate::audit::record(
             inputs.db,
             "paved:policy",
             "policy.decided",
             &target,
-            outcome,
-            Some(d.clone()),
+            &outcome,
+            Some(details),
         )
         .await;
     }
@@ -160,30 +162,12 @@ async fn notify_approvers(inputs: &Inputs<'_>, request: &Request) {
     if request.status != RequestStatus::AwaitingApproval {
         return;
     }
-    let needs: Vec<(String, String)> = request
+    let needs: &[ApprovalNeed] = request
         .decision
         .as_ref()
-        .and_then(|d| d.get("requireApproval"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|n| {
-                    (
-                        n.get("role")
-                            .and_then(Value::as_str)
-                            .unwrap_or("lead")
-                            .to_owned(),
-                        n.get("message")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+        .map_or(&[], |d| d.require_approval.as_slice());
     let mut recipients = vec![request.owner.clone()];
-    if needs.iter().any(|(role, _)| role == "platform-admin") {
+    if needs.iter().any(|n| n.role == "platform-admin") {
         for r in inputs
             .roles
             .get(&crate::vocab::principal::Role::PlatformAdmin)
@@ -204,7 +188,7 @@ async fn notify_approvers(inputs: &Inputs<'_>, request: &Request) {
         .and_then(|s| s.pointer("/resource/name"))
         .and_then(Value::as_str)
         .unwrap_or(&request.offering);
-    let reasons: Vec<&str> = needs.iter().map(|(_, m)| m.as_str()).collect();
+    let reasons: Vec<&str> = needs.iter().map(|n| n.message.as_str()).collect();
     inputs
         .notifier
         .send(
@@ -234,23 +218,8 @@ fn stored_denials(request: &Request) -> Vec<Violation> {
     request
         .decision
         .as_ref()
-        .and_then(|d| d.get("deny"))
-        .and_then(|d| serde_json::from_value::<Vec<StoredViolation>>(d.clone()).ok())
+        .map(|d| d.deny.clone())
         .unwrap_or_default()
-        .into_iter()
-        .map(|v| Violation {
-            policy: v.policy,
-            rule: v.rule,
-            message: v.message,
-        })
-        .collect()
-}
-
-#[derive(serde::Deserialize)]
-struct StoredViolation {
-    policy: String,
-    rule: String,
-    message: String,
 }
 
 /// Changing a provisioned resource (resize, connection limit, ...): the changed values are

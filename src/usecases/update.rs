@@ -15,7 +15,7 @@ use crate::{
     policy::Violation,
     provisioning::requests::{self, Request},
     templates::Catalog,
-    vocab::{field_error::FieldError, principal::Principal},
+    vocab::{field_error::FieldError, principal::Principal, status::ResourceStatus},
 };
 
 /// Why the update is asked for: it words what a resource that cannot take it is told.
@@ -37,7 +37,7 @@ pub enum UpdateError {
     #[error("resource {id} is {status}; only ready resources can be {verb}")]
     NotReady {
         id: String,
-        status: String,
+        status: ResourceStatus,
         verb: &'static str,
     },
     #[error("resource {0} has no open drift findings; check it first (POST …/drift/check)")]
@@ -81,7 +81,7 @@ pub async fn update(
         Err(None) => return Err(UpdateError::NotFound(id.into())),
         Err(Some(r)) => return Err(UpdateError::Refused(r)),
     };
-    if res.deleted_at.is_some() || res.status != "ready" {
+    if res.deleted_at.is_some() || res.status != ResourceStatus::Ready {
         return Err(UpdateError::NotReady {
             id: id.into(),
             status: res.status,

@@ -18,6 +18,7 @@ use axum::{Json, Router, extract::State, routing::get};
 use common::{Engine as DbEngine, TestApp, TestDb, settings, static_token};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
 use paved::db::entities::{request, resource, secret};
+use paved::vocab::status::ResourceStatus;
 use ring::{rand::SystemRandom, signature};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -128,7 +129,7 @@ impl Ctx {
 
     /// A ready resource of team-a (with the successful request that created it and sealed
     /// credentials), written straight into paved's database: nothing is provisioned.
-    async fn resource(&self, status: &str) -> String {
+    async fn resource(&self, status: ResourceStatus) -> String {
         // Named as ordered: an update keeps the name.
         let (req, id) = self.awaiting_named().await;
         let now = chrono::Utc::now();
@@ -142,7 +143,7 @@ impl Ctx {
             owner: Set(TEAM_A.into()),
             system: Set(None),
             component: Set(None),
-            status: Set(status.into()),
+            status: Set(status),
             desired: Set(json!({})),
             outputs: Set(json!({})),
             monthly_cost_cents: Set(Some(1500)),
@@ -247,7 +248,7 @@ async fn call(ctx: &Ctx, route: &str, who: usize) -> u16 {
         | "GET /v1/resources/{id}/credentials"
         | "GET /v1/resources/{id}/drift"
         | "DELETE /v1/resources/{id}" => {
-            let id = ctx.resource("ready").await;
+            let id = ctx.resource(ResourceStatus::Ready).await;
             (
                 method,
                 format!("/api/paved{}", path.replace("{id}", &id)),
@@ -255,7 +256,7 @@ async fn call(ctx: &Ctx, route: &str, who: usize) -> u16 {
             )
         }
         "PATCH /v1/resources/{id}" => {
-            let id = ctx.resource("ready").await;
+            let id = ctx.resource(ResourceStatus::Ready).await;
             (
                 method,
                 format!("{api}/resources/{id}"),
@@ -265,7 +266,7 @@ async fn call(ctx: &Ctx, route: &str, who: usize) -> u16 {
         // Without a TTL (409 once authorized) and not ready (drift: 409 once authorized):
         // authorization is decided before either.
         "POST /v1/resources/{id}/extend" => {
-            let id = ctx.resource("ready").await;
+            let id = ctx.resource(ResourceStatus::Ready).await;
             (
                 method,
                 format!("{api}/resources/{id}/extend"),
@@ -273,7 +274,7 @@ async fn call(ctx: &Ctx, route: &str, who: usize) -> u16 {
             )
         }
         "POST /v1/resources/{id}/drift/check" | "POST /v1/resources/{id}/drift/revert" => {
-            let id = ctx.resource("updating").await;
+            let id = ctx.resource(ResourceStatus::Provisioning).await;
             (
                 method,
                 format!("/api/paved{}", path.replace("{id}", &id)),
@@ -281,7 +282,7 @@ async fn call(ctx: &Ctx, route: &str, who: usize) -> u16 {
             )
         }
         "POST /v1/resources/{id}/drift/accept" => {
-            let id = ctx.resource("ready").await;
+            let id = ctx.resource(ResourceStatus::Ready).await;
             (method, format!("{api}/resources/{id}/drift/accept"), None)
         }
         "GET /v1/teams/{team}/budget"
@@ -318,7 +319,7 @@ async fn call(ctx: &Ctx, route: &str, who: usize) -> u16 {
         "GET /catalog/entities.yaml" => (method, "/api/paved/catalog/entities.yaml".into(), None),
         "GET /catalog/pages/{file}" => (method, "/api/paved/catalog/pages/0.yaml".into(), None),
         "GET /catalog/resources/{file}" => {
-            let id = ctx.resource("ready").await;
+            let id = ctx.resource(ResourceStatus::Ready).await;
             (
                 method,
                 format!("/api/paved/catalog/resources/{id}.yaml"),
@@ -348,11 +349,13 @@ async fn action(ctx: &Ctx, name: &str, who: usize) -> u16 {
             json!({"offering": "redis-cache", "values": cache(&format!("act{}", ctx.next())), "idempotencyKey": format!("k{}", ctx.next())})
         }
         "wait" => json!({"requestId": ctx.awaiting().await}),
-        "destroy" => json!({"resourceId": ctx.resource("ready").await}),
+        "destroy" => json!({"resourceId": ctx.resource(ResourceStatus::Ready).await}),
         "update" => {
-            json!({"resourceId": ctx.resource("ready").await, "values": {"size": "medium"}})
+            json!({"resourceId": ctx.resource(ResourceStatus::Ready).await, "values": {"size": "medium"}})
         }
-        "extend-ttl" => json!({"resourceId": ctx.resource("ready").await, "hours": 1}),
+        "extend-ttl" => {
+            json!({"resourceId": ctx.resource(ResourceStatus::Ready).await, "hours": 1})
+        }
         _ => panic!("no row for action paved:{name}: decide who may invoke it, then add it"),
     };
     let path = format!("/api/paved/.backstage/actions/v2/actions/paved:{name}/invoke");
@@ -633,7 +636,7 @@ async fn every_route_and_action_by_every_persona() {
 async fn lists_show_each_persona_only_what_it_may_see() {
     let (_db, ctx) = ctx().await;
     let theirs = ctx.awaiting().await;
-    let res = ctx.resource("ready").await;
+    let res = ctx.resource(ResourceStatus::Ready).await;
     // The anonymous trial user's own order is its to see; nobody else's is.
     let (s, own) = ctx
         .send(

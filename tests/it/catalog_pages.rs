@@ -40,7 +40,7 @@ fn row(id: &str, at: chrono::DateTime<Utc>) -> resource::ActiveModel {
         owner: Set("group:default/team-a".into()),
         system: Set(None),
         component: Set(None),
-        status: Set("ready".into()),
+        status: Set(paved::vocab::status::ResourceStatus::Ready),
         desired: Set(json!({})),
         outputs: Set(json!({})),
         monthly_cost_cents: Set(Some(100)),

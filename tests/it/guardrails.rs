@@ -354,7 +354,7 @@ async fn team_budgets_and_spend() {
             owner: Set("group:default/team-a".into()),
             system: Set(None),
             component: Set(None),
-            status: Set("ready".into()),
+            status: Set(paved::vocab::status::ResourceStatus::Ready),
             desired: Set(json!({})),
             outputs: Set(json!({})),
             monthly_cost_cents: Set(Some(cents)),

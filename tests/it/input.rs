@@ -91,8 +91,8 @@ async fn key_scope_migration_keeps_data(engine: Engine) {
         id: Set(id.into()),
         offering: Set("redis-cache".into()),
         template_version: Set("1".into()),
-        operation: Set("create".into()),
-        status: Set("awaiting_approval".into()),
+        operation: Set(paved::vocab::status::Operation::Create),
+        status: Set(paved::vocab::status::RequestStatus::AwaitingApproval),
         requester: Set("user:default/alice".into()),
         owner: Set(owner.into()),
         idempotency_key: Set(Some(key.into())),
@@ -121,7 +121,7 @@ async fn key_scope_migration_keeps_data(engine: Engine) {
         request_id: Set("r1".into()),
         position: Set(0),
         name: Set("validate".into()),
-        status: Set("succeeded".into()),
+        status: Set(paved::vocab::status::StepStatus::Succeeded),
         attempts: Set(1),
         ..Default::default()
     })
@@ -144,7 +144,7 @@ async fn key_scope_migration_keeps_data(engine: Engine) {
         request_id: Set("r1".into()),
         required_role: Set("lead".into()),
         reason: Set("over budget".into()),
-        status: Set("pending".into()),
+        status: Set(paved::vocab::status::ApprovalStatus::Pending),
         decided_by: Set(None),
         decision_reason: Set(None),
         decided_at: Set(None),
@@ -181,7 +181,7 @@ async fn key_scope_migration_keeps_data(engine: Engine) {
             request_id: Set("missing".into()),
             position: Set(0),
             name: Set("validate".into()),
-            status: Set("pending".into()),
+            status: Set(paved::vocab::status::StepStatus::Pending),
             attempts: Set(0),
             ..Default::default()
         })

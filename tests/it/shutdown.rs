@@ -97,6 +97,10 @@ async fn after_the_stop_a_worker_claims_no_new_job() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(r.status, "pending", "nothing of it ran here");
+    assert_eq!(
+        r.status,
+        paved::vocab::status::RequestStatus::Pending,
+        "nothing of it ran here"
+    );
     conn.close().await.ok();
 }

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::vocab::status::ApprovalStatus;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "approvals")]
 pub struct Model {
@@ -8,7 +10,7 @@ pub struct Model {
     pub request_id: String,
     pub required_role: String,
     pub reason: String,
-    pub status: String,
+    pub status: ApprovalStatus,
     pub decided_by: Option<String>,
     pub decision_reason: Option<String>,
     pub decided_at: Option<DateTimeUtc>,

@@ -1,5 +1,11 @@
 use sea_orm::entity::prelude::*;
 
+use crate::{
+    cost::Estimate,
+    policy::PolicyDecision,
+    vocab::status::{Operation, RequestStatus},
+};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "requests")]
 pub struct Model {
@@ -7,8 +13,8 @@ pub struct Model {
     pub id: String,
     pub offering: String,
     pub template_version: String,
-    pub operation: String,
-    pub status: String,
+    pub operation: Operation,
+    pub status: RequestStatus,
     pub requester: String,
     pub owner: String,
     /// Unique per owner (`uq_requests_owner_idempotency_key`), not globally.
@@ -20,8 +26,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
-    pub estimate: Option<Json>,
-    pub decision: Option<Json>,
+    /// The cost estimate it was accepted with (none for a delete).
+    pub estimate: Option<Estimate>,
+    /// The policy decision it was stored with (none for a delete).
+    pub decision: Option<PolicyDecision>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

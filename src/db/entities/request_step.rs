@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::vocab::status::StepStatus;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "request_steps")]
 pub struct Model {
@@ -8,7 +10,7 @@ pub struct Model {
     pub request_id: String,
     pub position: i32,
     pub name: String,
-    pub status: String,
+    pub status: StepStatus,
     pub attempts: i32,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::vocab::status::ResourceStatus;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "resources")]
 pub struct Model {
@@ -14,7 +16,7 @@ pub struct Model {
     pub owner: String,
     pub system: Option<String>,
     pub component: Option<String>,
-    pub status: String,
+    pub status: ResourceStatus,
     pub desired: Json,
     pub outputs: Json,
     pub monthly_cost_cents: Option<i64>,

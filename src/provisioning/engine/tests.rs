@@ -19,7 +19,10 @@ use crate::{
         DriverError,
         fake::{FakeDriver, Op},
     },
-    vocab::secret_box::SecretBox,
+    vocab::{
+        secret_box::SecretBox,
+        status::{Operation, RequestStatus, StepStatus},
+    },
 };
 
 const DB_PART: &str = "postgres dev/orders_dev";
@@ -96,8 +99,8 @@ async fn order(db: &DatabaseConnection) -> String {
         id: Set(id.clone()),
         offering: Set("service-backing".into()),
         template_version: Set("1".into()),
-        operation: Set("create".into()),
-        status: Set("pending".into()),
+        operation: Set(Operation::Create),
+        status: Set(RequestStatus::Pending),
         requester: Set("user:default/alice".into()),
         owner: Set("group:default/team-a".into()),
         idempotency_key: Set(None),
@@ -129,7 +132,7 @@ async fn request_of(db: &DatabaseConnection, id: &str) -> request::Model {
 }
 
 /// (name, status, attempts) of each step, in order.
-async fn steps_of(db: &DatabaseConnection, id: &str) -> Vec<(String, String, i32)> {
+async fn steps_of(db: &DatabaseConnection, id: &str) -> Vec<(String, StepStatus, i32)> {
     request_step::Entity::find()
         .filter(request_step::Column::RequestId.eq(id))
         .order_by_asc(request_step::Column::Position)
@@ -141,8 +144,8 @@ async fn steps_of(db: &DatabaseConnection, id: &str) -> Vec<(String, String, i32
         .collect()
 }
 
-fn step(name: &str, status: &str, attempts: i32) -> (String, String, i32) {
-    (name.into(), status.into(), attempts)
+fn step(name: &str, status: &str, attempts: i32) -> (String, StepStatus, i32) {
+    (name.into(), StepStatus::parse(status).unwrap(), attempts)
 }
 
 #[tokio::test]
@@ -152,7 +155,7 @@ async fn a_create_runs_its_steps_to_succeeded_on_the_fake_driver() {
     assert_eq!(t.runner.run_pending("w").await.unwrap(), [Outcome::Done]);
 
     let req = request_of(&t.db, &id).await;
-    assert_eq!(req.status, "succeeded", "{:?}", req.error);
+    assert_eq!(req.status.as_str(), "succeeded", "{:?}", req.error);
     assert_eq!(
         steps_of(&t.db, &id).await,
         [
@@ -181,7 +184,7 @@ async fn a_create_runs_its_steps_to_succeeded_on_the_fake_driver() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(res.status, "ready");
+    assert_eq!(res.status.as_str(), "ready");
     // The sealed credentials are built from the driver's outputs and the sealed password.
     let creds = super::credentials(&t.db, &t.secrets, &res_id)
         .await
@@ -204,13 +207,15 @@ async fn a_permanent_driver_failure_fails_the_request_at_its_step() {
     assert!(matches!(&out[..], [Outcome::Failed(_)]), "{out:?}");
 
     let req = request_of(&t.db, &id).await;
-    assert_eq!(req.status, "failed");
+    assert_eq!(req.status.as_str(), "failed");
     assert_eq!(req.error.as_deref(), Some("Redis (dev): permission denied"));
     let steps = steps_of(&t.db, &id).await;
     assert_eq!(steps[2], step("create db", "succeeded", 1));
     assert_eq!(steps[3], step("create cache", "failed", 1));
     assert!(
-        steps[4..].iter().all(|(_, status, _)| status == "pending"),
+        steps[4..]
+            .iter()
+            .all(|(_, status, _)| *status == StepStatus::Pending),
         "{steps:?}"
     );
     // A failed create leaves nothing on the targets: the part it made is destroyed.
@@ -221,7 +226,7 @@ async fn a_permanent_driver_failure_fails_the_request_at_its_step() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(res.status, "failed");
+    assert_eq!(res.status.as_str(), "failed");
 }
 
 #[tokio::test]
@@ -244,7 +249,7 @@ async fn a_transient_driver_failure_is_retried_and_the_request_succeeds() {
     );
 
     let req = request_of(&t.db, &id).await;
-    assert_eq!(req.status, "succeeded", "{:?}", req.error);
+    assert_eq!(req.status.as_str(), "succeeded", "{:?}", req.error);
     let steps = steps_of(&t.db, &id).await;
     // Only the failing step ran again; what had succeeded did not.
     assert_eq!(steps[2], step("create db", "succeeded", 1));

@@ -1,0 +1,46 @@
+//! What the engine wrote while running a request, line by line.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+};
+
+use super::entities::request_log::{ActiveModel, Column, Entity, Model};
+
+pub async fn add<C: ConnectionTrait>(
+    db: &C,
+    request_id: &str,
+    step: Option<&str>,
+    level: &str,
+    message: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    Entity::insert(ActiveModel {
+        id: NotSet,
+        request_id: Set(request_id.into()),
+        step: Set(step.map(str::to_owned)),
+        level: Set(level.into()),
+        message: Set(message.into()),
+        at: Set(at),
+    })
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+/// Oldest first: at most `limit` lines after line `after` when given (ids grow).
+pub async fn page<C: ConnectionTrait>(
+    db: &C,
+    request_id: &str,
+    after: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Model>, DbErr> {
+    let mut q = Entity::find()
+        .filter(Column::RequestId.eq(request_id))
+        .order_by_asc(Column::Id);
+    if let Some(after) = after {
+        q = q.filter(Column::Id.gt(after));
+    }
+    q.limit(limit).all(db).await
+}
