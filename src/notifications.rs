@@ -171,6 +171,12 @@ impl Notifier {
 
     /// Wakes these runners (the process's own) when a notification is queued; without it only
     /// `NOTIFY` (PostgreSQL) and polling do.
+    /// Wakes idle runners: for a caller whose transaction queued notifications, once it
+    /// committed (a wake before the commit finds nothing to claim).
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
     pub fn with_wake(mut self, wake: Arc<Notify>) -> Self {
         self.wake = wake;
         self

@@ -9,7 +9,7 @@ use std::sync::{
 };
 
 use chrono::Utc;
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
@@ -17,6 +17,8 @@ use uuid::Uuid;
 use super::drivers::{DriverError, PartSpec, Provisioner, generate_password};
 
 mod provision;
+mod step;
+pub use step::Step;
 #[cfg(test)]
 mod tests;
 use crate::{
@@ -148,41 +150,56 @@ impl Engine {
 
     async fn fail_request(&self, request_id: &str, reason: &str) {
         let now = Utc::now();
-        if let Err(e) = db::requests::fail(&self.db, request_id, reason, now).await {
-            tracing::error!(request_id, error = %e, "could not mark the request failed");
-        }
-        let req = db::requests::by_id(&self.db, request_id)
-            .await
-            .ok()
-            .flatten();
-        if let Some(req) = &req
-            // A failed update leaves a working resource; only a failed create or delete
-            // leaves one in doubt.
-            && req.operation != Operation::Update
-            && let Some(res) = &req.resource_id
-        {
-            let _ =
-                db::resources::set_status(&self.db, res, ResourceStatus::Failed, Utc::now()).await;
-        }
-        if let Some(req) = &req {
-            finished(req, RequestStatus::Failed, now);
-            self.notify_failed(req, reason).await;
+        // The failure, the resource left in doubt, the notification and the audit event
+        // commit together: nobody hears of a failure that did not happen, or misses one.
+        let failed = async {
+            let txn = self.db.begin().await?;
+            db::requests::fail(&txn, request_id, reason, now).await?;
+            let req = db::requests::by_id(&txn, request_id).await?;
+            if let Some(req) = &req
+                // A failed update leaves a working resource; only a failed create or delete
+                // leaves one in doubt.
+                && req.operation != Operation::Update
+                && let Some(res) = &req.resource_id
+            {
+                db::resources::set_status(&txn, res, ResourceStatus::Failed, now).await?;
+            }
+            if let Some(req) = &req {
+                self.notify_failed(&txn, req, reason).await;
+            }
+            audit::record(
+                &txn,
+                actor::ENGINE,
+                "request.failed",
+                audit::Target::request(request_id),
+                RequestStatus::Failed.as_str(),
+                Some(json!({"reason": reason})),
+            )
+            .await;
+            txn.commit().await?;
+            Ok::<_, DbErr>(req)
+        };
+        match failed.await {
+            Ok(req) => {
+                self.notifier.wake();
+                if let Some(req) = &req {
+                    finished(req, RequestStatus::Failed, now);
+                }
+            }
+            Err(e) => {
+                tracing::error!(request_id, error = %e, "could not mark the request failed");
+            }
         }
         self.log(request_id, None, "error", &format!("failed: {reason}"))
             .await;
-        let target = format!("request:{request_id}");
-        audit::record(
-            &self.db,
-            actor::ENGINE,
-            "request.failed",
-            &target,
-            RequestStatus::Failed.as_str(),
-            Some(json!({"reason": reason})),
-        )
-        .await;
     }
 
-    async fn notify_failed(&self, req: &request::Model, reason: &str) {
+    async fn notify_failed<C: ConnectionTrait + TransactionTrait>(
+        &self,
+        conn: &C,
+        req: &request::Model,
+        reason: &str,
+    ) {
         use crate::notifications::{Notification, Severity, Topic};
         let mut recipients = vec![req.owner.clone()];
         // A person (not paved itself, a plugin or the anonymous caller) hears it directly.
@@ -192,7 +209,7 @@ impl Engine {
         let what = spec_name(req).unwrap_or_else(|| req.offering.clone());
         self.notifier
             .send(
-                &self.db,
+                conn,
                 Notification {
                     topic: Topic::RequestFailed,
                     recipients,
@@ -210,30 +227,6 @@ impl Engine {
     }
 
     /// The steps of a request, from its offering's parts.
-    fn step_names(operation: Operation, spec: &RenderedSpec) -> Vec<String> {
-        if operation == Operation::Delete {
-            // Parts go in reverse order: what was created last depends on what came first.
-            let mut names = vec!["validate".to_owned()];
-            names.extend(spec.parts.iter().rev().map(|p| format!("destroy {}", p.id)));
-            names.push("unpublish".into());
-            return names;
-        }
-        if operation == Operation::Update {
-            // The resource exists: converge each part to the new spec, verify, publish.
-            let mut names = vec!["validate".to_owned()];
-            names.extend(spec.parts.iter().map(|p| format!("update {}", p.id)));
-            names.extend(spec.parts.iter().map(|p| format!("configure {}", p.id)));
-            names.push("publish".into());
-            return names;
-        }
-        let mut names = vec!["validate".to_owned(), "plan".to_owned()];
-        names.extend(spec.parts.iter().map(|p| format!("create {}", p.id)));
-        names.extend(spec.parts.iter().map(|p| format!("configure {}", p.id)));
-        names.push("store credentials".into());
-        names.push("publish".into());
-        names
-    }
-
     async fn provision(
         &self,
         request_id: &str,
@@ -254,10 +247,10 @@ impl Engine {
             .map_err(|e| Stop::Permanent(format!("stored spec is unreadable: {e}")))?;
         db::requests::start(&self.db, request_id, Utc::now()).await?;
 
-        let names = Self::step_names(req.operation, &spec);
+        let names = Step::plan(req.operation, &spec);
         let existing = db::steps::of_request(&self.db, request_id).await?;
-        for (i, name) in names.iter().enumerate().skip(existing.len()) {
-            db::steps::add(&self.db, request_id, i as i32, name).await?;
+        for (i, step) in names.iter().enumerate().skip(existing.len()) {
+            db::steps::add(&self.db, request_id, i as i32, &step.to_string()).await?;
         }
         let steps = db::steps::of_request(&self.db, request_id).await?;
 
@@ -265,7 +258,7 @@ impl Engine {
         let mut parts: Vec<(String, PartSpec)> = Vec::new();
         for step in steps {
             if step.status == StepStatus::Succeeded {
-                if step.name == "validate" {
+                if Step::parse(&step.name) == Some(Step::Validate) {
                     parts = self.parse_parts(&spec)?;
                 }
                 continue;
@@ -300,12 +293,11 @@ impl Engine {
                         .await?;
                     self.log(request_id, Some(&name), "info", &format!("{name}: {msg}"))
                         .await;
-                    let target = format!("request:{request_id}");
                     audit::record(
                         &self.db,
                         actor::ENGINE,
                         "step.succeeded",
-                        &target,
+                        audit::Target::request(request_id),
                         &name,
                         None,
                     )
@@ -330,13 +322,12 @@ impl Engine {
                         &format!("{name}: {text}"),
                     )
                     .await;
-                    let target = format!("request:{request_id}");
                     let details = Some(json!({"step": name, "error": text}));
                     audit::record(
                         &self.db,
                         actor::ENGINE,
                         &format!("step.{status}"),
-                        &target,
+                        audit::Target::request(request_id),
                         status.as_str(),
                         details,
                     )
@@ -370,18 +361,20 @@ impl Engine {
         spec: &RenderedSpec,
         parts: &mut Vec<(String, PartSpec)>,
     ) -> Result<String, Stop> {
-        if parts.is_empty() && name != "validate" {
+        let step =
+            Step::parse(name).ok_or_else(|| Stop::Permanent(format!("unknown step {name:?}")))?;
+        if parts.is_empty() && step != Step::Validate {
             *parts = self.parse_parts(spec)?;
         }
         let req = db::requests::by_id(&self.db, request_id)
             .await?
             .ok_or_else(|| Stop::Permanent("request vanished".into()))?;
-        match name {
-            "validate" => {
+        match step {
+            Step::Validate => {
                 *parts = self.parse_parts(spec)?;
                 Ok(format!("{} part(s) valid", parts.len()))
             }
-            "plan" => {
+            Step::Plan => {
                 let id = self.ensure_resource(&req, spec).await?;
                 Ok(format!(
                     "resource {} ({}) planned: {}",
@@ -394,7 +387,7 @@ impl Engine {
                         .join(", ")
                 ))
             }
-            "store credentials" => {
+            Step::StoreCredentials => {
                 let res_id = req
                     .resource_id
                     .clone()
@@ -405,7 +398,7 @@ impl Engine {
                     self.secrets.key_id()
                 ))
             }
-            "unpublish" => {
+            Step::Unpublish => {
                 let res_id = req
                     .resource_id
                     .clone()
@@ -417,7 +410,7 @@ impl Engine {
                     &self.db,
                     actor::ENGINE,
                     "resource.deleted",
-                    &format!("resource:{res_id}"),
+                    audit::Target::resource(res_id.as_str()),
                     ResourceStatus::Deleted.as_str(),
                     Some(json!({"requestId": request_id})),
                 )
@@ -425,7 +418,7 @@ impl Engine {
                 self.remove_from_catalog(spec, &res_id);
                 Ok("resource deleted; credentials destroyed".into())
             }
-            "publish" => {
+            Step::Publish => {
                 let res_id = req
                     .resource_id
                     .clone()
@@ -456,7 +449,7 @@ impl Engine {
                     &self.db,
                     actor::ENGINE,
                     event,
-                    &format!("resource:{res_id}"),
+                    audit::Target::resource(res_id.as_str()),
                     ResourceStatus::Ready.as_str(),
                     Some(json!({"requestId": request_id, "name": spec.resource.name})),
                 )
@@ -464,10 +457,11 @@ impl Engine {
                 self.refresh_catalog(spec, &res_id);
                 Ok("resource ready".into())
             }
-            other => {
-                let (action, part_id) = other
-                    .split_once(' ')
-                    .ok_or_else(|| Stop::Permanent(format!("unknown step {other:?}")))?;
+            Step::Create(ref part_id)
+            | Step::Update(ref part_id)
+            | Step::Configure(ref part_id)
+            | Step::Destroy(ref part_id) => {
+                let part_id = part_id.as_str();
                 let part = parts
                     .iter()
                     .find(|(id, _)| id == part_id)
@@ -477,14 +471,14 @@ impl Engine {
                     .resource_id
                     .clone()
                     .ok_or_else(|| Stop::Permanent("no resource planned".into()))?;
-                match action {
+                match step {
                     // An update converges the existing part with the same password.
-                    "create" | "update" => {
+                    Step::Create(_) | Step::Update(_) => {
                         let tag = owner_tag(&res_id);
                         // What this part is on the target now (an update may rename it: a
                         // preview's key prefix follows the whole branch name).
-                        let before = match action {
-                            "update" => self.provisioned_part(&res_id, part_id).await?,
+                        let before = match step {
+                            Step::Update(_) => self.provisioned_part(&res_id, part_id).await?,
                             _ => None,
                         };
                         let replaced = before.filter(|old| !old.same_identity(&part));
@@ -524,7 +518,7 @@ impl Engine {
                                 }
                             }
                         }
-                        let had_credentials = action == "update"
+                        let had_credentials = matches!(step, Step::Update(_))
                             && db::secrets::sealed(&self.db, &res_id, CREDENTIALS)
                                 .await?
                                 .is_some();
@@ -550,18 +544,18 @@ impl Engine {
                             None => format!("{part_id} applied"),
                         })
                     }
-                    "destroy" => {
+                    Step::Destroy(_) => {
                         self.drivers.destroy(&part, &owner_tag(&res_id)).await?;
                         Ok(format!("{part_id} destroyed"))
                     }
-                    "configure" => {
+                    // Configure: the outer arm admits only part steps.
+                    _ => {
                         let seen = self.drivers.observe(&part).await?;
                         if !seen.exists {
                             return Err(Stop::Transient(format!("{part_id} is not visible yet")));
                         }
                         Ok(format!("{part_id} verified: {}", seen.state))
                     }
-                    _ => Err(Stop::Permanent(format!("unknown step {other:?}"))),
                 }
             }
         }
@@ -693,18 +687,30 @@ impl Engine {
     /// Marks the request succeeded (unless it was cancelled meanwhile).
     async fn complete(&self, request_id: &str) -> Result<(), DbErr> {
         let now = Utc::now();
-        if db::requests::succeed(&self.db, request_id, now).await?
-            && let Some(req) = db::requests::by_id(&self.db, request_id).await?
-        {
-            finished(&req, RequestStatus::Succeeded, now);
-            self.notify_succeeded(&req).await;
+        // Succeeded and its notification commit together.
+        let txn = self.db.begin().await?;
+        let done = match db::requests::succeed(&txn, request_id, now).await? {
+            true => db::requests::by_id(&txn, request_id).await?,
+            false => None,
+        };
+        if let Some(req) = &done {
+            self.notify_succeeded(&txn, req).await;
+        }
+        txn.commit().await?;
+        if let Some(req) = &done {
+            self.notifier.wake();
+            finished(req, RequestStatus::Succeeded, now);
         }
         Ok(())
     }
 
     /// The requester and the owning team hear that it is done: a task that stopped waiting
     /// (an approval outlasted it) told them they would.
-    async fn notify_succeeded(&self, req: &request::Model) {
+    async fn notify_succeeded<C: ConnectionTrait + TransactionTrait>(
+        &self,
+        conn: &C,
+        req: &request::Model,
+    ) {
         use crate::notifications::{Notification, Severity, Topic};
         let mut recipients = vec![req.owner.clone()];
         if req.requester.starts_with("user:") {
@@ -719,7 +725,7 @@ impl Engine {
         };
         self.notifier
             .send(
-                &self.db,
+                conn,
                 Notification {
                     topic: Topic::RequestSucceeded,
                     recipients,
