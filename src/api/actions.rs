@@ -1,8 +1,6 @@
 //! Backstage's Actions Registry protocol (docs/backstage-protocol.md §1-2): templates call
 //! `paved:*` actions over HTTP, no TypeScript needed.
 
-use std::sync::OnceLock;
-
 use axum::{
     Json,
     extract::{Path, State},
@@ -185,12 +183,10 @@ fn list_body(plugin_id: &str) -> Value {
     ]})
 }
 
+/// Built per call from this app's plugin id (Backstage asks rarely; a process-wide cache
+/// would give a second app in the same process the first one's id).
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    static BODY: OnceLock<Value> = OnceLock::new();
-    Json(
-        BODY.get_or_init(|| list_body(&state.settings().backstage.plugin_id))
-            .clone(),
-    )
+    Json(list_body(&state.settings().backstage.plugin_id))
 }
 
 /// v2 wraps the input: `{input, secrets}`.
