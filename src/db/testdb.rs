@@ -1,7 +1,7 @@
-//! For tests of db/ and the layers just above the use cases (which may not import
-//! `usecases::testkit`): a migrated SQLite file in a temporary directory, and a resource row.
+//! For unit tests of db/ and every layer above it (`usecases::testkit` builds on it): a
+//! migrated SQLite file in a temporary directory, and a resource row.
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 
 use super::entities::resource;
 
@@ -26,31 +26,35 @@ pub async fn db() -> Db {
     Db { db, _dir: dir }
 }
 
+/// A ready resource of team-a in `environment`, named `db-<id>`, not stored yet.
+pub fn resource_row(id: &str, environment: &str) -> resource::Model {
+    let now = chrono::Utc::now();
+    resource::Model {
+        id: id.into(),
+        entity_name: format!("db-{id}"),
+        offering: "postgres-database".into(),
+        offering_version: "1".into(),
+        resource_type: "database".into(),
+        environment: environment.into(),
+        owner: TEAM_A.into(),
+        system: None,
+        component: None,
+        status: crate::vocab::status::ResourceStatus::Ready,
+        desired: serde_json::json!({}),
+        outputs: serde_json::json!({}),
+        monthly_cost_cents: None,
+        expires_at: None,
+        request_id: "00000000-0000-0000-0000-000000000000".into(),
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        catalog_bucket: 0,
+    }
+}
+
 /// A ready resource of team-a in `dev`, named `db-<id>`.
 pub async fn resource(db: &DatabaseConnection, id: &str) -> resource::Model {
-    let now = chrono::Utc::now();
-    resource::ActiveModel {
-        id: Set(id.into()),
-        entity_name: Set(format!("db-{id}")),
-        offering: Set("postgres-database".into()),
-        offering_version: Set("1".into()),
-        resource_type: Set("database".into()),
-        environment: Set("dev".into()),
-        owner: Set(TEAM_A.into()),
-        system: Set(None),
-        component: Set(None),
-        status: Set(crate::vocab::status::ResourceStatus::Ready),
-        desired: Set(serde_json::json!({})),
-        outputs: Set(serde_json::json!({})),
-        monthly_cost_cents: Set(None),
-        expires_at: Set(None),
-        request_id: Set("00000000-0000-0000-0000-000000000000".into()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        deleted_at: Set(None),
-        catalog_bucket: Set(0),
-    }
-    .insert(db)
-    .await
-    .unwrap()
+    super::resources::insert(db, resource_row(id, "dev"))
+        .await
+        .unwrap()
 }

@@ -81,31 +81,9 @@ pub(crate) mod testkit {
 
     use sea_orm::DatabaseConnection;
 
-    use crate::{
-        db::entities::resource,
-        vocab::{principal::Principal, status::ResourceStatus},
-    };
+    use crate::{db::entities::resource, vocab::principal::Principal};
 
-    pub const TEAM_A: &str = "group:default/team-a";
-
-    pub struct Db {
-        pub db: DatabaseConnection,
-        _dir: tempfile::TempDir,
-    }
-
-    pub async fn db() -> Db {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = crate::config::DatabaseSettings {
-            url: format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("paved.db").display()
-            ),
-            ..Default::default()
-        };
-        let db = crate::db::connect(&settings).await.unwrap();
-        crate::db::migrate(&db).await.unwrap();
-        Db { db, _dir: dir }
-    }
+    pub use crate::db::testdb::{Db, TEAM_A, db, resource_row};
 
     pub fn person(subject: &str, roles: &[&str], groups: &[&str]) -> Principal {
         Principal {
@@ -133,32 +111,6 @@ pub(crate) mod testkit {
 
     pub fn admin() -> Principal {
         person("user:default/root", &["platform-admin"], &[])
-    }
-
-    /// A ready resource of team-a in `environment`, not stored yet.
-    pub fn resource_row(id: &str, environment: &str) -> resource::Model {
-        let now = chrono::Utc::now();
-        resource::Model {
-            id: id.into(),
-            entity_name: format!("db-{id}"),
-            offering: "postgres-database".into(),
-            offering_version: "1".into(),
-            resource_type: "database".into(),
-            environment: environment.into(),
-            owner: TEAM_A.into(),
-            system: None,
-            component: None,
-            status: ResourceStatus::Ready,
-            desired: serde_json::json!({}),
-            outputs: serde_json::json!({}),
-            monthly_cost_cents: None,
-            expires_at: None,
-            request_id: "00000000-0000-0000-0000-000000000000".into(),
-            created_at: now,
-            updated_at: now,
-            deleted_at: None,
-            catalog_bucket: 0,
-        }
     }
 
     /// A ready resource of team-a in `environment`.
