@@ -446,7 +446,10 @@ fn only_the_repositories_build_queries() {
             continue;
         }
         let text = std::fs::read_to_string(f).unwrap();
-        let production = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(&text);
+        let production = text
+            .split("#[cfg(test)]\nmod tests")
+            .next()
+            .unwrap_or(&text);
         let code = code_only(production);
         let used = query_builders(&code);
         if used.is_empty() {
