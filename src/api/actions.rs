@@ -19,7 +19,7 @@ use crate::{
         place::{self as order, Placed},
         update::Purpose,
     },
-    vocab::{field_error::FieldError, principal::Principal},
+    vocab::{entity_ref::resource_ref, field_error::FieldError, principal::Principal},
 };
 
 /// The request id a template dry-run hands `paved:wait`: Backstage's scaffolder runs read-only
@@ -235,116 +235,153 @@ async fn invoke(
         .strip_prefix(plugin.as_str())
         .and_then(|r| r.strip_prefix(':'))
         .unwrap_or("");
-    match name {
-        "estimate" => {
-            let input: OrderInput = parse_as(id, input)?;
-            let r =
-                super::guardrails::assess(state, principal, &input.offering, &input.values).await?;
-            Ok(Json(json!({"output": estimate_output(&r)})))
+    let output = match name {
+        "estimate" => estimate(state, principal, parse_as(id, input)?).await?,
+        "provision" => provision(state, principal, parse_as(id, input)?).await?,
+        "wait" => return wait(state, principal, &input).await,
+        "extend-ttl" => extend_ttl(state, principal, &input).await?,
+        "destroy" => destroy(state, principal, parse_as(id, input)?).await?,
+        "update" => update(state, principal, parse_as(id, input)?).await?,
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "no action {id:?}; paved serves {plugin}:estimate, {plugin}:provision, {plugin}:wait, {plugin}:destroy, {plugin}:update and {plugin}:extend-ttl"
+            )));
         }
-        "provision" => {
-            let input: OrderInput = parse_as(id, input)?;
-            let key = input
-                .idempotency_key
-                .as_deref()
-                .map(IdempotencyKey::parse)
-                .transpose()
-                .map_err(|e| ApiError::input(format!("idempotencyKey: {e}")))?
-                .ok_or_else(|| {
-                    ApiError::input("idempotencyKey: is required (pass ${{ context.task.id }})")
-                })?;
-            let offering = super::requests::offering(state, &input.offering)?;
-            let policies = state.policies();
-            let placed = order::place(
-                &state.guardrail_inputs(&policies),
-                &offering,
-                &input.values,
-                principal,
-                Some(key),
-            )
-            .await
-            .map_err(|e| ApiError::place(&offering.name, e))?;
-            match placed {
-                Placed::Accepted { request, .. } => {
-                    state.wake_workers();
-                    let base = format!(
-                        "{}{}",
-                        state.settings().public_url(),
-                        state.settings().plugin_base_path()
-                    );
-                    Ok(Json(json!({"output": {
-                        "requestId": request.id,
-                        "status": request.status,
-                        "requestUrl": format!("{base}/v1/requests/{}", request.id),
-                        "monthlyCost": request.estimate.as_ref().map(|e| e.monthly),
-                        "warnings": request.decision.as_ref().map_or(&[][..], |d| d.warn.as_slice()),
-                    }})))
-                }
-                Placed::Denied { request, deny } => Err(ApiError::policy_denied(&request, &deny)),
-                Placed::Invalid(errors) => Err(ApiError::invalid_values(&offering.name, &errors)),
-            }
+    };
+    Ok(Json(json!({ "output": output })))
+}
+
+/// `paved:estimate`: the form's cost and policy outcome before submit.
+async fn estimate(
+    state: &AppState,
+    principal: &Principal,
+    input: OrderInput,
+) -> Result<Value, ApiError> {
+    let r = super::guardrails::assess(state, principal, &input.offering, &input.values).await?;
+    Ok(estimate_output(&r))
+}
+
+/// `paved:provision`: places the order under the task's idempotency key.
+async fn provision(
+    state: &AppState,
+    principal: &Principal,
+    input: OrderInput,
+) -> Result<Value, ApiError> {
+    let key = input
+        .idempotency_key
+        .as_deref()
+        .map(IdempotencyKey::parse)
+        .transpose()
+        .map_err(|e| ApiError::input(format!("idempotencyKey: {e}")))?
+        .ok_or_else(|| {
+            ApiError::input("idempotencyKey: is required (pass ${{ context.task.id }})")
+        })?;
+    let offering = super::requests::offering(state, &input.offering)?;
+    let policies = state.policies();
+    let placed = order::place(
+        &state.guardrail_inputs(&policies),
+        &offering,
+        &input.values,
+        principal,
+        Some(key),
+    )
+    .await
+    .map_err(|e| ApiError::place(&offering.name, e))?;
+    match placed {
+        Placed::Accepted { request, .. } => {
+            state.wake_workers();
+            Ok(json!({
+                "requestId": request.id,
+                "status": request.status,
+                "requestUrl": request_url(state, &request.id),
+                "monthlyCost": request.estimate.as_ref().map(|e| e.monthly),
+                "warnings": request.decision.as_ref().map_or(&[][..], |d| d.warn.as_slice()),
+            }))
         }
-        "wait" => wait(state, principal, &input).await,
-        "extend-ttl" => {
-            let hours = super::resources::hours_of(&input, &["resourceId", "hours"])?;
-            let Some(rid) = input
-                .get("resourceId")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            else {
-                return Err(ApiError::field(FieldError {
-                    field: "resourceId".into(),
-                    rule: "required".into(),
-                    message: "is required (a non-empty string)".into(),
-                }));
-            };
-            let r = super::resources::extend_ttl(state, principal, rid, hours).await?;
-            Ok(Json(json!({"output": {
-                "resourceId": r.id,
-                "entityRef": format!("resource:default/{}", r.name),
-                "expiresAt": r.expires_at,
-            }})))
-        }
-        "destroy" => {
-            let input: DestroyInput = parse_as(id, input)?;
-            let ctx = super::requests::ctx(state);
-            let (rid, overridden) = (&input.resource_id, input.override_protection);
-            let r = match usecases::delete::delete(ctx, principal, rid, overridden).await {
-                Ok(r) => {
-                    state.wake_workers();
-                    r
-                }
-                // A re-run after the deletion finished (Backstage re-runs steps on task
-                // recovery) answers with that deletion.
-                Err(e @ DeleteError::AlreadyDeleted { .. }) => {
-                    crate::provisioning::requests::last_delete(state.db(), rid)
-                        .await?
-                        .ok_or(e)?
-                }
-                Err(e) => return Err(e.into()),
-            };
-            Ok(Json(json!({"output": request_output(state, &r)})))
-        }
-        "update" => {
-            let input: UpdateInput = parse_as(id, input)?;
-            let r = super::resources::update_resource(
-                state,
-                principal,
-                &input.resource_id,
-                &input.values,
-                Purpose::Change,
-            )
-            .await?;
-            let mut output = request_output(state, &r);
-            if let Some(e) = &r.estimate {
-                output["monthlyCost"] = json!(e.monthly);
-            }
-            Ok(Json(json!({"output": output})))
-        }
-        _ => Err(ApiError::not_found(format!(
-            "no action {id:?}; paved serves {plugin}:estimate, {plugin}:provision, {plugin}:wait, {plugin}:destroy, {plugin}:update and {plugin}:extend-ttl"
-        ))),
+        Placed::Denied { request, deny } => Err(ApiError::policy_denied(&request, &deny)),
+        Placed::Invalid(errors) => Err(ApiError::invalid_values(&offering.name, &errors)),
     }
+}
+
+/// `paved:extend-ttl`: more time for an ephemeral resource, within the offering's maximum.
+async fn extend_ttl(
+    state: &AppState,
+    principal: &Principal,
+    input: &Value,
+) -> Result<Value, ApiError> {
+    let hours = super::resources::hours_of(input, &["resourceId", "hours"])?;
+    let Some(rid) = input
+        .get("resourceId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(ApiError::field(FieldError {
+            field: "resourceId".into(),
+            rule: "required".into(),
+            message: "is required (a non-empty string)".into(),
+        }));
+    };
+    let r = super::resources::extend_ttl(state, principal, rid, hours).await?;
+    Ok(json!({
+        "resourceId": r.id,
+        "entityRef": resource_ref(&r.name),
+        "expiresAt": r.expires_at,
+    }))
+}
+
+/// `paved:destroy`: a delete request (a re-run after it finished answers with it).
+async fn destroy(
+    state: &AppState,
+    principal: &Principal,
+    input: DestroyInput,
+) -> Result<Value, ApiError> {
+    let ctx = super::requests::ctx(state);
+    let (rid, overridden) = (&input.resource_id, input.override_protection);
+    let r = match usecases::delete::delete(ctx, principal, rid, overridden).await {
+        Ok(r) => {
+            state.wake_workers();
+            r
+        }
+        // A re-run after the deletion finished (Backstage re-runs steps on task recovery)
+        // answers with that deletion.
+        Err(e @ DeleteError::AlreadyDeleted { .. }) => {
+            crate::provisioning::requests::last_delete(state.db(), rid)
+                .await?
+                .ok_or(e)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(request_output(state, &r))
+}
+
+/// `paved:update`: an update request with new values.
+async fn update(
+    state: &AppState,
+    principal: &Principal,
+    input: UpdateInput,
+) -> Result<Value, ApiError> {
+    let r = super::resources::update_resource(
+        state,
+        principal,
+        &input.resource_id,
+        &input.values,
+        Purpose::Change,
+    )
+    .await?;
+    let mut output = request_output(state, &r);
+    if let Some(e) = &r.estimate {
+        output["monthlyCost"] = json!(e.monthly);
+    }
+    Ok(output)
+}
+
+/// Where a person follows request `id` (the REST resource under the plugin's base path).
+fn request_url(state: &AppState, id: &str) -> String {
+    format!(
+        "{}{}/v1/requests/{id}",
+        state.settings().public_url(),
+        state.settings().plugin_base_path()
+    )
 }
 
 #[derive(Deserialize)]
@@ -377,12 +414,7 @@ fn request_output(state: &AppState, r: &crate::provisioning::requests::Request) 
         "requestId": r.id,
         "status": r.status,
         "resourceId": r.resource_id,
-        "requestUrl": format!(
-            "{}{}/v1/requests/{}",
-            state.settings().public_url(),
-            state.settings().plugin_base_path(),
-            r.id
-        ),
+        "requestUrl": request_url(state, &r.id),
     })
 }
 
@@ -440,7 +472,7 @@ async fn wait(
     principal: &Principal,
     input: &Value,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::{provisioning::requests, vocab::status::RequestStatus};
+    use crate::vocab::status::RequestStatus;
     let input: WaitInput = serde_path_to_error::deserialize(input.clone()).map_err(|e| {
         let (path, rule) = super::extract::readable(&e);
         ApiError::input(format!("invalid input for paved:wait: {path}: {rule}"))
@@ -454,30 +486,16 @@ async fn wait(
     }
     let deadline = tokio::time::Instant::now()
         + std::time::Duration::from_secs(state.settings().backstage.wait_seconds);
-    let base = format!(
-        "{}{}",
-        state.settings().public_url(),
-        state.settings().plugin_base_path()
-    );
     // A replica going away (rolling deploy) answers an open wait at once, as if its bound had
     // passed, so the template's next call reaches a replica that stays.
     let bound_passed = || tokio::time::Instant::now() >= deadline || state.shutting_down();
     loop {
-        let absent = || format!("no request with id {:?}", input.request_id);
-        let r = requests::get(state.db(), &input.request_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(absent()))?;
         // Another team's request is as absent here as on `GET /requests/{id}`.
-        crate::access::authorize(
-            principal,
-            crate::access::Act::Read,
-            crate::access::Target::Request {
-                owner: &r.owner,
-                requester: &r.requester,
-            },
-        )
-        .map_err(|d| ApiError::denied(d, absent))?;
-        let url = format!("{base}/v1/requests/{}", r.id);
+        let r = super::requests::authorized(state, principal, &input.request_id, |_| {
+            crate::access::Act::Read
+        })
+        .await?;
+        let url = request_url(state, &r.id);
         match r.status {
             RequestStatus::Succeeded => {
                 let name = match &r.resource_id {
@@ -492,7 +510,7 @@ async fn wait(
                 return Ok(Json(json!({"output": {
                     "requestId": r.id, "status": r.status, "final": true,
                     "resourceId": r.resource_id.clone().unwrap_or_default(),
-                    "entityRef": name.map(|n| format!("resource:default/{n}")).unwrap_or_default(),
+                    "entityRef": name.as_deref().map(resource_ref).unwrap_or_default(),
                     "entityUrl": page.unwrap_or_default(),
                     "requestUrl": url,
                 }})));

@@ -150,7 +150,7 @@ pub async fn reject(
 
 /// The request, when `principal` may do `act(request)` to it; an invisible one answers 404
 /// exactly like an absent one.
-async fn authorized(
+pub(super) async fn authorized(
     state: &AppState,
     principal: &Principal,
     id: &str,

@@ -161,7 +161,7 @@ impl AppState {
     pub fn refresh_entity(&self, entity_name: &str, resource_id: &str) {
         if let Some(r) = &self.0.refresher {
             r.refresh(
-                format!("resource:default/{entity_name}"),
+                crate::vocab::entity_ref::resource_ref(entity_name),
                 resource_id.to_owned(),
             );
         }

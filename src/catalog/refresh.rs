@@ -252,13 +252,13 @@ impl Refresher {
 impl crate::provisioning::catalog_sink::CatalogSink for Refresher {
     fn published(&self, resource_name: &str, resource_id: &str) {
         self.refresh(
-            format!("resource:default/{resource_name}"),
+            crate::vocab::entity_ref::resource_ref(resource_name),
             resource_id.to_owned(),
         );
     }
 
     fn removed(&self, resource_name: &str, resource_id: &str, part_ids: &[&str]) {
-        let mut refs = vec![format!("resource:default/{resource_name}")];
+        let mut refs = vec![crate::vocab::entity_ref::resource_ref(resource_name)];
         refs.extend(super::provider::part_entity_refs(
             resource_name,
             resource_id,

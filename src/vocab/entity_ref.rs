@@ -60,6 +60,12 @@ impl EntityRef {
     }
 }
 
+/// The ref of paved's `Resource` entity named `name` (paved's entities live in the `default`
+/// namespace): the one place the catalog's, the actions' and the refresh's refs are spelled.
+pub fn resource_ref(name: &str) -> String {
+    format!("resource:default/{name}")
+}
+
 /// Written as its text (`user:default/jane`), so settings holding refs serialize as they read.
 impl serde::Serialize for EntityRef {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
