@@ -154,6 +154,19 @@ impl Application {
         &self.state
     }
 
+    /// A runner over every job type, provisioning included, for running what is due now
+    /// (`Runner::run_pending`) instead of waiting for the background workers: an operator's
+    /// one-off drain, or a test that drives jobs on demand.
+    pub fn job_runner(&self) -> Arc<crate::jobs::Runner> {
+        let state = &self.state;
+        Arc::new(crate::jobs::Runner::new(
+            state.db().clone(),
+            register_jobs(state, Some(build_engine(state))),
+            crate::jobs::RunnerSettings::from(&state.settings().engine),
+            state.0.wake.clone(),
+        ))
+    }
+
     /// Serves until `shutdown` resolves, then at once turns readiness 503, stops accepting and
     /// stops the workers claiming jobs; returns as soon as the in-flight requests and each
     /// worker's step in progress are done (at the latest after `server.shutdown_grace_seconds`).
@@ -221,19 +234,7 @@ impl Application {
         // Provisioning runs only where workers are configured; the day-2, notification and
         // catalog jobs need a runner wherever they are on, so a replica without workers still
         // runs one for them.
-        let engine = (settings.engine.workers > 0).then(|| {
-            let mut engine = Engine::new(
-                state.db().clone(),
-                Arc::new(Drivers::from_settings(&settings.drivers)),
-                state.0.secrets.clone(),
-                settings.engine.clone(),
-                state.0.wake.clone(),
-            );
-            if let Some(r) = &state.0.refresher {
-                engine = engine.with_catalog(Arc::new(r.clone()));
-            }
-            Arc::new(engine.with_notifier(state.0.notifier.clone()))
-        });
+        let engine = (settings.engine.workers > 0).then(|| build_engine(&state));
         let runners = if engine.is_some() {
             settings.engine.workers
         } else {
@@ -376,6 +377,23 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The provisioning engine over the configured drivers, publishing to the catalog and
+/// notifying where those are on.
+fn build_engine(state: &AppState) -> Arc<Engine> {
+    let settings = state.settings();
+    let mut engine = Engine::new(
+        state.db().clone(),
+        Arc::new(Drivers::from_settings(&settings.drivers)),
+        state.0.secrets.clone(),
+        settings.engine.clone(),
+        state.0.wake.clone(),
+    );
+    if let Some(r) = &state.0.refresher {
+        engine = engine.with_catalog(Arc::new(r.clone()));
+    }
+    Arc::new(engine.with_notifier(state.0.notifier.clone()))
 }
 
 /// Every job type this process runs, each with what its runs need: the one place a new

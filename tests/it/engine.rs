@@ -295,41 +295,47 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
 #[tokio::test]
 async fn production_resources_are_protected_from_deletion() {
     let db = TestDb::new(DbEngine::Sqlite).await;
-    let app = TestApp::spawn(with_workers(settings(&db.url), 1)).await;
-    let id = order(&app, "redis-cache", json!({"name": name(), "environment": "prod", "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    // No background workers: the test runs the jobs itself, so each check reads what they did.
+    let app = TestApp::spawn(with_workers(settings(&db.url), 0)).await;
+    let (alice, dave) = (app.as_("alice-token"), app.as_("dave-token"));
+    let id = alice
+        .order(
+            "redis-cache",
+            json!({"name": name(), "environment": "prod", "owner": "team-a", "cost_center": "ENG-1234"}),
+        )
+        .await
+        .created_id();
     let _teardown = Teardown {
         db_url: db.url.clone(),
         requests: vec![id.clone()],
     };
-    let done = wait_final(&app, &id).await;
+    assert_eq!(app.run_pending_jobs().await, 1);
+    let done = alice.request(&id).await.body;
     assert_eq!(done["status"], "succeeded", "{done}");
     let rid = done["resourceId"].as_str().unwrap();
-    let del = |who: &'static str, q: &str| {
-        app.client
-            .delete(app.api(&format!("/resources/{rid}{q}")))
-            .bearer_auth(who)
-            .send()
-    };
-    let r = del("alice-token", "").await.unwrap();
-    assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("deletion protection"));
+    let r = alice.delete_resource(rid).await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body.to_string().contains("deletion protection"),
+        "{}",
+        r.body
+    );
+    let path = format!("/resources/{rid}?override=true");
     assert_eq!(
-        del("alice-token", "?override=true").await.unwrap().status(),
+        alice.delete(&path).await.status,
         403,
         "only admins override"
     );
     assert_eq!(
-        del("dave-token", "").await.unwrap().status(),
+        dave.delete_resource(rid).await.status,
         403,
         "even admins say so explicitly"
     );
-    let r = del("dave-token", "?override=true").await.unwrap();
-    assert_eq!(r.status(), 202);
-    let deletion: Value = r.json().await.unwrap();
-    assert_eq!(
-        wait_final(&app, deletion["id"].as_str().unwrap()).await["status"],
-        "succeeded"
-    );
+    let deletion = dave.delete(&path).await;
+    assert_eq!(deletion.status, 202);
+    assert_eq!(app.run_pending_jobs().await, 1);
+    let id = deletion.body["id"].as_str().unwrap();
+    assert_eq!(dave.request(id).await.body["status"], "succeeded");
     app.stop().await;
 }
 

@@ -138,6 +138,7 @@ pub fn secrets_key_for(db_url: &str) -> String {
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
+    jobs: std::sync::Arc<paved::jobs::Runner>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -166,6 +167,7 @@ impl TestApp {
             .await
             .expect("app builds");
         let base = format!("http://{}", app.local_addr());
+        let jobs = app.job_runner();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run_until(async {
             let _ = rx.await;
@@ -175,6 +177,7 @@ impl TestApp {
         let me = Self {
             base,
             client: reqwest::Client::new(),
+            jobs,
             stop: Some(tx),
             task: Some(task),
         };
@@ -182,6 +185,17 @@ impl TestApp {
             me.wait_ready().await;
         }
         me
+    }
+
+    /// Runs every job that is due now, one after the other, in this test: with
+    /// `engine.workers: 0` (the tests' default) nothing runs in the background, so what a
+    /// test sees next is what those jobs did, without polling. Returns how many ran.
+    pub async fn run_pending_jobs(&self) -> usize {
+        self.jobs
+            .run_pending("test-runner")
+            .await
+            .expect("the job table answers")
+            .len()
     }
 
     pub async fn wait_ready(&self) {
