@@ -88,6 +88,27 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// To the team owning resource `entity_name` (id `resource_id`), linking its entity page;
+    /// a later one of the same `scope_kind` about it replaces this one in Backstage.
+    pub fn to_owner_of(
+        topic: Topic,
+        severity: Severity,
+        (owner, entity_name, resource_id): (&str, &str, &str),
+        scope_kind: &str,
+        title: String,
+        description: String,
+    ) -> Self {
+        Self {
+            topic,
+            recipients: vec![owner.to_owned()],
+            title,
+            description,
+            link: Some(resource_link(entity_name)),
+            severity,
+            scope: Some(format!("paved:{scope_kind}:{resource_id}")),
+        }
+    }
+
     /// The `payload` of Backstage's `POST /api/notifications/notifications`.
     fn payload(&self) -> Value {
         let mut p = json!({

@@ -22,7 +22,7 @@ use crate::{
             resource,
         },
     },
-    notifications::{self, Notification, Notifier, Severity, Topic},
+    notifications::{Notification, Notifier, Severity, Topic},
     provisioning::requests::Request,
     templates::{Catalog, RenderedSpec},
     usecases::{
@@ -290,11 +290,13 @@ pub async fn check(
         notifier
             .send(
                 db,
-                Notification {
-                    topic: Topic::DriftDetected,
-                    recipients: vec![res.owner.clone()],
-                    title: format!("{} was changed outside paved", res.entity_name),
-                    description: format!(
+                Notification::to_owner_of(
+                    Topic::DriftDetected,
+                    Severity::High,
+                    (&res.owner, &res.entity_name, &res.id),
+                    "drift",
+                    format!("{} was changed outside paved", res.entity_name),
+                    format!(
                         "paved found {} difference(s) between {} ({}) and what it provisioned: {}. Revert (POST {}/v1/resources/{}/drift/revert) re-applies paved's state; accept (…/drift/accept) keeps the change.",
                         found.len(),
                         res.entity_name,
@@ -303,10 +305,7 @@ pub async fn check(
                         notifier.plugin_base_path(),
                         res.id
                     ),
-                    link: Some(notifications::resource_link(&res.entity_name)),
-                    severity: Severity::High,
-                    scope: Some(format!("paved:drift:{}", res.id)),
-                },
+                ),
             )
             .await;
     }

@@ -10,7 +10,7 @@ use crate::provisioning::requests;
 use crate::{
     audit::{self, Target},
     db::{self, entities::resource_notice::NoticeKind},
-    notifications::{self, Notification, Notifier, Severity, Topic},
+    notifications::{Notification, Notifier, Severity, Topic},
 };
 
 use crate::vocab::actor::REAPER;
@@ -53,11 +53,13 @@ pub async fn reap(
         notifier
             .send(
                 db,
-                Notification {
-                    topic: Topic::ResourceExpired,
-                    recipients: vec![res.owner.clone()],
-                    title: format!("{} expired and is being deleted", res.entity_name),
-                    description: format!(
+                Notification::to_owner_of(
+                    Topic::ResourceExpired,
+                    Severity::Normal,
+                    (&res.owner, &res.entity_name, &res.id),
+                    "expiry",
+                    format!("{} expired and is being deleted", res.entity_name),
+                    format!(
                         "The {} {} ({}) reached its expiry {} and paved is deleting it (request {}).",
                         res.offering,
                         res.entity_name,
@@ -65,10 +67,7 @@ pub async fn reap(
                         res.expires_at.map(|e| e.to_rfc3339()).unwrap_or_default(),
                         req.id
                     ),
-                    link: Some(notifications::resource_link(&res.entity_name)),
-                    severity: Severity::Normal,
-                    scope: Some(format!("paved:expiry:{}", res.id)),
-                },
+                ),
             )
             .await;
         started.push(req.id);
@@ -122,11 +121,17 @@ pub async fn warn_expiring(
         notifier
             .send(
                 db,
-                Notification {
-                    topic: Topic::ExpiryWarning,
-                    recipients: vec![res.owner.clone()],
-                    title: format!("{} expires in {in_words}", res.entity_name),
-                    description: format!(
+                Notification::to_owner_of(
+                    Topic::ExpiryWarning,
+                    if left <= 2 * 3600 {
+                        Severity::High
+                    } else {
+                        Severity::Normal
+                    },
+                    (&res.owner, &res.entity_name, &res.id),
+                    "expiry",
+                    format!("{} expires in {in_words}", res.entity_name),
+                    format!(
                         "The {} {} ({}) expires at {} and will then be deleted with everything in it. Extend it with the paved:extend-ttl action or POST {}/v1/resources/{}/extend if you still need it.",
                         res.offering,
                         res.entity_name,
@@ -135,14 +140,7 @@ pub async fn warn_expiring(
                         notifier.plugin_base_path(),
                         res.id
                     ),
-                    link: Some(notifications::resource_link(&res.entity_name)),
-                    severity: if left <= 2 * 3600 {
-                        Severity::High
-                    } else {
-                        Severity::Normal
-                    },
-                    scope: Some(format!("paved:expiry:{}", res.id)),
-                },
+                ),
             )
             .await;
         sent += 1;

@@ -314,10 +314,12 @@ async fn ephemeral_environments_warn_extend_and_are_reaped_through_a_delete_requ
         .unwrap()
         .expect("audited");
     assert_eq!(expired_event.actor, "system:reaper");
-    eventually("the expiry notice and the catalog refresh", || async {
-        (!rec.notifications("resource-expired").is_empty()
-            && refreshes() > refreshed_before_reaping)
-            .then_some(())
+    eventually("the expiry notice", || async {
+        (!rec.notifications("resource-expired").is_empty()).then_some(())
+    })
+    .await;
+    eventually("a catalog refresh after the deletion", || async {
+        (refreshes() > refreshed_before_reaping).then_some(())
     })
     .await;
     let (_, ext) = call(
