@@ -1,39 +1,93 @@
 //! Catalog documents Backstage's URL reader fetches (it sends no token, so these routes are
 //! public unless `catalog.public` is off). ETag / If-None-Match answer 304. `entities.yaml`
-//! holds the Templates and one Location per page; each page is re-serialized only when a
+//! holds the Templates and one Location per page; each page is re-rendered only where a
 //! resource on it changed (`catalog::pages`).
+//!
+//! Documents are kept gzip-compressed (`catalog::gzip`): a client that accepts gzip (Backstage's
+//! reader does) gets the stored bytes, any other the text inflated. The gzip form carries the
+//! weak form of the text's ETag (`W/"…"`, as nginx does: a strong tag names one exact byte
+//! sequence), and If-None-Match compares weakly (RFC 9110 §13.1.2), so either tag revalidates.
 
-use crate::{api::state::AppState, error::ApiError};
+use crate::{api::state::AppState, catalog::pages::Document, error::ApiError};
 use axum::{
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 
-fn yaml(etag: &str, body: impl Into<axum::body::Body>) -> Response {
-    let mut res = (StatusCode::OK, body.into()).into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/yaml; charset=utf-8"),
-    );
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        res.headers_mut().insert(header::ETAG, v);
+/// Whether `Accept-Encoding` allows gzip: listed (or `*`) with a non-zero q; `gzip;q=0` refuses
+/// it even beside `*`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for item in headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let mut params = item.split(';');
+        let coding = params.next().unwrap_or_default().trim();
+        let q = params
+            .find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("q").then(|| v.trim())
+            })
+            .map_or(1.0, |v| v.parse::<f32>().unwrap_or(0.0));
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(q > 0.0);
+        } else if coding == "*" {
+            any = Some(q > 0.0);
+        }
     }
-    res
+    gzip.or(any).unwrap_or(false)
 }
 
-fn not_modified(headers: &HeaderMap, etag: &str) -> Option<Response> {
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    matches.then(|| {
-        let mut res = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(v) = HeaderValue::from_str(etag) {
-            res.headers_mut().insert(header::ETAG, v);
+/// If-None-Match by weak comparison: `W/"x"` and `"x"` both match `"x"`.
+fn matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+/// `doc` as this client takes it: 304 when its ETag matches, else gzip or the text.
+fn serve(headers: &HeaderMap, doc: &Document) -> Result<Response, ApiError> {
+    let gzip = accepts_gzip(headers);
+    let etag = if gzip {
+        format!("W/{}", doc.etag)
+    } else {
+        doc.etag.clone()
+    };
+    let mut res = if matches(headers, &doc.etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let body = if gzip {
+            doc.gzip()
+        } else {
+            doc.identity().map_err(ApiError::internal)?
+        };
+        let mut res = (StatusCode::OK, body).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/yaml; charset=utf-8"),
+        );
+        if gzip {
+            res.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         res
-    })
+    };
+    let h = res.headers_mut();
+    // Caches must keep the two forms apart.
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(res)
 }
 
 /// The registered document: every offering's Template and one Location per page.
@@ -42,10 +96,7 @@ pub async fn all(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         .catalog_pages()
         .index(&state.templates().snapshot())
         .await;
-    if let Some(res) = not_modified(&headers, &doc.etag) {
-        return Ok(res);
-    }
-    Ok(yaml(&doc.etag, doc.body))
+    serve(&headers, &doc)
 }
 
 /// One page: the entities of the live resources whose id hashes to it.
@@ -70,10 +121,7 @@ pub async fn page(
         .page(state.db(), n)
         .await?
         .ok_or_else(missing)?;
-    if let Some(res) = not_modified(&headers, &doc.etag) {
-        return Ok(res);
-    }
-    Ok(yaml(&doc.etag, doc.body))
+    serve(&headers, &doc)
 }
 
 /// One resource's entities (with its parts, for a composite; what `catalog:register` points
@@ -93,8 +141,63 @@ pub async fn one(
         .resource(state.db(), id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no live resource with id {id:?}")))?;
-    if let Some(res) = not_modified(&headers, &doc.etag) {
-        return Ok(res);
+    serve(&headers, &doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k, HeaderValue::from_str(v).unwrap());
+        }
+        h
     }
-    Ok(yaml(&doc.etag, doc.body))
+
+    #[test]
+    fn gzip_is_taken_when_listed_with_a_nonzero_q_or_by_star() {
+        let ae = header::ACCEPT_ENCODING;
+        for (value, gzip) in [
+            ("gzip, deflate, br", true),
+            ("br;q=1.0, GZIP;q=0.5", true),
+            ("x-gzip", true),
+            ("*", true),
+            ("deflate, br", false),
+            ("gzip;q=0", false),
+            ("gzip; q=0.000, *", false),
+            ("identity", false),
+            ("*;q=0", false),
+        ] {
+            assert_eq!(
+                accepts_gzip(&headers(&[(ae.clone(), value)])),
+                gzip,
+                "{value}"
+            );
+        }
+        assert!(!accepts_gzip(&HeaderMap::new()), "no header: the text");
+        assert!(accepts_gzip(&headers(&[(ae.clone(), "br"), (ae, "gzip")])));
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly() {
+        let inm = header::IF_NONE_MATCH;
+        let tag = "\"abc\"";
+        for (value, hit) in [
+            ("\"abc\"", true),
+            ("W/\"abc\"", true),
+            ("\"x\", W/\"abc\"", true),
+            ("*", true),
+            ("\"abcd\"", false),
+            ("W/\"ab\"", false),
+        ] {
+            assert_eq!(
+                matches(&headers(&[(inm.clone(), value)]), tag),
+                hit,
+                "{value}"
+            );
+        }
+        assert!(!matches(&HeaderMap::new(), tag));
+    }
 }
