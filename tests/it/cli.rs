@@ -43,25 +43,8 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("0")
-            .parse()
-            .unwrap_or(0);
-        (
-            status,
-            out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned(),
-        )
+        let r = common::kit::raw_http(&format!("127.0.0.1:{}", self.port), "GET", path, None, None);
+        (r.status, r.body)
     }
 
     fn wait_ready(&self) {
@@ -422,21 +405,9 @@ fn credentials_never_reach_the_logs_of_a_full_provision() {
     );
     let body = json!({"offering": "redis-cache", "values": {"name": name, "owner": "team-a", "cost_center": "ENG-1234"}}).to_string();
     let send = |method: &str, path: &str, body: &str| -> (u16, String) {
-        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("0")
-            .parse()
-            .unwrap_or(0);
-        (
-            status,
-            out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned(),
-        )
+        let addr = format!("127.0.0.1:{}", server.port);
+        let r = common::kit::raw_http(&addr, method, path, Some("alice-token"), Some(body));
+        (r.status, r.body)
     };
     let (status, created) = send("POST", "/api/paved/v1/requests", &body);
     assert_eq!(status, 201, "{created}");

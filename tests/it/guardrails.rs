@@ -2,8 +2,6 @@
 
 use crate::common;
 
-use std::io::{Read, Write};
-
 use common::{Engine, TestApp, TestDb, assert_envelope, kit::call, settings};
 use paved::config::Settings;
 use serde_json::{Value, json};
@@ -45,15 +43,7 @@ async fn raw_status_line(base: &str, path: &str, body: &Value, bearer: Option<&s
 
 fn raw_status_line_blocking(base: &str, path: &str, body: &Value, bearer: Option<&str>) -> String {
     let addr = base.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let body = body.to_string();
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.lines().next().unwrap().to_owned()
+    common::kit::raw_http(addr, "POST", path, bearer, Some(&body.to_string())).status_line
 }
 
 #[tokio::test]

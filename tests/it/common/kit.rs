@@ -486,3 +486,56 @@ impl Drop for ForeignRedisUser {
         }
     }
 }
+
+/// What a hand-written HTTP/1.1 exchange answered: the status line as sent (reqwest would
+/// hide its reason phrase, which Backstage shows), the status, and the body.
+pub struct RawResponse {
+    pub status_line: String,
+    pub status: u16,
+    pub body: String,
+}
+
+/// One request over a plain TCP connection to `addr` (`host:port`), for what a client
+/// library would hide or refuse: reason phrases, a process without reqwest's runtime.
+pub fn raw_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> RawResponse {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let body = body.unwrap_or("");
+    let content = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content}Connection: close\r\n\r\n{body}"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status_line = out.lines().next().unwrap_or_default().to_owned();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    RawResponse {
+        status_line,
+        status,
+        body: out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned(),
+    }
+}
