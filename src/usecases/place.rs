@@ -54,8 +54,7 @@ pub async fn place(
     may_order_for(requester, &priced.request.owner.to_string())?;
     let (request, new) = decide_and_store(inputs, offering, priced, requester, None, |r| r).await?;
     if new {
-        audit_created(inputs, &request, requester).await;
-        notify_approvers(inputs, &request).await;
+        inputs.notifier.wake();
     }
     if request.status == RequestStatus::Denied {
         // From what was stored, so a retried key answers as the first call did.
@@ -110,7 +109,14 @@ async fn store<C: ConnectionTrait + TransactionTrait>(
     };
     Ok(
         match requests::create(db, finish(priced.request), verdict, inputs.max_attempts).await? {
-            Created::New(r) => (r, true),
+            Created::New(r) => {
+                // Recorded and told in the order's transaction (the team lock's, where the
+                // database has one): an approver hears of every stored request, and only
+                // of stored ones.
+                audit_created(db, &r, requester).await;
+                notify_approvers(db, inputs, &r).await;
+                (r, true)
+            }
             Created::Existing(r) => (r, false),
         },
     )
@@ -125,10 +131,10 @@ fn may_order_for(requester: &Principal, owner: &str) -> Result<(), PlaceError> {
 }
 
 /// A new request and the policy decision it was stored with.
-async fn audit_created(inputs: &Inputs<'_>, request: &Request, requester: &Principal) {
+async fn audit_created<C: ConnectionTrait>(db: &C, request: &Request, requester: &Principal) {
     let target = format!("request:{}", request.id);
     crate::audit::record_by(
-        inputs.db,
+        db,
         requester,
         "request.created",
         &target,
@@ -144,7 +150,7 @@ async fn audit_created(inputs: &Inputs<'_>, request: &Request, requester: &Princ
         };
         let details = serde_json::to_value(d).expect("decision serializes");
         crate::audit::record(
-            inputs.db,
+            db,
             "paved:policy",
             "policy.decided",
             &target,
@@ -157,7 +163,11 @@ async fn audit_created(inputs: &Inputs<'_>, request: &Request, requester: &Princ
 
 /// A request that waits for approval: the owning team (its leads decide) and, where a policy
 /// asks for a platform-admin, the configured platform-admins hear of it.
-async fn notify_approvers(inputs: &Inputs<'_>, request: &Request) {
+async fn notify_approvers<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    inputs: &Inputs<'_>,
+    request: &Request,
+) {
     use crate::notifications::{Notification, Severity, Topic};
     if request.status != RequestStatus::AwaitingApproval {
         return;
@@ -192,7 +202,7 @@ async fn notify_approvers(inputs: &Inputs<'_>, request: &Request) {
     inputs
         .notifier
         .send(
-            inputs.db,
+            db,
             Notification {
                 topic: Topic::ApprovalNeeded,
                 recipients,
@@ -284,8 +294,7 @@ pub async fn place_update(
         },
     )
     .await?;
-    audit_created(inputs, &request, requester).await;
-    notify_approvers(inputs, &request).await;
+    inputs.notifier.wake();
     if request.status == RequestStatus::Denied {
         let deny = stored_denials(&request);
         return Ok(Placed::Denied { request, deny });
