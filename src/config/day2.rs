@@ -56,15 +56,15 @@ impl Default for DriftSettings {
 }
 
 /// How background schedules (reaper, expiry warnings, drift scan, usage sampling) share the
-/// work between replicas: each schedule has a lease row in the database; the replica that takes
-/// it runs the schedule, the others skip that round.
+/// work between replicas: every replica offers each schedule's job once per interval, the
+/// job's id (schedule and period) makes the offers one job, and any runner takes it.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulesSettings {
     /// How often each replica checks whether a schedule is due.
     pub check_seconds: u64,
-    /// How long a run holds its lease without a heartbeat; a replica that died mid-run is
-    /// replaced after this.
+    /// No longer read: schedules run as jobs under `engine.lease_seconds`. Accepted so that
+    /// configuration written for earlier versions still loads.
     pub lease_seconds: u64,
 }
 

@@ -26,7 +26,8 @@ pub struct NotificationsSettings {
     pub retry_base_ms: u64,
     /// The longest delay between two attempts.
     pub retry_max_seconds: u64,
-    /// Fallback polling for due deliveries; new notifications wake the sender at once.
+    /// Fallback polling for due deliveries (a retry coming due); a new notification wakes the
+    /// job runners at once.
     pub poll_seconds: u64,
 }
 
