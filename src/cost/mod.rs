@@ -8,7 +8,10 @@ use std::{collections::BTreeMap, path::Path};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use spend::{Billed, ResourceCost, TeamSpend, current_monthly_of, resource_cost, team_spend};
+pub use spend::{
+    Billed, ResourceCost, TeamSpend, current_monthly_from, current_monthly_of, full_month_from,
+    resource_cost, team_spend,
+};
 
 use crate::templates::{Context, Offering, RenderedSpec, Renderer, ValidValues};
 
