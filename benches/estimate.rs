@@ -125,12 +125,27 @@ async fn run(name: &str, db_url: &str) {
             .unwrap();
         assert_eq!(probe["output"]["valid"], true, "{probe}");
         let (mean, p50) = estimates(&client, &url, &body).await;
+        // The budget read alone, in process: what of the estimate depends on the team.
+        let mut reads = Vec::with_capacity(CALLS);
+        for _ in 0..CALLS {
+            let t = Instant::now();
+            let now = chrono::Utc::now();
+            let full_from = paved::cost::full_month_from(now, 730.0);
+            std::hint::black_box(
+                paved::db::spend::totals_of_team(state.db(), TEAM, now, full_from)
+                    .await
+                    .unwrap(),
+            );
+            reads.push(t.elapsed());
+        }
+        let [read, ..] = common::percentiles(&mut reads);
         let base = *empty.get_or_insert(mean);
         let ratio = mean.as_secs_f64() / base.as_secs_f64();
         println!(
-            "{name:<10} team of {n:>5} resources: estimate mean {:>6.2} ms  p50 {:>6.2} ms  {ratio:.2}x the empty team's (target ≤ {TARGET_RATIO}x: {:.2} of target); {}",
+            "{name:<10} team of {n:>5} resources: estimate mean {:>6.2} ms  p50 {:>6.2} ms (budget read {:>5.2} ms)  {ratio:.2}x the empty team's (target ≤ {TARGET_RATIO}x: {:.2} of target); {}",
             common::ms(mean),
             common::ms(p50),
+            common::ms(read),
             ratio / TARGET_RATIO,
             probe["output"]["summary"]
         );

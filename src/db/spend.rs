@@ -35,35 +35,44 @@ pub async fn live_of_team<C: ConnectionTrait>(db: &C, team: &str) -> Result<Vec<
 }
 
 /// What the budget of a team's next order is read from, summed by the database.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct TeamTotals {
-    /// The live resources billed a whole month (no expiry, or none within `full_from`), in cents.
+    /// The live resources billed a whole month (no expiry, or none before `full_from`), in cents.
     pub full_month_cents: i64,
-    /// The live resources that expire between now and `full_from`: a part of a month each.
-    pub expiring: Vec<Billed>,
+    /// The live resources that expire between now and `full_from`, each prorated: the sum of
+    /// cents × whole seconds it has left (as [`crate::cost::current_monthly_of`] counts them).
+    pub expiring_cent_seconds: i64,
     /// The accepted orders for new resources not provisioned yet, from the estimate each was
     /// accepted with.
     pub ordered_monthly: f64,
 }
 
-/// One statement whatever the team's size: two sums over indexed columns (migration
-/// m20261201_000009) and the few resources expiring within a month (`full_from`, after which
-/// an expiry no longer prorates), not every resource and open order of the team.
-const TEAM_TOTALS: &str = "\
-SELECT CAST(SUM(monthly_cost_cents) AS BIGINT) AS cents, \
-       CAST(NULL AS TIMESTAMP WITH TIME ZONE) AS expires_at, \
-       CAST(NULL AS TIMESTAMP WITH TIME ZONE) AS created_at, \
-       CAST(NULL AS DOUBLE PRECISION) AS ordered \
-  FROM resources WHERE owner = {team} AND deleted_at IS NULL \
-   AND (expires_at IS NULL OR expires_at >= {full_from}) \
-UNION ALL \
-SELECT monthly_cost_cents, expires_at, created_at, NULL \
-  FROM resources WHERE owner = {team} AND deleted_at IS NULL \
-   AND expires_at > {now} AND expires_at < {full_from} \
-UNION ALL \
-SELECT NULL, NULL, NULL, CAST(SUM(estimate_monthly) AS DOUBLE PRECISION) \
-  FROM requests WHERE owner = {team} AND operation = {create} \
-   AND status IN ({open0}, {open1}, {open2})";
+/// One row whatever the team's size: three sums over indexed columns (migration
+/// m20261201_000009), not every resource and open order of the team. `{epoch}` is the
+/// backend's whole seconds of `expires_at`.
+const TEAM_TOTALS: &str = "SELECT \
+ (SELECT CAST(SUM(monthly_cost_cents) AS BIGINT) FROM resources \
+   WHERE owner = {team} AND deleted_at IS NULL \
+     AND (expires_at IS NULL OR expires_at >= {full_from})) AS cents, \
+ (SELECT CAST(SUM(monthly_cost_cents * ({epoch} - {now_secs})) AS BIGINT) FROM resources \
+   WHERE owner = {team} AND deleted_at IS NULL \
+     AND expires_at > {now} AND expires_at < {full_from}) AS cent_seconds, \
+ (SELECT CAST(SUM(estimate_monthly) AS DOUBLE PRECISION) FROM requests \
+   WHERE owner = {team} AND operation = {create} \
+     AND status IN ({open0}, {open1}, {open2})) AS ordered";
+
+/// The whole seconds since 1970 of `expires_at`, exactly: PostgreSQL's epoch is exact; SQLite's
+/// date functions round to the millisecond (…59.9996 would count as the next second), so its
+/// UTC text (as paved writes it) is read without the fraction.
+fn epoch_seconds(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "CAST(floor(extract(epoch FROM expires_at)) AS BIGINT)",
+        _ => {
+            "CAST(strftime('%s', CASE WHEN substr(expires_at, -6) = '+00:00' \
+             THEN substr(expires_at, 1, 19) ELSE expires_at END) AS INTEGER)"
+        }
+    }
+}
 
 pub async fn totals_of_team<C: ConnectionTrait>(
     db: &C,
@@ -75,6 +84,7 @@ pub async fn totals_of_team<C: ConnectionTrait>(
     let [open0, open1, open2] = RequestStatus::OPEN.map(|s| sea_orm::Value::from(s.as_str()));
     let named = [
         ("{team}", sea_orm::Value::from(team)),
+        ("{now_secs}", now.timestamp().into()),
         ("{now}", now.into()),
         ("{full_from}", full_from.into()),
         ("{create}", Operation::Create.as_str().into()),
@@ -83,8 +93,9 @@ pub async fn totals_of_team<C: ConnectionTrait>(
         ("{open2}", open2),
     ];
     // Each marker becomes the backend's next positional parameter, its value repeated.
-    let (mut sql, mut values, mut rest) = (String::new(), Vec::new(), TEAM_TOTALS);
-    while let Some(at) = rest.find('{') {
+    let text = TEAM_TOTALS.replace("{epoch}", epoch_seconds(backend));
+    let (mut sql, mut values, mut rest) = (String::new(), Vec::new(), text.as_str());
+    while let Some(at) = rest.find("{") {
         let (name, value) = named
             .iter()
             .find(|(n, _)| rest[at..].starts_with(n))
@@ -98,27 +109,15 @@ pub async fn totals_of_team<C: ConnectionTrait>(
         rest = &rest[at + name.len()..];
     }
     sql.push_str(rest);
-    let mut totals = TeamTotals::default();
-    for row in db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?
-    {
-        let cents: Option<i64> = row.try_get("", "cents")?;
-        let expires_at: Option<DateTime<Utc>> = row.try_get("", "expires_at")?;
-        match expires_at {
-            Some(expires_at) => totals.expiring.push(Billed {
-                monthly_cost_cents: cents,
-                created_at: row.try_get("", "created_at")?,
-                expires_at: Some(expires_at),
-                deleted_at: None,
-            }),
-            None => {
-                totals.full_month_cents += cents.unwrap_or(0);
-                totals.ordered_monthly += row.try_get::<Option<f64>>("", "ordered")?.unwrap_or(0.0);
-            }
-        }
-    }
-    Ok(totals)
+        .ok_or_else(|| DbErr::RecordNotFound("team totals".into()))?;
+    Ok(TeamTotals {
+        full_month_cents: row.try_get::<Option<i64>>("", "cents")?.unwrap_or(0),
+        expiring_cent_seconds: row.try_get::<Option<i64>>("", "cent_seconds")?.unwrap_or(0),
+        ordered_monthly: row.try_get::<Option<f64>>("", "ordered")?.unwrap_or(0.0),
+    })
 }
 
 /// A resource's owner and billing, deleted or not.
@@ -206,11 +205,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(totals.full_month_cents, 10_050 + 4_275);
-        assert_eq!(totals.expiring.len(), 1, "{:?}", totals.expiring);
+        let day = (now + TimeDelta::hours(24)).timestamp() - now.timestamp();
+        assert_eq!(totals.expiring_cent_seconds, 3_470 * day);
         assert_eq!(totals.ordered_monthly, 42.75);
         let live = live_of_team(&t.db, TEAM_A).await.unwrap();
         assert_eq!(
-            cost::current_monthly_from(totals.full_month_cents, &totals.expiring, now, hpm),
+            cost::current_monthly_from(totals.full_month_cents, totals.expiring_cent_seconds, hpm),
             cost::team_spend(TEAM_A, &live, "USD", hpm, now).current_monthly
         );
         let none = totals_of_team(&t.db, "group:default/nobody", now, now)

@@ -137,10 +137,11 @@ impl Renderer {
             // Cached as a template assigning the value; anything that does not come out of
             // that as a value is answered by the expression itself, errors included, so
             // what a string gives (or why it fails) is what it always was.
-            if !["{%", "%}", "{#", "#}"].iter().any(|m| expr.contains(m))
+            // (An expression with `%` or `#` might close the block: it is not cached.)
+            if !expr.contains(['%', '#'])
                 && let Ok(tmpl) = self
                     .env
-                    .get_template(&format!("{INLINE}{{% set {RESULT} = ({expr}) %}}"))
+                    .get_template(&inline(&["{% set ", RESULT, " = (", expr, ") %}"]))
                 && let Ok(done) = tmpl.render_captured(ctx.0.clone())
                 && let Some(value) = done.state().lookup(RESULT)
                 && !value.is_undefined()
@@ -154,10 +155,7 @@ impl Renderer {
             }
             return serde_json::to_value(&value).map_err(|e| e.to_string());
         }
-        let tmpl = self
-            .env
-            .get_template(&format!("{INLINE}{s}"))
-            .map_err(describe)?;
+        let tmpl = self.env.get_template(&inline(&[s])).map_err(describe)?;
         let out = tmpl.render(ctx.0.clone()).map_err(describe)?;
         Ok(Value::String(out))
     }
@@ -211,6 +209,15 @@ impl Renderer {
         }
         Ok(())
     }
+}
+
+/// The name the loader answers with `source` (pieces joined; cheaper than `format!` here).
+fn inline(source: &[&str]) -> String {
+    let mut name =
+        String::with_capacity(INLINE.len() + source.iter().map(|p| p.len()).sum::<usize>());
+    name.push_str(INLINE);
+    source.iter().for_each(|p| name.push_str(p));
+    name
 }
 
 /// `"${{ parameters.size }}"` → `Some(" parameters.size ")`; anything around it → `None`.

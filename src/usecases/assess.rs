@@ -141,8 +141,7 @@ async fn spend_of<C: ConnectionTrait>(
     let totals = spend::totals_of_team(db, &owner, inputs.now, full_from).await?;
     let current_monthly = cost::current_monthly_from(
         totals.full_month_cents,
-        &totals.expiring,
-        inputs.now,
+        totals.expiring_cent_seconds,
         hours_per_month,
     );
     // Only a resource of this team is in its spend (an update never changes the owner).
