@@ -6,9 +6,12 @@ mod spend;
 use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-pub use spend::{Billed, ResourceCost, TeamSpend, current_monthly_of, resource_cost, team_spend};
+pub use spend::{
+    Billed, ResourceCost, TeamSpend, current_monthly_from, current_monthly_of, full_month_from,
+    resource_cost, team_spend,
+};
 
 use crate::templates::{Context, Offering, RenderedSpec, Renderer, ValidValues};
 
@@ -18,7 +21,8 @@ use crate::templates::{Context, Offering, RenderedSpec, Renderer, ValidValues};
 pub struct PriceBook {
     pub currency: String,
     pub hours_per_month: f64,
-    prices: Value,
+    /// `prices` as formulas read it, converted once: every estimate shares it.
+    prices: Context,
 }
 
 impl PriceBook {
@@ -43,7 +47,7 @@ impl PriceBook {
         Ok(Self {
             currency,
             hours_per_month,
-            prices,
+            prices: Context::new(&prices),
         })
     }
 }
@@ -108,32 +112,39 @@ pub fn price(
     spec: &RenderedSpec,
 ) -> Result<Estimate, String> {
     let model = &offering.spec.cost;
-    // One rendering context per part (the price book is large; convert it once per part).
+    // One rendering context per part; what the parts share is converted once, the price book
+    // not at all.
+    let parameters = Context::of(values.as_map());
+    let preset = Context::of(&offering.preset(values));
+    let resource = Context::of(&spec.resource);
     let mut contexts: BTreeMap<&str, Context> = BTreeMap::new();
     for p in &spec.parts {
-        let ctx = json!({
-            "parameters": values.as_map(),
-            "preset": offering.preset(values),
-            "prices": book.prices,
-            "resource": spec.resource,
-            "part": p.spec,
-        });
-        contexts.insert(p.id.as_str(), Context::new(&ctx));
+        let ctx = Context::object([
+            ("parameters", parameters.clone()),
+            ("preset", preset.clone()),
+            ("prices", book.prices.clone()),
+            ("resource", resource.clone()),
+            ("part", Context::of(&p.spec)),
+        ]);
+        contexts.insert(p.id.as_str(), ctx);
     }
     let ctx_of = |id: &str| {
         contexts
             .get(id)
             .ok_or_else(|| format!("cost refers to unknown part {id:?}"))
     };
-    let number = |expr: &str, ctx: &Context, what: &str| -> Result<f64, String> {
+    // `what` names the formula only when it failed (no message built per success).
+    let number = |expr: &str, ctx: &Context, what: &dyn Fn() -> String| -> Result<f64, String> {
         match renderer.render_str(expr, ctx) {
-            Ok(Value::Number(n)) => n.as_f64().ok_or_else(|| format!("{what}: not a number")),
+            Ok(Value::Number(n)) => n
+                .as_f64()
+                .ok_or_else(|| format!("{}: not a number", what())),
             Ok(Value::String(s)) => s
                 .trim()
                 .parse::<f64>()
-                .map_err(|_| format!("{what}: {s:?} is not a number")),
-            Ok(other) => Err(format!("{what}: {other} is not a number")),
-            Err(e) => Err(format!("{what}: {e}")),
+                .map_err(|_| format!("{}: {s:?} is not a number", what())),
+            Ok(other) => Err(format!("{}: {other} is not a number", what())),
+            Err(e) => Err(format!("{}: {e}", what())),
         }
     };
     let label = |tmpl: &str, ctx: &Context| -> Result<String, String> {
@@ -146,7 +157,9 @@ pub fn price(
     let mut line_items = Vec::new();
     for item in &model.items {
         let ctx = ctx_of(&item.part)?;
-        let monthly = number(&item.monthly, ctx, &format!("cost item {:?}", item.label))?;
+        let monthly = number(&item.monthly, ctx, &|| {
+            format!("cost item {:?}", item.label)
+        })?;
         line_items.push(LineItem {
             part: item.part.clone(),
             label: label(&item.label, ctx)?,
@@ -155,7 +168,7 @@ pub fn price(
     }
     for m in &model.multipliers {
         let ctx = ctx_of(&m.part)?;
-        let factor = number(&m.factor, ctx, &format!("cost multiplier {:?}", m.label))?;
+        let factor = number(&m.factor, ctx, &|| format!("cost multiplier {:?}", m.label))?;
         if (factor - 1.0).abs() > f64::EPSILON {
             let subtotal: f64 = line_items
                 .iter()
@@ -196,11 +209,11 @@ pub fn estimate(
     spec: &RenderedSpec,
 ) -> Result<Estimate, String> {
     let mut est = price(offering, renderer, book, values, spec)?;
-    let ctx = Context::new(&json!({
-        "parameters": values.as_map(),
-        "preset": offering.preset(values),
-        "prices": book.prices,
-    }));
+    let ctx = Context::object([
+        ("parameters", Context::of(values.as_map())),
+        ("preset", Context::of(&offering.preset(values))),
+        ("prices", book.prices.clone()),
+    ]);
     for rule in &offering.spec.cost.recommendations {
         let applies = match renderer.render_str(&rule.when, &ctx) {
             Ok(Value::Bool(b)) => b,
@@ -245,6 +258,7 @@ pub fn estimate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn setup() -> (Offering, Renderer, PriceBook) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));

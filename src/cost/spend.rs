@@ -57,14 +57,39 @@ fn hours(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
 }
 
 /// What a live resource counts for in its team's monthly spend: its monthly cost, or the
-/// hours it has left when it expires within a month.
+/// hours it has left when it expires within a month. Hours left are counted from the whole
+/// seconds of both moments, which a database sums exactly too (`db::spend::totals_of_team`).
 pub fn current_monthly_of(r: &Billed, now: DateTime<Utc>, hours_per_month: f64) -> f64 {
     let monthly = r.monthly();
     match r.expires_at {
         Some(e) if e <= now => 0.0,
-        Some(e) => monthly * (hours(now, e) / hours_per_month).min(1.0),
+        Some(e) => monthly * (seconds_left(e, now) as f64 / 3600.0 / hours_per_month).min(1.0),
         None => monthly,
     }
+}
+
+fn seconds_left(e: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (e.timestamp() - now.timestamp()).max(0)
+}
+
+/// From when an expiry no longer prorates (a resource that lives at least this long counts a
+/// whole month in [`current_monthly_of`]): a whole second, with one to spare for rounding.
+pub fn full_month_from(now: DateTime<Utc>, hours_per_month: f64) -> DateTime<Utc> {
+    let seconds = (hours_per_month * 3600.0).ceil().min(1e12) as i64 + 1;
+    DateTime::from_timestamp(now.timestamp().saturating_add(seconds), 0)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A team's monthly run rate from its totals: the cents of the resources billed a whole month,
+/// and for those expiring before [`full_month_from`] the sum of cents × seconds left. The same
+/// figure as [`team_spend`]'s `current_monthly` over the same resources.
+pub fn current_monthly_from(
+    full_month_cents: i64,
+    expiring_cent_seconds: i64,
+    hours_per_month: f64,
+) -> f64 {
+    let prorated = expiring_cent_seconds as f64 / 100.0 / 3600.0 / hours_per_month;
+    round(full_month_cents as f64 / 100.0 + prorated)
 }
 
 fn round(x: f64) -> f64 {
@@ -154,6 +179,50 @@ pub fn resource_cost(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn totals_give_what_the_rows_give() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 15, 10, 0, 0).unwrap();
+        let hpm = 730.0;
+        let full_from = full_month_from(now, hpm);
+        let at = |hours: i64| Some(now + chrono::TimeDelta::hours(hours));
+        let billed = |cents: i64, expires_at| Billed {
+            monthly_cost_cents: Some(cents),
+            created_at: now - chrono::TimeDelta::days(40),
+            expires_at,
+            deleted_at: None,
+        };
+        let live = [
+            billed(10_050, None),
+            billed(4_275, at(10_000)),
+            billed(7_300, at(730)),
+            billed(7_300, at(729)),
+            billed(3_470, at(24)),
+            billed(999, at(-1)),
+            billed(1_234, Some(full_from)),
+        ];
+        let (full, expiring): (Vec<&Billed>, Vec<&Billed>) = live
+            .iter()
+            .partition(|r| r.expires_at.is_none_or(|e| e >= full_from));
+        let expiring: Vec<&Billed> = expiring
+            .into_iter()
+            .filter(|r| r.expires_at.is_some_and(|e| e > now))
+            .collect();
+        let cents = full.iter().map(|r| r.monthly_cost_cents.unwrap()).sum();
+        assert_eq!(
+            expiring.len(),
+            3,
+            "730 h is a whole month only from full_from on"
+        );
+        let cent_seconds = expiring
+            .iter()
+            .map(|r| r.monthly_cost_cents.unwrap() * seconds_left(r.expires_at.unwrap(), now))
+            .sum();
+        assert_eq!(
+            current_monthly_from(cents, cent_seconds, hpm),
+            team_spend("t", &live, "USD", hpm, now).current_monthly
+        );
+    }
 
     #[test]
     fn month_bounds_cover_december() {

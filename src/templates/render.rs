@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use minijinja::{
-    Environment, Error, ErrorKind, UndefinedBehavior,
+    AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior,
     syntax::SyntaxConfig,
     value::{Serde, Value as MjValue},
 };
@@ -30,14 +30,34 @@ pub struct Renderer {
     env: Environment<'static>,
 }
 
-/// A rendering context, converted once and reused for every string of a spec.
+/// A rendering context, converted once and reused for every string of a spec. Cloning one
+/// shares it (a large document, like the price book, is converted once and put in many).
+#[derive(Debug, Clone)]
 pub struct Context(MjValue);
 
 impl Context {
     pub fn new(v: &Value) -> Self {
+        Self::of(v)
+    }
+
+    /// Any serializable value, converted directly (no JSON tree in between).
+    pub fn of<T: serde::Serialize>(v: &T) -> Self {
         Self(MjValue::from(Serde(v)))
     }
+
+    /// An object of named contexts, each shared, not copied.
+    pub fn object<'k>(entries: impl IntoIterator<Item = (&'k str, Context)>) -> Self {
+        Self(MjValue::from_pairs(
+            entries.into_iter().map(|(k, v)| (MjValue::from(k), v.0)),
+        ))
+    }
 }
+
+/// Template names the renderer's loader answers: the rest of the name is the source. (A
+/// template's own `{% include %}` of any other name finds nothing, as without a loader.)
+const INLINE: &str = "paved-inline:";
+/// The variable a typed expression is assigned to, so a cached template can return it.
+const RESULT: &str = "__paved_value";
 
 impl Default for Renderer {
     fn default() -> Self {
@@ -57,6 +77,11 @@ impl Renderer {
         // SemiStrict: printing or reading through an undefined value fails, `{% if x %}` on an
         // absent optional parameter is false (as authors expect from Nunjucks).
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        // Each distinct string is compiled once and kept (named by its source, see INLINE):
+        // compiling was most of rendering, and the strings are the offerings' own, a bounded
+        // set. Names decide nothing else: no escaping whatever the source ends with.
+        env.set_loader(|name| Ok(name.strip_prefix(INLINE).map(str::to_owned)));
+        env.set_auto_escape_callback(|_| AutoEscape::None);
         env.add_filter("dump", dump);
         env.add_filter("parseEntityRef", parse_entity_ref);
         env.add_filter("pick", pick);
@@ -109,6 +134,20 @@ impl Renderer {
             return Ok(Value::String(s.to_owned()));
         }
         if let Some(expr) = single_expression(s) {
+            // Cached as a template assigning the value; anything that does not come out of
+            // that as a value is answered by the expression itself, errors included, so
+            // what a string gives (or why it fails) is what it always was.
+            // (An expression with `%` or `#` might close the block: it is not cached.)
+            if !expr.contains(['%', '#'])
+                && let Ok(tmpl) = self
+                    .env
+                    .get_template(&inline(&["{% set ", RESULT, " = (", expr, ") %}"]))
+                && let Ok(done) = tmpl.render_captured(ctx.0.clone())
+                && let Some(value) = done.state().lookup(RESULT)
+                && !value.is_undefined()
+            {
+                return serde_json::to_value(&value).map_err(|e| e.to_string());
+            }
             let compiled = self.env.compile_expression(expr).map_err(describe)?;
             let value = compiled.eval(ctx.0.clone()).map_err(describe)?;
             if value.is_undefined() {
@@ -116,7 +155,8 @@ impl Renderer {
             }
             return serde_json::to_value(&value).map_err(|e| e.to_string());
         }
-        let out = self.env.render_str(s, ctx.0.clone()).map_err(describe)?;
+        let tmpl = self.env.get_template(&inline(&[s])).map_err(describe)?;
+        let out = tmpl.render(ctx.0.clone()).map_err(describe)?;
         Ok(Value::String(out))
     }
 
@@ -169,6 +209,15 @@ impl Renderer {
         }
         Ok(())
     }
+}
+
+/// The name the loader answers with `source` (pieces joined; cheaper than `format!` here).
+fn inline(source: &[&str]) -> String {
+    let mut name =
+        String::with_capacity(INLINE.len() + source.iter().map(|p| p.len()).sum::<usize>());
+    name.push_str(INLINE);
+    source.iter().for_each(|p| name.push_str(p));
+    name
 }
 
 /// `"${{ parameters.size }}"` → `Some(" parameters.size ")`; anything around it → `None`.
@@ -344,6 +393,70 @@ mod tests {
         assert!(
             r.render_str("${{ parameters.name | }}", &Context::new(&ctx()))
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn a_compiled_string_is_rendered_afresh_for_each_context() {
+        let r = Renderer::new();
+        let other = Context::new(&json!({"parameters": {"name": "billing", "storage_gb": 7}}));
+        for _ in 0..2 {
+            for (ctx, name, gb) in [
+                (Context::new(&ctx()), "orders", 100),
+                (other.clone(), "billing", 7),
+            ] {
+                assert_eq!(
+                    r.render_str("db-${{ parameters.name }}", &ctx),
+                    Ok(json!(format!("db-{name}")))
+                );
+                assert_eq!(
+                    r.render_str("${{ parameters.storage_gb }}", &ctx),
+                    Ok(json!(gb))
+                );
+            }
+        }
+        // A value absent from one context is an error there, whatever another context held.
+        let err = r
+            .render_str("${{ parameters.multi_az }}", &other)
+            .unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+        assert_eq!(
+            r.render_str("${{ parameters.multi_az }}", &Context::new(&ctx())),
+            Ok(json!(false))
+        );
+    }
+
+    #[test]
+    fn cached_strings_are_not_escaped_and_include_nothing() {
+        let r = Renderer::new();
+        let c = Context::new(&json!({"parameters": {"name": "<a & b>"}}));
+        for s in [
+            "${{ parameters.name }}.html",
+            "${{ parameters.name }} in values.yaml",
+        ] {
+            assert!(
+                r.render_str(s, &c)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .starts_with("<a & b>"),
+                "{s}"
+            );
+        }
+        assert!(r.render_str("{% include 'x' %}", &c).is_err());
+        assert!(r.render_str("{% include 'paved-inline' %}", &c).is_err());
+    }
+
+    #[test]
+    fn shared_contexts_combine() {
+        let prices = Context::new(&json!({"gb": 0.5}));
+        let ctx = Context::object([
+            ("prices", prices.clone()),
+            ("parameters", Context::of(&json!({"n": 4}))),
+        ]);
+        assert_eq!(
+            Renderer::new().render_str("${{ parameters.n * prices.gb }}", &ctx),
+            Ok(json!(2.0))
         );
     }
 

@@ -136,13 +136,13 @@ async fn spend_of<C: ConnectionTrait>(
     let owner = team.to_string();
     let (limit, _) = super::budget::limit_of(db, inputs.cost, team).await?;
     let hours_per_month = inputs.pricebook.hours_per_month;
-    let live = spend::live_of_team(db, &owner).await?;
-    let current = cost::team_spend(
-        &owner,
-        &live,
-        &inputs.pricebook.currency,
+    // Summed by the database: the same cost for a team of any size.
+    let full_from = cost::full_month_from(inputs.now, hours_per_month);
+    let totals = spend::totals_of_team(db, &owner, inputs.now, full_from).await?;
+    let current_monthly = cost::current_monthly_from(
+        totals.full_month_cents,
+        totals.expiring_cent_seconds,
         hours_per_month,
-        inputs.now,
     );
     // Only a resource of this team is in its spend (an update never changes the owner).
     let replaced = replaces
@@ -152,8 +152,8 @@ async fn spend_of<C: ConnectionTrait>(
         });
     Ok(Spend {
         limit,
-        current_monthly: current.current_monthly,
-        ordered_monthly: spend::ordered_monthly(db, &owner).await?,
+        current_monthly,
+        ordered_monthly: totals.ordered_monthly,
         replaced_monthly: replaced,
     })
 }

@@ -10,6 +10,7 @@ mod m20261124_000005_catalog_pages;
 mod m20261201_000006_secret_keys;
 mod m20261201_000007_idempotency_keys_per_team;
 mod m20261201_000008_notification_delivery_jobs;
+mod m20261201_000009_spend_totals;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_secret_keys::Migration),
             Box::new(m20261201_000007_idempotency_keys_per_team::Migration),
             Box::new(m20261201_000008_notification_delivery_jobs::Migration),
+            Box::new(m20261201_000009_spend_totals::Migration),
         ]
     }
 }
