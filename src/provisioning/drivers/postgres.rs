@@ -875,9 +875,13 @@ fn classify(e: sqlx::Error) -> DriverError {
             }
             _ => DriverError::Permanent(db.message().to_owned()),
         },
+        // A reply that is not PostgreSQL's protocol comes from a server restarting or from
+        // something briefly on its port: retried like a refused connection (the request still
+        // fails with this message once its attempts are spent).
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::Tls(_) => DriverError::Transient(e.to_string()),
         _ => DriverError::Permanent(e.to_string()),
     }
@@ -888,6 +892,20 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn connection_trouble_is_retried_and_bad_sql_is_not() {
+        let protocol = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into());
+        assert!(matches!(classify(protocol), DriverError::Transient(_)));
+        assert!(matches!(
+            classify(sqlx::Error::PoolTimedOut),
+            DriverError::Transient(_)
+        ));
+        assert!(matches!(
+            classify(sqlx::Error::RowNotFound),
+            DriverError::Permanent(_)
+        ));
+    }
 
     fn spec() -> PostgresSpec {
         PostgresSpec::parse(
