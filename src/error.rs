@@ -370,13 +370,15 @@ impl ApiError {
             PlaceError::Create(CreateError::Db(e)) | PlaceError::Assess(AssessError::Db(e)) => {
                 e.into()
             }
-            PlaceError::Assess(AssessError::Template(e)) => Self::new(
-                ErrorName::Internal,
-                format!(
-                    "template {offering} cannot render or price its provisioning spec ({e}); the platform team must fix the template"
-                ),
-            ),
-            PlaceError::Assess(e @ AssessError::Policy(_)) => {
+            PlaceError::Assess(AssessError::Rule(crate::guardrails::RuleError::Template(e))) => {
+                Self::new(
+                    ErrorName::Internal,
+                    format!(
+                        "template {offering} cannot render or price its provisioning spec ({e}); the platform team must fix the template"
+                    ),
+                )
+            }
+            PlaceError::Assess(AssessError::Rule(e @ crate::guardrails::RuleError::Policy(_))) => {
                 Self::new(ErrorName::Internal, e.to_string())
             }
         }

@@ -20,22 +20,11 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssessError {
-    /// The template cannot render or price its own plan: the platform team's bug.
-    #[error("{0}")]
-    Template(String),
-    #[error("policy evaluation failed: {0}")]
-    Policy(String),
+    /// The guardrails could not decide (a template or policy bug of the platform team's).
+    #[error(transparent)]
+    Rule(#[from] RuleError),
     #[error(transparent)]
     Db(#[from] DbErr),
-}
-
-impl From<RuleError> for AssessError {
-    fn from(e: RuleError) -> Self {
-        match e {
-            RuleError::Template(m) => Self::Template(m),
-            RuleError::Policy(m) => Self::Policy(m),
-        }
-    }
 }
 
 pub struct Inputs<'a> {
