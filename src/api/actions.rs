@@ -293,7 +293,7 @@ async fn provision(
             Ok(json!({
                 "requestId": request.id,
                 "status": request.status,
-                "requestUrl": request_url(state, &request.id),
+                "requestUrl": state.notifier().request_link(&request.id),
                 "monthlyCost": request.estimate.as_ref().map(|e| e.monthly),
                 "warnings": request.decision.as_ref().map_or(&[][..], |d| d.warn.as_slice()),
             }))
@@ -375,15 +375,6 @@ async fn update(
     Ok(output)
 }
 
-/// Where a person follows request `id` (the REST resource under the plugin's base path).
-fn request_url(state: &AppState, id: &str) -> String {
-    format!(
-        "{}{}/v1/requests/{id}",
-        state.settings().public_url(),
-        state.settings().plugin_base_path()
-    )
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct DestroyInput {
@@ -414,7 +405,7 @@ fn request_output(state: &AppState, r: &crate::provisioning::requests::Request) 
         "requestId": r.id,
         "status": r.status,
         "resourceId": r.resource_id,
-        "requestUrl": request_url(state, &r.id),
+        "requestUrl": state.notifier().request_link(&r.id),
     })
 }
 
@@ -495,7 +486,7 @@ async fn wait(
             crate::access::Act::Read
         })
         .await?;
-        let url = request_url(state, &r.id);
+        let url = state.notifier().request_link(&r.id);
         match r.status {
             RequestStatus::Succeeded => {
                 let name = match &r.resource_id {
