@@ -1,6 +1,10 @@
 //! `cargo bench --bench queue`: 1,000 Redis cache orders submitted at once, time until every
-//! one has succeeded, with 1 and with 2 paved replicas (2 workers each) sharing one PostgreSQL
-//! database. Each order really creates an ACL user on the local Redis; all are removed after.
+//! one has succeeded: on SQLite (one replica), and with 1 and with 2 paved replicas sharing one
+//! PostgreSQL database, each with paved's default workers and pool. Each order really creates
+//! an ACL user on the local Redis; all are removed after. Prints where the time goes: CPU per
+//! order (this process, which is paved and the clients, and the rest of the machine, which is
+//! PostgreSQL and Redis) and, on PostgreSQL, transactions and rows written per order.
+//! `PAVED_BENCH_ORDERS=N` runs fewer.
 
 mod common;
 
@@ -10,18 +14,34 @@ use redis::AsyncCommands;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 
-const ORDERS: usize = 1000;
 const CLIENTS: usize = 32;
 
-async fn run(replicas: usize) -> (Duration, Duration) {
-    let db = common::PgDb::create().await;
+fn orders() -> usize {
+    std::env::var("PAVED_BENCH_ORDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+struct Run {
+    submitted: Duration,
+    done: Duration,
+    /// CPU seconds of this process (paved and the clients) and of the rest of the machine.
+    cpu_self: f64,
+    cpu_rest: f64,
+    pg: Option<common::PgActivity>,
+}
+
+async fn run(engine: common::testkit::Engine, replicas: usize) -> Run {
+    let db = common::testkit::TestDb::new(engine).await;
+    let pg = engine == common::testkit::Engine::Postgres;
     let mut servers = Vec::new();
     let mut bases = Vec::new();
     for _ in 0..replicas {
+        // paved's defaults: workers and pool are what ships.
         let mut s = common::settings(&db.url);
-        s.engine.workers = 2;
-        s.engine.poll_seconds = 1;
-        s.database.max_connections = 10;
+        // (The tests' kit turns workers off; the bench runs what ships.)
+        s.engine.workers = paved::config::Settings::default().engine.workers;
         let app = paved::app::Application::build(s).await.unwrap();
         bases.push(format!("http://{}/api/paved/v1", app.local_addr()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -43,13 +63,15 @@ async fn run(replicas: usize) -> (Duration, Duration) {
         }
     }
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let orders = orders();
+    let (cpu0, machine0) = (common::cpu_seconds_self(), common::cpu_seconds_machine());
     let start = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|c| {
             let (client, bases) = (client.clone(), bases.clone());
             let run_id = run_id.to_owned();
             tokio::spawn(async move {
-                for i in (c..ORDERS).step_by(CLIENTS) {
+                for i in (c..orders).step_by(CLIENTS) {
                     // Spread over the replicas, as a load balancer would.
                     let base = &bases[i % bases.len()];
                     let r = client
@@ -86,20 +108,35 @@ async fn run(replicas: usize) -> (Duration, Duration) {
         let ok: i64 = row.try_get("", "ok").unwrap();
         let failed: i64 = row.try_get("", "failed").unwrap();
         assert_eq!(failed, 0, "a request failed");
-        if ok as usize == ORDERS {
+        if ok as usize == orders {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let done = start.elapsed();
+    let cpu_self = common::cpu_seconds_self() - cpu0;
+    let cpu_rest = common::cpu_seconds_machine() - machine0 - cpu_self;
     conn.close().await.ok();
     for (stop, task) in servers {
         let _ = stop.send(());
         let _ = task.await;
     }
     cleanup_redis(&format!("paved-q{run_id}")).await;
-    db.drop_now().await;
-    (submitted, done)
+    let pg = if pg {
+        // The backends report their counts as they close; give the last ones a moment.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        Some(common::pg_activity(&db.url).await)
+    } else {
+        None
+    };
+    drop(db);
+    Run {
+        submitted,
+        done,
+        cpu_self,
+        cpu_rest,
+        pg,
+    }
 }
 
 /// Removes the ACL users (and paved's ownership markers) this run created.
@@ -125,23 +162,51 @@ async fn cleanup_redis(prefix: &str) {
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let orders = orders();
+    let d = paved::config::Settings::default();
     println!(
-        "queue benchmark: {ORDERS} redis-cache orders from {CLIENTS} clients at once, until all succeeded"
+        "queue benchmark: {orders} redis-cache orders from {CLIENTS} clients at once, until all succeeded ({} workers, pool of {} per replica)",
+        d.engine.workers, d.database.max_connections
     );
-    let mut per_replica = Vec::new();
-    for replicas in [1, 2] {
-        let (submitted, done) = run(replicas).await;
+    use common::testkit::Engine::{Postgres, Sqlite};
+    let mut pg_runs = Vec::new();
+    for (engine, replicas) in [(Sqlite, 1), (Postgres, 1), (Postgres, 2)] {
+        let r = run(engine, replicas).await;
+        let name = if engine == Sqlite { "SQLite" } else { "PostgreSQL" };
+        let per = |x: f64| x * 1e3 / orders as f64;
         println!(
-            "{replicas} replica(s) x 2 workers: all submitted in {:>6.2} s, all succeeded in {:>6.2} s ({:>6.1} requests/s end to end)",
-            submitted.as_secs_f64(),
-            done.as_secs_f64(),
-            ORDERS as f64 / done.as_secs_f64()
+            "{name}, {replicas} replica(s): all submitted in {:>6.2} s, all succeeded in {:>6.2} s ({:>6.1} requests/s end to end); CPU per order {:.1} ms in paved and the clients, {:.1} ms in the rest (database, Redis)",
+            r.submitted.as_secs_f64(),
+            r.done.as_secs_f64(),
+            orders as f64 / r.done.as_secs_f64(),
+            per(r.cpu_self),
+            per(r.cpu_rest),
         );
-        per_replica.push(done);
+        if engine == Postgres {
+            pg_runs.push(r);
+        }
+    }
+    if let Some(pg) = pg_runs[0].pg.as_ref() {
+        let per = |x: i64| x as f64 / orders as f64;
+        println!();
+        println!(
+            "PostgreSQL, 1 replica, per order: {:.1} transactions (a statement outside one counts as one)",
+            per(pg.commits)
+        );
+        for (t, i, u, d, x, sq) in &pg.tables {
+            println!(
+                "  {t:<22} {:>5.1} inserted {:>5.1} updated {:>5.1} deleted {:>6.1} index scans {:>5.1} sequential scans",
+                per(*i),
+                per(*u),
+                per(*d),
+                per(*x),
+                per(*sq)
+            );
+        }
     }
     println!();
     println!(
         "2 replicas finish in {:.2}x the time of 1 (same machine, same 2 cores: replicas add workers, not CPUs)",
-        per_replica[1].as_secs_f64() / per_replica[0].as_secs_f64()
+        pg_runs[1].done.as_secs_f64() / pg_runs[0].done.as_secs_f64()
     );
 }

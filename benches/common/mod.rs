@@ -71,3 +71,86 @@ pub fn memory_mib(pid: u32) -> (f64, f64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// CPU seconds (user + system) this process has used.
+pub fn cpu_seconds_self() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / clock_ticks()
+}
+
+/// CPU seconds (user + system, every core) the whole machine has used.
+pub fn cpu_seconds_machine() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().next().unwrap_or("");
+    let f: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system (idle iowait) irq softirq steal
+    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().map(|&i| f.get(i).unwrap_or(&0.0)).sum();
+    busy / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux this runs on.
+    100.0
+}
+
+/// What one PostgreSQL database did, from its cumulative statistics: transactions (each
+/// statement outside a transaction is one) and, per table, rows written and scans.
+pub struct PgActivity {
+    pub commits: i64,
+    /// (table, inserted, updated, deleted, index scans, sequential scans), busiest first.
+    pub tables: Vec<(String, i64, i64, i64, i64, i64)>,
+}
+
+/// Reads [`PgActivity`] of `db_url`'s database. Call it after the connections that did the
+/// work have closed: a backend reports its counts when it ends (or at most a second later).
+pub async fn pg_activity(db_url: &str) -> PgActivity {
+    use sea_orm::{ConnectionTrait, Statement};
+    let mut d = Settings::default().database;
+    d.url = db_url.to_owned();
+    let conn = paved::db::connect(&d).await.unwrap();
+    let b = conn.get_database_backend();
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            b,
+            "SELECT xact_commit::bigint AS c FROM pg_stat_database WHERE datname = current_database()",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let commits: i64 = row.try_get("", "c").unwrap();
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            b,
+            "SELECT relname::text AS t, n_tup_ins AS i, n_tup_upd AS u, n_tup_del AS d, \
+             coalesce(idx_scan, 0) AS x, seq_scan AS s FROM pg_stat_user_tables \
+             WHERE n_tup_ins + n_tup_upd + n_tup_del + coalesce(idx_scan, 0) + seq_scan > 0 \
+             ORDER BY n_tup_ins + n_tup_upd + n_tup_del + coalesce(idx_scan, 0) + seq_scan DESC",
+        ))
+        .await
+        .unwrap();
+    let tables = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "t").unwrap(),
+                r.try_get("", "i").unwrap(),
+                r.try_get("", "u").unwrap(),
+                r.try_get("", "d").unwrap(),
+                r.try_get("", "x").unwrap(),
+                r.try_get("", "s").unwrap(),
+            )
+        })
+        .collect();
+    conn.close().await.ok();
+    PgActivity { commits, tables }
+}
