@@ -75,28 +75,85 @@ pub async fn record<C: ConnectionTrait>(
     outcome: &str,
     details: Option<Value>,
 ) {
+    let target = target.into();
+    let team = team_of(conn, &target).await;
+    insert(
+        conn, actor, None, event_type, target, team, outcome, details,
+    )
+    .await;
+}
+
+/// [`record`] for a caller that knows the team the target belongs to (the engine holds the
+/// request it works on): one statement instead of a look-up and an insert.
+pub async fn record_of_team<C: ConnectionTrait>(
+    conn: &C,
+    actor: &str,
+    event_type: &str,
+    target: impl Into<Target>,
+    team: &str,
+    outcome: &str,
+    details: Option<Value>,
+) {
     insert(
         conn,
         actor,
         None,
         event_type,
         target.into(),
+        Some(team.to_owned()),
         outcome,
         details,
     )
     .await;
 }
 
+/// An event recorded later, with others, by [`record_all_of_team`].
+pub struct Pending {
+    pub event_type: String,
+    pub target: Target,
+    pub outcome: String,
+    pub details: Option<Value>,
+    pub at: chrono::DateTime<Utc>,
+}
+
+/// Records `events` of `actor` on targets of `team` in one statement (the engine's step
+/// events, written when the transaction that ran the steps commits). Like [`record`], a
+/// failure is logged and does not undo the changes the events describe.
+pub async fn record_all_of_team<C: ConnectionTrait>(
+    conn: &C,
+    actor: &str,
+    team: &str,
+    events: Vec<Pending>,
+) {
+    let rows = events
+        .iter()
+        .map(|e| NewEvent {
+            at: e.at,
+            actor,
+            on_behalf_of: None,
+            event_type: &e.event_type,
+            target: e.target.to_string(),
+            outcome: &e.outcome,
+            details: e.details.clone(),
+            team: Some(team.to_owned()),
+        })
+        .collect();
+    if let Err(e) = db::audit::append_all(conn, rows).await {
+        tracing::error!(error = %e, team, "could not record audit events");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn insert<C: ConnectionTrait>(
     conn: &C,
     actor: &str,
     on_behalf_of: Option<String>,
     event_type: &str,
     target: Target,
+    team: Option<String>,
     outcome: &str,
     details: Option<Value>,
 ) {
-    let team = team_of(conn, &target).await;
     let target = target.to_string();
     let row = NewEvent {
         at: Utc::now(),
@@ -183,6 +240,34 @@ pub async fn record_by<C: ConnectionTrait>(
     outcome: &str,
     details: Option<Value>,
 ) {
+    let target = target.into();
+    let team = team_of(conn, &target).await;
+    record_by_in(conn, who, event_type, target, team, outcome, details).await;
+}
+
+/// [`record_by`] for a caller that knows the target's team.
+pub async fn record_by_of_team<C: ConnectionTrait>(
+    conn: &C,
+    who: &crate::vocab::principal::Principal,
+    event_type: &str,
+    target: impl Into<Target>,
+    team: &str,
+    outcome: &str,
+    details: Option<Value>,
+) {
+    let team = Some(team.to_owned());
+    record_by_in(conn, who, event_type, target.into(), team, outcome, details).await;
+}
+
+async fn record_by_in<C: ConnectionTrait>(
+    conn: &C,
+    who: &crate::vocab::principal::Principal,
+    event_type: &str,
+    target: Target,
+    team: Option<String>,
+    outcome: &str,
+    details: Option<Value>,
+) {
     let (actor, on_behalf_of) = match &who.via {
         Some(plugin) => (plugin.as_str(), Some(who.subject.clone())),
         None => (who.subject.as_str(), None),
@@ -192,7 +277,8 @@ pub async fn record_by<C: ConnectionTrait>(
         actor,
         on_behalf_of,
         event_type,
-        target.into(),
+        target,
+        team,
         outcome,
         details,
     )

@@ -41,6 +41,30 @@ pub async fn append<C: ConnectionTrait>(conn: &C, e: NewEvent<'_>) -> Result<(),
     Ok(())
 }
 
+/// Appends `events` in one statement, in their order.
+pub async fn append_all<C: ConnectionTrait>(
+    conn: &C,
+    events: Vec<NewEvent<'_>>,
+) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    audit_event::Entity::insert_many(events.into_iter().map(|e| audit_event::ActiveModel {
+        id: NotSet,
+        team: Set(e.team),
+        at: Set(e.at),
+        actor: Set(e.actor.to_owned()),
+        on_behalf_of: Set(e.on_behalf_of),
+        event_type: Set(e.event_type.to_owned()),
+        target: Set(e.target),
+        outcome: Set(e.outcome.to_owned()),
+        details: Set(e.details),
+    }))
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
 /// Which events to read.
 #[derive(Debug, Default, Clone)]
 pub struct AuditFilter {

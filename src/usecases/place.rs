@@ -133,11 +133,13 @@ fn may_order_for(requester: &Principal, owner: &str) -> Result<(), PlaceError> {
 /// A new request and the policy decision it was stored with.
 async fn audit_created<C: ConnectionTrait>(db: &C, request: &Request, requester: &Principal) {
     let target = format!("request:{}", request.id);
-    crate::audit::record_by(
+    // The request's team is known here: no look-up per event.
+    crate::audit::record_by_of_team(
         db,
         requester,
         "request.created",
         &target,
+        &request.owner,
         request.status.as_str(),
         Some(serde_json::json!({"offering": request.offering, "operation": request.operation, "owner": request.owner, "resourceId": request.resource_id})),
     )
@@ -149,11 +151,12 @@ async fn audit_created<C: ConnectionTrait>(db: &C, request: &Request, requester:
             _ => "unknown".to_owned(),
         };
         let details = serde_json::to_value(d).expect("decision serializes");
-        crate::audit::record(
+        crate::audit::record_of_team(
             db,
             "paved:policy",
             "policy.decided",
             &target,
+            &request.owner,
             &outcome,
             Some(details),
         )
