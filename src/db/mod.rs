@@ -117,6 +117,19 @@ where
     })
 }
 
+/// Begins a transaction that reads before it writes. On SQLite it takes the write lock at
+/// once (`BEGIN IMMEDIATE`): a deferred one that read first cannot wait for the lock when it
+/// comes to write and fails with "database is locked" instead. PostgreSQL has row locks.
+pub async fn begin_write(
+    db: &sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 /// True when `e` is a unique index refusing a second row (a race another writer won).
 pub fn is_unique_violation(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))

@@ -29,6 +29,36 @@ pub async fn add<C: ConnectionTrait>(
     Ok(())
 }
 
+/// One line to add with [`add_all`].
+pub struct NewLine {
+    pub step: Option<String>,
+    pub level: &'static str,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Adds `lines` in one statement, in their order (ids grow in it).
+pub async fn add_all<C: ConnectionTrait>(
+    db: &C,
+    request_id: &str,
+    lines: Vec<NewLine>,
+) -> Result<(), DbErr> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    Entity::insert_many(lines.into_iter().map(|l| ActiveModel {
+        id: NotSet,
+        request_id: Set(request_id.into()),
+        step: Set(l.step),
+        level: Set(l.level.into()),
+        message: Set(l.message),
+        at: Set(l.at),
+    }))
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
 /// Oldest first: at most `limit` lines after line `after` when given (ids grow).
 pub async fn page<C: ConnectionTrait>(
     db: &C,

@@ -28,6 +28,22 @@ pub async fn by_id_locked<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option
         .await
 }
 
+/// Only the request's status, row-locked like [`by_id_locked`]: the engine takes it at the
+/// start of each of its transactions, so a cancel waits for the step being recorded and the
+/// step sees a cancel that committed before it (one lock order: the request row first).
+pub async fn status_locked<C: ConnectionTrait>(
+    db: &C,
+    id: &str,
+) -> Result<Option<RequestStatus>, DbErr> {
+    Entity::find_by_id(id.to_owned())
+        .select_only()
+        .column(Column::Status)
+        .lock_exclusive()
+        .into_tuple()
+        .one(db)
+        .await
+}
+
 /// Keys are the owning team's: another team's request with the same key is not this one.
 pub async fn by_idempotency_key<C: ConnectionTrait>(
     db: &C,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr,
-    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, sea_query::OnConflict,
 };
 
 use super::entities::request_step::{ActiveModel, Column, Entity, Model};
@@ -18,30 +18,36 @@ pub async fn of_request<C: ConnectionTrait>(db: &C, request_id: &str) -> Result<
         .await
 }
 
-/// Records step `name` at `position`, pending. One another run recorded already stays as it
-/// is (the unique position decides).
-pub async fn add<C: ConnectionTrait>(
+/// Records the steps `(position, name)`, pending, in one statement. One another run recorded
+/// already stays as it is (the unique position decides).
+pub async fn add_all<C: ConnectionTrait>(
     db: &C,
     request_id: &str,
-    position: i32,
-    name: &str,
+    steps: &[(i32, String)],
 ) -> Result<(), DbErr> {
-    let row = ActiveModel {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let rows = steps.iter().map(|(position, name)| ActiveModel {
         id: NotSet,
         request_id: Set(request_id.into()),
-        position: Set(position),
-        name: Set(name.into()),
+        position: Set(*position),
+        name: Set(name.clone()),
         status: Set(StepStatus::Pending),
         attempts: Set(0),
         started_at: Set(None),
         finished_at: Set(None),
         error: Set(None),
-    };
-    match Entity::insert(row).exec(db).await {
-        Ok(_) => Ok(()),
-        Err(e) if super::is_unique_violation(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
+    });
+    Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([Column::RequestId, Column::Position])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
 }
 
 /// The step starts another attempt.
@@ -56,6 +62,26 @@ pub async fn start<C: ConnectionTrait>(
     s.started_at = Set(Some(now));
     s.attempts = Set(attempts);
     s.error = Set(None);
+    s.update(db).await
+}
+
+/// A whole attempt recorded at once, for a step that ran inside the transaction recording it
+/// (its start is never seen on its own): one write instead of a start and a finish.
+pub async fn ran<C: ConnectionTrait>(
+    db: &C,
+    step: Model,
+    started_at: DateTime<Utc>,
+    status: StepStatus,
+    error: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Model, DbErr> {
+    let attempts = step.attempts + 1;
+    let mut s = step.into_active_model();
+    s.status = Set(status);
+    s.attempts = Set(attempts);
+    s.started_at = Set(Some(started_at));
+    s.finished_at = Set(Some(now));
+    s.error = Set(error);
     s.update(db).await
 }
 

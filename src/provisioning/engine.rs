@@ -9,7 +9,10 @@ use std::sync::{
 };
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionSession,
+    TransactionTrait,
+};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
@@ -65,6 +68,116 @@ impl From<DriverError> for Stop {
     }
 }
 
+/// What a step that succeeded says, and what the catalog hears once it is committed.
+struct StepDone {
+    message: String,
+    tell: Option<Told>,
+}
+
+impl From<String> for StepDone {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            tell: None,
+        }
+    }
+}
+
+/// A change of the catalog's, told after the commit that made it.
+enum Told {
+    Published {
+        name: String,
+        id: String,
+    },
+    Removed {
+        name: String,
+        id: String,
+        parts: Vec<String>,
+    },
+}
+
+/// One transaction of a run: it holds the request's row lock from its first statement (so a
+/// cancel waits for it, and it sees a cancel committed before it), and writes its log lines
+/// in one statement when it commits.
+struct Segment {
+    txn: DatabaseTransaction,
+    request_id: String,
+    /// The request's status when the transaction took the lock (as this run moved it since).
+    status: Option<RequestStatus>,
+    /// The owning team, which the step events are of.
+    team: String,
+    lines: Vec<db::request_logs::NewLine>,
+    events: Vec<audit::Pending>,
+    told: Vec<Told>,
+}
+
+impl Segment {
+    async fn open(db: &DatabaseConnection, request_id: &str, team: &str) -> Result<Self, DbErr> {
+        let txn = db::begin_write(db).await?;
+        let status = db::requests::status_locked(&txn, request_id).await?;
+        Ok(Self {
+            txn,
+            request_id: request_id.to_owned(),
+            status,
+            team: team.to_owned(),
+            lines: Vec::new(),
+            events: Vec::new(),
+            told: Vec::new(),
+        })
+    }
+
+    /// An engine event on this request, recorded with the others at the commit.
+    fn audit(&mut self, event_type: &str, outcome: &str, details: Option<Value>) {
+        self.events.push(audit::Pending {
+            event_type: event_type.to_owned(),
+            target: audit::Target::request(self.request_id.as_str()),
+            outcome: outcome.to_owned(),
+            details,
+            at: Utc::now(),
+        });
+    }
+
+    fn log(&mut self, step: Option<&str>, level: &'static str, message: String) {
+        self.lines.push(db::request_logs::NewLine {
+            step: step.map(str::to_owned),
+            level,
+            message,
+            at: Utc::now(),
+        });
+    }
+
+    /// Commits; what the catalog is to hear of.
+    async fn commit(self) -> Result<Vec<Told>, DbErr> {
+        db::request_logs::add_all(&self.txn, &self.request_id, self.lines).await?;
+        audit::record_all_of_team(&self.txn, actor::ENGINE, &self.team, self.events).await;
+        self.txn.commit().await?;
+        Ok(self.told)
+    }
+}
+
+/// A step's attempt in progress: its start already written (a driver step), or to be written
+/// with its end (a step run inside the transaction).
+enum Attempt {
+    Started(db::entities::request_step::Model),
+    Running(db::entities::request_step::Model, chrono::DateTime<Utc>),
+}
+
+impl Attempt {
+    async fn end<C: ConnectionTrait>(
+        self,
+        conn: &C,
+        status: StepStatus,
+        error: Option<String>,
+    ) -> Result<(), DbErr> {
+        let now = Utc::now();
+        match self {
+            Attempt::Started(m) => db::steps::finish(conn, m, status, error, now).await?,
+            Attempt::Running(m, at) => db::steps::ran(conn, m, at, status, error, now).await?,
+        };
+        Ok(())
+    }
+}
+
 pub struct Engine {
     db: DatabaseConnection,
     /// The real drivers in the app; tests put a fake or a wrapper in their place.
@@ -107,20 +220,6 @@ impl Engine {
     pub fn with_catalog(mut self, sink: Arc<dyn super::catalog_sink::CatalogSink>) -> Self {
         self.catalog = Some(sink);
         self
-    }
-
-    fn refresh_catalog(&self, spec: &RenderedSpec, resource_id: &str) {
-        if let Some(c) = &self.catalog {
-            c.published(&spec.resource.name, resource_id);
-        }
-    }
-
-    /// A deleted resource's entities (and its parts') leave the catalog.
-    fn remove_from_catalog(&self, spec: &RenderedSpec, resource_id: &str) {
-        if let Some(c) = &self.catalog {
-            let part_ids: Vec<&str> = spec.parts.iter().map(|p| p.id.as_str()).collect();
-            c.removed(&spec.resource.name, resource_id, &part_ids);
-        }
     }
 
     /// The runner settings this engine's workers use.
@@ -226,14 +325,18 @@ impl Engine {
             .await;
     }
 
-    /// The steps of a request, from its offering's parts.
+    /// The steps of a request, from its offering's parts. The bookkeeping of a run is a few
+    /// transactions, not one per write: steps that only touch paved's database (validate,
+    /// plan, store credentials, publish) run inside the transaction that records them, which
+    /// commits before each driver call (so that call's start is durable and shown) and at the
+    /// end, together with the request's success.
     async fn provision(
         &self,
         request_id: &str,
         lease_lost: &AtomicBool,
         stop: &watch::Receiver<bool>,
     ) -> Result<(), Stop> {
-        let Some(req) = db::requests::by_id(&self.db, request_id).await? else {
+        let Some(mut req) = db::requests::by_id(&self.db, request_id).await? else {
             return Err(Stop::Permanent(format!(
                 "request {request_id} does not exist"
             )));
@@ -245,14 +348,24 @@ impl Engine {
         }
         let spec: RenderedSpec = serde_json::from_value(req.spec.clone().unwrap_or(Value::Null))
             .map_err(|e| Stop::Permanent(format!("stored spec is unreadable: {e}")))?;
-        db::requests::start(&self.db, request_id, Utc::now()).await?;
 
         let names = Step::plan(req.operation, &spec);
-        let existing = db::steps::of_request(&self.db, request_id).await?;
-        for (i, step) in names.iter().enumerate().skip(existing.len()) {
-            db::steps::add(&self.db, request_id, i as i32, &step.to_string()).await?;
+        let mut steps = db::steps::of_request(&self.db, request_id).await?;
+        let mut seg = Segment::open(&self.db, request_id, &req.owner).await?;
+        if seg.status == Some(RequestStatus::Pending) {
+            db::requests::start(&seg.txn, request_id, Utc::now()).await?;
+            seg.status = Some(RequestStatus::Running);
         }
-        let steps = db::steps::of_request(&self.db, request_id).await?;
+        if steps.len() < names.len() {
+            let missing: Vec<(i32, String)> = names
+                .iter()
+                .enumerate()
+                .skip(steps.len())
+                .map(|(i, s)| (i as i32, s.to_string()))
+                .collect();
+            db::steps::add_all(&seg.txn, request_id, &missing).await?;
+            steps = db::steps::of_request(&seg.txn, request_id).await?;
+        }
 
         // Parsed by each driver once; every step below reads them.
         let mut parts: Vec<(String, PartSpec)> = Vec::new();
@@ -264,81 +377,116 @@ impl Engine {
                 continue;
             }
             if lease_lost.load(Ordering::Acquire) {
+                // Rolled back: the job's new owner runs this stretch again.
                 return Err(Stop::Transient("lease lost".into()));
             }
             // A stopping replica starts no step: another one continues from here at once,
             // instead of after this one's lease runs out.
             if *stop.borrow() {
+                self.commit(seg).await?;
                 return Err(Stop::HandOff);
             }
-            let current = db::requests::by_id(&self.db, request_id).await?;
-            if current.as_ref().map(|r| r.status) == Some(RequestStatus::Cancelled) {
-                self.log(
-                    request_id,
-                    Some(&step.name),
-                    "info",
-                    "cancelled before this step",
-                )
-                .await;
-                return Err(Stop::Cancelled);
+            match seg.status {
+                Some(RequestStatus::Running) => {}
+                Some(RequestStatus::Cancelled) => {
+                    seg.log(
+                        Some(&step.name),
+                        "info",
+                        "cancelled before this step".into(),
+                    );
+                    self.commit(seg).await?;
+                    return Err(Stop::Cancelled);
+                }
+                // Settled by another run (its lease outlived ours): nothing left to do.
+                Some(_) => return Ok(()),
+                None => return Err(Stop::Permanent("request vanished".into())),
             }
             let name = step.name.clone();
-            let started = db::steps::start(&self.db, step, Utc::now()).await?;
-            self.log(request_id, Some(&name), "info", &format!("{name}: started"))
-                .await;
-            let result = self.run_step(request_id, &name, &spec, &mut parts).await;
-            match &result {
-                Ok(msg) => {
-                    db::steps::finish(&self.db, started, StepStatus::Succeeded, None, Utc::now())
-                        .await?;
-                    self.log(request_id, Some(&name), "info", &format!("{name}: {msg}"))
-                        .await;
-                    audit::record(
-                        &self.db,
-                        actor::ENGINE,
-                        "step.succeeded",
-                        audit::Target::request(request_id),
-                        &name,
-                        None,
-                    )
+            let kind = Step::parse(&name);
+            let calls_a_driver = kind.as_ref().is_some_and(Step::calls_a_driver);
+            let started_at = Utc::now();
+            // A driver step's start is written (and committed) before the call; a step run
+            // inside this transaction is written once, when it ends.
+            let started = if calls_a_driver {
+                Attempt::Started(db::steps::start(&seg.txn, step, started_at).await?)
+            } else {
+                Attempt::Running(step, started_at)
+            };
+            seg.log(Some(&name), "info", format!("{name}: started"));
+            let result = if calls_a_driver {
+                // Durable before the driver acts: a crash during the call is seen as one.
+                self.commit(seg).await?;
+                let r = self
+                    .run_step(&self.db, kind, &mut req, &spec, &mut parts)
                     .await;
+                seg = Segment::open(&self.db, request_id, &req.owner).await?;
+                r
+            } else {
+                self.run_step(&seg.txn, kind, &mut req, &spec, &mut parts)
+                    .await
+            };
+            match result {
+                Ok(done) => {
+                    started.end(&seg.txn, StepStatus::Succeeded, None).await?;
+                    seg.log(Some(&name), "info", format!("{name}: {}", done.message));
+                    seg.told.extend(done.tell);
+                    seg.audit("step.succeeded", &name, None);
                 }
                 Err(e) => {
-                    let (status, text) = match e {
+                    let (status, text) = match &e {
                         Stop::Transient(m) => (StepStatus::Retrying, m.clone()),
                         Stop::Permanent(m) => (StepStatus::Failed, m.clone()),
                         _ => (StepStatus::Failed, "stopped".into()),
                     };
-                    db::steps::finish(&self.db, started, status, Some(text.clone()), Utc::now())
-                        .await?;
-                    self.log(
-                        request_id,
-                        Some(&name),
-                        if status == StepStatus::Failed {
+                    let recorded = async {
+                        started.end(&seg.txn, status, Some(text.clone())).await?;
+                        let level = if status == StepStatus::Failed {
                             "error"
                         } else {
                             "warn"
-                        },
-                        &format!("{name}: {text}"),
-                    )
-                    .await;
-                    let details = Some(json!({"step": name, "error": text}));
-                    audit::record(
-                        &self.db,
-                        actor::ENGINE,
-                        &format!("step.{status}"),
-                        audit::Target::request(request_id),
-                        status.as_str(),
-                        details,
-                    )
-                    .await;
+                        };
+                        seg.log(Some(&name), level, format!("{name}: {text}"));
+                        seg.audit(
+                            &format!("step.{status}"),
+                            status.as_str(),
+                            Some(json!({"step": name, "error": text})),
+                        );
+                        self.commit(seg).await
+                    };
+                    // The step's own error is the one to report; a database error while
+                    // recording it (its transaction broken by the failure) is only logged.
+                    if let Err(db_err) = recorded.await {
+                        tracing::warn!(request_id, error = %db_err, "could not record a failed step");
+                    }
+                    return Err(e);
                 }
             }
-            result?;
         }
-        // Only once every step is recorded as succeeded: a reader never sees a succeeded
-        // request with a step still running. A crash before this reruns no step, only this.
-        self.complete(request_id).await?;
+        // Only once every step is recorded as succeeded, in the same transaction: a reader
+        // never sees a succeeded request with a step still running.
+        self.complete(seg, &req).await?;
+        Ok(())
+    }
+
+    /// Commits a stretch of the run, then tells the catalog what it published or removed
+    /// (never before: Backstage would read the resource as it was).
+    async fn commit(&self, seg: Segment) -> Result<(), DbErr> {
+        let told = seg.commit().await?;
+        for t in told {
+            match t {
+                Told::Published { name, id } => {
+                    if let Some(c) = &self.catalog {
+                        c.published(&name, &id);
+                    }
+                }
+                Told::Removed { name, id, parts } => {
+                    if let Some(c) = &self.catalog {
+                        let part_ids: Vec<&str> = parts.iter().map(String::as_str).collect();
+                        c.removed(&name, &id, &part_ids);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -354,28 +502,31 @@ impl Engine {
             .collect()
     }
 
-    async fn run_step(
+    /// Runs one step on `conn`: the run's open transaction for steps that only touch paved's
+    /// database, the pool for driver steps (never a transaction held across a driver call).
+    /// `req` is the request as the run knows it (planning links its resource).
+    async fn run_step<C: ConnectionTrait + TransactionTrait>(
         &self,
-        request_id: &str,
-        name: &str,
+        conn: &C,
+        step: Option<Step>,
+        req: &mut request::Model,
         spec: &RenderedSpec,
         parts: &mut Vec<(String, PartSpec)>,
-    ) -> Result<String, Stop> {
-        let step =
-            Step::parse(name).ok_or_else(|| Stop::Permanent(format!("unknown step {name:?}")))?;
+    ) -> Result<StepDone, Stop> {
+        let step = step.ok_or_else(|| Stop::Permanent("unknown step".into()))?;
         if parts.is_empty() && step != Step::Validate {
             *parts = self.parse_parts(spec)?;
         }
-        let req = db::requests::by_id(&self.db, request_id)
-            .await?
-            .ok_or_else(|| Stop::Permanent("request vanished".into()))?;
+        let request_id = req.id.clone();
+        let request_id = request_id.as_str();
         match step {
             Step::Validate => {
                 *parts = self.parse_parts(spec)?;
-                Ok(format!("{} part(s) valid", parts.len()))
+                Ok(format!("{} part(s) valid", parts.len()).into())
             }
             Step::Plan => {
-                let id = self.ensure_resource(&req, spec).await?;
+                let id = self.ensure_resource(conn, req, spec).await?;
+                req.resource_id = Some(id.clone());
                 Ok(format!(
                     "resource {} ({}) planned: {}",
                     spec.resource.name,
@@ -385,38 +536,43 @@ impl Engine {
                         .map(|p| format!("{} via {}", p.id, p.driver))
                         .collect::<Vec<_>>()
                         .join(", ")
-                ))
+                )
+                .into())
             }
             Step::StoreCredentials => {
                 let res_id = req
                     .resource_id
                     .clone()
                     .ok_or_else(|| Stop::Permanent("no resource planned".into()))?;
-                self.seal_credentials(&res_id, parts).await?;
-                Ok(format!(
-                    "credentials sealed (key {})",
-                    self.secrets.key_id()
-                ))
+                self.seal_credentials(conn, &res_id, parts).await?;
+                Ok(format!("credentials sealed (key {})", self.secrets.key_id()).into())
             }
             Step::Unpublish => {
                 let res_id = req
                     .resource_id
                     .clone()
                     .ok_or_else(|| Stop::Permanent("no resource to delete".into()))?;
-                db::secrets::delete_of_resource(&self.db, &res_id).await?;
+                db::secrets::delete_of_resource(conn, &res_id).await?;
                 // Frees the name for a new order; the API still shows the original one.
-                db::resources::mark_deleted(&self.db, &res_id, Utc::now()).await?;
-                audit::record(
-                    &self.db,
+                db::resources::mark_deleted(conn, &res_id, Utc::now()).await?;
+                audit::record_of_team(
+                    conn,
                     actor::ENGINE,
                     "resource.deleted",
                     audit::Target::resource(res_id.as_str()),
+                    &req.owner,
                     ResourceStatus::Deleted.as_str(),
                     Some(json!({"requestId": request_id})),
                 )
                 .await;
-                self.remove_from_catalog(spec, &res_id);
-                Ok("resource deleted; credentials destroyed".into())
+                Ok(StepDone {
+                    message: "resource deleted; credentials destroyed".into(),
+                    tell: Some(Told::Removed {
+                        name: spec.resource.name.clone(),
+                        id: res_id,
+                        parts: spec.parts.iter().map(|p| p.id.clone()).collect(),
+                    }),
+                })
             }
             Step::Publish => {
                 let res_id = req
@@ -425,7 +581,7 @@ impl Engine {
                     .ok_or_else(|| Stop::Permanent("no resource planned".into()))?;
                 let now = Utc::now();
                 let monthly = req.estimate.as_ref().map(|e| e.monthly);
-                let res = db::resources::by_id(&self.db, &res_id)
+                let res = db::resources::by_id(conn, &res_id)
                     .await?
                     .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
                 let published = db::resources::Published {
@@ -439,23 +595,29 @@ impl Engine {
                     desired: serde_json::to_value(spec).unwrap_or(Value::Null),
                     offering_version: req.template_version.clone(),
                 };
-                db::resources::publish(&self.db, res, published, now).await?;
+                db::resources::publish(conn, res, published, now).await?;
                 let event = if req.operation == Operation::Create {
                     "resource.created"
                 } else {
                     "resource.updated"
                 };
-                audit::record(
-                    &self.db,
+                audit::record_of_team(
+                    conn,
                     actor::ENGINE,
                     event,
                     audit::Target::resource(res_id.as_str()),
+                    &req.owner,
                     ResourceStatus::Ready.as_str(),
                     Some(json!({"requestId": request_id, "name": spec.resource.name})),
                 )
                 .await;
-                self.refresh_catalog(spec, &res_id);
-                Ok("resource ready".into())
+                Ok(StepDone {
+                    message: "resource ready".into(),
+                    tell: Some(Told::Published {
+                        name: spec.resource.name.clone(),
+                        id: res_id,
+                    }),
+                })
             }
             Step::Create(ref part_id)
             | Step::Update(ref part_id)
@@ -478,7 +640,9 @@ impl Engine {
                         // What this part is on the target now (an update may rename it: a
                         // preview's key prefix follows the whole branch name).
                         let before = match step {
-                            Step::Update(_) => self.provisioned_part(&res_id, part_id).await?,
+                            Step::Update(_) => {
+                                self.provisioned_part(conn, &res_id, part_id).await?
+                            }
                             _ => None,
                         };
                         let replaced = before.filter(|old| !old.same_identity(&part));
@@ -491,14 +655,14 @@ impl Engine {
                                 part.identity()
                             )));
                         }
-                        let password = self.password(&res_id, part_id).await?;
+                        let password = self.password(conn, &res_id, part_id).await?;
                         let applied = self.drivers.apply(&part, &password, &tag).await?;
                         if let Some(old) = &replaced {
                             // The old user's credentials die with the rename, not with the
                             // resource: nobody keeps a login paved no longer hands out.
                             self.drivers.destroy(old, &tag).await?;
                         }
-                        let res = db::resources::by_id(&self.db, &res_id)
+                        let res = db::resources::by_id(conn, &res_id)
                             .await?
                             .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
                         let mut outputs = res.outputs.as_object().cloned().unwrap_or_default();
@@ -519,11 +683,11 @@ impl Engine {
                             }
                         }
                         let had_credentials = matches!(step, Step::Update(_))
-                            && db::secrets::sealed(&self.db, &res_id, CREDENTIALS)
+                            && db::secrets::sealed(conn, &res_id, CREDENTIALS)
                                 .await?
                                 .is_some();
                         db::resources::record_parts(
-                            &self.db,
+                            conn,
                             res,
                             Value::Object(outputs),
                             desired,
@@ -533,7 +697,7 @@ impl Engine {
                         if had_credentials {
                             // The credentials endpoint hands out what exists, never a login
                             // of before the update.
-                            self.seal_credentials(&res_id, parts).await?;
+                            self.seal_credentials(conn, &res_id, parts).await?;
                         }
                         Ok(match &replaced {
                             Some(old) => format!(
@@ -542,11 +706,12 @@ impl Engine {
                                 part.identity()
                             ),
                             None => format!("{part_id} applied"),
-                        })
+                        }
+                        .into())
                     }
                     Step::Destroy(_) => {
                         self.drivers.destroy(&part, &owner_tag(&res_id)).await?;
-                        Ok(format!("{part_id} destroyed"))
+                        Ok(format!("{part_id} destroyed").into())
                     }
                     // Configure: the outer arm admits only part steps.
                     _ => {
@@ -554,7 +719,7 @@ impl Engine {
                         if !seen.exists {
                             return Err(Stop::Transient(format!("{part_id} is not visible yet")));
                         }
-                        Ok(format!("{part_id} verified: {}", seen.state))
+                        Ok(format!("{part_id} verified: {}", seen.state).into())
                     }
                 }
             }
@@ -562,17 +727,18 @@ impl Engine {
     }
 
     /// Seals the credentials document of every part (outputs + password + URL).
-    async fn seal_credentials(
+    async fn seal_credentials<C: ConnectionTrait>(
         &self,
+        conn: &C,
         res_id: &str,
         parts: &[(String, PartSpec)],
     ) -> Result<(), Stop> {
-        let res = db::resources::by_id(&self.db, res_id)
+        let res = db::resources::by_id(conn, res_id)
             .await?
             .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
         let mut doc = Map::new();
         for (id, _) in parts.iter() {
-            let password = self.password(res_id, id).await?;
+            let password = self.password(conn, res_id, id).await?;
             let mut cred = res.outputs.get(id).cloned().unwrap_or(json!({}));
             cred["password"] = json!(password);
             if let (Some(h), Some(p), Some(u)) = (
@@ -591,6 +757,7 @@ impl Engine {
         let plaintext =
             serde_json::to_vec(&Value::Object(doc)).map_err(|e| Stop::Permanent(e.to_string()))?;
         self.store_secret(
+            conn,
             res_id,
             CREDENTIALS,
             &self
@@ -601,12 +768,13 @@ impl Engine {
     }
 
     /// The part as the resource records it provisioned (its desired state), if it has one.
-    async fn provisioned_part(
+    async fn provisioned_part<C: ConnectionTrait>(
         &self,
+        conn: &C,
         res_id: &str,
         part_id: &str,
     ) -> Result<Option<PartSpec>, Stop> {
-        let Some(res) = db::resources::by_id(&self.db, res_id).await? else {
+        let Some(res) = db::resources::by_id(conn, res_id).await? else {
             return Ok(None);
         };
         let Ok(desired) = serde_json::from_value::<RenderedSpec>(res.desired) else {
@@ -646,7 +814,11 @@ impl Engine {
             match req.operation {
                 Operation::Create => doomed.push((p.id.clone(), part)),
                 Operation::Update => {
-                    let recorded = self.provisioned_part(&res_id, &p.id).await.ok().flatten();
+                    let recorded = self
+                        .provisioned_part(&self.db, &res_id, &p.id)
+                        .await
+                        .ok()
+                        .flatten();
                     if recorded.is_some_and(|r| !r.same_identity(&part)) {
                         doomed.push((p.id.clone(), part));
                     }
@@ -684,20 +856,16 @@ impl Engine {
         }
     }
 
-    /// Marks the request succeeded (unless it was cancelled meanwhile).
-    async fn complete(&self, request_id: &str) -> Result<(), DbErr> {
+    /// Marks the request succeeded (unless it was cancelled meanwhile), in the run's last
+    /// transaction: its last steps, the success and its notification commit together.
+    async fn complete(&self, seg: Segment, req: &request::Model) -> Result<(), DbErr> {
         let now = Utc::now();
-        // Succeeded and its notification commit together.
-        let txn = self.db.begin().await?;
-        let done = match db::requests::succeed(&txn, request_id, now).await? {
-            true => db::requests::by_id(&txn, request_id).await?,
-            false => None,
-        };
-        if let Some(req) = &done {
-            self.notify_succeeded(&txn, req).await;
+        let done = db::requests::succeed(&seg.txn, &req.id, now).await?;
+        if done {
+            self.notify_succeeded(&seg.txn, req).await;
         }
-        txn.commit().await?;
-        if let Some(req) = &done {
+        self.commit(seg).await?;
+        if done {
             self.notifier.wake();
             finished(req, RequestStatus::Succeeded, now);
         }
@@ -743,8 +911,9 @@ impl Engine {
     }
 
     /// Creates the resource row once per request (a rerun finds it through the request).
-    async fn ensure_resource(
+    async fn ensure_resource<C: ConnectionTrait + TransactionTrait>(
         &self,
+        conn: &C,
         req: &request::Model,
         spec: &RenderedSpec,
     ) -> Result<String, Stop> {
@@ -752,8 +921,8 @@ impl Engine {
             return Ok(id.clone());
         }
         // A run that died between inserting the resource and linking it finds it here.
-        if let Some(existing) = db::resources::by_request(&self.db, &req.id).await? {
-            db::requests::link_resource(&self.db, &req.id, &existing.id).await?;
+        if let Some(existing) = db::resources::by_request(conn, &req.id).await? {
+            db::requests::link_resource(conn, &req.id, &existing.id).await?;
             return Ok(existing.id);
         }
         let now = Utc::now();
@@ -780,14 +949,18 @@ impl Engine {
             deleted_at: None,
             catalog_bucket: crate::vocab::bucket::bucket_of(&id),
         };
-        match db::resources::insert(&self.db, row).await {
-            Ok(_) => {}
+        // A savepoint: a taken name fails this insert without breaking the run's transaction
+        // (PostgreSQL aborts a transaction at its first failed statement).
+        let attempt = conn.begin().await?;
+        match db::resources::insert(&attempt, row).await {
+            Ok(_) => attempt.commit().await?,
             Err(e) if db::is_unique_violation(&e) => {
+                attempt.rollback().await?;
                 return Err(Stop::Permanent(self.name_taken(&r.name, &r.owner).await));
             }
             Err(e) => return Err(e.into()),
         }
-        db::requests::link_resource(&self.db, &req.id, &id).await?;
+        db::requests::link_resource(conn, &req.id, &id).await?;
         Ok(id)
     }
 
@@ -824,10 +997,15 @@ impl Engine {
     }
 
     /// The part's password: generated and sealed once, so a rerun applies the same one.
-    async fn password(&self, resource_id: &str, part: &str) -> Result<String, Stop> {
+    async fn password<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        resource_id: &str,
+        part: &str,
+    ) -> Result<String, Stop> {
         let name = format!("{part}.password");
         let context = format!("{resource_id}/{name}");
-        if let Some(sealed) = db::secrets::sealed(&self.db, resource_id, &name).await? {
+        if let Some(sealed) = db::secrets::sealed(conn, resource_id, &name).await? {
             let bytes = self
                 .secrets
                 .open(&sealed, &context)
@@ -836,6 +1014,7 @@ impl Engine {
         }
         let password = generate_password();
         self.store_secret(
+            conn,
             resource_id,
             &name,
             &self.secrets.seal(password.as_bytes(), &context),
@@ -844,13 +1023,14 @@ impl Engine {
         Ok(password)
     }
 
-    async fn store_secret(
+    async fn store_secret<C: ConnectionTrait>(
         &self,
+        conn: &C,
         resource_id: &str,
         name: &str,
         sealed: &Sealed,
     ) -> Result<(), Stop> {
-        db::secrets::replace(&self.db, resource_id, name, sealed, Utc::now()).await?;
+        db::secrets::replace(conn, resource_id, name, sealed, Utc::now()).await?;
         Ok(())
     }
 }

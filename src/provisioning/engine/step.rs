@@ -52,6 +52,14 @@ impl Step {
         steps
     }
 
+    /// A step that calls a driver (acts on a target); the others only touch paved's database.
+    pub fn calls_a_driver(&self) -> bool {
+        matches!(
+            self,
+            Step::Create(_) | Step::Update(_) | Step::Configure(_) | Step::Destroy(_)
+        )
+    }
+
     /// A stored step name read back; `None` for one this engine does not know.
     pub fn parse(name: &str) -> Option<Step> {
         Some(match name {
