@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict},
 };
 use serde_json::Value;
@@ -132,7 +132,10 @@ fn claimable(now: DateTime<Utc>, kinds: &[&str]) -> Condition {
         .add(job::Column::Kind.is_in(kinds.iter().copied()))
 }
 
-/// Claims the oldest runnable job of one of `kinds` for `worker`, or None.
+/// Claims the oldest runnable job of one of `kinds` for `worker`, or None. One statement:
+/// `UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *` on
+/// PostgreSQL, so replicas claim different jobs without waiting on each other; SQLite has no
+/// row locks and needs none (one writer at a time runs the whole statement).
 pub async fn claim(
     db: &DatabaseConnection,
     worker: &str,
@@ -140,21 +143,16 @@ pub async fn claim(
     lease: Duration,
 ) -> Result<Option<job::Model>, DbErr> {
     let now = Utc::now();
-    let txn = db.begin().await?;
-    let candidate = job::Entity::find()
+    let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+    let oldest = job::Entity::find()
+        .select_only()
+        .column(job::Column::Id)
         .filter(claimable(now, kinds))
         .order_by_asc(job::Column::RunAt)
         .limit(1)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-        .one(&txn)
-        .await?;
-    let Some(candidate) = candidate else {
-        txn.commit().await?;
-        return Ok(None);
-    };
-    let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
-    // Conditional: only one claimer can move it (SQLite has no row locks).
-    let res = job::Entity::update_many()
+        .into_query();
+    let mut claimed = job::Entity::update_many()
         .col_expr(job::Column::Status, Expr::value(JobStatus::Running))
         .col_expr(job::Column::LockedBy, Expr::value(worker))
         .col_expr(job::Column::LockedUntil, Expr::value(until))
@@ -163,15 +161,10 @@ pub async fn claim(
             Expr::col(job::Column::Attempts).add(1),
         )
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
-        .filter(job::Column::Id.eq(candidate.id.clone()))
-        .filter(claimable(now, kinds))
-        .exec(&txn)
+        .filter(job::Column::Id.in_subquery(oldest))
+        .exec_with_returning(db)
         .await?;
-    txn.commit().await?;
-    if res.rows_affected != 1 {
-        return Ok(None);
-    }
-    job::Entity::find_by_id(candidate.id).one(db).await
+    Ok(claimed.pop())
 }
 
 /// Extends the lease; false when the job is no longer ours (it expired and was taken).
