@@ -84,6 +84,28 @@ pub fn cpu_seconds_self() -> f64 {
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / clock_ticks()
 }
 
+/// CPU seconds (user + system) of the processes whose command line contains `needle`: the
+/// PostgreSQL backends serving one database (`postgres: postgres <db> ...`), `redis-server`.
+/// A backend that has exited is no longer counted: read it while the connections are open.
+pub fn cpu_seconds_of(needle: &str) -> f64 {
+    let mut total = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let path = e.path();
+        let cmd = std::fs::read(path.join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmd).contains(needle) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<f64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        total += (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / clock_ticks();
+    }
+    total
+}
+
 /// CPU seconds (user + system, every core) the whole machine has used.
 pub fn cpu_seconds_machine() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -94,7 +116,10 @@ pub fn cpu_seconds_machine() -> f64 {
         .map(|v| v.parse().unwrap_or(0.0))
         .collect();
     // user nice system (idle iowait) irq softirq steal
-    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().map(|&i| f.get(i).unwrap_or(&0.0)).sum();
+    let busy: f64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).unwrap_or(&0.0))
+        .sum();
     busy / clock_ticks()
 }
 
