@@ -175,7 +175,9 @@ async fn run_bare(
             }
         };
         let s = Instant::now();
-        st.run(conn).await.expect("the driver's statement runs bare");
+        st.run(conn)
+            .await
+            .expect("the driver's statement runs bare");
         record((i, 1), label(st), s.elapsed());
     }
     if let Some(c) = tenant {
@@ -244,7 +246,10 @@ async fn main() {
             .to_owned(),
     )];
     let part_spec = warm.request["spec"]["parts"][0]["spec"].clone();
-    let env = part_spec["environment"].as_str().unwrap_or("dev").to_owned();
+    let env = part_spec["environment"]
+        .as_str()
+        .unwrap_or("dev")
+        .to_owned();
     let mut maintenance = drivers
         .postgres
         .connect_options(&env, None, false)
@@ -333,21 +338,23 @@ async fn main() {
             verifiers.push(v);
         }
     }
-    let statement_count = create_statements(
-        &floor_specs[0].0,
-        &scram_verifier("x"),
-        &floor_specs[0].1,
-    )
-    .len();
+    let statement_count =
+        create_statements(&floor_specs[0].0, &scram_verifier("x"), &floor_specs[0].1).len();
 
-    println!("first order (paved opens its pools): {:.1} ms", ms(warm.total));
+    println!(
+        "first order (paved opens its pools): {:.1} ms",
+        ms(warm.total)
+    );
     let role_db_mean = stats("floor: CREATE ROLE + CREATE DATABASE", &role_db);
     let bare_mean = stats(
         &format!("floor: the driver's {statement_count} statements, bare (2 connections)"),
         &bare,
     );
     let paved_times: Vec<Duration> = orders.iter().map(|o| o.total).collect();
-    let paved_mean = stats("paved: POST /requests -> succeeded (all steps)", &paved_times);
+    let paved_mean = stats(
+        "paved: POST /requests -> succeeded (all steps)",
+        &paved_times,
+    );
     println!();
     println!(
         "request -> completed: {:.1} ms, {:.2}x the driver's statements bare (target 1.5x), {:.1}x CREATE ROLE + CREATE DATABASE",
@@ -362,15 +369,24 @@ async fn main() {
     let n = orders.len() as u32;
     let mean_of = |f: &dyn Fn(&Order) -> Duration| orders.iter().map(f).sum::<Duration>() / n;
     let post = mean_of(&|o| o.post);
-    println!("  POST /requests (guardrails, request + job stored): {:>8.1} ms", ms(post));
+    println!(
+        "  POST /requests (guardrails, request + job stored): {:>8.1} ms",
+        ms(post)
+    );
     let queue = mean_of(&|o| {
         span(
             at(&o.request["createdAt"]),
             at(&o.request["steps"][0]["startedAt"]),
         )
     });
-    println!("  created -> first step started (queue, claim):      {:>8.1} ms", ms(queue));
-    let steps = orders[0].request["steps"].as_array().cloned().unwrap_or_default();
+    println!(
+        "  created -> first step started (queue, claim):      {:>8.1} ms",
+        ms(queue)
+    );
+    let steps = orders[0].request["steps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for (k, step) in steps.iter().enumerate() {
         let name = step["name"].as_str().unwrap_or("?");
         let took = mean_of(&|o| {
@@ -393,7 +409,10 @@ async fn main() {
             .map(|w| span(at(&w[0]["finishedAt"]), at(&w[1]["startedAt"])))
             .sum()
     });
-    println!("  between steps (engine bookkeeping):                {:>8.1} ms", ms(between));
+    println!(
+        "  between steps (engine bookkeeping):                {:>8.1} ms",
+        ms(between)
+    );
     let completing = mean_of(&|o| {
         let last = o.request["steps"]
             .as_array()
@@ -402,12 +421,18 @@ async fn main() {
             .unwrap_or(Value::Null);
         span(at(&last["finishedAt"]), at(&o.request["completedAt"]))
     });
-    println!("  last step finished -> request completed:           {:>8.1} ms", ms(completing));
+    println!(
+        "  last step finished -> request completed:           {:>8.1} ms",
+        ms(completing)
+    );
     let seen = mean_of(&|o| {
         let server = span(at(&o.request["createdAt"]), at(&o.request["completedAt"]));
         o.total.saturating_sub(o.post + server)
     });
-    println!("  completed -> client saw it (polling every 2 ms):   {:>8.1} ms", ms(seen));
+    println!(
+        "  completed -> client saw it (polling every 2 ms):   {:>8.1} ms",
+        ms(seen)
+    );
 
     println!();
     println!("floor, per statement (mean of {N}):");

@@ -278,7 +278,9 @@ impl PostgresDriver {
         let locked = try_lock(&mut conn, spec.database.as_str()).await?;
         let result = self.converge(&mut conn, spec, password, tag).await;
         if locked {
-            let unlock = unlock_statement(spec.database.as_str()).run(&mut conn).await;
+            let unlock = unlock_statement(spec.database.as_str())
+                .run(&mut conn)
+                .await;
             if unlock.is_err() {
                 // A session-level lock must not linger on a pooled connection.
                 conn.detach();
@@ -754,34 +756,39 @@ pub fn converge_ddl(
     let (pw, tag_lit) = (quote_literal(verifier), quote_literal(tag));
     let limit = spec.connection_limit;
     let admin = |sql: String| Statement::simple(On::Admin, sql);
-    let mut out = Vec::new();
-    if !role_exists {
-        // Role and its tag in one transaction: there is never an untagged paved role.
-        out.push(admin(format!("BEGIN; CREATE ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}; COMMENT ON ROLE {role} IS {tag_lit}; COMMIT")));
-    }
-    out.push(admin(format!(
-        "ALTER ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}"
-    )));
+    // Each group below is one transaction: every commit on the target waits for its WAL
+    // flush, and these statements change nothing that must be visible on its own.
     // A non-superuser admin must be a member of the owner role to create, own-transfer,
     // comment on and drop its database (PostgreSQL 15); the tenant gains nothing by it.
-    out.push(admin(format!("GRANT {role} TO CURRENT_USER")));
+    let grant = format!("GRANT {role} TO CURRENT_USER");
+    let mut out = vec![if role_exists {
+        // Converges a role a crashed or earlier run made (same password, limit, login).
+        admin(format!(
+            "BEGIN; ALTER ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}; {grant}; COMMIT"
+        ))
+    } else {
+        // Role and its tag in one transaction: there is never an untagged paved role.
+        admin(format!(
+            "BEGIN; CREATE ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}; COMMENT ON ROLE {role} IS {tag_lit}; {grant}; COMMIT"
+        ))
+    }];
     if !database_exists {
         // template0 accepts no connections: a tenant sitting in template1 cannot make
         // every CREATE DATABASE on the cluster fail ("being accessed by other users").
+        // CREATE DATABASE runs in no transaction block, so alone.
         let mut create = admin(format!(
             "CREATE DATABASE {db} OWNER {role} CONNECTION LIMIT {limit} TEMPLATE template0"
         ));
         create.converges_on_conflict = true;
         out.push(create);
     }
-    out.push(admin(format!("COMMENT ON DATABASE {db} IS {tag_lit}")));
-    out.push(admin(format!("ALTER DATABASE {db} OWNER TO {role}")));
+    // Tag, owner and limit again (a database that existed, or a concurrent run's), and only
+    // the owner (and admins) may connect: no tenant reaches another's database.
     out.push(admin(format!(
-        "ALTER DATABASE {db} CONNECTION LIMIT {limit}"
+        "BEGIN; COMMENT ON DATABASE {db} IS {tag_lit}; ALTER DATABASE {db} OWNER TO {role}; \
+         ALTER DATABASE {db} CONNECTION LIMIT {limit}; REVOKE ALL ON DATABASE {db} FROM PUBLIC; \
+         GRANT ALL ON DATABASE {db} TO {role}; COMMIT"
     )));
-    // Only the owner (and admins) may connect: no tenant reaches another's database.
-    out.push(admin(format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC")));
-    out.push(admin(format!("GRANT ALL ON DATABASE {db} TO {role}")));
     out
 }
 
