@@ -136,6 +136,61 @@ pub struct PostgresDriver {
     pools: Mutex<BTreeMap<(String, bool), PgPool>>,
     /// Runs of one database in this process take turns here, without asking the server.
     local_locks: crate::vocab::keyed_locks::KeyedLocks,
+    /// The connection to a tenant's database `apply` just used, kept for [`PARK_FOR`] for
+    /// the `observe` of the configure step that follows (see [`Parked`]).
+    parked: Parked,
+}
+
+/// How long a connection `apply` opened to a tenant's database waits for the `observe` that
+/// follows it before it is closed. The configure step runs right after the create step, so
+/// this is ample; a connection nobody takes does not sit in the tenant's database for long.
+pub const PARK_FOR: Duration = Duration::from_secs(3);
+
+/// (environment, database) → the connection `apply` left open there, with a number telling
+/// its closing timer whether it is still the one it was set for. Opening a connection to the
+/// new database is the most expensive thing a create sends (TLS and the backend's start-up
+/// in a database nobody has connected to yet; ~95 ms here, more than every statement put
+/// together), and `observe` needs one right after `apply` used one.
+type ParkedMap = BTreeMap<(String, String), (u64, PgConnection)>;
+
+#[derive(Default, Clone)]
+struct Parked(std::sync::Arc<std::sync::Mutex<(u64, ParkedMap)>>);
+
+impl Parked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, ParkedMap)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `conn` for `key` until taken or [`PARK_FOR`] has passed; one per key.
+    fn park(&self, key: (String, String), conn: PgConnection) {
+        let n = {
+            let mut g = self.lock();
+            g.0 += 1;
+            let n = g.0;
+            if let Some((_, old)) = g.1.insert(key.clone(), (n, conn)) {
+                tokio::spawn(async move { old.close().await.ok() });
+            }
+            n
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PARK_FOR).await;
+            let expired = {
+                let mut g = me.lock();
+                match g.1.get(&key) {
+                    Some((m, _)) if *m == n => g.1.remove(&key),
+                    _ => None,
+                }
+            };
+            if let Some((_, c)) = expired {
+                c.close().await.ok();
+            }
+        });
+    }
+
+    fn take(&self, key: &(String, String)) -> Option<PgConnection> {
+        self.lock().1.remove(key).map(|(_, c)| c)
+    }
 }
 
 impl PostgresDriver {
@@ -147,6 +202,7 @@ impl PostgresDriver {
             statement_timeout_ms: DEFAULT_STATEMENT_TIMEOUT_MS,
             pools: Mutex::new(BTreeMap::new()),
             local_locks: crate::vocab::keyed_locks::KeyedLocks::new(),
+            parked: Parked::default(),
         }
     }
 
@@ -298,7 +354,14 @@ impl PostgresDriver {
                     break;
                 }
             }
-            let _ = c.close().await;
+            if done.is_ok() {
+                self.parked.park(
+                    (spec.environment.clone(), spec.database.as_str().to_owned()),
+                    c,
+                );
+            } else {
+                let _ = c.close().await;
+            }
             done?;
         }
         let opts: PgConnectOptions =
@@ -431,6 +494,19 @@ impl PostgresDriver {
     /// tenant owns this database: the session is pinned (search_path, timeouts, read-only) and
     /// names only `pg_catalog` objects, so no view, function or operator of theirs runs here.
     async fn extensions(&self, spec: &PostgresSpec) -> (Value, i64) {
+        let key = (spec.environment.clone(), spec.database.as_str().to_owned());
+        // The connection `apply` just used, if it is still open: the read is its own
+        // READ ONLY transaction, on a session pinned like every other (it was opened with
+        // default_transaction_read_only off, which the explicit READ ONLY makes moot). Only
+        // the rollback counts then; a fresh connection's start-up commits one more.
+        if let Some(mut conn) = self.parked.take(&key) {
+            let read = read_extensions(&mut conn).await;
+            let _ = conn.close().await;
+            if let Ok(rows) = read {
+                return (rows, 1);
+            }
+            // Broken meanwhile (a server restart): read on a fresh connection instead.
+        }
         let mut conn = match self
             .connect_to(&spec.environment, spec.database.as_str(), true)
             .await
@@ -445,24 +521,10 @@ impl PostgresDriver {
         };
         // Connecting commits one transaction (backend start-up); the read is rolled back (one
         // rollback). Both show in pg_stat_database, hence `self_transactions` = 2.
-        let read = async {
-            let mut rows = Vec::new();
-            for st in extension_read_statements() {
-                rows.extend(st.run(&mut conn).await?);
-            }
-            Ok::<_, DriverError>(rows)
-        }
-        .await;
+        let read = read_extensions(&mut conn).await;
         let _ = conn.close().await;
         match read {
-            Ok(rows) => (
-                json!(
-                    rows.iter()
-                        .map(|r| r.get::<String, _>("extname"))
-                        .collect::<Vec<_>>()
-                ),
-                2,
-            ),
+            Ok(rows) => (rows, 2),
             Err(e) => (json!({"unreadable": e.to_string()}), 2),
         }
     }
@@ -472,6 +534,10 @@ impl PostgresDriver {
     /// and the destroy still succeeds: it is not this resource's to remove, so a resource
     /// whose create collided with it can be deleted.
     pub async fn destroy(&self, spec: &PostgresSpec, tag: &str) -> Result<(), DriverError> {
+        let key = (spec.environment.clone(), spec.database.as_str().to_owned());
+        if let Some(c) = self.parked.take(&key) {
+            let _ = c.close().await;
+        }
         let pool = self.admin(&spec.environment).await?;
         let mut conn = pool.acquire().await.map_err(classify)?;
         let role_is_ours =
@@ -864,6 +930,19 @@ pub fn create_statements(spec: &PostgresSpec, verifier: &str, tag: &str) -> Vec<
     out.push(observe_role_statement(role));
     out.extend(extension_read_statements());
     out
+}
+
+/// The extensions installed in the database `conn` is on (sorted, without plpgsql).
+async fn read_extensions(conn: &mut PgConnection) -> Result<Value, DriverError> {
+    let mut rows = Vec::new();
+    for st in extension_read_statements() {
+        rows.extend(st.run(conn).await?);
+    }
+    Ok(json!(
+        rows.iter()
+            .map(|r| r.get::<String, _>("extname"))
+            .collect::<Vec<_>>()
+    ))
 }
 
 /// Tries paved's advisory lock for `database`. `Ok(true)`: taken; `Ok(false)`: held by a
