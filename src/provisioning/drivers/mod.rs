@@ -5,7 +5,9 @@
 //! The engine and the day-2 jobs see them through [`Provisioner`]: [`Drivers`] is the real
 //! set, and tests put a fake (`fake::FakeDriver`) or a wrapper in its place.
 
-#[cfg(test)]
+// Unit tests, and benches (the `fake-driver` feature, which paved's dev-dependency on itself
+// turns on for tests and benches only): never in what ships.
+#[cfg(any(test, feature = "fake-driver"))]
 pub mod fake;
 pub mod postgres;
 pub mod redis;

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use sea_orm::sqlx::{
     self, AssertSqlSafe, ConnectOptions, Connection, PgPool, Row,
-    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -136,6 +136,61 @@ pub struct PostgresDriver {
     pools: Mutex<BTreeMap<(String, bool), PgPool>>,
     /// Runs of one database in this process take turns here, without asking the server.
     local_locks: crate::vocab::keyed_locks::KeyedLocks,
+    /// The connection to a tenant's database `apply` just used, kept for [`PARK_FOR`] for
+    /// the `observe` of the configure step that follows (see [`Parked`]).
+    parked: Parked,
+}
+
+/// How long a connection `apply` opened to a tenant's database waits for the `observe` that
+/// follows it before it is closed. The configure step runs right after the create step, so
+/// this is ample; a connection nobody takes does not sit in the tenant's database for long.
+pub const PARK_FOR: Duration = Duration::from_secs(3);
+
+/// (environment, database) → the connection `apply` left open there, with a number telling
+/// its closing timer whether it is still the one it was set for. Opening a connection to the
+/// new database is the most expensive thing a create sends (TLS and the backend's start-up
+/// in a database nobody has connected to yet; ~95 ms here, more than every statement put
+/// together), and `observe` needs one right after `apply` used one.
+type ParkedMap = BTreeMap<(String, String), (u64, PgConnection)>;
+
+#[derive(Default, Clone)]
+struct Parked(std::sync::Arc<std::sync::Mutex<(u64, ParkedMap)>>);
+
+impl Parked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, ParkedMap)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `conn` for `key` until taken or [`PARK_FOR`] has passed; one per key.
+    fn park(&self, key: (String, String), conn: PgConnection) {
+        let n = {
+            let mut g = self.lock();
+            g.0 += 1;
+            let n = g.0;
+            if let Some((_, old)) = g.1.insert(key.clone(), (n, conn)) {
+                tokio::spawn(async move { old.close().await.ok() });
+            }
+            n
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PARK_FOR).await;
+            let expired = {
+                let mut g = me.lock();
+                match g.1.get(&key) {
+                    Some((m, _)) if *m == n => g.1.remove(&key),
+                    _ => None,
+                }
+            };
+            if let Some((_, c)) = expired {
+                c.close().await.ok();
+            }
+        });
+    }
+
+    fn take(&self, key: &(String, String)) -> Option<PgConnection> {
+        self.lock().1.remove(key).map(|(_, c)| c)
+    }
 }
 
 impl PostgresDriver {
@@ -147,6 +202,7 @@ impl PostgresDriver {
             statement_timeout_ms: DEFAULT_STATEMENT_TIMEOUT_MS,
             pools: Mutex::new(BTreeMap::new()),
             local_locks: crate::vocab::keyed_locks::KeyedLocks::new(),
+            parked: Parked::default(),
         }
     }
 
@@ -172,8 +228,9 @@ impl PostgresDriver {
 
     /// Connection options for `env`'s target (its maintenance database unless `database` is
     /// given), with paved's pinned session: `search_path` = pg_catalog, lock and statement
-    /// timeouts, and read-only by default where paved only observes.
-    fn options(
+    /// timeouts, and read-only by default where paved only observes. Every connection the
+    /// driver opens uses these (the provisioning bench connects with them too).
+    pub fn connect_options(
         &self,
         env: &str,
         database: Option<&str>,
@@ -220,7 +277,7 @@ impl PostgresDriver {
         if let Some(p) = pools.get(&key) {
             return Ok(p.clone());
         }
-        let opts = self.options(env, None, read_only)?;
+        let opts = self.connect_options(env, None, read_only)?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
@@ -246,7 +303,7 @@ impl PostgresDriver {
         database: &str,
         read_only: bool,
     ) -> Result<PgConnection, DriverError> {
-        let opts = self.options(env, Some(database), read_only)?;
+        let opts = self.connect_options(env, Some(database), read_only)?;
         match tokio::time::timeout(Duration::from_secs(10), opts.connect()).await {
             Ok(r) => r.map_err(classify),
             Err(_) => Err(DriverError::Transient(format!(
@@ -277,12 +334,9 @@ impl PostgresDriver {
         let locked = try_lock(&mut conn, spec.database.as_str()).await?;
         let result = self.converge(&mut conn, spec, password, tag).await;
         if locked {
-            let unlock =
-                sqlx::query("SELECT pg_catalog.pg_advisory_unlock($1, pg_catalog.hashtext($2))")
-                    .bind(LOCK_CLASS)
-                    .bind(spec.database.as_str())
-                    .execute(&mut *conn)
-                    .await;
+            let unlock = unlock_statement(spec.database.as_str())
+                .run(&mut conn)
+                .await;
             if unlock.is_err() {
                 // A session-level lock must not linger on a pooled connection.
                 conn.detach();
@@ -294,22 +348,20 @@ impl PostgresDriver {
                 .connect_to(&spec.environment, spec.database.as_str(), false)
                 .await?;
             let mut done = Ok(());
-            for ext in &spec.extensions {
-                // In `public` explicitly: with the pinned search_path it would land in
-                // pg_catalog. Only trusted extensions install without a superuser.
-                done = exec(
-                    &mut c,
-                    &format!(
-                        "CREATE EXTENSION IF NOT EXISTS {} SCHEMA public",
-                        quote_ident(ext)
-                    ),
-                )
-                .await;
+            for st in extension_ddl(spec) {
+                done = st.run(&mut c).await.map(drop);
                 if done.is_err() {
                     break;
                 }
             }
-            let _ = c.close().await;
+            if done.is_ok() {
+                self.parked.park(
+                    (spec.environment.clone(), spec.database.as_str().to_owned()),
+                    c,
+                );
+            } else {
+                let _ = c.close().await;
+            }
             done?;
         }
         let opts: PgConnectOptions =
@@ -339,11 +391,6 @@ impl PostgresDriver {
         password: &str,
         tag: &str,
     ) -> Result<(), DriverError> {
-        let (db, role) = (spec.database.quoted(), spec.owner.quoted());
-        // The server stores a SCRAM verifier either way; sending one instead of the password
-        // keeps the password out of the server's log (log_statement = ddl, failed statements).
-        let (pw, tag_lit) = (quote_literal(&scram_verifier(password)), quote_literal(tag));
-        let limit = spec.connection_limit;
         let role_found = role_tag(conn, spec.owner.as_str()).await?;
         let role_ours = match &role_found {
             None => false,
@@ -367,48 +414,27 @@ impl PostgresDriver {
                 )));
             }
         }
-        if role_found.is_none() {
-            // Role and its tag in one transaction: there is never an untagged paved role.
-            let created = exec(conn, &format!("BEGIN; CREATE ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}; COMMENT ON ROLE {role} IS {tag_lit}; COMMIT")).await;
-            if created.is_err() {
-                // Leave no aborted transaction on a pooled connection.
-                let _ = exec(conn, "ROLLBACK").await;
-            }
-            created?;
-        }
-        exec(
-            conn,
-            &format!("ALTER ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}"),
-        )
-        .await?;
-        // A non-superuser admin must be a member of the owner role to create, own-transfer,
-        // comment on and drop its database (PostgreSQL 15); the tenant gains nothing by it.
-        exec(conn, &format!("GRANT {role} TO CURRENT_USER")).await?;
-        if db_found.is_none() {
-            // template0 accepts no connections: a tenant sitting in template1 cannot make
-            // every CREATE DATABASE on the cluster fail ("being accessed by other users").
-            match exec(
-                conn,
-                &format!(
-                    "CREATE DATABASE {db} OWNER {role} CONNECTION LIMIT {limit} TEMPLATE template0"
-                ),
-            )
-            .await
-            {
-                Err(DriverError::Conflict(_)) => {}
-                other => other?,
+        let ddl = converge_ddl(
+            spec,
+            &scram_verifier(password),
+            tag,
+            role_found.is_some(),
+            db_found.is_some(),
+        );
+        for st in ddl {
+            match st.run(conn).await {
+                Ok(_) => {}
+                Err(DriverError::Conflict(_)) if st.converges_on_conflict => {}
+                Err(e) => {
+                    if st.sql.starts_with("BEGIN") {
+                        // Leave no aborted transaction on a pooled connection.
+                        let _ = exec(conn, "ROLLBACK").await;
+                    }
+                    return Err(e);
+                }
             }
         }
-        exec(conn, &format!("COMMENT ON DATABASE {db} IS {tag_lit}")).await?;
-        exec(conn, &format!("ALTER DATABASE {db} OWNER TO {role}")).await?;
-        exec(
-            conn,
-            &format!("ALTER DATABASE {db} CONNECTION LIMIT {limit}"),
-        )
-        .await?;
-        // Only the owner (and admins) may connect: no tenant reaches another's database.
-        exec(conn, &format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC")).await?;
-        exec(conn, &format!("GRANT ALL ON DATABASE {db} TO {role}")).await
+        Ok(())
     }
 
     /// What exists: the database (owner, connection limit, whether it accepts connections,
@@ -418,26 +444,18 @@ impl PostgresDriver {
     /// too, and reported as `self_transactions`.
     pub async fn observe(&self, spec: &PostgresSpec) -> Result<Observed, DriverError> {
         let pool = self.observer(&spec.environment).await?;
-        let row = sqlx::query(
-            "SELECT r.rolname AS owner, d.datconnlimit AS connection_limit, d.datallowconn AS allow_connections, \
-             CASE WHEN pg_catalog.has_database_privilege(d.oid, 'CONNECT') \
-                       OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE') \
-                  THEN pg_catalog.pg_database_size(d.oid) END AS size_bytes, \
-             EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) a \
-                     WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT') AS public_connect \
-             FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
-        )
-        .bind(spec.database.as_str())
-        .fetch_optional(&pool)
-        .await
-        .map_err(classify)?;
-        let role = sqlx::query(
-            "SELECT rolcanlogin AS can_login, rolconnlimit AS connection_limit FROM pg_catalog.pg_roles WHERE rolname = $1",
-        )
-        .bind(spec.owner.as_str())
-        .fetch_optional(&pool)
-        .await
-        .map_err(classify)?;
+        let mut conn = pool.acquire().await.map_err(classify)?;
+        let row = observe_database_statement(spec.database.as_str())
+            .run(&mut conn)
+            .await?
+            .into_iter()
+            .next();
+        let role = observe_role_statement(spec.owner.as_str())
+            .run(&mut conn)
+            .await?
+            .into_iter()
+            .next();
+        drop(conn);
         let role = match role {
             None => json!({"exists": false}),
             Some(r) => json!({
@@ -476,6 +494,19 @@ impl PostgresDriver {
     /// tenant owns this database: the session is pinned (search_path, timeouts, read-only) and
     /// names only `pg_catalog` objects, so no view, function or operator of theirs runs here.
     async fn extensions(&self, spec: &PostgresSpec) -> (Value, i64) {
+        let key = (spec.environment.clone(), spec.database.as_str().to_owned());
+        // The connection `apply` just used, if it is still open: the read is its own
+        // READ ONLY transaction, on a session pinned like every other (it was opened with
+        // default_transaction_read_only off, which the explicit READ ONLY makes moot). Only
+        // the rollback counts then; a fresh connection's start-up commits one more.
+        if let Some(mut conn) = self.parked.take(&key) {
+            let read = read_extensions(&mut conn).await;
+            let _ = conn.close().await;
+            if let Ok(rows) = read {
+                return (rows, 1);
+            }
+            // Broken meanwhile (a server restart): read on a fresh connection instead.
+        }
         let mut conn = match self
             .connect_to(&spec.environment, spec.database.as_str(), true)
             .await
@@ -490,28 +521,10 @@ impl PostgresDriver {
         };
         // Connecting commits one transaction (backend start-up); the read is rolled back (one
         // rollback). Both show in pg_stat_database, hence `self_transactions` = 2.
-        let read = async {
-            sqlx::raw_sql("BEGIN READ ONLY").execute(&mut conn).await?;
-            let rows = sqlx::query(
-                "SELECT e.extname::pg_catalog.text AS extname FROM pg_catalog.pg_extension e \
-                 WHERE e.extname OPERATOR(pg_catalog.<>) 'plpgsql' ORDER BY 1",
-            )
-            .fetch_all(&mut conn)
-            .await?;
-            sqlx::raw_sql("ROLLBACK").execute(&mut conn).await?;
-            Ok::<_, sqlx::Error>(rows)
-        }
-        .await;
+        let read = read_extensions(&mut conn).await;
         let _ = conn.close().await;
         match read {
-            Ok(rows) => (
-                json!(
-                    rows.iter()
-                        .map(|r| r.get::<String, _>("extname"))
-                        .collect::<Vec<_>>()
-                ),
-                2,
-            ),
+            Ok(rows) => (rows, 2),
             Err(e) => (json!({"unreadable": e.to_string()}), 2),
         }
     }
@@ -521,6 +534,10 @@ impl PostgresDriver {
     /// and the destroy still succeeds: it is not this resource's to remove, so a resource
     /// whose create collided with it can be deleted.
     pub async fn destroy(&self, spec: &PostgresSpec, tag: &str) -> Result<(), DriverError> {
+        let key = (spec.environment.clone(), spec.database.as_str().to_owned());
+        if let Some(c) = self.parked.take(&key) {
+            let _ = c.close().await;
+        }
         let pool = self.admin(&spec.environment).await?;
         let mut conn = pool.acquire().await.map_err(classify)?;
         let role_is_ours =
@@ -669,22 +686,90 @@ impl PostgresDriver {
     }
 }
 
-/// Tries paved's advisory lock for `database`. `Ok(true)`: taken; `Ok(false)`: held by a
-/// session of another role (a tenant), which paved does not wait for; a transient error when
-/// another paved session holds it, so the step is retried later without holding a worker.
-async fn try_lock(conn: &mut PgConnection, database: &str) -> Result<bool, DriverError> {
-    let got: bool =
-        sqlx::query("SELECT pg_catalog.pg_try_advisory_lock($1, pg_catalog.hashtext($2)) AS got")
-            .bind(LOCK_CLASS)
-            .bind(database)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(classify)?
-            .get("got");
-    if got {
-        return Ok(true);
+/// Which of paved's connections to a target a statement goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On {
+    /// The admin pool on the target's maintenance database (paved's lock, the DDL).
+    Admin,
+    /// The read-only pool on the maintenance database (observing).
+    Observer,
+    /// A connection to the tenant's own database, opened for the call (extensions).
+    Tenant,
+    /// The same, read-only (observing the extensions).
+    TenantReadOnly,
+}
+
+/// A bind parameter of a [`Statement`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    Int(i32),
+    Text(String),
+}
+
+/// One statement exactly as the driver sends it: the connection it goes on, its text and its
+/// parameters. The driver builds every statement it sends through the functions below and
+/// runs it with [`Statement::run`]; [`create_statements`] lists a create's, so the
+/// provisioning bench runs the same ones bare as paved's floor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub on: On,
+    /// Identifiers quoted and literals escaped (see [`exec`]); the role's password only ever
+    /// as its SCRAM verifier.
+    pub sql: String,
+    /// `None`: sent as a simple query (DDL, which takes no parameters, or several statements
+    /// in one transaction); `Some`: prepared, with these parameters.
+    pub binds: Option<Vec<Bind>>,
+    /// "Already exists" means a concurrent run made it: converge instead of failing.
+    pub converges_on_conflict: bool,
+}
+
+impl Statement {
+    fn simple(on: On, sql: String) -> Self {
+        Self {
+            on,
+            sql,
+            binds: None,
+            converges_on_conflict: false,
+        }
     }
-    let paved_holds: bool = sqlx::query(
+
+    fn query(on: On, sql: &str, binds: Vec<Bind>) -> Self {
+        Self {
+            on,
+            sql: sql.to_owned(),
+            binds: Some(binds),
+            converges_on_conflict: false,
+        }
+    }
+
+    /// Sends it on `conn` as the driver does and returns its rows (none for a simple query).
+    pub async fn run(&self, conn: &mut PgConnection) -> Result<Vec<PgRow>, DriverError> {
+        let Some(binds) = &self.binds else {
+            return exec(conn, &self.sql).await.map(|()| Vec::new());
+        };
+        let mut q = sqlx::query(AssertSqlSafe(self.sql.as_str()));
+        for b in binds {
+            q = match b {
+                Bind::Int(i) => q.bind(*i),
+                Bind::Text(t) => q.bind(t.as_str()),
+            };
+        }
+        q.fetch_all(conn).await.map_err(classify)
+    }
+}
+
+fn try_lock_statement(database: &str) -> Statement {
+    Statement::query(
+        On::Admin,
+        "SELECT pg_catalog.pg_try_advisory_lock($1, pg_catalog.hashtext($2)) AS got",
+        vec![Bind::Int(LOCK_CLASS), Bind::Text(database.to_owned())],
+    )
+}
+
+/// Whether a session of paved's own role holds the lock (asked only when it was not taken).
+fn lock_holder_statement(database: &str) -> Statement {
+    Statement::query(
+        On::Admin,
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
            JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
@@ -692,13 +777,191 @@ async fn try_lock(conn: &mut PgConnection, database: &str) -> Result<bool, Drive
             AND l.classid = $1::pg_catalog.int4::pg_catalog.oid \
             AND l.objid = pg_catalog.hashtext($2)::pg_catalog.oid \
             AND a.usename = current_user) AS held",
+        vec![Bind::Int(LOCK_CLASS), Bind::Text(database.to_owned())],
     )
-    .bind(LOCK_CLASS)
-    .bind(database)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(classify)?
-    .get("held");
+}
+
+fn unlock_statement(database: &str) -> Statement {
+    Statement::query(
+        On::Admin,
+        "SELECT pg_catalog.pg_advisory_unlock($1, pg_catalog.hashtext($2))",
+        vec![Bind::Int(LOCK_CLASS), Bind::Text(database.to_owned())],
+    )
+}
+
+fn role_tag_statement(role: &str) -> Statement {
+    Statement::query(
+        On::Admin,
+        "SELECT pg_catalog.shobj_description(oid, 'pg_authid') AS tag FROM pg_catalog.pg_roles WHERE rolname = $1",
+        vec![Bind::Text(role.to_owned())],
+    )
+}
+
+fn database_tag_statement(database: &str) -> Statement {
+    Statement::query(
+        On::Admin,
+        "SELECT pg_catalog.shobj_description(d.oid, 'pg_database') AS tag, r.rolname AS owner \
+         FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
+        vec![Bind::Text(database.to_owned())],
+    )
+}
+
+/// The DDL that converges `spec`'s role and database (after their names were checked),
+/// given whether each exists already. `verifier` is the password's SCRAM verifier
+/// ([`scram_verifier`]): the server stores one either way, and sending it instead of the
+/// password keeps the password out of the server's log (log_statement = ddl, failed
+/// statements).
+pub fn converge_ddl(
+    spec: &PostgresSpec,
+    verifier: &str,
+    tag: &str,
+    role_exists: bool,
+    database_exists: bool,
+) -> Vec<Statement> {
+    let (db, role) = (spec.database.quoted(), spec.owner.quoted());
+    let (pw, tag_lit) = (quote_literal(verifier), quote_literal(tag));
+    let limit = spec.connection_limit;
+    let admin = |sql: String| Statement::simple(On::Admin, sql);
+    // Each group below is one transaction: every commit on the target waits for its WAL
+    // flush, and these statements change nothing that must be visible on its own.
+    // A non-superuser admin must be a member of the owner role to create, own-transfer,
+    // comment on and drop its database (PostgreSQL 15); the tenant gains nothing by it.
+    let grant = format!("GRANT {role} TO CURRENT_USER");
+    let mut out = vec![if role_exists {
+        // Converges a role a crashed or earlier run made (same password, limit, login).
+        admin(format!(
+            "BEGIN; ALTER ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}; {grant}; COMMIT"
+        ))
+    } else {
+        // Role and its tag in one transaction: there is never an untagged paved role.
+        admin(format!(
+            "BEGIN; CREATE ROLE {role} LOGIN PASSWORD {pw} CONNECTION LIMIT {limit}; COMMENT ON ROLE {role} IS {tag_lit}; {grant}; COMMIT"
+        ))
+    }];
+    if !database_exists {
+        // template0 accepts no connections: a tenant sitting in template1 cannot make
+        // every CREATE DATABASE on the cluster fail ("being accessed by other users").
+        // CREATE DATABASE runs in no transaction block, so alone.
+        let mut create = admin(format!(
+            "CREATE DATABASE {db} OWNER {role} CONNECTION LIMIT {limit} TEMPLATE template0"
+        ));
+        create.converges_on_conflict = true;
+        out.push(create);
+    }
+    // Tag, owner and limit again (a database that existed, or a concurrent run's), and only
+    // the owner (and admins) may connect: no tenant reaches another's database.
+    out.push(admin(format!(
+        "BEGIN; COMMENT ON DATABASE {db} IS {tag_lit}; ALTER DATABASE {db} OWNER TO {role}; \
+         ALTER DATABASE {db} CONNECTION LIMIT {limit}; REVOKE ALL ON DATABASE {db} FROM PUBLIC; \
+         GRANT ALL ON DATABASE {db} TO {role}; COMMIT"
+    )));
+    out
+}
+
+/// The offering's extensions, in the tenant's database.
+fn extension_ddl(spec: &PostgresSpec) -> Vec<Statement> {
+    spec.extensions
+        .iter()
+        .map(|ext| {
+            // In `public` explicitly: with the pinned search_path it would land in
+            // pg_catalog. Only trusted extensions install without a superuser.
+            Statement::simple(
+                On::Tenant,
+                format!(
+                    "CREATE EXTENSION IF NOT EXISTS {} SCHEMA public",
+                    quote_ident(ext)
+                ),
+            )
+        })
+        .collect()
+}
+
+fn observe_database_statement(database: &str) -> Statement {
+    Statement::query(
+        On::Observer,
+        "SELECT r.rolname AS owner, d.datconnlimit AS connection_limit, d.datallowconn AS allow_connections, \
+         CASE WHEN pg_catalog.has_database_privilege(d.oid, 'CONNECT') \
+                   OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE') \
+              THEN pg_catalog.pg_database_size(d.oid) END AS size_bytes, \
+         EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) a \
+                 WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT') AS public_connect \
+         FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
+        vec![Bind::Text(database.to_owned())],
+    )
+}
+
+fn observe_role_statement(role: &str) -> Statement {
+    Statement::query(
+        On::Observer,
+        "SELECT rolcanlogin AS can_login, rolconnlimit AS connection_limit FROM pg_catalog.pg_roles WHERE rolname = $1",
+        vec![Bind::Text(role.to_owned())],
+    )
+}
+
+/// The extensions installed, read in a read-only transaction that is rolled back.
+fn extension_read_statements() -> [Statement; 3] {
+    [
+        Statement::simple(On::TenantReadOnly, "BEGIN READ ONLY".into()),
+        Statement::query(
+            On::TenantReadOnly,
+            "SELECT e.extname::pg_catalog.text AS extname FROM pg_catalog.pg_extension e \
+             WHERE e.extname OPERATOR(pg_catalog.<>) 'plpgsql' ORDER BY 1",
+            Vec::new(),
+        ),
+        Statement::simple(On::TenantReadOnly, "ROLLBACK".into()),
+    ]
+}
+
+/// Every statement `apply` and then `observe` (the configure step) send for `spec` when
+/// neither its role nor its database exists yet, as in a create, in the order sent:
+/// paved's lock, the name checks, [`converge_ddl`], the unlock, the extensions, and the
+/// observation. `verifier`: as for [`converge_ddl`]. The provisioning bench runs these bare.
+pub fn create_statements(spec: &PostgresSpec, verifier: &str, tag: &str) -> Vec<Statement> {
+    let (db, role) = (spec.database.as_str(), spec.owner.as_str());
+    let mut out = vec![
+        try_lock_statement(db),
+        role_tag_statement(role),
+        database_tag_statement(db),
+    ];
+    out.extend(converge_ddl(spec, verifier, tag, false, false));
+    out.push(unlock_statement(db));
+    out.extend(extension_ddl(spec));
+    out.push(observe_database_statement(db));
+    out.push(observe_role_statement(role));
+    out.extend(extension_read_statements());
+    out
+}
+
+/// The extensions installed in the database `conn` is on (sorted, without plpgsql).
+async fn read_extensions(conn: &mut PgConnection) -> Result<Value, DriverError> {
+    let mut rows = Vec::new();
+    for st in extension_read_statements() {
+        rows.extend(st.run(conn).await?);
+    }
+    Ok(json!(
+        rows.iter()
+            .map(|r| r.get::<String, _>("extname"))
+            .collect::<Vec<_>>()
+    ))
+}
+
+/// Tries paved's advisory lock for `database`. `Ok(true)`: taken; `Ok(false)`: held by a
+/// session of another role (a tenant), which paved does not wait for; a transient error when
+/// another paved session holds it, so the step is retried later without holding a worker.
+async fn try_lock(conn: &mut PgConnection, database: &str) -> Result<bool, DriverError> {
+    let got: bool = try_lock_statement(database)
+        .run(conn)
+        .await?
+        .first()
+        .is_some_and(|r| r.get("got"));
+    if got {
+        return Ok(true);
+    }
+    let paved_holds: bool = lock_holder_statement(database)
+        .run(conn)
+        .await?
+        .first()
+        .is_some_and(|r| r.get("held"));
     if paved_holds {
         Err(DriverError::Transient(format!(
             "another paved run is converging database {database}; retrying later"
@@ -782,13 +1045,7 @@ async fn role_tag(
     conn: &mut PgConnection,
     name: &str,
 ) -> Result<Option<Option<String>>, DriverError> {
-    let row = sqlx::query(
-        "SELECT pg_catalog.shobj_description(oid, 'pg_authid') AS tag FROM pg_catalog.pg_roles WHERE rolname = $1",
-    )
-    .bind(name)
-    .fetch_optional(conn)
-    .await
-    .map_err(classify)?;
+    let row = role_tag_statement(name).run(conn).await?.into_iter().next();
     Ok(row.map(|r| r.get::<Option<String>, _>("tag")))
 }
 
@@ -797,14 +1054,11 @@ async fn database_tag(
     conn: &mut PgConnection,
     name: &str,
 ) -> Result<Option<(Option<String>, String)>, DriverError> {
-    let row = sqlx::query(
-        "SELECT pg_catalog.shobj_description(d.oid, 'pg_database') AS tag, r.rolname AS owner \
-         FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
-    )
-    .bind(name)
-    .fetch_optional(conn)
-    .await
-    .map_err(classify)?;
+    let row = database_tag_statement(name)
+        .run(conn)
+        .await?
+        .into_iter()
+        .next();
     Ok(row.map(|r| {
         (
             r.get::<Option<String>, _>("tag"),
