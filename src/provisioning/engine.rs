@@ -72,6 +72,8 @@ impl From<DriverError> for Stop {
 struct StepDone {
     message: String,
     tell: Option<Told>,
+    /// What a driver applied, to record on the resource.
+    applied: Option<AppliedPart>,
 }
 
 impl From<String> for StepDone {
@@ -79,8 +81,17 @@ impl From<String> for StepDone {
         Self {
             message,
             tell: None,
+            applied: None,
         }
     }
+}
+
+struct AppliedPart {
+    part_id: String,
+    outputs: Value,
+    /// The part was renamed (an update): its new spec replaces the recorded one.
+    replaced: bool,
+    update: bool,
 }
 
 /// A change of the catalog's, told after the commit that made it.
@@ -414,13 +425,28 @@ impl Engine {
             };
             seg.log(Some(&name), "info", format!("{name}: started"));
             let result = if calls_a_driver {
+                if let (Some(Step::Create(part) | Step::Update(part)), Some(res)) =
+                    (&kind, &req.resource_id)
+                {
+                    // Generated and sealed in this transaction, before the driver uses it:
+                    // a rerun applies the same password.
+                    self.password(&seg.txn, res, part).await?;
+                }
                 // Durable before the driver acts: a crash during the call is seen as one.
                 self.commit(seg).await?;
                 let r = self
                     .run_step(&self.db, kind, &mut req, &spec, &mut parts)
                     .await;
                 seg = Segment::open(&self.db, request_id, &req.owner).await?;
-                r
+                match (r, &req.resource_id) {
+                    (Ok(mut done), Some(res)) if done.applied.is_some() => {
+                        let applied = done.applied.take().expect("checked");
+                        self.record_applied(&seg.txn, res, &spec, &parts, applied)
+                            .await
+                            .map(|()| done)
+                    }
+                    (r, _) => r,
+                }
             } else {
                 self.run_step(&seg.txn, kind, &mut req, &spec, &mut parts)
                     .await
@@ -566,6 +592,7 @@ impl Engine {
                 )
                 .await;
                 Ok(StepDone {
+                    applied: None,
                     message: "resource deleted; credentials destroyed".into(),
                     tell: Some(Told::Removed {
                         name: spec.resource.name.clone(),
@@ -612,6 +639,7 @@ impl Engine {
                 )
                 .await;
                 Ok(StepDone {
+                    applied: None,
                     message: "resource ready".into(),
                     tell: Some(Told::Published {
                         name: spec.resource.name.clone(),
@@ -662,52 +690,25 @@ impl Engine {
                             // resource: nobody keeps a login paved no longer hands out.
                             self.drivers.destroy(old, &tag).await?;
                         }
-                        let res = db::resources::by_id(conn, &res_id)
-                            .await?
-                            .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
-                        let mut outputs = res.outputs.as_object().cloned().unwrap_or_default();
-                        outputs.insert(part_id.to_owned(), applied.outputs);
-                        let mut desired = res.desired.clone();
-                        if replaced.is_some() {
-                            // Recorded at once: a delete (or a failure after this step) must
-                            // find what exists now, not what the request started from.
-                            if let (Some(list), Some(new)) = (
-                                desired.get_mut("parts").and_then(Value::as_array_mut),
-                                spec.parts.iter().find(|p| p.id == part_id),
-                            ) {
-                                for p in list.iter_mut() {
-                                    if p["id"] == part_id {
-                                        p["spec"] = new.spec.clone();
-                                    }
-                                }
-                            }
-                        }
-                        let had_credentials = matches!(step, Step::Update(_))
-                            && db::secrets::sealed(conn, &res_id, CREDENTIALS)
-                                .await?
-                                .is_some();
-                        db::resources::record_parts(
-                            conn,
-                            res,
-                            Value::Object(outputs),
-                            desired,
-                            Utc::now(),
-                        )
-                        .await?;
-                        if had_credentials {
-                            // The credentials endpoint hands out what exists, never a login
-                            // of before the update.
-                            self.seal_credentials(conn, &res_id, parts).await?;
-                        }
-                        Ok(match &replaced {
+                        let message = match &replaced {
                             Some(old) => format!(
                                 "{part_id} applied; {} replaced by {} and removed",
                                 old.identity(),
                                 part.identity()
                             ),
                             None => format!("{part_id} applied"),
-                        }
-                        .into())
+                        };
+                        // Recorded by the transaction that records the step's end.
+                        Ok(StepDone {
+                            message,
+                            tell: None,
+                            applied: Some(AppliedPart {
+                                part_id: part_id.to_owned(),
+                                outputs: applied.outputs,
+                                replaced: replaced.is_some(),
+                                update: matches!(step, Step::Update(_)),
+                            }),
+                        })
                     }
                     Step::Destroy(_) => {
                         self.drivers.destroy(&part, &owner_tag(&res_id)).await?;
@@ -724,6 +725,50 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Records what a driver step applied on its resource (in the transaction that records
+    /// the step's end): the part's outputs and, when it was renamed, its new spec.
+    async fn record_applied<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        res_id: &str,
+        spec: &RenderedSpec,
+        parts: &[(String, PartSpec)],
+        a: AppliedPart,
+    ) -> Result<(), Stop> {
+        let part_id = a.part_id.as_str();
+        let res = db::resources::by_id(conn, res_id)
+            .await?
+            .ok_or_else(|| Stop::Permanent("resource vanished".into()))?;
+        let mut outputs = res.outputs.as_object().cloned().unwrap_or_default();
+        outputs.insert(part_id.to_owned(), a.outputs);
+        let mut desired = res.desired.clone();
+        if a.replaced {
+            // Recorded with the step: a delete (or a failure after this step) must find what
+            // exists now, not what the request started from.
+            if let (Some(list), Some(new)) = (
+                desired.get_mut("parts").and_then(Value::as_array_mut),
+                spec.parts.iter().find(|p| p.id == part_id),
+            ) {
+                for p in list.iter_mut() {
+                    if p["id"] == part_id {
+                        p["spec"] = new.spec.clone();
+                    }
+                }
+            }
+        }
+        let had_credentials = a.update
+            && db::secrets::sealed(conn, res_id, CREDENTIALS)
+                .await?
+                .is_some();
+        db::resources::record_parts(conn, res, Value::Object(outputs), desired, Utc::now()).await?;
+        if had_credentials {
+            // The credentials endpoint hands out what exists, never a login of before the
+            // update.
+            self.seal_credentials(conn, res_id, parts).await?;
+        }
+        Ok(())
     }
 
     /// Seals the credentials document of every part (outputs + password + URL).
