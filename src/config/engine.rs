@@ -48,7 +48,9 @@ impl Default for NotificationsSettings {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSettings {
-    /// Workers in this process (0: this replica only serves the API).
+    /// Workers in this process (0: this replica only serves the API). Cheap async tasks that
+    /// mostly wait on targets and the database; 16 keep a slow cloud API's calls in flight
+    /// without one holding up the others.
     pub workers: usize,
     /// How long a claimed job stays a worker's without a heartbeat.
     pub lease_seconds: u64,
@@ -65,7 +67,7 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> Self {
         Self {
-            workers: 2,
+            workers: 16,
             lease_seconds: 30,
             poll_seconds: 5,
             max_attempts: 5,

@@ -50,7 +50,8 @@ pub struct DatabaseSettings {
     #[serde(deserialize_with = "string")]
     #[schemars(schema_with = "string_schema")]
     pub url: String,
-    /// Connections in paved's own database pool.
+    /// Connections in paved's own database pool (the API and the workers share it: more than
+    /// the workers, so a busy queue leaves the API connections).
     pub max_connections: u32,
     /// Apply pending migrations when `serve` starts. Turn off where migrations run as a separate
     /// job (`paved migrate`); readiness then stays 503 until the schema is current.
@@ -88,7 +89,7 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://paved.db?mode=rwc".into(),
-            max_connections: 10,
+            max_connections: 20,
             migrate_on_start: true,
         }
     }
