@@ -361,8 +361,13 @@ async fn main() {
     .unwrap();
 
     // Earlier orders, provisioned, for the reads to find.
+    // One at a time, with nothing else running: what an order costs without waiting for its
+    // team's lock or for the cores.
+    let mut alone = Vec::new();
     for _ in 0..SEED_ORDERS {
+        let t = Instant::now();
         let id = order(&client, &shared).await.expect("a seed order");
+        alone.push(t.elapsed());
         shared.requests.lock().unwrap().push(id);
     }
     while workers > 0 && count_requests(&conn).await.1 < SEED_ORDERS as i64 {
@@ -390,6 +395,21 @@ async fn main() {
     for (kind, v) in samples.by_kind.iter_mut() {
         line(kind.name(), v, elapsed);
     }
+    let [_, alone_p50, _, _] = common::percentiles(&mut alone);
+    let orders_done = samples.by_kind.get(&Kind::Order).map_or(0, Vec::len);
+    println!(
+        "an order alone (the {SEED_ORDERS} before the load, one at a time): p50 {:.2} ms; under the load {:.1} orders/s{}",
+        common::ms(alone_p50),
+        orders_done as f64 / elapsed,
+        if teams == 1 {
+            format!(
+                ", all of one team, so one at a time: {:.1} ms each under the team's lock",
+                1e3 * elapsed / orders_done.max(1) as f64
+            )
+        } else {
+            String::new()
+        }
+    );
     let failed: usize = samples.failed.values().sum();
     if failed > 0 {
         println!(

@@ -172,7 +172,11 @@ async fn main() {
     let mut pg_runs = Vec::new();
     for (engine, replicas) in [(Sqlite, 1), (Postgres, 1), (Postgres, 2)] {
         let r = run(engine, replicas).await;
-        let name = if engine == Sqlite { "SQLite" } else { "PostgreSQL" };
+        let name = if engine == Sqlite {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        };
         let per = |x: f64| x * 1e3 / orders as f64;
         println!(
             "{name}, {replicas} replica(s): all submitted in {:>6.2} s, all succeeded in {:>6.2} s ({:>6.1} requests/s end to end); CPU per order {:.1} ms in paved and the clients, {:.1} ms in the rest (database, Redis)",

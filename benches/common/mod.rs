@@ -94,7 +94,10 @@ pub fn cpu_seconds_machine() -> f64 {
         .map(|v| v.parse().unwrap_or(0.0))
         .collect();
     // user nice system (idle iowait) irq softirq steal
-    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().map(|&i| f.get(i).unwrap_or(&0.0)).sum();
+    let busy: f64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).unwrap_or(&0.0))
+        .sum();
     busy / clock_ticks()
 }
 
