@@ -1,13 +1,20 @@
 //! `cargo bench --bench http`: invoking `paved:estimate` over HTTP (form validation, rendering,
 //! cost, every policy, Backstage's action envelope) under a concurrent loader on loopback,
-//! beside a trivial axum handler served by this same binary with the same body (the floor of
-//! the HTTP stack). Throughput and p50/p99 latency for each, and the ratio.
+//! beside two baselines in the same run: a trivial axum handler served by this same binary
+//! with the same body (the floor of the HTTP stack), and the same estimate done in-process
+//! (the use case the handler calls, `usecases::assess::assess`, by as many tasks on the same
+//! runtime, over the same paved and database). Throughput and p50/p99 latency for each, and
+//! HTTP / in-process throughput against issue 16's target (≥ 0.6).
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{Json, Router, routing::post};
+use paved::{api::state::AppState, guardrails::Assessment, usecases::assess::assess};
 use serde_json::{Value, json};
 
 const CONCURRENCY: usize = 32;
@@ -19,22 +26,21 @@ struct Figures {
     p99: Duration,
 }
 
-async fn load(url: &str, body: &Value) -> Figures {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONCURRENCY)
-        .build()
-        .unwrap();
+/// Runs `op` from [`CONCURRENCY`] tasks at once: one second of warm-up, then [`SECONDS`].
+async fn drive<F, Fut>(op: F) -> Figures
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     let run = |until: Instant| {
         let tasks: Vec<_> = (0..CONCURRENCY)
             .map(|_| {
-                let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
+                let op = op.clone();
                 tokio::spawn(async move {
                     let mut samples = Vec::new();
                     while Instant::now() < until {
                         let t = Instant::now();
-                        let r = client.post(&url).json(&body).send().await.unwrap();
-                        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-                        r.bytes().await.unwrap();
+                        op().await;
                         samples.push(t.elapsed());
                     }
                     samples
@@ -62,6 +68,63 @@ async fn load(url: &str, body: &Value) -> Figures {
     }
 }
 
+/// POSTs `body` to `url` from [`CONCURRENCY`] clients sharing one connection pool.
+async fn load(url: &str, body: &Value) -> Figures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
+    let (url, body) = (Arc::<str>::from(url), Arc::new(body.clone()));
+    drive(move || {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        async move {
+            let r = client.post(&*url).json(&*body).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+            r.bytes().await.unwrap();
+        }
+    })
+    .await
+}
+
+/// The same estimate without HTTP: what `paved:estimate`'s handler calls, for the caller the
+/// middleware finds in a request without a token, on the same state (database, templates,
+/// policies, price book).
+async fn in_process(state: &AppState, body: &Value) -> Figures {
+    let offering = state
+        .templates()
+        .snapshot()
+        .get(body["offering"].as_str().unwrap())
+        .expect("the bundled offering");
+    let values = Arc::new(body["values"].clone());
+    let principal = Arc::new(
+        state
+            .authenticator()
+            .caller(&axum::http::HeaderMap::new())
+            .await
+            .expect("anonymous callers are let in on loopback"),
+    );
+    let state = state.clone();
+    drive(move || {
+        let (state, offering) = (state.clone(), offering.clone());
+        let (values, principal) = (values.clone(), principal.clone());
+        async move {
+            let policies = state.policies();
+            let assessment = assess(
+                &state.guardrail_inputs(&policies),
+                &offering,
+                &values,
+                &principal,
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+            assert!(matches!(assessment, Assessment::Decided { .. }));
+        }
+    })
+    .await
+}
+
 fn print(name: &str, f: &Figures) {
     println!(
         "{name:<48} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
@@ -79,6 +142,7 @@ async fn main() {
     let mut s = common::settings(&db);
     s.engine.workers = 0;
     let app = paved::app::Application::build(s).await.unwrap();
+    let state = app.state().clone();
     let paved_url = format!(
         "http://{}/api/paved/.backstage/actions/v1/actions/paved:estimate/invoke",
         app.local_addr()
@@ -132,12 +196,20 @@ async fn main() {
     print("floor: trivial axum JSON handler", &floor);
     let paved = load(&paved_url, &body).await;
     print("paved: POST …/actions/paved:estimate/invoke", &paved);
+    let inproc = in_process(&state, &body).await;
+    print("in-process: usecases::assess::assess", &inproc);
     println!();
     println!(
         "paved:estimate serves {:.2}x the floor's throughput; p50 {:.1}x, p99 {:.1}x the floor's latency",
         paved.rps / floor.rps,
         paved.p50.as_secs_f64() / floor.p50.as_secs_f64(),
         paved.p99.as_secs_f64() / floor.p99.as_secs_f64()
+    );
+    println!(
+        "HTTP / in-process throughput: {:.2} (target ≥ 0.6: {:.2} of it); p50 {:.1}x the in-process latency",
+        paved.rps / inproc.rps,
+        paved.rps / inproc.rps / 0.6,
+        paved.p50.as_secs_f64() / inproc.p50.as_secs_f64()
     );
     let _ = stop.send(());
     let _ = server.await;

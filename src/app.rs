@@ -140,6 +140,7 @@ impl Application {
             fatal: std::sync::Mutex::new(None),
             shutting_down: AtomicBool::new(false),
             clock,
+            gauges_computed: tokio::sync::Mutex::new(None),
         }));
         Ok(Self { listener, state })
     }

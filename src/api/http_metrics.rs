@@ -1,7 +1,7 @@
 //! Prometheus metrics for every HTTP request, labelled by route template (not raw path, which
 //! would explode cardinality) and status.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -83,31 +83,23 @@ fn is_scraper(state: &AppState, parts: &Parts) -> bool {
         .is_some_and(|(hash, token)| crate::auth::matches_hash(token, hash))
 }
 
+/// How old the gauges computed from paved's tables may be when a scrape renders them. Their
+/// queries read every request of the report window, so scrapes closer together than this
+/// (several Prometheus servers, an operator's `curl` loop, a load test) share one computation
+/// instead of each adding a full read to the database's load. Far below any scrape interval.
+pub const GAUGES_MAX_AGE: Duration = Duration::from_secs(1);
+
 async fn metrics_text(state: &AppState) -> impl IntoResponse {
-    // Platform gauges are computed at scrape time from paved's tables.
-    if state.schema_ready() {
-        let window = chrono::Duration::hours(state.settings().reports.window_hours as i64);
-        match crate::reports::platform(state.db(), window, state.now(), &state.pricebook().currency)
-            .await
-        {
-            Ok(m) => crate::reports::publish_gauges(&m),
-            Err(e) => tracing::warn!(error = %e, "platform metrics unavailable for this scrape"),
-        }
-        match crate::jobs::storage::depth_by_kind(state.db(), state.now()).await {
-            Ok(kinds) => {
-                // One series per job type: its queue, what runs, how long the oldest waits.
-                for (kind, d) in kinds {
-                    metrics::gauge!("paved_jobs_queued", "job" => kind.clone())
-                        .set(d.queued as f64);
-                    metrics::gauge!("paved_jobs_running", "job" => kind.clone())
-                        .set(d.running as f64);
-                    metrics::gauge!("paved_jobs_oldest_queued_age_seconds", "job" => kind)
-                        .set(d.oldest_queued_age_seconds);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "queue depth unavailable for this scrape"),
+    // Platform gauges are computed at scrape time from paved's tables, at most once per
+    // GAUGES_MAX_AGE; a scrape that arrives while they are computed waits for them.
+    let mut computed = state.0.gauges_computed.lock().await;
+    if state.schema_ready() && computed.is_none_or(|at| at.elapsed() >= GAUGES_MAX_AGE) {
+        let started = Instant::now();
+        if publish_table_gauges(state).await {
+            *computed = Some(started);
         }
     }
+    drop(computed);
     (
         [(
             header::CONTENT_TYPE,
@@ -115,4 +107,36 @@ async fn metrics_text(state: &AppState) -> impl IntoResponse {
         )],
         state.metrics().render(),
     )
+}
+
+/// Publishes the gauges read from paved's tables; false when a query failed (the next scrape
+/// tries again).
+async fn publish_table_gauges(state: &AppState) -> bool {
+    let mut ok = true;
+    let window = chrono::Duration::hours(state.settings().reports.window_hours as i64);
+    match crate::reports::platform(state.db(), window, state.now(), &state.pricebook().currency)
+        .await
+    {
+        Ok(m) => crate::reports::publish_gauges(&m),
+        Err(e) => {
+            ok = false;
+            tracing::warn!(error = %e, "platform metrics unavailable for this scrape");
+        }
+    }
+    match crate::jobs::storage::depth_by_kind(state.db(), state.now()).await {
+        Ok(kinds) => {
+            // One series per job type: its queue, what runs, how long the oldest waits.
+            for (kind, d) in kinds {
+                metrics::gauge!("paved_jobs_queued", "job" => kind.clone()).set(d.queued as f64);
+                metrics::gauge!("paved_jobs_running", "job" => kind.clone()).set(d.running as f64);
+                metrics::gauge!("paved_jobs_oldest_queued_age_seconds", "job" => kind)
+                    .set(d.oldest_queued_age_seconds);
+            }
+        }
+        Err(e) => {
+            ok = false;
+            tracing::warn!(error = %e, "queue depth unavailable for this scrape");
+        }
+    }
+    ok
 }

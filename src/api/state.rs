@@ -55,6 +55,10 @@ pub(crate) struct Inner {
     pub(crate) fatal: std::sync::Mutex<Option<String>>,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) clock: Clock,
+    /// When `/metrics` last computed the gauges read from paved's tables (see
+    /// `http_metrics::GAUGES_MAX_AGE`); held while they are computed, so concurrent scrapes
+    /// compute them once.
+    pub(crate) gauges_computed: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl AppState {
