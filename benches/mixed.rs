@@ -451,27 +451,6 @@ async fn main() {
     conn.close().await.ok();
     let _ = stop.send(());
     let _ = server.await;
-    cleanup_redis(&format!("paved-m{}", shared.run_id)).await;
+    common::cleanup_redis(&format!("paved-m{}", shared.run_id)).await;
     db.drop_now().await;
-}
-
-/// Removes the ACL users (and paved's ownership markers) this run created.
-async fn cleanup_redis(prefix: &str) {
-    use redis::AsyncCommands;
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let users: Vec<String> = redis::cmd("ACL")
-        .arg("USERS")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    for u in users.iter().filter(|u| u.starts_with(prefix)) {
-        let _: i64 = redis::cmd("ACL")
-            .arg("DELUSER")
-            .arg(u)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        let _: i64 = c.del(format!("__paved_owner__:{u}")).await.unwrap();
-    }
 }

@@ -11,7 +11,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use redis::AsyncCommands;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 
@@ -133,6 +132,8 @@ async fn run(engine: common::testkit::Engine, replicas: usize) -> Run {
                 .await
                 .unwrap()
                 .and_then(|r| r.try_get::<Option<String>>("", "error").ok().flatten());
+            // What the run created goes even when it fails.
+            common::cleanup_redis(&format!("paved-q{run_id}")).await;
             panic!("{failed} request(s) failed, e.g.: {why:?}");
         }
         if ok as usize == orders {
@@ -155,7 +156,7 @@ async fn run(engine: common::testkit::Engine, replicas: usize) -> Run {
         let _ = stop.send(());
         let _ = task.await;
     }
-    cleanup_redis(&format!("paved-q{run_id}")).await;
+    common::cleanup_redis(&format!("paved-q{run_id}")).await;
     let pg = if pg {
         // The backends report their counts as they close; give the last ones a moment.
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -172,26 +173,6 @@ async fn run(engine: common::testkit::Engine, replicas: usize) -> Run {
         cpu_redis,
         cpu_rest,
         pg,
-    }
-}
-
-/// Removes the ACL users (and paved's ownership markers) this run created.
-async fn cleanup_redis(prefix: &str) {
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let users: Vec<String> = redis::cmd("ACL")
-        .arg("USERS")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    for u in users.iter().filter(|u| u.starts_with(prefix)) {
-        let _: i64 = redis::cmd("ACL")
-            .arg("DELUSER")
-            .arg(u)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        let _: i64 = c.del(format!("__paved_owner__:{u}")).await.unwrap();
     }
 }
 

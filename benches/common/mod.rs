@@ -179,3 +179,25 @@ pub async fn pg_activity(db_url: &str) -> PgActivity {
     conn.close().await.ok();
     PgActivity { commits, tables }
 }
+
+/// Removes the Redis ACL users whose names start with `prefix` (and paved's ownership markers
+/// of them): what a bench's orders created.
+pub async fn cleanup_redis(prefix: &str) {
+    use redis::AsyncCommands;
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let users: Vec<String> = redis::cmd("ACL")
+        .arg("USERS")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    for u in users.iter().filter(|u| u.starts_with(prefix)) {
+        let _: i64 = redis::cmd("ACL")
+            .arg("DELUSER")
+            .arg(u)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let _: i64 = c.del(format!("__paved_owner__:{u}")).await.unwrap();
+    }
+}

@@ -25,20 +25,7 @@ pub struct NewEvent<'a> {
 }
 
 pub async fn append<C: ConnectionTrait>(conn: &C, e: NewEvent<'_>) -> Result<(), DbErr> {
-    audit_event::Entity::insert(audit_event::ActiveModel {
-        id: NotSet,
-        team: Set(e.team),
-        at: Set(e.at),
-        actor: Set(e.actor.to_owned()),
-        on_behalf_of: Set(e.on_behalf_of),
-        event_type: Set(e.event_type.to_owned()),
-        target: Set(e.target),
-        outcome: Set(e.outcome.to_owned()),
-        details: Set(e.details),
-    })
-    .exec(conn)
-    .await?;
-    Ok(())
+    append_all(conn, vec![e]).await
 }
 
 /// Appends `events` in one statement, in their order.
