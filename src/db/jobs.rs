@@ -133,7 +133,7 @@ fn claimable(now: DateTime<Utc>, kinds: &[&str]) -> Condition {
 }
 
 /// Claims the oldest runnable job of one of `kinds` for `worker`, or None. One statement:
-/// `UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *` on
+/// `UPDATE ... WHERE id IN (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *` on
 /// PostgreSQL, so replicas claim different jobs without waiting on each other; SQLite has no
 /// row locks and needs none (one writer at a time runs the whole statement).
 pub async fn claim(

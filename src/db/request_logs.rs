@@ -12,21 +12,17 @@ pub async fn add<C: ConnectionTrait>(
     db: &C,
     request_id: &str,
     step: Option<&str>,
-    level: &str,
+    level: &'static str,
     message: &str,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    Entity::insert(ActiveModel {
-        id: NotSet,
-        request_id: Set(request_id.into()),
-        step: Set(step.map(str::to_owned)),
-        level: Set(level.into()),
-        message: Set(message.into()),
-        at: Set(at),
-    })
-    .exec(db)
-    .await?;
-    Ok(())
+    let line = NewLine {
+        step: step.map(str::to_owned),
+        level,
+        message: message.to_owned(),
+        at,
+    };
+    add_all(db, request_id, vec![line]).await
 }
 
 /// One line to add with [`add_all`].

@@ -250,7 +250,7 @@ impl Engine {
         runner.work(name, stop).await
     }
 
-    async fn log(&self, request_id: &str, step: Option<&str>, level: &str, message: &str) {
+    async fn log(&self, request_id: &str, step: Option<&str>, level: &'static str, message: &str) {
         if let Err(e) =
             db::request_logs::add(&self.db, request_id, step, level, message, Utc::now()).await
         {
@@ -434,19 +434,19 @@ impl Engine {
                 }
                 // Durable before the driver acts: a crash during the call is seen as one.
                 self.commit(seg).await?;
-                let r = self
+                let mut r = self
                     .run_step(&self.db, kind, &mut req, &spec, &mut parts)
                     .await;
                 seg = Segment::open(&self.db, request_id, &req.owner).await?;
-                match (r, &req.resource_id) {
-                    (Ok(mut done), Some(res)) if done.applied.is_some() => {
-                        let applied = done.applied.take().expect("checked");
-                        self.record_applied(&seg.txn, res, &spec, &parts, applied)
-                            .await
-                            .map(|()| done)
-                    }
-                    (r, _) => r,
+                if let (Ok(done), Some(res)) = (&mut r, &req.resource_id)
+                    && let Some(applied) = done.applied.take()
+                    && let Err(e) = self
+                        .record_applied(&seg.txn, res, &spec, &parts, applied)
+                        .await
+                {
+                    r = Err(e);
                 }
+                r
             } else {
                 self.run_step(&seg.txn, kind, &mut req, &spec, &mut parts)
                     .await
@@ -498,18 +498,15 @@ impl Engine {
     /// (never before: Backstage would read the resource as it was).
     async fn commit(&self, seg: Segment) -> Result<(), DbErr> {
         let told = seg.commit().await?;
+        let Some(c) = &self.catalog else {
+            return Ok(());
+        };
         for t in told {
             match t {
-                Told::Published { name, id } => {
-                    if let Some(c) = &self.catalog {
-                        c.published(&name, &id);
-                    }
-                }
+                Told::Published { name, id } => c.published(&name, &id),
                 Told::Removed { name, id, parts } => {
-                    if let Some(c) = &self.catalog {
-                        let part_ids: Vec<&str> = parts.iter().map(String::as_str).collect();
-                        c.removed(&name, &id, &part_ids);
-                    }
+                    let part_ids: Vec<&str> = parts.iter().map(String::as_str).collect();
+                    c.removed(&name, &id, &part_ids);
                 }
             }
         }
