@@ -247,16 +247,11 @@ async fn ephemeral_environments_warn_extend_and_are_reaped_through_a_delete_requ
         "http://json-schema.org/draft-07/schema#"
     );
 
-    // Refreshes of one entity coalesce while one waits (each is "read it again"): what
-    // Backstage must get is one more after the deletion than it had before.
+    // Backstage's catalog holds the resource's entity (and an unrelated one of the same
+    // kind): the deletion must take paved's entity out of it, not wait for orphan cleanup.
     let entity_ref = format!("resource:default/{}", res["name"].as_str().unwrap());
-    let refreshes = || {
-        rec.calls("/api/catalog/refresh")
-            .iter()
-            .filter(|c| c.body["entityRef"] == entity_ref)
-            .count()
-    };
-    let refreshed_before_reaping = refreshes();
+    rec.knows(&entity_ref, &rid);
+    rec.knows("resource:default/someone-elses", "another-resource");
 
     // Time passes (the clock is the database's expiry): the reaper deletes it through a
     // normal delete request, as system:reaper.
@@ -318,10 +313,17 @@ async fn ephemeral_environments_warn_extend_and_are_reaped_through_a_delete_requ
         (!rec.notifications("resource-expired").is_empty()).then_some(())
     })
     .await;
-    eventually("a catalog refresh after the deletion", || async {
-        (refreshes() > refreshed_before_reaping).then_some(())
+    eventually("the entity's removal from the catalog", || async {
+        (!rec.holds(&entity_ref)).then_some(())
     })
     .await;
+    let deletes = rec.calls(&common::kit::Recorder::delete_path_of(&entity_ref));
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(deletes[0].authorization, "Bearer backstage-static-token");
+    assert!(
+        rec.holds("resource:default/someone-elses"),
+        "only its own entity"
+    );
     let (_, ext) = call(
         &app,
         Method::POST,

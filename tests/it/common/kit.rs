@@ -342,46 +342,60 @@ pub struct Call {
     pub body: Value,
 }
 
-/// A stand-in for Backstage's notifications API (`POST /api/notifications/notifications`) and
-/// catalog refresh (`POST /api/catalog/refresh`), and a webhook receiver (`POST /hook`): it
-/// records every call and answers 500 to the first `fail_first[path]` calls of a path.
+/// A stand-in for Backstage's notifications API (`POST /api/notifications/notifications`),
+/// catalog refresh (`POST /api/catalog/refresh`) and the catalog's entity look-up and delete
+/// (`GET …/entities/by-name/…`, `DELETE …/entities/by-uid/…`, for the entities a test
+/// declares with [`Recorder::knows`]), and a webhook receiver (`POST /hook`): it records every
+/// call and answers 500 to the first `fail_first[path]` calls of a path.
 #[derive(Clone)]
 pub struct Recorder {
     pub url: String,
     calls: Arc<Mutex<Vec<Call>>>,
     fail_first: Arc<Mutex<BTreeMap<String, usize>>>,
+    /// The catalog's entities: entity ref → the resource id its annotation names.
+    entities: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+type Shared = (
+    Arc<Mutex<Vec<Call>>>,
+    Arc<Mutex<BTreeMap<String, usize>>>,
+    Arc<Mutex<BTreeMap<String, String>>>,
+);
+
+/// The uid the stand-in catalog gives an entity.
+fn uid_of(entity_ref: &str) -> String {
+    format!("uid-{}", entity_ref.replace([':', '/'], "-"))
 }
 
 impl Recorder {
     pub async fn start() -> Self {
         use axum::{
             Json, Router,
-            extract::State,
+            extract::{Path, State},
             http::{HeaderMap, StatusCode, Uri},
-            routing::post,
+            routing::{delete, get, post},
         };
-        type Shared = (Arc<Mutex<Vec<Call>>>, Arc<Mutex<BTreeMap<String, usize>>>);
-        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
-        let fail_first: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
-        async fn record(
-            State((calls, fail)): State<Shared>,
-            uri: Uri,
-            headers: HeaderMap,
-            Json(body): Json<Value>,
-        ) -> StatusCode {
-            let path = uri.path().to_owned();
-            let auth = headers
+        fn push(calls: &Mutex<Vec<Call>>, uri: &Uri, headers: &HeaderMap, body: Value) {
+            let authorization = headers
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
             calls.lock().unwrap().push(Call {
-                path: path.clone(),
-                authorization: auth,
+                path: uri.path().to_owned(),
+                authorization,
                 body,
             });
+        }
+        async fn record(
+            State((calls, fail, _)): State<Shared>,
+            uri: Uri,
+            headers: HeaderMap,
+            Json(body): Json<Value>,
+        ) -> StatusCode {
+            push(&calls, &uri, &headers, body);
             let mut fail = fail.lock().unwrap();
-            match fail.get_mut(&path) {
+            match fail.get_mut(uri.path()) {
                 Some(n) if *n > 0 => {
                     *n -= 1;
                     StatusCode::INTERNAL_SERVER_ERROR
@@ -389,11 +403,55 @@ impl Recorder {
                 _ => StatusCode::OK,
             }
         }
+        async fn by_name(
+            State((calls, _, entities)): State<Shared>,
+            Path((kind, namespace, name)): Path<(String, String, String)>,
+            uri: Uri,
+            headers: HeaderMap,
+        ) -> Result<Json<Value>, StatusCode> {
+            push(&calls, &uri, &headers, Value::Null);
+            let entity_ref = format!("{kind}:{namespace}/{name}");
+            let entities = entities.lock().unwrap();
+            let resource_id = entities.get(&entity_ref).ok_or(StatusCode::NOT_FOUND)?;
+            Ok(Json(json!({
+                "kind": kind,
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "uid": uid_of(&entity_ref),
+                    "annotations": {"paved.dev/resource-id": resource_id},
+                },
+            })))
+        }
+        async fn by_uid(
+            State((calls, _, entities)): State<Shared>,
+            Path(uid): Path<String>,
+            uri: Uri,
+            headers: HeaderMap,
+        ) -> StatusCode {
+            push(&calls, &uri, &headers, Value::Null);
+            let mut entities = entities.lock().unwrap();
+            let before = entities.len();
+            entities.retain(|r, _| uid_of(r) != uid);
+            if entities.len() < before {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::NOT_FOUND
+            }
+        }
+        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+        let fail_first: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let entities: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
         let app = Router::new()
             .route("/api/notifications/notifications", post(record))
             .route("/api/catalog/refresh", post(record))
+            .route(
+                "/api/catalog/entities/by-name/{kind}/{namespace}/{name}",
+                get(by_name),
+            )
+            .route("/api/catalog/entities/by-uid/{uid}", delete(by_uid))
             .route("/hook", post(record))
-            .with_state((calls.clone(), fail_first.clone()));
+            .with_state((calls.clone(), fail_first.clone(), entities.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -401,7 +459,26 @@ impl Recorder {
             url,
             calls,
             fail_first,
+            entities,
         }
+    }
+
+    /// The stand-in catalog holds `entity_ref`, paved's entity of resource `resource_id`.
+    pub fn knows(&self, entity_ref: &str, resource_id: &str) {
+        self.entities
+            .lock()
+            .unwrap()
+            .insert(entity_ref.to_owned(), resource_id.to_owned());
+    }
+
+    /// Whether the stand-in catalog still holds `entity_ref`.
+    pub fn holds(&self, entity_ref: &str) -> bool {
+        self.entities.lock().unwrap().contains_key(entity_ref)
+    }
+
+    /// The path of the delete that removes `entity_ref` from the stand-in catalog.
+    pub fn delete_path_of(entity_ref: &str) -> String {
+        format!("/api/catalog/entities/by-uid/{}", uid_of(entity_ref))
     }
 
     /// The first `n` calls to `path` fail with 500.
