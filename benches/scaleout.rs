@@ -163,7 +163,7 @@ async fn run(replicas: usize, workers: usize) -> Run {
             fake.clone(),
             secrets.clone(),
             s.engine.clone(),
-            Arc::new(tokio::sync::Notify::new()),
+            paved::jobs::Wake::default(),
         )));
     }
     let watcher = paved::db::connect(&s.database).await.unwrap();

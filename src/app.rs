@@ -17,8 +17,6 @@ use tokio::net::TcpListener;
 
 use std::sync::RwLock;
 
-use tokio::sync::Notify;
-
 use crate::{
     auth::{
         StaticTokens,
@@ -111,7 +109,7 @@ impl Application {
             crate::catalog::pages::Layout::from_settings(&settings),
         );
         // The job runners' wake-up: whatever queues a job in this process rings it.
-        let wake = Arc::new(Notify::new());
+        let wake = crate::jobs::Wake::default();
         let notifier =
             crate::notifications::backstage::notifier(&settings, &outgoing).with_wake(wake.clone());
         let drivers = Arc::new(Drivers::from_settings(&settings.drivers));

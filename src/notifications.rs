@@ -19,7 +19,6 @@ use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionSession, TransactionTrait};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
@@ -160,7 +159,7 @@ pub type Channels = Arc<Vec<Arc<dyn Channel>>>;
 pub struct Notifier {
     channels: Channels,
     /// Idle job runners of this process, woken when a notification was queued.
-    wake: Arc<Notify>,
+    wake: crate::jobs::Wake,
     max_attempts: i32,
     /// paved's public URL with the plugin base path, for links to its API.
     base: Arc<str>,
@@ -178,7 +177,7 @@ impl Notifier {
     pub fn new(s: &Settings, channels: Vec<Arc<dyn Channel>>) -> Self {
         Self {
             channels: Arc::new(channels),
-            wake: Arc::new(Notify::new()),
+            wake: crate::jobs::Wake::default(),
             max_attempts: s.notifications.max_attempts,
             base: format!("{}{}", s.public_url(), s.plugin_base_path()).into(),
             plugin_base: s.plugin_base_path().into(),
@@ -195,10 +194,10 @@ impl Notifier {
     /// Wakes idle runners: for a caller whose transaction queued notifications, once it
     /// committed (a wake before the commit finds nothing to claim).
     pub fn wake(&self) {
-        self.wake.notify_waiters();
+        self.wake.one();
     }
 
-    pub fn with_wake(mut self, wake: Arc<Notify>) -> Self {
+    pub fn with_wake(mut self, wake: crate::jobs::Wake) -> Self {
         self.wake = wake;
         self
     }
@@ -213,7 +212,7 @@ impl Notifier {
     pub fn disabled() -> Self {
         Self {
             channels: Arc::new(Vec::new()),
-            wake: Arc::new(Notify::new()),
+            wake: crate::jobs::Wake::default(),
             max_attempts: 1,
             base: "".into(),
             plugin_base: crate::config::Settings::default().plugin_base_path().into(),
@@ -272,7 +271,7 @@ impl Notifier {
             return;
         }
         match self.queue(conn, &n).await {
-            Ok(()) => self.wake.notify_waiters(),
+            Ok(()) => self.wake.one(),
             Err(e) => {
                 tracing::error!(topic = n.topic.as_str(), error = %crate::vocab::redact::redact(&e.to_string()), "could not queue a notification; it is lost")
             }

@@ -14,8 +14,6 @@ use sea_orm::DatabaseConnection;
 
 use std::sync::RwLock;
 
-use tokio::sync::Notify;
-
 use crate::{
     auth::{StaticTokens, signing::Outgoing},
     config::Settings,
@@ -40,7 +38,7 @@ pub(crate) struct Inner {
     pub(crate) pricebook: PriceBook,
     pub(crate) tokens: StaticTokens,
     pub(crate) secrets: Arc<SecretBox>,
-    pub(crate) wake: Arc<Notify>,
+    pub(crate) wake: crate::jobs::Wake,
     pub(crate) backstage_tokens: Option<crate::auth::backstage::BackstageTokens>,
     pub(crate) outgoing: Outgoing,
     pub(crate) catalog_pages: crate::catalog::pages::PageCache,
@@ -173,7 +171,7 @@ impl AppState {
 
     /// Wakes an idle worker of this process: a job was just queued.
     pub fn wake_workers(&self) {
-        self.0.wake.notify_waiters();
+        self.0.wake.one();
     }
 
     pub fn secrets_verified(&self) -> bool {

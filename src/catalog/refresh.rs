@@ -13,13 +13,12 @@
 //! outright (as an entity provider's removal would be), instead of lingering as orphans until
 //! Backstage's orphan cleanup.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
-use tokio::sync::Notify;
 
 use super::pages::Layout;
 use crate::auth::signing::Outgoing;
@@ -37,7 +36,7 @@ pub struct Refresher {
     layout: Option<Layout>,
     /// Where the jobs go, and this process's idle runners to wake for them.
     db: DatabaseConnection,
-    wake: Arc<Notify>,
+    wake: crate::jobs::Wake,
 }
 
 /// The name Backstage gives the `Location` it creates for a registered `url` location
@@ -65,7 +64,12 @@ pub(crate) enum Removal {
 
 impl Refresher {
     /// `base_url` is Backstage's backend; the jobs go to `db`, and `wake` is told of each.
-    pub fn new(base_url: &str, auth: Outgoing, db: DatabaseConnection, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        base_url: &str,
+        auth: Outgoing,
+        db: DatabaseConnection,
+        wake: crate::jobs::Wake,
+    ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             http: reqwest::Client::builder()
@@ -131,7 +135,7 @@ impl Refresher {
         let queued =
             crate::jobs::enqueue_latest(&self.db, j, &j.entity_ref, &j.resource_id, job::ATTEMPTS)
                 .await?;
-        self.wake.notify_waiters();
+        self.wake.one();
         Ok(queued)
     }
 

@@ -21,9 +21,11 @@ use tokio::sync::watch;
 
 pub mod runner;
 pub mod storage;
+pub mod wake;
 
 pub use runner::{Outcome, Runner, RunnerSettings};
 pub use storage::{Depth, WAKE_CHANNEL, depth, depth_by_kind, enqueue, listen_for_jobs};
+pub use wake::Wake;
 
 /// Why a run did not succeed; the runner settles the job from it.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,9 +10,9 @@ use std::{
 };
 
 use sea_orm::{DatabaseConnection, DbErr};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
-use super::{Backoff, JobContext, JobError, Registry};
+use super::{Backoff, JobContext, JobError, Registry, Wake};
 use crate::{
     config::EngineSettings,
     db::{entities::job, jobs as storage},
@@ -66,7 +66,7 @@ pub struct Runner {
     db: DatabaseConnection,
     registry: Registry,
     settings: RunnerSettings,
-    wake: Arc<Notify>,
+    wake: Wake,
 }
 
 impl Runner {
@@ -74,7 +74,7 @@ impl Runner {
         db: DatabaseConnection,
         registry: Registry,
         settings: RunnerSettings,
-        wake: Arc<Notify>,
+        wake: Wake,
     ) -> Self {
         Self {
             db,
@@ -86,6 +86,7 @@ impl Runner {
 
     /// Claims and runs jobs until `stop` turns true (or a job abandons the runner).
     pub async fn work(&self, name: String, mut stop: watch::Receiver<bool>) {
+        let _counted = self.wake.runner();
         let mut next_prune = tokio::time::Instant::now();
         loop {
             if *stop.borrow() {
@@ -102,7 +103,7 @@ impl Runner {
                         }
                     }
                     tokio::select! {
-                        _ = self.wake.notified() => {}
+                        _ = self.wake.wait() => {}
                         _ = tokio::time::sleep(self.settings.poll) => {}
                         _ = stop.changed() => {}
                     }
@@ -126,6 +127,9 @@ impl Runner {
         let Some(job) = storage::claim(&self.db, worker, &kinds, self.settings.lease).await? else {
             return Ok(None);
         };
+        // More may be waiting than this process was woken for (see `Wake`): the next idle
+        // runner looks while this one works.
+        self.wake.one();
         Ok(Some(self.run_job(worker, job, stop).await))
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 pub use crate::db::jobs::{Depth, WAKE_CHANNEL, depth, depth_by_kind, enqueue, enqueue_unique};
 
 /// Forwards `NOTIFY paved_jobs` to this process's idle workers, reconnecting as needed.
-pub async fn listen_for_jobs(url: String, wake: std::sync::Arc<tokio::sync::Notify>) {
+pub async fn listen_for_jobs(url: String, wake: super::Wake) {
     use sea_orm::sqlx::postgres::PgListener;
     let mut delay = Duration::from_millis(500);
     loop {
@@ -15,9 +15,10 @@ pub async fn listen_for_jobs(url: String, wake: std::sync::Arc<tokio::sync::Noti
                 Ok(()) => {
                     delay = Duration::from_millis(500);
                     // A missed notification while reconnecting is covered by polling.
-                    wake.notify_waiters();
+                    wake.all();
+                    // One notification, one runner (it passes the wake on if it found one).
                     while listener.recv().await.is_ok() {
-                        wake.notify_waiters();
+                        wake.one();
                     }
                 }
                 Err(e) => {

@@ -197,7 +197,7 @@ mod tests {
                 retry_max: Duration::from_secs(3600),
                 retention: Duration::from_secs(3600),
             },
-            Arc::new(tokio::sync::Notify::new()),
+            crate::jobs::Wake::default(),
         );
         Setup {
             db,

@@ -14,7 +14,7 @@ use sea_orm::{
     TransactionTrait,
 };
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::drivers::{DriverError, PartSpec, Provisioner, generate_password};
@@ -195,7 +195,7 @@ pub struct Engine {
     drivers: Arc<dyn Provisioner>,
     secrets: Arc<SecretBox>,
     settings: EngineSettings,
-    wake: Arc<Notify>,
+    wake: crate::jobs::Wake,
     /// Told about published and removed resources, when configured.
     catalog: Option<Arc<dyn super::catalog_sink::CatalogSink>>,
     /// Tells requesters and owners when a request fails.
@@ -208,7 +208,7 @@ impl Engine {
         drivers: Arc<dyn Provisioner>,
         secrets: Arc<SecretBox>,
         settings: EngineSettings,
-        wake: Arc<Notify>,
+        wake: crate::jobs::Wake,
     ) -> Self {
         Self {
             db,

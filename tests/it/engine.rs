@@ -485,7 +485,7 @@ async fn a_worker_that_dies_mid_provision_is_replaced_and_nothing_runs_twice() {
             drivers,
             secrets.clone(),
             s.engine.clone(),
-            Arc::new(tokio::sync::Notify::new()),
+            paved::jobs::Wake::default(),
         )
     };
     let (_tx, rx) = tokio::sync::watch::channel(false);

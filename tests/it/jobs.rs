@@ -20,7 +20,6 @@ use paved::{
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 
 #[derive(Default)]
 struct Seen {
@@ -86,7 +85,7 @@ fn runner(db: &DatabaseConnection, seen: &Arc<Seen>) -> Runner {
             retry_max: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 3600),
         },
-        Arc::new(Notify::new()),
+        paved::jobs::Wake::default(),
     )
 }
 
@@ -381,7 +380,7 @@ async fn outbox_migration_keeps_every_row(engine: DbEngine) {
         conn.clone(),
         Registry::new().register::<DeliverNotification>(Arc::new(delivery)),
         RunnerSettings::from(&paved::config::Settings::default().engine),
-        Arc::new(Notify::new()),
+        paved::jobs::Wake::default(),
     );
     assert_eq!(
         runner.run_pending("w").await.unwrap(),

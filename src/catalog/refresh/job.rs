@@ -120,7 +120,7 @@ mod tests {
             url,
             Outgoing::Static("t0ken".to_owned().into()),
             db.clone(),
-            Arc::default(),
+            Default::default(),
         );
         // No wait between attempts: `run_pending` runs them all, so no clock is needed.
         let instant = Backoff {
@@ -139,7 +139,7 @@ mod tests {
                 retry_max: Duration::from_secs(3600),
                 retention: Duration::from_secs(3600),
             },
-            Arc::default(),
+            Default::default(),
         );
         Setup {
             db,

@@ -57,7 +57,7 @@ async fn setup() -> Setup {
         retry_base_ms: 0,
         ..Default::default()
     };
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let wake = crate::jobs::Wake::default();
     let engine = Arc::new(Engine::new(
         db.clone(),
         fake.clone(),
