@@ -39,6 +39,9 @@ use crate::api::state::Inner;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Migrations, started as soon as the pool exists: on a fresh database they are most of
+    /// the time to readiness, and they wait on the disk while templates and policies compile.
+    migrating: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -57,6 +60,10 @@ impl Application {
                 crate::vocab::redact::redact(&settings.database.url)
             )
         })?;
+        let migrating = settings
+            .database
+            .migrate_on_start
+            .then(|| tokio::spawn(migrate_until_done(db.clone())));
         let templates = Arc::new(TemplateStore::open(&settings.templates.dir));
         // Broken policies or prices stop start-up: serving without guardrails is not an option.
         let policies = PolicySet::load(&settings.policies.dir, &settings.policies.data)
@@ -140,7 +147,11 @@ impl Application {
             clock,
             gauges_computed: tokio::sync::Mutex::new(None),
         }));
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            migrating,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -191,8 +202,10 @@ impl Application {
         let mut background = tokio::task::JoinSet::new();
         let (fatal_tx, mut fatal_rx) = tokio::sync::watch::channel(None::<String>);
         background.spawn(verify_secrets_until_done(state.clone(), fatal_tx));
-        if settings.database.migrate_on_start {
-            background.spawn(migrate_until_done(state.clone()));
+        if let Some(migrating) = self.migrating {
+            background.spawn(async move {
+                let _ = migrating.await;
+            });
         } else {
             tracing::info!("database.migrate_on_start is off: waiting for `paved migrate`");
         }
@@ -433,14 +446,14 @@ async fn wait_for_schema(state: &AppState) {
     }
 }
 
-/// Applies migrations, retrying while the database is unreachable, then marks the schema ready.
-async fn migrate_until_done(state: AppState) {
+/// Applies migrations, retrying while the database is unreachable. Readiness then finds the
+/// schema current (and remembers it).
+async fn migrate_until_done(db: sea_orm::DatabaseConnection) {
     let mut delay = Duration::from_millis(500);
     loop {
-        match db::migrate(state.db()).await {
+        match db::migrate(&db).await {
             Ok(applied) => {
                 tracing::info!(applied, "database schema is current");
-                state.0.schema_ready.store(true, Ordering::Release);
                 return;
             }
             Err(e) => {

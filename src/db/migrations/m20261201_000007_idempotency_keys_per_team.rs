@@ -39,6 +39,12 @@ impl MigrationTrait for Migration {
         Ok(())
     }
 
+    /// SQLite's rebuild turns foreign keys off, which only works outside a transaction: it
+    /// begins and commits its own.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(false)
+    }
+
     /// Fails where two teams already share a key (the global index cannot hold them).
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let db = m.get_connection();
