@@ -158,6 +158,10 @@ async fn spend_of<C: ConnectionTrait>(
 /// inserted inside it, and the lock ends with the commit, so the next order of the team, on
 /// any replica, reads a spend that includes this one. Other teams are not delayed.
 ///
+/// A team without a budget has nothing two orders could both fit under: its orders take no
+/// lock and run side by side (in a transaction of their own on PostgreSQL all the same). A
+/// budget set while one of them is being decided applies from the next order on.
+///
 /// SQLite: the in-process lock is all. SQLite is the single-replica embedded default (a file
 /// only one paved serves), so the process is the whole world; a write transaction taken up
 /// front (`BEGIN IMMEDIATE`) would serialize every team's orders with every other write
@@ -166,19 +170,29 @@ async fn spend_of<C: ConnectionTrait>(
 pub enum TeamLock {
     Postgres {
         txn: DatabaseTransaction,
-        _local: tokio::sync::OwnedMutexGuard<()>,
+        _local: Option<tokio::sync::OwnedMutexGuard<()>>,
     },
-    Local(tokio::sync::OwnedMutexGuard<()>),
+    Local(Option<tokio::sync::OwnedMutexGuard<()>>),
 }
 
 impl TeamLock {
-    pub async fn acquire(db: &DatabaseConnection, team: &str) -> Result<Self, DbErr> {
-        let local = LOCAL_LOCKS.lock(team).await;
+    /// Locks `team`'s orders when it is `budgeted` (has a limit).
+    pub async fn acquire(
+        db: &DatabaseConnection,
+        team: &str,
+        budgeted: bool,
+    ) -> Result<Self, DbErr> {
+        let local = match budgeted {
+            true => Some(LOCAL_LOCKS.lock(team).await),
+            false => None,
+        };
         if db.get_database_backend() != DbBackend::Postgres {
             return Ok(Self::Local(local));
         }
         let txn = db.begin().await?;
-        spend::lock_team_orders(&txn, team).await?;
+        if budgeted {
+            spend::lock_team_orders(&txn, team).await?;
+        }
         Ok(Self::Postgres { txn, _local: local })
     }
 

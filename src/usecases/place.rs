@@ -75,7 +75,11 @@ async fn decide_and_store(
     replaces: Option<&crate::db::entities::resource::Model>,
     finish: impl FnOnce(requests::NewRequest) -> requests::NewRequest,
 ) -> Result<(Request, bool), PlaceError> {
-    let lock = TeamLock::acquire(inputs.db, &priced.request.owner.to_string())
+    let owner = &priced.request.owner;
+    let (limit, _) = super::budget::limit_of(inputs.db, inputs.cost, owner)
+        .await
+        .map_err(CreateError::Db)?;
+    let lock = TeamLock::acquire(inputs.db, &owner.to_string(), limit.is_some())
         .await
         .map_err(CreateError::Db)?;
     let stored = match lock.transaction() {

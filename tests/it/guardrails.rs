@@ -813,7 +813,10 @@ async fn concurrent_orders_fit_the_budget_postgres() {
 async fn orders_wait_for_the_teams_lock_held_by_another_replica() {
     use sea_orm::{ConnectionTrait, Statement};
     let db = TestDb::new(Engine::Postgres).await;
-    let app = TestApp::spawn(common::kit::with_workers(settings(&db.url), 0)).await;
+    let mut s = common::kit::with_workers(settings(&db.url), 0);
+    // Only a team with a budget serializes its orders (team-b has none: it takes no lock).
+    s.cost.budgets = [("group:default/team-a".to_owned(), 100_000.0)].into();
+    let app = TestApp::spawn(s).await;
     let other_replica = common::kit::db_of(&db.url).await;
     let lock = |f: &str| {
         Statement::from_string(
@@ -826,6 +829,14 @@ async fn orders_wait_for_the_teams_lock_held_by_another_replica() {
     let holder = other_replica.begin().await.unwrap();
     holder
         .execute_raw(lock("pg_advisory_xact_lock"))
+        .await
+        .unwrap();
+    // team-b's key is held too: its orders would wait if they took it.
+    holder
+        .execute_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(1885435493, hashtext('group:default/team-b'))::text",
+        ))
         .await
         .unwrap();
 
@@ -864,7 +875,7 @@ async fn orders_wait_for_the_teams_lock_held_by_another_replica() {
     assert_eq!(
         order("team-b", "mallory-token").await.unwrap(),
         201,
-        "another team does not wait"
+        "a team without a budget takes no lock, so it does not wait"
     );
     assert!(
         !team_a.is_finished(),
