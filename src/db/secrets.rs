@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    QuerySelect,
+    sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
 
@@ -34,7 +35,8 @@ pub async fn sealed<C: ConnectionTrait>(
         .map(|r| sealed_of(r.key_id, r.nonce, r.ciphertext)))
 }
 
-/// Stores `sealed` as resource `resource_id`'s value `name`, replacing the one it had.
+/// Stores `sealed` as resource `resource_id`'s value `name`, replacing the one it had: one
+/// statement, on the unique (resource_id, name) index.
 pub async fn replace<C: ConnectionTrait>(
     db: &C,
     resource_id: &str,
@@ -42,11 +44,7 @@ pub async fn replace<C: ConnectionTrait>(
     sealed: &Sealed,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    secret::Entity::delete_many()
-        .filter(secret::Column::ResourceId.eq(resource_id))
-        .filter(secret::Column::Name.eq(name))
-        .exec(db)
-        .await?;
+    use secret::Column as C;
     secret::Entity::insert(secret::ActiveModel {
         id: Set(Uuid::now_v7().to_string()),
         resource_id: Set(resource_id.into()),
@@ -56,7 +54,12 @@ pub async fn replace<C: ConnectionTrait>(
         ciphertext: Set(sealed.ciphertext.clone()),
         created_at: Set(now),
     })
-    .exec(db)
+    .on_conflict(
+        OnConflict::columns([C::ResourceId, C::Name])
+            .update_columns([C::KeyId, C::Nonce, C::Ciphertext, C::CreatedAt])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
     .await?;
     Ok(())
 }
