@@ -203,8 +203,11 @@ impl Application {
         let (fatal_tx, mut fatal_rx) = tokio::sync::watch::channel(None::<String>);
         background.spawn(verify_secrets_until_done(state.clone(), fatal_tx));
         if let Some(migrating) = self.migrating {
+            let st = state.clone();
             background.spawn(async move {
-                let _ = migrating.await;
+                if migrating.await.is_ok() {
+                    st.0.schema_ready.store(true, Ordering::Release);
+                }
             });
         } else {
             tracing::info!("database.migrate_on_start is off: waiting for `paved migrate`");
@@ -440,9 +443,22 @@ fn register_jobs(state: &AppState, engine: Option<Arc<Engine>>) -> crate::jobs::
 
 /// Returns once the schema is current (migrated here, or by `paved migrate` elsewhere).
 async fn wait_for_schema(state: &AppState) {
-    // Migrating here sets the flag; otherwise ask the database, as readiness does.
-    while !matches!(state.schema_current().await, Ok(true)) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // Migrating here sets the flag: watched without asking the database, so the runners
+    // waiting at start-up do not each open a connection beside the migrations. Otherwise ask
+    // the database, as readiness does.
+    let migrating_here = state.settings().database.migrate_on_start;
+    loop {
+        if migrating_here {
+            if state.schema_ready() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        } else {
+            if matches!(state.schema_current().await, Ok(true)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
@@ -498,7 +514,14 @@ async fn verify_secrets_until_done(
         }
         match state.verify_secrets().await {
             Ok(true) => return,
-            Ok(false) => tokio::time::sleep(Duration::from_secs(1)).await,
+            // Not recorded yet (a fresh database: its tables are being made): again as soon
+            // as the schema is current, so readiness does not wait on a write of its own.
+            Ok(false) => {
+                tokio::select! {
+                    _ = wait_for_schema(&state) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
             Err(crate::provisioning::secrets::KeyCheckError::Mismatch(m)) => {
                 tracing::error!(problem = %m, "refusing to run with this secrets key");
                 let _ = fatal.send(Some(m));

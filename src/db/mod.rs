@@ -83,11 +83,31 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<usize, DbErr> {
         txn.commit().await?;
         return Ok(pending);
     }
-    let pending = Migrator::get_pending_migrations_read_only(db).await?.len();
-    if pending > 0 {
-        Migrator::up(db, None).await?;
+    // SQLite: the pending migrations in as few transactions as they allow (each of its own
+    // becomes a savepoint), since every commit syncs the file: a fresh database takes three.
+    let pending: Vec<String> = Migrator::get_pending_migrations_read_only(db)
+        .await?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let own_transaction = migrations::managing_their_own_transaction();
+    let mut rest = pending.as_slice();
+    while let Some(first) = rest.first() {
+        if own_transaction.contains(first) {
+            Migrator::up(db, Some(1)).await?;
+            rest = &rest[1..];
+            continue;
+        }
+        let run = rest
+            .iter()
+            .take_while(|m| !own_transaction.contains(m))
+            .count();
+        let txn = begin_write(db).await?;
+        Migrator::up(&txn, Some(run as u32)).await?;
+        txn.commit().await?;
+        rest = &rest[run..];
     }
-    Ok(pending)
+    Ok(pending.len())
 }
 
 /// True when every migration is recorded (readiness and everything waiting for the schema).

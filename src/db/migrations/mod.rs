@@ -14,10 +14,11 @@ mod m20261201_000009_spend_totals;
 
 pub struct Migrator;
 
-/// Runs a migration in a transaction of its own on SQLite too (sea-orm's default there is
-/// none): each of its statements would otherwise commit, and sync the file, on its own: 71
-/// syncs for a fresh database, most of paved's time to readiness. A migration that manages
-/// its own transaction says so with `use_transaction() = Some(false)`.
+/// Runs a migration in a transaction on SQLite too (sea-orm's default there is none): each of
+/// its statements would otherwise commit, and sync the file, on its own: 71 syncs for a fresh
+/// database, most of paved's time to readiness. `db::migrate` puts consecutive ones in one
+/// transaction. A migration that manages its own transaction says so with
+/// `use_transaction() = Some(false)`.
 struct InTransaction(Box<dyn MigrationTrait>);
 
 impl MigrationName for InTransaction {
@@ -39,6 +40,15 @@ impl MigrationTrait for InTransaction {
     fn use_transaction(&self) -> Option<bool> {
         Some(self.0.use_transaction().unwrap_or(true))
     }
+}
+
+/// The names of the migrations that begin and commit their own transaction.
+pub(crate) fn managing_their_own_transaction() -> Vec<String> {
+    Migrator::migrations()
+        .into_iter()
+        .filter(|m| m.use_transaction() == Some(false))
+        .map(|m| m.name().to_owned())
+        .collect()
 }
 
 #[async_trait::async_trait]
