@@ -82,13 +82,13 @@ pub async fn state(
         Ok(run) => run,
         Err(e) => return refused(e),
     };
-    let info = || -> Result<Option<Value>, Response> {
+    let info = || -> Result<Option<Value>, StateError> {
         if body.is_empty() {
             return Ok(None);
         }
         serde_json::from_slice(&body)
             .map(Some)
-            .map_err(|e| ApiError::input(format!("lock info: not JSON: {e}")).into_response())
+            .map_err(|e| StateError::BadRequest(format!("lock info: not JSON: {e}")))
     };
     let result = match method.as_str() {
         "GET" => match service.get(&run).await {
@@ -102,11 +102,11 @@ pub async fn state(
         "LOCK" => match info() {
             Ok(Some(i)) => service.lock(&run, &i).await,
             Ok(None) => Err(StateError::BadRequest("lock info: missing".into())),
-            Err(r) => return r,
+            Err(e) => Err(e),
         },
         "UNLOCK" => match info() {
             Ok(i) => service.unlock(&run, i.as_ref()).await,
-            Err(r) => return r,
+            Err(e) => Err(e),
         },
         other => {
             return ApiError::new(

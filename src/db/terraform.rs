@@ -202,3 +202,54 @@ pub fn sealed_of(m: &terraform_state::Model) -> Sealed {
         ciphertext: m.ciphertext.clone(),
     }
 }
+
+/// State versions: how many each key id seals.
+pub async fn count_by_key<C: ConnectionTrait>(db: &C) -> Result<Vec<(String, i64)>, DbErr> {
+    use sea_orm::QuerySelect;
+    terraform_state::Entity::find()
+        .select_only()
+        .column(terraform_state::Column::KeyId)
+        .column_as(terraform_state::Column::Id.count(), "n")
+        .group_by(terraform_state::Column::KeyId)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// State versions sealed with another key than `key_id`, by id after `after`.
+pub async fn page_not_sealed_with<C: ConnectionTrait>(
+    db: &C,
+    key_id: &str,
+    after: &str,
+    limit: u64,
+) -> Result<Vec<terraform_state::Model>, DbErr> {
+    use sea_orm::QuerySelect;
+    terraform_state::Entity::find()
+        .filter(terraform_state::Column::KeyId.ne(key_id))
+        .filter(terraform_state::Column::Id.gt(after))
+        .order_by_asc(terraform_state::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Replaces a version's sealed bytes by `new`, only if the row still holds what was read.
+pub async fn reseal<C: ConnectionTrait>(
+    db: &C,
+    old: &terraform_state::Model,
+    new: Sealed,
+) -> Result<bool, DbErr> {
+    let done = terraform_state::Entity::update_many()
+        .col_expr(terraform_state::Column::KeyId, Expr::value(new.key_id))
+        .col_expr(terraform_state::Column::Nonce, Expr::value(new.nonce))
+        .col_expr(
+            terraform_state::Column::Ciphertext,
+            Expr::value(new.ciphertext),
+        )
+        .filter(terraform_state::Column::Id.eq(old.id.as_str()))
+        .filter(terraform_state::Column::KeyId.eq(old.key_id.as_str()))
+        .filter(terraform_state::Column::Nonce.eq(old.nonce.clone()))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}

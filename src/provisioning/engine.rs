@@ -711,7 +711,7 @@ impl Engine {
                                 outputs: applied.outputs,
                                 replaced: replaced.is_some(),
                                 update: matches!(step, Step::Update(_)),
-                                secrets: applied.secrets,
+                                secrets: beyond_password(applied.secrets, &password),
                             }),
                         })
                     }
@@ -1157,6 +1157,19 @@ fn capitalized(s: &str) -> String {
 
 /// The name of a resource's sealed credentials document.
 const CREDENTIALS: &str = "credentials";
+
+/// What a driver's secrets add to the part's password (sealed on its own already): a
+/// module's sensitive outputs, not the password it was given and passed on.
+fn beyond_password(secrets: Value, password: &str) -> Value {
+    match secrets {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| v.as_str() != Some(password))
+                .collect(),
+        ),
+        _ => json!({}),
+    }
+}
 
 /// `<part>.sensitive-outputs`: a part's sensitive outputs, sealed.
 const SENSITIVE_OUTPUTS: &str = "sensitive-outputs";

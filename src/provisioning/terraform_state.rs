@@ -74,7 +74,8 @@ fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
-fn context(resource_id: &str, part: &str, version: i32) -> String {
+/// What a state version is sealed to (so a ciphertext copied to another row does not open).
+pub fn context(resource_id: &str, part: &str, version: i32) -> String {
     format!("terraform-state/{resource_id}/{part}/{version}")
 }
 

@@ -119,3 +119,10 @@ output "password" {
   value     = var.paved_password
   sensitive = true
 }
+
+# The whole connection string: sensitive (it holds the password), so paved seals it with the
+# credentials.
+output "url" {
+  value     = "mysql://${var.user}:${var.paved_password}@${local.host}:${local.port}/${var.database}"
+  sensitive = true
+}
