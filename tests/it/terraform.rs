@@ -163,7 +163,7 @@ async fn a_mariadb_database_is_created_and_destroyed_through_terraform() {
 
     // The plan's changes and the CLI's own lines are in the step's log.
     assert!(
-        logs.contains("plan: 1 to create (terraform_data.database)"),
+        logs.contains("plan: 2 to create (terraform_data.database, terraform_data.limits)"),
         "{logs}"
     );
     assert!(logs.contains("terraform: Apply complete!"), "{logs}");
@@ -265,6 +265,38 @@ async fn a_mariadb_database_is_created_and_destroyed_through_terraform() {
     );
     assert!(empty_dir(work.path()), "working directories left behind");
 
+    // An update is a new plan with the new variables: a bigger size replaces only the limits,
+    // the database and its data stay.
+    let max_conn = || {
+        admin_sql(&format!(
+            "SELECT max_user_connections FROM mysql.user WHERE user = '{database}'"
+        ))
+    };
+    assert_eq!(max_conn(), "20");
+    let upd = app
+        .as_("alice-token")
+        .update_resource(&res, json!({"size": "medium"}))
+        .await;
+    assert_eq!(upd.status, 202, "{}", upd.body);
+    let upd_id = upd.body["id"].as_str().unwrap().to_owned();
+    let updated = run_jobs_until_final(&app, &upd_id).await;
+    let upd_logs = log_text(&app, &upd_id).await;
+    assert_eq!(updated["status"], "succeeded", "{updated}\n{upd_logs}");
+    assert!(
+        upd_logs.contains(
+            "plan: 0 to create, 0 to change, 1 to replace (terraform_data.limits), 0 to destroy"
+        ),
+        "{upd_logs}"
+    );
+    assert_eq!(max_conn(), "100");
+    let kept = mariadb(
+        &[&database, "-e", "SELECT COUNT(*) FROM t"],
+        Some(&password),
+        &database,
+    );
+    assert!(kept.status.success(), "the table survived the update");
+    assert!(!upd_logs.contains(&password));
+
     // Destroy: a destroy plan applied; the database and the user are gone.
     let del = app.as_("alice-token").delete_resource(&res).await;
     assert!(del.status == 202 || del.status == 201, "{}", del.body);
@@ -274,7 +306,7 @@ async fn a_mariadb_database_is_created_and_destroyed_through_terraform() {
     assert_eq!(gone["status"], "succeeded", "{gone}\n{del_logs}");
     assert!(
         del_logs.contains(
-            "plan: 0 to create, 0 to change, 0 to replace, 1 to destroy (terraform_data.database)"
+            "plan: 0 to create, 0 to change, 0 to replace, 2 to destroy (terraform_data.database, terraform_data.limits)"
         ),
         "{del_logs}"
     );

@@ -530,9 +530,8 @@ impl TerraformDriver {
 
     pub fn parse(&self, spec: &Value) -> Result<TerraformSpec, DriverError> {
         let s = TerraformSpec::parse(spec)?;
-        let configured = self.settings.env.get(&s.environment);
         for name in &s.env {
-            if !configured.is_some_and(|c| c.contains_key(name)) {
+            if self.configured(&s.environment, name).is_none() {
                 return Err(DriverError::Permanent(format!(
                     "terraform part {}: env {name} is not configured for environment {} (drivers.terraform.env.{}.{name})",
                     s.part, s.environment, s.environment
@@ -540,6 +539,17 @@ impl TerraformDriver {
             }
         }
         Ok(s)
+    }
+
+    /// A configured environment value; names match whatever their case (`PAVED_*` overrides
+    /// arrive lower-cased).
+    fn configured(&self, environment: &str, name: &str) -> Option<&EnvValue> {
+        self.settings
+            .env
+            .get(environment)?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 
     fn backend(&self) -> Result<&dyn StateBackend, DriverError> {
@@ -668,9 +678,8 @@ impl TerraformDriver {
         if let Some(cache) = &self.settings.plugin_cache_dir {
             env.push(("TF_PLUGIN_CACHE_DIR".into(), cache.display().to_string()));
         }
-        let configured = self.settings.env.get(&spec.environment);
         for name in &spec.env {
-            if let Some(v) = configured.and_then(|c| c.get(name)) {
+            if let Some(v) = self.configured(&spec.environment, name) {
                 env.push((name.clone(), v.0.clone()));
                 // Blanked out of what the run reports when its name says it is a secret (a
                 // host or a port would blank out ordinary text).

@@ -1,6 +1,6 @@
 # Creates (or converges) the database and its user. Run by Terraform's local-exec with DB,
-# DB_USER, DB_PASS, TAG and MAX_CONN in the environment (validated by the module: names are
-# [a-z0-9_], the password is paved's [A-Za-z0-9]), admin access in MARIADB_ADMIN_*.
+# DB_USER, DB_PASS and TAG in the environment (validated by the module: names are [a-z0-9_],
+# the password is paved's [A-Za-z0-9]), admin access in MARIADB_ADMIN_*.
 set -eu
 admin() {
   MYSQL_PWD="${MARIADB_ADMIN_PASSWORD:-}" mariadb --batch --skip-column-names \
@@ -15,8 +15,8 @@ if [ "$exists" != 0 ] && [ "$owner" != "$TAG" ]; then
 fi
 admin <<SQL
 CREATE DATABASE IF NOT EXISTS \`$DB\` COMMENT '$TAG';
-CREATE USER IF NOT EXISTS '$DB_USER'@'%' IDENTIFIED BY '$DB_PASS' WITH MAX_USER_CONNECTIONS $MAX_CONN;
-ALTER USER '$DB_USER'@'%' IDENTIFIED BY '$DB_PASS' WITH MAX_USER_CONNECTIONS $MAX_CONN;
+CREATE USER IF NOT EXISTS '$DB_USER'@'%' IDENTIFIED BY '$DB_PASS';
+ALTER USER '$DB_USER'@'%' IDENTIFIED BY '$DB_PASS';
 GRANT ALL PRIVILEGES ON \`$DB\`.* TO '$DB_USER'@'%';
 SQL
 echo "database $DB and user $DB_USER ready"

@@ -72,18 +72,17 @@ resource "terraform_data" "database" {
     user     = var.user
     tag      = var.paved_owner_tag
   }
-  # A new password (a rotation) re-runs the create provisioner, which converges.
+  # Another name is another database: replaced (the old one dropped).
   triggers_replace = [var.database, var.user]
 
   provisioner "local-exec" {
     interpreter = ["/bin/sh", "-c"]
     command     = file("${path.module}/create.sh")
     environment = {
-      DB       = var.database
-      DB_USER  = var.user
-      DB_PASS  = var.paved_password
-      TAG      = var.paved_owner_tag
-      MAX_CONN = tostring(var.connection_limit)
+      DB      = var.database
+      DB_USER = var.user
+      DB_PASS = var.paved_password
+      TAG     = var.paved_owner_tag
     }
   }
 
@@ -95,6 +94,22 @@ resource "terraform_data" "database" {
       DB      = self.input.database
       DB_USER = self.input.user
       TAG     = self.input.tag
+    }
+  }
+}
+
+# The user's connection limit, apart from the database: a new size replaces only this, whose
+# provisioner alters the user in place (the database and its data stay).
+resource "terraform_data" "limits" {
+  depends_on       = [terraform_data.database]
+  triggers_replace = [var.database, var.user, var.connection_limit]
+
+  provisioner "local-exec" {
+    interpreter = ["/bin/sh", "-c"]
+    command     = file("${path.module}/limits.sh")
+    environment = {
+      DB_USER  = var.user
+      MAX_CONN = tostring(var.connection_limit)
     }
   }
 }
