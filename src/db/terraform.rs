@@ -37,6 +37,21 @@ pub async fn insert_run<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Forgets the runs of `job_id`'s earlier claims (their worker is gone: the job was claimed
+/// again), so a crash leaves no run behind for long.
+pub async fn delete_runs_of_earlier_claims<C: ConnectionTrait>(
+    db: &C,
+    job_id: &str,
+    attempt: i32,
+) -> Result<(), DbErr> {
+    terraform_run::Entity::delete_many()
+        .filter(terraform_run::Column::JobId.eq(job_id))
+        .filter(terraform_run::Column::JobAttempt.lt(attempt))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 pub async fn run_by_id<C: ConnectionTrait>(
     db: &C,
     id: &str,

@@ -100,6 +100,9 @@ impl StateService {
         part: &str,
         ctx: &RunContext,
     ) -> Result<RunCredentials, DbErr> {
+        if let (Some(job), Some(attempt)) = (&ctx.job_id, ctx.job_attempt) {
+            db::terraform::delete_runs_of_earlier_claims(&self.db, job, attempt).await?;
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let token = generate_password();
         db::terraform::insert_run(

@@ -593,3 +593,206 @@ async fn the_real_cli_is_refused_a_held_lock_and_a_hung_cli_is_killed_at_its_tim
     );
     app.stop().await;
 }
+
+/// `paved serve` as a process (so it can be SIGKILLed) with its templates in `templates`.
+fn serve(db_url: &str, port: u16, key: &str, templates: &Path, work: &Path) -> std::process::Child {
+    common::paved()
+        .arg("serve")
+        .env("PAVED_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("PAVED_DATABASE__URL", db_url)
+        .env("PAVED_SECRETS__KEY", key)
+        .env("PAVED_TEMPLATES__DIR", templates)
+        .env("PAVED_DRIVERS__TERRAFORM__BINARY", terraform())
+        .env("PAVED_DRIVERS__TERRAFORM__WORK_DIR", work)
+        .env("PAVED_ENGINE__WORKERS", "1")
+        .env("PAVED_ENGINE__LEASE_SECONDS", "3")
+        .env("PAVED_ENGINE__POLL_SECONDS", "1")
+        .env(
+            "PAVED_AUTH__STATIC_TOKENS",
+            format!(
+                "[{{subject: observer, sha256: {}, roles: [platform-admin]}}]",
+                common::sha256_hex(common::OBSERVER_TOKEN)
+            ),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_paved_killed_mid_apply_leaves_a_lock_the_next_claim_takes_over() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let key = SecretBox::generate_key();
+    let port = common::free_port();
+    let base = format!("http://127.0.0.1:{port}/api/paved/v1");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    // The bundled offering, its create provisioner slowed down so the kill lands inside it.
+    let templates = tempfile::tempdir().unwrap();
+    let copy = templates.path().join("mariadb-database");
+    std::fs::create_dir_all(copy.join("module")).unwrap();
+    for f in ["template.yaml", "offering.yaml"] {
+        let from = common::repo_path(&format!("templates/mariadb-database/{f}"));
+        std::fs::copy(from, copy.join(f)).unwrap();
+    }
+    for f in ["main.tf", "create.sh", "destroy.sh", "limits.sh"] {
+        let from = common::repo_path(&format!("templates/mariadb-database/module/{f}"));
+        let mut text = std::fs::read_to_string(from).unwrap();
+        if f == "create.sh" {
+            text = text.replacen("set -eu\n", "set -eu\nsleep 2\n", 1);
+        }
+        std::fs::write(copy.join("module").join(f), text).unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let name = format!("tk{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let database = format!("{name}_dev");
+    let _cleanup = MariaDbCleanup(database.clone());
+
+    let ready = |http: reqwest::Client| async move {
+        for _ in 0..600 {
+            if let Ok(r) = http
+                .get(format!(
+                    "http://127.0.0.1:{port}/.backstage/health/v1/readiness"
+                ))
+                .send()
+                .await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("paved did not become ready");
+    };
+    let get = |http: reqwest::Client, url: String| async move {
+        http.get(url)
+            .bearer_auth(common::OBSERVER_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let mut child = serve(&db.url, port, &key, templates.path(), work.path());
+    ready(http.clone()).await;
+    let r: Value = http
+        .post(format!("{base}/requests"))
+        .json(&json!({"offering": "mariadb-database", "values": {
+            "name": name, "environment": "dev", "size": "small",
+            "owner": "group:default/team-a", "cost_center": "ENG-1234"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned();
+
+    // Killed while the apply's provisioner runs: its state lock is left behind.
+    let mut inside = false;
+    for _ in 0..400 {
+        let logs = get(http.clone(), format!("{base}/requests/{id}/logs")).await;
+        if logs
+            .to_string()
+            .contains("terraform_data.database: Provisioning with 'local-exec'")
+        {
+            inside = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(inside, "the apply never started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let conn = db_of(&db.url).await;
+    assert_eq!(
+        terraform_lock::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the killed run's lock is held"
+    );
+
+    // Restarted: once the lease runs out the job is claimed again, its run takes the lock
+    // over and the request succeeds, with one database.
+    let mut child = serve(&db.url, port, &key, templates.path(), work.path());
+    ready(http.clone()).await;
+    let mut done = Value::Null;
+    for _ in 0..600 {
+        done = get(http.clone(), format!("{base}/requests/{id}")).await;
+        if ["succeeded", "failed", "cancelled"].contains(&done["status"].as_str().unwrap_or("")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = get(http.clone(), format!("{base}/requests/{id}/logs")).await;
+    assert_eq!(done["status"], "succeeded", "{done}\n{logs}");
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{database}'"
+        )),
+        "1"
+    );
+    let res = done["resourceId"].as_str().unwrap().to_owned();
+    let state = service_on(&conn, &key);
+    let current = state.current(&res, "database").await.unwrap().unwrap();
+    let instances: usize = current["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == "database")
+        .map(|r| r["instances"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(instances, 1, "one database in the state");
+    assert!(
+        terraform_lock::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        terraform_run::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Removed again (the request's own way).
+    let del: Value = http
+        .delete(format!("{base}/resources/{res}"))
+        .bearer_auth(common::OBSERVER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let del_id = del["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{del}"))
+        .to_owned();
+    for _ in 0..300 {
+        let d = get(http.clone(), format!("{base}/requests/{del_id}")).await;
+        if d["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().ok();
+    child.wait().ok();
+    conn.close().await.ok();
+}
+
+fn service_on(conn: &sea_orm::DatabaseConnection, key: &str) -> StateService {
+    StateService::new(
+        conn.clone(),
+        Arc::new(SecretBox::from_base64(key).unwrap()),
+        "http://unused".into(),
+    )
+}

@@ -64,23 +64,24 @@ pub struct TerraformDriverSettings {
     pub state_url: Option<String>,
     /// Environment variables an offering's part may ask for (`env:` in its spec), per
     /// environment: admin access to the systems its module acts on. Values never reach a log or
-    /// `paved config check`.
+    /// `paved config check`. The bundled mariadb-database offering's `MARIADB_ADMIN_HOST`,
+    /// `_PORT`, `_USER` and `_PASSWORD`, when not set here, are this machine's MariaDB
+    /// (127.0.0.1:3306, root, no password), as the other drivers' default targets are local.
     pub env: BTreeMap<String, BTreeMap<String, EnvValue>>,
 }
 
+/// What the bundled mariadb-database offering's module reaches when nothing is configured.
+/// Kept out of the settings' defaults: those are serialized (masked) when the configuration
+/// is loaded, and a masked default would replace the value.
+const LOCAL_MARIADB: &[(&str, &str)] = &[
+    ("MARIADB_ADMIN_HOST", "127.0.0.1"),
+    ("MARIADB_ADMIN_PORT", "3306"),
+    ("MARIADB_ADMIN_USER", "root"),
+    ("MARIADB_ADMIN_PASSWORD", ""),
+];
+
 impl Default for TerraformDriverSettings {
     fn default() -> Self {
-        // The bundled mariadb-database offering against this machine's MariaDB (root over
-        // loopback, no password), in every environment, as the other drivers' defaults do.
-        let local: BTreeMap<String, EnvValue> = [
-            ("MARIADB_ADMIN_HOST", "127.0.0.1"),
-            ("MARIADB_ADMIN_PORT", "3306"),
-            ("MARIADB_ADMIN_USER", "root"),
-            ("MARIADB_ADMIN_PASSWORD", ""),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), EnvValue(v.to_owned())))
-        .collect();
         Self {
             binary: "terraform".into(),
             path: "/usr/local/bin:/usr/bin:/bin".into(),
@@ -88,10 +89,7 @@ impl Default for TerraformDriverSettings {
             plugin_cache_dir: None,
             timeout_seconds: 600,
             state_url: None,
-            env: ["dev", "staging", "prod"]
-                .iter()
-                .map(|e| (e.to_string(), local.clone()))
-                .collect(),
+            env: BTreeMap::new(),
         }
     }
 }
@@ -543,13 +541,19 @@ impl TerraformDriver {
 
     /// A configured environment value; names match whatever their case (`PAVED_*` overrides
     /// arrive lower-cased).
-    fn configured(&self, environment: &str, name: &str) -> Option<&EnvValue> {
-        self.settings
+    fn configured(&self, environment: &str, name: &str) -> Option<String> {
+        let set = self
+            .settings
             .env
-            .get(environment)?
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+            .get(environment)
+            .and_then(|e| e.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v.0.clone());
+        set.or_else(|| {
+            LOCAL_MARIADB
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
     }
 
     fn backend(&self) -> Result<&dyn StateBackend, DriverError> {
@@ -680,12 +684,12 @@ impl TerraformDriver {
         }
         for name in &spec.env {
             if let Some(v) = self.configured(&spec.environment, name) {
-                env.push((name.clone(), v.0.clone()));
                 // Blanked out of what the run reports when its name says it is a secret (a
                 // host or a port would blank out ordinary text).
-                if looks_secret(name) && !v.0.is_empty() {
-                    secrets.push(v.0.clone());
+                if looks_secret(name) && !v.is_empty() {
+                    secrets.push(v.clone());
                 }
+                env.push((name.clone(), v));
             }
         }
         run.env = env;
@@ -708,6 +712,14 @@ impl TerraformDriver {
             // Its own process group: a timeout kills the CLI and what its provisioners started.
             .process_group(0)
             .kill_on_drop(true);
+        // SAFETY: only an async-signal-safe call between fork and exec. A CLI must not outlive
+        // a paved that was killed: its job is claimed again, and the next run takes its lock.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| {
             DriverError::Permanent(format!(
                 "cannot run the terraform CLI {:?} (drivers.terraform.binary): {e}",
@@ -946,8 +958,18 @@ fn ui_line(line: &str) -> Option<(&'static str, String, bool)> {
     Some((level, format!("terraform: {msg}"), level == "error"))
 }
 
-/// At most a few lines of what the CLI said, for a step's error.
+/// At most a few lines of what the CLI said, for a step's error. A failed provisioner's
+/// command (a whole script) is left out: its exit status and output are the news.
 fn short(text: &str) -> String {
+    let text = match (
+        text.find("Error running command '"),
+        text.find("': exit status"),
+    ) {
+        (Some(a), Some(b)) if a < b => {
+            format!("{}Error running command '…{}", &text[..a], &text[b..])
+        }
+        _ => text.to_owned(),
+    };
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -1018,9 +1040,8 @@ mod tests {
 
     #[test]
     fn configured_values_are_never_shown() {
-        let s = TerraformDriverSettings::default();
-        let mut with = s.clone();
-        with.env.get_mut("dev").unwrap().insert(
+        let mut with = TerraformDriverSettings::default();
+        with.env.entry("dev".into()).or_default().insert(
             "MARIADB_ADMIN_PASSWORD".into(),
             EnvValue("hunter2-secret".into()),
         );
@@ -1045,6 +1066,17 @@ mod tests {
         let text = s.describe();
         assert!(text.contains("terraform_data.b: input"), "{text}");
         assert!(!text.contains("s3cr3t") && !text.contains("new"), "{text}");
+    }
+
+    #[test]
+    fn a_failed_provisioner_is_reported_by_its_status_and_output() {
+        let said = "terraform: Error: local-exec provisioner error: Error running command '# a\nlong\nscript\n': exit status 1. Output: database x is not this resource's";
+        let s = short(said);
+        assert!(!s.contains("script"), "{s}");
+        assert!(
+            s.contains("exit status 1. Output: database x is not this resource's"),
+            "{s}"
+        );
     }
 
     #[test]
