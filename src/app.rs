@@ -114,11 +114,15 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let notifier =
             crate::notifications::backstage::notifier(&settings, &outgoing).with_wake(wake.clone());
-        let terraform_state = Arc::new(crate::provisioning::terraform_state::StateService::new(
-            db.clone(),
-            secrets.clone(),
-            terraform_state_url(&settings, listener.local_addr()?),
-        ));
+        let policies = Arc::new(RwLock::new(Arc::new(policies)));
+        let terraform_state = Arc::new(
+            crate::provisioning::terraform_state::StateService::new(
+                db.clone(),
+                secrets.clone(),
+                terraform_state_url(&settings, listener.local_addr()?),
+            )
+            .with_policies(policies.clone()),
+        );
         let drivers = Arc::new(drivers_of(&settings, &terraform_state));
         let refresher = settings.backstage.base_url.as_deref().map(|url| {
             crate::catalog::refresh::Refresher::new(url, outgoing.clone(), db.clone(), wake.clone())
@@ -128,7 +132,7 @@ impl Application {
             settings,
             db,
             templates,
-            policies: RwLock::new(Arc::new(policies)),
+            policies,
             pricebook,
             tokens,
             secrets,

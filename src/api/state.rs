@@ -36,7 +36,8 @@ pub(crate) struct Inner {
     pub(crate) settings: Settings,
     pub(crate) db: DatabaseConnection,
     pub(crate) templates: Arc<TemplateStore>,
-    pub(crate) policies: RwLock<Arc<PolicySet>>,
+    /// Shared with the Terraform state backend, which decides planned changes with them.
+    pub(crate) policies: Arc<RwLock<Arc<PolicySet>>>,
     pub(crate) pricebook: PriceBook,
     pub(crate) tokens: StaticTokens,
     pub(crate) secrets: Arc<SecretBox>,

@@ -9,7 +9,7 @@
 //! lock it held is free to take for the next run. So the lease machinery, not a timer,
 //! releases a dead worker's lock.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr};
@@ -27,6 +27,7 @@ use crate::{
         self,
         entities::{terraform_lock, terraform_run},
     },
+    policy::PolicySet,
     vocab::secret_box::SecretBox,
 };
 
@@ -65,7 +66,13 @@ pub struct StateService {
     secrets: Arc<SecretBox>,
     /// `http://127.0.0.1:7077/api/paved`: where the CLI reaches this backend.
     base_url: String,
+    /// The live policy set (reloads included): plans are decided with it before apply.
+    policies: Option<Arc<RwLock<Arc<PolicySet>>>>,
 }
+
+/// Rules that decide a plan are named `plan_*`: at plan time, only their denials count (the
+/// others decided the request when it was placed, on an input with its estimate and budget).
+pub const PLAN_RULE_PREFIX: &str = "plan_";
 
 fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())
@@ -85,7 +92,60 @@ impl StateService {
             db,
             secrets,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            policies: None,
         }
+    }
+
+    /// Decide plans with these policies (without, plans are not decided).
+    pub fn with_policies(mut self, policies: Arc<RwLock<Arc<PolicySet>>>) -> Self {
+        self.policies = Some(policies);
+        self
+    }
+
+    /// Runs the policies on a request's planned changes (`input.plan`, with the request's
+    /// operation, resource, parts, parameters and requester); the denials of `plan_*` rules
+    /// stop the run before anything is applied.
+    pub async fn decide_plan(
+        &self,
+        ctx: &RunContext,
+        part: &str,
+        changes: Value,
+    ) -> Result<(), DriverError> {
+        let (Some(policies), Some(request_id)) = (&self.policies, &ctx.request_id) else {
+            return Ok(());
+        };
+        let req = db::requests::by_id(&self.db, request_id)
+            .await
+            .map_err(|e| DriverError::Transient(format!("terraform plan policy: database: {e}")))?
+            .ok_or_else(|| {
+                DriverError::Permanent("terraform plan policy: no such request".into())
+            })?;
+        let spec = req.spec.clone().unwrap_or(Value::Null);
+        let input = json!({
+            "operation": req.operation.as_str(),
+            "resource": spec["resource"],
+            "parts": spec["parts"],
+            "parameters": req.parameters,
+            "requester": {"ref": req.requester},
+            "plan": {"part": part, "resource_changes": changes},
+        });
+        let set = policies.read().expect("policy lock poisoned").clone();
+        let decision = set
+            .evaluate(&input)
+            .map_err(|e| DriverError::Permanent(format!("terraform plan policy: {e}")))?;
+        let denied: Vec<String> = decision
+            .deny
+            .iter()
+            .filter(|v| v.rule.starts_with(PLAN_RULE_PREFIX))
+            .map(|v| format!("{} ({}.{})", v.message, v.policy, v.rule))
+            .collect();
+        if denied.is_empty() {
+            return Ok(());
+        }
+        Err(DriverError::Permanent(format!(
+            "policy denies the plan, nothing was applied: {}",
+            denied.join("; ")
+        )))
     }
 
     /// The state's address for the CLI.
@@ -406,6 +466,15 @@ impl StateBackend for StateService {
             self.log_line(ctx, level, &message).await;
             Ok(())
         })
+    }
+
+    fn check_plan<'a>(
+        &'a self,
+        ctx: &'a RunContext,
+        part: &'a str,
+        changes: Value,
+    ) -> DriverFuture<'a, ()> {
+        Box::pin(self.decide_plan(ctx, part, changes))
     }
 
     fn current<'a>(

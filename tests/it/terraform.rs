@@ -629,21 +629,13 @@ async fn a_paved_killed_mid_apply_leaves_a_lock_the_next_claim_takes_over() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     // The bundled offering, its create provisioner slowed down so the kill lands inside it.
-    let templates = tempfile::tempdir().unwrap();
-    let copy = templates.path().join("mariadb-database");
-    std::fs::create_dir_all(copy.join("module")).unwrap();
-    for f in ["template.yaml", "offering.yaml"] {
-        let from = common::repo_path(&format!("templates/mariadb-database/{f}"));
-        std::fs::copy(from, copy.join(f)).unwrap();
-    }
-    for f in ["main.tf", "create.sh", "destroy.sh", "limits.sh"] {
-        let from = common::repo_path(&format!("templates/mariadb-database/module/{f}"));
-        let mut text = std::fs::read_to_string(from).unwrap();
+    let templates = offering_copy(|f, text| {
         if f == "create.sh" {
-            text = text.replacen("set -eu\n", "set -eu\nsleep 2\n", 1);
+            text.replacen("set -eu\n", "set -eu\nsleep 2\n", 1)
+        } else {
+            text
         }
-        std::fs::write(copy.join("module").join(f), text).unwrap();
-    }
+    });
     let work = tempfile::tempdir().unwrap();
     let name = format!("tk{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let database = format!("{name}_dev");
@@ -795,4 +787,92 @@ fn service_on(conn: &sea_orm::DatabaseConnection, key: &str) -> StateService {
         Arc::new(SecretBox::from_base64(key).unwrap()),
         "http://unused".into(),
     )
+}
+
+/// A copy of the bundled mariadb-database offering in a templates folder of its own, its
+/// module changed by `edit(file, text)`.
+fn offering_copy(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {
+    let templates = tempfile::tempdir().unwrap();
+    let copy = templates.path().join("mariadb-database");
+    std::fs::create_dir_all(copy.join("module")).unwrap();
+    for f in ["template.yaml", "offering.yaml"] {
+        let from = common::repo_path(&format!("templates/mariadb-database/{f}"));
+        std::fs::copy(from, copy.join(f)).unwrap();
+    }
+    for f in ["main.tf", "create.sh", "destroy.sh", "limits.sh"] {
+        let from = common::repo_path(&format!("templates/mariadb-database/module/{f}"));
+        let text = edit(f, std::fs::read_to_string(from).unwrap());
+        std::fs::write(copy.join("module").join(f), text).unwrap();
+    }
+    templates
+}
+
+#[tokio::test]
+async fn a_plan_that_would_destroy_a_protected_prod_resource_is_denied_before_apply() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let work = tempfile::tempdir().unwrap();
+    // A module whose database is replaced when its size changes: the plan says so.
+    let templates = offering_copy(|f, text| {
+        if f == "main.tf" {
+            text.replacen(
+                "triggers_replace = [var.database, var.user]",
+                "triggers_replace = [var.database, var.user, var.connection_limit]",
+                1,
+            )
+        } else {
+            text
+        }
+    });
+    let mut s = with_terraform(with_workers(common::settings(&db.url), 0), work.path());
+    s.templates.dir = templates.path().to_owned();
+    let app = TestApp::spawn(s).await;
+    let name = format!("tp{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let database = format!("{name}_prod");
+    let _cleanup = MariaDbCleanup(database.clone());
+    let id = app
+        .as_("alice-token")
+        .order(
+            "mariadb-database",
+            json!({"name": name, "environment": "prod", "size": "small",
+                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
+        )
+        .await
+        .created_id();
+    let done = run_jobs_until_final(&app, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let res = done["resourceId"].as_str().unwrap().to_owned();
+    admin_sql(&format!("CREATE TABLE `{database}`.kept (x int)"));
+
+    let upd = app
+        .as_("alice-token")
+        .update_resource(&res, json!({"size": "medium"}))
+        .await;
+    assert_eq!(upd.status, 202, "{}", upd.body);
+    let upd_id = upd.body["id"].as_str().unwrap().to_owned();
+    let failed = run_jobs_until_final(&app, &upd_id).await;
+    let logs = log_text(&app, &upd_id).await;
+    assert_eq!(failed["status"], "failed", "{failed}\n{logs}");
+    let reason = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("policy denies the plan, nothing was applied")
+            && reason.contains("would destroy terraform_data.database in production")
+            && reason.contains("paved.terraform.plan_prod_protected_destroy"),
+        "{reason}"
+    );
+    // Nothing was applied: the database, its table and its limit are as they were.
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{database}' AND TABLE_NAME = 'kept'"
+        )),
+        "1"
+    );
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT max_user_connections FROM mysql.user WHERE user = '{database}'"
+        )),
+        "20"
+    );
+    let r = app.as_("alice-token").resource(&res).await;
+    assert_eq!(r.body["status"], "ready", "{}", r.body);
+    app.stop().await;
 }

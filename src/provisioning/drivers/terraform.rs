@@ -322,6 +322,14 @@ pub trait StateBackend: Send + Sync {
         level: &'static str,
         message: String,
     ) -> DriverFuture<'a, ()>;
+    /// Decides a plan's changes (`PlanSummary::changes`) before they are applied: an error
+    /// (the policies' deny messages) stops the run.
+    fn check_plan<'a>(
+        &'a self,
+        ctx: &'a RunContext,
+        part: &'a str,
+        changes: Value,
+    ) -> DriverFuture<'a, ()>;
     /// The current state of `part` of `resource_id` (None before the first write).
     fn current<'a>(
         &'a self,
@@ -343,6 +351,9 @@ pub struct TerraformDriver {
 /// What a plan will do, from `show -json`: addresses per action, attribute names per update.
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct PlanSummary {
+    /// Every planned change, as policies see it: address, type, name, actions, the names of
+    /// the attributes that change (never their values).
+    pub changes: Vec<Value>,
     pub create: Vec<String>,
     pub update: Vec<String>,
     pub replace: Vec<String>,
@@ -365,6 +376,15 @@ impl PlanSummary {
                 .filter_map(Value::as_str)
                 .collect();
             let changed = || changed_attributes(&rc["change"]["before"], &rc["change"]["after"]);
+            if !matches!(actions.as_slice(), ["no-op"] | ["read"]) {
+                s.changes.push(json!({
+                    "address": addr,
+                    "type": rc["type"],
+                    "name": rc["name"],
+                    "actions": actions,
+                    "attributes": changed(),
+                }));
+            }
             match actions.as_slice() {
                 ["create"] => s.create.push(addr),
                 ["update"] => {
@@ -464,6 +484,7 @@ impl Drop for WorkDir {
 
 /// Everything one run needs; `close` ends its backend run.
 struct Run<'a> {
+    part: String,
     dir: WorkDir,
     env: Vec<(String, String)>,
     redact: Redactor,
@@ -605,6 +626,7 @@ impl TerraformDriver {
         let creds = backend.open_run(resource_id, &spec.part, &ctx).await?;
         // From here on the run exists: a failure below still closes it.
         let run = Run {
+            part: spec.part.clone(),
             dir,
             env: Vec::new(),
             redact: Redactor(Vec::new()),
@@ -839,6 +861,10 @@ impl TerraformDriver {
         })?;
         let summary = PlanSummary::from_plan(&doc);
         self.say(run, "info", summary.describe()).await;
+        // Policies see what will really change before anything does.
+        run.backend
+            .check_plan(&run.ctx, &run.part, json!(summary.changes))
+            .await?;
         self.must(run, &["apply", "-json", "-input=false", PLAN_FILE], true)
             .await?;
         Ok(summary)
