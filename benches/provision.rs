@@ -284,7 +284,7 @@ async fn main() {
         floor_spec["database"] = json!(format!("bench_floor_{run}_{i}"));
         let spec = match drivers.parse("postgres", &floor_spec).unwrap() {
             PartSpec::Postgres(p) => p,
-            PartSpec::Redis(_) => unreachable!(),
+            _ => unreachable!(),
         };
         let tag = paved::provisioning::engine::owner_tag(&format!("bench-floor-{run}-{i}"));
         let v = Instant::now();

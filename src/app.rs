@@ -119,7 +119,16 @@ impl Application {
         let wake = crate::jobs::Wake::default();
         let notifier =
             crate::notifications::backstage::notifier(&settings, &outgoing).with_wake(wake.clone());
-        let drivers = Arc::new(Drivers::from_settings(&settings.drivers));
+        let policies = Arc::new(RwLock::new(Arc::new(policies)));
+        let terraform_state = Arc::new(
+            crate::provisioning::terraform_state::StateService::new(
+                db.clone(),
+                secrets.clone(),
+                terraform_state_url(&settings, listener.local_addr()?),
+            )
+            .with_policies(policies.clone()),
+        );
+        let drivers = Arc::new(drivers_of(&settings, &terraform_state));
         let refresher = settings.backstage.base_url.as_deref().map(|url| {
             crate::catalog::refresh::Refresher::new(url, outgoing.clone(), db.clone(), wake.clone())
                 .with_layout(catalog_pages.layout().clone())
@@ -128,7 +137,7 @@ impl Application {
             settings,
             db,
             templates,
-            policies: RwLock::new(Arc::new(policies)),
+            policies,
             pricebook,
             tokens,
             secrets,
@@ -140,6 +149,7 @@ impl Application {
             notifier,
             refresher,
             drivers,
+            terraform_state,
             schema_ready: AtomicBool::new(false),
             secrets_verified: AtomicBool::new(secrets_verified),
             fatal: std::sync::Mutex::new(None),
@@ -394,13 +404,50 @@ impl Application {
     }
 }
 
+/// The drivers as configured, the Terraform one with its modules in the templates folder and
+/// its state in paved's own backend.
+fn drivers_of(
+    settings: &Settings,
+    state: &Arc<crate::provisioning::terraform_state::StateService>,
+) -> Drivers {
+    use crate::provisioning::drivers::terraform::TerraformDriver;
+    let backend: Arc<dyn crate::provisioning::drivers::terraform::StateBackend> = state.clone();
+    Drivers::from_settings(&settings.drivers).with_terraform(
+        TerraformDriver::new(
+            settings.drivers.terraform.clone(),
+            settings.templates.dir.clone(),
+        )
+        .with_backend(backend),
+    )
+}
+
+/// Where the Terraform CLI reaches paved's state backend: `drivers.terraform.state_url`, or
+/// this process's own listener (the CLI runs on the same machine; a wildcard listen address
+/// is reached over loopback).
+fn terraform_state_url(settings: &Settings, bound: SocketAddr) -> String {
+    if let Some(u) = &settings.drivers.terraform.state_url {
+        return u.trim_end_matches('/').to_owned();
+    }
+    let host = match bound.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!(
+        "http://{host}:{}{}",
+        bound.port(),
+        settings.plugin_base_path()
+    )
+}
+
 /// The provisioning engine over the configured drivers, publishing to the catalog and
 /// notifying where those are on.
 fn build_engine(state: &AppState) -> Arc<Engine> {
     let settings = state.settings();
     let mut engine = Engine::new(
         state.db().clone(),
-        Arc::new(Drivers::from_settings(&settings.drivers)),
+        Arc::new(drivers_of(settings, &state.0.terraform_state)),
         state.0.secrets.clone(),
         settings.engine.clone(),
         state.0.wake.clone(),

@@ -17,6 +17,7 @@ mod requests;
 mod resources;
 pub mod state;
 mod storable;
+mod terraform;
 
 use axum::{
     Router,
@@ -198,6 +199,8 @@ pub mod paths {
     pub const CATALOG_PAGE: &str = "/catalog/pages/{file}";
     pub const CATALOG_RESOURCE: &str = "/catalog/resources/{file}";
     pub const JWKS: &str = "/.backstage/auth/v1/jwks.json";
+    /// Terraform's http state backend (GET, POST, LOCK, UNLOCK), for paved's own CLI runs.
+    pub const TERRAFORM_STATE: &str = "/terraform/state/{resource}/{part}";
     /// The API reference and its document (also under the plugin base path).
     pub const DOCS: &str = "/docs";
     pub const OPENAPI: &str = "/openapi.json";
@@ -216,6 +219,10 @@ pub mod paths {
         ("GET", CATALOG_PAGE),
         ("GET", CATALOG_RESOURCE),
         ("GET", JWKS),
+        ("GET", TERRAFORM_STATE),
+        ("POST", TERRAFORM_STATE),
+        ("LOCK", TERRAFORM_STATE),
+        ("UNLOCK", TERRAFORM_STATE),
         ("GET", DOCS),
         ("GET", OPENAPI),
     ];
@@ -270,9 +277,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             require_schema,
         ));
+    // Terraform's state backend: a run's basic credentials, checked by the handler, not a
+    // user's or plugin's token.
+    let terraform = Router::new()
+        .route(paths::TERRAFORM_STATE, axum::routing::any(terraform::state))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_schema,
+        ));
     let plugin = plugin
         .merge(catalog.route_layer(middleware::from_fn(http_metrics::remember_route)))
-        .merge(keys.route_layer(middleware::from_fn(http_metrics::remember_route)));
+        .merge(keys.route_layer(middleware::from_fn(http_metrics::remember_route)))
+        .merge(terraform.route_layer(middleware::from_fn(http_metrics::remember_route)));
     Router::new()
         .nest(&base, plugin)
         .route(paths::LIVENESS, get(health::liveness))

@@ -34,7 +34,8 @@ pub(crate) struct Inner {
     pub(crate) settings: Settings,
     pub(crate) db: DatabaseConnection,
     pub(crate) templates: Arc<TemplateStore>,
-    pub(crate) policies: RwLock<Arc<PolicySet>>,
+    /// Shared with the Terraform state backend, which decides planned changes with them.
+    pub(crate) policies: Arc<RwLock<Arc<PolicySet>>>,
     pub(crate) pricebook: PriceBook,
     pub(crate) tokens: StaticTokens,
     pub(crate) secrets: Arc<SecretBox>,
@@ -46,6 +47,8 @@ pub(crate) struct Inner {
     pub(crate) notifier: crate::notifications::Notifier,
     pub(crate) refresher: Option<crate::catalog::refresh::Refresher>,
     pub(crate) drivers: Arc<Drivers>,
+    /// Terraform's state backend, served under `/terraform/state` (the drivers' runs use it).
+    pub(crate) terraform_state: Arc<crate::provisioning::terraform_state::StateService>,
     pub(crate) schema_ready: AtomicBool,
     /// `secrets.key` opens what the database stores (checked at start, or once it answers).
     pub(crate) secrets_verified: AtomicBool,
@@ -157,6 +160,10 @@ impl AppState {
     /// Drivers for day-2 work (drift checks, usage); the engine has its own.
     pub fn drivers(&self) -> &Drivers {
         &self.0.drivers
+    }
+
+    pub fn terraform_state(&self) -> &crate::provisioning::terraform_state::StateService {
+        &self.0.terraform_state
     }
 
     /// Asks Backstage's catalog to refresh a resource's entity (where Backstage is configured).

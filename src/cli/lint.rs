@@ -39,7 +39,7 @@ const BACKSTAGE_ACTIONS: &[&str] = &[
 ];
 
 /// Drivers paved can provision with.
-pub const DRIVERS: &[&str] = &["postgres", "redis"];
+pub const DRIVERS: &[&str] = &["postgres", "redis", "terraform"];
 
 /// Variables the provisioning spec may read.
 const SPEC_ROOTS: &[&str] = &["parameters", "preset", "offering"];

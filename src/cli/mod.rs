@@ -268,6 +268,12 @@ async fn reseal(settings: &Settings) -> anyhow::Result<()> {
         done.signing_keys,
         secrets.key_id()
     );
+    if done.terraform_states > 0 {
+        println!(
+            "re-sealed {} terraform state versions",
+            done.terraform_states
+        );
+    }
     let left: Vec<&String> = done
         .still_needed
         .iter()

@@ -234,6 +234,29 @@ mod tests {
             .collect()
     }
 
+    /// A Terraform env value set by a variable arrives as set (not as the `***` it prints as),
+    /// and is masked in what `paved config check` shows.
+    #[test]
+    fn terraform_env_values_from_variables_survive_loading_and_are_masked() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PAVED_DRIVERS__TERRAFORM__BINARY", "tofu"),
+                (
+                    "PAVED_DRIVERS__TERRAFORM__ENV__DEV__CLOUD_TOKEN",
+                    "tok-123456",
+                ),
+            ]),
+        )
+        .unwrap();
+        let dev = &s.drivers.terraform.env["dev"];
+        let (name, value) = dev.iter().next().unwrap();
+        assert_eq!(name.to_ascii_uppercase(), "CLOUD_TOKEN");
+        assert_eq!(value.0, "tok-123456");
+        assert_eq!(s.drivers.terraform.binary, "tofu");
+        assert!(!s.masked().to_string().contains("tok-123456"));
+    }
+
     #[test]
     fn embedded_default_is_sqlite_on_7077() {
         let s = Settings::load(None, env(&[])).unwrap();

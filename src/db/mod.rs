@@ -17,6 +17,7 @@ pub mod resources;
 pub mod secrets;
 pub mod spend;
 pub mod steps;
+pub mod terraform;
 // Day-2, reports, audit, catalog pages and signing keys.
 pub mod audit;
 pub mod catalog;

@@ -92,6 +92,8 @@ struct AppliedPart {
     /// The part was renamed (an update): its new spec replaces the recorded one.
     replaced: bool,
     update: bool,
+    /// Sensitive outputs (a Terraform module's), sealed with the part, for its credentials.
+    secrets: Value,
 }
 
 /// A change of the catalog's, told after the commit that made it.
@@ -434,9 +436,14 @@ impl Engine {
                 }
                 // Durable before the driver acts: a crash during the call is seen as one.
                 self.commit(seg).await?;
-                let mut r = self
-                    .run_step(&self.db, kind, &mut req, &spec, &mut parts)
-                    .await;
+                let resource = req.resource_id.clone();
+                // The step's driver call knows its step (a driver may log into it).
+                let mut r = super::drivers::context::in_step(
+                    &name,
+                    resource.as_deref(),
+                    self.run_step(&self.db, kind, &mut req, &spec, &mut parts),
+                )
+                .await;
                 seg = Segment::open(&self.db, request_id, &req.owner).await?;
                 if let (Ok(done), Some(res)) = (&mut r, &req.resource_id)
                     && let Some(applied) = done.applied.take()
@@ -704,6 +711,7 @@ impl Engine {
                                 outputs: applied.outputs,
                                 replaced: replaced.is_some(),
                                 update: matches!(step, Step::Update(_)),
+                                secrets: beyond_password(applied.secrets, &password),
                             }),
                         })
                     }
@@ -755,6 +763,13 @@ impl Engine {
                 }
             }
         }
+        if a.secrets.as_object().is_some_and(|s| !s.is_empty()) {
+            let name = format!("{part_id}.{SENSITIVE_OUTPUTS}");
+            let plaintext =
+                serde_json::to_vec(&a.secrets).map_err(|e| Stop::Permanent(e.to_string()))?;
+            let sealed = self.secrets.seal(&plaintext, &format!("{res_id}/{name}"));
+            self.store_secret(conn, res_id, &name, &sealed).await?;
+        }
         let had_credentials = a.update
             && db::secrets::sealed(conn, res_id, CREDENTIALS)
                 .await?
@@ -783,6 +798,20 @@ impl Engine {
             let password = self.password(conn, res_id, id).await?;
             let mut cred = res.outputs.get(id).cloned().unwrap_or(json!({}));
             cred["password"] = json!(password);
+            // A module's sensitive outputs belong with its credentials (and win over paved's
+            // password, which the module was given and may have passed on as it is).
+            let name = format!("{id}.{SENSITIVE_OUTPUTS}");
+            if let Some(sealed) = db::secrets::sealed(conn, res_id, &name).await? {
+                let bytes = self
+                    .secrets
+                    .open(&sealed, &format!("{res_id}/{name}"))
+                    .map_err(Stop::Permanent)?;
+                let more: Map<String, Value> =
+                    serde_json::from_slice(&bytes).map_err(|e| Stop::Permanent(e.to_string()))?;
+                for (k, v) in more {
+                    cred[k] = v;
+                }
+            }
             if let (Some(h), Some(p), Some(u)) = (
                 cred.get("host").and_then(Value::as_str),
                 cred.get("port"),
@@ -1128,6 +1157,22 @@ fn capitalized(s: &str) -> String {
 
 /// The name of a resource's sealed credentials document.
 const CREDENTIALS: &str = "credentials";
+
+/// What a driver's secrets add to the part's password (sealed on its own already): a
+/// module's sensitive outputs, not the password it was given and passed on.
+fn beyond_password(secrets: Value, password: &str) -> Value {
+    match secrets {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| v.as_str() != Some(password))
+                .collect(),
+        ),
+        _ => json!({}),
+    }
+}
+
+/// `<part>.sensitive-outputs`: a part's sensitive outputs, sealed.
+const SENSITIVE_OUTPUTS: &str = "sensitive-outputs";
 
 /// What marks a database, role or Redis user as belonging to resource `id`.
 pub fn owner_tag(resource_id: &str) -> String {

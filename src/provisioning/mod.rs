@@ -8,3 +8,4 @@ pub mod engine;
 pub mod requests;
 pub mod resources;
 pub mod secrets;
+pub mod terraform_state;

@@ -96,6 +96,13 @@ async fn key_use<C: ConnectionTrait>(db: &C) -> Result<(KeyUse, BTreeMap<String,
             }
         }
     }
+    // Terraform states: counted (a key sealing one is still needed); the key-check values
+    // prove the key.
+    if has_table(db, "terraform_states").await? {
+        for (id, n) in db::terraform::count_by_key(db).await? {
+            *usage.values.entry(id).or_default() += n as u64;
+        }
+    }
     if has_table(db, "secret_keys").await? {
         for check in db::secrets::key_checks(db).await? {
             usage.recorded.push(check.key_id.clone());
@@ -174,6 +181,7 @@ pub async fn check_stored<C: ConnectionTrait>(
 pub struct Resealed {
     pub credentials: u64,
     pub signing_keys: u64,
+    pub terraform_states: u64,
     /// Previous keys nothing is sealed with any more (safe to drop from configuration).
     pub released: Vec<String>,
     /// Key ids that still seal values (the current key, and any written meanwhile).
@@ -223,6 +231,28 @@ pub async fn reseal_all<C: ConnectionTrait>(
         };
         if db::secrets::reseal_signing_key(db, &r.key, &r.sealed, new).await? {
             out.signing_keys += 1;
+        }
+    }
+    let mut after = String::new();
+    loop {
+        let page = db::terraform::page_not_sealed_with(db, &current, &after, 200).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        for v in page {
+            let context = super::terraform_state::context(&v.resource_id, &v.part, v.version);
+            let sealed = db::terraform::sealed_of(&v);
+            let Some(new) = secrets.reseal(&sealed, &context).map_err(|e| {
+                KeyCheckError::Mismatch(format!(
+                    "terraform state {} version {} of resource {}: {e}",
+                    v.part, v.version, v.resource_id
+                ))
+            })?
+            else {
+                continue;
+            };
+            if db::terraform::reseal(db, &v, new).await? {
+                out.terraform_states += 1;
+            }
         }
     }
     let (usage, _) = key_use(db).await?;

@@ -194,6 +194,10 @@ impl Offering {
                 offering_path.display()
             ));
         }
+        for p in spec.parts.iter().filter(|p| p.driver == TERRAFORM) {
+            check_terraform_part(dir, p)
+                .map_err(|e| format!("{}: parts.{}: {e}", offering_path.display(), p.id))?;
+        }
 
         let mut hasher = Sha256::new();
         hasher.update(template_text.as_bytes());
@@ -310,6 +314,14 @@ impl Offering {
                         path: format!("parts.{}.spec.{}", p.id, e.path),
                         message: e.message,
                     })?;
+                let mut spec = spec;
+                if p.driver == TERRAFORM
+                    && let Some(m) = spec.as_object_mut()
+                {
+                    // Its state is the part's, its module is in this offering's folder.
+                    m.insert("part".into(), Value::String(p.id.clone()));
+                    m.insert("offering".into(), Value::String(self.name.clone()));
+                }
                 Ok(RenderedPart {
                     id: p.id.clone(),
                     driver: p.driver.clone(),
@@ -386,6 +398,40 @@ impl RenderedSpec {
             _ => Err(errors),
         }
     }
+}
+
+const TERRAFORM: &str = "terraform";
+
+/// A `terraform` part names a module folder of its own offering, literally (a form value
+/// never chooses what code runs), that holds Terraform files; `part` and `offering` are paved's
+/// to fill in.
+fn check_terraform_part(dir: &Path, p: &PartSpec) -> Result<(), String> {
+    let module = p
+        .spec
+        .get("module")
+        .and_then(Value::as_str)
+        .ok_or("spec.module must name the module folder (e.g. ./module)")?;
+    if module.contains("${{") {
+        return Err("spec.module must be a fixed folder, not a template".into());
+    }
+    let rel = crate::provisioning::drivers::terraform::valid_module_path(module)?;
+    let folder = dir.join(rel);
+    let has_tf = std::fs::read_dir(&folder)
+        .map_err(|e| format!("spec.module {module:?}: {e}"))?
+        .filter_map(Result::ok)
+        .any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.ends_with(".tf") || n.ends_with(".tf.json")
+        });
+    if !has_tf {
+        return Err(format!("spec.module {module:?} holds no .tf file"));
+    }
+    for own in ["part", "offering"] {
+        if p.spec.get(own).is_some() {
+            return Err(format!("spec.{own} is filled in by paved"));
+        }
+    }
+    Ok(())
 }
 
 /// The templated strings of an offering spec, gathered for syntax checks and variable lists.

@@ -329,6 +329,14 @@ async fn call(ctx: &Ctx, route: &str, who: usize) -> u16 {
         "GET /.backstage/auth/v1/jwks.json" | "GET /docs" | "GET /openapi.json" => {
             (method, format!("/api/paved{path}"), None)
         }
+        "GET /terraform/state/{resource}/{part}"
+        | "POST /terraform/state/{resource}/{part}"
+        | "LOCK /terraform/state/{resource}/{part}"
+        | "UNLOCK /terraform/state/{resource}/{part}" => {
+            let id = ctx.resource(ResourceStatus::Ready).await;
+            let body = (method != "GET").then(|| json!({"ID": "x", "serial": 1, "lineage": "l"}));
+            (method, format!("/api/paved/terraform/state/{id}/db"), body)
+        }
         "GET /.backstage/health/v1/liveness"
         | "GET /.backstage/health/v1/readiness"
         | "GET /metrics" => (method, path.to_owned(), None),
@@ -476,6 +484,24 @@ const ROWS: &[(&str, [u16; 6])] = &[
     (
         "GET /.backstage/auth/v1/jwks.json",
         [200, 200, 200, 200, 200, 200],
+    ),
+    // Terraform's state: only the CLI runs paved starts, with their own basic credentials;
+    // no user or plugin token opens it, not even a platform-admin's.
+    (
+        "GET /terraform/state/{resource}/{part}",
+        [401, 401, 401, 401, 401, 401],
+    ),
+    (
+        "POST /terraform/state/{resource}/{part}",
+        [401, 401, 401, 401, 401, 401],
+    ),
+    (
+        "LOCK /terraform/state/{resource}/{part}",
+        [401, 401, 401, 401, 401, 401],
+    ),
+    (
+        "UNLOCK /terraform/state/{resource}/{part}",
+        [401, 401, 401, 401, 401, 401],
     ),
     ("GET /docs", [200, 200, 200, 200, 200, 200]),
     ("GET /openapi.json", [200, 200, 200, 200, 200, 200]),

@@ -385,7 +385,12 @@ async fn offerings_come_from_templates() {
         .collect();
     assert_eq!(
         names,
-        ["postgres-database", "preview-environment", "redis-cache"]
+        [
+            "mariadb-database",
+            "postgres-database",
+            "preview-environment",
+            "redis-cache"
+        ]
     );
     assert_eq!(list["problems"], json!([]));
 

@@ -134,7 +134,7 @@ async fn pages_partition_resources_and_a_change_rerenders_only_its_page() {
         get(&app, &app.url("/api/paved/catalog/entities.yaml"), None).await;
     assert_eq!(status, 200);
     let index = docs(&body);
-    assert_eq!(index.iter().filter(|d| d["kind"] == "Template").count(), 3);
+    assert_eq!(index.iter().filter(|d| d["kind"] == "Template").count(), 4);
     assert!(index.iter().all(|d| d["kind"] != "Resource"), "{body}");
     let locations: Vec<&Value> = index.iter().filter(|d| d["kind"] == "Location").collect();
     assert_eq!(locations.len(), PAGES as usize);

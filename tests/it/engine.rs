@@ -984,7 +984,7 @@ async fn resources_are_published_as_backstage_entities() {
     let index = yaml_docs(&all.text().await.unwrap());
     let templates = index.iter().filter(|d| d["kind"] == "Template").count();
     assert_eq!(
-        templates, 3,
+        templates, 4,
         "the offerings' Templates, exactly as paved validates against"
     );
     assert!(

@@ -26,3 +26,4 @@ mod secrets_key;
 mod shutdown;
 mod teams;
 mod tenancy;
+mod terraform;

@@ -16,4 +16,7 @@ pub mod resource_notice;
 pub mod secret;
 pub mod secret_key;
 pub mod signing_key;
+pub mod terraform_lock;
+pub mod terraform_run;
+pub mod terraform_state;
 pub mod usage_sample;

@@ -127,6 +127,7 @@ impl FakeDriver {
                 "host": "fake.invalid", "port": 6379, "tls": false,
                 "username": s.user, "key_prefix": format!("{}:", s.key_prefix),
             }),
+            PartSpec::Terraform(s) => json!({"module": s.module}),
         };
         Ok(Applied {
             outputs,

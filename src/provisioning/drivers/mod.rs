@@ -7,11 +7,13 @@
 
 // Unit tests, and benches (the `fake-driver` feature, which paved's dev-dependency on itself
 // turns on for tests and benches only): never in what ships.
+pub mod context;
 #[cfg(any(test, feature = "fake-driver"))]
 pub mod fake;
 pub mod postgres;
 pub mod redis;
 pub mod settings;
+pub mod terraform;
 
 use std::{future::Future, pin::Pin};
 
@@ -124,6 +126,7 @@ pub trait Provisioner: Send + Sync {
 pub struct Drivers {
     pub postgres: postgres::PostgresDriver,
     pub redis: redis::RedisDriver,
+    pub terraform: terraform::TerraformDriver,
 }
 
 /// A part's spec, parsed by its driver: what the driver will act on.
@@ -131,6 +134,7 @@ pub struct Drivers {
 pub enum PartSpec {
     Postgres(postgres::PostgresSpec),
     Redis(redis::RedisSpec),
+    Terraform(terraform::TerraformSpec),
 }
 
 impl DriverError {
@@ -151,6 +155,7 @@ impl PartSpec {
         match self {
             PartSpec::Postgres(s) => format!("PostgreSQL ({})", s.environment),
             PartSpec::Redis(s) => format!("Redis ({})", s.environment),
+            PartSpec::Terraform(s) => format!("Terraform ({})", s.environment),
         }
     }
 
@@ -159,6 +164,7 @@ impl PartSpec {
         match self {
             PartSpec::Postgres(_) => "postgres",
             PartSpec::Redis(_) => "redis",
+            PartSpec::Terraform(_) => "terraform",
         }
     }
 
@@ -167,6 +173,7 @@ impl PartSpec {
         match self {
             PartSpec::Postgres(s) => format!("postgres {}/{}", s.environment, s.database.as_str()),
             PartSpec::Redis(s) => format!("redis {}/{}", s.environment, s.user),
+            PartSpec::Terraform(s) => s.identity(),
         }
     }
 
@@ -222,13 +229,27 @@ impl Drivers {
             )
             .with_timeouts(s.postgres.lock_timeout_ms, s.postgres.statement_timeout_ms),
             redis: redis::RedisDriver::new(s.redis.targets.clone()),
+            // Modules are found under the bundled `templates/` until the app says where its
+            // templates are (`with_terraform`), and runs need the app's state backend.
+            terraform: terraform::TerraformDriver::new(
+                s.terraform.clone(),
+                std::path::PathBuf::from("templates"),
+            ),
         }
+    }
+
+    /// The Terraform driver the app wires: modules under its templates folder, state in
+    /// paved's own backend.
+    pub fn with_terraform(mut self, driver: terraform::TerraformDriver) -> Self {
+        self.terraform = driver;
+        self
     }
 
     pub fn parse(&self, driver: &str, spec: &Value) -> Result<PartSpec, DriverError> {
         match driver {
             "postgres" => self.postgres.parse(spec).map(PartSpec::Postgres),
             "redis" => redis::RedisSpec::parse(spec).map(PartSpec::Redis),
+            "terraform" => self.terraform.parse(spec).map(PartSpec::Terraform),
             other => Err(DriverError::Permanent(format!("unknown driver {other:?}"))),
         }
     }
@@ -243,6 +264,7 @@ impl Drivers {
         match spec {
             PartSpec::Postgres(s) => self.postgres.apply(s, password, tag).await,
             PartSpec::Redis(s) => self.redis.apply(s, password, tag).await,
+            PartSpec::Terraform(s) => self.terraform.apply(s, password, tag).await,
         }
         .map_err(|e| e.within(&spec.server()))
     }
@@ -251,6 +273,7 @@ impl Drivers {
         match spec {
             PartSpec::Postgres(s) => self.postgres.observe(s).await,
             PartSpec::Redis(s) => self.redis.observe(s).await,
+            PartSpec::Terraform(s) => self.terraform.observe(s).await,
         }
         .map_err(|e| e.within(&spec.server()))
     }
@@ -273,6 +296,11 @@ impl Drivers {
                 };
                 Ok((seen, diff))
             }
+            // `plan -refresh-only` is what shows a module's drift; the built-in provider has
+            // no remote state to refresh, so it is not wired yet (README, issue 17).
+            PartSpec::Terraform(_) => Err(DriverError::Permanent(
+                "drift detection of terraform parts is not implemented yet".into(),
+            )),
         }
     }
 
@@ -280,6 +308,7 @@ impl Drivers {
         match spec {
             PartSpec::Postgres(s) => self.postgres.destroy(s, tag).await,
             PartSpec::Redis(s) => self.redis.destroy(s, tag).await,
+            PartSpec::Terraform(s) => self.terraform.destroy(s, tag).await,
         }
         .map_err(|e| e.within(&spec.server()))
     }
@@ -288,6 +317,9 @@ impl Drivers {
         match spec {
             PartSpec::Postgres(s) => self.postgres.usage(s).await,
             PartSpec::Redis(s) => self.redis.usage(s).await,
+            PartSpec::Terraform(_) => Err(DriverError::Permanent(
+                "usage of terraform parts is not measured".into(),
+            )),
         }
         .map_err(|e| e.within(&spec.server()))
     }

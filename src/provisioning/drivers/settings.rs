@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub struct DriversSettings {
     pub postgres: PostgresDriverSettings,
     pub redis: RedisDriverSettings,
+    pub terraform: super::terraform::TerraformDriverSettings,
 }
 
 /// dev, staging and prod, all on `url`.
