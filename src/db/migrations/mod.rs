@@ -11,6 +11,7 @@ mod m20261201_000006_secret_keys;
 mod m20261201_000007_idempotency_keys_per_team;
 mod m20261201_000008_notification_delivery_jobs;
 mod m20261201_000009_spend_totals;
+mod m20261202_000011_catalog_feed;
 
 pub struct Migrator;
 
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_idempotency_keys_per_team::Migration),
             Box::new(m20261201_000008_notification_delivery_jobs::Migration),
             Box::new(m20261201_000009_spend_totals::Migration),
+            Box::new(m20261202_000011_catalog_feed::Migration),
         ];
         all.into_iter()
             .map(|m| Box::new(InTransaction(m)) as Box<dyn MigrationTrait>)
