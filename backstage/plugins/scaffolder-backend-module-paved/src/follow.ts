@@ -23,6 +23,16 @@ export interface Followed {
   request: any;
 }
 
+/**
+ * An error for the task log: the scaffolder writes a failed step's stack, and a Node stack
+ * trace under paved's reason is what the remote path could not avoid; this one is the reason.
+ */
+function failure(message: string): Error {
+  const e = new Error(message);
+  e.stack = `Error: ${message}`;
+  return e;
+}
+
 const FINAL = new Set(['succeeded', 'failed', 'denied', 'rejected', 'cancelled']);
 
 export interface FollowOptions {
@@ -53,7 +63,7 @@ export async function follow(o: FollowOptions): Promise<Followed> {
       await o.call('POST', `/v1/requests/${encodeURIComponent(o.requestId)}/cancel`).catch(e => {
         o.logger.warn(`paved did not cancel request ${o.requestId}: ${e.message}`);
       });
-      throw new Error(`Cancelled: paved request ${o.requestId} was asked to cancel. ${o.requestUrl}`);
+      throw failure(`Cancelled: paved request ${o.requestId} was asked to cancel. ${o.requestUrl}`);
     }
     let r: any;
     try {
@@ -61,7 +71,7 @@ export async function follow(o: FollowOptions): Promise<Followed> {
       logsSeen = await writeLogs(o, logsSeen);
     } catch (e) {
       if (e instanceof PavedError && e.status === 401) {
-        throw new Error(
+        throw failure(
           `Stopped following paved request ${o.requestId}: the task's user token is no longer accepted (${e.message}). The request goes on in paved: ${o.requestUrl}`,
         );
       }
@@ -90,7 +100,7 @@ export async function follow(o: FollowOptions): Promise<Followed> {
       const where =
         i >= 0 ? ` at step ${i + 1} of ${steps.length} (${steps[i].name})` : '';
       const why = (i >= 0 ? steps[i].error : null) ?? r.error ?? r.status;
-      throw new Error(`paved request ${o.requestId} ${r.status}${where}: ${why}. ${o.requestUrl}`);
+      throw failure(`paved request ${o.requestId} ${r.status}${where}: ${why}. ${o.requestUrl}`);
     }
     await sleep(o.pollMs);
   }
