@@ -8,10 +8,16 @@
 //! weak form of the text's ETag (`W/"…"`, as nginx does: a strong tag names one exact byte
 //! sequence), and If-None-Match compares weakly (RFC 9110 §13.1.2), so either tag revalidates.
 
-use crate::{api::state::AppState, catalog::pages::Document, error::ApiError};
+use crate::{
+    api::state::AppState,
+    catalog::{feed, pages::Document},
+    error::{ApiError, ErrorEnvelope},
+    vocab::field_error::FieldError,
+};
 use axum::{
+    Json,
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
 
@@ -142,6 +148,111 @@ pub async fn one(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no live resource with id {id:?}")))?;
     serve(&headers, &doc)
+}
+
+/// What changed in paved's catalog since a cursor (`catalog::feed`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogChanges {
+    /// Entities to add or replace, whole (as the catalog documents serve them, with
+    /// `backstage.io/managed-by-location` naming their document). Without `after`: the
+    /// offerings' Templates first.
+    #[schema(value_type = Vec<Object>)]
+    pub entities: Vec<serde_json::Value>,
+    /// Entity refs to remove (deleted resources and their parts).
+    pub removed: Vec<String>,
+    /// Pass as `after` for the changes that follow; unchanged while nothing changes.
+    pub cursor: String,
+    /// More changes follow right away (ask again with `cursor`).
+    pub more: bool,
+    /// A digest of the offerings' versions. When it differs from the one seen on the last
+    /// read from the start, read from the start again (Templates are listed there only).
+    pub templates: String,
+}
+
+/// The query of the feed, documented (read by hand: unknown parameters are refused).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ChangesParams {
+    /// The `cursor` of the previous answer, unchanged (opaque). Absent: everything, from the
+    /// start (a full sync: read while `more`, then keep the last cursor).
+    after: Option<String>,
+    /// How many changed resources one answer holds at most: 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500, default = 100)]
+    limit: Option<u64>,
+}
+
+fn changes_query(uri: &Uri) -> Result<(Option<String>, Option<u64>), FieldError> {
+    let field = |field: &str, rule: &str, message: &str| FieldError {
+        field: field.into(),
+        rule: rule.into(),
+        message: message.into(),
+    };
+    let (mut after, mut limit) = (None, None);
+    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
+        let slot = match k.as_ref() {
+            "after" => &mut after,
+            "limit" => &mut limit,
+            other => {
+                return Err(field(
+                    other,
+                    "additionalProperties",
+                    "is not a parameter of the catalog feed (after, limit)",
+                ));
+            }
+        };
+        if slot.replace(v.into_owned()).is_some() {
+            return Err(field(&k, "unique", "is given more than once"));
+        }
+    }
+    let limit = limit
+        .map(|l| {
+            l.parse::<u64>().map_err(|_| {
+                field(
+                    "limit",
+                    "range",
+                    &format!("must be a whole number from 1 to {}", feed::MAX_LIMIT),
+                )
+            })
+        })
+        .transpose()?;
+    Ok((after, limit))
+}
+
+/// Changes to paved's catalog after a cursor, for Backstage's entity provider
+/// (`@paved/plugin-catalog-backend-module-paved`): changed entities whole and removed refs,
+/// each resource once in its current state. Positions are stored, so a cursor holds across
+/// restarts and replicas. Readable by every caller, like the catalog documents.
+#[utoipa::path(get, path = "/v1/catalog/changes", operation_id = "listCatalogChanges", tag = "catalog",
+    params(ChangesParams),
+    responses((status = 200, body = CatalogChanges), (status = 400, body = ErrorEnvelope)))]
+pub async fn changes(
+    State(state): State<AppState>,
+    uri: Uri,
+) -> Result<Json<CatalogChanges>, ApiError> {
+    let (after, limit) = changes_query(&uri).map_err(ApiError::field)?;
+    let after = after
+        .as_deref()
+        .map(feed::decode)
+        .transpose()
+        .map_err(ApiError::field)?;
+    let limit = feed::check_limit(limit).map_err(ApiError::field)?;
+    let c = feed::changes(
+        state.db(),
+        state.catalog_pages().layout(),
+        &state.templates().snapshot(),
+        after,
+        limit,
+    )
+    .await?;
+    Ok(Json(CatalogChanges {
+        entities: c.entities,
+        removed: c.removed,
+        cursor: c.cursor,
+        more: c.more,
+        templates: c.templates,
+    }))
 }
 
 #[cfg(test)]

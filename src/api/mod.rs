@@ -54,7 +54,8 @@ use crate::{api::state::AppState, error};
         (name = "resources", description = "What paved provisioned, and its credentials"),
         (name = "guardrails", description = "Cost estimates, team budgets and spend, policies"),
         (name = "drift", description = "Differences between what paved provisioned and what exists, and resolving them"),
-        (name = "audit", description = "The append-only record of every state change")
+        (name = "audit", description = "The append-only record of every state change"),
+        (name = "catalog", description = "What paved publishes in Backstage's catalog, as a change feed for its entity provider")
     )
 )]
 struct ApiDoc;
@@ -93,6 +94,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(guardrails::policies))
         .routes(routes!(guardrails::evaluate))
         .routes(routes!(audit::list))
+        .routes(routes!(catalog::changes))
         .split_for_parts();
     document_common_errors(&mut doc);
     document_security(&mut doc);

@@ -1,6 +1,7 @@
 //! Backstage catalog vocabulary (entity references and naming rules), the catalog provider
 //! that publishes `Resource` entities, catalog refresh, and registering paved's location.
 
+pub mod feed;
 pub mod gzip;
 pub mod pages;
 pub mod provider;

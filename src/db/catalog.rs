@@ -161,3 +161,94 @@ pub async fn changed_since<C: ConnectionTrait>(
         })
         .collect())
 }
+
+/// A position in the catalog change feed (`catalog_feed`, see its migration): rows are
+/// answered in `(txid, seq)` order; `txid` is 0 on SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct FeedPosition {
+    pub txid: i64,
+    pub seq: i64,
+}
+
+/// Up to `limit` resources whose latest change lies after `after`, in feed order, with the
+/// position of that change. On PostgreSQL only changes of transactions older than every one
+/// still running are answered (one statement: one snapshot), so a change committed later can
+/// never land before a position already handed out.
+pub async fn feed_after<C: ConnectionTrait>(
+    db: &C,
+    after: FeedPosition,
+    limit: u64,
+) -> Result<Vec<(String, FeedPosition)>, DbErr> {
+    use sea_orm::{DatabaseBackend, Statement};
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => {
+            "SELECT resource_id, txid, seq FROM catalog_feed \
+             WHERE (txid, seq) > ($1, $2) \
+               AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+             ORDER BY txid, seq LIMIT $3"
+        }
+        _ => {
+            "SELECT resource_id, txid, seq FROM catalog_feed \
+             WHERE (txid, seq) > (?, ?) ORDER BY txid, seq LIMIT ?"
+        }
+    };
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                after.txid.into(),
+                after.seq.into(),
+                (limit.min(i64::MAX as u64) as i64).into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String>("", "resource_id")?,
+                FeedPosition {
+                    txid: r.try_get("", "txid")?,
+                    seq: r.try_get("", "seq")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The entries of the live ones among these resources, by bucket then id.
+pub async fn entries_of_ids<C: ConnectionTrait>(
+    db: &C,
+    ids: &[String],
+) -> Result<Vec<Entry>, DbErr> {
+    entries()
+        .filter(resource::Column::Id.is_in(ids.iter().cloned()))
+        .into_model()
+        .all(db)
+        .await
+}
+
+/// What a resource was published as: its entity name and desired state (for its parts).
+#[derive(Debug, Clone, PartialEq, FromQueryResult)]
+pub struct Published {
+    pub id: String,
+    pub entity_name: String,
+    pub desired: serde_json::Value,
+}
+
+/// Of these resources, the deleted ones, as they were published.
+pub async fn deleted_of_ids<C: ConnectionTrait>(
+    db: &C,
+    ids: &[String],
+) -> Result<Vec<Published>, DbErr> {
+    use resource::Column as C;
+    resource::Entity::find()
+        .select_only()
+        .columns([C::Id, C::EntityName, C::Desired])
+        .filter(C::Id.is_in(ids.iter().cloned()))
+        .filter(C::DeletedAt.is_not_null())
+        .into_model()
+        .all(db)
+        .await
+}

@@ -299,6 +299,7 @@ async fn call(ctx: &Ctx, route: &str, who: usize) -> u16 {
         ),
         "GET /v1/metrics/platform" => (method, format!("{api}/metrics/platform"), None),
         "GET /v1/audit" => (method, format!("{api}/audit"), None),
+        "GET /v1/catalog/changes" => (method, format!("{api}/catalog/changes"), None),
         "GET /v1/cost-insights/entity/{namespace}/{kind}/{name}/{intervals}" => (
             method,
             format!("{api}/cost-insights/entity/default/group/team-a/R2%2FP7D%2F2026-11-20"),
@@ -476,6 +477,8 @@ const ROWS: &[(&str, [u16; 6])] = &[
     ("POST /.backstage/actions/v2/actions/{id}/invoke", [0; 6]), // per action, ACTION_ROWS
     // The catalog documents hold what Backstage shows every signed-in user (no secrets).
     ("GET /catalog/entities.yaml", [200, 200, 200, 200, 200, 200]),
+    // The same entities as a change feed, for Backstage's entity provider.
+    ("GET /v1/catalog/changes", [200, 200, 200, 200, 200, 200]),
     ("GET /catalog/pages/{file}", [200, 200, 200, 200, 200, 200]),
     (
         "GET /catalog/resources/{file}",

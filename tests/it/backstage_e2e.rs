@@ -24,7 +24,7 @@ use common::{Engine as DbEngine, TestDb, repo_path};
 use serde_json::{Value, json};
 
 /// The peer's static externalAccess token: what this test itself uses to call Backstage.
-const BACKSTAGE_TOKEN: &str = "test-static-token-0123456789";
+pub(super) const BACKSTAGE_TOKEN: &str = "test-static-token-0123456789";
 
 /// A static externalAccess token the overlay lists for paved's `backstage.auth: static` check.
 const PAVED_STATIC_TOKEN: &str = "paved-static-token-7c1d9e0b4a";
@@ -58,20 +58,20 @@ fn external_access(paved_base: &str, backstage_port: u16) -> String {
 }
 
 /// A platform admin's static token for paved's own API (deleting, reading credentials).
-const ADMIN_TOKEN: &str = "e2e-admin-token-5b7f0c";
-const GUEST: &str = "user:development/guest";
-const TEAM: &str = "group:default/team-a";
+pub(super) const ADMIN_TOKEN: &str = "e2e-admin-token-5b7f0c";
+pub(super) const GUEST: &str = "user:development/guest";
+pub(super) const TEAM: &str = "group:default/team-a";
 
-struct Clock(Instant);
+pub(super) struct Clock(pub(super) Instant);
 
 impl Clock {
-    fn step(&self, msg: &str) {
+    pub(super) fn step(&self, msg: &str) {
         eprintln!("[e2e {:>6.1} s] {msg}", self.0.elapsed().as_secs_f64());
     }
 }
 
 /// Polls `f` until it yields a value, for at most `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+pub(super) async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -93,8 +93,8 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// The Backstage peer on its own port; stopped (and its databases dropped) when dropped.
-struct Peer {
-    port: u16,
+pub(super) struct Peer {
+    pub(super) port: u16,
 }
 
 impl Peer {
@@ -133,14 +133,14 @@ impl Drop for Peer {
 }
 
 /// `paved serve` as deployed (the real binary, configured through PAVED_* variables).
-struct Paved {
+pub(super) struct Paved {
     child: Child,
-    port: u16,
+    pub(super) port: u16,
     log: PathBuf,
 }
 
 impl Paved {
-    fn base(&self) -> String {
+    pub(super) fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -255,10 +255,10 @@ impl Drop for Paved {
 
 /// JSON over HTTP with an optional bearer token: (status, body).
 #[derive(Clone)]
-struct Http(reqwest::Client);
+pub(super) struct Http(pub(super) reqwest::Client);
 
 impl Http {
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: reqwest::Method,
         url: &str,
@@ -280,16 +280,16 @@ impl Http {
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }
-    async fn get(&self, url: &str, token: Option<&str>) -> (u16, Value) {
+    pub(super) async fn get(&self, url: &str, token: Option<&str>) -> (u16, Value) {
         self.send(reqwest::Method::GET, url, token, None).await
     }
-    async fn post(&self, url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    pub(super) async fn post(&self, url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, url, token, Some(body))
             .await
     }
 }
 
-fn require_node() {
+pub(super) fn require_node() {
     for tool in ["node", "npm"] {
         match Command::new(tool).arg("--version").output() {
             Ok(o) if o.status.success() => {
@@ -315,7 +315,7 @@ fn require_node() {
     }
 }
 
-fn run(cmd: &mut Command, what: &str) -> std::process::Output {
+pub(super) fn run(cmd: &mut Command, what: &str) -> std::process::Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
@@ -337,7 +337,11 @@ fn secrets_key() -> String {
 }
 
 /// The environment `paved serve` and `paved catalog register` share.
-fn paved_env(port: u16, backstage_port: u16, db_url: &str) -> Vec<(&'static str, String)> {
+pub(super) fn paved_env(
+    port: u16,
+    backstage_port: u16,
+    db_url: &str,
+) -> Vec<(&'static str, String)> {
     use sha2::Digest;
     let admin_sha: String = sha2::Sha256::digest(ADMIN_TOKEN.as_bytes())
         .iter()
@@ -380,13 +384,22 @@ fn paved_command(env: &[(&'static str, String)]) -> Command {
     c
 }
 
-async fn start_paved(http: &Http, backstage_port: u16, db_url: &str, logs: &Path) -> Paved {
+/// `paved serve` for Backstage on `backstage_port`, with `extra` variables over `paved_env`.
+async fn start_paved_with(
+    http: &Http,
+    backstage_port: u16,
+    db_url: &str,
+    logs: &Path,
+    extra: &[(&'static str, String)],
+) -> Paved {
     // A free port can be taken between the probe and the bind: try a few.
     for attempt in 1..=3 {
         let port = common::free_port();
         let log = logs.join(format!("paved-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = paved_command(&paved_env(port, backstage_port, db_url))
+        let mut env = paved_env(port, backstage_port, db_url);
+        env.extend(extra.iter().cloned());
+        let child = paved_command(&env)
             .arg("serve")
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -425,9 +438,27 @@ async fn start_both(
     logs: &Path,
     overlay: impl Fn(u16, u16) -> String,
 ) -> (Paved, Peer) {
+    start_both_with(http, db_url, logs, overlay, &[], &[]).await
+}
+
+/// As `start_both`, with `extra` variables for paved and backend `modules` (package paths)
+/// added to Backstage.
+pub(super) async fn start_both_with(
+    http: &Http,
+    db_url: &str,
+    logs: &Path,
+    overlay: impl Fn(u16, u16) -> String,
+    extra: &[(&'static str, String)],
+    modules: &[PathBuf],
+) -> (Paved, Peer) {
+    let modules = modules
+        .iter()
+        .map(|m| m.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
     for attempt in 1..=3 {
         let backstage_port = common::free_port();
-        let paved = start_paved(http, backstage_port, db_url, logs).await;
+        let paved = start_paved_with(http, backstage_port, db_url, logs, extra).await;
         let file = logs.join(format!("backstage-{backstage_port}.yaml"));
         std::fs::write(&file, overlay(paved.port, backstage_port)).unwrap();
         // Guard first: a failed start leaves databases that `stop` drops.
@@ -438,6 +469,7 @@ async fn start_both(
             backstage_port,
             &["start", "--config", file.to_str().unwrap()],
         )
+        .env("BACKSTAGE_PEER_MODULES", &modules)
         .output()
         .expect("scripts/backstage-peer runs");
         if out.status.success() {
@@ -453,7 +485,7 @@ async fn start_both(
 }
 
 /// Waits for a scaffolder task to end; returns (status, events).
-async fn finished_task(
+pub(super) async fn finished_task(
     http: &Http,
     backstage: &str,
     token: &str,
@@ -486,7 +518,7 @@ async fn finished_task(
     (status, events.as_array().cloned().unwrap_or_default())
 }
 
-async fn start_task(
+pub(super) async fn start_task(
     http: &Http,
     backstage: &str,
     token: &str,
@@ -504,7 +536,7 @@ async fn start_task(
     body["id"].as_str().unwrap().to_owned()
 }
 
-async fn entity(http: &Http, backstage: &str, reference: &str) -> Option<Value> {
+pub(super) async fn entity(http: &Http, backstage: &str, reference: &str) -> Option<Value> {
     let (kind, rest) = reference.split_once(':').unwrap();
     let (code, e) = http
         .get(
@@ -530,14 +562,14 @@ fn relations(e: &Value, kind: &str) -> BTreeSet<String> {
 }
 
 /// Processing errors Backstage attached to an entity (none is what "loads" means).
-fn processing_errors(e: &Value) -> Vec<Value> {
+pub(super) fn processing_errors(e: &Value) -> Vec<Value> {
     e.pointer("/status/items")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
 }
 
-async fn database_exists(name: &str) -> bool {
+pub(super) async fn database_exists(name: &str) -> bool {
     use sea_orm::{ConnectionTrait, Database, Statement};
     let admin = Database::connect(common::postgres_admin_url())
         .await
@@ -563,7 +595,7 @@ fn completion(events: &[Value]) -> &Value {
         .expect("a completion event")
 }
 
-fn task_text(events: &[Value]) -> String {
+pub(super) fn task_text(events: &[Value]) -> String {
     events
         .iter()
         .map(|e| e["body"].to_string())

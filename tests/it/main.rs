@@ -9,6 +9,8 @@ mod access;
 mod api;
 mod auth;
 mod backstage_e2e;
+mod backstage_modules;
+mod catalog_feed;
 mod catalog_pages;
 mod cli;
 mod day2;

@@ -12,6 +12,7 @@ mod m20261201_000007_idempotency_keys_per_team;
 mod m20261201_000008_notification_delivery_jobs;
 mod m20261201_000009_spend_totals;
 mod m20261202_000010_terraform_state;
+mod m20261202_000011_catalog_feed;
 
 pub struct Migrator;
 
@@ -66,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_notification_delivery_jobs::Migration),
             Box::new(m20261201_000009_spend_totals::Migration),
             Box::new(m20261202_000010_terraform_state::Migration),
+            Box::new(m20261202_000011_catalog_feed::Migration),
         ];
         all.into_iter()
             .map(|m| Box::new(InTransaction(m)) as Box<dyn MigrationTrait>)

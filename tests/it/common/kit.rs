@@ -287,6 +287,11 @@ impl Caller<'_> {
         self.get("/policies").await
     }
 
+    /// `GET /catalog/changes?<query>`: the catalog feed (`after`, `limit`).
+    pub async fn catalog_changes(&self, query: &str) -> Response {
+        self.get(&format!("/catalog/changes?{query}")).await
+    }
+
     pub async fn platform_metrics(&self) -> Response {
         self.get("/metrics/platform").await
     }
