@@ -1092,10 +1092,17 @@ async fn a_colliding_create_leaves_nothing_and_can_be_deleted() {
     assert_eq!(roles, 0, "no role was created");
     let (status, _) = credentials(&app, "team-a", &rid).await;
     assert_eq!(status, 404);
-    // Ordering the name again says which resource holds it and how to free it.
-    let (again, _) = ordered(&app, "team-a", "postgres-database", pg_values(&n, "team-a")).await;
-    assert_eq!(again["status"], "failed", "{again}");
-    let why = again["error"].as_str().unwrap_or("");
+    // Ordering the name again is refused at once, saying which resource holds it and how
+    // to free it.
+    let (status, again) = order_as(
+        &app,
+        token("team-a"),
+        "postgres-database",
+        pg_values(&n, "team-a"),
+    )
+    .await;
+    assert_eq!(status, 409, "{again}");
+    let why = again["error"]["message"].as_str().unwrap_or("");
     assert!(
         why.contains(&format!("resource {rid}"))
             && why.contains("whose create failed")
