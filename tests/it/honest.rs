@@ -96,3 +96,77 @@ async fn a_taken_name_is_refused_when_the_order_is_placed() {
     assert_eq!(retried.body["id"], json!(first));
     app.stop().await;
 }
+
+/// A server that is not there: the request says at which step of how many it failed, on
+/// which server (environment, host and port, never the password in paved's target URL), the
+/// real cause (not "pool timed out"), what to do next and where the logs are; and the step it
+/// stopped at is `failed` once the attempts are spent, not `retrying`.
+#[tokio::test]
+async fn a_failure_says_what_where_why_and_what_next() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let mut s = with_workers(settings(&db.url), 2);
+    s.engine.retry_base_ms = 50;
+    s.engine.retry_max_seconds = 1;
+    s.engine.max_attempts = 2;
+    // Nothing listens on these ports.
+    let (pg_port, redis_port) = (common::free_port(), common::free_port());
+    s.drivers.postgres.targets = [(
+        "dev".to_owned(),
+        format!("postgres://paved:s3cret-pg@127.0.0.1:{pg_port}/postgres"),
+    )]
+    .into();
+    s.drivers.redis.targets = [(
+        "dev".to_owned(),
+        format!("redis://:s3cret-redis@127.0.0.1:{redis_port}"),
+    )]
+    .into();
+    let app = TestApp::spawn(s).await;
+    let alice = app.as_("alice-token");
+    let pg = alice
+        .order(
+            "postgres-database",
+            json!({"name": name(), "size": "small", "owner": "team-a", "cost_center": "ENG-1234"}),
+        )
+        .await
+        .created_id();
+    let cache = alice
+        .order("redis-cache", cache(&name()))
+        .await
+        .created_id();
+
+    for (id, step, server, port) in [
+        (&pg, "create database", "PostgreSQL (dev)", pg_port),
+        (&cache, "create cache", "Redis (dev)", redis_port),
+    ] {
+        let done =
+            common::kit::wait_final_within(&app, id, std::time::Duration::from_secs(60)).await;
+        assert_eq!(done["status"], "failed", "{done}");
+        let why = done["error"].as_str().unwrap();
+        let head = format!("failed at step 3 of 6: {step}: {server} at 127.0.0.1:{port}: ");
+        assert!(why.starts_with(&head), "{why}");
+        assert!(why.to_lowercase().contains("connection refused"), "{why}");
+        assert!(!why.contains("pool timed out"), "{why}");
+        assert!(
+            why.contains("What next: the server is not accepting connections"),
+            "{why}"
+        );
+        assert!(why.contains(&format!("/v1/requests/{id}/logs")), "{why}");
+        assert!(!why.contains("s3cret"), "{why}");
+        let rid = done["resourceId"].as_str().unwrap();
+        assert!(
+            why.contains(&format!("paved resource delete {rid}")),
+            "{why}"
+        );
+        let failed = &done["steps"][2];
+        assert_eq!(failed["name"], step);
+        assert_eq!(failed["status"], "failed", "{done}");
+        assert_eq!(failed["attempts"], 2, "{done}");
+        assert!(
+            failed["error"].as_str().unwrap().starts_with(&head),
+            "{done}"
+        );
+        let (_, logs) = app.get_json(&format!("/requests/{id}/logs")).await;
+        assert!(!logs.to_string().contains("s3cret"), "{logs}");
+    }
+    app.stop().await;
+}

@@ -183,6 +183,13 @@ impl PartSpec {
     }
 }
 
+/// `host:port` of a target URL (`default_port` when it names none).
+fn address(url: &str, default_port: u16) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let host = u.host_str().filter(|h| !h.is_empty())?;
+    Some(format!("{host}:{}", u.port().unwrap_or(default_port)))
+}
+
 /// Logs, once at start-up and in the background, what makes a target unsafe for tenants (see
 /// [`Drivers::target_warnings`]); an unreachable target is reported, never fatal.
 /// `own_database` is paved's database URL, named as such when it lives on a target.
@@ -225,6 +232,19 @@ impl Drivers {
         }
     }
 
+    /// Where a part lives, for messages: `PostgreSQL (dev) at 127.0.0.1:5432`. The host and
+    /// port only: a target URL's user and password never appear.
+    pub fn location(&self, spec: &PartSpec) -> String {
+        let (url, default_port) = match spec {
+            PartSpec::Postgres(s) => (self.postgres.target_url(&s.environment), 5432),
+            PartSpec::Redis(s) => (self.redis.target_url(&s.environment), 6379),
+        };
+        match url.and_then(|u| address(u, default_port)) {
+            Some(a) => format!("{} at {a}", spec.server()),
+            None => spec.server(),
+        }
+    }
+
     pub fn parse(&self, driver: &str, spec: &Value) -> Result<PartSpec, DriverError> {
         match driver {
             "postgres" => self.postgres.parse(spec).map(PartSpec::Postgres),
@@ -244,7 +264,7 @@ impl Drivers {
             PartSpec::Postgres(s) => self.postgres.apply(s, password, tag).await,
             PartSpec::Redis(s) => self.redis.apply(s, password, tag).await,
         }
-        .map_err(|e| e.within(&spec.server()))
+        .map_err(|e| e.within(&self.location(spec)))
     }
 
     pub async fn observe(&self, spec: &PartSpec) -> Result<Observed, DriverError> {
@@ -252,7 +272,7 @@ impl Drivers {
             PartSpec::Postgres(s) => self.postgres.observe(s).await,
             PartSpec::Redis(s) => self.redis.observe(s).await,
         }
-        .map_err(|e| e.within(&spec.server()))
+        .map_err(|e| e.within(&self.location(spec)))
     }
 
     /// Observes the part and compares it with what paved provisions for `spec`.
@@ -281,7 +301,7 @@ impl Drivers {
             PartSpec::Postgres(s) => self.postgres.destroy(s, tag).await,
             PartSpec::Redis(s) => self.redis.destroy(s, tag).await,
         }
-        .map_err(|e| e.within(&spec.server()))
+        .map_err(|e| e.within(&self.location(spec)))
     }
 
     pub async fn usage(&self, spec: &PartSpec) -> Result<Usage, DriverError> {
@@ -289,7 +309,7 @@ impl Drivers {
             PartSpec::Postgres(s) => self.postgres.usage(s).await,
             PartSpec::Redis(s) => self.redis.usage(s).await,
         }
-        .map_err(|e| e.within(&spec.server()))
+        .map_err(|e| e.within(&self.location(spec)))
     }
 }
 
@@ -322,5 +342,22 @@ impl Provisioner for Drivers {
 
     fn usage<'a>(&'a self, spec: &'a PartSpec) -> DriverFuture<'a, Usage> {
         Box::pin(Drivers::usage(self, spec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address;
+
+    #[test]
+    fn an_address_names_host_and_port_never_the_password() {
+        assert_eq!(
+            address("postgres://paved:s3cret@db.internal/postgres", 5432).as_deref(),
+            Some("db.internal:5432")
+        );
+        assert_eq!(
+            address("redis://:s3cret@127.0.0.1:6380/0", 6379).as_deref(),
+            Some("127.0.0.1:6380")
+        );
     }
 }
