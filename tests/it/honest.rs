@@ -170,3 +170,77 @@ async fn a_failure_says_what_where_why_and_what_next() {
     }
     app.stop().await;
 }
+
+/// A request's status numbers its steps and says how long each took, and an unfinished one
+/// says when it should be done, learned from the offering's past succeeded requests.
+#[tokio::test]
+async fn status_numbers_steps_times_them_and_expects_a_completion() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 0)).await;
+    let alice = app.as_("alice-token");
+    let mut ids = Vec::new();
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![],
+    };
+    // No past yet: nothing to expect.
+    let first = alice
+        .order("redis-cache", cache(&name()))
+        .await
+        .created_id();
+    assert!(alice.request(&first).await.body["expected"].is_null());
+    ids.push(first);
+    assert_eq!(app.run_pending_jobs().await, 1);
+    for _ in 0..2 {
+        ids.push(
+            alice
+                .order("redis-cache", cache(&name()))
+                .await
+                .created_id(),
+        );
+        assert_eq!(app.run_pending_jobs().await, 1);
+    }
+    let done = alice.request(&ids[0]).await.body;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let steps = done["steps"].as_array().unwrap();
+    let numbers: Vec<i64> = steps
+        .iter()
+        .map(|s| s["number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5, 6]);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["durationMs"].as_i64().is_some_and(|d| d >= 0)),
+        "{done}"
+    );
+    assert!(
+        done["expected"].is_null(),
+        "a finished request expects nothing"
+    );
+
+    let next = alice
+        .order("redis-cache", cache(&name()))
+        .await
+        .created_id();
+    let waiting = alice.request(&next).await.body;
+    let expected = &waiting["expected"];
+    assert_eq!(expected["basedOn"], 3, "{waiting}");
+    assert!(
+        expected["durationSeconds"]
+            .as_f64()
+            .is_some_and(|d| d >= 0.0),
+        "{waiting}"
+    );
+    assert!(expected["completionAt"].is_string(), "{waiting}");
+    // Another offering's past is not this one's.
+    let pg = alice
+        .order(
+            "postgres-database",
+            json!({"name": name(), "size": "small", "owner": "team-a", "cost_center": "ENG-1234"}),
+        )
+        .await
+        .created_id();
+    assert!(alice.request(&pg).await.body["expected"].is_null());
+    app.stop().await;
+}
