@@ -363,11 +363,31 @@ fn to_api(m: request::Model, steps: Vec<Step>) -> Request {
 }
 
 /// Cancels an unfinished request. `None`: no such request; `Err(status)`: already final.
+/// Its pending approvals are withdrawn with it (nobody is asked to decide a cancelled request).
 pub async fn cancel(
     db: &DatabaseConnection,
     id: &str,
+    by: &str,
 ) -> Result<Option<Result<Request, String>>, DbErr> {
-    let cancelled = db::requests::cancel(db, id, Utc::now()).await?;
+    let (id_, by_) = (id.to_owned(), by.to_owned());
+    let cancelled = db::transaction(db, |txn| {
+        Box::pin(async move {
+            let now = Utc::now();
+            let cancelled = db::requests::cancel(txn, &id_, now).await?;
+            if cancelled {
+                db::approvals::withdraw_pending(
+                    txn,
+                    &id_,
+                    &by_,
+                    &format!("the request was cancelled by {by_}"),
+                    now,
+                )
+                .await?;
+            }
+            Ok(cancelled)
+        })
+    })
+    .await?;
     let Some(r) = get(db, id).await? else {
         return Ok(None);
     };

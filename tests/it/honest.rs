@@ -244,3 +244,74 @@ async fn status_numbers_steps_times_them_and_expects_a_completion() {
     assert!(alice.request(&pg).await.body["expected"].is_null());
     app.stop().await;
 }
+
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// An order over its team's budget waits for a platform-admin, and its approval says that a
+/// lead cannot give it; cancelling it withdraws the approval, so the request's approvals, the
+/// platform metrics and the Prometheus gauge all agree nothing waits any more.
+#[tokio::test]
+async fn cancelling_a_request_that_waits_for_approval_withdraws_its_approvals() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 0)).await;
+    let (alice, lena, dave) = (
+        app.as_("alice-token"),
+        app.as_("lena-token"),
+        app.as_("dave-token"),
+    );
+    assert_eq!(dave.set_budget("team-a", 1.0).await.status, 200);
+    let id = alice
+        .order("redis-cache", cache(&name()))
+        .await
+        .created_id();
+    assert_eq!(alice.request(&id).await.body["status"], "awaiting_approval");
+    let approvals = alice.approvals(&id).await.body;
+    let reason = approvals["items"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("only a platform-admin may approve it"),
+        "{approvals}"
+    );
+    let refused = lena.approve(&id).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("platform-admin"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        dave.platform_metrics().await.body["approvals"]["pending"],
+        1
+    );
+
+    let cancelled = alice.cancel(&id).await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    let approvals = alice.approvals(&id).await.body;
+    let a = &approvals["items"][0];
+    assert_eq!(a["status"], "cancelled", "{approvals}");
+    assert_eq!(a["decidedBy"], "user:default/alice", "{approvals}");
+    assert!(
+        a["decisionReason"].as_str().unwrap().contains("cancelled"),
+        "{approvals}"
+    );
+    assert_eq!(
+        dave.platform_metrics().await.body["approvals"]["pending"],
+        0
+    );
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("dave-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(gauge(&text, "paved_approvals_pending"), Some(0.0), "{text}");
+    app.stop().await;
+}
