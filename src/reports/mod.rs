@@ -586,4 +586,40 @@ mod tests {
             .unwrap();
         assert_eq!((r.resources.len(), r.not_enough_data), (0, 0));
     }
+    /// A failed resource is not active: the team's spend, what its next order is budgeted
+    /// against and the platform metrics leave it out alike.
+    #[tokio::test]
+    async fn spend_budget_and_metrics_agree_a_failed_resource_is_not_active() {
+        let t = crate::usecases::testkit::db().await;
+        let mut ready = crate::usecases::testkit::resource_row("r-ready", "dev");
+        ready.monthly_cost_cents = Some(1500);
+        let mut failed = crate::usecases::testkit::resource_row("r-failed", "dev");
+        failed.monthly_cost_cents = Some(1000);
+        failed.status = crate::vocab::status::ResourceStatus::Failed;
+        for r in [ready, failed] {
+            crate::db::resources::insert(&t.db, r).await.unwrap();
+        }
+        let book = crate::cost::PriceBook::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.yaml"),
+        )
+        .unwrap();
+        let now = chrono::Utc::now();
+        let team =
+            crate::vocab::entity_ref::EntityRef::parse(crate::usecases::testkit::TEAM_A, "group")
+                .unwrap();
+        let s = crate::usecases::spend::team_spend(&t.db, &team, &book, now)
+            .await
+            .unwrap();
+        assert_eq!(s.current_monthly, 15.0);
+        let far = now + chrono::Duration::days(400);
+        let totals =
+            crate::db::spend::totals_of_team(&t.db, crate::usecases::testkit::TEAM_A, now, far)
+                .await
+                .unwrap();
+        assert_eq!(totals.full_month_cents, 1500);
+        let m = crate::reports::platform(&t.db, chrono::Duration::days(30), now, "USD")
+            .await
+            .unwrap();
+        assert_eq!((m.resources.active, m.resources.monthly_cost), (1, 15.0));
+    }
 }

@@ -47,7 +47,7 @@ fn pg_values(name: &str, team: &str) -> Value {
 }
 
 fn cache_values(name: &str, team: &str, evict: bool) -> Value {
-    json!({"name": name, "environment": "dev", "size": "small", "owner": team, "cost_center": "ENG-1234", "evict_keys": evict})
+    json!({"name": name, "environment": "dev", "owner": team, "cost_center": "ENG-1234", "evict_keys": evict})
 }
 
 /// Orders for `team` and waits for the request's end; returns (request, resource id).
@@ -488,7 +488,7 @@ async fn a_tenant_holding_locks_delays_only_its_own_resource() {
         "PATCH",
         &format!("/resources/{rid_a}"),
         Some("alice-token"),
-        Some(json!({"values": {"backup_retention_days": 2}})),
+        Some(json!({"values": {"size": "small"}})),
     )
     .await;
     assert_eq!(status, 202, "{upd}");

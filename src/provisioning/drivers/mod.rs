@@ -347,7 +347,8 @@ impl Provisioner for Drivers {
 
 #[cfg(test)]
 mod tests {
-    use super::address;
+    // By its full path: `super::` here reads as the provisioning layer to tests/it/layers.rs.
+    use crate::provisioning::drivers::address;
 
     #[test]
     fn an_address_names_host_and_port_never_the_password() {

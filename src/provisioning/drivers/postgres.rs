@@ -79,8 +79,9 @@ fn default_limit() -> i32 {
 }
 
 impl PostgresSpec {
-    /// Parses the rendered part spec; cloud-only fields (instance class, storage, backups,
-    /// multi-AZ) are priced and policed, but a PostgreSQL cluster has no such knobs.
+    /// Parses the rendered part spec. Fields a cluster has no knob for (an instance class,
+    /// backups: what older offerings rendered) are ignored, so specs recorded by them still
+    /// parse for a delete or a drift check; the bundled offering no longer prices any.
     pub fn parse(spec: &Value, allowed_extensions: &[String]) -> Result<Self, DriverError> {
         let raw: RawSpec = serde_json::from_value(spec.clone())
             .map_err(|e| DriverError::Permanent(format!("postgres spec: {e}")))?;
