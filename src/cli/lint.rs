@@ -321,6 +321,18 @@ fn lint_loaded(
             format!("form field {field:?} is never used by {OFFERING_FILE}: drop it or use it"),
         ));
     }
+    // An offering promises outputs of its parts: each must name one.
+    for out_spec in &o.spec.outputs.values {
+        if !o.spec.parts.iter().any(|p| p.id == out_spec.part) {
+            out.push(offering.at(
+                &["outputs:", &out_spec.name],
+                format!(
+                    "output {:?} names part {:?}, which the offering does not have",
+                    out_spec.name, out_spec.part
+                ),
+            ));
+        }
+    }
     let mut part_ids = BTreeSet::new();
     for part in &o.spec.parts {
         // A composite's parts become catalog entities named `<resource>.<part id>`.
@@ -763,6 +775,13 @@ mod tests {
                 }),
                 OFFERING_FILE,
                 "parameters.connections is not a field of the template's form",
+            ),
+            (
+                "postgres-database",
+                OFFERING_FILE,
+                Box::new(|t| t.replace("{part: database, name: host", "{part: db, name: host")),
+                OFFERING_FILE,
+                "output \"host\" names part \"db\", which the offering does not have",
             ),
             (
                 "postgres-database",

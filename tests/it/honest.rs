@@ -315,3 +315,51 @@ async fn cancelling_a_request_that_waits_for_approval_withdraws_its_approvals() 
     assert_eq!(gauge(&text, "paved_approvals_pending"), Some(0.0), "{text}");
     app.stop().await;
 }
+
+/// Each bundled offering says what its resources hand the team, and a resource provisioned on
+/// the real servers has every output it declares (and no password among them).
+#[tokio::test]
+async fn offerings_declare_the_outputs_their_resources_really_have() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 0)).await;
+    let alice = app.as_("alice-token");
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![],
+    };
+    for (offering, values) in [
+        ("redis-cache", cache(&name())),
+        (
+            "postgres-database",
+            json!({"name": name(), "size": "small", "owner": "team-a", "cost_center": "ENG-1234"}),
+        ),
+    ] {
+        let o = alice.offering(offering).await.body;
+        let declared = o["outputs"]["values"].as_array().unwrap().clone();
+        assert!(declared.len() >= 4, "{o}");
+        assert!(
+            o["outputs"]["credentials"]
+                .as_str()
+                .unwrap()
+                .contains("paved resource credentials"),
+            "{o}"
+        );
+        let id = alice.order(offering, values).await.created_id();
+        assert_eq!(app.run_pending_jobs().await, 1);
+        let done = alice.request(&id).await.body;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let res = alice
+            .resource(done["resourceId"].as_str().unwrap())
+            .await
+            .body;
+        for d in &declared {
+            let (part, key) = (d["part"].as_str().unwrap(), d["name"].as_str().unwrap());
+            assert!(
+                !res["outputs"][part][key].is_null(),
+                "{offering} declares {part}.{key}: {res}"
+            );
+        }
+        assert!(!res["outputs"].to_string().contains("password"), "{res}");
+    }
+    app.stop().await;
+}
