@@ -184,7 +184,7 @@ pub async fn name_taken<C: ConnectionTrait>(
     Ok(Some(NameTaken {
         name: name.clone(),
         field: name_field(offering),
-        existing: visible.then(|| TakenBy {
+        existing: visible.then_some(TakenBy {
             id: existing.id,
             owner: existing.owner,
             status: existing.status,
