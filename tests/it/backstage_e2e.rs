@@ -1050,7 +1050,7 @@ catalog:
             .unwrap()
             .iter()
             .any(|t| t["content"]
-                == "Denied: estimated 171 USD/month exceeds the dev limit of 100 USD/month"),
+                == "Denied: estimated 305 USD/month exceeds the dev limit of 100 USD/month"),
         "the estimate's cost and decision: {}",
         dry["output"]
     );
