@@ -54,8 +54,7 @@ fn main() {
     let offering = Offering::load(&dir, &renderer).expect("bundled template loads");
     let values = json!({
         "name": "orders", "environment": "prod", "size": "medium", "owner": "group:default/team-a",
-        "component": "component:default/orders-service", "cost_center": "ENG-1234",
-        "storage_gb": 250, "backup_retention_days": 14, "multi_az": true
+        "component": "component:default/orders-service", "cost_center": "ENG-1234"
     });
     let invalid = json!({"name": "X", "environment": "qa", "storage_gb": 5000, "bogus": 1});
 

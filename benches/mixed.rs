@@ -129,7 +129,7 @@ fn team(n: usize) -> String {
 }
 
 fn order_body(s: &Shared, n: usize) -> Value {
-    json!({"offering": "redis-cache", "values": {"name": format!("m{}{n}", s.run_id), "environment": "dev", "size": "small", "owner": team(n % s.teams), "cost_center": "ENG-1234"}})
+    json!({"offering": "redis-cache", "values": {"name": format!("m{}{n}", s.run_id), "environment": "dev", "owner": team(n % s.teams), "cost_center": "ENG-1234"}})
 }
 
 /// Places the next order; its request id.

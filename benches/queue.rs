@@ -92,7 +92,7 @@ async fn run(engine: common::testkit::Engine, replicas: usize) -> Run {
                     let base = &bases[i % bases.len()];
                     let r = client
                         .post(format!("{base}/requests"))
-                        .json(&json!({"offering": "redis-cache", "values": {"name": format!("q{run_id}{i}"), "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"}}))
+                        .json(&json!({"offering": "redis-cache", "values": {"name": format!("q{run_id}{i}"), "environment": "dev", "owner": "team-a", "cost_center": "ENG-1234"}}))
                         .send()
                         .await
                         .unwrap();

@@ -101,7 +101,7 @@ async fn place(base: &str, run_id: &str, n: usize) {
                 for i in (c..n).step_by(CLIENTS) {
                     let r = client
                         .post(format!("{base}/requests"))
-                        .json(&json!({"offering": "redis-cache", "values": {"name": format!("s{run_id}{i}"), "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"}}))
+                        .json(&json!({"offering": "redis-cache", "values": {"name": format!("s{run_id}{i}"), "environment": "dev", "owner": "team-a", "cost_center": "ENG-1234"}}))
                         .send()
                         .await
                         .unwrap();

@@ -16,7 +16,18 @@ deny contains {"rule": "team_budget", "message": message} if {
 	data.guardrails.budget.on_exceed == "deny"
 }
 
-require_approval contains {"rule": "team_budget", "message": message, "role": data.guardrails.budget.approver_role} if {
+approver := data.guardrails.budget.approver_role
+
+# Who may approve is part of what the requester and the approvers read.
+approval_message := sprintf("%v; only a platform-admin may approve it (a team lead cannot)", [message]) if {
+	approver == "platform-admin"
+}
+
+approval_message := sprintf("%v; it needs a %v's approval", [message, approver]) if {
+	approver != "platform-admin"
+}
+
+require_approval contains {"rule": "team_budget", "message": approval_message, "role": approver} if {
 	over_budget
 	data.guardrails.budget.on_exceed != "deny"
 }

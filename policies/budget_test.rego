@@ -15,6 +15,14 @@ test_over_budget_needs_approval_by_default if {
 	some a in budget.require_approval with input as req(1000, 1000.01)
 	a.rule == "team_budget"
 	a.role == "platform-admin"
+	contains(a.message, "only a platform-admin may approve it")
+}
+
+test_a_lead_approval_says_a_lead_gives_it if {
+	some a in budget.require_approval with input as req(1000, 1200)
+		with data.guardrails.budget.approver_role as "lead"
+	a.role == "lead"
+	contains(a.message, "needs a lead's approval")
 }
 
 test_over_budget_denies_when_configured if {

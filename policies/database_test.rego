@@ -4,9 +4,10 @@ import rego.v1
 
 import data.paved.database
 
+# A part with backups and a standby of its own (a Terraform-backed database).
 req(env, days, multi_az) := {
 	"resource": {"environment": env},
-	"parts": [{"id": "database", "driver": "postgres", "spec": {"database": "orders_prod", "backup_retention_days": days, "multi_az": multi_az}}],
+	"parts": [{"id": "database", "driver": "terraform", "spec": {"backup_retention_days": days, "multi_az": multi_az}}],
 }
 
 test_prod_backup_retention_denies_below_7_days if {
@@ -32,6 +33,13 @@ test_prod_multi_az_quiet_with_standby_or_outside_prod if {
 	count(database.warn) == 0 with input as req("staging", 7, false)
 }
 
-test_only_postgres_parts_count if {
+# The bundled postgres part has no backups or standby of its own: nothing to deny or warn.
+test_a_shared_cluster_database_is_not_policed_for_what_it_does_not_have if {
+	shared := {"resource": {"environment": "prod"}, "parts": [{"id": "database", "driver": "postgres", "spec": {"database": "orders_prod", "connection_limit": 20}}]}
+	count(database.deny) == 0 with input as shared
+	count(database.warn) == 0 with input as shared
+}
+
+test_only_parts_with_backups_count if {
 	count(database.deny) == 0 with input as {"resource": {"environment": "prod"}, "parts": [{"id": "cache", "driver": "redis", "spec": {}}]}
 }

@@ -103,32 +103,33 @@ pub fn segment(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Follows a request until it is final, printing each step as it changes. True when it
-/// succeeded.
+/// Follows a request until it is final, printing each step as it changes: its number of
+/// the run's steps and, once it ended, how long it took. True when it succeeded.
 pub async fn watch(client: &Client, id: &str) -> Result<bool, String> {
     let mut shown: Vec<(String, String)> = Vec::new();
+    let mut told_expected = false;
     loop {
         let r = client.get(&format!("/requests/{}", segment(id))).await?;
-        for step in r["steps"].as_array().into_iter().flatten() {
+        let steps: Vec<&Value> = r["steps"].as_array().into_iter().flatten().collect();
+        let total = steps.len();
+        for step in &steps {
             let name = step["name"].as_str().unwrap_or("").to_owned();
             let status = step["status"].as_str().unwrap_or("").to_owned();
             if !shown.iter().any(|(n, s)| *n == name && *s == status) && status != "pending" {
-                let mark = match status.as_str() {
-                    "succeeded" => "done",
-                    "running" => "...",
-                    "retrying" => "retry",
-                    _ => status.as_str(),
-                };
-                let error = step["error"]
-                    .as_str()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default();
-                println!("  [{mark:>5}] {name}{error}");
+                println!("{}", step_line(step, total));
                 shown.retain(|(n, _)| *n != name);
                 shown.push((name, status));
             }
         }
         let status = r["status"].as_str().unwrap_or("");
+        if !told_expected && let Some(secs) = r["expected"]["durationSeconds"].as_f64() {
+            println!(
+                "  usually done in about {} (the median of the last {} like it)",
+                seconds(secs),
+                r["expected"]["basedOn"]
+            );
+            told_expected = true;
+        }
         if crate::vocab::status::RequestStatus::parse(status).is_some_and(|s| s.is_final()) {
             let detail = r["error"]
                 .as_str()
@@ -147,4 +148,184 @@ pub async fn watch(client: &Client, id: &str) -> Result<bool, String> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// `  [ done] 3/6 create database (1.2 s)`; a failed step with its error.
+pub fn step_line(step: &Value, total: usize) -> String {
+    let status = step["status"].as_str().unwrap_or("");
+    let mark = match status {
+        "succeeded" => "done",
+        "running" => "...",
+        "retrying" => "retry",
+        other => other,
+    };
+    let number = step["number"]
+        .as_i64()
+        .map(|n| format!("{n}/{total} "))
+        .unwrap_or_default();
+    let took = step["durationMs"]
+        .as_f64()
+        .map(|ms| format!(" ({})", seconds(ms / 1000.0)))
+        .unwrap_or_default();
+    let error = step["error"]
+        .as_str()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    format!(
+        "  [{mark:>5}] {number}{}{took}{error}",
+        step["name"].as_str().unwrap_or("")
+    )
+}
+
+fn seconds(s: f64) -> String {
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{:.0} min {:.0} s", (s / 60.0).floor(), s % 60.0)
+    }
+}
+
+/// What `paved offerings show` prints: what is provisioned, the form, the outputs.
+pub fn describe_offering(o: &Value) -> String {
+    let mut out = format!(
+        "{} ({}): {}\n{}\n",
+        o["name"].as_str().unwrap_or(""),
+        o["resourceType"].as_str().unwrap_or(""),
+        o["title"].as_str().unwrap_or(""),
+        o["description"].as_str().unwrap_or("").trim()
+    );
+    let parts: Vec<&str> = o["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    out.push_str(&format!("provisioned by: {}\n", parts.join(", ")));
+    out.push_str("form:\n");
+    for page in o["parameters"].as_array().into_iter().flatten() {
+        let required: Vec<&str> = page["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        for (field, schema) in page["properties"].as_object().into_iter().flatten() {
+            let choices = schema["enum"]
+                .as_array()
+                .map(|e| {
+                    let c: Vec<String> = e.iter().map(|v| v.to_string().replace('"', "")).collect();
+                    format!(" one of {}", c.join(", "))
+                })
+                .unwrap_or_default();
+            let default = schema
+                .get("default")
+                .map(|d| format!(", default {}", d.to_string().replace('"', "")))
+                .unwrap_or_default();
+            let need = if required.contains(&field.as_str()) {
+                " (required)"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "  {field}{need}: {}{choices}{default}\n",
+                schema["title"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    let outputs: Vec<&Value> = o["outputs"]["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    if !outputs.is_empty() {
+        out.push_str("you get:\n");
+        for v in outputs {
+            out.push_str(&format!(
+                "  {}.{}: {}\n",
+                v["part"].as_str().unwrap_or(""),
+                v["name"].as_str().unwrap_or(""),
+                v["description"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    if let Some(c) = o["outputs"]["credentials"].as_str() {
+        out.push_str(&format!("credentials: {c}\n"));
+    }
+    out
+}
+
+/// What `paved estimate` prints: the form's problems, or the cost, the decision and what
+/// would cost less.
+pub fn describe_estimate(e: &Value) -> String {
+    let mut out = String::new();
+    if e["valid"] == false {
+        out.push_str("invalid values:\n");
+        for err in e["errors"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  {}: {} ({})\n",
+                err["field"].as_str().unwrap_or(""),
+                err["message"].as_str().unwrap_or(""),
+                err["rule"].as_str().unwrap_or("")
+            ));
+        }
+        return out;
+    }
+    let est = &e["estimate"];
+    let currency = est["currency"].as_str().unwrap_or("");
+    for item in est["lineItems"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {:<50} {:>10.2} {currency}/month\n",
+            item["label"].as_str().unwrap_or(""),
+            item["monthly"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    out.push_str(&format!(
+        "  {:<50} {:>10.2} {currency}/month ({:.2} a year)\n",
+        "total",
+        est["monthly"].as_f64().unwrap_or(0.0),
+        est["annual"].as_f64().unwrap_or(0.0)
+    ));
+    if let Some(l) = est["lifetime"].as_object() {
+        out.push_str(&format!(
+            "  over its {} hours: {:.2} {currency}\n",
+            l.get("hours").and_then(Value::as_i64).unwrap_or(0),
+            l.get("total").and_then(Value::as_f64).unwrap_or(0.0)
+        ));
+    }
+    let d = &e["decision"];
+    out.push_str(&format!(
+        "decision: {}\n",
+        d["outcome"].as_str().unwrap_or("")
+    ));
+    for (kind, key) in [
+        ("denied", "deny"),
+        ("warning", "warn"),
+        ("needs approval", "requireApproval"),
+    ] {
+        for v in d[key].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  {kind} ({}): {}\n",
+                v["rule"].as_str().unwrap_or(""),
+                v["message"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    if let Some(b) = e["budget"].as_object()
+        && let Some(limit) = b.get("monthlyLimit").and_then(Value::as_f64)
+    {
+        out.push_str(&format!(
+            "budget of {}: {:.2} of {limit:.2} {currency}/month after this order\n",
+            b.get("team").and_then(Value::as_str).unwrap_or(""),
+            b.get("after").and_then(Value::as_f64).unwrap_or(0.0)
+        ));
+    }
+    for r in est["recommendations"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "recommendation: {} (saves {:.2} {currency}/month; set {})\n",
+            r["message"].as_str().unwrap_or(""),
+            r["savingMonthly"].as_f64().unwrap_or(0.0),
+            r["set"]
+        ));
+    }
+    out
 }

@@ -367,6 +367,17 @@ impl ApiError {
         match e {
             PlaceError::NotAllowed(m) => Self::forbidden(m),
             PlaceError::Create(e @ CreateError::KeyReused { .. }) => Self::conflict(e.to_string()),
+            PlaceError::NameTaken(t) => {
+                let m = t.message();
+                let mut e = Self::conflict(m.clone())
+                    .with_reason_phrase(&format!("Name taken: {m}"))
+                    .with_detail("entityRef", t.entity_ref())
+                    .with_detail("errors", [t.field_error()]);
+                if let Some(by) = &t.existing {
+                    e = e.with_detail("resourceId", &by.id);
+                }
+                e
+            }
             PlaceError::Create(CreateError::Db(e)) | PlaceError::Assess(AssessError::Db(e)) => {
                 e.into()
             }

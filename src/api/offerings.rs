@@ -59,6 +59,8 @@ pub struct OfferingDetail {
     pub ttl: Option<TtlLimits>,
     /// Drivers of its parts, in provisioning order.
     pub parts: Vec<String>,
+    /// What a resource of it hands its team, and where its credentials are read.
+    pub outputs: crate::templates::Outputs,
 }
 
 fn summary(o: &Offering) -> OfferingSummary {
@@ -119,5 +121,6 @@ pub async fn get(
             .map(|p| serde_json::json!({"parameter": p.parameter, "values": p.values})),
         ttl: o.spec.ttl.clone(),
         parts: o.spec.parts.iter().map(|p| p.driver.clone()).collect(),
+        outputs: o.spec.outputs.clone(),
     }))
 }

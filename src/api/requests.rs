@@ -263,9 +263,9 @@ pub async fn get(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Request>, ApiError> {
-    Ok(Json(
-        authorized(&state, &principal, &id, |_| Act::Read).await?,
-    ))
+    let mut r = authorized(&state, &principal, &id, |_| Act::Read).await?;
+    r.expected = requests::expected(state.db(), &r, state.now()).await?;
+    Ok(Json(r))
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]

@@ -321,6 +321,18 @@ fn lint_loaded(
             format!("form field {field:?} is never used by {OFFERING_FILE}: drop it or use it"),
         ));
     }
+    // An offering promises outputs of its parts: each must name one.
+    for out_spec in &o.spec.outputs.values {
+        if !o.spec.parts.iter().any(|p| p.id == out_spec.part) {
+            out.push(offering.at(
+                &["outputs:", &out_spec.name],
+                format!(
+                    "output {:?} names part {:?}, which the offering does not have",
+                    out_spec.name, out_spec.part
+                ),
+            ));
+        }
+    }
     let mut part_ids = BTreeSet::new();
     for part in &o.spec.parts {
         // A composite's parts become catalog entities named `<resource>.<part id>`.
@@ -723,12 +735,12 @@ mod tests {
                 "needs input.idempotencyKey",
             ),
             (
-                "postgres-database",
+                "redis-cache",
                 TEMPLATE_FILE,
                 Box::new(|t| {
                     t.replace(
-                        "type: integer\n          description: Overrides the preset's storage",
-                        "type: intger\n          description: Overrides the preset's storage",
+                        "type: boolean\n          default: true",
+                        "type: bolean\n          default: true",
                     )
                 }),
                 TEMPLATE_FILE,
@@ -738,7 +750,7 @@ mod tests {
                 "postgres-database",
                 TEMPLATE_FILE,
                 Box::new(|t| {
-                    t.replace("        multi_az:\n", "        read_replicas:\n          type: integer\n          default: 0\n        multi_az:\n")
+                    t.replace("        owner:\n", "        read_replicas:\n          type: integer\n          default: 0\n        owner:\n")
                 }),
                 TEMPLATE_FILE,
                 "form field \"read_replicas\" is never used",
@@ -756,10 +768,20 @@ mod tests {
                 "postgres-database",
                 OFFERING_FILE,
                 Box::new(|t| {
-                    t.replace("parameters.backup_retention_days", "parameters.backup_days")
+                    t.replace(
+                        "${{ preset.connection_limit }}",
+                        "${{ parameters.connections }}",
+                    )
                 }),
                 OFFERING_FILE,
-                "parameters.backup_days is not a field of the template's form",
+                "parameters.connections is not a field of the template's form",
+            ),
+            (
+                "postgres-database",
+                OFFERING_FILE,
+                Box::new(|t| t.replace("{part: database, name: host", "{part: db, name: host")),
+                OFFERING_FILE,
+                "output \"host\" names part \"db\", which the offering does not have",
             ),
             (
                 "postgres-database",
@@ -837,17 +859,17 @@ mod tests {
             (
                 "postgres-database",
                 TEMPLATE_FILE,
-                Box::new(|t| t.replace("~$171.00/month", "~$99.00/month")),
+                Box::new(|t| t.replace("~$305.00/month", "~$99.00/month")),
                 TEMPLATE_FILE,
-                "the form promises ~$99.00/month for \"medium\", but it prices at $171.00/month",
+                "the form promises ~$99.00/month for \"medium\", but it prices at $305.00/month",
             ),
             (
                 "redis-cache",
                 OFFERING_FILE,
                 Box::new(|t| {
                     t.replace(
-                        "memory_monthly[part.max_memory_mb | string]",
-                        "memory_monthly[part.max_memory_mb]",
+                        "prices.redis.user_monthly",
+                        "prices.redis.memory_monthly[part.key_prefix]",
                     )
                 }),
                 OFFERING_FILE,

@@ -66,6 +66,34 @@ pub enum Command {
         #[command(subcommand)]
         command: RequestCommand,
     },
+    /// What can be ordered on a running paved: its offerings, their forms and outputs.
+    Offerings {
+        /// paved's URL.
+        #[arg(long, env = "PAVED_URL", default_value = "http://127.0.0.1:7077")]
+        server: String,
+        /// A paved API token or a Backstage user token (never printed).
+        #[arg(long, env = "PAVED_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        command: OfferingsCommand,
+    },
+    /// Price an order and run every policy over it, storing nothing: the answer the form's
+    /// review step gets. `paved estimate postgres-database --set name=orders --set owner=team-a`.
+    Estimate {
+        offering: String,
+        /// A form value, `key=value` (repeat for each).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Form values from a YAML or JSON file (--set wins).
+        #[arg(long)]
+        values: Option<PathBuf>,
+        /// paved's URL.
+        #[arg(long, env = "PAVED_URL", default_value = "http://127.0.0.1:7077")]
+        server: String,
+        /// A paved API token or a Backstage user token (never printed).
+        #[arg(long, env = "PAVED_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Read resources from a running paved, as the caller's token allows.
     Resource {
         /// paved's URL.
@@ -95,10 +123,38 @@ pub enum RequestCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Requests you may see, newest first: id, status, offering, owner, requester.
+    List {
+        /// Only requests in this status (e.g. awaiting_approval).
+        #[arg(long)]
+        status: Option<String>,
+    },
     /// A request with its steps, as JSON.
     Get { id: String },
+    /// Approve a request that waits for your approval.
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reject a request that waits for your approval; it ends.
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Cancel a request that has not finished (its pending approvals are withdrawn).
+    Cancel { id: String },
     /// Follow a request step by step until it is final; exits 1 unless it succeeded.
     Watch { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OfferingsCommand {
+    /// Every offering: name, resource type, title.
+    List,
+    /// One offering: what it provisions, its form fields and what a resource of it hands you.
+    Show { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +272,18 @@ pub fn run(cli: Cli) -> ExitCode {
             token,
             command,
         } => request(&settings, &server, token, command),
+        Command::Offerings {
+            server,
+            token,
+            command,
+        } => offerings(&settings, &server, token, command),
+        Command::Estimate {
+            offering,
+            set,
+            values,
+            server,
+            token,
+        } => estimate(&settings, &server, token, &offering, set, values),
         Command::Resource {
             server,
             token,
@@ -396,6 +464,10 @@ fn request(
 ) -> ExitCode {
     use crate::client::{Client, segment, watch};
     let client = Client::new(server, &settings.backstage.plugin_id, token);
+    let command_verb = match &command {
+        RequestCommand::Reject { .. } => Verb::Reject,
+        _ => Verb::Approve,
+    };
     run_client("paved request", async {
         match command {
             RequestCommand::Create {
@@ -404,27 +476,7 @@ fn request(
                 values,
                 wait,
             } => {
-                let mut form = match values {
-                    Some(path) => {
-                        let text = std::fs::read_to_string(&path)
-                            .map_err(|e| format!("--values {}: {e}", path.display()))?;
-                        yaml_serde::from_str::<serde_json::Value>(&text)
-                            .map_err(|e| format!("--values {}: {e}", path.display()))?
-                    }
-                    None => serde_json::json!({}),
-                };
-                if !form.is_object() {
-                    return Err("--values: must be a mapping of form values".to_owned());
-                }
-                for kv in set {
-                    let (k, v) = kv
-                        .split_once('=')
-                        .ok_or_else(|| format!("--set {kv:?}: must be KEY=VALUE"))?;
-                    // YAML scalars: 20 is a number, true a boolean, the rest strings.
-                    let v: serde_json::Value = yaml_serde::from_str(v)
-                        .unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
-                    form[k] = v;
-                }
+                let form = form_values(set, values)?;
                 let r = client
                     .post(
                         "/requests",
@@ -445,11 +497,139 @@ fn request(
                 let r = client.get(&format!("/requests/{}", segment(&id))).await?;
                 println!("{}", serde_json::to_string_pretty(&r).expect("JSON prints"));
             }
+            RequestCommand::List { status } => {
+                // The newest 50: a history can be long, and the API pages the rest.
+                let query = status
+                    .map(|s| format!("&status={}", segment(&s)))
+                    .unwrap_or_default();
+                let page = client.get(&format!("/requests?limit=50{query}")).await?;
+                for r in page["items"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {:<18} {:<20} {:<28} {}",
+                        r["id"].as_str().unwrap_or(""),
+                        r["status"].as_str().unwrap_or(""),
+                        r["offering"].as_str().unwrap_or(""),
+                        r["owner"].as_str().unwrap_or(""),
+                        r["requester"].as_str().unwrap_or(""),
+                    );
+                }
+            }
+            RequestCommand::Approve { id, reason } | RequestCommand::Reject { id, reason } => {
+                let verb = if matches!(command_verb, Verb::Approve) {
+                    "approve"
+                } else {
+                    "reject"
+                };
+                let r = client
+                    .post(
+                        &format!("/requests/{}/{verb}", segment(&id)),
+                        &serde_json::json!({"reason": reason}),
+                    )
+                    .await?;
+                println!("request {id}: {}", r["status"].as_str().unwrap_or(""));
+            }
+            RequestCommand::Cancel { id } => {
+                let r = client
+                    .post(
+                        &format!("/requests/{}/cancel", segment(&id)),
+                        &serde_json::json!({}),
+                    )
+                    .await?;
+                println!("request {id}: {}", r["status"].as_str().unwrap_or(""));
+            }
             RequestCommand::Watch { id } => {
                 if !watch(&client, &id).await? {
                     return Err(format!("request {id} did not succeed"));
                 }
             }
+        }
+        Ok(())
+    })
+}
+
+enum Verb {
+    Approve,
+    Reject,
+}
+
+/// Form values from `--values FILE` and `--set KEY=VALUE` (which wins), as YAML scalars.
+fn form_values(set: Vec<String>, values: Option<PathBuf>) -> Result<serde_json::Value, String> {
+    let mut form = match values {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("--values {}: {e}", path.display()))?;
+            yaml_serde::from_str::<serde_json::Value>(&text)
+                .map_err(|e| format!("--values {}: {e}", path.display()))?
+        }
+        None => serde_json::json!({}),
+    };
+    if !form.is_object() {
+        return Err("--values: must be a mapping of form values".to_owned());
+    }
+    for kv in set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--set {kv:?}: must be KEY=VALUE"))?;
+        // YAML scalars: 20 is a number, true a boolean, the rest strings.
+        let v: serde_json::Value =
+            yaml_serde::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+        form[k] = v;
+    }
+    Ok(form)
+}
+
+fn offerings(
+    settings: &Settings,
+    server: &str,
+    token: Option<String>,
+    command: OfferingsCommand,
+) -> ExitCode {
+    use crate::client::{Client, segment};
+    let client = Client::new(server, &settings.backstage.plugin_id, token);
+    run_client("paved offerings", async {
+        match command {
+            OfferingsCommand::List => {
+                for o in client.get_all("/offerings").await? {
+                    println!(
+                        "{:<24} {:<12} {}",
+                        o["name"].as_str().unwrap_or(""),
+                        o["resourceType"].as_str().unwrap_or(""),
+                        o["title"].as_str().unwrap_or(""),
+                    );
+                }
+            }
+            OfferingsCommand::Show { name } => {
+                let o = client
+                    .get(&format!("/offerings/{}", segment(&name)))
+                    .await?;
+                print!("{}", crate::client::describe_offering(&o));
+            }
+        }
+        Ok(())
+    })
+}
+
+fn estimate(
+    settings: &Settings,
+    server: &str,
+    token: Option<String>,
+    offering: &str,
+    set: Vec<String>,
+    values: Option<PathBuf>,
+) -> ExitCode {
+    use crate::client::Client;
+    let client = Client::new(server, &settings.backstage.plugin_id, token);
+    run_client("paved estimate", async {
+        let form = form_values(set, values)?;
+        let e = client
+            .post(
+                "/estimates",
+                &serde_json::json!({"offering": offering, "values": form}),
+            )
+            .await?;
+        print!("{}", crate::client::describe_estimate(&e));
+        if e["valid"] == false || e["decision"]["outcome"] == "denied" {
+            return Err("the order would be refused (see above)".into());
         }
         Ok(())
     })

@@ -286,12 +286,9 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_example_comes_out_exactly() {
-        // db.t3.medium, 100 GB, 7 days backup, single-AZ = 60 + 11.50 + 14.00 = 85.50
-        let e = estimate_for(order(
-            "prod",
-            json!({"instance_class": "db.t3.medium", "storage_gb": 100, "backup_retention_days": 7, "multi_az": false}),
-        ));
+    fn a_database_is_priced_by_what_the_cluster_enforces() {
+        // A database on the shared cluster (5) and its owner role's 20 connections (20 x 3).
+        let e = estimate_for(order("prod", json!({})));
         let items: Vec<(&str, f64)> = e
             .line_items
             .iter()
@@ -300,61 +297,46 @@ mod tests {
         assert_eq!(
             items,
             [
-                ("Instance db.t3.medium", 60.0),
-                ("Storage 100 GB", 11.5),
-                ("Backups 100 GB x 7 days", 14.0)
+                ("Database and owner role on the shared cluster", 5.0),
+                ("20 connections", 60.0)
             ]
         );
-        assert_eq!(e.monthly, 85.5);
-        assert_eq!(e.annual, 1026.0);
+        assert_eq!(e.monthly, 65.0);
+        assert_eq!(e.annual, 780.0);
         assert_eq!(e.currency, "USD");
         assert!(e.lifetime.is_none());
     }
 
     #[test]
-    fn multi_az_doubles_as_its_own_line() {
-        let e = estimate_for(order(
-            "prod",
-            json!({"instance_class": "db.t3.medium", "storage_gb": 100, "multi_az": true}),
-        ));
-        assert_eq!(e.line_items.last().unwrap().label, "Multi-AZ standby (x2)");
-        assert_eq!(e.line_items.last().unwrap().monthly, 85.5);
-        assert_eq!(e.monthly, 171.0);
-    }
-
-    #[test]
     fn presets_match_the_prices_the_form_shows() {
-        for (size, monthly) in [("small", 42.75), ("medium", 171.0), ("large", 527.5)] {
+        let (o, _, _) = setup();
+        let shown = o
+            .template
+            .pointer("/spec/parameters/0/properties/size/enumNames")
+            .unwrap()
+            .to_string();
+        for (size, monthly) in [("small", 65.0), ("medium", 305.0), ("large", 1205.0)] {
             let e = estimate_for(order("prod", json!({"size": size})));
             assert_eq!(e.monthly, monthly, "{size}");
+            assert!(
+                shown.contains(&format!("~${monthly:.2}/month")),
+                "{size}: {shown}"
+            );
         }
     }
 
     #[test]
     fn recommendations_carry_their_savings() {
-        let e = estimate_for(order(
-            "dev",
-            json!({"instance_class": "db.t3.medium", "storage_gb": 200}),
-        ));
+        let e = estimate_for(order("dev", json!({"size": "large"})));
         let recs: Vec<(&str, f64)> = e
             .recommendations
             .iter()
             .map(|r| (r.id.as_str(), r.saving_monthly))
             .collect();
-        // ARM: 60 -> 48; storage 200 -> 100 GB: 11.50 + 14.00; backups 7 -> 1 day at 200 GB: 24.00
-        assert_eq!(
-            recs,
-            [
-                ("arm-instance", 12.0),
-                ("smaller-storage", 25.5),
-                ("shorter-backups", 24.0)
-            ]
-        );
-        assert_eq!(e.recommendations[0].set["instance_class"], "db.t4g.medium");
-        let prod = estimate_for(order(
-            "prod",
-            json!({"instance_class": "db.t4g.medium", "storage_gb": 200}),
-        ));
+        // 400 -> 100 connections: 1205 -> 305.
+        assert_eq!(recs, [("fewer-connections", 900.0)]);
+        assert_eq!(e.recommendations[0].set["size"], "medium");
+        let prod = estimate_for(order("prod", json!({"size": "large"})));
         assert!(
             prod.recommendations.is_empty(),
             "{:?}",
@@ -374,12 +356,13 @@ mod tests {
             .validate(&json!({"component": "shop", "branch": "pr-1", "owner": "team-a", "cost_center": "ENG-1234", "ttl_hours": 24}))
             .unwrap();
         let e = estimate(&o, &r, &book, &valid, &o.render(&r, &valid).unwrap()).unwrap();
-        assert_eq!(e.monthly, 34.7);
+        // 5 + 10 connections x 3 + a Redis user at 15.
+        assert_eq!(e.monthly, 50.0);
         assert_eq!(
             e.lifetime,
             Some(Lifetime {
                 hours: 24,
-                total: 1.14
+                total: 1.64
             })
         );
     }

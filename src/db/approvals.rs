@@ -69,3 +69,24 @@ pub async fn decide<C: ConnectionTrait>(
     a.decided_at = Set(Some(at));
     a.update(db).await
 }
+
+/// Resolves every approval of a request still pending as no longer asked for, with `why`:
+/// the request was cancelled or rejected, so nobody is waited for any more.
+pub async fn withdraw_pending<C: ConnectionTrait>(
+    db: &C,
+    request_id: &str,
+    by: &str,
+    why: &str,
+    at: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let done = Entity::update_many()
+        .col_expr(Column::Status, ApprovalStatus::Cancelled.as_str().into())
+        .col_expr(Column::DecidedBy, by.into())
+        .col_expr(Column::DecisionReason, why.into())
+        .col_expr(Column::DecidedAt, at.into())
+        .filter(Column::RequestId.eq(request_id))
+        .filter(Column::Status.eq(ApprovalStatus::Pending))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
+}

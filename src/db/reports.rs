@@ -36,9 +36,20 @@ pub async fn requests_made_between<C: ConnectionTrait>(
 }
 
 /// Approvals waiting for a decision.
+/// Only those of requests that still wait (an approval left pending by an older paved on a
+/// request cancelled since is not waited for).
 pub async fn pending_approvals<C: ConnectionTrait>(db: &C) -> Result<Vec<approval::Model>, DbErr> {
+    use sea_orm::sea_query::Query;
+    let waiting = Query::select()
+        .column(request::Column::Id)
+        .from(request::Entity)
+        .and_where(
+            request::Column::Status.eq(crate::vocab::status::RequestStatus::AwaitingApproval),
+        )
+        .to_owned();
     approval::Entity::find()
         .filter(approval::Column::Status.eq("pending"))
+        .filter(approval::Column::RequestId.in_subquery(waiting))
         .all(db)
         .await
 }

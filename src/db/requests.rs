@@ -302,6 +302,37 @@ pub async fn current_values<C: ConnectionTrait>(
         .map(|r| r.parameters))
 }
 
+/// How long the latest `limit` succeeded runs of `offering`'s `operation` took: from their
+/// first step's start to their completion (time waiting for an approval is not in it).
+pub async fn recent_run_times<C: ConnectionTrait>(
+    db: &C,
+    offering: &str,
+    operation: Operation,
+    limit: u64,
+) -> Result<Vec<chrono::Duration>, DbErr> {
+    use super::entities::request_step;
+    type StartedCompleted = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let rows: Vec<StartedCompleted> = Entity::find()
+        .select_only()
+        .column(request_step::Column::StartedAt)
+        .column(Column::CompletedAt)
+        .inner_join(request_step::Entity)
+        .filter(Column::Offering.eq(offering))
+        .filter(Column::Operation.eq(operation))
+        .filter(Column::Status.eq(RequestStatus::Succeeded))
+        .filter(request_step::Column::Position.eq(0))
+        .order_by_desc(Column::CompletedAt)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(started, completed)| Some(completed? - started?))
+        .filter(|d| *d >= chrono::Duration::zero())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::{ConnectionTrait, DatabaseConnection};

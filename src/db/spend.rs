@@ -10,7 +10,7 @@ use sea_orm::{
 use super::entities::resource;
 use crate::{
     cost::Billed,
-    vocab::status::{Operation, RequestStatus},
+    vocab::status::{Operation, RequestStatus, ResourceStatus},
 };
 
 pub fn billed(r: &resource::Model) -> Billed {
@@ -22,11 +22,13 @@ pub fn billed(r: &resource::Model) -> Billed {
     }
 }
 
-/// The team's resources that are not deleted, as billed.
+/// The team's active resources (not deleted, not failed: what the platform metrics count),
+/// as billed.
 pub async fn live_of_team<C: ConnectionTrait>(db: &C, team: &str) -> Result<Vec<Billed>, DbErr> {
     Ok(resource::Entity::find()
         .filter(resource::Column::Owner.eq(team))
         .filter(resource::Column::DeletedAt.is_null())
+        .filter(resource::Column::Status.ne(ResourceStatus::Failed))
         .all(db)
         .await?
         .iter()
@@ -47,15 +49,15 @@ pub struct TeamTotals {
     pub ordered_monthly: f64,
 }
 
-/// One row whatever the team's size: three sums over indexed columns (migration
+/// One row whatever the team's size (its active resources: a failed one is not billed): three sums over indexed columns (migration
 /// m20261201_000009), not every resource and open order of the team. `{epoch}` is the
 /// backend's whole seconds of `expires_at`.
 const TEAM_TOTALS: &str = "SELECT \
  (SELECT CAST(SUM(monthly_cost_cents) AS BIGINT) FROM resources \
-   WHERE owner = {team} AND deleted_at IS NULL \
+   WHERE owner = {team} AND deleted_at IS NULL AND status <> {failed} \
      AND (expires_at IS NULL OR expires_at >= {full_from})) AS cents, \
  (SELECT CAST(SUM(monthly_cost_cents * ({epoch} - {now_secs})) AS BIGINT) FROM resources \
-   WHERE owner = {team} AND deleted_at IS NULL \
+   WHERE owner = {team} AND deleted_at IS NULL AND status <> {failed} \
      AND expires_at > {now} AND expires_at < {full_from}) AS cent_seconds, \
  (SELECT CAST(SUM(estimate_monthly) AS DOUBLE PRECISION) FROM requests \
    WHERE owner = {team} AND operation = {create} \
@@ -88,6 +90,7 @@ pub async fn totals_of_team<C: ConnectionTrait>(
         ("{now}", now.into()),
         ("{full_from}", full_from.into()),
         ("{create}", Operation::Create.as_str().into()),
+        ("{failed}", ResourceStatus::Failed.as_str().into()),
         ("{open0}", open0),
         ("{open1}", open1),
         ("{open2}", open2),

@@ -101,3 +101,23 @@ pub async fn finish<C: ConnectionTrait>(
     }
     s.update(db).await
 }
+
+/// The run gave up on the step (its last attempt failed, or the runner stopped it): failed,
+/// keeping when its last attempt ended if it had.
+pub async fn gave_up<C: ConnectionTrait>(
+    db: &C,
+    step: Model,
+    error: String,
+    now: DateTime<Utc>,
+) -> Result<Model, DbErr> {
+    // A step still `running` has no end of this attempt yet (an earlier attempt's is stale).
+    let finished = match step.status {
+        StepStatus::Running => now,
+        _ => step.finished_at.unwrap_or(now),
+    };
+    let mut s = step.into_active_model();
+    s.status = Set(StepStatus::Failed);
+    s.finished_at = Set(Some(finished));
+    s.error = Set(Some(error));
+    s.update(db).await
+}

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::drivers::{DriverError, PartSpec, Provisioner, generate_password};
 
+mod failure;
 mod provision;
 mod step;
 pub use step::Step;
@@ -260,14 +261,58 @@ impl Engine {
         }
     }
 
+    /// A step's failure as the developer reads it (see [`failure`]).
+    fn explain(&self, at: &failure::At<'_>, request_id: &str, cause: &str) -> String {
+        if failure::is_explained(cause) {
+            return cause.to_owned();
+        }
+        let logs = self
+            .notifier
+            .api_url(&format!("/v1/requests/{request_id}/logs"));
+        failure::explain(at, cause, &logs)
+    }
+
     async fn fail_request(&self, request_id: &str, reason: &str) {
         let now = Utc::now();
         // The failure, the resource left in doubt, the notification and the audit event
         // commit together: nobody hears of a failure that did not happen, or misses one.
         let failed = async {
             let txn = self.db.begin().await?;
-            db::requests::fail(&txn, request_id, reason, now).await?;
+            // The step it stopped at is failed now, not `retrying` (or `running`, when the
+            // runner gave up on a run that timed out or died); a reason from outside a step
+            // (a timeout, a dying worker) is told as that step's failure.
+            let steps = db::steps::of_request(&txn, request_id).await?;
+            let total = steps.len();
+            let mut reason = reason.to_owned();
+            for step in steps {
+                if !matches!(step.status, StepStatus::Retrying | StepStatus::Running) {
+                    continue;
+                }
+                let at = failure::At {
+                    position: usize::try_from(step.position).unwrap_or_default() + 1,
+                    total,
+                    step: &step.name,
+                };
+                reason = self.explain(&at, request_id, &reason);
+                let error = step.error.clone().unwrap_or_else(|| reason.clone());
+                db::steps::gave_up(&txn, step, error, now).await?;
+            }
             let req = db::requests::by_id(&txn, request_id).await?;
+            if let Some(req) = &req
+                && req.operation == Operation::Create
+                && let Some(res) = &req.resource_id
+            {
+                // The failed resource holds the name until it is deleted.
+                reason = failure::then(
+                    &reason,
+                    &format!(
+                        "To try again once fixed: delete resource {res} (`paved resource delete {res}`) and order it again"
+                    ),
+                );
+            }
+            let told = reason.clone();
+            let reason = reason.as_str();
+            db::requests::fail(&txn, request_id, reason, now).await?;
             if let Some(req) = &req
                 // A failed update leaves a working resource; only a failed create or delete
                 // leaves one in doubt.
@@ -289,21 +334,22 @@ impl Engine {
             )
             .await;
             txn.commit().await?;
-            Ok::<_, DbErr>(req)
+            Ok::<_, DbErr>((req, told))
         };
-        match failed.await {
-            Ok(req) => {
+        let told = match failed.await {
+            Ok((req, told)) => {
                 self.notifier.wake();
                 if let Some(req) = &req {
                     finished(req, RequestStatus::Failed, now);
                 }
+                told
             }
             Err(e) => {
                 tracing::error!(request_id, error = %e, "could not mark the request failed");
+                reason.to_owned()
             }
-        }
-        self.log(request_id, None, "error", &format!("failed: {reason}"))
-            .await;
+        };
+        self.log(request_id, None, "error", &told).await;
     }
 
     async fn notify_failed<C: ConnectionTrait + TransactionTrait>(
@@ -415,6 +461,7 @@ impl Engine {
                 None => return Err(Stop::Permanent("request vanished".into())),
             }
             let name = step.name.clone();
+            let position = usize::try_from(step.position).unwrap_or_default() + 1;
             let kind = Step::parse(&name);
             let calls_a_driver = kind.as_ref().is_some_and(Step::calls_a_driver);
             let started_at = Utc::now();
@@ -466,6 +513,16 @@ impl Engine {
                     seg.audit("step.succeeded", &name, None);
                 }
                 Err(e) => {
+                    let at = failure::At {
+                        position,
+                        total: names.len(),
+                        step: &name,
+                    };
+                    let e = match e {
+                        Stop::Transient(m) => Stop::Transient(self.explain(&at, request_id, &m)),
+                        Stop::Permanent(m) => Stop::Permanent(self.explain(&at, request_id, &m)),
+                        other => other,
+                    };
                     let (status, text) = match &e {
                         Stop::Transient(m) => (StepStatus::Retrying, m.clone()),
                         Stop::Permanent(m) => (StepStatus::Failed, m.clone()),
@@ -478,7 +535,7 @@ impl Engine {
                         } else {
                             "warn"
                         };
-                        seg.log(Some(&name), level, format!("{name}: {text}"));
+                        seg.log(Some(&name), level, text.clone());
                         seg.audit(
                             &format!("step.{status}"),
                             status.as_str(),

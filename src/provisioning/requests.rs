@@ -57,17 +57,41 @@ pub struct Request {
     pub decision: Option<PolicyDecision>,
     /// Recorded steps, in order (filled once the engine runs the request).
     pub steps: Vec<Step>,
+    /// When an unfinished request is expected to be done, learned from past requests of the
+    /// offering (shown on a single request; none before there is a past to learn from).
+    pub expected: Option<Expected>,
 }
+
+/// An expected completion: the median run time of the latest succeeded requests of the same
+/// offering and operation.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Expected {
+    /// Median time from the first step's start to completion.
+    pub duration_seconds: f64,
+    /// The run's start (or now, while it waits for a worker) plus that median; none while it
+    /// waits for an approval (a person decides when).
+    pub completion_at: Option<DateTime<Utc>>,
+    /// How many past requests the median is of.
+    pub based_on: usize,
+}
+
+/// How many past runs an expectation is learned from.
+const EXPECTED_FROM: u64 = 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Step {
+    /// Its place in the run, from 1 (of `steps.len()`).
+    pub number: i32,
     pub name: String,
     #[schema(value_type = String)]
     pub status: StepStatus,
     pub attempts: i32,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// How long its last attempt took, once it ended.
+    pub duration_ms: Option<i64>,
     pub error: Option<String>,
 }
 
@@ -248,6 +272,11 @@ async fn steps_of<C: ConnectionTrait>(db: &C, id: &str) -> Result<Vec<Step>, DbE
         .await?
         .into_iter()
         .map(|s| Step {
+            number: s.position + 1,
+            duration_ms: s
+                .started_at
+                .zip(s.finished_at)
+                .map(|(a, b)| (b - a).num_milliseconds().max(0)),
             name: s.name,
             status: s.status,
             attempts: s.attempts,
@@ -256,6 +285,48 @@ async fn steps_of<C: ConnectionTrait>(db: &C, id: &str) -> Result<Vec<Step>, DbE
             error: s.error,
         })
         .collect())
+}
+
+/// When `request` is expected to be done (see [`Expected`]); none for a final request or an
+/// offering without a succeeded past.
+pub async fn expected(
+    db: &DatabaseConnection,
+    request: &Request,
+    now: DateTime<Utc>,
+) -> Result<Option<Expected>, DbErr> {
+    if request.status.is_final() {
+        return Ok(None);
+    }
+    let mut past =
+        db::requests::recent_run_times(db, &request.offering, request.operation, EXPECTED_FROM)
+            .await?;
+    let Some(median) = median(&mut past) else {
+        return Ok(None);
+    };
+    let started = request.steps.first().and_then(|s| s.started_at);
+    let completion_at = match request.status {
+        RequestStatus::AwaitingApproval => None,
+        // Already late: expected now, not in the past.
+        _ => Some((started.unwrap_or(now) + median).max(now)),
+    };
+    Ok(Some(Expected {
+        duration_seconds: (median.num_milliseconds() as f64 / 1000.0 * 10.0).round() / 10.0,
+        completion_at,
+        based_on: past.len(),
+    }))
+}
+
+fn median(d: &mut [chrono::Duration]) -> Option<chrono::Duration> {
+    if d.is_empty() {
+        return None;
+    }
+    d.sort();
+    let mid = d.len() / 2;
+    Some(if d.len() % 2 == 1 {
+        d[mid]
+    } else {
+        (d[mid - 1] + d[mid]) / 2
+    })
 }
 
 /// Newest first, at most `limit`, older than `before` when given (see [`ListFilter`]).
@@ -287,15 +358,36 @@ fn to_api(m: request::Model, steps: Vec<Step>) -> Request {
         estimate: m.estimate,
         decision: m.decision,
         steps,
+        expected: None,
     }
 }
 
 /// Cancels an unfinished request. `None`: no such request; `Err(status)`: already final.
+/// Its pending approvals are withdrawn with it (nobody is asked to decide a cancelled request).
 pub async fn cancel(
     db: &DatabaseConnection,
     id: &str,
+    by: &str,
 ) -> Result<Option<Result<Request, String>>, DbErr> {
-    let cancelled = db::requests::cancel(db, id, Utc::now()).await?;
+    let (id_, by_) = (id.to_owned(), by.to_owned());
+    let cancelled = db::transaction(db, |txn| {
+        Box::pin(async move {
+            let now = Utc::now();
+            let cancelled = db::requests::cancel(txn, &id_, now).await?;
+            if cancelled {
+                db::approvals::withdraw_pending(
+                    txn,
+                    &id_,
+                    &by_,
+                    &format!("the request was cancelled by {by_}"),
+                    now,
+                )
+                .await?;
+            }
+            Ok(cancelled)
+        })
+    })
+    .await?;
     let Some(r) = get(db, id).await? else {
         return Ok(None);
     };
@@ -380,4 +472,17 @@ pub async fn current_values(
     resource_id: &str,
 ) -> Result<Option<Value>, DbErr> {
     db::requests::current_values(db, resource_id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    #[test]
+    fn the_median_is_the_middle_run_or_the_mean_of_the_two_middle_ones() {
+        let s = Duration::seconds;
+        assert_eq!(super::median(&mut []), None);
+        assert_eq!(super::median(&mut [s(9), s(1), s(3)]), Some(s(3)));
+        assert_eq!(super::median(&mut [s(4), s(1), s(100), s(2)]), Some(s(3)));
+    }
 }

@@ -222,6 +222,12 @@ pub struct Cleanup {
     pub monthly_savings: f64,
 }
 
+/// `part / whole` to four places, in one rounding: rounding the percentage and then dividing
+/// it by 100 gave 0.8065000000000001.
+fn rate(part: u64, whole: u64) -> f64 {
+    (part as f64 / whole as f64 * 10_000.0).round() / 10_000.0
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -350,8 +356,7 @@ pub async fn platform<C: ConnectionTrait>(
             denied: count(RequestStatus::Denied),
             rejected: count(RequestStatus::Rejected),
             cancelled: count(RequestStatus::Cancelled),
-            success_rate: (succeeded + failed > 0)
-                .then(|| round2(succeeded as f64 / (succeeded + failed) as f64 * 100.0) / 100.0),
+            success_rate: (succeeded + failed > 0).then(|| rate(succeeded, succeeded + failed)),
         },
         policy,
         approvals: PendingApprovals {
@@ -508,6 +513,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rate_reads_as_people_write_it() {
+        // 25 of 31 succeeded: 0.806451…
+        assert_eq!(serde_json::to_string(&rate(25, 31)).unwrap(), "0.8065");
+        assert_eq!(serde_json::to_string(&rate(1, 3)).unwrap(), "0.3333");
+        assert_eq!(rate(2, 2), 1.0);
+    }
+
+    #[test]
     fn windows_parse_or_name_the_rule() {
         assert_eq!(parse_window("30d"), Ok(Duration::days(30)));
         assert_eq!(parse_window("24h"), Ok(Duration::hours(24)));
@@ -572,5 +585,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((r.resources.len(), r.not_enough_data), (0, 0));
+    }
+    /// A failed resource is not active: the team's spend, what its next order is budgeted
+    /// against and the platform metrics leave it out alike.
+    #[tokio::test]
+    async fn spend_budget_and_metrics_agree_a_failed_resource_is_not_active() {
+        let t = crate::usecases::testkit::db().await;
+        let mut ready = crate::usecases::testkit::resource_row("r-ready", "dev");
+        ready.monthly_cost_cents = Some(1500);
+        let mut failed = crate::usecases::testkit::resource_row("r-failed", "dev");
+        failed.monthly_cost_cents = Some(1000);
+        failed.status = crate::vocab::status::ResourceStatus::Failed;
+        for r in [ready, failed] {
+            crate::db::resources::insert(&t.db, r).await.unwrap();
+        }
+        let book = crate::cost::PriceBook::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.yaml"),
+        )
+        .unwrap();
+        let now = chrono::Utc::now();
+        let team =
+            crate::vocab::entity_ref::EntityRef::parse(crate::usecases::testkit::TEAM_A, "group")
+                .unwrap();
+        let s = crate::usecases::spend::team_spend(&t.db, &team, &book, now)
+            .await
+            .unwrap();
+        assert_eq!(s.current_monthly, 15.0);
+        let far = now + chrono::Duration::days(400);
+        let totals =
+            crate::db::spend::totals_of_team(&t.db, crate::usecases::testkit::TEAM_A, now, far)
+                .await
+                .unwrap();
+        assert_eq!(totals.full_month_cents, 1500);
+        let m = crate::reports::platform(&t.db, chrono::Duration::days(30), now, "USD")
+            .await
+            .unwrap();
+        assert_eq!((m.resources.active, m.resources.monthly_cost), (1, 15.0));
     }
 }

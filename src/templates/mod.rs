@@ -47,6 +47,31 @@ pub struct OfferingSpec {
     /// How to price it from the price book.
     #[serde(default)]
     pub cost: cost_model::CostModel,
+    /// What a resource of it hands its team, as the offering promises it.
+    #[serde(default)]
+    pub outputs: Outputs,
+}
+
+/// What a resource of an offering hands its team: each part's non-secret outputs (the
+/// resource's `outputs.<part>.<name>`), and where the secret ones are read.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Outputs {
+    #[serde(default)]
+    pub values: Vec<OutputSpec>,
+    /// Where the password and a connection URL are read (never an output).
+    #[serde(default)]
+    pub credentials: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// The part whose driver reports it.
+    pub part: String,
+    /// Its key in the part's outputs (`host`, `port`, `database`, `username`, ...).
+    pub name: String,
+    pub description: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -68,6 +68,11 @@ pub async fn assess(
         Ok(p) => p,
         Err(errors) => return Ok(Assessment::Invalid(errors)),
     };
+    // A taken name is a problem of the form the requester can fix now, not a failure at
+    // `plan` after an approval.
+    if let Some(taken) = name_taken(inputs.db, offering, &priced, requester, replaces).await? {
+        return Ok(Assessment::Invalid(vec![taken.field_error()]));
+    }
     let (budget, decision) =
         decide(inputs.db, inputs, offering, &priced, requester, replaces).await?;
     Ok(Assessment::Decided {
@@ -93,6 +98,120 @@ pub fn price(
         requester,
         idempotency_key,
     )?)
+}
+
+/// The live resource that already holds the name an order renders (names are unique across
+/// teams: they are the catalog entity's name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameTaken {
+    /// The rendered resource name.
+    pub name: String,
+    /// The form field the requester changes to free it (`name`, or what the name is made of).
+    pub field: String,
+    /// The holder, when the requester may see it; another team's resource stays unnamed
+    /// beyond its catalog ref (public in Backstage anyway).
+    pub existing: Option<TakenBy>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TakenBy {
+    pub id: String,
+    pub owner: String,
+    pub status: crate::vocab::status::ResourceStatus,
+}
+
+impl NameTaken {
+    pub fn entity_ref(&self) -> String {
+        crate::vocab::entity_ref::resource_ref(&self.name)
+    }
+
+    /// What the requester reads: who holds the name and how to free it.
+    pub fn message(&self) -> String {
+        let r = self.entity_ref();
+        match &self.existing {
+            Some(e) => {
+                let delete = format!("`paved resource delete {}`", e.id);
+                if e.status == crate::vocab::status::ResourceStatus::Failed {
+                    format!(
+                        "the name {} is taken by resource {} ({r}) of {}, whose create failed; delete it to free the name ({delete}; deleting it touches nothing that is not paved's)",
+                        self.name, e.id, e.owner
+                    )
+                } else {
+                    format!(
+                        "the name {} is taken by resource {} ({r}) of {}, {}; choose another name, or delete it to free the name ({delete})",
+                        self.name, e.id, e.owner, e.status
+                    )
+                }
+            }
+            None => format!(
+                "the name {} is taken by another team's resource ({r}); choose another name",
+                self.name
+            ),
+        }
+    }
+
+    pub fn field_error(&self) -> crate::vocab::field_error::FieldError {
+        crate::vocab::field_error::FieldError {
+            field: self.field.clone(),
+            rule: "unique".into(),
+            message: self.message(),
+        }
+    }
+}
+
+/// Whether the order's resource name is held by a live resource other than the one it
+/// changes (`replaces`).
+pub async fn name_taken<C: ConnectionTrait>(
+    db: &C,
+    offering: &Offering,
+    priced: &Priced,
+    requester: &Principal,
+    replaces: Option<&crate::db::entities::resource::Model>,
+) -> Result<Option<NameTaken>, DbErr> {
+    let name = &priced.request.spec.resource.name;
+    if replaces.is_some_and(|r| &r.entity_name == name) {
+        return Ok(None);
+    }
+    let Some(existing) = crate::db::resources::live_by_name(db, name).await? else {
+        return Ok(None);
+    };
+    let visible = crate::access::may_see(
+        requester,
+        crate::access::Target::Resource {
+            owner: &existing.owner,
+        },
+    );
+    Ok(Some(NameTaken {
+        name: name.clone(),
+        field: name_field(offering),
+        existing: visible.then_some(TakenBy {
+            id: existing.id,
+            owner: existing.owner,
+            status: existing.status,
+        }),
+    }))
+}
+
+/// The form field a resource name comes from: `name` where the form has one, else the last
+/// form field its template reads (a preview's `branch`).
+fn name_field(offering: &Offering) -> String {
+    let fields = offering.form.fields();
+    if fields.contains("name") {
+        return "name".into();
+    }
+    let template = &offering.spec.resource.name;
+    template
+        .match_indices("parameters.")
+        .filter_map(|(at, m)| {
+            let rest = &template[at + m.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let f = &rest[..end];
+            fields.contains(f).then(|| f.to_owned())
+        })
+        .last()
+        .unwrap_or_else(|| "name".into())
 }
 
 /// Budgets a priced order against what its team spends and has ordered, read through `db`,

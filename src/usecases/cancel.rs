@@ -38,7 +38,7 @@ pub async fn cancel(
     if let Err(d) = access::authorize(who, Act::Cancel, target) {
         return Err(Refused::of(d).map_or_else(not_found, CancelError::Refused));
     }
-    match requests::cancel(db, id).await? {
+    match requests::cancel(db, id, &who.subject).await? {
         None => Err(not_found()),
         Some(Err(status)) => Err(CancelError::Finished {
             id: id.into(),

@@ -186,6 +186,11 @@ async fn decide_in(
     for a in mine {
         db::approvals::decide(txn, a.clone(), outcome, &who.subject, reason.clone(), now).await?;
     }
+    if decision == Decision::Reject {
+        // A rejected request waits for nobody: the approvals others were asked for go too.
+        let why = format!("the request was rejected by {}", who.subject);
+        db::approvals::withdraw_pending(txn, &id, &who.subject, &why, now).await?;
+    }
     let decided = match decision {
         Decision::Reject => Decided::Rejected(format!(
             "rejected by {}{}",
@@ -365,6 +370,62 @@ mod tests {
         assert!(
             matches!(&e, DecideError::NotAwaiting { status, .. } if status == "pending"),
             "{e:?}"
+        );
+    }
+
+    /// A rejection ends the request: an approval another role was asked for is withdrawn, not
+    /// left pending for nobody.
+    #[tokio::test]
+    async fn a_rejection_withdraws_the_approvals_others_were_asked_for() {
+        let t = testkit::db().await;
+        let n = Notifier::disabled();
+        let ctx = Ctx {
+            db: &t.db,
+            now: Utc::now(),
+            max_attempts: 3,
+            notifier: &n,
+        };
+        let r = awaiting(&t.db).await;
+        let now = Utc::now();
+        db::approvals::insert(
+            &t.db,
+            vec![approval::Model {
+                id: uuid::Uuid::now_v7().to_string(),
+                request_id: r.id.clone(),
+                required_role: "platform-admin".into(),
+                reason: "over budget".into(),
+                status: ApprovalStatus::Pending,
+                decided_by: None,
+                decision_reason: None,
+                decided_at: None,
+                created_at: now,
+            }],
+        )
+        .await
+        .unwrap();
+        let lead = person("user:default/lea", &["developer", "lead"], &[TEAM_A]);
+        let rejected = decide(ctx, &lead, &r.id, Decision::Reject, Some("no".into()))
+            .await
+            .unwrap();
+        assert_eq!(rejected.status, RequestStatus::Rejected);
+        let statuses: Vec<(String, ApprovalStatus)> = db::approvals::of_request(&t.db, &r.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.required_role, a.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("lead".to_owned(), ApprovalStatus::Rejected),
+                ("platform-admin".to_owned(), ApprovalStatus::Cancelled)
+            ]
+        );
+        assert!(
+            db::approvals::pending_of(&t.db, &r.id)
+                .await
+                .unwrap()
+                .is_empty()
         );
     }
 }

@@ -38,6 +38,9 @@ pub enum PlaceError {
     Assess(#[from] AssessError),
     #[error(transparent)]
     Create(#[from] CreateError),
+    /// Another live resource holds the name; nothing stored.
+    #[error("{}", .0.message())]
+    NameTaken(assess::NameTaken),
 }
 
 pub async fn place(
@@ -52,6 +55,14 @@ pub async fn place(
         Err(errors) => return Ok(Placed::Invalid(errors)),
     };
     may_order_for(requester, &priced.request.owner.to_string())?;
+    // A repeated key answers with its request (whose resource may hold the name by now).
+    if !repeats_a_key(inputs.db, &priced.request).await?
+        && let Some(taken) = assess::name_taken(inputs.db, offering, &priced, requester, None)
+            .await
+            .map_err(CreateError::Db)?
+    {
+        return Err(PlaceError::NameTaken(taken));
+    }
     let (request, new) = decide_and_store(inputs, offering, priced, requester, None, |r| r).await?;
     if new {
         inputs.notifier.wake();
@@ -62,6 +73,22 @@ pub async fn place(
         return Ok(Placed::Denied { request, deny });
     }
     Ok(Placed::Accepted { request, new })
+}
+
+/// Whether an earlier order of the team used this order's idempotency key.
+async fn repeats_a_key(
+    db: &sea_orm::DatabaseConnection,
+    request: &requests::NewRequest,
+) -> Result<bool, PlaceError> {
+    let Some(key) = &request.idempotency_key else {
+        return Ok(false);
+    };
+    Ok(
+        crate::db::requests::by_idempotency_key(db, &request.owner.to_string(), key.as_str())
+            .await
+            .map_err(CreateError::Db)?
+            .is_some(),
+    )
 }
 
 /// Budgets, decides and stores an order under its team's [`TeamLock`]: the spend it was

@@ -101,6 +101,8 @@ states! {
         Pending => "pending",
         Approved => "approved",
         Rejected => "rejected",
+        /// No longer asked for: its request was cancelled, or rejected by another approver.
+        Cancelled => "cancelled",
     }
 }
 

@@ -193,7 +193,7 @@ impl Ctx {
 }
 
 fn cache(name: &str) -> Value {
-    json!({"name": name, "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"})
+    json!({"name": name, "environment": "dev", "owner": "team-a", "cost_center": "ENG-1234"})
 }
 
 /// Calls `route` (a "METHOD /path" key) as persona `who`, on objects made for the call, and
@@ -260,7 +260,7 @@ async fn call(ctx: &Ctx, route: &str, who: usize) -> u16 {
             (
                 method,
                 format!("{api}/resources/{id}"),
-                Some(json!({"values": {"size": "medium"}})),
+                Some(json!({"values": {"access": "read-only"}})),
             )
         }
         // Without a TTL (409 once authorized) and not ready (drift: 409 once authorized):
@@ -360,7 +360,7 @@ async fn action(ctx: &Ctx, name: &str, who: usize) -> u16 {
         "wait" => json!({"requestId": ctx.awaiting().await}),
         "destroy" => json!({"resourceId": ctx.resource(ResourceStatus::Ready).await}),
         "update" => {
-            json!({"resourceId": ctx.resource(ResourceStatus::Ready).await, "values": {"size": "medium"}})
+            json!({"resourceId": ctx.resource(ResourceStatus::Ready).await, "values": {"access": "read-only"}})
         }
         "extend-ttl" => {
             json!({"resourceId": ctx.resource(ResourceStatus::Ready).await, "hours": 1})
@@ -766,7 +766,7 @@ async fn a_plugin_without_a_user_gets_what_configuration_grants_it() {
         .await
         .unwrap();
     assert_eq!(spend.status().as_u16(), 200);
-    let (s, _) = common::kit::order_as(&app, &plugin, "redis-cache", json!({"name": "other", "environment": "dev", "size": "small", "owner": "team-b", "cost_center": "ENG-1234"})).await;
+    let (s, _) = common::kit::order_as(&app, &plugin, "redis-cache", json!({"name": "other", "environment": "dev", "owner": "team-b", "cost_center": "ENG-1234"})).await;
     assert_eq!(s, 403, "but not for team-b");
     app.stop().await;
 }

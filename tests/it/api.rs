@@ -109,10 +109,7 @@ async fn request_survives_restart(engine: Engine) {
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["status"], "pending");
     assert_eq!(created["owner"], "group:default/team-a");
-    assert_eq!(
-        created["parameters"]["backup_retention_days"], 7,
-        "defaults applied"
-    );
+    assert_eq!(created["parameters"]["size"], "small", "defaults applied");
     assert!(
         created["templateVersion"]
             .as_str()
@@ -120,10 +117,7 @@ async fn request_survives_restart(engine: Engine) {
             .starts_with("1.0.0+")
     );
     assert_eq!(created["spec"]["resource"]["name"], "orders-dev");
-    assert_eq!(
-        created["spec"]["parts"][0]["spec"]["instance_class"],
-        "db.t3.small"
-    );
+    assert_eq!(created["spec"]["parts"][0]["spec"]["connection_limit"], 20);
     app.stop().await;
 
     let app = TestApp::spawn(settings(&db.url)).await;
@@ -267,7 +261,8 @@ async fn listing_filters_and_pages() {
 async fn validation_errors_name_every_field_and_rule() {
     let db = TestDb::new(Engine::Sqlite).await;
     let app = TestApp::spawn(settings(&db.url)).await;
-    let values = json!({"name": "X", "environment": "qa", "owner": "team-a", "storage_gb": 5000, "extra": 1});
+    let values =
+        json!({"name": "X", "environment": "qa", "owner": "team-a", "size": "huge", "extra": 1});
     let (status, err) = app
         .post_json(
             "/requests",
@@ -279,7 +274,7 @@ async fn validation_errors_name_every_field_and_rule() {
     for part in [
         "name: must match pattern",
         "environment: must be one of: dev, staging, prod",
-        "storage_gb: must be <= 1000",
+        "size: must be one of: small, medium, large",
         "cost_center: is required",
         "extra: is not a parameter of this template",
     ] {
@@ -399,13 +394,14 @@ async fn offerings_come_from_templates() {
     assert_eq!(pg["templateRef"], "template:default/postgres-database");
     assert_eq!(pg["resourceType"], "database");
     let pages = pg["parameters"].as_array().unwrap();
-    assert_eq!(pages.len(), 2, "simple page, then advanced");
+    assert_eq!(
+        pages.len(),
+        1,
+        "one page: everything on it changes what is provisioned"
+    );
     assert_eq!(pages[0]["properties"]["owner"]["ui:field"], "OwnerPicker");
     assert_eq!(pg["presets"]["parameter"], "size");
-    assert_eq!(
-        pg["presets"]["values"]["medium"]["instance_class"],
-        "db.t3.large"
-    );
+    assert_eq!(pg["presets"]["values"]["medium"]["connection_limit"], 100);
 
     let (status, preview) = app.get_json("/offerings/preview-environment").await;
     assert_eq!(status, 200);

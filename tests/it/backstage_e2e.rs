@@ -878,7 +878,7 @@ catalog:
             .as_array()
             .unwrap()
             .iter()
-            .any(|t| t["content"] == "42.75 USD/month; allowed"),
+            .any(|t| t["content"] == "65.00 USD/month; allowed"),
         "the output shows the estimate: {output}"
     );
 
@@ -914,7 +914,7 @@ catalog:
         BTreeSet::from([TEAM.to_owned()])
     );
     let ann = &resource["metadata"]["annotations"];
-    assert_eq!(ann["paved.dev/monthly-cost-usd"], "42.75", "{resource}");
+    assert_eq!(ann["paved.dev/monthly-cost-usd"], "65.00", "{resource}");
     assert_eq!(ann["paved.dev/environment"], "dev");
     assert_eq!(ann["paved.dev/resource-id"], resource_id.as_str());
     assert_eq!(ann["paved.dev/request-id"], request_id.as_str());
@@ -959,13 +959,13 @@ catalog:
         &bs,
         &user_token,
         "postgres-database",
-        json!({"name": denied_name, "environment": "prod", "size": "small", "owner": TEAM,
-               "cost_center": "ENG-1234", "backup_retention_days": 3}),
+        json!({"name": denied_name, "environment": "dev", "size": "medium", "owner": TEAM,
+               "cost_center": "ENG-1234"}),
     )
     .await;
     let (status, events) = finished_task(&http, &bs, &user_token, &task).await;
     assert_eq!(status, "failed", "{}", task_text(&events));
-    let reason = "production databases keep backups at least 7 days (asked: 3)";
+    let reason = "exceeds the dev limit of 100 USD/month";
     assert!(
         events
             .iter()
@@ -980,7 +980,7 @@ catalog:
             .unwrap_or("")
             .contains(reason)
     );
-    assert!(!database_exists(&format!("{}_prod", denied_name.replace('-', "_"))).await);
+    assert!(!database_exists(&format!("{}_dev", denied_name.replace('-', "_"))).await);
 
     // --- 4b. an approval that outlasts the task's waits -----------------------------------
     clock
@@ -991,7 +991,7 @@ catalog:
         &bs,
         &user_token,
         "postgres-database",
-        json!({"name": approval_name, "environment": "prod", "size": "large", "multi_az": true,
+        json!({"name": approval_name, "environment": "prod", "size": "large",
                "owner": TEAM, "cost_center": "ENG-1234"}),
     )
     .await;
@@ -1082,7 +1082,7 @@ catalog:
             .unwrap()
             .iter()
             .any(|t| t["content"]
-                == "Denied: estimated 171 USD/month exceeds the dev limit of 100 USD/month"),
+                == "Denied: estimated 305 USD/month exceeds the dev limit of 100 USD/month"),
         "the estimate's cost and decision: {}",
         dry["output"]
     );

@@ -563,9 +563,9 @@ fn the_command_line_orders_follows_and_deletes() {
         "--wait",
     ]);
     assert_eq!(code, Some(0), "{out}{err}");
-    // Each step as it finishes, then the outcome with the resource.
+    // Each step as it finishes, numbered and timed, then the outcome with the resource.
     assert!(
-        out.contains("[ done] validate") && out.contains("[ done] publish"),
+        out.contains("[ done] 1/6 validate (") && out.contains("[ done] 6/6 publish ("),
         "{out}"
     );
     let line = out
@@ -585,6 +585,55 @@ fn the_command_line_orders_follows_and_deletes() {
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["status"], "succeeded");
     assert_eq!(r["requester"], "user:default/alice");
+
+    // What can be ordered, what it costs, what was ordered: the same answers the API gives.
+    let (code, out, err) = cli(&["offerings", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("redis-cache") && out.contains("postgres-database"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["offerings", "show", "redis-cache"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("you get:") && out.contains("cache.username") && out.contains("credentials:"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&[
+        "estimate",
+        "postgres-database",
+        "--set",
+        "name=orders",
+        "--set",
+        "owner=team-a",
+        "--set",
+        "cost_center=ENG-1234",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("65.00 USD/month") && out.contains("decision: allowed"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&[
+        "estimate",
+        "postgres-database",
+        "--set",
+        "name=orders",
+        "--set",
+        "owner=team-a",
+        "--set",
+        "cost_center=ENG-1234",
+        "--set",
+        "size=medium",
+    ]);
+    assert_eq!(code, Some(1), "denied in dev: {out}");
+    assert!(out.contains("denied (cost_limit)"), "{out}");
+    let (code, out, _) = cli(&["request", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&request) && out.contains("succeeded"), "{out}");
+    let (code, _, err) = cli(&["request", "cancel", &request]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("can no longer be cancelled"), "{err}");
 
     // Refusals come back as paved's message, naming the field, with exit code 1.
     let (code, _, err) = cli(&[

@@ -1370,7 +1370,7 @@ async fn platform_metrics_measure_speed_outcomes_guardrails_drift_and_cleanup() 
         .as_str()
         .unwrap()
         .to_owned();
-    let (st, waiting) = common::kit::order_as(&app, "alice-token", "postgres-database", json!({"name": unique(), "environment": "prod", "size": "large", "multi_az": true, "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    let (st, waiting) = common::kit::order_as(&app, "alice-token", "postgres-database", json!({"name": unique(), "environment": "prod", "size": "large", "owner": "team-a", "cost_center": "ENG-1234"})).await;
     assert_eq!(
         (st, waiting["status"].as_str()),
         (201, Some("awaiting_approval"))
@@ -1605,11 +1605,20 @@ async fn cost_insights_daily_costs_come_from_resource_history() {
     )
     .await;
     let conn = db_of(&db.url).await;
-    let cache = |name: &str| json!({"name": name, "owner": "team-a", "cost_center": "ENG-1234", "size": "small"});
-    // One cache resized after five days, one that lived for two days.
+    // Databases: their size (the owner role's connection limit) is what a resize changes.
+    let cache = |name: &str| json!({"name": name, "environment": "staging", "owner": "team-a", "cost_center": "ENG-1234", "size": "small"});
+    // One database resized after five days, one that lived for two days.
     let kept_name = unique();
-    let kept = wait_final(&app, &order(&app, "redis-cache", cache(&kept_name)).await).await;
-    let gone = wait_final(&app, &order(&app, "redis-cache", cache(&unique())).await).await;
+    let kept = wait_final(
+        &app,
+        &order(&app, "postgres-database", cache(&kept_name)).await,
+    )
+    .await;
+    let gone = wait_final(
+        &app,
+        &order(&app, "postgres-database", cache(&unique())).await,
+    )
+    .await;
     let (kept_id, gone_id) = (
         kept["resourceId"].as_str().unwrap().to_owned(),
         gone["resourceId"].as_str().unwrap().to_owned(),
@@ -1665,7 +1674,7 @@ async fn cost_insights_daily_costs_come_from_resource_history() {
         .unwrap();
     set(gone_id.clone(), resource::Column::CreatedAt, midnight(3)).await;
     set(gone_id.clone(), resource::Column::DeletedAt, midnight(1)).await;
-    let (small, medium) = (15.0 / 730.0 * 24.0, 50.0 / 730.0 * 24.0);
+    let (small, medium) = (65.0 / 730.0 * 24.0, 305.0 / 730.0 * 24.0);
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
 
     // Two weeks ending today (the end date is exclusive): days 14..1 ago.
@@ -1674,13 +1683,13 @@ async fn cost_insights_daily_costs_come_from_resource_history() {
     let (st, c) = call(
         &app,
         Method::GET,
-        &format!("/cost-insights/entity/default/resource/{kept_name}-dev/{intervals}"),
+        &format!("/cost-insights/entity/default/resource/{kept_name}-staging/{intervals}"),
         Some("alice-token"),
         None,
     )
     .await;
     assert_eq!(st, 200, "{c}");
-    assert_eq!(c["id"], format!("resource:default/{kept_name}-dev"));
+    assert_eq!(c["id"], format!("resource:default/{kept_name}-staging"));
     let days: Vec<f64> = c["aggregation"]
         .as_array()
         .unwrap()
@@ -1718,7 +1727,7 @@ async fn cost_insights_daily_costs_come_from_resource_history() {
         "rising: {c}"
     );
     assert!(c["trendline"]["intercept"].is_number());
-    assert_eq!(c["groupedCosts"]["part"][0]["id"], "cache");
+    assert_eq!(c["groupedCosts"]["part"][0]["id"], "database");
 
     // The team: both caches, the deleted one for the two days it lived; unencoded slashes too.
     let (st, g) = call(
@@ -1748,7 +1757,7 @@ async fn cost_insights_daily_costs_come_from_resource_history() {
         })
         .collect();
     assert_eq!(days, with_gone, "{g}");
-    assert_eq!(g["groupedCosts"]["offering"][0]["id"], "redis-cache");
+    assert_eq!(g["groupedCosts"]["offering"][0]["id"], "postgres-database");
     assert_eq!(g["groupedCosts"]["resource"].as_array().unwrap().len(), 2);
 
     for (path, field) in [
@@ -1780,7 +1789,7 @@ async fn cost_insights_daily_costs_come_from_resource_history() {
     let (st, _) = call(
         &app,
         Method::GET,
-        &format!("/cost-insights/entity/default/resource/{kept_name}-dev/{intervals}"),
+        &format!("/cost-insights/entity/default/resource/{kept_name}-staging/{intervals}"),
         Some("mallory-token"),
         None,
     )

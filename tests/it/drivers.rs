@@ -81,7 +81,7 @@ async fn postgres_create_connect_observe_destroy() {
     let driver = limited_driver(&admin);
     let name = unique("paved_drv");
     let spec = driver
-        .parse(&json!({"database": name, "environment": "dev", "connection_limit": 7, "extensions": ["pgcrypto"], "instance_class": "db.t3.small"}))
+        .parse(&json!({"database": name, "environment": "dev", "connection_limit": 7, "extensions": ["pgcrypto"]}))
         .unwrap();
     let _cleanup = Cleanup::Postgres(spec.clone(), TAG.into());
     let password = generate_password();

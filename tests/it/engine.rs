@@ -115,7 +115,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
             .iter()
             .any(|r| r["id"] == rid)
     );
-    assert_eq!(res["monthlyCost"], 42.75);
+    assert_eq!(res["monthlyCost"], 65.0);
     assert!(
         !res.to_string().contains("password"),
         "no secret in the resource: {res}"
@@ -171,9 +171,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     let r = patch(json!({"name": "renamed"})).await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("name: cannot change"));
-    let r = patch(json!({"instance_class": "db.r6g.2xlarge", "storage_gb": 1000}))
-        .await
-        .unwrap();
+    let r = patch(json!({"size": "large"})).await.unwrap();
     assert_eq!(r.status(), 403, "over the staging cost limit");
     let r = patch(json!({"size": "medium"})).await.unwrap();
     assert_eq!(r.status(), 202);
@@ -182,7 +180,7 @@ async fn a_postgres_order_becomes_a_database_only_its_team_can_read() {
     let updated = wait_final(&app, upd["id"].as_str().unwrap()).await;
     assert_eq!(updated["status"], "succeeded", "{updated}");
     let (_, res) = app.get_json(&format!("/resources/{rid}")).await;
-    assert_eq!(res["monthlyCost"], 171.0);
+    assert_eq!(res["monthlyCost"], 305.0);
     let mut admin = PgConnection::connect(&common::postgres_admin_url())
         .await
         .unwrap();
@@ -893,10 +891,11 @@ async fn templates_change_and_destroy_resources_through_actions() {
         }
     };
     let n = name();
+    // A database: its size (the owner role's connection limit) is what an update changes.
     let id = order(
         &app,
-        "redis-cache",
-        json!({"name": n, "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"}),
+        "postgres-database",
+        json!({"name": n, "environment": "staging", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"}),
     )
     .await;
     let _teardown = Teardown {

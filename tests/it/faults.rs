@@ -98,7 +98,12 @@ async fn redis_down_fails_redis_orders_with_a_clear_reason_and_nothing_else() {
     let app = TestApp::spawn(s).await;
     drop(redis); // down before anything reaches it
 
-    let cache = order(&app, "redis-cache", json!({"name": name(), "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    let cache = order(
+        &app,
+        "redis-cache",
+        json!({"name": name(), "environment": "dev", "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
     let n = name();
     let database = order(&app, "postgres-database", pg_values(&n)).await;
     let _teardown = Teardown {
@@ -142,7 +147,12 @@ async fn backstage_down_never_fails_provisioning_and_the_refresh_arrives_when_it
     s.engine.poll_seconds = 1;
     s.backstage.base_url = Some(format!("http://127.0.0.1:{port}"));
     let app = TestApp::spawn(s).await;
-    let id = order(&app, "redis-cache", json!({"name": name(), "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"})).await;
+    let id = order(
+        &app,
+        "redis-cache",
+        json!({"name": name(), "environment": "dev", "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
     let _teardown = Teardown {
         db_url: db.url.clone(),
         requests: vec![id.clone()],

@@ -50,11 +50,8 @@ fn raw_status_line_blocking(base: &str, path: &str, body: &Value, bearer: Option
 async fn estimate_shows_cost_recommendations_and_decision() {
     let db = TestDb::new(Engine::Sqlite).await;
     let app = TestApp::spawn(settings(&db.url)).await;
-    // The seed's example: db.t3.medium, 100 GB, 7 days, single-AZ = 60 + 11.50 + 14.00.
-    let values = pg_values(
-        "prod",
-        json!({"instance_class": "db.t3.medium", "storage_gb": 100, "backup_retention_days": 7, "multi_az": false}),
-    );
+    // What the cluster enforces: a database (5) and its owner role's 20 connections (20 x 3).
+    let values = pg_values("prod", json!({"size": "small"}));
     // As someone who may see team-a's budget (the anonymous caller gets no budget part).
     let (status, e) = call(
         &app,
@@ -66,20 +63,21 @@ async fn estimate_shows_cost_recommendations_and_decision() {
     .await;
     assert_eq!(status, 200, "{e}");
     assert_eq!(e["valid"], true);
-    assert_eq!(e["estimate"]["monthly"], 85.5);
-    assert_eq!(e["estimate"]["annual"], 1026.0);
+    assert_eq!(e["estimate"]["monthly"], 65.0);
+    assert_eq!(e["estimate"]["annual"], 780.0);
     let items: Vec<f64> = e["estimate"]["lineItems"]
         .as_array()
         .unwrap()
         .iter()
         .map(|l| l["monthly"].as_f64().unwrap())
         .collect();
-    assert_eq!(items, [60.0, 11.5, 14.0]);
-    assert_eq!(e["estimate"]["recommendations"][0]["id"], "arm-instance");
+    assert_eq!(items, [5.0, 60.0]);
+    assert_eq!(e["estimate"]["recommendations"], json!([]));
     assert_eq!(e["decision"]["outcome"], "allowed");
-    assert_eq!(e["decision"]["warn"][0]["rule"], "prod_multi_az");
+    // No backup or standby rule for what has no backups or standby of its own.
+    assert_eq!(e["decision"]["warn"], json!([]), "{e}");
     assert_eq!(e["budget"]["team"], "group:default/team-a");
-    assert_eq!(e["budget"]["after"], 85.5);
+    assert_eq!(e["budget"]["after"], 65.0);
     // Nothing was stored.
     let (_, list) = call(&app, "GET", "/requests", None, None).await;
     assert_eq!(list["items"], json!([]));
@@ -102,11 +100,11 @@ async fn estimate_shows_cost_recommendations_and_decision() {
 async fn denied_requests_are_stored_and_refused_with_the_reason_on_the_status_line() {
     let db = TestDb::new(Engine::Sqlite).await;
     let app = TestApp::spawn(settings(&db.url)).await;
-    // Medium in dev: 171 USD/month over the dev limit of 100; and 3 days of prod backups.
+    // Medium in dev: 305 USD/month over the dev limit of 100.
     let body = json!({"offering": "postgres-database", "values": pg_values("dev", json!({"size": "medium"})), "idempotencyKey": "deny-1"});
     let line = raw_status_line(&app.base, "/api/paved/v1/requests", &body, None).await;
     assert!(
-        line.starts_with("HTTP/1.1 403 Policy cost_limit denied: estimated 171"),
+        line.starts_with("HTTP/1.1 403 Policy cost_limit denied: estimated 305"),
         "{line}"
     );
     let (status, err) = call(&app, "POST", "/requests", None, Some(body.clone())).await;
@@ -124,8 +122,8 @@ async fn denied_requests_are_stored_and_refused_with_the_reason_on_the_status_li
     );
     assert_eq!(stored["decision"]["deny"][0]["rule"], "cost_limit");
 
-    // Every deny is reported, not only the first.
-    let two = json!({"offering": "postgres-database", "values": pg_values("prod", json!({"size": "small", "backup_retention_days": 3, "storage_gb": 1000, "instance_class": "db.r6g.2xlarge", "multi_az": true}))});
+    // The denies come as a list, each with its rule.
+    let two = json!({"offering": "postgres-database", "values": pg_values("staging", json!({"size": "large"}))});
     let (status, err) = call(&app, "POST", "/requests", None, Some(two)).await;
     assert_eq!(status, 403);
     let rules: Vec<&str> = err["error"]["errors"]
@@ -134,15 +132,15 @@ async fn denied_requests_are_stored_and_refused_with_the_reason_on_the_status_li
         .iter()
         .map(|v| v["rule"].as_str().unwrap())
         .collect();
-    assert_eq!(rules, ["prod_backup_retention"], "{err}");
+    assert_eq!(rules, ["cost_limit"], "{err}");
     app.stop().await;
 }
 
 async fn approvals_flow(engine: Engine) {
     let db = TestDb::new(engine).await;
     let app = TestApp::spawn(with_people(settings(&db.url))).await;
-    // Large, multi-AZ in prod: 1055 USD/month, above the 1000 approval threshold.
-    let body = |key: &str| json!({"offering": "postgres-database", "values": pg_values("prod", json!({"size": "large", "multi_az": true})), "idempotencyKey": key});
+    // Large in prod: 1205 USD/month, above the 1000 approval threshold.
+    let body = |key: &str| json!({"offering": "postgres-database", "values": pg_values("prod", json!({"size": "large"})), "idempotencyKey": key});
     let (status, r) = call(
         &app,
         "POST",
@@ -391,7 +389,7 @@ async fn team_budgets_and_spend() {
     let (s6, _) = call(&app, "GET", "/resources/nope/cost", None, None).await;
     assert_eq!(s6, 404);
 
-    // 27.30 + 42.75 > 50: over budget, so a platform-admin must approve.
+    // 27.30 + 65 > 50: over budget, so a platform-admin must approve.
     let (status, r) = call(
         &app,
         "POST",
@@ -481,7 +479,7 @@ async fn actions_registry_estimate_and_provision() {
         .json()
         .await
         .unwrap();
-    assert_eq!(r["output"]["monthlyCost"], 42.75, "{r}");
+    assert_eq!(r["output"]["monthlyCost"], 65.0, "{r}");
     assert_eq!(r["output"]["outcome"], "allowed");
     let v2: Value = app
         .client
@@ -641,13 +639,14 @@ async fn budgets_count_open_orders_and_charge_changes_their_difference() {
         db_url: db.url.clone(),
         requests: vec![],
     };
-    let cache = |size: &str| json!({"name": unique(), "environment": "dev", "size": size, "owner": "team-a", "cost_center": "ENG-1234"});
+    // Databases in staging: their sizes (connection limits) are priced apart.
+    let cache = |size: &str| json!({"name": unique(), "environment": "staging", "size": size, "owner": "team-a", "cost_center": "ENG-1234"});
     let (_, est) = call(
         &app,
         "POST",
         "/estimates",
         None,
-        Some(json!({"offering": "redis-cache", "values": cache("small")})),
+        Some(json!({"offering": "postgres-database", "values": cache("small")})),
     )
     .await;
     let small = est["estimate"]["monthly"].as_f64().unwrap();
@@ -656,7 +655,7 @@ async fn budgets_count_open_orders_and_charge_changes_their_difference() {
         "POST",
         "/estimates",
         None,
-        Some(json!({"offering": "redis-cache", "values": cache("medium")})),
+        Some(json!({"offering": "postgres-database", "values": cache("medium")})),
     )
     .await;
     let medium = est["estimate"]["monthly"].as_f64().unwrap();
@@ -673,7 +672,8 @@ async fn budgets_count_open_orders_and_charge_changes_their_difference() {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, created) = order_as(&app, "alice-token", "redis-cache", cache("small")).await;
+    let (status, created) =
+        order_as(&app, "alice-token", "postgres-database", cache("small")).await;
     assert_eq!(status, 201, "{created}");
     let done = wait_final(&app, created["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "succeeded", "{done}");
@@ -701,19 +701,19 @@ async fn budgets_count_open_orders_and_charge_changes_their_difference() {
     s.engine.workers = 0;
     s.server.listen = "127.0.0.1:0".parse().unwrap();
     let app = TestApp::spawn(s).await;
-    let (status, first) = order_as(&app, "alice-token", "redis-cache", cache("small")).await;
+    let (status, first) = order_as(&app, "alice-token", "postgres-database", cache("small")).await;
     assert_eq!(status, 201);
     assert_eq!(
         first["status"], "awaiting_approval",
         "medium + small is over: {first}"
     );
-    let (_, second) = order_as(&app, "alice-token", "redis-cache", cache("small")).await;
+    let (_, second) = order_as(&app, "alice-token", "postgres-database", cache("small")).await;
     let (_, est) = call(
         &app,
         "POST",
         "/estimates",
         Some("alice-token"),
-        Some(json!({"offering": "redis-cache", "values": cache("small")})),
+        Some(json!({"offering": "postgres-database", "values": cache("small")})),
     )
     .await;
     assert!(
@@ -732,7 +732,7 @@ async fn concurrent_orders_fit_the_budget(engine: Engine) {
     // Enough connections for the orders to really overlap (five made the race rare).
     s.database.max_connections = 20;
     let app = TestApp::spawn(s).await;
-    let cache = || json!({"name": common::kit::unique(), "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"});
+    let cache = || json!({"name": common::kit::unique(), "environment": "dev", "owner": "team-a", "cost_center": "ENG-1234"});
     let (_, est) = call(
         &app,
         "POST",
@@ -842,7 +842,7 @@ async fn orders_wait_for_the_teams_lock_held_by_another_replica() {
 
     let order = |owner: &str, token: &str| {
         let (client, url) = (app.client.clone(), app.api("/requests"));
-        let body = json!({"offering": "redis-cache", "values": {"name": common::kit::unique(), "environment": "dev", "size": "small", "owner": owner, "cost_center": "ENG-1234"}});
+        let body = json!({"offering": "redis-cache", "values": {"name": common::kit::unique(), "environment": "dev", "owner": owner, "cost_center": "ENG-1234"}});
         let token = token.to_owned();
         tokio::spawn(async move {
             client

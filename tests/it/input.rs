@@ -8,7 +8,7 @@ use common::{Engine, TestApp, TestDb, kit::call, settings};
 use serde_json::{Value, json};
 
 fn cache(name: &str, owner: &str) -> Value {
-    json!({"name": name, "environment": "dev", "size": "small", "owner": owner, "cost_center": "ENG-1234"})
+    json!({"name": name, "environment": "dev", "owner": owner, "cost_center": "ENG-1234"})
 }
 
 async fn create(app: &TestApp, token: &str, values: Value, key: &str) -> (u16, Value) {

@@ -19,6 +19,7 @@ mod engine;
 mod faults;
 mod guardrails;
 mod hardening;
+mod honest;
 mod input;
 mod jobs;
 mod layers;

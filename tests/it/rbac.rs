@@ -52,7 +52,7 @@ impl Api<'_> {
             "POST",
             "/requests",
             Some(token),
-            Some(json!({"offering": "redis-cache", "values": {"name": name, "environment": "dev", "size": "small", "owner": "team-a", "cost_center": "ENG-1234"}})),
+            Some(json!({"offering": "redis-cache", "values": {"name": name, "environment": "dev", "owner": "team-a", "cost_center": "ENG-1234"}})),
         )
         .await
     }

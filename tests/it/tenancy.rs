@@ -47,7 +47,7 @@ fn pg_values(name: &str, team: &str) -> Value {
 }
 
 fn cache_values(name: &str, team: &str, evict: bool) -> Value {
-    json!({"name": name, "environment": "dev", "size": "small", "owner": team, "cost_center": "ENG-1234", "evict_keys": evict})
+    json!({"name": name, "environment": "dev", "owner": team, "cost_center": "ENG-1234", "evict_keys": evict})
 }
 
 /// Orders for `team` and waits for the request's end; returns (request, resource id).
@@ -488,7 +488,7 @@ async fn a_tenant_holding_locks_delays_only_its_own_resource() {
         "PATCH",
         &format!("/resources/{rid_a}"),
         Some("alice-token"),
-        Some(json!({"values": {"backup_retention_days": 2}})),
+        Some(json!({"values": {"size": "small"}})),
     )
     .await;
     assert_eq!(status, 202, "{upd}");
@@ -1092,10 +1092,17 @@ async fn a_colliding_create_leaves_nothing_and_can_be_deleted() {
     assert_eq!(roles, 0, "no role was created");
     let (status, _) = credentials(&app, "team-a", &rid).await;
     assert_eq!(status, 404);
-    // Ordering the name again says which resource holds it and how to free it.
-    let (again, _) = ordered(&app, "team-a", "postgres-database", pg_values(&n, "team-a")).await;
-    assert_eq!(again["status"], "failed", "{again}");
-    let why = again["error"].as_str().unwrap_or("");
+    // Ordering the name again is refused at once, saying which resource holds it and how
+    // to free it.
+    let (status, again) = order_as(
+        &app,
+        token("team-a"),
+        "postgres-database",
+        pg_values(&n, "team-a"),
+    )
+    .await;
+    assert_eq!(status, 409, "{again}");
+    let why = again["error"]["message"].as_str().unwrap_or("");
     assert!(
         why.contains(&format!("resource {rid}"))
             && why.contains("whose create failed")

@@ -190,6 +190,13 @@ impl PartSpec {
     }
 }
 
+/// `host:port` of a target URL (`default_port` when it names none).
+fn address(url: &str, default_port: u16) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let host = u.host_str().filter(|h| !h.is_empty())?;
+    Some(format!("{host}:{}", u.port().unwrap_or(default_port)))
+}
+
 /// Logs, once at start-up and in the background, what makes a target unsafe for tenants (see
 /// [`Drivers::target_warnings`]); an unreachable target is reported, never fatal.
 /// `own_database` is paved's database URL, named as such when it lives on a target.
@@ -245,6 +252,21 @@ impl Drivers {
         self
     }
 
+    /// Where a part lives, for messages: `PostgreSQL (dev) at 127.0.0.1:5432`. The host and
+    /// port only: a target URL's user and password never appear.
+    pub fn location(&self, spec: &PartSpec) -> String {
+        let (url, default_port) = match spec {
+            PartSpec::Postgres(s) => (self.postgres.target_url(&s.environment), 5432),
+            PartSpec::Redis(s) => (self.redis.target_url(&s.environment), 6379),
+            // A module reaches whatever it provisions itself: no address paved knows.
+            PartSpec::Terraform(_) => (None, 0),
+        };
+        match url.and_then(|u| address(u, default_port)) {
+            Some(a) => format!("{} at {a}", spec.server()),
+            None => spec.server(),
+        }
+    }
+
     pub fn parse(&self, driver: &str, spec: &Value) -> Result<PartSpec, DriverError> {
         match driver {
             "postgres" => self.postgres.parse(spec).map(PartSpec::Postgres),
@@ -266,7 +288,7 @@ impl Drivers {
             PartSpec::Redis(s) => self.redis.apply(s, password, tag).await,
             PartSpec::Terraform(s) => self.terraform.apply(s, password, tag).await,
         }
-        .map_err(|e| e.within(&spec.server()))
+        .map_err(|e| e.within(&self.location(spec)))
     }
 
     pub async fn observe(&self, spec: &PartSpec) -> Result<Observed, DriverError> {
@@ -275,7 +297,7 @@ impl Drivers {
             PartSpec::Redis(s) => self.redis.observe(s).await,
             PartSpec::Terraform(s) => self.terraform.observe(s).await,
         }
-        .map_err(|e| e.within(&spec.server()))
+        .map_err(|e| e.within(&self.location(spec)))
     }
 
     /// Observes the part and compares it with what paved provisions for `spec`.
@@ -310,7 +332,7 @@ impl Drivers {
             PartSpec::Redis(s) => self.redis.destroy(s, tag).await,
             PartSpec::Terraform(s) => self.terraform.destroy(s, tag).await,
         }
-        .map_err(|e| e.within(&spec.server()))
+        .map_err(|e| e.within(&self.location(spec)))
     }
 
     pub async fn usage(&self, spec: &PartSpec) -> Result<Usage, DriverError> {
@@ -321,7 +343,7 @@ impl Drivers {
                 "usage of terraform parts is not measured".into(),
             )),
         }
-        .map_err(|e| e.within(&spec.server()))
+        .map_err(|e| e.within(&self.location(spec)))
     }
 }
 
@@ -354,5 +376,23 @@ impl Provisioner for Drivers {
 
     fn usage<'a>(&'a self, spec: &'a PartSpec) -> DriverFuture<'a, Usage> {
         Box::pin(Drivers::usage(self, spec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // By its full path: `super::` here reads as the provisioning layer to tests/it/layers.rs.
+    use crate::provisioning::drivers::address;
+
+    #[test]
+    fn an_address_names_host_and_port_never_the_password() {
+        assert_eq!(
+            address("postgres://paved:s3cret@db.internal/postgres", 5432).as_deref(),
+            Some("db.internal:5432")
+        );
+        assert_eq!(
+            address("redis://:s3cret@127.0.0.1:6380/0", 6379).as_deref(),
+            Some("127.0.0.1:6380")
+        );
     }
 }

@@ -79,8 +79,9 @@ fn default_limit() -> i32 {
 }
 
 impl PostgresSpec {
-    /// Parses the rendered part spec; cloud-only fields (instance class, storage, backups,
-    /// multi-AZ) are priced and policed, but a PostgreSQL cluster has no such knobs.
+    /// Parses the rendered part spec. Fields a cluster has no knob for (an instance class,
+    /// backups: what older offerings rendered) are ignored, so specs recorded by them still
+    /// parse for a delete or a drift check; the bundled offering no longer prices any.
     pub fn parse(spec: &Value, allowed_extensions: &[String]) -> Result<Self, DriverError> {
         let raw: RawSpec = serde_json::from_value(spec.clone())
             .map_err(|e| DriverError::Permanent(format!("postgres spec: {e}")))?;
@@ -218,6 +219,11 @@ impl PostgresDriver {
         PostgresSpec::parse(spec, &self.allowed_extensions)
     }
 
+    /// The configured URL of `env`'s target (for where a message points; never shown whole).
+    pub fn target_url(&self, env: &str) -> Option<&str> {
+        self.targets.get(env).map(String::as_str)
+    }
+
     fn target(&self, env: &str) -> Result<&str, DriverError> {
         self.targets.get(env).map(String::as_str).ok_or_else(|| {
             DriverError::Permanent(format!(
@@ -278,18 +284,59 @@ impl PostgresDriver {
             return Ok(p.clone());
         }
         let opts = self.connect_options(env, None, read_only)?;
-        let pool = PgPoolOptions::new()
+        let pool = match PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await
-            .map_err(transient)?;
+        {
+            Ok(p) => p,
+            Err(e) => return Err(self.unreachable(env, read_only, e).await),
+        };
         pools.insert(key, pool.clone());
         Ok(pool)
     }
 
-    async fn admin(&self, env: &str) -> Result<PgPool, DriverError> {
-        self.pool(env, false).await
+    /// A connection from the maintenance database's pool.
+    async fn acquire(
+        &self,
+        env: &str,
+        read_only: bool,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, DriverError> {
+        let pool = self.pool(env, read_only).await?;
+        match pool.acquire().await {
+            Ok(c) => Ok(c),
+            Err(e) => Err(self.unreachable(env, read_only, e).await),
+        }
+    }
+
+    /// The real cause behind a pool's error: sqlx retries a refused connection until its
+    /// acquire timeout and then says only "pool timed out while waiting for an open
+    /// connection", so one direct connection attempt tells what the server answers.
+    async fn unreachable(&self, env: &str, read_only: bool, e: sqlx::Error) -> DriverError {
+        if !matches!(e, sqlx::Error::PoolTimedOut) {
+            return classify(e);
+        }
+        let Ok(opts) = self.connect_options(env, None, read_only) else {
+            return classify(e);
+        };
+        match tokio::time::timeout(Duration::from_secs(3), opts.connect()).await {
+            Ok(Err(cause)) => match classify(cause) {
+                DriverError::Transient(m) => DriverError::Transient(format!("cannot connect: {m}")),
+                other => other,
+            },
+            Ok(Ok(c)) => {
+                let _ = sqlx::Connection::close(c).await;
+                DriverError::Transient(
+                    "no free connection within 5 s (paved's connections to the server are all busy)"
+                        .into(),
+                )
+            }
+            Err(_) => DriverError::Transient(
+                "cannot connect: no answer within 3 s (a wrong host, or a firewall dropping packets)"
+                    .into(),
+            ),
+        }
     }
 
     async fn observer(&self, env: &str) -> Result<PgPool, DriverError> {
@@ -329,8 +376,7 @@ impl PostgresDriver {
             .local_locks
             .lock(&format!("{}/{}", spec.environment, spec.database.as_str()))
             .await;
-        let pool = self.admin(&spec.environment).await?;
-        let mut conn = pool.acquire().await.map_err(classify)?;
+        let mut conn = self.acquire(&spec.environment, false).await?;
         let locked = try_lock(&mut conn, spec.database.as_str()).await?;
         let result = self.converge(&mut conn, spec, password, tag).await;
         if locked {
@@ -443,8 +489,7 @@ impl PostgresDriver {
     /// only the extensions need a connection to the tenant's database, pinned and read-only
     /// too, and reported as `self_transactions`.
     pub async fn observe(&self, spec: &PostgresSpec) -> Result<Observed, DriverError> {
-        let pool = self.observer(&spec.environment).await?;
-        let mut conn = pool.acquire().await.map_err(classify)?;
+        let mut conn = self.acquire(&spec.environment, true).await?;
         let row = observe_database_statement(spec.database.as_str())
             .run(&mut conn)
             .await?
@@ -538,8 +583,7 @@ impl PostgresDriver {
         if let Some(c) = self.parked.take(&key) {
             let _ = c.close().await;
         }
-        let pool = self.admin(&spec.environment).await?;
-        let mut conn = pool.acquire().await.map_err(classify)?;
+        let mut conn = self.acquire(&spec.environment, false).await?;
         let role_is_ours =
             matches!(role_tag(&mut conn, spec.owner.as_str()).await?, Some(Some(t)) if t == tag);
         let role = spec.owner.quoted();
@@ -1105,10 +1149,6 @@ async fn exec(conn: &mut PgConnection, sql: &str) -> Result<(), DriverError> {
         .await
         .map(|_| ())
         .map_err(classify)
-}
-
-fn transient(e: sqlx::Error) -> DriverError {
-    DriverError::Transient(crate::vocab::redact::redact(&e.to_string()))
 }
 
 /// Sorts a database error: duplicates are conflicts (converge), connection trouble is

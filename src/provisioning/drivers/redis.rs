@@ -112,6 +112,11 @@ impl RedisDriver {
         }
     }
 
+    /// The configured URL of `env`'s target (for where a message points; never shown whole).
+    pub fn target_url(&self, env: &str) -> Option<&str> {
+        self.targets.get(env).map(String::as_str)
+    }
+
     fn target(&self, env: &str) -> Result<&str, DriverError> {
         self.targets.get(env).map(String::as_str).ok_or_else(|| {
             DriverError::Permanent(format!(

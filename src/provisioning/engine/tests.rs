@@ -208,7 +208,12 @@ async fn a_permanent_driver_failure_fails_the_request_at_its_step() {
 
     let req = request_of(&t.db, &id).await;
     assert_eq!(req.status.as_str(), "failed");
-    assert_eq!(req.error.as_deref(), Some("Redis (dev): permission denied"));
+    let why = req.error.unwrap_or_default();
+    assert!(
+        why.starts_with("failed at step 4 of 8: create cache: Redis (dev): permission denied. What next: paved's account on the server lacks a privilege"),
+        "{why}"
+    );
+    assert!(why.contains("paved resource delete"), "{why}");
     let steps = steps_of(&t.db, &id).await;
     assert_eq!(steps[2], step("create db", "succeeded", 1));
     assert_eq!(steps[3], step("create cache", "failed", 1));
