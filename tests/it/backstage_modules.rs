@@ -145,7 +145,7 @@ paved:
         &bs,
         &user,
         "redis-cache",
-        json!({"name": name, "environment": "dev", "size": "small", "owner": TEAM, "cost_center": "ENG-1234"}),
+        json!({"name": name, "environment": "dev", "owner": TEAM, "cost_center": "ENG-1234"}),
     )
     .await;
     let (status, events) = finished_task(&http, &bs, &user, &task).await;
@@ -239,7 +239,7 @@ paved:
         .position(|s| s["status"] == "failed")
         .expect("a failed step");
     let expected = format!(
-        "paved request {failed} failed at step {} of {} ({}): PostgreSQL (dev): a database named {database} already exists",
+        "paved request {failed} failed at step {} of {}: {}: PostgreSQL (dev) at 127.0.0.1:5432: a database named {database} already exists",
         at + 1,
         steps.len(),
         steps[at]["name"].as_str().unwrap()

@@ -69,6 +69,19 @@ test('a failed request names its failing step, its position, its error and the l
   assert.ok(r.lines.includes('error Step 2 of 3, apply: failed (a database named x_dev already exists)'), r.lines.join('\n'));
 });
 
+test("paved's own failure message, which names its step and logs, is passed on as it is", async () => {
+  const error = 'failed at step 2 of 3: apply: PostgreSQL (dev) at 10.0.0.5:5432: a database named x_dev already exists. Logs: http://paved/q3/logs';
+  const paved = scripted([
+    { request: { status: 'failed', error, steps: steps(['validate', 'succeeded'], ['apply', 'failed', error], ['publish', 'pending']) },
+      logs: [] },
+  ]);
+  const r = recorder();
+  await assert.rejects(
+    follow({ call: paved.call, requestId: 'q3', requestUrl: 'http://paved/q3', logger: r.logger, pollMs: 0, sleep: noSleep }),
+    { message: `paved request q3 ${error}` },
+  );
+});
+
 test("Backstage's cancel cancels the paved request", async () => {
   const paved = scripted([{ request: { status: 'running', steps: [] }, logs: [] }]);
   const abort = new AbortController();

@@ -100,6 +100,10 @@ export async function follow(o: FollowOptions): Promise<Followed> {
       const where =
         i >= 0 ? ` at step ${i + 1} of ${steps.length} (${steps[i].name})` : '';
       const why = (i >= 0 ? steps[i].error : null) ?? r.error ?? r.status;
+      // paved's own message names the step, its position and the logs' link already.
+      if (/^failed at step \d+ of \d+/.test(why)) {
+        throw failure(`paved request ${o.requestId} ${why}`);
+      }
       throw failure(`paved request ${o.requestId} ${r.status}${where}: ${why}. ${o.requestUrl}`);
     }
     await sleep(o.pollMs);
