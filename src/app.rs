@@ -225,7 +225,10 @@ impl Application {
         background.spawn(state.0.templates.clone().watch(Duration::from_secs(
             settings.templates.reload_interval_seconds,
         )));
-        background.spawn(reload_policies_on_hangup(state.clone()));
+        background.spawn(watch_policies(
+            state.clone(),
+            Duration::from_secs(settings.policies.reload_interval_seconds),
+        ));
         if let Some(signer) = state.outgoing().signer() {
             background.spawn(keep_signing_keys(state.clone(), signer.clone()));
         }
@@ -591,25 +594,55 @@ async fn wait_for_secrets(state: &AppState) {
     }
 }
 
-/// SIGHUP re-reads the policies (templates listen for it too).
-async fn reload_policies_on_hangup(state: AppState) {
+/// Re-reads the policies on SIGHUP and, polling at `interval` (0 = off), when their folder
+/// changes, as the templates' watch does. A set that does not compile is logged and the previous
+/// one keeps deciding: a typo in a file must not open or close every guardrail.
+async fn watch_policies(state: AppState, interval: Duration) {
+    use crate::templates::fingerprint;
     #[cfg(unix)]
-    {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let dir = state.settings().policies.dir.clone();
+    let mut tick = (!interval.is_zero()).then(|| tokio::time::interval(interval));
+    let mut seen = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || fingerprint(&dir))
+            .await
+            .unwrap_or(0)
+    };
+    loop {
+        let by_signal = tokio::select! {
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+            _ = async { match tick.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => false,
         };
-        while hup.recv().await.is_some() {
-            match state.reload_policies() {
-                Ok(()) => tracing::info!("SIGHUP: policies reloaded"),
-                Err(e) => {
-                    tracing::error!(problem = %e, "SIGHUP: policies not reloaded; keeping the previous set")
-                }
-            }
+        let st = state.clone();
+        let d = dir.clone();
+        let Ok((now, outcome)) = tokio::task::spawn_blocking(move || {
+            let now = fingerprint(&d);
+            // An unchanged folder is not re-compiled; a broken one is reported once per change.
+            let outcome = (by_signal || now != seen).then(|| st.reload_policies());
+            (now, outcome)
+        })
+        .await
+        else {
+            continue;
+        };
+        seen = now;
+        // Logged here, on the watching task, rather than on the blocking thread.
+        let why = if by_signal {
+            "SIGHUP"
+        } else {
+            "policy files changed"
+        };
+        match outcome {
+            None => {}
+            Some(Ok(())) => tracing::info!(trigger = why, "policies reloaded"),
+            Some(Err(e)) => tracing::error!(
+                trigger = why,
+                problem = %e,
+                "policies not reloaded; keeping the previous set"
+            ),
         }
     }
-    #[cfg(not(unix))]
-    std::future::pending::<()>().await;
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -15,6 +15,9 @@ pub struct PoliciesSettings {
     /// `{guardrails: {approval: {above_monthly: 2000}}}`.
     #[schemars(with = "Map<String, Value>")]
     pub data: Value,
+    /// How often the folder is checked for changes (0 turns watching off; SIGHUP still reloads).
+    /// A set that does not compile is logged and the previous one keeps deciding.
+    pub reload_interval_seconds: u64,
 }
 
 impl Default for PoliciesSettings {
@@ -22,6 +25,7 @@ impl Default for PoliciesSettings {
         Self {
             dir: PathBuf::from("policies"),
             data: Value::Object(Map::new()),
+            reload_interval_seconds: 2,
         }
     }
 }

@@ -170,11 +170,19 @@ fn verdict(rows: &[Sample], driver: &str, start: DateTime<Utc>) -> Verdict {
     let Some(last) = inside.last() else {
         return Verdict::NotEnoughData;
     };
-    // The last activity paved ever saw, for the report.
+    // Transactions paved itself caused in (from, to]: a drift check is not use.
+    let own = |from: DateTime<Utc>, to: DateTime<Utc>| -> i64 {
+        rows.iter()
+            .filter(|r| r.kind == SampleKind::OwnActivity && r.at > from && r.at <= to)
+            .map(|r| r.counter)
+            .sum()
+    };
+    // The last activity paved ever saw, for the report and as the idle period's key: counting
+    // paved's own checks here would start a new idle period, and a new notice, every round.
     let mut last_activity = None;
     for pair in samples.windows(2) {
         let (a, b) = (pair[0], pair[1]);
-        if b.active > 0 || b.counter != a.counter {
+        if b.active > 0 || b.counter - a.counter != own(a.at, b.at) {
             last_activity = Some(b.at);
         }
     }
@@ -184,11 +192,7 @@ fn verdict(rows: &[Sample], driver: &str, start: DateTime<Utc>) -> Verdict {
     let delta = last.counter - base.counter;
     let (used, reason) = match driver {
         "postgres" => {
-            let own: i64 = rows
-                .iter()
-                .filter(|r| r.kind == SampleKind::OwnActivity && r.at > base.at && r.at <= last.at)
-                .map(|r| r.counter)
-                .sum();
+            let own = own(base.at, last.at);
             // A counter that went down was reset: no evidence either way, so not unused.
             (
                 delta < 0 || delta > own,
@@ -421,6 +425,36 @@ mod tests {
         // A counter that went down was reset: no evidence it is unused.
         let rows = [sample(9, 100), sample(12, 2)];
         assert!(matches!(verdict(&rows, "postgres", start), Verdict::Used));
+    }
+
+    /// Round after round of drift checks leave the idle period where it began, so it is
+    /// reported once; real use ends it, and the next idle period is a new one.
+    #[test]
+    fn paved_own_checks_do_not_start_a_new_idle_period() {
+        let idle = |rows: &[Sample], now: i64| match verdict(rows, "postgres", at(now - 10)) {
+            Verdict::Unused {
+                idle_since,
+                last_activity,
+                ..
+            } => (idle_since, last_activity),
+            _ => panic!("expected unused at {now}"),
+        };
+        let mut rows = vec![sample(0, 100), sample(1, 110)];
+        for h in 2..30 {
+            rows.push(own(h, 3));
+            rows.push(sample(h, 110 + 3 * (h - 1)));
+        }
+        let first = idle(&rows[..24], 12);
+        assert_eq!(first, (at(1), Some(at(1))));
+        assert_eq!(idle(&rows, 29), first, "the same idle period, every round");
+
+        // Someone used it: a new idle period, with a new key, starts after that.
+        let last = rows.last().unwrap().counter;
+        rows.push(sample(30, last + 5));
+        rows.push(own(31, 3));
+        rows.push(sample(31, last + 8));
+        rows.push(sample(45, last + 8));
+        assert_eq!(idle(&rows, 45), (at(30), Some(at(30))));
     }
 
     #[test]

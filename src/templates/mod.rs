@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::vocab::field_error::FieldError;
 pub use form::{Form, ValidValues};
 pub use render::{Context, RenderError, Renderer};
-pub use store::{Catalog, LoadProblem, TemplateStore};
+pub use store::{Catalog, LoadProblem, TemplateStore, fingerprint};
 
 use crate::vocab::entity_ref::{EntityRef, is_valid_entity_name};
 

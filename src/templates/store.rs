@@ -121,7 +121,8 @@ impl TemplateStore {
 }
 
 /// A cheap change detector: paths, sizes and modification times of every file below `dir`.
-fn fingerprint(dir: &Path) -> u64 {
+/// The policies' watch uses it too, so both folders notice the same kinds of change.
+pub fn fingerprint(dir: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let mut stack = vec![dir.to_owned()];

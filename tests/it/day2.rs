@@ -1238,6 +1238,36 @@ async fn unused_resources_are_found_from_usage_and_reported_with_their_savings()
         0,
         "once"
     );
+    // Another round of paved's own checks and readings: still the same idle period, so no
+    // second notice, and the report still has seen no use.
+    let (st, _) = drift_of(&app, &pg_id, "check").await;
+    assert_eq!(st, 200);
+    settled_usage(&drivers, &pg_spec).await;
+    usage::sample_resource(&conn, &drivers, &pg_res, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        usage::notify_unused(&conn, &notifier, 168, "USD", Utc::now())
+            .await
+            .unwrap(),
+        0,
+        "a drift check is not use: the idle period goes on"
+    );
+    let (_, again) = call(
+        &app,
+        Method::GET,
+        "/teams/team-a/unused",
+        Some("alice-token"),
+        None,
+    )
+    .await;
+    let pg = again["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resourceId"] == pg_id.as_str())
+        .unwrap_or_else(|| panic!("{again}"));
+    assert_eq!(pg["lastActivity"], Value::Null, "{again}");
     let told = eventually("the unused notice", || async {
         rec.notifications("unused-resource").pop()
     })

@@ -885,3 +885,96 @@ async fn orders_wait_for_the_teams_lock_held_by_another_replica() {
     assert_eq!(team_a.await.unwrap(), 201);
     app.stop().await;
 }
+
+/// Everything paved logs on this test's thread (the server runs on it too: a current-thread
+/// runtime), to check what an operator would read.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Policies follow their files as templates do: a changed file decides the next evaluation; a
+/// file that does not compile is logged and the previous set keeps deciding.
+#[tokio::test]
+async fn policies_reload_when_their_files_change_and_keep_the_last_good_set() {
+    use common::kit::eventually;
+    let logs = LogBuffer::default();
+    let sink = logs.clone();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish(),
+    );
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("policies");
+    std::fs::create_dir(&dir).unwrap();
+    // Written beside the folder and renamed in, so the watch never reads half a file.
+    let put = |text: &str| {
+        let staged = root.path().join("limit.rego");
+        std::fs::write(&staged, text).unwrap();
+        std::fs::rename(&staged, dir.join("limit.rego")).unwrap();
+    };
+    let policy = |rule: &str| {
+        format!(
+            "package paved.limit\n\nimport rego.v1\n\ndeny contains {{\"rule\": \"{rule}\", \"message\": \"{rule} says no\"}} if input.estimate.monthly > 10\n"
+        )
+    };
+    put(&policy("first"));
+    let db = TestDb::new(Engine::Sqlite).await;
+    let mut s = settings(&db.url);
+    s.policies.dir = dir.clone();
+    s.policies.reload_interval_seconds = 1;
+    let app = TestApp::spawn(s).await;
+    let input = json!({"resource": {"environment": "production", "owner": "x", "labels": {}}, "offering": {"ttl": null}, "estimate": {"monthly": 50}, "parts": [], "parameters": {}, "budget": {}});
+    let denied_by = || async {
+        let (status, d) = call(
+            &app,
+            "POST",
+            "/policies/evaluate",
+            None,
+            Some(input.clone()),
+        )
+        .await;
+        assert_eq!(status, 200, "{d}");
+        d["deny"][0]["rule"].as_str().map(str::to_owned)
+    };
+    assert_eq!(denied_by().await.as_deref(), Some("first"));
+
+    put(&policy("second, longer"));
+    eventually("the changed policy decides", || async {
+        (denied_by().await.as_deref() == Some("second, longer")).then_some(())
+    })
+    .await;
+
+    put("package paved.limit\n\nimport rego.v1\n\ndeny contains x if {\n  x :=\n}\n");
+    let line = eventually("the broken policy is reported", || async {
+        logs.text()
+            .lines()
+            .find(|l| l.contains("keeping the previous set"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("limit.rego"), "the file is named: {line}");
+    assert_eq!(
+        denied_by().await.as_deref(),
+        Some("second, longer"),
+        "the last set that compiled keeps deciding"
+    );
+    app.stop().await;
+}

@@ -120,6 +120,7 @@ pub fn settings(db_url: &str) -> Settings {
     // Tests that provision turn workers on themselves, with names of their own.
     s.engine.workers = 0;
     s.templates.reload_interval_seconds = 0;
+    s.policies.reload_interval_seconds = 0;
     s.server.shutdown_grace_seconds = 5;
     // Background schedules run where a test turns them on.
     s.ttl.reaper_interval_seconds = 0;
