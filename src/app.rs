@@ -150,7 +150,7 @@ impl Application {
             refresher,
             drivers,
             terraform_state,
-            schema_ready: AtomicBool::new(false),
+            schema_ready: tokio::sync::watch::Sender::new(false),
             secrets_verified: AtomicBool::new(secrets_verified),
             fatal: std::sync::Mutex::new(None),
             shutting_down: AtomicBool::new(false),
@@ -216,7 +216,7 @@ impl Application {
             let st = state.clone();
             background.spawn(async move {
                 if migrating.await.is_ok() {
-                    st.0.schema_ready.store(true, Ordering::Release);
+                    st.0.schema_ready.send_replace(true);
                 }
             });
         } else {
@@ -493,22 +493,20 @@ fn register_jobs(state: &AppState, engine: Option<Arc<Engine>>) -> crate::jobs::
 
 /// Returns once the schema is current (migrated here, or by `paved migrate` elsewhere).
 async fn wait_for_schema(state: &AppState) {
-    // Migrating here sets the flag: watched without asking the database, so the runners
-    // waiting at start-up do not each open a connection beside the migrations. Otherwise ask
-    // the database, as readiness does.
-    let migrating_here = state.settings().database.migrate_on_start;
-    loop {
-        if migrating_here {
-            if state.schema_ready() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        } else {
-            if matches!(state.schema_current().await, Ok(true)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    // Migrating here marks the schema ready: waited for without asking the database, so the
+    // runners waiting at start-up do not each open a connection beside the migrations.
+    // Otherwise ask the database, as readiness does.
+    if state.settings().database.migrate_on_start {
+        let _ = state
+            .0
+            .schema_ready
+            .subscribe()
+            .wait_for(|ready| *ready)
+            .await;
+        return;
+    }
+    while !matches!(state.schema_current().await, Ok(true)) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -49,7 +49,8 @@ pub(crate) struct Inner {
     pub(crate) drivers: Arc<Drivers>,
     /// Terraform's state backend, served under `/terraform/state` (the drivers' runs use it).
     pub(crate) terraform_state: Arc<crate::provisioning::terraform_state::StateService>,
-    pub(crate) schema_ready: AtomicBool,
+    /// True once the schema is known current; waited on by what needs the tables.
+    pub(crate) schema_ready: tokio::sync::watch::Sender<bool>,
     /// `secrets.key` opens what the database stores (checked at start, or once it answers).
     pub(crate) secrets_verified: AtomicBool,
     /// Set when paved must stop (a wrong secrets key found after start-up).
@@ -90,7 +91,7 @@ impl AppState {
         &self.0.metrics
     }
     pub fn schema_ready(&self) -> bool {
-        self.0.schema_ready.load(Ordering::Acquire)
+        *self.0.schema_ready.borrow()
     }
     pub fn tokens(&self) -> &StaticTokens {
         &self.0.tokens
@@ -212,7 +213,7 @@ impl AppState {
         }
         let current = db::schema_is_current(self.db()).await?;
         if current {
-            self.0.schema_ready.store(true, Ordering::Release);
+            self.0.schema_ready.send_replace(true);
         }
         Ok(current)
     }
