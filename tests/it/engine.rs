@@ -700,7 +700,11 @@ async fn another_replica_starts_a_job_at_once_through_listen_notify() {
 #[tokio::test]
 async fn the_template_steps_provision_then_wait_for_the_resource() {
     let db = TestDb::new(DbEngine::Sqlite).await;
-    let app = TestApp::spawn(with_workers(settings(&db.url), 1)).await;
+    // Every order waits for approval: the one cancelled below can then never be provisioned
+    // before its cancel arrives (it once was, and its Redis user outlived the test).
+    let mut s = with_workers(settings(&db.url), 1);
+    s.policies.data = json!({"guardrails": {"approval": {"above_monthly": 0}}});
+    let app = TestApp::spawn(s).await;
     let actions = app.url("/api/paved/.backstage/actions/v1/actions");
     let n = name();
     let out: Value = app
@@ -715,10 +719,25 @@ async fn the_template_steps_provision_then_wait_for_the_resource() {
         .await
         .unwrap();
     let id = out["output"]["requestId"].as_str().unwrap().to_owned();
+    let other = order(
+        &app,
+        "redis-cache",
+        json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
+    )
+    .await;
     let _teardown = Teardown {
         db_url: db.url.clone(),
-        requests: vec![id.clone()],
+        requests: vec![id.clone(), other.clone()],
     };
+    let (st, _) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/requests/{id}/approve"),
+        Some("lena-token"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
     let waited: Value = app
         .client
         .post(format!("{actions}/paved%3Await/invoke"))
@@ -738,12 +757,6 @@ async fn the_template_steps_provision_then_wait_for_the_resource() {
     );
 
     // A request that ends badly fails the step with paved's reason on the status line.
-    let other = order(
-        &app,
-        "redis-cache",
-        json!({"name": name(), "owner": "team-a", "cost_center": "ENG-1234"}),
-    )
-    .await;
     app.client
         .post(app.api(&format!("/requests/{other}/cancel")))
         .bearer_auth("alice-token")
