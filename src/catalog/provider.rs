@@ -19,7 +19,10 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{db::catalog::Entry, vocab::entity_ref::resource_ref};
+use crate::{
+    db::catalog::Entry,
+    vocab::entity_ref::{is_valid_entity_name, resource_ref},
+};
 
 /// The annotations a resource's entities share: what they are and where they come from.
 /// (`backstage.io/managed-by-location` and `-origin-location` are the catalog's to set, from
@@ -96,7 +99,11 @@ pub fn push_resource_entity(out: &mut String, r: &Entry, base_url: &str) {
     if let Some(d) = r.drift {
         entry(out, 4, "paved.dev/drift", d.as_str());
     }
-    api_links(out, r, base_url);
+    let outputs = declared_outputs(r, None);
+    for o in &outputs {
+        entry(out, 4, &o.annotation, &o.value);
+    }
+    api_links(out, r, base_url, &outputs);
     out.push_str("spec:\n");
     entry(out, 2, "type", &r.resource_type);
     entry(out, 2, "owner", &r.owner);
@@ -126,9 +133,52 @@ fn tags(out: &mut String, kind: &str, environment: &str) {
     item(out, &environment.to_ascii_lowercase());
 }
 
+/// One output the offering declares, as the entity shows it.
+struct ShownOutput {
+    /// `paved.dev/output.<part>.<name>` (`templates lint` keeps it a valid annotation key).
+    annotation: String,
+    value: String,
+    description: String,
+}
+
+/// The declared outputs (of one part, or all) that the resource has, as strings. Only what the
+/// offering declares is shown: the platform team decides what everyone in Backstage sees of a
+/// resource (its outputs hold no secret, but not every output is worth publishing).
+fn declared_outputs(r: &Entry, part: Option<&str>) -> Vec<ShownOutput> {
+    let Some(declared) = r.desired.get("outputs").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    declared
+        .iter()
+        .filter_map(|d| {
+            let (p, name) = (d.get("part")?.as_str()?, d.get("name")?.as_str()?);
+            // An invalid annotation key would make Backstage refuse the whole entity.
+            let key = format!("output.{p}.{name}");
+            if part.is_some_and(|want| want != p) || !is_valid_entity_name(&key) {
+                return None;
+            }
+            let value = match r.outputs.get(p)?.get(name)? {
+                Value::String(s) => s.clone(),
+                v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
+                _ => return None,
+            };
+            Some(ShownOutput {
+                annotation: format!("paved.dev/{key}"),
+                value,
+                description: d
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or(name)
+                    .to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// Links to paved's API, labelled as such: JSON routes that need a token (a browser opens them
-/// as 401), for API clients and `paved` itself. What a person opens is the entity page itself.
-fn api_links(out: &mut String, r: &Entry, base_url: &str) {
+/// as 401), for API clients and `paved` itself. What a person opens is the entity page itself,
+/// and the declared outputs that are web addresses (a module's endpoint, a preview's URL).
+fn api_links(out: &mut String, r: &Entry, base_url: &str, outputs: &[ShownOutput]) {
     out.push_str("  links:\n  - url: ");
     scalar(out, &format!("{base_url}/v1/requests/{}", r.request_id));
     out.push_str("\n    title: Provisioning request (paved API, JSON; needs a token)\n  - url: ");
@@ -137,6 +187,15 @@ fn api_links(out: &mut String, r: &Entry, base_url: &str) {
         &format!("{base_url}/v1/resources/{}/credentials", r.id),
     );
     out.push_str("\n    title: Credentials (paved API, JSON; owning team only)\n");
+    for o in outputs {
+        if o.value.starts_with("https://") || o.value.starts_with("http://") {
+            out.push_str("  - url: ");
+            scalar(out, &o.value);
+            out.push_str("\n    title: ");
+            scalar(out, &o.description);
+            out.push('\n');
+        }
+    }
 }
 
 /// The parts of a composite resource as (id, driver); empty for a single-part one, which is
@@ -231,7 +290,11 @@ fn push_part_entity(out: &mut String, r: &Entry, part_id: &str, driver: &str, ba
     if let Some(e) = r.expires_at {
         entry(out, 4, "paved.dev/expires-at", &e.to_rfc3339());
     }
-    api_links(out, r, base_url);
+    let outputs = declared_outputs(r, Some(part_id));
+    for o in &outputs {
+        entry(out, 4, &o.annotation, &o.value);
+    }
+    api_links(out, r, base_url, &outputs);
     out.push_str("spec:\n");
     entry(out, 2, "type", kind);
     entry(out, 2, "owner", &r.owner);
@@ -389,7 +452,7 @@ fn quoted(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{db::entities::drift_state::DriftStatus, vocab::entity_ref::is_valid_entity_name};
+    use crate::db::entities::drift_state::DriftStatus;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -406,6 +469,7 @@ mod tests {
             component: None,
             status: crate::vocab::status::ResourceStatus::Ready,
             desired,
+            outputs: json!({}),
             monthly_cost_cents: None,
             expires_at: None,
             request_id: "q1".into(),
@@ -538,6 +602,64 @@ mod tests {
         );
         assert_eq!(docs[1]["metadata"]["name"], "preview-shop-7.database");
         assert_eq!(docs[1]["spec"]["type"], "database");
+    }
+
+    /// The entity shows the outputs its offering declares, as annotations (a web address also
+    /// as a link), on the unit and on the part they belong to; nothing undeclared, nothing
+    /// that is not a plain value, no key Backstage would refuse.
+    #[test]
+    fn entities_show_the_declared_outputs_and_nothing_else() {
+        let mut r = entry(json!({
+            "parts": [{"id": "database", "driver": "postgres"}, {"id": "web", "driver": "terraform"}],
+            "outputs": [
+                {"part": "database", "name": "host", "description": "Host"},
+                {"part": "database", "name": "port", "description": "Port"},
+                {"part": "web", "name": "url", "description": "The preview's address"},
+                {"part": "web", "name": "settings", "description": "An object"},
+                {"part": "web", "name": "not valid!", "description": "A bad key"},
+                {"part": "web", "name": "missing", "description": "Not reported"},
+            ],
+        }));
+        r.outputs = json!({
+            "database": {"host": "pg.internal", "port": 5432, "username": "orders_owner"},
+            "web": {"url": "https://orders.preview.example", "settings": {"a": 1}, "not valid!": "x"},
+        });
+        let docs = read_back(&r, "http://x");
+        assert_eq!(docs.len(), 3);
+        let outputs_of = |d: &Value| -> Value {
+            d["metadata"]["annotations"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.starts_with("paved.dev/output."))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        assert_eq!(
+            outputs_of(&docs[0]),
+            json!({
+                "paved.dev/output.database.host": "pg.internal",
+                "paved.dev/output.database.port": "5432",
+                "paved.dev/output.web.url": "https://orders.preview.example",
+            })
+        );
+        assert_eq!(
+            outputs_of(&docs[1]),
+            json!({"paved.dev/output.database.host": "pg.internal", "paved.dev/output.database.port": "5432"})
+        );
+        assert_eq!(
+            outputs_of(&docs[2]),
+            json!({"paved.dev/output.web.url": "https://orders.preview.example"})
+        );
+        for d in [&docs[0], &docs[2]] {
+            let links = d["metadata"]["links"].as_array().unwrap();
+            assert_eq!(
+                links.last().unwrap(),
+                &json!({"url": "https://orders.preview.example", "title": "The preview's address"})
+            );
+        }
+        assert_eq!(docs[1]["metadata"]["links"].as_array().unwrap().len(), 2);
     }
 
     #[test]

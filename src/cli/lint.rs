@@ -323,6 +323,17 @@ fn lint_loaded(
     }
     // An offering promises outputs of its parts: each must name one.
     for out_spec in &o.spec.outputs.values {
+        // Its entity shows it as annotation `paved.dev/output.<part>.<name>`.
+        let key = format!("output.{}.{}", out_spec.part, out_spec.name);
+        if !is_valid_entity_name(&key) {
+            out.push(offering.at(
+                &["outputs:", &out_spec.name],
+                format!(
+                    "output {:?}: {key:?} must be a valid Backstage annotation name (up to 63 letters, digits, '-', '_', '.'; starting and ending alphanumeric), as its entity shows it under paved.dev/{key}",
+                    out_spec.name
+                ),
+            ));
+        }
         if !o.spec.parts.iter().any(|p| p.id == out_spec.part) {
             out.push(offering.at(
                 &["outputs:", &out_spec.name],

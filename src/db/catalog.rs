@@ -1,5 +1,5 @@
 //! What the catalog documents read: the entries of live resources by bucket (one query, drift
-//! status joined in, credentials' outputs left out), one live resource, and the changes since a
+//! status joined in), one live resource, and the changes since a
 //! moment (through the index on `updated_at`).
 
 use std::ops::Range;
@@ -15,8 +15,9 @@ use super::entities::{
     resource,
 };
 
-/// What a resource's catalog entities are made of: its row without `outputs` (never
-/// published) and the drift status once it was checked.
+/// What a resource's catalog entities are made of: its row (its `outputs` hold no secret:
+/// credentials are sealed apart; the entity shows the ones its offering declares) and the
+/// drift status once it was checked.
 #[derive(Debug, Clone, PartialEq, FromQueryResult)]
 pub struct Entry {
     pub id: String,
@@ -30,6 +31,7 @@ pub struct Entry {
     pub component: Option<String>,
     pub status: crate::vocab::status::ResourceStatus,
     pub desired: serde_json::Value,
+    pub outputs: serde_json::Value,
     pub monthly_cost_cents: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
     pub request_id: String,
@@ -55,6 +57,7 @@ fn entries() -> Select<resource::Entity> {
             C::Component,
             C::Status,
             C::Desired,
+            C::Outputs,
             C::MonthlyCostCents,
             C::ExpiresAt,
             C::RequestId,

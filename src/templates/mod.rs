@@ -142,6 +142,10 @@ pub struct Offering {
 pub struct RenderedSpec {
     pub resource: RenderedResource,
     pub parts: Vec<RenderedPart>,
+    /// The outputs the offering declares: which of the resource's outputs its entity shows
+    /// (kept with the resource, so its entity shows what it was ordered with).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
@@ -354,7 +358,11 @@ impl Offering {
                 })
             })
             .collect::<Result<_, RenderError>>()?;
-        Ok(RenderedSpec { resource, parts })
+        Ok(RenderedSpec {
+            resource,
+            parts,
+            outputs: self.spec.outputs.values.clone(),
+        })
     }
 }
 

@@ -352,14 +352,38 @@ async fn offerings_declare_the_outputs_their_resources_really_have() {
             .resource(done["resourceId"].as_str().unwrap())
             .await
             .body;
+        // Its entity in Backstage shows the same values, under paved.dev/output.<part>.<name>.
+        let feed = alice.catalog_changes("limit=500").await.body;
+        let entity = feed["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["metadata"]["name"] == res["name"])
+            .unwrap_or_else(|| panic!("no entity {} in {feed}", res["name"]))
+            .clone();
         for d in &declared {
             let (part, key) = (d["part"].as_str().unwrap(), d["name"].as_str().unwrap());
-            assert!(
-                !res["outputs"][part][key].is_null(),
-                "{offering} declares {part}.{key}: {res}"
-            );
+            let value = &res["outputs"][part][key];
+            assert!(!value.is_null(), "{offering} declares {part}.{key}: {res}");
+            let shown =
+                &entity["metadata"]["annotations"][format!("paved.dev/output.{part}.{key}")];
+            let expected = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            assert_eq!(shown, &json!(expected), "{entity}");
         }
         assert!(!res["outputs"].to_string().contains("password"), "{res}");
+        let creds = alice.credentials(res["id"].as_str().unwrap()).await.body;
+        let secrets: Vec<&str> = creds
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|p| p["password"].as_str())
+            .collect();
+        assert!(!secrets.is_empty(), "{creds}");
+        for secret in secrets {
+            assert!(!entity.to_string().contains(secret), "{entity}");
+        }
     }
     app.stop().await;
 }
