@@ -103,33 +103,19 @@ pub fn segment(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Follows a request until it is final, printing each step as it changes: its number of
-/// the run's steps and, once it ended, how long it took. True when it succeeded.
+/// Follows a request until it is final, showing each step's number of the run's steps and,
+/// once it ended, how long it took (see [`Progress`]). True when it succeeded.
 pub async fn watch(client: &Client, id: &str) -> Result<bool, String> {
-    let mut shown: Vec<(String, String)> = Vec::new();
-    let mut told_expected = false;
+    use std::io::{IsTerminal, Write};
+    let mut progress = Progress::new(std::io::stdout().is_terminal());
     loop {
         let r = client.get(&format!("/requests/{}", segment(id))).await?;
-        let steps: Vec<&Value> = r["steps"].as_array().into_iter().flatten().collect();
-        let total = steps.len();
-        for step in &steps {
-            let name = step["name"].as_str().unwrap_or("").to_owned();
-            let status = step["status"].as_str().unwrap_or("").to_owned();
-            if !shown.iter().any(|(n, s)| *n == name && *s == status) && status != "pending" {
-                println!("{}", step_line(step, total));
-                shown.retain(|(n, _)| *n != name);
-                shown.push((name, status));
-            }
-        }
+        let text = progress.update(id, &r);
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (`| head`) ends nothing: the request goes on either way.
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        drop(out);
         let status = r["status"].as_str().unwrap_or("");
-        if !told_expected && let Some(secs) = r["expected"]["durationSeconds"].as_f64() {
-            println!(
-                "  usually done in about {} (the median of the last {} like it)",
-                seconds(secs),
-                r["expected"]["basedOn"]
-            );
-            told_expected = true;
-        }
         if crate::vocab::status::RequestStatus::parse(status).is_some_and(|s| s.is_final()) {
             let detail = r["error"]
                 .as_str()
@@ -142,11 +128,88 @@ pub async fn watch(client: &Client, id: &str) -> Result<bool, String> {
             println!("request {id} {status}{resource}{detail}");
             return Ok(status == "succeeded");
         }
-        if status == "awaiting_approval" && !shown.iter().any(|(n, _)| n == "#approval") {
-            println!("  waiting for approval (paved request get {id} shows who may decide)");
-            shown.push(("#approval".into(), String::new()));
-        }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What `watch` writes as a request changes. In a terminal (`in_place`) the whole step list,
+/// pending steps included, is one block redrawn where it stands, so a person sees where the
+/// run is; into a pipe or a file, one plain line per change and no escape codes, which is
+/// what logs and scripts want.
+pub struct Progress {
+    in_place: bool,
+    /// Plain: the (step, status) pairs and notes already written.
+    shown: Vec<(String, String)>,
+    /// In place: the block last drawn.
+    drawn: Vec<String>,
+}
+
+impl Progress {
+    pub fn new(in_place: bool) -> Self {
+        Self {
+            in_place,
+            shown: Vec::new(),
+            drawn: Vec::new(),
+        }
+    }
+
+    /// The text to write for the request as it is now (empty when nothing changed).
+    pub fn update(&mut self, id: &str, r: &Value) -> String {
+        let steps: Vec<&Value> = r["steps"].as_array().into_iter().flatten().collect();
+        let total = steps.len();
+        let expected = r["expected"]["durationSeconds"].as_f64().map(|secs| {
+            format!(
+                "  usually done in about {} (the median of the last {} like it)",
+                seconds(secs),
+                r["expected"]["basedOn"]
+            )
+        });
+        let approval = (r["status"] == "awaiting_approval").then(|| {
+            format!("  waiting for approval (paved request get {id} shows who may decide)")
+        });
+        if self.in_place {
+            let mut block: Vec<String> = steps.iter().map(|s| step_line(s, total)).collect();
+            block.extend(expected);
+            block.extend(approval);
+            if block == self.drawn {
+                return String::new();
+            }
+            let mut out = String::new();
+            if !self.drawn.is_empty() {
+                // Back to the block's first line, then over it; `J` clears what a shorter
+                // block leaves below.
+                out.push_str(&format!("\x1b[{}A\r", self.drawn.len()));
+            }
+            for line in &block {
+                out.push_str("\x1b[2K");
+                out.push_str(line);
+                out.push('\n');
+            }
+            out.push_str("\x1b[J");
+            self.drawn = block;
+            return out;
+        }
+        let mut out = String::new();
+        for step in &steps {
+            let name = step["name"].as_str().unwrap_or("").to_owned();
+            let status = step["status"].as_str().unwrap_or("").to_owned();
+            if status != "pending" && !self.shown.iter().any(|(n, s)| *n == name && *s == status) {
+                out.push_str(&step_line(step, total));
+                out.push('\n');
+                self.shown.retain(|(n, _)| *n != name);
+                self.shown.push((name, status));
+            }
+        }
+        for (key, note) in [("#expected", expected), ("#approval", approval)] {
+            if let Some(note) = note
+                && !self.shown.iter().any(|(n, _)| n == key)
+            {
+                out.push_str(&note);
+                out.push('\n');
+                self.shown.push((key.into(), String::new()));
+            }
+        }
+        out
     }
 }
 
@@ -328,4 +391,83 @@ pub fn describe_estimate(e: &Value) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(status: &str, steps: &[(&str, &str)]) -> Value {
+        let steps: Vec<Value> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, (name, status))| json!({"name": name, "status": status, "number": i + 1}))
+            .collect();
+        json!({"status": status, "steps": steps})
+    }
+
+    /// Into a pipe: each change once, as a line of its own, without escape codes.
+    #[test]
+    fn plain_progress_writes_each_change_once() {
+        let mut p = Progress::new(false);
+        let first = p.update(
+            "r1",
+            &request(
+                "awaiting_approval",
+                &[("validate", "succeeded"), ("plan", "pending")],
+            ),
+        );
+        assert_eq!(
+            first,
+            "  [ done] 1/2 validate\n  waiting for approval (paved request get r1 shows who may decide)\n"
+        );
+        let same = p.update(
+            "r1",
+            &request(
+                "awaiting_approval",
+                &[("validate", "succeeded"), ("plan", "pending")],
+            ),
+        );
+        assert_eq!(same, "");
+        let next = p.update(
+            "r1",
+            &request("running", &[("validate", "succeeded"), ("plan", "running")]),
+        );
+        assert_eq!(next, "  [  ...] 2/2 plan\n");
+    }
+
+    /// In a terminal: the whole block, pending steps too, redrawn over itself; nothing is
+    /// written while nothing changes.
+    #[test]
+    fn terminal_progress_redraws_the_block_in_place() {
+        let mut p = Progress::new(true);
+        let waiting = request(
+            "awaiting_approval",
+            &[("validate", "succeeded"), ("plan", "pending")],
+        );
+        let first = p.update("r1", &waiting);
+        assert!(
+            !first.contains("\x1b[3A"),
+            "nothing to go back over: {first:?}"
+        );
+        assert!(first.contains("  [pending] 2/2 plan\n"), "{first:?}");
+        assert!(first.contains("waiting for approval"), "{first:?}");
+        assert_eq!(p.update("r1", &waiting), "");
+        let running = p.update(
+            "r1",
+            &request("running", &[("validate", "succeeded"), ("plan", "running")]),
+        );
+        assert!(running.starts_with("\x1b[3A\r"), "{running:?}");
+        assert!(
+            running.contains("\x1b[2K  [  ...] 2/2 plan\n"),
+            "{running:?}"
+        );
+        assert!(!running.contains("waiting for approval"), "{running:?}");
+        assert!(
+            running.ends_with("\x1b[J"),
+            "the left-over line is cleared: {running:?}"
+        );
+        assert_eq!(running.matches('\n').count(), 2);
+    }
 }

@@ -68,17 +68,22 @@ impl Settings {
         // Each value is first taken as the text it is; only a setting that is not text (a
         // number, a flag, a list) reads it as a YAML scalar. So `0x1f` stays "0x1f" for a
         // plugin id, and `8080` is a number for a port. Inline lists and tables (`[…]`, `{…}`)
-        // are structure from the start.
+        // are structure from the start. So is anything under `policies.data`: it has no type
+        // to fail against (Rego reads it as it is), so it reads as the same value would in the
+        // file, `0` a number, `true` a flag (`"0"` quoted stays text).
         let mut typed: BTreeSet<usize> = overrides
             .iter()
             .enumerate()
-            .filter(|(_, (_, raw))| raw.trim_start().starts_with(['[', '{']))
+            .filter(|(_, (path, raw))| raw.trim_start().starts_with(['[', '{']) || is_data(path))
             .map(|(i, _)| i)
             .collect();
         let settings: Settings = loop {
             let mut attempt = tree.clone();
             for (i, (path, raw)) in overrides.iter().enumerate() {
-                let v = if typed.contains(&i) {
+                let v = if is_data(path) {
+                    yaml_serde::from_str::<Value>(raw)
+                        .unwrap_or_else(|_| Value::String(raw.clone()))
+                } else if typed.contains(&i) {
                     scalar(raw)
                 } else {
                     Value::String(raw.clone())
@@ -147,6 +152,11 @@ pub(super) fn read_file(path: &Path) -> Result<Value, ConfigError> {
 
 /// Environment values are typed like YAML scalars (`8080` is a number, `true` a boolean);
 /// string fields accept any scalar (see [`string`]).
+/// A key inside `policies.data`, the free-form data policies read.
+fn is_data(path: &[String]) -> bool {
+    path.len() > 2 && path[0] == "policies" && path[1] == "data"
+}
+
 pub(super) fn scalar(raw: &str) -> Value {
     match yaml_serde::from_str::<Value>(raw) {
         Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,

@@ -291,6 +291,33 @@ mod tests {
         assert_eq!(s.plugin_base_path(), "/api/infra");
     }
 
+    /// Policy data has no type to read a variable by: it reads as the file would (the
+    /// README's `…__APPROVAL__ABOVE_MONTHLY=2000` is a number Rego compares with a cost).
+    #[test]
+    fn policy_data_from_variables_reads_as_yaml_values() {
+        let s = Settings::load(
+            None,
+            env(&[
+                (
+                    "PAVED_POLICIES__DATA__GUARDRAILS__APPROVAL__ABOVE_MONTHLY",
+                    "2000",
+                ),
+                ("PAVED_POLICIES__DATA__GUARDRAILS__STRICT", "true"),
+                ("PAVED_POLICIES__DATA__GUARDRAILS__APPROVAL__ROLE", "lead"),
+                ("PAVED_POLICIES__DATA__GUARDRAILS__CODE", "'0042'"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.policies.data,
+            serde_json::json!({"guardrails": {
+                "approval": {"above_monthly": 2000, "role": "lead"},
+                "strict": true,
+                "code": "0042",
+            }})
+        );
+    }
+
     #[test]
     fn bad_values_name_the_key_and_variable() {
         let cases = [

@@ -510,6 +510,181 @@ fn catalog_register_explains_a_missing_or_unreachable_backstage() {
 
 /// The command line as a developer uses it against a running paved: order and follow a
 /// request, read it back, delete the resource.
+/// Approvals from the command line, and `request watch` in a terminal (a pseudo-terminal made
+/// by util-linux `script`): the step list is redrawn in place while the request waits, is
+/// approved by the team's lead and runs; a rejected one ends with the lead's reason.
+#[test]
+fn leads_approve_and_reject_from_the_command_line_and_watch_redraws_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    let token = |subject: &str, role: &str| {
+        format!(
+            "{{subject: {subject}, sha256: {}, roles: [{role}], groups: [team-a]}}",
+            common::sha256_hex(&format!("cli-{subject}-token"))
+        )
+    };
+    let tokens = format!(
+        "[{}, {}]",
+        token("alice", "developer"),
+        token("lena", "lead")
+    );
+    let server = Server::start(|c| {
+        c.env("PAVED_DATABASE__URL", &url)
+            .env("PAVED_LOG__LEVEL", "warn")
+            .env("PAVED_ENGINE__WORKERS", "1")
+            .env("PAVED_AUTH__ALLOW_ANONYMOUS", "false")
+            .env("PAVED_AUTH__STATIC_TOKENS", tokens)
+            // Every order waits for a lead.
+            .env(
+                "PAVED_POLICIES__DATA__GUARDRAILS__APPROVAL__ABOVE_MONTHLY",
+                "0",
+            );
+    });
+    server.wait_ready();
+    let _teardown = common::Teardown {
+        db_url: url.clone(),
+        requests: vec![],
+    };
+    let paved_url = format!("http://127.0.0.1:{}", server.port);
+    let cli = |who: &str, args: &[&str]| {
+        let out = paved()
+            .args(args)
+            .env("PAVED_URL", &paved_url)
+            .env("PAVED_TOKEN", format!("cli-{who}-token"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let create = |name: &str| {
+        let (code, out, err) = cli(
+            "alice",
+            &[
+                "request",
+                "create",
+                "redis-cache",
+                "--set",
+                &format!("name={name}"),
+                "--set",
+                "owner=team-a",
+                "--set",
+                "cost_center=ENG-1234",
+            ],
+        );
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains("awaiting_approval"), "{out}");
+        out.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(':')
+            .to_owned()
+    };
+    let unique = || format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let first = create(&unique());
+
+    // Nobody approves their own request: refused with paved's reason, exit 1.
+    let (code, _, err) = cli("alice", &["request", "approve", &first]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("403") && err.contains("their own request"),
+        "{err}"
+    );
+
+    // Watched in a terminal while it waits; the lead approves; the block is redrawn.
+    let mut watch = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!(
+            "{} request watch {first}",
+            env!("CARGO_BIN_EXE_paved")
+        ))
+        .arg("/dev/null")
+        .env("PAVED_URL", &paved_url)
+        .env("PAVED_TOKEN", "cli-alice-token")
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let (seen, mut stdout) = (seen.clone(), watch.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen.lock().unwrap()).contains("waiting for approval") {
+        assert!(
+            Instant::now() < deadline,
+            "watch never showed the wait: {:?}",
+            String::from_utf8_lossy(&seen.lock().unwrap())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out, err) = cli(
+        "lena",
+        &["request", "approve", &first, "--reason", "fits the quarter"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(&format!("request {first}:")), "{out}");
+    let status = watch.wait().unwrap();
+    reader.join().unwrap();
+    let shown = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    assert!(status.success(), "{shown}");
+    // While it waits the block is the wait; then it is redrawn over it, at last with the
+    // steps run.
+    let (waiting, _) = shown.split_once("\x1b[1A\r").expect(&shown);
+    assert!(waiting.contains("waiting for approval"), "{shown:?}");
+    let (_, ran) = shown.rsplit_once("A\r").unwrap();
+    assert!(
+        !ran.contains("waiting for approval") && ran.contains("[ done] 6/6 publish"),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains(&format!("request {first} succeeded")),
+        "{shown:?}"
+    );
+
+    // A rejection ends the request with the lead's reason; piped, watch writes plain lines.
+    let second = create(&unique());
+    let (code, out, err) = cli(
+        "lena",
+        &[
+            "request",
+            "reject",
+            &second,
+            "--reason",
+            "use the shared cache",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("rejected"), "{out}");
+    let (code, out, _) = cli("alice", &["request", "get", &second]);
+    assert_eq!(code, Some(0));
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["status"], "rejected", "{r}");
+    assert!(r.to_string().contains("use the shared cache"), "{r}");
+    let (code, out, _) = cli("alice", &["request", "watch", &second]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("request {second} rejected")), "{out}");
+    assert!(
+        !out.contains('\x1b'),
+        "no escape codes into a pipe: {out:?}"
+    );
+    server.signal("TERM");
+    server.wait();
+}
+
 #[test]
 fn the_command_line_orders_follows_and_deletes() {
     use sha2::Digest;
