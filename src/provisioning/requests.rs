@@ -119,20 +119,34 @@ pub struct Verdict {
     pub decision: PolicyDecision,
 }
 
-/// Stores a new request, or returns the earlier one for a repeated idempotency key. The
-/// verdict sets its first status: denied requests are stored too (and end at once), requests
-/// needing approval wait with one approval record per rule that asked for it.
+/// The earlier request of a repeated idempotency key (the same order), or the error for a key
+/// reused by another order; `None` for a new key or none.
+pub async fn repeated<C: ConnectionTrait>(
+    db: &C,
+    new: &NewRequest,
+) -> Result<Option<Request>, CreateError> {
+    let Some(key) = &new.idempotency_key else {
+        return Ok(None);
+    };
+    match find_by_key(db, &new.owner, key.as_str()).await? {
+        Some(existing) => match same_or_conflict(db, existing, new).await? {
+            Created::Existing(r) | Created::New(r) => Ok(Some(r)),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Stores a new request, or returns the earlier one when its idempotency key turns out to be
+/// taken (the caller asked [`repeated`] first; two orders racing with one key are settled by
+/// the unique index). The verdict sets its first status: denied requests are stored too (and
+/// end at once), requests needing approval wait with one approval record per rule that asked
+/// for it.
 pub async fn create<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     new: NewRequest,
     verdict: Verdict,
     max_attempts: i32,
 ) -> Result<Created, CreateError> {
-    if let Some(key) = &new.idempotency_key
-        && let Some(existing) = find_by_key(db, &new.owner, key.as_str()).await?
-    {
-        return same_or_conflict(db, existing, &new).await;
-    }
     let now = Utc::now();
     let spec = serde_json::to_value(&new.spec).expect("rendered spec serializes");
     let id = Uuid::now_v7().to_string();

@@ -73,8 +73,11 @@ pub async fn assess(
     if let Some(taken) = name_taken(inputs.db, offering, &priced, requester, replaces).await? {
         return Ok(Assessment::Invalid(vec![taken.field_error()]));
     }
-    let (budget, decision) =
-        decide(inputs.db, inputs, offering, &priced, requester, replaces).await?;
+    let (limit, _) = super::budget::limit_of(inputs.db, inputs.cost, &priced.request.owner).await?;
+    let (budget, decision) = decide(
+        inputs.db, inputs, offering, &priced, requester, replaces, limit,
+    )
+    .await?;
     Ok(Assessment::Decided {
         request: Box::new(priced.request),
         estimate: priced.estimate,
@@ -216,7 +219,8 @@ fn name_field(offering: &Offering) -> String {
 
 /// Budgets a priced order against what its team spends and has ordered, read through `db`,
 /// and runs every policy. An order that will be stored must be decided on the connection
-/// that holds its team's [`TeamLock`].
+/// that holds its team's [`TeamLock`]. `limit` is the team's budget limit as the caller read
+/// it (it chose the lock by it: a team without a budget takes none).
 pub async fn decide<C: ConnectionTrait>(
     db: &C,
     inputs: &Inputs<'_>,
@@ -224,8 +228,9 @@ pub async fn decide<C: ConnectionTrait>(
     priced: &Priced,
     requester: &Principal,
     replaces: Option<&crate::db::entities::resource::Model>,
+    limit: Option<f64>,
 ) -> Result<(BudgetView, PolicyDecision), AssessError> {
-    let spend = spend_of(db, inputs, &priced.request.owner, replaces).await?;
+    let spend = spend_of(db, inputs, &priced.request.owner, replaces, limit).await?;
     Ok(guardrails::decide(
         &inputs.rules(),
         offering,
@@ -240,9 +245,9 @@ async fn spend_of<C: ConnectionTrait>(
     inputs: &Inputs<'_>,
     team: &EntityRef,
     replaces: Option<&crate::db::entities::resource::Model>,
+    limit: Option<f64>,
 ) -> Result<Spend, DbErr> {
     let owner = team.to_string();
-    let (limit, _) = super::budget::limit_of(db, inputs.cost, team).await?;
     let hours_per_month = inputs.pricebook.hours_per_month;
     // Summed by the database: the same cost for a team of any size.
     let full_from = cost::full_month_from(inputs.now, hours_per_month);

@@ -55,15 +55,20 @@ pub async fn place(
         Err(errors) => return Ok(Placed::Invalid(errors)),
     };
     may_order_for(requester, &priced.request.owner.to_string())?;
-    // A repeated key answers with its request (whose resource may hold the name by now).
-    if !repeats_a_key(inputs.db, &priced.request).await?
-        && let Some(taken) = assess::name_taken(inputs.db, offering, &priced, requester, None)
-            .await
-            .map_err(CreateError::Db)?
-    {
-        return Err(PlaceError::NameTaken(taken));
-    }
-    let (request, new) = decide_and_store(inputs, offering, priced, requester, None, |r| r).await?;
+    // A repeated key answers with its request as it was decided (whose resource may hold the
+    // name by now): no second decision, no budget lock.
+    let (request, new) = match requests::repeated(inputs.db, &priced.request).await? {
+        Some(earlier) => (earlier, false),
+        None => {
+            if let Some(taken) = assess::name_taken(inputs.db, offering, &priced, requester, None)
+                .await
+                .map_err(CreateError::Db)?
+            {
+                return Err(PlaceError::NameTaken(taken));
+            }
+            decide_and_store(inputs, offering, priced, requester, None, |r| r).await?
+        }
+    };
     if new {
         inputs.notifier.wake();
     }
@@ -73,22 +78,6 @@ pub async fn place(
         return Ok(Placed::Denied { request, deny });
     }
     Ok(Placed::Accepted { request, new })
-}
-
-/// Whether an earlier order of the team used this order's idempotency key.
-async fn repeats_a_key(
-    db: &sea_orm::DatabaseConnection,
-    request: &requests::NewRequest,
-) -> Result<bool, PlaceError> {
-    let Some(key) = &request.idempotency_key else {
-        return Ok(false);
-    };
-    Ok(
-        crate::db::requests::by_idempotency_key(db, &request.owner.to_string(), key.as_str())
-            .await
-            .map_err(CreateError::Db)?
-            .is_some(),
-    )
 }
 
 /// Budgets, decides and stores an order under its team's [`TeamLock`]: the spend it was
@@ -109,14 +98,14 @@ async fn decide_and_store(
     let lock = TeamLock::acquire(inputs.db, &owner.to_string(), limit.is_some())
         .await
         .map_err(CreateError::Db)?;
+    let order = Ordering {
+        requester,
+        replaces,
+        limit,
+    };
     let stored = match lock.transaction() {
-        Some(txn) => store(txn, inputs, offering, priced, requester, replaces, finish).await,
-        None => {
-            store(
-                inputs.db, inputs, offering, priced, requester, replaces, finish,
-            )
-            .await
-        }
+        Some(txn) => store(txn, inputs, offering, priced, order, finish).await,
+        None => store(inputs.db, inputs, offering, priced, order, finish).await,
     };
     lock.release(stored.is_ok())
         .await
@@ -124,16 +113,29 @@ async fn decide_and_store(
     stored
 }
 
+/// Who orders, what the order changes, and the team's budget limit read before its lock.
+#[derive(Clone, Copy)]
+struct Ordering<'a> {
+    requester: &'a Principal,
+    replaces: Option<&'a crate::db::entities::resource::Model>,
+    limit: Option<f64>,
+}
+
 async fn store<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     inputs: &Inputs<'_>,
     offering: &Offering,
     priced: guardrails::Priced,
-    requester: &Principal,
-    replaces: Option<&crate::db::entities::resource::Model>,
+    order: Ordering<'_>,
     finish: impl FnOnce(requests::NewRequest) -> requests::NewRequest,
 ) -> Result<(Request, bool), PlaceError> {
-    let (_, decision) = assess::decide(db, inputs, offering, &priced, requester, replaces).await?;
+    let Ordering {
+        requester,
+        replaces,
+        limit,
+    } = order;
+    let (_, decision) =
+        assess::decide(db, inputs, offering, &priced, requester, replaces, limit).await?;
     let verdict = Verdict {
         estimate: priced.estimate,
         decision,
