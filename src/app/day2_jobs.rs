@@ -26,7 +26,7 @@ impl BackgroundJob for ReapExpired {
             st.db(),
             st.notifier(),
             st.settings().engine.max_attempts,
-            chrono::Utc::now(),
+            st.now(),
         )
         .await
         .map_err(|e| JobError::Retry(format!("reaper round: {e}")))?;
@@ -48,7 +48,7 @@ impl BackgroundJob for WarnExpiring {
             st.db(),
             st.notifier(),
             &st.settings().ttl.warn_before_hours,
-            chrono::Utc::now(),
+            st.now(),
         )
         .await
         .map(|_| ())
@@ -63,14 +63,16 @@ impl BackgroundJob for ScanDrift {
     const JOB_NAME: &'static str = "scan-drift";
     type Context = AppState;
     async fn run(&self, st: &AppState, _: &JobContext) -> Result<(), JobError> {
-        let scanned = drift::scan(st.db(), st.drivers(), st.notifier(), chrono::Utc::now())
+        // One "now" for the round, from the app's clock like every other day-2 decision.
+        let now = st.now();
+        let scanned = drift::scan(st.db(), st.drivers(), st.notifier(), now)
             .await
             .map_err(|e| JobError::Retry(format!("drift scan: {e}")))?;
         for (name, id) in &scanned.changed {
             st.refresh_entity(name, id);
         }
         for (rid, part, n) in &scanned.self_transactions {
-            usage::record_self_activity(st.db(), rid, &[(part.clone(), *n)], chrono::Utc::now())
+            usage::record_self_activity(st.db(), rid, &[(part.clone(), *n)], now)
                 .await;
         }
         tracing::info!(
@@ -89,7 +91,7 @@ impl BackgroundJob for SampleUsage {
     const JOB_NAME: &'static str = "sample-usage";
     type Context = AppState;
     async fn run(&self, st: &AppState, _: &JobContext) -> Result<(), JobError> {
-        let now = chrono::Utc::now();
+        let now = st.now();
         usage::sample(st.db(), st.drivers(), now)
             .await
             .map_err(|e| JobError::Retry(format!("usage sampling: {e}")))?;
