@@ -42,6 +42,9 @@ pub struct Application {
     /// Migrations, started as soon as the pool exists: on a fresh database they are most of
     /// the time to readiness, and they wait on the disk while templates and policies compile.
     migrating: Option<tokio::task::JoinHandle<()>>,
+    /// The policy folder as it was just before start-up compiled it: the watch compares with
+    /// this, so an edit made while paved was starting is not missed.
+    policies_seen: u64,
 }
 
 impl Application {
@@ -65,6 +68,7 @@ impl Application {
             .migrate_on_start
             .then(|| tokio::spawn(migrate_until_done(db.clone())));
         let templates = Arc::new(TemplateStore::open(&settings.templates.dir));
+        let policies_seen = crate::templates::fingerprint(&settings.policies.dir);
         // Broken policies or prices stop start-up: serving without guardrails is not an option.
         let policies = PolicySet::load(&settings.policies.dir, &settings.policies.data)
             .map_err(|e| anyhow::anyhow!("policies: {e}"))?;
@@ -161,6 +165,7 @@ impl Application {
             listener,
             state,
             migrating,
+            policies_seen,
         })
     }
 
@@ -228,6 +233,7 @@ impl Application {
         background.spawn(watch_policies(
             state.clone(),
             Duration::from_secs(settings.policies.reload_interval_seconds),
+            self.policies_seen,
         ));
         if let Some(signer) = state.outgoing().signer() {
             background.spawn(keep_signing_keys(state.clone(), signer.clone()));
@@ -595,18 +601,12 @@ async fn wait_for_secrets(state: &AppState) {
 /// Re-reads the policies on SIGHUP and, polling at `interval` (0 = off), when their folder
 /// changes, as the templates' watch does. A set that does not compile is logged and the previous
 /// one keeps deciding: a typo in a file must not open or close every guardrail.
-async fn watch_policies(state: AppState, interval: Duration) {
+async fn watch_policies(state: AppState, interval: Duration, mut seen: u64) {
     use crate::templates::fingerprint;
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let dir = state.settings().policies.dir.clone();
     let mut tick = (!interval.is_zero()).then(|| tokio::time::interval(interval));
-    let mut seen = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || fingerprint(&dir))
-            .await
-            .unwrap_or(0)
-    };
     loop {
         let by_signal = tokio::select! {
             _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
