@@ -72,8 +72,7 @@ impl BackgroundJob for ScanDrift {
             st.refresh_entity(name, id);
         }
         for (rid, part, n) in &scanned.self_transactions {
-            usage::record_self_activity(st.db(), rid, &[(part.clone(), *n)], now)
-                .await;
+            usage::record_self_activity(st.db(), rid, &[(part.clone(), *n)], now).await;
         }
         tracing::info!(
             checked = scanned.checked,

@@ -58,3 +58,55 @@ pub async fn resource(db: &DatabaseConnection, id: &str) -> resource::Model {
         .await
         .unwrap()
 }
+
+/// A PostgreSQL database of a test's own on the local server (`PAVED_TEST_POSTGRES_URL`),
+/// dropped when the test ends, passed or failed: a failing migration test leaves nothing.
+pub struct ScratchPostgres {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl ScratchPostgres {
+    pub async fn create(prefix: &str) -> Self {
+        use sea_orm::ConnectionTrait;
+        let admin_url = std::env::var("PAVED_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+        Self {
+            url,
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for ScratchPostgres {
+    fn drop(&mut self) {
+        use sea_orm::ConnectionTrait;
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Its own runtime on its own thread: Drop may run inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(admin) = sea_orm::Database::connect(&admin_url).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}

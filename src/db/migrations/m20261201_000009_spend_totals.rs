@@ -67,7 +67,7 @@ impl MigrationTrait for Migration {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+    use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
     use sea_orm_migration::MigratorTrait;
 
     use crate::db::Migrator;
@@ -125,22 +125,9 @@ mod tests {
 
     #[tokio::test]
     async fn postgres() {
-        let admin_url = std::env::var("PAVED_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let admin = Database::connect(&admin_url).await.unwrap();
-        let name = format!("paved_m9_{}", uuid::Uuid::new_v4().simple());
-        let sql = |s: String| Statement::from_string(DbBackend::Postgres, s);
-        admin
-            .execute_raw(sql(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-        let db = Database::connect(&url).await.unwrap();
+        let scratch = crate::db::testdb::ScratchPostgres::create("paved_m9").await;
+        let db = Database::connect(&scratch.url).await.unwrap();
         fills_existing_rows_and_keeps_them(&db).await;
         db.close().await.unwrap();
-        admin
-            .execute_raw(sql(format!("DROP DATABASE {name}")))
-            .await
-            .unwrap();
     }
 }
