@@ -224,32 +224,18 @@ impl TestApp {
     }
 
     /// GET as the test's observer (a platform-admin of its own).
+    /// GET as the observer (sees every team); an error comes in Backstage's envelope.
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let r = self
-            .client
-            .get(self.api(path))
-            .bearer_auth(OBSERVER_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+        self.as_(OBSERVER_TOKEN).get(path).await.pair()
     }
 
+    /// POST without a token; an error comes in Backstage's envelope.
     pub async fn post_json(
         &self,
         path: &str,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let r = self
-            .client
-            .post(self.api(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+        self.anonymous().post(path, body).await.pair()
     }
 
     /// Stops the server gracefully and waits for it to finish.
