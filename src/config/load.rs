@@ -59,7 +59,9 @@ impl Settings {
                     && let Some(d) = get_path(&defaults, &path[..depth])
                     && d.is_object()
                 {
-                    set_path(&mut tree, &path[..depth], d.clone());
+                    let mut d = d.clone();
+                    unmasked(&mut d);
+                    set_path(&mut tree, &path[..depth], d);
                 }
             }
             env_keys.push((path.join("."), name));
@@ -152,6 +154,19 @@ pub(super) fn read_file(path: &Path) -> Result<Value, ConfigError> {
 
 /// Environment values are typed like YAML scalars (`8080` is a number, `true` a boolean);
 /// string fields accept any scalar (see [`string`]).
+/// The defaults serialize a secret as `***`: left out, its key takes the real default when
+/// the tree is read back, instead of the mask as its value.
+fn unmasked(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, v| v.as_str() != Some(Secret::MASK));
+            m.values_mut().for_each(unmasked);
+        }
+        Value::Array(a) => a.iter_mut().for_each(unmasked),
+        _ => {}
+    }
+}
+
 /// A key inside `policies.data`, the free-form data policies read.
 fn is_data(path: &[String]) -> bool {
     path.len() > 2 && path[0] == "policies" && path[1] == "data"
@@ -245,4 +260,16 @@ pub(super) fn env_var_for(
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.clone())
         .or_else(|| unknown.into_iter().next().map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copied_defaults_leave_masked_secrets_to_their_real_default() {
+        let mut d = serde_json::json!({"a": {"token": Secret::MASK, "n": 3, "list": [{"key": Secret::MASK, "k": 1}]}});
+        unmasked(&mut d);
+        assert_eq!(d, serde_json::json!({"a": {"n": 3, "list": [{"k": 1}]}}));
+    }
 }
