@@ -87,14 +87,24 @@ describe('EntityPavedResourceCard', () => {
 
   it('reveals the credentials paved answers, only when asked', async () => {
     const { client, calls } = paved({
-      'GET /v1/resources/r1/credentials': { body: { password: 's3cret', username: 'u' } },
+      'GET /v1/resources/r1/credentials': {
+        body: { cache: { password: 's3cret', port: 6379 } },
+      },
     });
     await render(client);
     const button = await screen.findByRole('button', { name: 'Show credentials' });
     // Reading credentials is audited: the card does not read them before the click.
     expect(calls.some(c => c.path.endsWith('/credentials'))).toBe(false);
     fireEvent.click(button);
-    expect((await screen.findByTestId('paved-credentials')).textContent).toContain('s3cret');
+    await screen.findByTestId('paved-credentials');
+    const shown = [...document.querySelectorAll('[data-credential]')].map(e => [
+      e.getAttribute('data-credential'),
+      e.textContent,
+    ]);
+    expect(shown).toEqual([
+      ['cache.password', 's3cret'],
+      ['cache.port', '6379'],
+    ]);
   });
 
   it("shows another team's user paved's answer and no credentials button", async () => {

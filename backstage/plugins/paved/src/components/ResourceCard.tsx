@@ -139,15 +139,31 @@ function Credentials({ id }: { id: string }) {
   if ('error' in shown) return <em role="alert">{shown.error}</em>;
   if (!shown.visible) return <em>paved does not show these credentials to you</em>;
   return (
-    <dl data-testid="paved-credentials" style={{ margin: 0 }}>
-      {Object.entries(shown.values).map(([k, v]) => (
-        <React.Fragment key={k}>
-          <dt style={{ fontWeight: 'bold' }}>{k}</dt>
-          <dd style={{ margin: 0, fontFamily: 'monospace' }}>
-            {typeof v === 'string' ? v : JSON.stringify(v)}
-          </dd>
-        </React.Fragment>
-      ))}
+    <div data-testid="paved-credentials">
+      <Values values={shown.values} path="" />
+    </div>
+  );
+}
+
+/** Credentials as paved nests them (per part, then per name); each value names its path. */
+function Values({ values, path }: { values: Record<string, unknown>; path: string }) {
+  return (
+    <dl style={{ margin: 0 }}>
+      {Object.entries(values).map(([k, v]) => {
+        const at = path ? `${path}.${k}` : k;
+        return (
+          <React.Fragment key={k}>
+            <dt style={{ fontWeight: 'bold' }}>{k}</dt>
+            <dd style={{ margin: '0 0 0 16px', fontFamily: 'monospace' }}>
+              {v !== null && typeof v === 'object' && !Array.isArray(v) ? (
+                <Values values={v as Record<string, unknown>} path={at} />
+              ) : (
+                <span data-credential={at}>{typeof v === 'string' ? v : JSON.stringify(v)}</span>
+              )}
+            </dd>
+          </React.Fragment>
+        );
+      })}
     </dl>
   );
 }
