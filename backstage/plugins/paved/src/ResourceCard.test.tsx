@@ -46,6 +46,22 @@ const paved = (extra: Record<string, any> = {}) =>
         ],
       },
     },
+    // The team's requests, newest first: the resource's last one is an update.
+    'GET /v1/requests?owner=team-a&limit=100': {
+      body: {
+        items: [
+          { id: 'q3', resourceId: 'other', operation: 'create', status: 'succeeded', steps: [] },
+          {
+            id: 'q2',
+            resourceId: 'r1',
+            operation: 'update',
+            status: 'succeeded',
+            error: null,
+            steps: [{ number: 1, name: 'apply cache', status: 'succeeded', error: null }],
+          },
+        ],
+      },
+    },
     'GET /v1/requests/q1': {
       body: {
         id: 'q1',
@@ -79,7 +95,9 @@ describe('EntityPavedResourceCard', () => {
     expect(screen.getByTestId('paved-month-to-date').textContent).toBe('$3.20');
     expect(screen.getByTestId('paved-expires-at').textContent).toBe('2026-12-09 10:00 UTC');
     expect(screen.getByTestId('paved-parts').textContent).toBe('cache: ready, drifted');
-    expect(screen.getByTestId('paved-steps').textContent).toContain('apply cache: succeeded');
+    expect(screen.getByTestId('paved-steps').textContent).toBe(
+      'update q2: succeededapply cache: succeeded',
+    );
     expect(screen.getByTestId('paved-drift').textContent).toContain(
       'cache.maxmemory: expected "64mb", found "128mb"',
     );

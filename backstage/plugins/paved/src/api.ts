@@ -120,6 +120,8 @@ export interface PavedApi {
   credentials(id: string): Promise<PavedCredentials>;
   drift(id: string): Promise<PavedDrift>;
   request(id: string): Promise<PavedRequest>;
+  /** The newest request about a resource (its create, or a later update or delete). */
+  lastRequest(resource: PavedResource): Promise<PavedRequest>;
   teamResources(team: string): Promise<PavedResource[]>;
   teamSpend(team: string): Promise<PavedSpend>;
   teamBudget(team: string): Promise<PavedBudget>;
@@ -171,6 +173,15 @@ export class PavedClient implements PavedApi {
   }
   request(id: string) {
     return this.get<PavedRequest>(`/v1/requests/${enc(id)}`);
+  }
+  async lastRequest(resource: PavedResource) {
+    // paved lists a team's requests newest first (ids are time-ordered); the newest about this
+    // resource among the latest 100 is its last request, else the one that created it.
+    const page = await this.get<PavedPage<PavedRequest & { resourceId?: string | null }>>(
+      `/v1/requests?owner=${enc(resource.owner)}&limit=100`,
+    );
+    const last = page.items.find(r => r.resourceId === resource.id);
+    return last ?? this.request(resource.requestId);
   }
   async teamResources(team: string) {
     return (await this.get<PavedPage<PavedResource>>(`/v1/resources?owner=${enc(team)}`)).items;

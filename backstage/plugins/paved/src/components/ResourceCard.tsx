@@ -23,7 +23,7 @@ async function loadResource(api: PavedApi, id: string) {
   const [cost, drift, request] = await Promise.allSettled([
     api.cost(id),
     api.drift(id),
-    api.request(resource.requestId),
+    api.lastRequest(resource),
   ]);
   return { resource, cost, drift, request };
 }
