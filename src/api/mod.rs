@@ -232,6 +232,38 @@ pub mod paths {
     pub const AT_ROOT: &[(&str, &str)] = &[("GET", LIVENESS), ("GET", READINESS), ("GET", METRICS)];
 }
 
+/// CORS for the Backstage apps listed in `server.cors_origins` (none: no CORS headers). The
+/// browser sends the user's Backstage token as a header, never a cookie, so no credentials mode.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderValue, Method, header};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        // Checked at load (`config::check`): each is an ASCII origin.
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([HeaderName::from_static("x-request-id")])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
 /// The whole HTTP app.
 pub fn router(state: AppState) -> Router {
     let base = state.settings().plugin_base_path();
@@ -343,6 +375,10 @@ pub fn router(state: AppState) -> Router {
                 ))
                 .layer(RequestBodyLimitLayer::new(body_limit)),
         )
+        // Outermost, so a browser's preflight is answered before routing and authentication.
+        .layer(tower::util::option_layer(cors(
+            &state.settings().server.cors_origins,
+        )))
         .with_state(state)
 }
 

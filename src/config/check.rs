@@ -41,6 +41,9 @@ impl Settings {
                 "must be at least 1024".into(),
             ));
         }
+        for origin in &self.server.cors_origins {
+            check_origin(origin).map_err(|rule| err("server.cors_origins", rule))?;
+        }
         let id = &self.backstage.plugin_id;
         if id.is_empty()
             || !id
@@ -253,4 +256,20 @@ pub(super) fn is_sha256_hex(h: &str) -> bool {
     h.len() == 64
         && h.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A CORS origin as browsers send it: `http(s)://host[:port]`, nothing after. A wildcard is
+/// refused: paved lists the Backstage apps it serves by name.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let shown = format!("{origin:?}");
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("{shown} must be an origin: http(s)://host[:port] (no wildcard)"))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', '*', ' ']) {
+        return Err(format!(
+            "{shown} must be an origin: http(s)://host[:port], without path, slash or wildcard"
+        ));
+    }
+    Ok(())
 }

@@ -227,6 +227,39 @@ mod tests {
         assert!(format!("{:?}", s.database).contains("postgres://paved:***@db:5432/paved"));
     }
 
+    /// `server.cors_origins` takes origins as browsers send them, and nothing looser.
+    #[test]
+    fn cors_origins_are_plain_origins() {
+        let ok = Settings::load(
+            None,
+            env(&[(
+                "PAVED_SERVER__CORS_ORIGINS",
+                "[https://backstage.example.com, http://127.0.0.1:3000]",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(ok.server.cors_origins.len(), 2);
+        for bad in [
+            "\"*\"",
+            "https://backstage.example.com/",
+            "backstage.example.com",
+            "https://a/b",
+        ] {
+            let e = Settings::load(
+                None,
+                env(&[("PAVED_SERVER__CORS_ORIGINS", &format!("[{bad}]"))]),
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(e.key, "server.cors_origins", "{bad}");
+            assert!(
+                e.message.contains("must be an origin"),
+                "{bad}: {}",
+                e.message
+            );
+        }
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()

@@ -29,6 +29,12 @@ pub struct ServerSettings {
     #[serde(deserialize_with = "opt_string")]
     #[schemars(schema_with = "opt_string_schema")]
     pub metrics_token_sha256: Option<String>,
+    /// Origins of Backstage apps whose pages call paved's API from the browser
+    /// (`@paved/plugin-paved` with the frontend's discovery pointing at paved), e.g.
+    /// `https://backstage.example.com`: paved answers their CORS preflights and lets them read
+    /// its answers. Empty (the default): no CORS headers, browsers keep pages of other origins
+    /// out. Callers still authenticate with their own token; no cookies are involved.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -39,6 +45,7 @@ impl Default for ServerSettings {
             body_limit_bytes: 1024 * 1024,
             shutdown_grace_seconds: 30,
             metrics_token_sha256: None,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -9,6 +9,7 @@ mod access;
 mod api;
 mod auth;
 mod backstage_e2e;
+mod backstage_frontend;
 mod backstage_modules;
 mod catalog_feed;
 mod catalog_pages;
