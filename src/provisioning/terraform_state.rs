@@ -72,7 +72,7 @@ pub struct StateService {
 
 /// Rules that decide a plan are named `plan_*`: at plan time, only their denials count (the
 /// others decided the request when it was placed, on an input with its estimate and budget).
-pub const PLAN_RULE_PREFIX: &str = "plan_";
+pub use crate::policy::PLAN_RULE_PREFIX;
 
 fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())

@@ -50,7 +50,7 @@ pub async fn place(
     requester: &Principal,
     key: Option<IdempotencyKey>,
 ) -> Result<Placed, PlaceError> {
-    let priced = match assess::price(inputs, offering, values, requester, key)? {
+    let priced = match assess::price(inputs, offering, values, requester, key).await? {
         Ok(p) => p,
         Err(errors) => return Ok(Placed::Invalid(errors)),
     };
@@ -286,10 +286,11 @@ pub async fn place_update(
     };
     let mut merged = created_with.as_object().cloned().unwrap_or_default();
     merged.extend(changes.clone());
-    let priced = match assess::price(inputs, offering, &Value::Object(merged), requester, None)? {
-        Ok(p) => p,
-        Err(errors) => return Ok(Placed::Invalid(errors)),
-    };
+    let priced =
+        match assess::price(inputs, offering, &Value::Object(merged), requester, None).await? {
+            Ok(p) => p,
+            Err(errors) => return Ok(Placed::Invalid(errors)),
+        };
     may_order_for(requester, &resource.owner)?;
     let mut errors = Vec::new();
     if priced.request.spec.resource.name != resource.entity_name {

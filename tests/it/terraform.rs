@@ -876,3 +876,189 @@ async fn a_plan_that_would_destroy_a_protected_prod_resource_is_denied_before_ap
     assert_eq!(r.body["status"], "ready", "{}", r.body);
     app.stop().await;
 }
+
+/// The bundled policies and one more file of `extra` (a plan rule for the test).
+fn policies_with(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(common::repo_path("policies")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    std::fs::write(dir.path().join("frozen.rego"), extra).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn an_estimate_plans_the_module_and_shows_its_priced_lines_and_plan_policy() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let work = tempfile::tempdir().unwrap();
+    // A platform team's plan rule: nothing new is created in staging while it is frozen.
+    let policies = policies_with(
+        r#"package test.frozen
+import rego.v1
+deny contains {"rule": "plan_staging_frozen", "message": msg} if {
+	input.resource.environment == "staging"
+	some change in input.plan.resource_changes
+	"create" in change.actions
+	msg := sprintf("staging is frozen: the plan would create %v", [change.address])
+}"#,
+    );
+    let mut s = with_terraform(with_workers(common::settings(&db.url), 0), work.path());
+    s.policies.dir = policies.path().to_owned();
+    let app = TestApp::spawn(s).await;
+    let values = |env: &str, size: &str| {
+        json!({"name": "orders", "environment": env, "size": size,
+               "owner": "group:default/team-a", "cost_center": "ENG-1234"})
+    };
+
+    // The plan's resources are the estimate's lines, priced by the price book's terraform
+    // section: the limits by their connection limit, the database at nothing of its own.
+    let r = app
+        .as_("alice-token")
+        .estimate("mariadb-database", values("dev", "medium"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let est = &r.body["estimate"];
+    let lines: Vec<(String, f64)> = est["lineItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["part"], "database", "{l}");
+            (
+                l["label"].as_str().unwrap().to_owned(),
+                l["monthly"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("terraform_data.database".to_owned(), 0.0),
+            (
+                "terraform_data.limits (input.max_user_connections = 100)".to_owned(),
+                35.0
+            ),
+        ],
+        "{est}"
+    );
+    assert_eq!(est["monthly"], 35.0);
+    assert_eq!(r.body["decision"]["outcome"], "allowed", "{}", r.body);
+    // Nothing was provisioned, no state or run of paved's was touched, nothing left behind.
+    let conn = db_of(&db.url).await;
+    assert!(
+        terraform_run::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        paved::db::entities::terraform_state::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert!(
+        empty_dir(work.path()),
+        "the estimate's directory is removed"
+    );
+
+    // The form's dry-run (Backstage's `paved:estimate`): the plan policy denies before submit.
+    let r = app
+        .client
+        .post(app.url("/api/paved/.backstage/actions/v1/actions/paved%3Aestimate/invoke"))
+        .bearer_auth("alice-token")
+        .json(&json!({"offering": "mariadb-database", "values": values("staging", "small")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out: Value = r.json().await.unwrap();
+    let out = &out["output"];
+    assert_eq!(out["outcome"], "denied", "{out}");
+    assert_eq!(out["monthlyCost"], 12.0, "{out}");
+    assert_eq!(
+        out["summary"],
+        "Denied: staging is frozen: the plan would create terraform_data.database"
+    );
+    assert_eq!(out["deny"][0]["rule"], "plan_staging_frozen", "{out}");
+    assert!(
+        out["lineItems"]
+            .to_string()
+            .contains("terraform_data.limits (input.max_user_connections = 20)"),
+        "{out}"
+    );
+
+    // An order is decided on the same plan: denied, stored as such, nothing provisioned.
+    let placed = app
+        .as_("alice-token")
+        .order("mariadb-database", values("staging", "small"))
+        .await;
+    assert_eq!(placed.status, 403, "{}", placed.body);
+    assert!(
+        placed.body.to_string().contains("staging is frozen"),
+        "{}",
+        placed.body
+    );
+    conn.close().await.ok();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_estimate_whose_plan_fails_says_why_and_is_no_server_error() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let work = tempfile::tempdir().unwrap();
+    // The module refuses the connection limit the medium size sets.
+    let templates = offering_copy(|f, text| {
+        if f == "main.tf" {
+            text.replacen(
+                "var.connection_limit <= 1000",
+                "var.connection_limit <= 50",
+                1,
+            )
+        } else {
+            text
+        }
+    });
+    let mut s = with_terraform(with_workers(common::settings(&db.url), 0), work.path());
+    s.templates.dir = templates.path().to_owned();
+    let app = TestApp::spawn(s).await;
+    let r = app
+        .as_("alice-token")
+        .estimate(
+            "mariadb-database",
+            json!({"name": "orders", "environment": "dev", "size": "medium",
+                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let msg = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(
+            "the estimate's terraform plan of part database failed: terraform plan failed"
+        ) && msg.contains("connection_limit must be a whole number from 1 to 1000"),
+        "{msg}"
+    );
+    assert!(empty_dir(work.path()));
+
+    // The CLI cannot start: the estimate says which setting names it.
+    let mut s = with_workers(common::settings(&db.url), 0);
+    s.drivers.terraform.binary = "/nonexistent/terraform".into();
+    let app2 = TestApp::spawn(s).await;
+    let r = app2
+        .as_("alice-token")
+        .estimate(
+            "mariadb-database",
+            json!({"name": "orders", "environment": "dev", "size": "small",
+                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let msg = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("drivers.terraform.binary"), "{msg}");
+    app2.stop().await;
+    app.stop().await;
+}

@@ -62,6 +62,12 @@ pub struct TerraformDriverSettings {
     /// Where the CLI reaches paved's state backend (`…/api/paved`); paved's own listener when
     /// unset.
     pub state_url: Option<String>,
+    /// Plans run for estimates (the form's dry-run calls them often) at most this many at a
+    /// time in this process; one more waits for a slot, at most `estimate_timeout_seconds`.
+    pub estimate_concurrency: usize,
+    /// Each CLI command of an estimate's plan (init, plan, show) is killed after this long,
+    /// and the estimate answers that it timed out.
+    pub estimate_timeout_seconds: u64,
     /// Environment variables an offering's part may ask for (`env:` in its spec), per
     /// environment: admin access to the systems its module acts on. Values never reach a log or
     /// `paved config check`. The bundled mariadb-database offering's `MARIADB_ADMIN_HOST`,
@@ -89,6 +95,8 @@ impl Default for TerraformDriverSettings {
             plugin_cache_dir: None,
             timeout_seconds: 600,
             state_url: None,
+            estimate_concurrency: 2,
+            estimate_timeout_seconds: 60,
             env: BTreeMap::new(),
         }
     }
@@ -343,6 +351,8 @@ pub trait StateBackend: Send + Sync {
 
 pub struct TerraformDriver {
     settings: TerraformDriverSettings,
+    /// Slots for estimates' plans (`estimate_concurrency`).
+    estimates: Arc<tokio::sync::Semaphore>,
     /// Where offerings live (`templates.dir`): a part's module is `<this>/<offering>/<module>`.
     modules_dir: PathBuf,
     backend: Option<Arc<dyn StateBackend>>,
@@ -482,15 +492,19 @@ impl Drop for WorkDir {
     }
 }
 
-/// Everything one run needs; `close` ends its backend run.
+/// Everything one run needs; `close` ends its backend run. An estimate's plan has neither
+/// backend nor credentials: its state is a throwaway local file.
 struct Run<'a> {
     part: String,
     dir: WorkDir,
     env: Vec<(String, String)>,
     redact: Redactor,
     ctx: RunContext,
-    backend: &'a dyn StateBackend,
-    creds: RunCredentials,
+    backend: Option<&'a dyn StateBackend>,
+    creds: Option<RunCredentials>,
+    /// How long each CLI command may take, and the setting that says so.
+    limit: Duration,
+    limit_setting: &'static str,
 }
 
 /// What a CLI command printed.
@@ -531,6 +545,9 @@ fn resource_of(tag: &str) -> Result<&str, DriverError> {
 impl TerraformDriver {
     pub fn new(settings: TerraformDriverSettings, modules_dir: PathBuf) -> Self {
         Self {
+            estimates: Arc::new(tokio::sync::Semaphore::new(
+                settings.estimate_concurrency.max(1),
+            )),
             settings,
             modules_dir,
             backend: None,
@@ -596,6 +613,32 @@ impl TerraformDriver {
         tag: &str,
     ) -> Result<Run<'a>, DriverError> {
         let backend = self.backend()?;
+        let dir = self.work_dir(spec).await?;
+        let ctx = super::context::current();
+        let creds = backend.open_run(resource_id, &spec.part, &ctx).await?;
+        // From here on the run exists: a failure below still closes it.
+        let run = Run {
+            part: spec.part.clone(),
+            dir,
+            env: Vec::new(),
+            redact: Redactor(Vec::new()),
+            ctx,
+            backend: Some(backend),
+            creds: Some(creds),
+            limit: Duration::from_secs(self.settings.timeout_seconds.max(1)),
+            limit_setting: "drivers.terraform.timeout_seconds",
+        };
+        match self.fill(run, spec, password, tag).await {
+            Ok(run) => Ok(run),
+            Err((run, e)) => {
+                run.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// A working directory of its own with the part's module copied in (removed as it drops).
+    async fn work_dir(&self, spec: &TerraformSpec) -> Result<WorkDir, DriverError> {
         let module = self
             .modules_dir
             .join(&spec.offering)
@@ -622,25 +665,7 @@ impl TerraformDriver {
                 .map_err(|e| DriverError::Transient(e.to_string()))?
                 .map_err(|e| io("copying the module", e))?;
         }
-        let ctx = super::context::current();
-        let creds = backend.open_run(resource_id, &spec.part, &ctx).await?;
-        // From here on the run exists: a failure below still closes it.
-        let run = Run {
-            part: spec.part.clone(),
-            dir,
-            env: Vec::new(),
-            redact: Redactor(Vec::new()),
-            ctx,
-            backend,
-            creds,
-        };
-        match self.fill(run, spec, password, tag).await {
-            Ok(run) => Ok(run),
-            Err((run, e)) => {
-                run.close().await;
-                Err(e)
-            }
-        }
+        Ok(dir)
     }
 
     async fn fill<'a>(
@@ -651,14 +676,21 @@ impl TerraformDriver {
         tag: &str,
     ) -> Result<Run<'a>, (Run<'a>, DriverError)> {
         let dir = run.dir.0.clone();
-        let backend = json!({"terraform": {"backend": {"http": {
-            "address": run.creds.address,
-            "lock_address": run.creds.address,
-            "unlock_address": run.creds.address,
-            "lock_method": "LOCK",
-            "unlock_method": "UNLOCK",
-            "update_method": "POST",
-        }}}});
+        let backend = match &run.creds {
+            Some(creds) => json!({"terraform": {"backend": {"http": {
+                "address": creds.address,
+                "lock_address": creds.address,
+                "unlock_address": creds.address,
+                "lock_method": "LOCK",
+                "unlock_method": "UNLOCK",
+                "update_method": "POST",
+            }}}}),
+            // An estimate: an empty state of its own, in the throwaway directory (whatever
+            // backend the module names, no real state is read or locked).
+            None => json!({"terraform": {"backend": {"local": {
+                "path": dir.join("estimate.tfstate").display().to_string(),
+            }}}}),
+        };
         let mut cli_config = String::from("disable_checkpoint = true\n");
         if let Some(cache) = &self.settings.plugin_cache_dir {
             cli_config.push_str(&format!(
@@ -687,11 +719,14 @@ impl TerraformDriver {
                 "TF_CLI_CONFIG_FILE".into(),
                 dir.join(CLI_CONFIG_FILE).display().to_string(),
             ),
-            ("TF_HTTP_USERNAME".into(), run.creds.username.clone()),
-            ("TF_HTTP_PASSWORD".into(), run.creds.password.clone()),
             (format!("TF_VAR_{OWNER_TAG_VARIABLE}"), tag.to_owned()),
         ];
-        let mut secrets = vec![run.creds.password.clone()];
+        let mut secrets = Vec::new();
+        if let Some(creds) = &run.creds {
+            env.push(("TF_HTTP_USERNAME".into(), creds.username.clone()));
+            env.push(("TF_HTTP_PASSWORD".into(), creds.password.clone()));
+            secrets.push(creds.password.clone());
+        }
         // A destroy plan still wants every variable: it gets an empty password (what is
         // destroyed is in the state, and destroy provisioners may read only `self`).
         env.push((
@@ -769,7 +804,9 @@ impl TerraformDriver {
                                 errors.push_str(&msg);
                                 errors.push('\n');
                             }
-                            run.backend.log(&run.ctx, level, msg).await.ok();
+                            if let Some(b) = run.backend {
+                                b.log(&run.ctx, level, msg).await.ok();
+                            }
                         }
                     } else {
                         out.push_str(&line);
@@ -781,7 +818,7 @@ impl TerraformDriver {
             let status = child.wait().await;
             (status, out, errors, err_bytes)
         };
-        let limit = Duration::from_secs(self.settings.timeout_seconds.max(1));
+        let limit = run.limit;
         match tokio::time::timeout(limit, work).await {
             Ok((status, out, mut errors, err_bytes)) => {
                 let status = status
@@ -805,8 +842,9 @@ impl TerraformDriver {
                     }
                 }
                 Err(DriverError::Permanent(format!(
-                    "terraform {command} did not finish within {} s (drivers.terraform.timeout_seconds) and was killed",
-                    limit.as_secs()
+                    "terraform {command} did not finish within {} s ({}) and was killed",
+                    limit.as_secs(),
+                    run.limit_setting
                 )))
             }
         }
@@ -831,7 +869,9 @@ impl TerraformDriver {
     }
 
     async fn say(&self, run: &Run<'_>, level: &'static str, message: String) {
-        run.backend.log(&run.ctx, level, message).await.ok();
+        if let Some(b) = run.backend {
+            b.log(&run.ctx, level, message).await.ok();
+        }
     }
 
     /// init, plan (`-destroy` for a destroy), the plan's summary to the log, apply of exactly
@@ -862,9 +902,10 @@ impl TerraformDriver {
         let summary = PlanSummary::from_plan(&doc);
         self.say(run, "info", summary.describe()).await;
         // Policies see what will really change before anything does.
-        run.backend
-            .check_plan(&run.ctx, &run.part, json!(summary.changes))
-            .await?;
+        if let Some(b) = run.backend {
+            b.check_plan(&run.ctx, &run.part, json!(summary.changes))
+                .await?;
+        }
         self.must(run, &["apply", "-json", "-input=false", PLAN_FILE], true)
             .await?;
         Ok(summary)
@@ -899,6 +940,57 @@ impl TerraformDriver {
         let result = self.plan_and_apply(&run, true).await;
         run.close().await;
         result.map(|_| ())
+    }
+
+    /// The plan (`show -json`) of `spec` for a new resource, for an estimate: in a throwaway
+    /// directory, against an empty local state, with no lock taken on any state paved keeps;
+    /// nothing is applied. At most `estimate_concurrency` run at once in this process, each
+    /// command within `estimate_timeout_seconds`. The module gets a throwaway password (the
+    /// real one does not exist yet) and the environment it asks for, as a run does.
+    pub async fn plan_for_estimate(&self, spec: &TerraformSpec) -> Result<Value, DriverError> {
+        let wait = Duration::from_secs(self.settings.estimate_timeout_seconds.max(1));
+        let _slot = match tokio::time::timeout(wait, self.estimates.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                return Err(DriverError::Transient(format!(
+                    "every slot for estimate plans is taken (drivers.terraform.estimate_concurrency = {}); try again shortly",
+                    self.settings.estimate_concurrency.max(1)
+                )));
+            }
+        };
+        let dir = self.work_dir(spec).await?;
+        let run = Run {
+            part: spec.part.clone(),
+            dir,
+            env: Vec::new(),
+            redact: Redactor(Vec::new()),
+            // No request: nothing is logged into one.
+            ctx: RunContext::default(),
+            backend: None,
+            creds: None,
+            limit: wait,
+            limit_setting: "drivers.terraform.estimate_timeout_seconds",
+        };
+        let password = super::generate_password();
+        let run = self
+            .fill(run, spec, Some(&password), "paved:estimate")
+            .await
+            .map_err(|(_, e)| e)?;
+        self.must(&run, &["init", "-input=false", "-no-color"], false)
+            .await?;
+        let out = format!("-out={PLAN_FILE}");
+        self.must(
+            &run,
+            &["plan", "-input=false", "-no-color", "-lock=false", &out],
+            false,
+        )
+        .await?;
+        let shown = self
+            .must(&run, &["show", "-json", PLAN_FILE], false)
+            .await?;
+        serde_json::from_str(&shown.stdout).map_err(|e| {
+            DriverError::Permanent(format!("terraform show -json printed no plan: {e}"))
+        })
     }
 
     /// What the state records: its serial and resource addresses (never attribute values).
@@ -940,8 +1032,10 @@ impl TerraformDriver {
 
 impl Run<'_> {
     async fn close(self) {
-        if let Err(e) = self.backend.close_run(&self.creds.run_id).await {
-            tracing::warn!(run = %self.creds.run_id, error = %e, "could not close a terraform run; its lock is freed when its job's lease ends");
+        if let (Some(backend), Some(creds)) = (self.backend, &self.creds)
+            && let Err(e) = backend.close_run(&creds.run_id).await
+        {
+            tracing::warn!(run = %creds.run_id, error = %e, "could not close a terraform run; its lock is freed when its job's lease ends");
         }
         // `dir` is removed as it drops.
     }
