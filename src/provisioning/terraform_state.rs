@@ -477,6 +477,18 @@ impl StateBackend for StateService {
         Box::pin(self.decide_plan(ctx, part, changes))
     }
 
+    fn cancelled<'a>(&'a self, ctx: &'a RunContext) -> DriverFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(id) = &ctx.request_id else {
+                return Ok(false);
+            };
+            let req = db::requests::by_id(&self.db, id)
+                .await
+                .map_err(|e| DriverError::Transient(format!("terraform run: database: {e}")))?;
+            Ok(req.is_some_and(|r| r.status == crate::vocab::status::RequestStatus::Cancelled))
+        })
+    }
+
     fn current<'a>(
         &'a self,
         resource_id: &'a str,

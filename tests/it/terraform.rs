@@ -943,6 +943,14 @@ deny contains {"rule": "plan_staging_frozen", "message": msg} if {
         "{est}"
     );
     assert_eq!(est["monthly"], 35.0);
+    // What the form promises for each size is what the plan prices.
+    for (size, monthly) in [("small", 12.0), ("large", 90.0)] {
+        let r = app
+            .as_("alice-token")
+            .estimate("mariadb-database", values("dev", size))
+            .await;
+        assert_eq!(r.body["estimate"]["monthly"], monthly, "{size}: {}", r.body);
+    }
     assert_eq!(r.body["decision"]["outcome"], "allowed", "{}", r.body);
     // Nothing was provisioned, no state or run of paved's was touched, nothing left behind.
     let conn = db_of(&db.url).await;
@@ -1060,5 +1068,141 @@ async fn an_estimate_whose_plan_fails_says_why_and_is_no_server_error() {
     let msg = r.body["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("drivers.terraform.binary"), "{msg}");
     app2.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancel_interrupts_the_apply_which_stops_cleanly_and_what_it_made_is_destroyed() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let work = tempfile::tempdir().unwrap();
+    // The database is made, then the limits' provisioner takes its time: the cancel lands in
+    // it, with something real already made.
+    let templates = offering_copy(|f, text| {
+        if f == "limits.sh" {
+            text.replacen("set -eu\n", "set -eu\nsleep 60\n", 1)
+        } else {
+            text
+        }
+    });
+    let mut s = with_terraform(with_workers(common::settings(&db.url), 1), work.path());
+    s.templates.dir = templates.path().to_owned();
+    let app = TestApp::spawn(s).await;
+    let name = format!("tc{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let database = format!("{name}_dev");
+    let _cleanup = MariaDbCleanup(database.clone());
+    let alice = app.as_("alice-token");
+    let id = alice
+        .order(
+            "mariadb-database",
+            json!({"name": name, "environment": "dev", "size": "small",
+                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
+        )
+        .await
+        .created_id();
+    let mut inside = false;
+    for _ in 0..600 {
+        if log_text(&app, &id)
+            .await
+            .contains("terraform_data.limits: Provisioning with 'local-exec'")
+        {
+            inside = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        inside,
+        "the limits were never provisioned:\n{}",
+        log_text(&app, &id).await
+    );
+    let schemas = || {
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{database}'"
+        ))
+    };
+    assert_eq!(schemas(), "1", "the database was made before the cancel");
+
+    let c = alice.cancel(&id).await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    // The runner finishes the job: the step is cancelled (neither failed nor retried), the
+    // request stays cancelled.
+    let mut done = Value::Null;
+    for _ in 0..600 {
+        done = alice.request(&id).await.body;
+        let step = done["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == "create database"))
+            .cloned()
+            .unwrap_or_default();
+        if step["status"] != "running"
+            && log_text(&app, &id)
+                .await
+                .contains("removed what this request had provisioned")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = log_text(&app, &id).await;
+    assert_eq!(done["status"], "cancelled", "{done}\n{logs}");
+    let step = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "create database")
+        .unwrap_or_else(|| panic!("{done}"));
+    assert_eq!(step["status"], "cancelled", "{done}\n{logs}");
+    assert!(
+        step["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("interrupted and stopped cleanly (its state is written)"),
+        "{step}"
+    );
+    assert!(
+        logs.contains("the request was cancelled: interrupting terraform apply"),
+        "{logs}"
+    );
+    assert!(!logs.contains("retrying"), "{logs}");
+
+    // The state recorded what the interrupted apply made, so the clean-up's destroy plan
+    // removed it: the database and its user are gone, the state is empty, no lock or run is
+    // left and no working directory.
+    assert!(
+        logs.contains("removed what this request had provisioned"),
+        "{logs}"
+    );
+    assert_eq!(schemas(), "0", "{logs}");
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM mysql.user WHERE user = '{database}'"
+        )),
+        "0"
+    );
+    let conn = db_of(&db.url).await;
+    let res = done["resourceId"].as_str().unwrap().to_owned();
+    let key = common::secrets_key_for(&db.url);
+    let current = service_on(&conn, &key)
+        .current(&res, "database")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(current["resources"], json!([]), "{current}");
+    assert!(
+        terraform_lock::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        terraform_run::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(empty_dir(work.path()));
+    conn.close().await.ok();
     app.stop().await;
 }

@@ -31,6 +31,10 @@ pub enum DriverError {
     /// Something exists already (a concurrent run created it); converge instead of failing.
     #[error("already exists: {0}")]
     Conflict(String),
+    /// The request was cancelled while the call ran, and the call stopped (what it left is
+    /// recorded as far as the driver could: a Terraform run writes its state).
+    #[error("cancelled: {0}")]
+    Cancelled(String),
 }
 
 /// What an apply produced: outputs anyone on the team may see, and secrets for the encrypted
@@ -145,6 +149,7 @@ impl DriverError {
             DriverError::Transient(m) => DriverError::Transient(format!("{what}: {m}")),
             DriverError::Permanent(m) => DriverError::Permanent(format!("{what}: {m}")),
             DriverError::Conflict(m) => DriverError::Conflict(format!("{what}: {m}")),
+            DriverError::Cancelled(m) => DriverError::Cancelled(format!("{what}: {m}")),
         }
     }
 }

@@ -39,6 +39,8 @@ const PLAN_FILE: &str = "paved.tfplan";
 const VARS_FILE: &str = "terraform.tfvars.json";
 const BACKEND_FILE: &str = "paved_backend_override.tf.json";
 const CLI_CONFIG_FILE: &str = "paved.tfrc";
+/// How often a step's run asks whether its request was cancelled.
+const CANCEL_CHECK: Duration = Duration::from_millis(500);
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -59,6 +61,9 @@ pub struct TerraformDriverSettings {
     pub plugin_cache_dir: Option<PathBuf>,
     /// Each CLI command (init, plan, apply, …) is killed after this long and the step fails.
     pub timeout_seconds: u64,
+    /// A cancelled request's CLI is interrupted (SIGINT: it stops, writes its state and
+    /// releases its lock) and killed if it has not stopped after this long.
+    pub interrupt_grace_seconds: u64,
     /// Where the CLI reaches paved's state backend (`…/api/paved`); paved's own listener when
     /// unset.
     pub state_url: Option<String>,
@@ -94,6 +99,7 @@ impl Default for TerraformDriverSettings {
             work_dir: None,
             plugin_cache_dir: None,
             timeout_seconds: 600,
+            interrupt_grace_seconds: 30,
             state_url: None,
             estimate_concurrency: 2,
             estimate_timeout_seconds: 60,
@@ -338,6 +344,8 @@ pub trait StateBackend: Send + Sync {
         part: &'a str,
         changes: Value,
     ) -> DriverFuture<'a, ()>;
+    /// Whether the request of `ctx` was cancelled (its run then interrupts the CLI).
+    fn cancelled<'a>(&'a self, ctx: &'a RunContext) -> DriverFuture<'a, bool>;
     /// The current state of `part` of `resource_id` (None before the first write).
     fn current<'a>(
         &'a self,
@@ -819,35 +827,82 @@ impl TerraformDriver {
             (status, out, errors, err_bytes)
         };
         let limit = run.limit;
-        match tokio::time::timeout(limit, work).await {
-            Ok((status, out, mut errors, err_bytes)) => {
-                let status = status
-                    .map_err(|e| DriverError::Transient(format!("terraform {command}: {e}")))?;
-                let stderr = run.redact.clean(&String::from_utf8_lossy(&err_bytes));
-                if errors.is_empty() {
-                    errors = stderr;
+        let kill_group = || {
+            if let Some(pid) = pid {
+                // SAFETY: signals the process group the child leads (`process_group(0)`).
+                unsafe {
+                    libc::kill(-(pid as i32), libc::SIGKILL);
                 }
-                Ok(Ran {
-                    code: status.code().unwrap_or(-1),
-                    // Parsed, never reported (`output -json` holds the sensitive outputs).
-                    stdout: out,
-                    errors,
-                })
             }
-            Err(_) => {
-                if let Some(pid) = pid {
-                    // SAFETY: signals the process group the child leads (`process_group(0)`).
-                    unsafe {
-                        libc::kill(-(pid as i32), libc::SIGKILL);
+        };
+        // A step's run watches its request: a cancel interrupts the CLI as Ctrl-C would
+        // (Terraform stops its provisioners, writes the state and releases its lock), and kills
+        // it if it has not stopped within the grace period. Clean-ups after a failure or a
+        // cancel run outside a step and are never interrupted by it.
+        let watch = run
+            .backend
+            .filter(|_| run.ctx.step.is_some() && run.ctx.request_id.is_some());
+        let grace = Duration::from_secs(self.settings.interrupt_grace_seconds.max(1));
+        let mut work = std::pin::pin!(work);
+        let deadline = tokio::time::sleep(limit);
+        let mut deadline = std::pin::pin!(deadline);
+        let mut checks = tokio::time::interval(CANCEL_CHECK);
+        checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut interrupted: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let finished = loop {
+            tokio::select! {
+                done = &mut work => break done,
+                () = &mut deadline => {
+                    kill_group();
+                    return Err(DriverError::Permanent(format!(
+                        "terraform {command} did not finish within {} s ({}) and was killed",
+                        limit.as_secs(),
+                        run.limit_setting
+                    )));
+                }
+                () = async { interrupted.as_mut().expect("guarded").as_mut().await }, if interrupted.is_some() => {
+                    kill_group();
+                    return Err(DriverError::Cancelled(format!(
+                        "the request was cancelled; terraform {command} did not stop within {} s of its interrupt (drivers.terraform.interrupt_grace_seconds) and was killed",
+                        grace.as_secs()
+                    )));
+                }
+                _ = checks.tick(), if watch.is_some() && interrupted.is_none() => {
+                    let backend = watch.expect("guarded");
+                    if backend.cancelled(&run.ctx).await.unwrap_or(false) {
+                        if let Some(pid) = pid {
+                            // SAFETY: signals the CLI alone; it stops what it started itself.
+                            unsafe {
+                                libc::kill(pid as i32, libc::SIGINT);
+                            }
+                        }
+                        self.say(run, "info", format!("the request was cancelled: interrupting terraform {command}")).await;
+                        interrupted = Some(Box::pin(tokio::time::sleep(grace)));
                     }
                 }
-                Err(DriverError::Permanent(format!(
-                    "terraform {command} did not finish within {} s ({}) and was killed",
-                    limit.as_secs(),
-                    run.limit_setting
-                )))
             }
+        };
+        let (status, out, mut errors, err_bytes) = finished;
+        let status =
+            status.map_err(|e| DriverError::Transient(format!("terraform {command}: {e}")))?;
+        let stderr = run.redact.clean(&String::from_utf8_lossy(&err_bytes));
+        if errors.is_empty() {
+            errors = stderr;
         }
+        let code = status.code().unwrap_or(-1);
+        // Interrupted but done all the same: its work stands, and the engine sees the cancel
+        // before the next step.
+        if interrupted.is_some() && code != 0 {
+            return Err(DriverError::Cancelled(format!(
+                "the request was cancelled; terraform {command} was interrupted and stopped cleanly (its state is written)"
+            )));
+        }
+        Ok(Ran {
+            code,
+            // Parsed, never reported (`output -json` holds the sensitive outputs).
+            stdout: out,
+            errors,
+        })
     }
 
     /// Runs a command that must succeed; its failure names the command and what it said.
