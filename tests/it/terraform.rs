@@ -1206,3 +1206,205 @@ async fn a_cancel_interrupts_the_apply_which_stops_cleanly_and_what_it_made_is_d
     conn.close().await.ok();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn two_replicas_share_the_state_lock_one_holds_it_the_other_is_refused_until_its_claim_ends()
+{
+    let db = TestDb::new(Engine::Postgres).await;
+    let key = SecretBox::generate_key();
+    let (port_a, port_b) = (common::free_port(), common::free_port());
+    let api = |port: u16| format!("http://127.0.0.1:{port}/api/paved");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    // The limits' provisioner takes long enough for the other replica to try the state.
+    let templates = offering_copy(|f, text| {
+        if f == "limits.sh" {
+            text.replacen("set -eu\n", "set -eu\nsleep 20\n", 1)
+        } else {
+            text
+        }
+    });
+    let (work_a, work_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = format!("tr{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let database = format!("{name}_dev");
+    let _cleanup = MariaDbCleanup(database.clone());
+    let ready = |port: u16| {
+        let http = http.clone();
+        async move {
+            for _ in 0..600 {
+                if let Ok(r) = http
+                    .get(format!(
+                        "http://127.0.0.1:{port}/.backstage/health/v1/readiness"
+                    ))
+                    .send()
+                    .await
+                    && r.status() == 200
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("paved on {port} did not become ready");
+        }
+    };
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(common::OBSERVER_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+
+    // Replica A takes the order and is inside its apply, holding the state's lock.
+    let mut a = serve(&db.url, port_a, &key, templates.path(), work_a.path());
+    ready(port_a).await;
+    let r: Value = http
+        .post(format!("{}/v1/requests", api(port_a)))
+        .json(&json!({"offering": "mariadb-database", "values": {
+            "name": name, "environment": "dev", "size": "small",
+            "owner": "group:default/team-a", "cost_center": "ENG-1234"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned();
+    let mut inside = false;
+    for _ in 0..600 {
+        let logs = get(format!("{}/v1/requests/{id}/logs", api(port_a))).await;
+        if logs
+            .to_string()
+            .contains("terraform_data.limits: Provisioning with 'local-exec'")
+        {
+            inside = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(inside, "the apply never started on replica A");
+    let req = get(format!("{}/v1/requests/{id}", api(port_a))).await;
+    let res = req["resourceId"].as_str().unwrap().to_owned();
+    let conn = db_of(&db.url).await;
+    let held = terraform_lock::Entity::find().all(&conn).await.unwrap();
+    assert_eq!(held.len(), 1, "A's run holds the lock");
+
+    // Replica B, on the same database: a run of the same state through B is refused with
+    // A's lock info, over HTTP and to the real CLI.
+    let mut b = serve(&db.url, port_b, &key, templates.path(), work_b.path());
+    ready(port_b).await;
+    let via_b = Arc::new(StateService::new(
+        conn.clone(),
+        Arc::new(SecretBox::from_base64(&key).unwrap()),
+        api(port_b),
+    ));
+    let other = via_b
+        .open_run(&res, "database", &RunContext::default())
+        .await
+        .unwrap();
+    assert!(other.address.starts_with(&api(port_b)), "{}", other.address);
+    let r = state_call(
+        "LOCK",
+        &other.address,
+        &(other.username.clone(), other.password.clone()),
+    )
+    .json(&lock_info("b-lock"))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 423);
+    let holder: Value = r.json().await.unwrap();
+    assert_eq!(holder["ID"], held[0].lock_id.as_str(), "{holder}");
+    assert_eq!(holder["Operation"], "OperationTypeApply", "{holder}");
+    via_b.close_run(&other.run_id).await.unwrap();
+    let driver = TerraformDriver::new(
+        TerraformDriverSettings {
+            binary: terraform().display().to_string(),
+            work_dir: Some(work_b.path().to_owned()),
+            ..Default::default()
+        },
+        templates.path().to_owned(),
+    )
+    .with_backend(via_b.clone());
+    let spec = TerraformSpec::parse(&json!({
+        "part": "database", "offering": "mariadb-database", "module": "./module",
+        "environment": "dev",
+        "variables": {"database": database, "user": database, "connection_limit": 20},
+        "env": ["MARIADB_ADMIN_HOST", "MARIADB_ADMIN_PORT", "MARIADB_ADMIN_USER", "MARIADB_ADMIN_PASSWORD"]}))
+    .unwrap();
+    let tag = format!("paved:resource:{res}");
+    let e = driver
+        .apply(&spec, "not-the-password", &tag)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, DriverError::Transient(m) if m.contains("Error acquiring the state lock")),
+        "{e}"
+    );
+
+    // A dies: once its lease runs out its claim is over, B's worker claims the job again,
+    // its run takes the lock over and finishes the request, with one database.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let mut done = Value::Null;
+    for _ in 0..900 {
+        done = get(format!("{}/v1/requests/{id}", api(port_b))).await;
+        if ["succeeded", "failed", "cancelled"].contains(&done["status"].as_str().unwrap_or("")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = get(format!("{}/v1/requests/{id}/logs", api(port_b))).await;
+    assert_eq!(done["status"], "succeeded", "{done}\n{logs}");
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{database}'"
+        )),
+        "1"
+    );
+    assert!(
+        terraform_lock::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // And freed, B's own runs take the state as any run does: removed through B.
+    let del: Value = http
+        .delete(format!("{}/v1/resources/{res}", api(port_b)))
+        .bearer_auth(common::OBSERVER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let del_id = del["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{del}"))
+        .to_owned();
+    let mut gone = Value::Null;
+    for _ in 0..300 {
+        gone = get(format!("{}/v1/requests/{del_id}", api(port_b))).await;
+        if ["succeeded", "failed"].contains(&gone["status"].as_str().unwrap_or("")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gone["status"], "succeeded", "{gone}");
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{database}'"
+        )),
+        "0"
+    );
+    b.kill().ok();
+    b.wait().ok();
+    conn.close().await.ok();
+}
