@@ -1408,3 +1408,109 @@ async fn two_replicas_share_the_state_lock_one_holds_it_the_other_is_refused_unt
     b.wait().ok();
     conn.close().await.ok();
 }
+
+#[tokio::test]
+async fn drift_is_a_refresh_only_plan_which_the_built_in_provider_keeps_empty() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let work = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(with_terraform(
+        with_workers(common::settings(&db.url), 0),
+        work.path(),
+    ))
+    .await;
+    let name = format!("td{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let database = format!("{name}_dev");
+    let _cleanup = MariaDbCleanup(database.clone());
+    let alice = app.as_("alice-token");
+    let id = alice
+        .order(
+            "mariadb-database",
+            json!({"name": name, "environment": "dev", "size": "small",
+                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
+        )
+        .await
+        .created_id();
+    let done = run_jobs_until_final(&app, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let res = done["resourceId"].as_str().unwrap().to_owned();
+    let conn = db_of(&db.url).await;
+    let versions = || async {
+        paved::db::terraform::history(&conn, &res, "database")
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = versions().await;
+
+    // `plan -refresh-only -detailed-exitcode` ran against paved's state: no drift, nothing
+    // written, its lock and run gone, no working directory.
+    let r = alice.drift_action(&res, "check").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "none", "{}", r.body);
+    assert_eq!(r.body["findings"], json!([]), "{}", r.body);
+    assert_eq!(versions().await, before);
+    assert!(
+        terraform_lock::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        terraform_run::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(empty_dir(work.path()));
+
+    // What the built-in provider cannot see: terraform_data has nothing remote to refresh, so
+    // a database dropped behind paved's back is no drift of this module (a provider's
+    // resource would be; README, "Terraform offerings").
+    admin_sql(&format!("DROP DATABASE `{database}`"));
+    let r = alice.drift_action(&res, "check").await;
+    assert_eq!(r.body["findings"], json!([]), "{}", r.body);
+
+    // What it can: a state that no longer records the part's resources (as after a
+    // `terraform state rm` elsewhere) is the part missing.
+    let state = service(&app, &db.url, conn.clone());
+    let run = state
+        .open_run(&res, "database", &RunContext::default())
+        .await
+        .unwrap();
+    let model = state
+        .authenticate(&res, "database", Some((&run.username, &run.password)))
+        .await
+        .unwrap();
+    let mut current = state.current(&res, "database").await.unwrap().unwrap();
+    current["resources"] = json!([]);
+    current["serial"] = json!(current["serial"].as_i64().unwrap() + 1);
+    state.lock(&model, &lock_info("edit")).await.unwrap();
+    state
+        .put(&model, Some("edit"), current.to_string().as_bytes())
+        .await
+        .unwrap();
+    state
+        .unlock(&model, Some(&lock_info("edit")))
+        .await
+        .unwrap();
+    state.close_run(&run.run_id).await.unwrap();
+    let r = alice.drift_action(&res, "check").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "detected", "{}", r.body);
+    let f = &r.body["findings"][0];
+    assert_eq!(
+        (&f["part"], &f["field"], &f["expected"], &f["actual"]),
+        (
+            &json!("database"),
+            &json!("exists"),
+            &json!(true),
+            &json!(false)
+        ),
+        "{}",
+        r.body
+    );
+    conn.close().await.ok();
+    app.stop().await;
+}

@@ -323,11 +323,13 @@ impl Drivers {
                 };
                 Ok((seen, diff))
             }
-            // `plan -refresh-only` is what shows a module's drift; the built-in provider has
-            // no remote state to refresh, so it is not wired yet (README, issue 17).
-            PartSpec::Terraform(_) => Err(DriverError::Permanent(
-                "drift detection of terraform parts is not implemented yet".into(),
-            )),
+            // `plan -refresh-only`: what the module's providers see changed, per resource and
+            // attribute.
+            PartSpec::Terraform(s) => self
+                .terraform
+                .drift(s)
+                .await
+                .map_err(|e| e.within(&self.location(spec))),
         }
     }
 

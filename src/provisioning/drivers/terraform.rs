@@ -1048,6 +1048,60 @@ impl TerraformDriver {
         })
     }
 
+    /// Drift: `plan -refresh-only -detailed-exitcode` against paved's state (taking its lock
+    /// as any plan does), its `resource_drift` reported per resource and attribute. A state
+    /// that records nothing is the part missing (`exists`).
+    pub async fn drift(
+        &self,
+        spec: &TerraformSpec,
+    ) -> Result<(Observed, Vec<super::Difference>), DriverError> {
+        let seen = self.observe(spec).await?;
+        if !seen.exists {
+            return Ok((seen, vec![super::Difference::new("exists", true, false)]));
+        }
+        let ctx = super::context::current();
+        let resource_id = ctx.resource_id.unwrap_or_default();
+        let tag = format!("paved:resource:{resource_id}");
+        let run = self.open(spec, &resource_id, None, &tag).await?;
+        let result = async {
+            self.must(&run, &["init", "-input=false", "-no-color"], false)
+                .await?;
+            let out = format!("-out={PLAN_FILE}");
+            let plan = [
+                "plan",
+                "-refresh-only",
+                "-detailed-exitcode",
+                "-input=false",
+                "-no-color",
+                "-lock-timeout=0s",
+                &out,
+            ];
+            let ran = self.cli(&run, &plan, false).await?;
+            match ran.code {
+                // Nothing changed.
+                0 => return Ok(Vec::new()),
+                // Something did (resources, or only outputs): the plan says what.
+                2 => {}
+                _ => {
+                    return Err(DriverError::Transient(format!(
+                        "terraform plan -refresh-only failed: {}",
+                        short(&ran.errors)
+                    )));
+                }
+            }
+            let shown = self
+                .must(&run, &["show", "-json", PLAN_FILE], false)
+                .await?;
+            let doc: Value = serde_json::from_str(&shown.stdout).map_err(|e| {
+                DriverError::Permanent(format!("terraform show -json printed no plan: {e}"))
+            })?;
+            Ok(drift_differences(&doc))
+        }
+        .await;
+        run.close().await;
+        Ok((seen, result?))
+    }
+
     /// What the state records: its serial and resource addresses (never attribute values).
     pub async fn observe(&self, spec: &TerraformSpec) -> Result<Observed, DriverError> {
         let ctx = super::context::current();
@@ -1094,6 +1148,48 @@ impl Run<'_> {
         }
         // `dir` is removed as it drops.
     }
+}
+
+/// A refresh-only plan's `resource_drift` as differences: `<address>.<attribute>` with the
+/// recorded and the refreshed value (`(sensitive)` for a value the provider marks so), and
+/// `<address>.exists` for a resource that is gone.
+fn drift_differences(plan: &Value) -> Vec<super::Difference> {
+    let mut out = Vec::new();
+    for rd in plan["resource_drift"].as_array().into_iter().flatten() {
+        let addr = rd["address"].as_str().unwrap_or("?");
+        let change = &rd["change"];
+        let actions: Vec<&str> = change["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if actions.contains(&"delete") && change["after"].is_null() {
+            out.push(super::Difference::new(
+                &format!("{addr}.exists"),
+                true,
+                false,
+            ));
+            continue;
+        }
+        let marked = |side: &str, name: &str| {
+            let m = &change[side];
+            m == &Value::Bool(true) || m.get(name).is_some_and(|v| v != &Value::Bool(false))
+        };
+        for name in changed_attributes(&change["before"], &change["after"]) {
+            let field = format!("{addr}.{name}");
+            if marked("before_sensitive", &name) || marked("after_sensitive", &name) {
+                out.push(super::Difference::new(&field, "(sensitive)", "(sensitive)"));
+            } else {
+                out.push(super::Difference::new(
+                    &field,
+                    &change["before"][name.as_str()],
+                    &change["after"][name.as_str()],
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Outputs anyone on the team may see, and the sensitive ones (for the sealed store only).
@@ -1252,6 +1348,51 @@ mod tests {
             s.contains("exit status 1. Output: database x is not this resource's"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn drift_is_reported_per_resource_and_attribute_and_sensitive_values_stay_hidden() {
+        // `show -json` of a refresh-only plan (format 1.2) of a provider module.
+        let plan = json!({"resource_drift": [
+            {"address": "aws_db_instance.db", "change": {"actions": ["update"],
+             "before": {"instance_class": "db.t4g.micro", "password": "old-s3cret", "tags": {"a": "1"}},
+             "after": {"instance_class": "db.t4g.large", "password": "new-s3cret", "tags": {"a": "1"}},
+             "before_sensitive": {"password": true}, "after_sensitive": {"password": true}}},
+            {"address": "aws_s3_bucket.logs", "change": {"actions": ["delete"], "before": {"bucket": "x"}, "after": null}}
+        ]});
+        let d = drift_differences(&plan);
+        let fields: Vec<(&str, String, String)> = d
+            .iter()
+            .map(|d| {
+                (
+                    d.field.as_str(),
+                    d.expected.to_string(),
+                    d.actual.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (
+                    "aws_db_instance.db.instance_class",
+                    "\"db.t4g.micro\"".to_owned(),
+                    "\"db.t4g.large\"".to_owned()
+                ),
+                (
+                    "aws_db_instance.db.password",
+                    "\"(sensitive)\"".to_owned(),
+                    "\"(sensitive)\"".to_owned()
+                ),
+                (
+                    "aws_s3_bucket.logs.exists",
+                    "true".to_owned(),
+                    "false".to_owned()
+                ),
+            ]
+        );
+        assert!(!format!("{d:?}").contains("s3cret"));
+        assert!(drift_differences(&json!({"resource_drift": []})).is_empty());
     }
 
     #[test]
