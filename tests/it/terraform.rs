@@ -1514,3 +1514,48 @@ async fn drift_is_a_refresh_only_plan_which_the_built_in_provider_keeps_empty() 
     conn.close().await.ok();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_estimate_plan_that_hangs_is_killed_at_the_estimate_timeout() {
+    // A data source read at plan time from a server that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<()>(1);
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+            let _ = seen_tx.try_send(());
+        }
+    });
+    let modules = module_dir(&format!(
+        r#"data "terraform_remote_state" "slow" {{
+             backend = "http"
+             config  = {{ address = "http://127.0.0.1:{port}/state" }}
+           }}
+           resource "terraform_data" "x" {{ input = data.terraform_remote_state.slow.outputs }}"#
+    ));
+    let work = tempfile::tempdir().unwrap();
+    let driver = TerraformDriver::new(
+        TerraformDriverSettings {
+            binary: terraform().display().to_string(),
+            work_dir: Some(work.path().to_owned()),
+            estimate_timeout_seconds: 2,
+            ..Default::default()
+        },
+        modules.path().to_owned(),
+    );
+    let e = driver.plan_for_estimate(&probe_spec()).await.unwrap_err();
+    assert!(seen.try_recv().is_ok(), "the plan read the data source");
+    assert!(
+        e.to_string().contains(
+            "terraform plan did not finish within 2 s (drivers.terraform.estimate_timeout_seconds) and was killed"
+        ),
+        "{e}"
+    );
+    assert!(
+        empty_dir(work.path()),
+        "the estimate's directory is removed"
+    );
+    server.abort();
+}
