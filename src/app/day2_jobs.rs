@@ -62,8 +62,15 @@ pub struct ScanDrift;
 impl BackgroundJob for ScanDrift {
     const JOB_NAME: &'static str = "scan-drift";
     type Context = AppState;
-    async fn run(&self, st: &AppState, _: &JobContext) -> Result<(), JobError> {
-        let scanned = drift::scan(st.db(), st.drivers(), st.notifier(), chrono::Utc::now())
+    async fn run(&self, st: &AppState, job: &JobContext) -> Result<(), JobError> {
+        // A Terraform check's run lives as long as this claim (as a provision job's does).
+        let claim = crate::provisioning::drivers::context::RunContext {
+            job_id: Some(job.id.clone()),
+            job_attempt: Some(job.attempt),
+            ..Default::default()
+        };
+        let scan = drift::scan(st.db(), st.drivers(), st.notifier(), chrono::Utc::now());
+        let scanned = crate::provisioning::drivers::context::scope(claim, scan)
             .await
             .map_err(|e| JobError::Retry(format!("drift scan: {e}")))?;
         for (name, id) in &scanned.changed {

@@ -1048,8 +1048,8 @@ impl TerraformDriver {
         })
     }
 
-    /// Drift: `plan -refresh-only -detailed-exitcode` against paved's state (taking its lock
-    /// as any plan does), its `resource_drift` reported per resource and attribute. A state
+    /// Drift: `plan -refresh-only -detailed-exitcode` against paved's state (without its
+    /// lock: nothing is written), its `resource_drift` reported per resource and attribute. A state
     /// that records nothing is the part missing (`exists`).
     pub async fn drift(
         &self,
@@ -1073,7 +1073,9 @@ impl TerraformDriver {
                 "-detailed-exitcode",
                 "-input=false",
                 "-no-color",
-                "-lock-timeout=0s",
+                // It writes nothing: no lock, so it neither waits for an apply nor, should
+                // paved die during it, leaves one behind.
+                "-lock=false",
                 &out,
             ];
             let ran = self.cli(&run, &plan, false).await?;
