@@ -392,6 +392,15 @@ impl ApiError {
             PlaceError::Assess(AssessError::Rule(e @ crate::guardrails::RuleError::Policy(_))) => {
                 Self::new(ErrorName::Internal, e.to_string())
             }
+            // A plan that could not run now (busy, its lock, the CLI's start) may next time; one
+            // that failed names its cause (a module's variable validation, its error).
+            PlaceError::Assess(
+                e @ AssessError::Plan {
+                    error: crate::provisioning::drivers::DriverError::Transient(_),
+                    ..
+                },
+            ) => Self::unavailable(e.to_string()),
+            PlaceError::Assess(e @ AssessError::Plan { .. }) => Self::input(e.to_string()),
         }
     }
 

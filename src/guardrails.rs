@@ -79,6 +79,16 @@ pub struct Rules<'a> {
 pub struct Priced {
     pub request: NewRequest,
     pub estimate: Estimate,
+    /// Terraform parts planned for the estimate: what their policies' `plan_*` rules decide.
+    pub plans: Vec<PlannedPart>,
+}
+
+/// A part's planned changes (`PlanSummary::changes`: addresses, types, actions, attribute
+/// names), as `input.plan` shows them to policies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedPart {
+    pub part: String,
+    pub resource_changes: Value,
 }
 
 /// Form, plan, price.
@@ -110,7 +120,11 @@ pub fn price(
         &request.spec,
     )
     .map_err(RuleError::Template)?;
-    Ok(Ok(Priced { request, estimate }))
+    Ok(Ok(Priced {
+        request,
+        estimate,
+        plans: Vec::new(),
+    }))
 }
 
 /// What the order's team spends and may spend, read when the order is decided.
@@ -170,7 +184,17 @@ pub fn decide(
         &priced.estimate,
         &budget,
     );
-    let decision = rules.policies.evaluate(&input).map_err(RuleError::Policy)?;
+    let mut decision = rules.policies.evaluate(&input).map_err(RuleError::Policy)?;
+    // Each planned part once more, with its plan as `input.plan` (as when it is applied).
+    for plan in &priced.plans {
+        let mut with_plan = input.clone();
+        with_plan["plan"] = json!({"part": plan.part, "resource_changes": plan.resource_changes});
+        let d = rules
+            .policies
+            .evaluate(&with_plan)
+            .map_err(RuleError::Policy)?;
+        decision = decision.with_plan_denials(d);
+    }
     Ok((budget, decision))
 }
 

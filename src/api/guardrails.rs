@@ -85,9 +85,15 @@ pub(crate) async fn assess(
 }
 
 /// Price an order and run every policy over it, without storing anything.
+///
+/// Terraform parts are planned (never applied) and their plans priced and decided by the
+/// `plan_*` rules.
 #[utoipa::path(post, path = "/v1/estimates", operation_id = "estimate", tag = "guardrails",
     request_body = EstimateRequest,
-    responses((status = 200, body = EstimateResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = EstimateResponse),
+        (status = 400, description = "Bad input, or a Terraform part's plan failed (the message names the cause)", body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+        (status = 503, description = "paved is starting or its database is unavailable, or a Terraform part could not be planned now (every estimate slot taken); try again", body = ErrorEnvelope)))]
 pub async fn estimate(
     State(state): State<AppState>,
     principal: Principal,

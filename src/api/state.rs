@@ -130,6 +130,7 @@ impl AppState {
             notifier: self.notifier(),
             roles: &self.settings().auth.roles,
             now: self.now(),
+            terraform: Some(&self.0.drivers.terraform),
         }
     }
 

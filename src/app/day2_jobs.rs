@@ -62,10 +62,17 @@ pub struct ScanDrift;
 impl BackgroundJob for ScanDrift {
     const JOB_NAME: &'static str = "scan-drift";
     type Context = AppState;
-    async fn run(&self, st: &AppState, _: &JobContext) -> Result<(), JobError> {
+    async fn run(&self, st: &AppState, job: &JobContext) -> Result<(), JobError> {
         // One "now" for the round, from the app's clock like every other day-2 decision.
         let now = st.now();
-        let scanned = drift::scan(st.db(), st.drivers(), st.notifier(), now)
+        // A Terraform check's run lives as long as this claim (as a provision job's does).
+        let claim = crate::provisioning::drivers::context::RunContext {
+            job_id: Some(job.id.clone()),
+            job_attempt: Some(job.attempt),
+            ..Default::default()
+        };
+        let scan = drift::scan(st.db(), st.drivers(), st.notifier(), now);
+        let scanned = crate::provisioning::drivers::context::scope(claim, scan)
             .await
             .map_err(|e| JobError::Retry(format!("drift scan: {e}")))?;
         for (name, id) in &scanned.changed {

@@ -487,6 +487,8 @@ fn trial_render(
 
 /// Prices each preset with only the required and defaulted fields (what a developer who
 /// picks a size sees), and checks the `~$X/month` the preset's label promises.
+/// An offering with Terraform parts is priced from their plan, which needs the CLI: its
+/// promises are checked by the estimate itself (tests/it/terraform.rs), not here.
 fn trial_price(
     o: &Offering,
     renderer: &Renderer,
@@ -495,6 +497,9 @@ fn trial_price(
     offering: &Source,
     out: &mut Vec<Finding>,
 ) {
+    if o.spec.parts.iter().any(|p| p.driver == "terraform") {
+        return;
+    }
     let mut required = BTreeSet::new();
     let mut defaulted = BTreeSet::new();
     for page in o.form.page_schemas() {

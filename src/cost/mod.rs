@@ -1,6 +1,7 @@
 //! Cost: a price book (YAML) and each offering's formula give an estimate with line items,
 //! monthly/annual totals, the cost over a TTL, and recommendations with their savings.
 
+mod plan;
 mod spend;
 
 use std::{collections::BTreeMap, path::Path};
@@ -8,6 +9,7 @@ use std::{collections::BTreeMap, path::Path};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use plan::{AttributePrice, PlanPrices, TypePrice};
 pub use spend::{
     Billed, ResourceCost, TeamSpend, current_monthly_from, current_monthly_of, full_month_from,
     resource_cost, team_spend,
@@ -23,6 +25,8 @@ pub struct PriceBook {
     pub hours_per_month: f64,
     /// `prices` as formulas read it, converted once: every estimate shares it.
     prices: Context,
+    /// `terraform`: what a Terraform plan's resources cost (see `plan`).
+    pub terraform: PlanPrices,
 }
 
 impl PriceBook {
@@ -44,10 +48,12 @@ impl PriceBook {
             .and_then(Value::as_f64)
             .filter(|h| *h > 0.0)
             .ok_or("hours_per_month: must be a positive number")?;
+        let terraform = PlanPrices::parse(prices.get("terraform"))?;
         Ok(Self {
             currency,
             hours_per_month,
             prices: Context::new(&prices),
+            terraform,
         })
     }
 }
@@ -101,6 +107,20 @@ pub use crate::templates::cost_model::{CostItem, CostModel, CostMultiplier, Reco
 
 fn cents(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+impl Estimate {
+    /// Adds lines priced elsewhere (a Terraform plan's resources) and totals again.
+    pub fn add_lines(&mut self, lines: Vec<LineItem>, hours_per_month: f64) {
+        self.line_items.extend(lines);
+        self.monthly = cents(self.line_items.iter().map(|l| l.monthly).sum());
+        let hourly = self.monthly / hours_per_month;
+        self.annual = cents(self.monthly * 12.0);
+        self.hourly = (hourly * 10_000.0).round() / 10_000.0;
+        if let Some(l) = &mut self.lifetime {
+            l.total = cents(hourly * f64::from(l.hours));
+        }
+    }
 }
 
 /// Prices the rendered plan of `offering` (without recommendations).

@@ -211,13 +211,14 @@ pub async fn check(
                     part: part.id.clone(),
                     error,
                 })?;
-        let (seen, diffs) = drivers
-            .drift(&parsed)
-            .await
-            .map_err(|error| DriftError::Driver {
-                part: part.id.clone(),
-                error,
-            })?;
+        // A driver that keeps state per resource (Terraform) finds it by the resource's id.
+        let (seen, diffs) =
+            crate::provisioning::drivers::context::on_resource(&res.id, drivers.drift(&parsed))
+                .await
+                .map_err(|error| DriftError::Driver {
+                    part: part.id.clone(),
+                    error,
+                })?;
         self_tx.push((part.id.clone(), seen.self_transactions));
         for d in diffs {
             let ok = accepted

@@ -96,6 +96,24 @@ pub struct TestResult {
     pub detail: Option<String>,
 }
 
+/// Rules that decide a Terraform plan are named `plan_*`: with a plan in the input
+/// (`input.plan`), only their denials count (the others decided the order without it).
+pub const PLAN_RULE_PREFIX: &str = "plan_";
+
+impl PolicyDecision {
+    /// Adds the denials of `plan_*` rules in `with_plan` (a decision on the same order with
+    /// its plan in the input) and decides the outcome again.
+    pub fn with_plan_denials(self, with_plan: PolicyDecision) -> Self {
+        let mut deny = self.deny;
+        for v in with_plan.deny {
+            if v.rule.starts_with(PLAN_RULE_PREFIX) && !deny.contains(&v) {
+                deny.push(v);
+            }
+        }
+        Self::new(deny, self.warn, self.require_approval)
+    }
+}
+
 /// The compiled policies and their data.
 #[derive(Clone)]
 pub struct PolicySet {

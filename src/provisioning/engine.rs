@@ -48,8 +48,8 @@ enum Stop {
     Transient(String),
     /// The request fails with this reason.
     Permanent(String),
-    /// Cancelled between steps.
-    Cancelled,
+    /// Cancelled between steps (None), or during a driver call that stopped (what it said).
+    Cancelled(Option<String>),
     /// The process is stopping: the step in progress finished, the job goes back to the queue.
     HandOff,
 }
@@ -65,6 +65,7 @@ impl From<DriverError> for Stop {
         match e {
             DriverError::Transient(m) => Stop::Transient(m),
             DriverError::Permanent(m) | DriverError::Conflict(m) => Stop::Permanent(m),
+            DriverError::Cancelled(m) => Stop::Cancelled(Some(m)),
         }
     }
 }
@@ -454,7 +455,7 @@ impl Engine {
                         "cancelled before this step".into(),
                     );
                     self.commit(seg).await?;
-                    return Err(Stop::Cancelled);
+                    return Err(Stop::Cancelled(None));
                 }
                 // Settled by another run (its lease outlived ours): nothing left to do.
                 Some(_) => return Ok(()),
@@ -526,14 +527,18 @@ impl Engine {
                     let (status, text) = match &e {
                         Stop::Transient(m) => (StepStatus::Retrying, m.clone()),
                         Stop::Permanent(m) => (StepStatus::Failed, m.clone()),
+                        Stop::Cancelled(m) => (
+                            StepStatus::Cancelled,
+                            m.clone().unwrap_or_else(|| "cancelled".into()),
+                        ),
                         _ => (StepStatus::Failed, "stopped".into()),
                     };
                     let recorded = async {
                         started.end(&seg.txn, status, Some(text.clone())).await?;
-                        let level = if status == StepStatus::Failed {
-                            "error"
-                        } else {
-                            "warn"
+                        let level = match status {
+                            StepStatus::Failed => "error",
+                            StepStatus::Cancelled => "info",
+                            _ => "warn",
                         };
                         seg.log(Some(&name), level, text.clone());
                         seg.audit(

@@ -72,7 +72,7 @@ pub struct StateService {
 
 /// Rules that decide a plan are named `plan_*`: at plan time, only their denials count (the
 /// others decided the request when it was placed, on an input with its estimate and budget).
-pub const PLAN_RULE_PREFIX: &str = "plan_";
+pub use crate::policy::PLAN_RULE_PREFIX;
 
 fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())
@@ -475,6 +475,18 @@ impl StateBackend for StateService {
         changes: Value,
     ) -> DriverFuture<'a, ()> {
         Box::pin(self.decide_plan(ctx, part, changes))
+    }
+
+    fn cancelled<'a>(&'a self, ctx: &'a RunContext) -> DriverFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(id) = &ctx.request_id else {
+                return Ok(false);
+            };
+            let req = db::requests::by_id(&self.db, id)
+                .await
+                .map_err(|e| DriverError::Transient(format!("terraform run: database: {e}")))?;
+            Ok(req.is_some_and(|r| r.status == crate::vocab::status::RequestStatus::Cancelled))
+        })
     }
 
     fn current<'a>(

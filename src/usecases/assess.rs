@@ -23,6 +23,13 @@ pub enum AssessError {
     /// The guardrails could not decide (a template or policy bug of the platform team's).
     #[error(transparent)]
     Rule(#[from] RuleError),
+    /// A Terraform part's plan for the estimate failed (the driver's error: already free of
+    /// secrets).
+    #[error("the estimate's terraform plan of part {part} failed: {error}")]
+    Plan {
+        part: String,
+        error: crate::provisioning::drivers::DriverError,
+    },
     #[error(transparent)]
     Db(#[from] DbErr),
 }
@@ -41,6 +48,9 @@ pub struct Inputs<'a> {
     pub roles: &'a std::collections::BTreeMap<crate::vocab::principal::Role, Vec<String>>,
     /// The moment the order is assessed at (spend, prorating).
     pub now: DateTime<Utc>,
+    /// Plans Terraform parts for their estimate; without it (unit tests) they are priced
+    /// by their formulas only.
+    pub terraform: Option<&'a crate::provisioning::drivers::terraform::TerraformDriver>,
 }
 
 impl Inputs<'_> {
@@ -64,7 +74,7 @@ pub async fn assess(
     idempotency_key: Option<IdempotencyKey>,
     replaces: Option<&crate::db::entities::resource::Model>,
 ) -> Result<Assessment, AssessError> {
-    let priced = match price(inputs, offering, values, requester, idempotency_key)? {
+    let priced = match price(inputs, offering, values, requester, idempotency_key).await? {
         Ok(p) => p,
         Err(errors) => return Ok(Assessment::Invalid(errors)),
     };
@@ -86,21 +96,65 @@ pub async fn assess(
     })
 }
 
-/// The part of an assessment that reads no database: form, plan, price.
-pub fn price(
+/// The part of an assessment that reads no database: form, plan, price. Each Terraform part
+/// is planned (never applied) and its plan priced by the price book's `terraform` section.
+pub async fn price(
     inputs: &Inputs<'_>,
     offering: &Offering,
     values: &Value,
     requester: &Principal,
     idempotency_key: Option<IdempotencyKey>,
 ) -> Result<Result<Priced, Vec<crate::vocab::field_error::FieldError>>, AssessError> {
-    Ok(guardrails::price(
+    let mut priced = match guardrails::price(
         &inputs.rules(),
         offering,
         values,
         requester,
         idempotency_key,
-    )?)
+    )? {
+        Ok(p) => p,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    if let Some(driver) = inputs.terraform {
+        plan_parts(inputs, driver, &mut priced).await?;
+    }
+    Ok(Ok(priced))
+}
+
+async fn plan_parts(
+    inputs: &Inputs<'_>,
+    driver: &crate::provisioning::drivers::terraform::TerraformDriver,
+    priced: &mut Priced,
+) -> Result<(), AssessError> {
+    use crate::provisioning::drivers::terraform::PlanSummary;
+    let parts: Vec<(String, Value)> = priced
+        .request
+        .spec
+        .parts
+        .iter()
+        .filter(|p| p.driver == "terraform")
+        .map(|p| (p.id.clone(), p.spec.clone()))
+        .collect();
+    let mut lines = Vec::new();
+    for (part, spec) in parts {
+        let failed = |error| AssessError::Plan {
+            part: part.clone(),
+            error,
+        };
+        let spec = driver.parse(&spec).map_err(failed)?;
+        let plan = driver.plan_for_estimate(&spec).await.map_err(failed)?;
+        lines.extend(inputs.pricebook.terraform.price(&part, &plan));
+        priced.plans.push(guardrails::PlannedPart {
+            resource_changes: Value::from(PlanSummary::from_plan(&plan).changes),
+            part,
+        });
+    }
+    if !priced.plans.is_empty() {
+        priced
+            .estimate
+            .add_lines(lines, inputs.pricebook.hours_per_month);
+    }
+    Ok(())
 }
 
 /// The live resource that already holds the name an order renders (names are unique across

@@ -50,7 +50,7 @@ pub async fn place(
     requester: &Principal,
     key: Option<IdempotencyKey>,
 ) -> Result<Placed, PlaceError> {
-    let priced = match assess::price(inputs, offering, values, requester, key)? {
+    let priced = match assess::price(inputs, offering, values, requester, key).await? {
         Ok(p) => p,
         Err(errors) => return Ok(Placed::Invalid(errors)),
     };
@@ -288,10 +288,15 @@ pub async fn place_update(
     };
     let mut merged = created_with.as_object().cloned().unwrap_or_default();
     merged.extend(changes.clone());
-    let priced = match assess::price(inputs, offering, &Value::Object(merged), requester, None)? {
-        Ok(p) => p,
-        Err(errors) => return Ok(Placed::Invalid(errors)),
-    };
+    let mut priced =
+        match assess::price(inputs, offering, &Value::Object(merged), requester, None).await? {
+            Ok(p) => p,
+            Err(errors) => return Ok(Placed::Invalid(errors)),
+        };
+    // The estimate's plan starts from an empty state: its price is the updated resource's,
+    // but its changes (all creates) are not what the update will do. The update's own plan,
+    // against the real state, is what `plan_*` rules decide, at apply time.
+    priced.plans.clear();
     may_order_for(requester, &resource.owner)?;
     let mut errors = Vec::new();
     if priced.request.spec.resource.name != resource.entity_name {

@@ -81,6 +81,8 @@ states! {
         /// Failed with a transient error; the job runs it again.
         Retrying => "retrying",
         Failed => "failed",
+        /// Interrupted by the request's cancel while its driver call ran.
+        Cancelled => "cancelled",
     }
 }
 

@@ -876,3 +876,686 @@ async fn a_plan_that_would_destroy_a_protected_prod_resource_is_denied_before_ap
     assert_eq!(r.body["status"], "ready", "{}", r.body);
     app.stop().await;
 }
+
+/// The bundled policies and one more file of `extra` (a plan rule for the test).
+fn policies_with(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(common::repo_path("policies")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    std::fs::write(dir.path().join("frozen.rego"), extra).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn an_estimate_plans_the_module_and_shows_its_priced_lines_and_plan_policy() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let work = tempfile::tempdir().unwrap();
+    // A platform team's plan rule: nothing new is created in staging while it is frozen.
+    let policies = policies_with(
+        r#"package test.frozen
+import rego.v1
+deny contains {"rule": "plan_staging_frozen", "message": msg} if {
+	input.resource.environment == "staging"
+	some change in input.plan.resource_changes
+	"create" in change.actions
+	msg := sprintf("staging is frozen: the plan would create %v", [change.address])
+}"#,
+    );
+    let mut s = with_terraform(with_workers(common::settings(&db.url), 0), work.path());
+    s.policies.dir = policies.path().to_owned();
+    let app = TestApp::spawn(s).await;
+    let values = |env: &str, size: &str| {
+        json!({"name": "orders", "environment": env, "size": size,
+               "owner": "group:default/team-a", "cost_center": "ENG-1234"})
+    };
+
+    // The plan's resources are the estimate's lines, priced by the price book's terraform
+    // section: the limits by their connection limit, the database at nothing of its own.
+    let r = app
+        .as_("alice-token")
+        .estimate("mariadb-database", values("dev", "medium"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let est = &r.body["estimate"];
+    let lines: Vec<(String, f64)> = est["lineItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["part"], "database", "{l}");
+            (
+                l["label"].as_str().unwrap().to_owned(),
+                l["monthly"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("terraform_data.database".to_owned(), 0.0),
+            (
+                "terraform_data.limits (input.max_user_connections = 100)".to_owned(),
+                35.0
+            ),
+        ],
+        "{est}"
+    );
+    assert_eq!(est["monthly"], 35.0);
+    // What the form promises for each size is what the plan prices.
+    for (size, monthly) in [("small", 12.0), ("large", 90.0)] {
+        let r = app
+            .as_("alice-token")
+            .estimate("mariadb-database", values("dev", size))
+            .await;
+        assert_eq!(r.body["estimate"]["monthly"], monthly, "{size}: {}", r.body);
+    }
+    assert_eq!(r.body["decision"]["outcome"], "allowed", "{}", r.body);
+    // Nothing was provisioned, no state or run of paved's was touched, nothing left behind.
+    let conn = db_of(&db.url).await;
+    assert!(
+        terraform_run::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        paved::db::entities::terraform_state::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert!(
+        empty_dir(work.path()),
+        "the estimate's directory is removed"
+    );
+
+    // The form's dry-run (Backstage's `paved:estimate`): the plan policy denies before submit.
+    let r = app
+        .client
+        .post(app.url("/api/paved/.backstage/actions/v1/actions/paved%3Aestimate/invoke"))
+        .bearer_auth("alice-token")
+        .json(&json!({"offering": "mariadb-database", "values": values("staging", "small")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out: Value = r.json().await.unwrap();
+    let out = &out["output"];
+    assert_eq!(out["outcome"], "denied", "{out}");
+    assert_eq!(out["monthlyCost"], 12.0, "{out}");
+    assert_eq!(
+        out["summary"],
+        "Denied: staging is frozen: the plan would create terraform_data.database"
+    );
+    assert_eq!(out["deny"][0]["rule"], "plan_staging_frozen", "{out}");
+    assert!(
+        out["lineItems"]
+            .to_string()
+            .contains("terraform_data.limits (input.max_user_connections = 20)"),
+        "{out}"
+    );
+
+    // An order is decided on the same plan: denied, stored as such, nothing provisioned.
+    let placed = app
+        .as_("alice-token")
+        .order("mariadb-database", values("staging", "small"))
+        .await;
+    assert_eq!(placed.status, 403, "{}", placed.body);
+    assert!(
+        placed.body.to_string().contains("staging is frozen"),
+        "{}",
+        placed.body
+    );
+    conn.close().await.ok();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_estimate_whose_plan_fails_says_why_and_is_no_server_error() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let work = tempfile::tempdir().unwrap();
+    // The module refuses the connection limit the medium size sets.
+    let templates = offering_copy(|f, text| {
+        if f == "main.tf" {
+            text.replacen(
+                "var.connection_limit <= 1000",
+                "var.connection_limit <= 50",
+                1,
+            )
+        } else {
+            text
+        }
+    });
+    let mut s = with_terraform(with_workers(common::settings(&db.url), 0), work.path());
+    s.templates.dir = templates.path().to_owned();
+    let app = TestApp::spawn(s).await;
+    let r = app
+        .as_("alice-token")
+        .estimate(
+            "mariadb-database",
+            json!({"name": "orders", "environment": "dev", "size": "medium",
+                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let msg = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(
+            "the estimate's terraform plan of part database failed: terraform plan failed"
+        ) && msg.contains("connection_limit must be a whole number from 1 to 1000"),
+        "{msg}"
+    );
+    assert!(empty_dir(work.path()));
+
+    // The CLI cannot start: the estimate says which setting names it.
+    let mut s = with_workers(common::settings(&db.url), 0);
+    s.drivers.terraform.binary = "/nonexistent/terraform".into();
+    let app2 = TestApp::spawn(s).await;
+    let r = app2
+        .as_("alice-token")
+        .estimate(
+            "mariadb-database",
+            json!({"name": "orders", "environment": "dev", "size": "small",
+                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let msg = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("drivers.terraform.binary"), "{msg}");
+    app2.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancel_interrupts_the_apply_which_stops_cleanly_and_what_it_made_is_destroyed() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let work = tempfile::tempdir().unwrap();
+    // The database is made, then the limits' provisioner takes its time: the cancel lands in
+    // it, with something real already made.
+    let templates = offering_copy(|f, text| {
+        if f == "limits.sh" {
+            text.replacen("set -eu\n", "set -eu\nsleep 60\n", 1)
+        } else {
+            text
+        }
+    });
+    let mut s = with_terraform(with_workers(common::settings(&db.url), 1), work.path());
+    s.templates.dir = templates.path().to_owned();
+    let app = TestApp::spawn(s).await;
+    let name = format!("tc{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let database = format!("{name}_dev");
+    let _cleanup = MariaDbCleanup(database.clone());
+    let alice = app.as_("alice-token");
+    let id = alice
+        .order(
+            "mariadb-database",
+            json!({"name": name, "environment": "dev", "size": "small",
+                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
+        )
+        .await
+        .created_id();
+    let mut inside = false;
+    for _ in 0..600 {
+        if log_text(&app, &id)
+            .await
+            .contains("terraform_data.limits: Provisioning with 'local-exec'")
+        {
+            inside = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        inside,
+        "the limits were never provisioned:\n{}",
+        log_text(&app, &id).await
+    );
+    let schemas = || {
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{database}'"
+        ))
+    };
+    assert_eq!(schemas(), "1", "the database was made before the cancel");
+
+    let c = alice.cancel(&id).await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    // The runner finishes the job: the step is cancelled (neither failed nor retried), the
+    // request stays cancelled.
+    let mut done = Value::Null;
+    for _ in 0..600 {
+        done = alice.request(&id).await.body;
+        let step = done["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == "create database"))
+            .cloned()
+            .unwrap_or_default();
+        if step["status"] != "running"
+            && log_text(&app, &id)
+                .await
+                .contains("removed what this request had provisioned")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = log_text(&app, &id).await;
+    assert_eq!(done["status"], "cancelled", "{done}\n{logs}");
+    let step = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "create database")
+        .unwrap_or_else(|| panic!("{done}"));
+    assert_eq!(step["status"], "cancelled", "{done}\n{logs}");
+    assert!(
+        step["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("interrupted and stopped cleanly (its state is written)"),
+        "{step}"
+    );
+    assert!(
+        logs.contains("the request was cancelled: interrupting terraform apply"),
+        "{logs}"
+    );
+    assert!(!logs.contains("retrying"), "{logs}");
+
+    // The state recorded what the interrupted apply made, so the clean-up's destroy plan
+    // removed it: the database and its user are gone, the state is empty, no lock or run is
+    // left and no working directory.
+    assert!(
+        logs.contains("removed what this request had provisioned"),
+        "{logs}"
+    );
+    assert_eq!(schemas(), "0", "{logs}");
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM mysql.user WHERE user = '{database}'"
+        )),
+        "0"
+    );
+    let conn = db_of(&db.url).await;
+    let res = done["resourceId"].as_str().unwrap().to_owned();
+    let key = common::secrets_key_for(&db.url);
+    let current = service_on(&conn, &key)
+        .current(&res, "database")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(current["resources"], json!([]), "{current}");
+    assert!(
+        terraform_lock::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        terraform_run::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(empty_dir(work.path()));
+    conn.close().await.ok();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_replicas_share_the_state_lock_one_holds_it_the_other_is_refused_until_its_claim_ends()
+{
+    let db = TestDb::new(Engine::Postgres).await;
+    let key = SecretBox::generate_key();
+    let (port_a, port_b) = (common::free_port(), common::free_port());
+    let api = |port: u16| format!("http://127.0.0.1:{port}/api/paved");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    // The limits' provisioner takes long enough for the other replica to try the state.
+    let templates = offering_copy(|f, text| {
+        if f == "limits.sh" {
+            text.replacen("set -eu\n", "set -eu\nsleep 20\n", 1)
+        } else {
+            text
+        }
+    });
+    let (work_a, work_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = format!("tr{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let database = format!("{name}_dev");
+    let _cleanup = MariaDbCleanup(database.clone());
+    let ready = |port: u16| {
+        let http = http.clone();
+        async move {
+            for _ in 0..600 {
+                if let Ok(r) = http
+                    .get(format!(
+                        "http://127.0.0.1:{port}/.backstage/health/v1/readiness"
+                    ))
+                    .send()
+                    .await
+                    && r.status() == 200
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("paved on {port} did not become ready");
+        }
+    };
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(common::OBSERVER_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+
+    // Replica A takes the order and is inside its apply, holding the state's lock.
+    let mut a = serve(&db.url, port_a, &key, templates.path(), work_a.path());
+    ready(port_a).await;
+    let r: Value = http
+        .post(format!("{}/v1/requests", api(port_a)))
+        .json(&json!({"offering": "mariadb-database", "values": {
+            "name": name, "environment": "dev", "size": "small",
+            "owner": "group:default/team-a", "cost_center": "ENG-1234"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned();
+    let mut inside = false;
+    for _ in 0..600 {
+        let logs = get(format!("{}/v1/requests/{id}/logs", api(port_a))).await;
+        if logs
+            .to_string()
+            .contains("terraform_data.limits: Provisioning with 'local-exec'")
+        {
+            inside = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(inside, "the apply never started on replica A");
+    let req = get(format!("{}/v1/requests/{id}", api(port_a))).await;
+    let res = req["resourceId"].as_str().unwrap().to_owned();
+    let conn = db_of(&db.url).await;
+    let held = terraform_lock::Entity::find().all(&conn).await.unwrap();
+    assert_eq!(held.len(), 1, "A's run holds the lock");
+
+    // Replica B, on the same database: a run of the same state through B is refused with
+    // A's lock info, over HTTP and to the real CLI.
+    let mut b = serve(&db.url, port_b, &key, templates.path(), work_b.path());
+    ready(port_b).await;
+    let via_b = Arc::new(StateService::new(
+        conn.clone(),
+        Arc::new(SecretBox::from_base64(&key).unwrap()),
+        api(port_b),
+    ));
+    let other = via_b
+        .open_run(&res, "database", &RunContext::default())
+        .await
+        .unwrap();
+    assert!(other.address.starts_with(&api(port_b)), "{}", other.address);
+    let r = state_call(
+        "LOCK",
+        &other.address,
+        &(other.username.clone(), other.password.clone()),
+    )
+    .json(&lock_info("b-lock"))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 423);
+    let holder: Value = r.json().await.unwrap();
+    assert_eq!(holder["ID"], held[0].lock_id.as_str(), "{holder}");
+    assert_eq!(holder["Operation"], "OperationTypeApply", "{holder}");
+    via_b.close_run(&other.run_id).await.unwrap();
+    let driver = TerraformDriver::new(
+        TerraformDriverSettings {
+            binary: terraform().display().to_string(),
+            work_dir: Some(work_b.path().to_owned()),
+            ..Default::default()
+        },
+        templates.path().to_owned(),
+    )
+    .with_backend(via_b.clone());
+    let spec = TerraformSpec::parse(&json!({
+        "part": "database", "offering": "mariadb-database", "module": "./module",
+        "environment": "dev",
+        "variables": {"database": database, "user": database, "connection_limit": 20},
+        "env": ["MARIADB_ADMIN_HOST", "MARIADB_ADMIN_PORT", "MARIADB_ADMIN_USER", "MARIADB_ADMIN_PASSWORD"]}))
+    .unwrap();
+    let tag = format!("paved:resource:{res}");
+    let e = driver
+        .apply(&spec, "not-the-password", &tag)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, DriverError::Transient(m) if m.contains("Error acquiring the state lock")),
+        "{e}"
+    );
+
+    // A dies: once its lease runs out its claim is over, B's worker claims the job again,
+    // its run takes the lock over and finishes the request, with one database.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let mut done = Value::Null;
+    for _ in 0..900 {
+        done = get(format!("{}/v1/requests/{id}", api(port_b))).await;
+        if ["succeeded", "failed", "cancelled"].contains(&done["status"].as_str().unwrap_or("")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = get(format!("{}/v1/requests/{id}/logs", api(port_b))).await;
+    assert_eq!(done["status"], "succeeded", "{done}\n{logs}");
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{database}'"
+        )),
+        "1"
+    );
+    assert!(
+        terraform_lock::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // And freed, B's own runs take the state as any run does: removed through B.
+    let del: Value = http
+        .delete(format!("{}/v1/resources/{res}", api(port_b)))
+        .bearer_auth(common::OBSERVER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let del_id = del["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{del}"))
+        .to_owned();
+    let mut gone = Value::Null;
+    for _ in 0..300 {
+        gone = get(format!("{}/v1/requests/{del_id}", api(port_b))).await;
+        if ["succeeded", "failed"].contains(&gone["status"].as_str().unwrap_or("")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gone["status"], "succeeded", "{gone}");
+    assert_eq!(
+        admin_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{database}'"
+        )),
+        "0"
+    );
+    b.kill().ok();
+    b.wait().ok();
+    conn.close().await.ok();
+}
+
+#[tokio::test]
+async fn drift_is_a_refresh_only_plan_which_the_built_in_provider_keeps_empty() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let work = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(with_terraform(
+        with_workers(common::settings(&db.url), 0),
+        work.path(),
+    ))
+    .await;
+    let name = format!("td{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let database = format!("{name}_dev");
+    let _cleanup = MariaDbCleanup(database.clone());
+    let alice = app.as_("alice-token");
+    let id = alice
+        .order(
+            "mariadb-database",
+            json!({"name": name, "environment": "dev", "size": "small",
+                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
+        )
+        .await
+        .created_id();
+    let done = run_jobs_until_final(&app, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let res = done["resourceId"].as_str().unwrap().to_owned();
+    let conn = db_of(&db.url).await;
+    let versions = || async {
+        paved::db::terraform::history(&conn, &res, "database")
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = versions().await;
+
+    // `plan -refresh-only -detailed-exitcode` ran against paved's state: no drift, nothing
+    // written, its lock and run gone, no working directory.
+    let r = alice.drift_action(&res, "check").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "none", "{}", r.body);
+    assert_eq!(r.body["findings"], json!([]), "{}", r.body);
+    assert_eq!(versions().await, before);
+    assert!(
+        terraform_lock::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        terraform_run::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(empty_dir(work.path()));
+
+    // What the built-in provider cannot see: terraform_data has nothing remote to refresh, so
+    // a database dropped behind paved's back is no drift of this module (a provider's
+    // resource would be; README, "Terraform offerings").
+    admin_sql(&format!("DROP DATABASE `{database}`"));
+    let r = alice.drift_action(&res, "check").await;
+    assert_eq!(r.body["findings"], json!([]), "{}", r.body);
+
+    // What it can: a state that no longer records the part's resources (as after a
+    // `terraform state rm` elsewhere) is the part missing.
+    let state = service(&app, &db.url, conn.clone());
+    let run = state
+        .open_run(&res, "database", &RunContext::default())
+        .await
+        .unwrap();
+    let model = state
+        .authenticate(&res, "database", Some((&run.username, &run.password)))
+        .await
+        .unwrap();
+    let mut current = state.current(&res, "database").await.unwrap().unwrap();
+    current["resources"] = json!([]);
+    current["serial"] = json!(current["serial"].as_i64().unwrap() + 1);
+    state.lock(&model, &lock_info("edit")).await.unwrap();
+    state
+        .put(&model, Some("edit"), current.to_string().as_bytes())
+        .await
+        .unwrap();
+    state
+        .unlock(&model, Some(&lock_info("edit")))
+        .await
+        .unwrap();
+    state.close_run(&run.run_id).await.unwrap();
+    let r = alice.drift_action(&res, "check").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "detected", "{}", r.body);
+    let f = &r.body["findings"][0];
+    assert_eq!(
+        (&f["part"], &f["field"], &f["expected"], &f["actual"]),
+        (
+            &json!("database"),
+            &json!("exists"),
+            &json!(true),
+            &json!(false)
+        ),
+        "{}",
+        r.body
+    );
+    conn.close().await.ok();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_estimate_plan_that_hangs_is_killed_at_the_estimate_timeout() {
+    // A data source read at plan time from a server that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<()>(1);
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+            let _ = seen_tx.try_send(());
+        }
+    });
+    let modules = module_dir(&format!(
+        r#"data "terraform_remote_state" "slow" {{
+             backend = "http"
+             config  = {{ address = "http://127.0.0.1:{port}/state" }}
+           }}
+           resource "terraform_data" "x" {{ input = data.terraform_remote_state.slow.outputs }}"#
+    ));
+    let work = tempfile::tempdir().unwrap();
+    let driver = TerraformDriver::new(
+        TerraformDriverSettings {
+            binary: terraform().display().to_string(),
+            work_dir: Some(work.path().to_owned()),
+            estimate_timeout_seconds: 2,
+            ..Default::default()
+        },
+        modules.path().to_owned(),
+    );
+    let e = driver.plan_for_estimate(&probe_spec()).await.unwrap_err();
+    assert!(seen.try_recv().is_ok(), "the plan read the data source");
+    assert!(
+        e.to_string().contains(
+            "terraform plan did not finish within 2 s (drivers.terraform.estimate_timeout_seconds) and was killed"
+        ),
+        "{e}"
+    );
+    assert!(
+        empty_dir(work.path()),
+        "the estimate's directory is removed"
+    );
+    server.abort();
+}

@@ -42,6 +42,14 @@ pub async fn in_step<F: Future>(step: &str, resource_id: Option<&str>, f: F) -> 
     scope(ctx, f).await
 }
 
+/// Runs `f` on resource `resource_id` outside any request (a drift check), keeping the rest
+/// of the current context.
+pub async fn on_resource<F: Future>(resource_id: &str, f: F) -> F::Output {
+    let mut ctx = current();
+    ctx.resource_id = Some(resource_id.to_owned());
+    scope(ctx, f).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,10 @@ pub enum DriverError {
     /// Something exists already (a concurrent run created it); converge instead of failing.
     #[error("already exists: {0}")]
     Conflict(String),
+    /// The request was cancelled while the call ran, and the call stopped (what it left is
+    /// recorded as far as the driver could: a Terraform run writes its state).
+    #[error("cancelled: {0}")]
+    Cancelled(String),
 }
 
 /// What an apply produced: outputs anyone on the team may see, and secrets for the encrypted
@@ -145,6 +149,7 @@ impl DriverError {
             DriverError::Transient(m) => DriverError::Transient(format!("{what}: {m}")),
             DriverError::Permanent(m) => DriverError::Permanent(format!("{what}: {m}")),
             DriverError::Conflict(m) => DriverError::Conflict(format!("{what}: {m}")),
+            DriverError::Cancelled(m) => DriverError::Cancelled(format!("{what}: {m}")),
         }
     }
 }
@@ -318,11 +323,13 @@ impl Drivers {
                 };
                 Ok((seen, diff))
             }
-            // `plan -refresh-only` is what shows a module's drift; the built-in provider has
-            // no remote state to refresh, so it is not wired yet (README, issue 17).
-            PartSpec::Terraform(_) => Err(DriverError::Permanent(
-                "drift detection of terraform parts is not implemented yet".into(),
-            )),
+            // `plan -refresh-only`: what the module's providers see changed, per resource and
+            // attribute.
+            PartSpec::Terraform(s) => self
+                .terraform
+                .drift(s)
+                .await
+                .map_err(|e| e.within(&self.location(spec))),
         }
     }
 

@@ -39,6 +39,8 @@ const PLAN_FILE: &str = "paved.tfplan";
 const VARS_FILE: &str = "terraform.tfvars.json";
 const BACKEND_FILE: &str = "paved_backend_override.tf.json";
 const CLI_CONFIG_FILE: &str = "paved.tfrc";
+/// How often a step's run asks whether its request was cancelled.
+const CANCEL_CHECK: Duration = Duration::from_millis(500);
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -59,9 +61,18 @@ pub struct TerraformDriverSettings {
     pub plugin_cache_dir: Option<PathBuf>,
     /// Each CLI command (init, plan, apply, …) is killed after this long and the step fails.
     pub timeout_seconds: u64,
+    /// A cancelled request's CLI is interrupted (SIGINT: it stops, writes its state and
+    /// releases its lock) and killed if it has not stopped after this long.
+    pub interrupt_grace_seconds: u64,
     /// Where the CLI reaches paved's state backend (`…/api/paved`); paved's own listener when
     /// unset.
     pub state_url: Option<String>,
+    /// Plans run for estimates (the form's dry-run calls them often) at most this many at a
+    /// time in this process; one more waits for a slot, at most `estimate_timeout_seconds`.
+    pub estimate_concurrency: usize,
+    /// Each CLI command of an estimate's plan (init, plan, show) is killed after this long,
+    /// and the estimate answers that it timed out.
+    pub estimate_timeout_seconds: u64,
     /// Environment variables an offering's part may ask for (`env:` in its spec), per
     /// environment: admin access to the systems its module acts on. Values never reach a log or
     /// `paved config check`. The bundled mariadb-database offering's `MARIADB_ADMIN_HOST`,
@@ -88,7 +99,10 @@ impl Default for TerraformDriverSettings {
             work_dir: None,
             plugin_cache_dir: None,
             timeout_seconds: 600,
+            interrupt_grace_seconds: 30,
             state_url: None,
+            estimate_concurrency: 2,
+            estimate_timeout_seconds: 60,
             env: BTreeMap::new(),
         }
     }
@@ -330,6 +344,8 @@ pub trait StateBackend: Send + Sync {
         part: &'a str,
         changes: Value,
     ) -> DriverFuture<'a, ()>;
+    /// Whether the request of `ctx` was cancelled (its run then interrupts the CLI).
+    fn cancelled<'a>(&'a self, ctx: &'a RunContext) -> DriverFuture<'a, bool>;
     /// The current state of `part` of `resource_id` (None before the first write).
     fn current<'a>(
         &'a self,
@@ -343,6 +359,8 @@ pub trait StateBackend: Send + Sync {
 
 pub struct TerraformDriver {
     settings: TerraformDriverSettings,
+    /// Slots for estimates' plans (`estimate_concurrency`).
+    estimates: Arc<tokio::sync::Semaphore>,
     /// Where offerings live (`templates.dir`): a part's module is `<this>/<offering>/<module>`.
     modules_dir: PathBuf,
     backend: Option<Arc<dyn StateBackend>>,
@@ -482,15 +500,19 @@ impl Drop for WorkDir {
     }
 }
 
-/// Everything one run needs; `close` ends its backend run.
+/// Everything one run needs; `close` ends its backend run. An estimate's plan has neither
+/// backend nor credentials: its state is a throwaway local file.
 struct Run<'a> {
     part: String,
     dir: WorkDir,
     env: Vec<(String, String)>,
     redact: Redactor,
     ctx: RunContext,
-    backend: &'a dyn StateBackend,
-    creds: RunCredentials,
+    backend: Option<&'a dyn StateBackend>,
+    creds: Option<RunCredentials>,
+    /// How long each CLI command may take, and the setting that says so.
+    limit: Duration,
+    limit_setting: &'static str,
 }
 
 /// What a CLI command printed.
@@ -531,6 +553,9 @@ fn resource_of(tag: &str) -> Result<&str, DriverError> {
 impl TerraformDriver {
     pub fn new(settings: TerraformDriverSettings, modules_dir: PathBuf) -> Self {
         Self {
+            estimates: Arc::new(tokio::sync::Semaphore::new(
+                settings.estimate_concurrency.max(1),
+            )),
             settings,
             modules_dir,
             backend: None,
@@ -596,6 +621,32 @@ impl TerraformDriver {
         tag: &str,
     ) -> Result<Run<'a>, DriverError> {
         let backend = self.backend()?;
+        let dir = self.work_dir(spec).await?;
+        let ctx = super::context::current();
+        let creds = backend.open_run(resource_id, &spec.part, &ctx).await?;
+        // From here on the run exists: a failure below still closes it.
+        let run = Run {
+            part: spec.part.clone(),
+            dir,
+            env: Vec::new(),
+            redact: Redactor(Vec::new()),
+            ctx,
+            backend: Some(backend),
+            creds: Some(creds),
+            limit: Duration::from_secs(self.settings.timeout_seconds.max(1)),
+            limit_setting: "drivers.terraform.timeout_seconds",
+        };
+        match self.fill(run, spec, password, tag).await {
+            Ok(run) => Ok(run),
+            Err((run, e)) => {
+                run.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// A working directory of its own with the part's module copied in (removed as it drops).
+    async fn work_dir(&self, spec: &TerraformSpec) -> Result<WorkDir, DriverError> {
         let module = self
             .modules_dir
             .join(&spec.offering)
@@ -622,25 +673,7 @@ impl TerraformDriver {
                 .map_err(|e| DriverError::Transient(e.to_string()))?
                 .map_err(|e| io("copying the module", e))?;
         }
-        let ctx = super::context::current();
-        let creds = backend.open_run(resource_id, &spec.part, &ctx).await?;
-        // From here on the run exists: a failure below still closes it.
-        let run = Run {
-            part: spec.part.clone(),
-            dir,
-            env: Vec::new(),
-            redact: Redactor(Vec::new()),
-            ctx,
-            backend,
-            creds,
-        };
-        match self.fill(run, spec, password, tag).await {
-            Ok(run) => Ok(run),
-            Err((run, e)) => {
-                run.close().await;
-                Err(e)
-            }
-        }
+        Ok(dir)
     }
 
     async fn fill<'a>(
@@ -651,14 +684,21 @@ impl TerraformDriver {
         tag: &str,
     ) -> Result<Run<'a>, (Run<'a>, DriverError)> {
         let dir = run.dir.0.clone();
-        let backend = json!({"terraform": {"backend": {"http": {
-            "address": run.creds.address,
-            "lock_address": run.creds.address,
-            "unlock_address": run.creds.address,
-            "lock_method": "LOCK",
-            "unlock_method": "UNLOCK",
-            "update_method": "POST",
-        }}}});
+        let backend = match &run.creds {
+            Some(creds) => json!({"terraform": {"backend": {"http": {
+                "address": creds.address,
+                "lock_address": creds.address,
+                "unlock_address": creds.address,
+                "lock_method": "LOCK",
+                "unlock_method": "UNLOCK",
+                "update_method": "POST",
+            }}}}),
+            // An estimate: an empty state of its own, in the throwaway directory (whatever
+            // backend the module names, no real state is read or locked).
+            None => json!({"terraform": {"backend": {"local": {
+                "path": dir.join("estimate.tfstate").display().to_string(),
+            }}}}),
+        };
         let mut cli_config = String::from("disable_checkpoint = true\n");
         if let Some(cache) = &self.settings.plugin_cache_dir {
             cli_config.push_str(&format!(
@@ -687,11 +727,14 @@ impl TerraformDriver {
                 "TF_CLI_CONFIG_FILE".into(),
                 dir.join(CLI_CONFIG_FILE).display().to_string(),
             ),
-            ("TF_HTTP_USERNAME".into(), run.creds.username.clone()),
-            ("TF_HTTP_PASSWORD".into(), run.creds.password.clone()),
             (format!("TF_VAR_{OWNER_TAG_VARIABLE}"), tag.to_owned()),
         ];
-        let mut secrets = vec![run.creds.password.clone()];
+        let mut secrets = Vec::new();
+        if let Some(creds) = &run.creds {
+            env.push(("TF_HTTP_USERNAME".into(), creds.username.clone()));
+            env.push(("TF_HTTP_PASSWORD".into(), creds.password.clone()));
+            secrets.push(creds.password.clone());
+        }
         // A destroy plan still wants every variable: it gets an empty password (what is
         // destroyed is in the state, and destroy provisioners may read only `self`).
         env.push((
@@ -769,7 +812,9 @@ impl TerraformDriver {
                                 errors.push_str(&msg);
                                 errors.push('\n');
                             }
-                            run.backend.log(&run.ctx, level, msg).await.ok();
+                            if let Some(b) = run.backend {
+                                b.log(&run.ctx, level, msg).await.ok();
+                            }
                         }
                     } else {
                         out.push_str(&line);
@@ -781,35 +826,83 @@ impl TerraformDriver {
             let status = child.wait().await;
             (status, out, errors, err_bytes)
         };
-        let limit = Duration::from_secs(self.settings.timeout_seconds.max(1));
-        match tokio::time::timeout(limit, work).await {
-            Ok((status, out, mut errors, err_bytes)) => {
-                let status = status
-                    .map_err(|e| DriverError::Transient(format!("terraform {command}: {e}")))?;
-                let stderr = run.redact.clean(&String::from_utf8_lossy(&err_bytes));
-                if errors.is_empty() {
-                    errors = stderr;
+        let limit = run.limit;
+        let kill_group = || {
+            if let Some(pid) = pid {
+                // SAFETY: signals the process group the child leads (`process_group(0)`).
+                unsafe {
+                    libc::kill(-(pid as i32), libc::SIGKILL);
                 }
-                Ok(Ran {
-                    code: status.code().unwrap_or(-1),
-                    // Parsed, never reported (`output -json` holds the sensitive outputs).
-                    stdout: out,
-                    errors,
-                })
             }
-            Err(_) => {
-                if let Some(pid) = pid {
-                    // SAFETY: signals the process group the child leads (`process_group(0)`).
-                    unsafe {
-                        libc::kill(-(pid as i32), libc::SIGKILL);
+        };
+        // A step's run watches its request: a cancel interrupts the CLI as Ctrl-C would
+        // (Terraform stops its provisioners, writes the state and releases its lock), and kills
+        // it if it has not stopped within the grace period. Clean-ups after a failure or a
+        // cancel run outside a step and are never interrupted by it.
+        let watch = run
+            .backend
+            .filter(|_| run.ctx.step.is_some() && run.ctx.request_id.is_some());
+        let grace = Duration::from_secs(self.settings.interrupt_grace_seconds.max(1));
+        let mut work = std::pin::pin!(work);
+        let deadline = tokio::time::sleep(limit);
+        let mut deadline = std::pin::pin!(deadline);
+        let mut checks = tokio::time::interval(CANCEL_CHECK);
+        checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut interrupted: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let finished = loop {
+            tokio::select! {
+                done = &mut work => break done,
+                () = &mut deadline => {
+                    kill_group();
+                    return Err(DriverError::Permanent(format!(
+                        "terraform {command} did not finish within {} s ({}) and was killed",
+                        limit.as_secs(),
+                        run.limit_setting
+                    )));
+                }
+                () = async { interrupted.as_mut().expect("guarded").as_mut().await }, if interrupted.is_some() => {
+                    kill_group();
+                    return Err(DriverError::Cancelled(format!(
+                        "the request was cancelled; terraform {command} did not stop within {} s of its interrupt (drivers.terraform.interrupt_grace_seconds) and was killed",
+                        grace.as_secs()
+                    )));
+                }
+                _ = checks.tick(), if watch.is_some() && interrupted.is_none() => {
+                    let backend = watch.expect("guarded");
+                    if backend.cancelled(&run.ctx).await.unwrap_or(false) {
+                        if let Some(pid) = pid {
+                            // SAFETY: signals the CLI alone; it stops what it started itself.
+                            unsafe {
+                                libc::kill(pid as i32, libc::SIGINT);
+                            }
+                        }
+                        self.say(run, "info", format!("the request was cancelled: interrupting terraform {command}")).await;
+                        interrupted = Some(Box::pin(tokio::time::sleep(grace)));
                     }
                 }
-                Err(DriverError::Permanent(format!(
-                    "terraform {command} did not finish within {} s (drivers.terraform.timeout_seconds) and was killed",
-                    limit.as_secs()
-                )))
             }
+        };
+        let (status, out, mut errors, err_bytes) = finished;
+        let status =
+            status.map_err(|e| DriverError::Transient(format!("terraform {command}: {e}")))?;
+        let stderr = run.redact.clean(&String::from_utf8_lossy(&err_bytes));
+        if errors.is_empty() {
+            errors = stderr;
         }
+        let code = status.code().unwrap_or(-1);
+        // Interrupted but done all the same: its work stands, and the engine sees the cancel
+        // before the next step.
+        if interrupted.is_some() && code != 0 {
+            return Err(DriverError::Cancelled(format!(
+                "the request was cancelled; terraform {command} was interrupted and stopped cleanly (its state is written)"
+            )));
+        }
+        Ok(Ran {
+            code,
+            // Parsed, never reported (`output -json` holds the sensitive outputs).
+            stdout: out,
+            errors,
+        })
     }
 
     /// Runs a command that must succeed; its failure names the command and what it said.
@@ -831,7 +924,9 @@ impl TerraformDriver {
     }
 
     async fn say(&self, run: &Run<'_>, level: &'static str, message: String) {
-        run.backend.log(&run.ctx, level, message).await.ok();
+        if let Some(b) = run.backend {
+            b.log(&run.ctx, level, message).await.ok();
+        }
     }
 
     /// init, plan (`-destroy` for a destroy), the plan's summary to the log, apply of exactly
@@ -862,9 +957,10 @@ impl TerraformDriver {
         let summary = PlanSummary::from_plan(&doc);
         self.say(run, "info", summary.describe()).await;
         // Policies see what will really change before anything does.
-        run.backend
-            .check_plan(&run.ctx, &run.part, json!(summary.changes))
-            .await?;
+        if let Some(b) = run.backend {
+            b.check_plan(&run.ctx, &run.part, json!(summary.changes))
+                .await?;
+        }
         self.must(run, &["apply", "-json", "-input=false", PLAN_FILE], true)
             .await?;
         Ok(summary)
@@ -899,6 +995,113 @@ impl TerraformDriver {
         let result = self.plan_and_apply(&run, true).await;
         run.close().await;
         result.map(|_| ())
+    }
+
+    /// The plan (`show -json`) of `spec` for a new resource, for an estimate: in a throwaway
+    /// directory, against an empty local state, with no lock taken on any state paved keeps;
+    /// nothing is applied. At most `estimate_concurrency` run at once in this process, each
+    /// command within `estimate_timeout_seconds`. The module gets a throwaway password (the
+    /// real one does not exist yet) and the environment it asks for, as a run does.
+    pub async fn plan_for_estimate(&self, spec: &TerraformSpec) -> Result<Value, DriverError> {
+        let wait = Duration::from_secs(self.settings.estimate_timeout_seconds.max(1));
+        let _slot = match tokio::time::timeout(wait, self.estimates.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                return Err(DriverError::Transient(format!(
+                    "every slot for estimate plans is taken (drivers.terraform.estimate_concurrency = {}); try again shortly",
+                    self.settings.estimate_concurrency.max(1)
+                )));
+            }
+        };
+        let dir = self.work_dir(spec).await?;
+        let run = Run {
+            part: spec.part.clone(),
+            dir,
+            env: Vec::new(),
+            redact: Redactor(Vec::new()),
+            // No request: nothing is logged into one.
+            ctx: RunContext::default(),
+            backend: None,
+            creds: None,
+            limit: wait,
+            limit_setting: "drivers.terraform.estimate_timeout_seconds",
+        };
+        let password = super::generate_password();
+        let run = self
+            .fill(run, spec, Some(&password), "paved:estimate")
+            .await
+            .map_err(|(_, e)| e)?;
+        self.must(&run, &["init", "-input=false", "-no-color"], false)
+            .await?;
+        let out = format!("-out={PLAN_FILE}");
+        self.must(
+            &run,
+            &["plan", "-input=false", "-no-color", "-lock=false", &out],
+            false,
+        )
+        .await?;
+        let shown = self
+            .must(&run, &["show", "-json", PLAN_FILE], false)
+            .await?;
+        serde_json::from_str(&shown.stdout).map_err(|e| {
+            DriverError::Permanent(format!("terraform show -json printed no plan: {e}"))
+        })
+    }
+
+    /// Drift: `plan -refresh-only -detailed-exitcode` against paved's state (without its
+    /// lock: nothing is written), its `resource_drift` reported per resource and attribute. A state
+    /// that records nothing is the part missing (`exists`).
+    pub async fn drift(
+        &self,
+        spec: &TerraformSpec,
+    ) -> Result<(Observed, Vec<super::Difference>), DriverError> {
+        let seen = self.observe(spec).await?;
+        if !seen.exists {
+            return Ok((seen, vec![super::Difference::new("exists", true, false)]));
+        }
+        let ctx = super::context::current();
+        let resource_id = ctx.resource_id.unwrap_or_default();
+        let tag = format!("paved:resource:{resource_id}");
+        let run = self.open(spec, &resource_id, None, &tag).await?;
+        let result = async {
+            self.must(&run, &["init", "-input=false", "-no-color"], false)
+                .await?;
+            let out = format!("-out={PLAN_FILE}");
+            let plan = [
+                "plan",
+                "-refresh-only",
+                "-detailed-exitcode",
+                "-input=false",
+                "-no-color",
+                // It writes nothing: no lock, so it neither waits for an apply nor, should
+                // paved die during it, leaves one behind.
+                "-lock=false",
+                &out,
+            ];
+            let ran = self.cli(&run, &plan, false).await?;
+            match ran.code {
+                // Nothing changed.
+                0 => return Ok(Vec::new()),
+                // Something did (resources, or only outputs): the plan says what.
+                2 => {}
+                _ => {
+                    return Err(DriverError::Transient(format!(
+                        "terraform plan -refresh-only failed: {}",
+                        short(&ran.errors)
+                    )));
+                }
+            }
+            let shown = self
+                .must(&run, &["show", "-json", PLAN_FILE], false)
+                .await?;
+            let doc: Value = serde_json::from_str(&shown.stdout).map_err(|e| {
+                DriverError::Permanent(format!("terraform show -json printed no plan: {e}"))
+            })?;
+            Ok(drift_differences(&doc))
+        }
+        .await;
+        run.close().await;
+        Ok((seen, result?))
     }
 
     /// What the state records: its serial and resource addresses (never attribute values).
@@ -940,11 +1143,55 @@ impl TerraformDriver {
 
 impl Run<'_> {
     async fn close(self) {
-        if let Err(e) = self.backend.close_run(&self.creds.run_id).await {
-            tracing::warn!(run = %self.creds.run_id, error = %e, "could not close a terraform run; its lock is freed when its job's lease ends");
+        if let (Some(backend), Some(creds)) = (self.backend, &self.creds)
+            && let Err(e) = backend.close_run(&creds.run_id).await
+        {
+            tracing::warn!(run = %creds.run_id, error = %e, "could not close a terraform run; its lock is freed when its job's lease ends");
         }
         // `dir` is removed as it drops.
     }
+}
+
+/// A refresh-only plan's `resource_drift` as differences: `<address>.<attribute>` with the
+/// recorded and the refreshed value (`(sensitive)` for a value the provider marks so), and
+/// `<address>.exists` for a resource that is gone.
+fn drift_differences(plan: &Value) -> Vec<super::Difference> {
+    let mut out = Vec::new();
+    for rd in plan["resource_drift"].as_array().into_iter().flatten() {
+        let addr = rd["address"].as_str().unwrap_or("?");
+        let change = &rd["change"];
+        let actions: Vec<&str> = change["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if actions.contains(&"delete") && change["after"].is_null() {
+            out.push(super::Difference::new(
+                &format!("{addr}.exists"),
+                true,
+                false,
+            ));
+            continue;
+        }
+        let marked = |side: &str, name: &str| {
+            let m = &change[side];
+            m == &Value::Bool(true) || m.get(name).is_some_and(|v| v != &Value::Bool(false))
+        };
+        for name in changed_attributes(&change["before"], &change["after"]) {
+            let field = format!("{addr}.{name}");
+            if marked("before_sensitive", &name) || marked("after_sensitive", &name) {
+                out.push(super::Difference::new(&field, "(sensitive)", "(sensitive)"));
+            } else {
+                out.push(super::Difference::new(
+                    &field,
+                    &change["before"][name.as_str()],
+                    &change["after"][name.as_str()],
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Outputs anyone on the team may see, and the sensitive ones (for the sealed store only).
@@ -1103,6 +1350,51 @@ mod tests {
             s.contains("exit status 1. Output: database x is not this resource's"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn drift_is_reported_per_resource_and_attribute_and_sensitive_values_stay_hidden() {
+        // `show -json` of a refresh-only plan (format 1.2) of a provider module.
+        let plan = json!({"resource_drift": [
+            {"address": "aws_db_instance.db", "change": {"actions": ["update"],
+             "before": {"instance_class": "db.t4g.micro", "password": "old-s3cret", "tags": {"a": "1"}},
+             "after": {"instance_class": "db.t4g.large", "password": "new-s3cret", "tags": {"a": "1"}},
+             "before_sensitive": {"password": true}, "after_sensitive": {"password": true}}},
+            {"address": "aws_s3_bucket.logs", "change": {"actions": ["delete"], "before": {"bucket": "x"}, "after": null}}
+        ]});
+        let d = drift_differences(&plan);
+        let fields: Vec<(&str, String, String)> = d
+            .iter()
+            .map(|d| {
+                (
+                    d.field.as_str(),
+                    d.expected.to_string(),
+                    d.actual.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (
+                    "aws_db_instance.db.instance_class",
+                    "\"db.t4g.micro\"".to_owned(),
+                    "\"db.t4g.large\"".to_owned()
+                ),
+                (
+                    "aws_db_instance.db.password",
+                    "\"(sensitive)\"".to_owned(),
+                    "\"(sensitive)\"".to_owned()
+                ),
+                (
+                    "aws_s3_bucket.logs.exists",
+                    "true".to_owned(),
+                    "false".to_owned()
+                ),
+            ]
+        );
+        assert!(!format!("{d:?}").contains("s3cret"));
+        assert!(drift_differences(&json!({"resource_drift": []})).is_empty());
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl Provision {
             .await
         {
             Ok(()) => Ok(()),
-            Err(Stop::Cancelled) => {
+            Err(Stop::Cancelled(_)) => {
                 engine.clean_up_after(request_id).await;
                 Ok(())
             }

@@ -101,7 +101,11 @@ resource "terraform_data" "database" {
 # The user's connection limit, apart from the database: a new size replaces only this, whose
 # provisioner alters the user in place (the database and its data stay).
 resource "terraform_data" "limits" {
-  depends_on       = [terraform_data.database]
+  depends_on = [terraform_data.database]
+  # What the price book prices this part by (pricing.yaml, terraform.resource_types).
+  input = {
+    max_user_connections = var.connection_limit
+  }
   triggers_replace = [var.database, var.user, var.connection_limit]
 
   provisioner "local-exec" {
