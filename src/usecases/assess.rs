@@ -105,28 +105,38 @@ pub async fn price(
     requester: &Principal,
     idempotency_key: Option<IdempotencyKey>,
 ) -> Result<Result<Priced, Vec<crate::vocab::field_error::FieldError>>, AssessError> {
-    let mut priced = match guardrails::price(
+    let mut priced = match price_by_formula(inputs, offering, values, requester, idempotency_key)? {
+        Ok(p) => p,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    plan_parts(inputs, &mut priced).await?;
+    Ok(Ok(priced))
+}
+
+/// [`price`] without planning Terraform parts (seconds each): what an order checks first,
+/// so a repeated key or a taken name is answered without a plan.
+pub fn price_by_formula(
+    inputs: &Inputs<'_>,
+    offering: &Offering,
+    values: &Value,
+    requester: &Principal,
+    idempotency_key: Option<IdempotencyKey>,
+) -> Result<Result<Priced, Vec<crate::vocab::field_error::FieldError>>, AssessError> {
+    Ok(guardrails::price(
         &inputs.rules(),
         offering,
         values,
         requester,
         idempotency_key,
-    )? {
-        Ok(p) => p,
-        Err(errors) => return Ok(Err(errors)),
-    };
-    if let Some(driver) = inputs.terraform {
-        plan_parts(inputs, driver, &mut priced).await?;
-    }
-    Ok(Ok(priced))
+    )?)
 }
 
-async fn plan_parts(
-    inputs: &Inputs<'_>,
-    driver: &crate::provisioning::drivers::terraform::TerraformDriver,
-    priced: &mut Priced,
-) -> Result<(), AssessError> {
+/// Plans each Terraform part (never applies) and adds its plan's priced lines and changes.
+pub async fn plan_parts(inputs: &Inputs<'_>, priced: &mut Priced) -> Result<(), AssessError> {
     use crate::provisioning::drivers::terraform::PlanSummary;
+    let Some(driver) = inputs.terraform else {
+        return Ok(());
+    };
     let parts: Vec<(String, Value)> = priced
         .request
         .spec

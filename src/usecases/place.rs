@@ -50,7 +50,7 @@ pub async fn place(
     requester: &Principal,
     key: Option<IdempotencyKey>,
 ) -> Result<Placed, PlaceError> {
-    let priced = match assess::price(inputs, offering, values, requester, key).await? {
+    let mut priced = match assess::price_by_formula(inputs, offering, values, requester, key)? {
         Ok(p) => p,
         Err(errors) => return Ok(Placed::Invalid(errors)),
     };
@@ -66,6 +66,7 @@ pub async fn place(
             {
                 return Err(PlaceError::NameTaken(taken));
             }
+            assess::plan_parts(inputs, &mut priced).await?;
             decide_and_store(inputs, offering, priced, requester, None, |r| r).await?
         }
     };
