@@ -217,6 +217,9 @@ pub struct ListQuery {
     pub owner: Option<String>,
     pub status: Option<String>,
     pub offering: Option<String>,
+    /// Resource id: only the requests about it (its create, updates and delete), e.g. the
+    /// last one with `limit=1`.
+    pub resource: Option<String>,
 }
 
 /// List requests, newest first.
@@ -244,6 +247,7 @@ pub async fn list(
         owner,
         status,
         offering: q.offering,
+        resource: q.resource,
         before: paging.after_uuid("requests")?,
         visible: crate::access::Scope::of(&principal),
         limit: paging.fetch(),

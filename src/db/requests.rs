@@ -69,6 +69,8 @@ pub struct ListFilter {
     pub owner: Option<crate::vocab::entity_ref::EntityRef>,
     pub status: Option<RequestStatus>,
     pub offering: Option<String>,
+    /// Only the requests about this resource (its create, updates, delete).
+    pub resource: Option<String>,
     /// Return requests older than this id (ids are time-ordered UUIDv7).
     pub before: Option<String>,
     /// What the caller may see (see `access`).
@@ -88,6 +90,9 @@ pub async fn list<C: ConnectionTrait>(db: &C, f: &ListFilter) -> Result<Vec<Mode
     }
     if let Some(o) = &f.offering {
         q = q.filter(Column::Offering.eq(o.as_str()));
+    }
+    if let Some(r) = &f.resource {
+        q = q.filter(Column::ResourceId.eq(r.as_str()));
     }
     if let Scope::Only { teams, requester } = &f.visible {
         q = q.filter(

@@ -387,3 +387,51 @@ async fn offerings_declare_the_outputs_their_resources_really_have() {
     }
     app.stop().await;
 }
+
+/// A resource's requests, newest first, as its entity card reads its last one
+/// (`?resource=…&limit=1`): its delete, then its create; another resource's never.
+#[tokio::test]
+async fn a_resources_requests_are_listed_by_resource() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::spawn(with_workers(settings(&db.url), 0)).await;
+    let alice = app.as_("alice-token");
+    let _teardown = Teardown {
+        db_url: db.url.clone(),
+        requests: vec![],
+    };
+    let mut resources = Vec::new();
+    for _ in 0..2 {
+        let id = alice
+            .order("redis-cache", cache(&name()))
+            .await
+            .created_id();
+        assert_eq!(app.run_pending_jobs().await, 1);
+        let done = alice.request(&id).await.body;
+        resources.push((id, done["resourceId"].as_str().unwrap().to_owned()));
+    }
+    let (created, rid) = &resources[0];
+    let deleted = alice.delete_resource(rid).await;
+    assert_eq!(deleted.status, 202, "{}", deleted.body);
+    let delete_request = deleted.body["id"].as_str().unwrap().to_owned();
+    let all = alice.requests(&format!("?resource={rid}")).await.body;
+    let ids: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [delete_request.as_str(), created.as_str()], "{all}");
+    let last = alice
+        .requests(&format!("?resource={rid}&limit=1"))
+        .await
+        .body;
+    assert_eq!(last["items"][0]["id"], json!(delete_request), "{last}");
+    // Another team's resource: its requests are as absent as the resource.
+    let theirs = app
+        .as_("mallory-token")
+        .requests(&format!("?resource={rid}"))
+        .await
+        .body;
+    assert_eq!(theirs["items"], json!([]), "{theirs}");
+    app.stop().await;
+}

@@ -13,6 +13,7 @@ mod m20261201_000008_notification_delivery_jobs;
 mod m20261201_000009_spend_totals;
 mod m20261202_000010_terraform_state;
 mod m20261202_000011_catalog_feed;
+mod m20261202_000012_request_lookups;
 
 pub struct Migrator;
 
@@ -68,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_spend_totals::Migration),
             Box::new(m20261202_000010_terraform_state::Migration),
             Box::new(m20261202_000011_catalog_feed::Migration),
+            Box::new(m20261202_000012_request_lookups::Migration),
         ];
         all.into_iter()
             .map(|m| Box::new(InTransaction(m)) as Box<dyn MigrationTrait>)

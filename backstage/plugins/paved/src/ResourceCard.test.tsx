@@ -46,20 +46,17 @@ const paved = (extra: Record<string, any> = {}) =>
         ],
       },
     },
-    // The team's requests, newest first: the resource's last one is an update.
-    'GET /v1/requests?owner=team-a&limit=100': {
+    // The resource's requests, newest first: its last one is an update (a list has no steps).
+    'GET /v1/requests?resource=r1&limit=1': {
+      body: { items: [{ id: 'q2', resourceId: 'r1', operation: 'update', status: 'succeeded', steps: [] }] },
+    },
+    'GET /v1/requests/q2': {
       body: {
-        items: [
-          { id: 'q3', resourceId: 'other', operation: 'create', status: 'succeeded', steps: [] },
-          {
-            id: 'q2',
-            resourceId: 'r1',
-            operation: 'update',
-            status: 'succeeded',
-            error: null,
-            steps: [{ number: 1, name: 'apply cache', status: 'succeeded', error: null }],
-          },
-        ],
+        id: 'q2',
+        operation: 'update',
+        status: 'succeeded',
+        error: null,
+        steps: [{ number: 1, name: 'apply cache', status: 'succeeded', error: null }],
       },
     },
     'GET /v1/requests/q1': {

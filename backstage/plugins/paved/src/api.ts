@@ -175,13 +175,12 @@ export class PavedClient implements PavedApi {
     return this.get<PavedRequest>(`/v1/requests/${enc(id)}`);
   }
   async lastRequest(resource: PavedResource) {
-    // paved lists a team's requests newest first (ids are time-ordered); the newest about this
-    // resource among the latest 100 is its last request, else the one that created it.
-    const page = await this.get<PavedPage<PavedRequest & { resourceId?: string | null }>>(
-      `/v1/requests?owner=${enc(resource.owner)}&limit=100`,
+    // The newest request about the resource (paved lists them newest first), read whole for
+    // its steps (a list carries none); the one that created it if paved lists none.
+    const page = await this.get<PavedPage<PavedRequest>>(
+      `/v1/requests?resource=${enc(resource.id)}&limit=1`,
     );
-    const last = page.items.find(r => r.resourceId === resource.id);
-    return last ?? this.request(resource.requestId);
+    return this.request(page.items[0]?.id ?? resource.requestId);
   }
   async teamResources(team: string) {
     return (await this.get<PavedPage<PavedResource>>(`/v1/resources?owner=${enc(team)}`)).items;
