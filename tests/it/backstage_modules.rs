@@ -3,7 +3,8 @@
 //! added them with `backend.add(...)` sees them: no url location, no `backend.reading.allow`
 //! entry for paved, Backstage's default `catalog.rules`, and paved's catalog documents not
 //! public. Templates and Resources come through the entity provider; a template's
-//! `paved:provision` runs in-process and writes paved's steps into the task log.
+//! `paved:provision` runs in-process and writes paved's steps into the task log, waits out an
+//! approval longer than paved's own wait bound, and a cancelled task cancels its request.
 //!
 //! paved cannot call Backstage here (no externalAccess entry for its tokens), so every entity
 //! that appears or leaves does so through the provider, not through paved's refresh or delete.
@@ -100,6 +101,8 @@ paved:
         ("PAVED_CATALOG__PUBLIC", "false".to_owned()),
         // The guest's team comes from paved's configuration (paved cannot call Backstage).
         ("PAVED_AUTH__CATALOG_GROUPS_TTL_SECONDS", "0".to_owned()),
+        // The remote paved:wait's bound, short: an approval in step 5 outlasts it.
+        ("PAVED_BACKSTAGE__WAIT_SECONDS", "2".to_owned()),
     ];
     let (paved, peer) = start_both_with(&http, &db.url, &logs, overlay, &extra, &modules).await;
     let bs = format!("http://localhost:{}", peer.port);
@@ -257,7 +260,98 @@ paved:
         "the reason, not a stack trace: {text}"
     );
 
-    clock.step("5. the deleted Resource leaves the catalog through the provider");
+    clock.step("5. an approval that outlasts paved's wait bound still ends the task");
+    // Over budget from here on: team-a spends 15/month, each further cache 15 more.
+    let (code, b) = http
+        .send(
+            reqwest::Method::PUT,
+            &format!("{api}/teams/team-a/budget"),
+            Some(ADMIN_TOKEN),
+            Some(&json!({"monthlyLimit": 20})),
+        )
+        .await;
+    assert_eq!(code, 200, "{b}");
+    let waiting_task = |values: Value| {
+        let (http, bs, user, api) = (&http, &bs, &user, &api);
+        async move {
+            let task = start_task(http, bs, user, "redis-cache", values).await;
+            let request = eventually(
+                "the task's request waits for approval",
+                Duration::from_secs(60),
+                || async {
+                    let (_, events) = http
+                        .get(
+                            &format!("{bs}/api/scaffolder/v2/tasks/{task}/events"),
+                            Some(user),
+                        )
+                        .await;
+                    let id = placed_request(&task_text(events.as_array()?))?;
+                    let (_, r) = http
+                        .get(&format!("{api}/requests/{id}"), Some(ADMIN_TOKEN))
+                        .await;
+                    (r["status"] == "awaiting_approval").then_some(id)
+                },
+            )
+            .await;
+            (task, request)
+        }
+    };
+    let approved_name = format!("mod-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let (task, request) = waiting_task(
+        json!({"name": approved_name, "environment": "dev", "owner": TEAM, "cost_center": "ENG-1234"}),
+    )
+    .await;
+    // Longer than the remote action may wait (PAVED_BACKSTAGE__WAIT_SECONDS, 2 s here, stands
+    // for Backstage's 5-minute fetch limit): the in-process action is not bound by it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (code, r) = http
+        .post(
+            &format!("{api}/requests/{request}/approve"),
+            Some(ADMIN_TOKEN),
+            &json!({"reason": "within the quarter's plan"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let (status, events) = finished_task(&http, &bs, &user, &task).await;
+    let text = task_text(&events);
+    assert_eq!(status, "completed", "{text}");
+    assert!(
+        text.contains("approval") && text.contains("platform-admin"),
+        "the log says who it waits for: {text}"
+    );
+    let (_, r) = http
+        .get(&format!("{api}/requests/{request}"), Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+
+    clock.step("6. cancelling the task cancels the paved request it waits on");
+    let (task, request) = waiting_task(
+        json!({"name": format!("mod-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), "environment": "dev", "owner": TEAM, "cost_center": "ENG-1234"}),
+    )
+    .await;
+    let (code, c) = http
+        .post(
+            &format!("{bs}/api/scaffolder/v2/tasks/{task}/cancel"),
+            Some(&user),
+            &json!({}),
+        )
+        .await;
+    assert!(code < 300, "{code} {c}");
+    let (status, events) = finished_task(&http, &bs, &user, &task).await;
+    assert_eq!(status, "cancelled", "{}", task_text(&events));
+    eventually(
+        "the paved request is cancelled",
+        Duration::from_secs(30),
+        || async {
+            let (_, r) = http
+                .get(&format!("{api}/requests/{request}"), Some(ADMIN_TOKEN))
+                .await;
+            (r["status"] == "cancelled").then_some(())
+        },
+    )
+    .await;
+
+    clock.step("7. the deleted Resource leaves the catalog through the provider");
     let (code, del) = http
         .send(
             reqwest::Method::DELETE,

@@ -6,13 +6,14 @@ import { PavedCall, PavedError } from './client';
 import { follow } from './follow';
 
 /** Each read of the request answers the next state; logs grow with it. */
-function scripted(states: { request: any; logs: any[] }[]) {
+function scripted(states: { request: any; logs: any[]; approvals?: any[] }[]) {
   let i = -1;
   const calls: string[] = [];
   const call: PavedCall = async (method, path) => {
     calls.push(`${method} ${path.split('?')[0]}`);
     if (method === 'POST') return {};
     if (path.includes('/logs')) return { items: states[i].logs };
+    if (path.includes('/approvals')) return { items: states[i].approvals ?? [] };
     i = Math.min(i + 1, states.length - 1);
     return states[i].request;
   };
@@ -102,4 +103,23 @@ test('an expired user token ends the wait with a clear message, the request goin
     follow({ call, requestId: 'q4', requestUrl: 'http://paved/q4', logger: recorder().logger, pollMs: 0, sleep: noSleep }),
     /user token is no longer accepted \(token expired\)\. The request goes on in paved: http:\/\/paved\/q4/,
   );
+});
+
+test('a wait for approval says who may decide and why, once', async () => {
+  const approvals = [
+    { status: 'pending', requiredRole: 'platform-admin', reason: 'team budget exceeded; only a platform-admin may approve it (a team lead cannot)' },
+    { status: 'approved', requiredRole: 'lead', reason: 'above 1000 USD/month' },
+  ];
+  const waiting = { request: { status: 'awaiting_approval', steps: [] }, logs: [], approvals };
+  const paved = scripted([
+    waiting,
+    waiting,
+    { request: { status: 'succeeded', resourceId: 'r9', steps: steps(['validate', 'succeeded']) }, logs: [] },
+  ]);
+  const r = recorder();
+  await follow({ call: paved.call, requestId: 'q9', requestUrl: 'http://paved/q9', logger: r.logger, pollMs: 0, sleep: noSleep });
+  assert.deepEqual(r.lines.filter(l => l.includes('approv') || l.includes('Waiting')), [
+    'info paved request q9 waits for approval; this step waits as long as it takes (within the task\'s user token). http://paved/q9',
+    'info Waiting for a platform-admin: team budget exceeded; only a platform-admin may approve it (a team lead cannot)',
+  ]);
 });

@@ -91,6 +91,15 @@ export async function follow(o: FollowOptions): Promise<Followed> {
       o.logger.info(
         `paved request ${o.requestId} waits for approval; this step waits as long as it takes (within the task's user token). ${o.requestUrl}`,
       );
+      // Who may decide and why, in paved's words (its policies' reasons name the role).
+      const approvals = await o
+        .call('GET', `/v1/requests/${encodeURIComponent(o.requestId)}/approvals`)
+        .catch(() => ({ items: [] }));
+      for (const a of (approvals.items ?? []) as { status: string; requiredRole: string; reason: string }[]) {
+        if (a.status === 'pending') {
+          o.logger.info(`Waiting for a ${a.requiredRole}: ${a.reason}`);
+        }
+      }
     }
     if (FINAL.has(r.status)) {
       if (r.status === 'succeeded') {
