@@ -338,7 +338,15 @@ paved:
         .await;
     assert!(code < 300, "{code} {c}");
     let (status, events) = finished_task(&http, &bs, &user, &task).await;
-    assert_eq!(status, "cancelled", "{}", task_text(&events));
+    // Backstage 1.55 marks the step cancelled and completes the run as failed.
+    assert_eq!(status, "failed", "{}", task_text(&events));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["body"]["stepId"] == "provision" && e["body"]["status"] == "cancelled"),
+        "{}",
+        task_text(&events)
+    );
     eventually(
         "the paved request is cancelled",
         Duration::from_secs(30),
