@@ -155,6 +155,18 @@ paved:
     let text = task_text(&events);
     assert_eq!(status, "completed", "{text}");
     let request_id = placed_request(&text).expect("the action logs the request it placed");
+    // paved:estimate and paved:wait ran in-process too: their lines are in the log.
+    assert!(
+        text.contains("paved estimate: 15.00 USD/month; allowed"),
+        "the in-process estimate's summary: {text}"
+    );
+    assert!(
+        events.iter().any(|e| e["body"]["stepId"] == "wait"
+            && e["body"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Step 1 of"))),
+        "the in-process wait follows the request: {text}"
+    );
     let (code, req) = http
         .get(&format!("{api}/requests/{request_id}"), Some(ADMIN_TOKEN))
         .await;

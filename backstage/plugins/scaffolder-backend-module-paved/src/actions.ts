@@ -100,3 +100,106 @@ export function createProvisionAction(o: PavedActionsOptions) {
     },
   });
 }
+
+/** paved's own remote action of this name, invoked as the task's user (its output as is). */
+async function invokeRemote(call: ReturnType<typeof callAs>, pluginId: string, name: string, input: unknown) {
+  const r = await call('POST', `/.backstage/actions/v1/actions/${encodeURIComponent(`${pluginId}:${name}`)}/invoke`, input);
+  return (r?.output ?? {}) as Record<string, unknown>;
+}
+
+/**
+ * `<plugin id>:estimate` in-process: paved's estimate as the task's user, its summary and each
+ * cost line in the task log; the same output as paved's remote action (it is that action's
+ * answer), so templates need no change.
+ */
+export function createEstimateAction(o: PavedActionsOptions) {
+  return createTemplateAction({
+    id: `${o.pluginId}:estimate`,
+    description:
+      "paved's cost and policy outcome for the form's values (as the task's user), before anything is ordered.",
+    supportsDryRun: true,
+    schema: {
+      input: {
+        offering: z => z.string().min(1).describe('Offering (template) name'),
+        values: z => z.record(z.string(), z.unknown()).describe("The template's parameters"),
+      },
+      output: {
+        valid: z => z.boolean(),
+        errors: z => z.array(z.unknown()).optional(),
+        outcome: z => z.unknown().optional(),
+        monthlyCost: z => z.number().optional(),
+        annualCost: z => z.number().optional(),
+        currency: z => z.string().optional(),
+        lineItems: z => z.array(z.unknown()).optional(),
+        recommendations: z => z.array(z.unknown()).optional(),
+        deny: z => z.array(z.unknown()).optional(),
+        warnings: z => z.array(z.unknown()).optional(),
+        approvals: z => z.array(z.unknown()).optional(),
+        summary: z => z.string().optional(),
+      },
+    },
+    async handler(ctx) {
+      const call = callAs(o, () => ctx.getInitiatorCredentials());
+      const out = await invokeRemote(call, o.pluginId, 'estimate', {
+        offering: ctx.input.offering,
+        values: ctx.input.values,
+      });
+      if (typeof out.summary === 'string') ctx.logger.info(`paved estimate: ${out.summary}`);
+      for (const l of (out.lineItems ?? []) as { label?: string; monthly?: number }[]) {
+        if (l.label !== undefined) ctx.logger.info(`  ${l.label}: ${l.monthly ?? ''}`);
+      }
+      for (const [k, v] of Object.entries(out)) (ctx.output as (k: string, v: unknown) => void)(k, v);
+    },
+  });
+}
+
+/**
+ * `<plugin id>:wait` in-process: follows the request to its end however long that takes
+ * (an approval may take days; no fetch limit applies in-process), every step in the task log,
+ * then answers what paved's remote action answers for a final request. A template's `each`
+ * attempts find it final at once after the first.
+ */
+export function createWaitAction(o: PavedActionsOptions) {
+  return createTemplateAction({
+    id: `${o.pluginId}:wait`,
+    description: "Waits until a paved request is final, writing paved's steps into the task log.",
+    supportsDryRun: true,
+    schema: {
+      input: {
+        requestId: z => z.string(),
+        attempt: z => z.number().int().min(1).optional(),
+        attempts: z => z.number().int().min(1).optional(),
+      },
+      output: {
+        requestId: z => z.string(),
+        status: z => z.string(),
+        final: z => z.boolean(),
+        requestUrl: z => z.string(),
+        resourceId: z => z.string().optional(),
+        entityRef: z => z.string().optional(),
+        entityUrl: z => z.string().optional(),
+      },
+    },
+    async handler(ctx) {
+      // A template dry-run never placed an order (provision was skipped): nothing to wait for,
+      // every key a real answer has, as paved's remote action answers then.
+      if (ctx.isDryRun) {
+        const placeholder = { requestId: 'dry-run', status: 'dry-run', final: true, requestUrl: '', resourceId: '', entityRef: '', entityUrl: '' };
+        for (const [k, v] of Object.entries(placeholder)) (ctx.output as (k: string, v: unknown) => void)(k, v);
+        return;
+      }
+      const call = callAs(o, () => ctx.getInitiatorCredentials());
+      const base = await o.discovery.getBaseUrl(o.pluginId);
+      await follow({
+        call,
+        requestId: ctx.input.requestId,
+        requestUrl: `${base}/v1/requests/${ctx.input.requestId}`,
+        logger: ctx.logger,
+        pollMs: o.pollMs,
+        signal: ctx.signal,
+      });
+      const out = await invokeRemote(call, o.pluginId, 'wait', ctx.input);
+      for (const [k, v] of Object.entries(out)) (ctx.output as (k: string, v: unknown) => void)(k, v);
+    },
+  });
+}
