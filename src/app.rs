@@ -464,7 +464,11 @@ fn build_engine(state: &AppState) -> Arc<Engine> {
     if let Some(r) = &state.0.refresher {
         engine = engine.with_catalog(Arc::new(r.clone()));
     }
-    Arc::new(engine.with_notifier(state.0.notifier.clone()))
+    Arc::new(
+        engine
+            .with_notifier(state.0.notifier.clone())
+            .with_clock(state.0.clock.clone()),
+    )
 }
 
 /// Every job type this process runs, each with what its runs need: the one place a new

@@ -124,10 +124,16 @@ struct Segment {
     lines: Vec<db::request_logs::NewLine>,
     events: Vec<audit::Pending>,
     told: Vec<Told>,
+    clock: crate::vocab::clock::Clock,
 }
 
 impl Segment {
-    async fn open(db: &DatabaseConnection, request_id: &str, team: &str) -> Result<Self, DbErr> {
+    async fn open(
+        db: &DatabaseConnection,
+        request_id: &str,
+        team: &str,
+        clock: &crate::vocab::clock::Clock,
+    ) -> Result<Self, DbErr> {
         let txn = db::begin_write(db).await?;
         let status = db::requests::status_locked(&txn, request_id).await?;
         Ok(Self {
@@ -138,6 +144,7 @@ impl Segment {
             lines: Vec::new(),
             events: Vec::new(),
             told: Vec::new(),
+            clock: clock.clone(),
         })
     }
 
@@ -148,7 +155,7 @@ impl Segment {
             target: audit::Target::request(self.request_id.as_str()),
             outcome: outcome.to_owned(),
             details,
-            at: Utc::now(),
+            at: self.clock.now(),
         });
     }
 
@@ -157,7 +164,7 @@ impl Segment {
             step: step.map(str::to_owned),
             level,
             message,
-            at: Utc::now(),
+            at: self.clock.now(),
         });
     }
 
@@ -183,8 +190,8 @@ impl Attempt {
         conn: &C,
         status: StepStatus,
         error: Option<String>,
+        now: chrono::DateTime<Utc>,
     ) -> Result<(), DbErr> {
-        let now = Utc::now();
         match self {
             Attempt::Started(m) => db::steps::finish(conn, m, status, error, now).await?,
             Attempt::Running(m, at) => db::steps::ran(conn, m, at, status, error, now).await?,
@@ -204,6 +211,8 @@ pub struct Engine {
     catalog: Option<Arc<dyn super::catalog_sink::CatalogSink>>,
     /// Tells requesters and owners when a request fails.
     notifier: crate::notifications::Notifier,
+    /// "Now" for what the engine records (step times, expiry, publish): the app's clock.
+    clock: crate::vocab::clock::Clock,
 }
 
 impl Engine {
@@ -222,7 +231,14 @@ impl Engine {
             wake,
             catalog: None,
             notifier: crate::notifications::Notifier::disabled(),
+            clock: crate::vocab::clock::Clock::system(),
         }
+    }
+
+    /// Read "now" from `clock` (the app's; tests pass a fixed one).
+    pub fn with_clock(mut self, clock: crate::vocab::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Notify requester and owning team when a request fails.
@@ -256,7 +272,8 @@ impl Engine {
 
     async fn log(&self, request_id: &str, step: Option<&str>, level: &'static str, message: &str) {
         if let Err(e) =
-            db::request_logs::add(&self.db, request_id, step, level, message, Utc::now()).await
+            db::request_logs::add(&self.db, request_id, step, level, message, self.clock.now())
+                .await
         {
             tracing::warn!(error = %e, "could not record a request log line");
         }
@@ -274,7 +291,7 @@ impl Engine {
     }
 
     async fn fail_request(&self, request_id: &str, reason: &str) {
-        let now = Utc::now();
+        let now = self.clock.now();
         // The failure, the resource left in doubt, the notification and the audit event
         // commit together: nobody hears of a failure that did not happen, or misses one.
         let failed = async {
@@ -411,9 +428,9 @@ impl Engine {
 
         let names = Step::plan(req.operation, &spec);
         let mut steps = db::steps::of_request(&self.db, request_id).await?;
-        let mut seg = Segment::open(&self.db, request_id, &req.owner).await?;
+        let mut seg = Segment::open(&self.db, request_id, &req.owner, &self.clock).await?;
         if seg.status == Some(RequestStatus::Pending) {
-            db::requests::start(&seg.txn, request_id, Utc::now()).await?;
+            db::requests::start(&seg.txn, request_id, self.clock.now()).await?;
             seg.status = Some(RequestStatus::Running);
         }
         if steps.len() < names.len() {
@@ -465,7 +482,7 @@ impl Engine {
             let position = usize::try_from(step.position).unwrap_or_default() + 1;
             let kind = Step::parse(&name);
             let calls_a_driver = kind.as_ref().is_some_and(Step::calls_a_driver);
-            let started_at = Utc::now();
+            let started_at = self.clock.now();
             // A driver step's start is written (and committed) before the call; a step run
             // inside this transaction is written once, when it ends.
             let started = if calls_a_driver {
@@ -492,7 +509,7 @@ impl Engine {
                     self.run_step(&self.db, kind, &mut req, &spec, &mut parts),
                 )
                 .await;
-                seg = Segment::open(&self.db, request_id, &req.owner).await?;
+                seg = Segment::open(&self.db, request_id, &req.owner, &self.clock).await?;
                 if let (Ok(done), Some(res)) = (&mut r, &req.resource_id)
                     && let Some(applied) = done.applied.take()
                     && let Err(e) = self
@@ -508,7 +525,9 @@ impl Engine {
             };
             match result {
                 Ok(done) => {
-                    started.end(&seg.txn, StepStatus::Succeeded, None).await?;
+                    started
+                        .end(&seg.txn, StepStatus::Succeeded, None, self.clock.now())
+                        .await?;
                     seg.log(Some(&name), "info", format!("{name}: {}", done.message));
                     seg.told.extend(done.tell);
                     seg.audit("step.succeeded", &name, None);
@@ -534,7 +553,9 @@ impl Engine {
                         _ => (StepStatus::Failed, "stopped".into()),
                     };
                     let recorded = async {
-                        started.end(&seg.txn, status, Some(text.clone())).await?;
+                        started
+                            .end(&seg.txn, status, Some(text.clone()), self.clock.now())
+                            .await?;
                         let level = match status {
                             StepStatus::Failed => "error",
                             StepStatus::Cancelled => "info",
@@ -646,7 +667,7 @@ impl Engine {
                     .ok_or_else(|| Stop::Permanent("no resource to delete".into()))?;
                 db::secrets::delete_of_resource(conn, &res_id).await?;
                 // Frees the name for a new order; the API still shows the original one.
-                db::resources::mark_deleted(conn, &res_id, Utc::now()).await?;
+                db::resources::mark_deleted(conn, &res_id, self.clock.now()).await?;
                 audit::record_of_team(
                     conn,
                     actor::ENGINE,
@@ -672,7 +693,7 @@ impl Engine {
                     .resource_id
                     .clone()
                     .ok_or_else(|| Stop::Permanent("no resource planned".into()))?;
-                let now = Utc::now();
+                let now = self.clock.now();
                 let monthly = req.estimate.as_ref().map(|e| e.monthly);
                 let res = db::resources::by_id(conn, &res_id)
                     .await?
@@ -836,7 +857,8 @@ impl Engine {
             && db::secrets::sealed(conn, res_id, CREDENTIALS)
                 .await?
                 .is_some();
-        db::resources::record_parts(conn, res, Value::Object(outputs), desired, Utc::now()).await?;
+        db::resources::record_parts(conn, res, Value::Object(outputs), desired, self.clock.now())
+            .await?;
         if had_credentials {
             // The credentials endpoint hands out what exists, never a login of before the
             // update.
@@ -992,7 +1014,7 @@ impl Engine {
     /// Marks the request succeeded (unless it was cancelled meanwhile), in the run's last
     /// transaction: its last steps, the success and its notification commit together.
     async fn complete(&self, seg: Segment, req: &request::Model) -> Result<(), DbErr> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let done = db::requests::succeed(&seg.txn, &req.id, now).await?;
         if done {
             self.notify_succeeded(&seg.txn, req).await;
@@ -1058,7 +1080,7 @@ impl Engine {
             db::requests::link_resource(conn, &req.id, &existing.id).await?;
             return Ok(existing.id);
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let id = Uuid::now_v7().to_string();
         let r = &spec.resource;
         let row = resource::Model {
@@ -1163,7 +1185,7 @@ impl Engine {
         name: &str,
         sealed: &Sealed,
     ) -> Result<(), Stop> {
-        db::secrets::replace(conn, resource_id, name, sealed, Utc::now()).await?;
+        db::secrets::replace(conn, resource_id, name, sealed, self.clock.now()).await?;
         Ok(())
     }
 }

@@ -157,12 +157,12 @@ async fn the_resource_card_in_a_real_browser_shows_what_paved_reports() {
         requests: vec![],
     };
 
-    clock.step("alice (team-a) orders a redis-cache");
-    let name = common::kit::unique();
+    clock.step("alice (team-a) orders a preview environment (a database and a cache, 24 h)");
+    let branch = common::kit::unique();
     let request = order(
         &app,
-        "redis-cache",
-        json!({"name": name, "environment": "dev", "owner": "team-a", "cost_center": "ENG-1234"}),
+        "preview-environment",
+        json!({"component": "component:default/shop", "branch": branch, "owner": "team-a", "ttl_hours": 24, "cost_center": "ENG-1234"}),
     )
     .await;
     let done = wait_final(&app, &request).await;
@@ -222,15 +222,17 @@ async fn the_resource_card_in_a_real_browser_shows_what_paved_reports() {
         usd(cost.body["monthToDate"].as_f64().unwrap()),
         "{seen}"
     );
-    // The expiry paved reports, none for a redis-cache (it has no TTL): the card says "never".
+    // The expiry paved reports: 24 h after the (fixed) moment it was ordered.
     assert_eq!(
-        owner["expiresAt"],
-        resource.body["expiresAt"].as_str().unwrap_or(""),
-        "{seen}"
+        resource.body["expiresAt"]
+            .as_str()
+            .map(|t| t.starts_with("2026-12-03T12:00:00")),
+        Some(true),
+        "{}",
+        resource.body
     );
-    if resource.body["expiresAt"].is_null() {
-        assert_eq!(owner["expires"], "never", "{seen}");
-    }
+    assert_eq!(owner["expiresAt"], resource.body["expiresAt"], "{seen}");
+    assert_ne!(owner["expires"], "never", "{seen}");
     assert!(
         owner["steps"].as_str().unwrap().contains("succeeded"),
         "{seen}"
