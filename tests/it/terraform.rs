@@ -629,34 +629,12 @@ async fn a_paved_killed_mid_apply_leaves_a_lock_the_next_claim_takes_over() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     // The bundled offering, its create provisioner slowed down so the kill lands inside it.
-    let templates = offering_copy(|f, text| {
-        if f == "create.sh" {
-            text.replacen("set -eu\n", "set -eu\nsleep 2\n", 1)
-        } else {
-            text
-        }
-    });
+    let templates = offering_edited("create.sh", "set -eu\n", "set -eu\nsleep 2\n");
     let work = tempfile::tempdir().unwrap();
     let name = format!("tk{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let database = format!("{name}_dev");
     let _cleanup = MariaDbCleanup(database.clone());
 
-    let ready = |http: reqwest::Client| async move {
-        for _ in 0..600 {
-            if let Ok(r) = http
-                .get(format!(
-                    "http://127.0.0.1:{port}/.backstage/health/v1/readiness"
-                ))
-                .send()
-                .await
-                && r.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("paved did not become ready");
-    };
     let get = |http: reqwest::Client, url: String| async move {
         http.get(url)
             .bearer_auth(common::OBSERVER_TOKEN)
@@ -668,7 +646,7 @@ async fn a_paved_killed_mid_apply_leaves_a_lock_the_next_claim_takes_over() {
             .unwrap()
     };
     let mut child = serve(&db.url, port, &key, templates.path(), work.path());
-    ready(http.clone()).await;
+    ready(&http, port).await;
     let r: Value = http
         .post(format!("{base}/requests"))
         .json(&json!({"offering": "mariadb-database", "values": {
@@ -712,7 +690,7 @@ async fn a_paved_killed_mid_apply_leaves_a_lock_the_next_claim_takes_over() {
     // Restarted: once the lease runs out the job is claimed again, its run takes the lock
     // over and the request succeeds, with one database.
     let mut child = serve(&db.url, port, &key, templates.path(), work.path());
-    ready(http.clone()).await;
+    ready(&http, port).await;
     let mut done = Value::Null;
     for _ in 0..600 {
         done = get(http.clone(), format!("{base}/requests/{id}")).await;
@@ -791,6 +769,44 @@ fn service_on(conn: &sea_orm::DatabaseConnection, key: &str) -> StateService {
 
 /// A copy of the bundled mariadb-database offering in a templates folder of its own, its
 /// module changed by `edit(file, text)`.
+/// Waits until the `paved serve` on `port` answers ready (it may be migrating).
+async fn ready(http: &reqwest::Client, port: u16) {
+    for _ in 0..600 {
+        if let Ok(r) = http
+            .get(format!(
+                "http://127.0.0.1:{port}/.backstage/health/v1/readiness"
+            ))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("paved on {port} did not become ready");
+}
+
+/// The bundled offering with one line of one of its module's files replaced.
+fn offering_edited(file: &'static str, from: &str, to: &str) -> tempfile::TempDir {
+    let (from, to) = (from.to_owned(), to.to_owned());
+    offering_copy(move |f, text| {
+        if f == file {
+            assert!(text.contains(&from), "{file} holds {from:?}");
+            text.replacen(&from, &to, 1)
+        } else {
+            text
+        }
+    })
+}
+
+/// A paved with the real CLI, `workers` and the offerings in `templates`.
+async fn app_with(db_url: &str, work: &Path, workers: usize, templates: &Path) -> TestApp {
+    let mut s = with_terraform(with_workers(common::settings(db_url), workers), work);
+    s.templates.dir = templates.to_owned();
+    TestApp::spawn(s).await
+}
+
 fn offering_copy(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {
     let templates = tempfile::tempdir().unwrap();
     let copy = templates.path().join("mariadb-database");
@@ -812,20 +828,12 @@ async fn a_plan_that_would_destroy_a_protected_prod_resource_is_denied_before_ap
     let db = TestDb::new(Engine::Sqlite).await;
     let work = tempfile::tempdir().unwrap();
     // A module whose database is replaced when its size changes: the plan says so.
-    let templates = offering_copy(|f, text| {
-        if f == "main.tf" {
-            text.replacen(
-                "triggers_replace = [var.database, var.user]",
-                "triggers_replace = [var.database, var.user, var.connection_limit]",
-                1,
-            )
-        } else {
-            text
-        }
-    });
-    let mut s = with_terraform(with_workers(common::settings(&db.url), 0), work.path());
-    s.templates.dir = templates.path().to_owned();
-    let app = TestApp::spawn(s).await;
+    let templates = offering_edited(
+        "main.tf",
+        "triggers_replace = [var.database, var.user]",
+        "triggers_replace = [var.database, var.user, var.connection_limit]",
+    );
+    let app = app_with(&db.url, work.path(), 0, templates.path()).await;
     let name = format!("tp{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let database = format!("{name}_prod");
     let _cleanup = MariaDbCleanup(database.clone());
@@ -1020,20 +1028,12 @@ async fn an_estimate_whose_plan_fails_says_why_and_is_no_server_error() {
     let db = TestDb::new(Engine::Sqlite).await;
     let work = tempfile::tempdir().unwrap();
     // The module refuses the connection limit the medium size sets.
-    let templates = offering_copy(|f, text| {
-        if f == "main.tf" {
-            text.replacen(
-                "var.connection_limit <= 1000",
-                "var.connection_limit <= 50",
-                1,
-            )
-        } else {
-            text
-        }
-    });
-    let mut s = with_terraform(with_workers(common::settings(&db.url), 0), work.path());
-    s.templates.dir = templates.path().to_owned();
-    let app = TestApp::spawn(s).await;
+    let templates = offering_edited(
+        "main.tf",
+        "var.connection_limit <= 1000",
+        "var.connection_limit <= 50",
+    );
+    let app = app_with(&db.url, work.path(), 0, templates.path()).await;
     let r = app
         .as_("alice-token")
         .estimate(
@@ -1077,16 +1077,8 @@ async fn a_cancel_interrupts_the_apply_which_stops_cleanly_and_what_it_made_is_d
     let work = tempfile::tempdir().unwrap();
     // The database is made, then the limits' provisioner takes its time: the cancel lands in
     // it, with something real already made.
-    let templates = offering_copy(|f, text| {
-        if f == "limits.sh" {
-            text.replacen("set -eu\n", "set -eu\nsleep 60\n", 1)
-        } else {
-            text
-        }
-    });
-    let mut s = with_terraform(with_workers(common::settings(&db.url), 1), work.path());
-    s.templates.dir = templates.path().to_owned();
-    let app = TestApp::spawn(s).await;
+    let templates = offering_edited("limits.sh", "set -eu\n", "set -eu\nsleep 60\n");
+    let app = app_with(&db.url, work.path(), 1, templates.path()).await;
     let name = format!("tc{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let database = format!("{name}_dev");
     let _cleanup = MariaDbCleanup(database.clone());
@@ -1217,36 +1209,11 @@ async fn two_replicas_share_the_state_lock_one_holds_it_the_other_is_refused_unt
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     // The limits' provisioner takes long enough for the other replica to try the state.
-    let templates = offering_copy(|f, text| {
-        if f == "limits.sh" {
-            text.replacen("set -eu\n", "set -eu\nsleep 20\n", 1)
-        } else {
-            text
-        }
-    });
+    let templates = offering_edited("limits.sh", "set -eu\n", "set -eu\nsleep 20\n");
     let (work_a, work_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = format!("tr{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let database = format!("{name}_dev");
     let _cleanup = MariaDbCleanup(database.clone());
-    let ready = |port: u16| {
-        let http = http.clone();
-        async move {
-            for _ in 0..600 {
-                if let Ok(r) = http
-                    .get(format!(
-                        "http://127.0.0.1:{port}/.backstage/health/v1/readiness"
-                    ))
-                    .send()
-                    .await
-                    && r.status() == 200
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            panic!("paved on {port} did not become ready");
-        }
-    };
     let get = |url: String| {
         let http = http.clone();
         async move {
@@ -1263,7 +1230,7 @@ async fn two_replicas_share_the_state_lock_one_holds_it_the_other_is_refused_unt
 
     // Replica A takes the order and is inside its apply, holding the state's lock.
     let mut a = serve(&db.url, port_a, &key, templates.path(), work_a.path());
-    ready(port_a).await;
+    ready(&http, port_a).await;
     let r: Value = http
         .post(format!("{}/v1/requests", api(port_a)))
         .json(&json!({"offering": "mariadb-database", "values": {
@@ -1298,7 +1265,7 @@ async fn two_replicas_share_the_state_lock_one_holds_it_the_other_is_refused_unt
     // Replica B, on the same database: a run of the same state through B is refused with
     // A's lock info, over HTTP and to the real CLI.
     let mut b = serve(&db.url, port_b, &key, templates.path(), work_b.path());
-    ready(port_b).await;
+    ready(&http, port_b).await;
     let via_b = Arc::new(StateService::new(
         conn.clone(),
         Arc::new(SecretBox::from_base64(&key).unwrap()),
