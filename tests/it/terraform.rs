@@ -249,20 +249,8 @@ async fn a_mariadb_database_is_created_and_destroyed_through_terraform() {
         let bytes = String::from_utf8_lossy(&v.ciphertext);
         assert!(!bytes.contains(&password) && !bytes.contains(&database));
     }
-    assert!(
-        terraform_run::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        terraform_lock::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(runs(&conn).await, 0, "no run left");
+    assert_eq!(locks(&conn).await, 0, "no state lock left");
     assert!(empty_dir(work.path()), "working directories left behind");
 
     // An update is a new plan with the new variables: a bigger size replaces only the limits,
@@ -479,13 +467,7 @@ async fn a_taken_lock_is_refused_with_its_holder_and_freed_when_the_holders_clai
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(
-        terraform_lock::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(locks(&conn).await, 0, "no state lock left");
     app.stop().await;
 }
 
@@ -677,15 +659,7 @@ async fn a_paved_killed_mid_apply_leaves_a_lock_the_next_claim_takes_over() {
     child.kill().unwrap();
     child.wait().unwrap();
     let conn = db_of(&db.url).await;
-    assert_eq!(
-        terraform_lock::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .len(),
-        1,
-        "the killed run's lock is held"
-    );
+    assert_eq!(locks(&conn).await, 1, "the killed run's lock is held");
 
     // Restarted: once the lease runs out the job is claimed again, its run takes the lock
     // over and the request succeeds, with one database.
@@ -718,20 +692,8 @@ async fn a_paved_killed_mid_apply_leaves_a_lock_the_next_claim_takes_over() {
         .map(|r| r["instances"].as_array().unwrap().len())
         .sum();
     assert_eq!(instances, 1, "one database in the state");
-    assert!(
-        terraform_lock::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        terraform_run::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(locks(&conn).await, 0, "no state lock left");
+    assert_eq!(runs(&conn).await, 0, "no run left");
 
     // Removed again (the request's own way).
     let del: Value = http
@@ -769,6 +731,20 @@ fn service_on(conn: &sea_orm::DatabaseConnection, key: &str) -> StateService {
 
 /// A copy of the bundled mariadb-database offering in a templates folder of its own, its
 /// module changed by `edit(file, text)`.
+/// How many state locks paved holds.
+async fn locks(conn: &sea_orm::DatabaseConnection) -> usize {
+    terraform_lock::Entity::find()
+        .all(conn)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// How many Terraform runs paved has live.
+async fn runs(conn: &sea_orm::DatabaseConnection) -> usize {
+    terraform_run::Entity::find().all(conn).await.unwrap().len()
+}
+
 /// Waits until the `paved serve` on `port` answers ready (it may be migrating).
 async fn ready(http: &reqwest::Client, port: u16) {
     for _ in 0..600 {
@@ -962,13 +938,7 @@ deny contains {"rule": "plan_staging_frozen", "message": msg} if {
     assert_eq!(r.body["decision"]["outcome"], "allowed", "{}", r.body);
     // Nothing was provisioned, no state or run of paved's was touched, nothing left behind.
     let conn = db_of(&db.url).await;
-    assert!(
-        terraform_run::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(runs(&conn).await, 0, "no run left");
     assert_eq!(
         paved::db::entities::terraform_state::Entity::find()
             .all(&conn)
@@ -1180,20 +1150,8 @@ async fn a_cancel_interrupts_the_apply_which_stops_cleanly_and_what_it_made_is_d
         .unwrap()
         .unwrap();
     assert_eq!(current["resources"], json!([]), "{current}");
-    assert!(
-        terraform_lock::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        terraform_run::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(locks(&conn).await, 0, "no state lock left");
+    assert_eq!(runs(&conn).await, 0, "no run left");
     assert!(empty_dir(work.path()));
     conn.close().await.ok();
     app.stop().await;
@@ -1335,13 +1293,7 @@ async fn two_replicas_share_the_state_lock_one_holds_it_the_other_is_refused_unt
         )),
         "1"
     );
-    assert!(
-        terraform_lock::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(locks(&conn).await, 0, "no state lock left");
     // And freed, B's own runs take the state as any run does: removed through B.
     let del: Value = http
         .delete(format!("{}/v1/resources/{res}", api(port_b)))
@@ -1416,20 +1368,8 @@ async fn drift_is_a_refresh_only_plan_which_the_built_in_provider_keeps_empty() 
     assert_eq!(r.body["status"], "none", "{}", r.body);
     assert_eq!(r.body["findings"], json!([]), "{}", r.body);
     assert_eq!(versions().await, before);
-    assert!(
-        terraform_lock::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        terraform_run::Entity::find()
-            .all(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(locks(&conn).await, 0, "no state lock left");
+    assert_eq!(runs(&conn).await, 0, "no run left");
     assert!(empty_dir(work.path()));
 
     // What the built-in provider cannot see: terraform_data has nothing remote to refresh, so
