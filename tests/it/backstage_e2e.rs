@@ -595,6 +595,18 @@ fn completion(events: &[Value]) -> &Value {
         .expect("a completion event")
 }
 
+/// A guest user's Backstage token (the guest provider signs in without a form).
+pub(super) async fn guest_token(http: &Http, backstage: &str) -> String {
+    let (code, guest) = http
+        .get(&format!("{backstage}/api/auth/guest/refresh"), None)
+        .await;
+    assert_eq!(code, 200, "{guest}");
+    guest["backstageIdentity"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 pub(super) fn task_text(events: &[Value]) -> String {
     events
         .iter()
@@ -839,14 +851,7 @@ catalog:
 
     // --- 2. a guest orders a database ----------------------------------------------------
     clock.step("2. a guest user's scaffolder task on postgres-database completes");
-    let (code, guest) = http
-        .get(&format!("{bs}/api/auth/guest/refresh"), None)
-        .await;
-    assert_eq!(code, 200, "{guest}");
-    let user_token = guest["backstageIdentity"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user_token = guest_token(&http, &bs).await;
     let name = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let task = start_task(
         &http,
@@ -1324,14 +1329,7 @@ discovery:
     .await;
 
     clock.step("tasks: a guest orders several databases through the scaffolder");
-    let (code, guest) = http
-        .get(&format!("{bs}/api/auth/guest/refresh"), None)
-        .await;
-    assert_eq!(code, 200, "{guest}");
-    let user_token = guest["backstageIdentity"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user_token = guest_token(&http, &bs).await;
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let name = format!("roll-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);

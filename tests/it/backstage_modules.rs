@@ -134,15 +134,8 @@ paved:
     assert_eq!(locations, json!([]), "no location registered");
 
     clock.step("2. a guest's task on redis-cache: paved's steps in the task log as they happen");
-    let (code, guest) = http
-        .get(&format!("{bs}/api/auth/guest/refresh"), None)
-        .await;
-    assert_eq!(code, 200, "{guest}");
-    let user = guest["backstageIdentity"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let name = format!("mod-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let user = guest_token(&http, &bs).await;
+    let name = common::kit::unique_with("mod-");
     let task = start_task(
         &http,
         &bs,
@@ -224,7 +217,7 @@ paved:
     assert_eq!(processing_errors(&resource), Vec::<Value>::new());
 
     clock.step("4. a failing order fails the task with its step, position and reason");
-    let taken = format!("mod-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let taken = common::kit::unique_with("mod-");
     let database = format!("{}_dev", taken.replace('-', "_"));
     let _foreign = ForeignDatabase(database.clone());
     run(
@@ -308,7 +301,7 @@ paved:
             (task, request)
         }
     };
-    let approved_name = format!("mod-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let approved_name = common::kit::unique_with("mod-");
     let (task, request) = waiting_task(
         json!({"name": approved_name, "environment": "dev", "owner": TEAM, "cost_center": "ENG-1234"}),
     )
@@ -338,7 +331,7 @@ paved:
 
     clock.step("6. cancelling the task cancels the paved request it waits on");
     let (task, request) = waiting_task(
-        json!({"name": format!("mod-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), "environment": "dev", "owner": TEAM, "cost_center": "ENG-1234"}),
+        json!({"name": common::kit::unique_with("mod-"), "environment": "dev", "owner": TEAM, "cost_center": "ENG-1234"}),
     )
     .await;
     let (code, c) = http

@@ -582,7 +582,7 @@ fn leads_approve_and_reject_from_the_command_line_and_watch_redraws_in_place() {
             .trim_end_matches(':')
             .to_owned()
     };
-    let unique = || format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let unique = || common::kit::unique_with("cli");
     let first = create(&unique());
 
     // Nobody approves their own request: refused with paved's reason, exit 1.

@@ -143,17 +143,13 @@ async fn a_mariadb_database_is_created_and_destroyed_through_terraform() {
         work.path(),
     ))
     .await;
-    let name = format!("tf{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = common::kit::unique_with("tf");
     let database = format!("{name}_dev");
     let _cleanup = MariaDbCleanup(database.clone());
 
     let id = app
         .as_("alice-token")
-        .order(
-            "mariadb-database",
-            json!({"name": name, "environment": "dev", "size": "small",
-                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
-        )
+        .order("mariadb-database", mariadb_values(&name, "dev", "small"))
         .await
         .created_id();
     let done = run_jobs_until_final(&app, &id).await;
@@ -613,7 +609,7 @@ async fn a_paved_killed_mid_apply_leaves_a_lock_the_next_claim_takes_over() {
     // The bundled offering, its create provisioner slowed down so the kill lands inside it.
     let templates = offering_edited("create.sh", "set -eu\n", "set -eu\nsleep 2\n");
     let work = tempfile::tempdir().unwrap();
-    let name = format!("tk{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = common::kit::unique_with("tk");
     let database = format!("{name}_dev");
     let _cleanup = MariaDbCleanup(database.clone());
 
@@ -631,9 +627,7 @@ async fn a_paved_killed_mid_apply_leaves_a_lock_the_next_claim_takes_over() {
     ready(&http, port).await;
     let r: Value = http
         .post(format!("{base}/requests"))
-        .json(&json!({"offering": "mariadb-database", "values": {
-            "name": name, "environment": "dev", "size": "small",
-            "owner": "group:default/team-a", "cost_center": "ENG-1234"}}))
+        .json(&json!({"offering": "mariadb-database", "values": mariadb_values(&name, "dev", "small")}))
         .send()
         .await
         .unwrap()
@@ -731,6 +725,12 @@ fn service_on(conn: &sea_orm::DatabaseConnection, key: &str) -> StateService {
 
 /// A copy of the bundled mariadb-database offering in a templates folder of its own, its
 /// module changed by `edit(file, text)`.
+/// The bundled MariaDB offering's form, filled for team-a.
+fn mariadb_values(name: &str, environment: &str, size: &str) -> Value {
+    json!({"name": name, "environment": environment, "size": size,
+           "owner": "group:default/team-a", "cost_center": "ENG-1234"})
+}
+
 /// How many state locks paved holds.
 async fn locks(conn: &sea_orm::DatabaseConnection) -> usize {
     terraform_lock::Entity::find()
@@ -810,16 +810,12 @@ async fn a_plan_that_would_destroy_a_protected_prod_resource_is_denied_before_ap
         "triggers_replace = [var.database, var.user, var.connection_limit]",
     );
     let app = app_with(&db.url, work.path(), 0, templates.path()).await;
-    let name = format!("tp{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = common::kit::unique_with("tp");
     let database = format!("{name}_prod");
     let _cleanup = MariaDbCleanup(database.clone());
     let id = app
         .as_("alice-token")
-        .order(
-            "mariadb-database",
-            json!({"name": name, "environment": "prod", "size": "small",
-                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
-        )
+        .order("mariadb-database", mariadb_values(&name, "prod", "small"))
         .await
         .created_id();
     let done = run_jobs_until_final(&app, &id).await;
@@ -890,10 +886,7 @@ deny contains {"rule": "plan_staging_frozen", "message": msg} if {
     let mut s = with_terraform(with_workers(common::settings(&db.url), 0), work.path());
     s.policies.dir = policies.path().to_owned();
     let app = TestApp::spawn(s).await;
-    let values = |env: &str, size: &str| {
-        json!({"name": "orders", "environment": env, "size": size,
-               "owner": "group:default/team-a", "cost_center": "ENG-1234"})
-    };
+    let values = |env: &str, size: &str| mariadb_values("orders", env, size);
 
     // The plan's resources are the estimate's lines, priced by the price book's terraform
     // section: the limits by their connection limit, the database at nothing of its own.
@@ -1008,8 +1001,7 @@ async fn an_estimate_whose_plan_fails_says_why_and_is_no_server_error() {
         .as_("alice-token")
         .estimate(
             "mariadb-database",
-            json!({"name": "orders", "environment": "dev", "size": "medium",
-                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
+            mariadb_values("orders", "dev", "medium"),
         )
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
@@ -1028,11 +1020,7 @@ async fn an_estimate_whose_plan_fails_says_why_and_is_no_server_error() {
     let app2 = TestApp::spawn(s).await;
     let r = app2
         .as_("alice-token")
-        .estimate(
-            "mariadb-database",
-            json!({"name": "orders", "environment": "dev", "size": "small",
-                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
-        )
+        .estimate("mariadb-database", mariadb_values("orders", "dev", "small"))
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     let msg = r.body["error"]["message"].as_str().unwrap_or_default();
@@ -1049,16 +1037,12 @@ async fn a_cancel_interrupts_the_apply_which_stops_cleanly_and_what_it_made_is_d
     // it, with something real already made.
     let templates = offering_edited("limits.sh", "set -eu\n", "set -eu\nsleep 60\n");
     let app = app_with(&db.url, work.path(), 1, templates.path()).await;
-    let name = format!("tc{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = common::kit::unique_with("tc");
     let database = format!("{name}_dev");
     let _cleanup = MariaDbCleanup(database.clone());
     let alice = app.as_("alice-token");
     let id = alice
-        .order(
-            "mariadb-database",
-            json!({"name": name, "environment": "dev", "size": "small",
-                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
-        )
+        .order("mariadb-database", mariadb_values(&name, "dev", "small"))
         .await
         .created_id();
     let mut inside = false;
@@ -1169,7 +1153,7 @@ async fn two_replicas_share_the_state_lock_one_holds_it_the_other_is_refused_unt
     // The limits' provisioner takes long enough for the other replica to try the state.
     let templates = offering_edited("limits.sh", "set -eu\n", "set -eu\nsleep 20\n");
     let (work_a, work_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let name = format!("tr{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = common::kit::unique_with("tr");
     let database = format!("{name}_dev");
     let _cleanup = MariaDbCleanup(database.clone());
     let get = |url: String| {
@@ -1191,9 +1175,7 @@ async fn two_replicas_share_the_state_lock_one_holds_it_the_other_is_refused_unt
     ready(&http, port_a).await;
     let r: Value = http
         .post(format!("{}/v1/requests", api(port_a)))
-        .json(&json!({"offering": "mariadb-database", "values": {
-            "name": name, "environment": "dev", "size": "small",
-            "owner": "group:default/team-a", "cost_center": "ENG-1234"}}))
+        .json(&json!({"offering": "mariadb-database", "values": mariadb_values(&name, "dev", "small")}))
         .send()
         .await
         .unwrap()
@@ -1337,16 +1319,12 @@ async fn drift_is_a_refresh_only_plan_which_the_built_in_provider_keeps_empty() 
         work.path(),
     ))
     .await;
-    let name = format!("td{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = common::kit::unique_with("td");
     let database = format!("{name}_dev");
     let _cleanup = MariaDbCleanup(database.clone());
     let alice = app.as_("alice-token");
     let id = alice
-        .order(
-            "mariadb-database",
-            json!({"name": name, "environment": "dev", "size": "small",
-                   "owner": "group:default/team-a", "cost_center": "ENG-1234"}),
-        )
+        .order("mariadb-database", mariadb_values(&name, "dev", "small"))
         .await
         .created_id();
     let done = run_jobs_until_final(&app, &id).await;
