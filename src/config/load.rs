@@ -70,18 +70,19 @@ impl Settings {
         // Each value is first taken as the text it is; only a setting that is not text (a
         // number, a flag, a list) reads it as a YAML scalar. So `0x1f` stays "0x1f" for a
         // plugin id, and `8080` is a number for a port. Inline lists and tables (`[…]`, `{…}`)
-        // are structure from the start. So is anything under `policies.data`: it has no type
-        // to fail against (Rego reads it as it is), so it reads as the same value would in the
-        // file, `0` a number, `true` a flag (`"0"` quoted stays text).
+        // are structure from the start.
         let mut typed: BTreeSet<usize> = overrides
             .iter()
             .enumerate()
-            .filter(|(_, (path, raw))| raw.trim_start().starts_with(['[', '{']) || is_data(path))
+            .filter(|(_, (_, raw))| raw.trim_start().starts_with(['[', '{']))
             .map(|(i, _)| i)
             .collect();
         let settings: Settings = loop {
             let mut attempt = tree.clone();
             for (i, (path, raw)) in overrides.iter().enumerate() {
+                // Anything under `policies.data` has no type to fail against (Rego reads it
+                // as it is): it reads as the same value would in the file, `0` a number,
+                // `true` a flag (`"0"` quoted stays text).
                 let v = if is_data(path) {
                     yaml_serde::from_str::<Value>(raw)
                         .unwrap_or_else(|_| Value::String(raw.clone()))
