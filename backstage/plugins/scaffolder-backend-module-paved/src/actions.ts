@@ -101,6 +101,11 @@ export function createProvisionAction(o: PavedActionsOptions) {
   });
 }
 
+/** Every field of `out` as the step's output (the remote action's answer, passed on as is). */
+function outputAll(output: unknown, out: Record<string, unknown>) {
+  for (const [k, v] of Object.entries(out)) (output as (k: string, v: unknown) => void)(k, v);
+}
+
 /** paved's own remote action of this name, invoked as the task's user (its output as is). */
 async function invokeRemote(call: ReturnType<typeof callAs>, pluginId: string, name: string, input: unknown) {
   const r = await call('POST', `/.backstage/actions/v1/actions/${encodeURIComponent(`${pluginId}:${name}`)}/invoke`, input);
@@ -148,7 +153,7 @@ export function createEstimateAction(o: PavedActionsOptions) {
       for (const l of (out.lineItems ?? []) as { label?: string; monthly?: number }[]) {
         if (l.label !== undefined) ctx.logger.info(`  ${l.label}: ${l.monthly ?? ''}`);
       }
-      for (const [k, v] of Object.entries(out)) (ctx.output as (k: string, v: unknown) => void)(k, v);
+      outputAll(ctx.output, out);
     },
   });
 }
@@ -185,7 +190,7 @@ export function createWaitAction(o: PavedActionsOptions) {
       // every key a real answer has, as paved's remote action answers then.
       if (ctx.isDryRun) {
         const placeholder = { requestId: 'dry-run', status: 'dry-run', final: true, requestUrl: '', resourceId: '', entityRef: '', entityUrl: '' };
-        for (const [k, v] of Object.entries(placeholder)) (ctx.output as (k: string, v: unknown) => void)(k, v);
+        outputAll(ctx.output, placeholder);
         return;
       }
       const call = callAs(o, () => ctx.getInitiatorCredentials());
@@ -199,7 +204,7 @@ export function createWaitAction(o: PavedActionsOptions) {
         signal: ctx.signal,
       });
       const out = await invokeRemote(call, o.pluginId, 'wait', ctx.input);
-      for (const [k, v] of Object.entries(out)) (ctx.output as (k: string, v: unknown) => void)(k, v);
+      outputAll(ctx.output, out);
     },
   });
 }
