@@ -950,10 +950,7 @@ impl TerraformDriver {
             plan.push("-destroy");
         }
         self.must(run, &plan, false).await?;
-        let shown = self.must(run, &["show", "-json", PLAN_FILE], false).await?;
-        let doc: Value = serde_json::from_str(&shown.stdout).map_err(|e| {
-            DriverError::Permanent(format!("terraform show -json printed no plan: {e}"))
-        })?;
+        let doc = self.show_plan(run).await?;
         let summary = PlanSummary::from_plan(&doc);
         self.say(run, "info", summary.describe()).await;
         // Policies see what will really change before anything does.
@@ -1040,9 +1037,12 @@ impl TerraformDriver {
             false,
         )
         .await?;
-        let shown = self
-            .must(&run, &["show", "-json", PLAN_FILE], false)
-            .await?;
+        self.show_plan(&run).await
+    }
+
+    /// `show -json` of the run's saved plan, parsed.
+    async fn show_plan(&self, run: &Run<'_>) -> Result<Value, DriverError> {
+        let shown = self.must(run, &["show", "-json", PLAN_FILE], false).await?;
         serde_json::from_str(&shown.stdout).map_err(|e| {
             DriverError::Permanent(format!("terraform show -json printed no plan: {e}"))
         })
@@ -1091,13 +1091,7 @@ impl TerraformDriver {
                     )));
                 }
             }
-            let shown = self
-                .must(&run, &["show", "-json", PLAN_FILE], false)
-                .await?;
-            let doc: Value = serde_json::from_str(&shown.stdout).map_err(|e| {
-                DriverError::Permanent(format!("terraform show -json printed no plan: {e}"))
-            })?;
-            Ok(drift_differences(&doc))
+            Ok(drift_differences(&self.show_plan(&run).await?))
         }
         .await;
         run.close().await;
